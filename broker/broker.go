@@ -1,0 +1,498 @@
+package broker
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Config wires a Broker. Every field but Approvals, Binder, Logger, Now and
+// MaxArgsBytes is required: a broker without policy, masking or a recorder
+// does not start.
+type Config struct {
+	Catalog  Catalog
+	Targets  map[string]Executor
+	Auth     Authenticator
+	Graphs   GraphAccess
+	Policy   Decider
+	Binder   Binder
+	Masker   Masker
+	Recorder Recorder
+	// Approvals gates approve decisions. Without it, an approve decision
+	// is refused (fail closed), never run.
+	Approvals Approvals
+	Logger    *zap.Logger
+	Now       func() time.Time
+	// RecordResults stores the (masked) result in the audit record
+	// (recordings.results: masked).
+	RecordResults bool
+	// MaxArgsBytes caps the size of a call's arguments; 0 means 1 MiB.
+	MaxArgsBytes int
+	// MaxArgsDepth caps the nesting of a call's arguments; 0 means 32.
+	MaxArgsDepth int
+}
+
+// Validate reports what is missing.
+func (c Config) Validate() error {
+	var missing []string
+	if c.Catalog == nil {
+		missing = append(missing, "Catalog")
+	}
+	if c.Auth == nil {
+		missing = append(missing, "Auth")
+	}
+	if c.Graphs == nil {
+		missing = append(missing, "Graphs")
+	}
+	if c.Policy == nil {
+		missing = append(missing, "Policy")
+	}
+	if c.Masker == nil {
+		missing = append(missing, "Masker")
+	}
+	if c.Recorder == nil {
+		missing = append(missing, "Recorder")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("broker config: missing %v", missing)
+	}
+	return nil
+}
+
+// Broker is the pipeline. It is safe for concurrent use; Reload swaps its
+// configuration atomically, so a call sees one whole configuration.
+type Broker struct {
+	cfg atomic.Pointer[Config]
+}
+
+// New returns a Broker for a valid config.
+func New(cfg Config) (*Broker, error) {
+	b := &Broker{}
+	if err := b.Reload(cfg); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// Reload replaces the configuration atomically. An invalid config is
+// refused and the old one keeps serving.
+func (b *Broker) Reload(cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.MaxArgsBytes <= 0 {
+		cfg.MaxArgsBytes = 1 << 20
+	}
+	if cfg.MaxArgsDepth <= 0 {
+		cfg.MaxArgsDepth = 32
+	}
+	b.cfg.Store(&cfg)
+	return nil
+}
+
+func (b *Broker) config() *Config { return b.cfg.Load() }
+
+// Identify authenticates credentials and establishes the caller's LangGraph
+// context. It is the only way to make a Caller that Call accepts.
+func (b *Broker) Identify(ctx context.Context, cr Credentials) (Caller, error) {
+	cfg := b.config()
+	if cr.Malformed {
+		return Caller{}, Errorf(CodeUnauthenticated, "the Authorization header must be \"Bearer <token>\"")
+	}
+	if cr.Token == "" {
+		return Caller{}, Errorf(CodeUnauthenticated, "a bearer token is required (an API key, an OIDC token or a grant token)")
+	}
+	p, binding, err := cfg.Auth.Authenticate(ctx, cr.Token)
+	if err != nil {
+		if CodeOf(err) == CodeUnauthenticated {
+			return Caller{}, err
+		}
+		e, id := AsError(err)
+		cfg.Logger.Error("authentication failed", zap.String("incident", id), zap.Error(e.Cause))
+		return Caller{}, Wrap(CodeUnauthenticated, err, "the credential could not be verified")
+	}
+	c := Caller{Principal: p, verified: true}
+	if binding != nil {
+		if err := checkBinding(cr.Claimed, binding); err != nil {
+			return Caller{}, err
+		}
+		c.Binding = binding
+		c.Context = Context{Graph: binding.Graph, Node: binding.Node, Run: binding.Run, Thread: binding.Thread, ToolCallID: cr.Claimed.ToolCallID}
+		if c.Thread == "" {
+			c.Thread = cr.Claimed.Thread
+		}
+		return c, nil
+	}
+	c.Context = cr.Claimed
+	if c.Node != "" && c.Graph == "" {
+		return Caller{}, Errorf(CodeInvalidRequest, "%s requires %s", HeaderNode, HeaderGraph)
+	}
+	if c.Graph != "" && !cfg.Graphs.MayActAs(p, c.Graph) {
+		return Caller{}, Errorf(CodeForbidden, "principal %s may not act as graph %q", p.Subject, c.Graph)
+	}
+	return c, nil
+}
+
+// checkBinding refuses headers that contradict a grant token.
+func checkBinding(claimed Context, bd *Binding) error {
+	for _, f := range []struct{ header, claimed, bound string }{
+		{HeaderGraph, claimed.Graph, bd.Graph},
+		{HeaderNode, claimed.Node, bd.Node},
+		{HeaderRun, claimed.Run, bd.Run},
+		{HeaderThread, claimed.Thread, bd.Thread},
+	} {
+		if f.claimed != "" && f.bound != "" && f.claimed != f.bound {
+			return Errorf(CodeForbidden, "%s %q contradicts the grant token, which is bound to %q", f.header, f.claimed, f.bound)
+		}
+	}
+	return nil
+}
+
+// ListTools returns the tools the caller may call, sorted by name.
+func (b *Broker) ListTools(ctx context.Context, c Caller) ([]*Tool, error) {
+	if !c.verified {
+		return nil, Errorf(CodeUnauthenticated, "caller was not identified")
+	}
+	cfg := b.config()
+	var out []*Tool
+	for _, t := range cfg.Catalog.Tools() {
+		if cfg.Policy.Visible(c, t) {
+			out = append(out, t)
+		}
+	}
+	return out, nil
+}
+
+// Call is one tool call as a front door hands it to the broker.
+type Call struct {
+	Caller Caller
+	// Door names the front door: "mcp", "http", "stdio".
+	Door string
+	Tool string
+	// Args is the raw JSON arguments object; empty means {}.
+	Args json.RawMessage
+	// ApprovalID is the approval the caller resumes (X-Toolgate-Approval).
+	ApprovalID  string
+	TraceParent string
+}
+
+// Pending describes a call held for approval. The action was NOT performed.
+type Pending struct {
+	Status     string    `json:"status"`
+	ApprovalID string    `json:"approval_id"`
+	ExpiresAt  time.Time `json:"expires_at"`
+	Message    string    `json:"message"`
+}
+
+// Result is a call's answer: exactly one of Value or Pending is set.
+type Result struct {
+	CallID string
+	// Value is the masked result document.
+	Value   json.RawMessage
+	Rows    int
+	Pending *Pending
+}
+
+// Call runs one call through the whole pipeline. Refusals and failures are
+// *Error values with a stable code and a safe message.
+func (b *Broker) Call(ctx context.Context, call Call) (Result, error) {
+	cfg := b.config()
+	start := cfg.Now()
+	ev := Event{
+		ID:      newID("call"),
+		Time:    start,
+		Kind:    EventToolCall,
+		Door:    call.Door,
+		Tool:    call.Tool,
+		TraceID: traceID(call.TraceParent),
+	}
+	res, err := b.run(ctx, cfg, call, &ev)
+	ev.DurationMS = float64(cfg.Now().Sub(start).Microseconds()) / 1000
+	res.CallID = ev.ID
+	if err != nil {
+		e, incident := AsError(err)
+		if incident != "" {
+			cfg.Logger.Error("call failed", zap.String("incident", incident), zap.String("tool", call.Tool), zap.String("error", cfg.Masker.MaskText(e.Cause.Error())))
+		}
+		ev.ErrorCode = string(e.Code)
+		ev.Error = cfg.Masker.MaskText(e.Message)
+		if ev.Status == "" {
+			ev.Status = StatusError
+		}
+		err = e
+		res = Result{CallID: ev.ID}
+	}
+	if rerr := cfg.Recorder.Record(ctx, ev); rerr != nil {
+		cfg.Logger.Error("audit record failed; refusing to answer", zap.String("call", ev.ID), zap.Error(rerr))
+		return Result{CallID: ev.ID}, Wrap(CodeAuditUnavailable, rerr, "the audit store is unavailable, so the call's result is withheld; retry later")
+	}
+	return res, err
+}
+
+func (b *Broker) run(ctx context.Context, cfg *Config, call Call, ev *Event) (Result, error) {
+	c := call.Caller
+	if !c.verified {
+		ev.Status = StatusDenied
+		return Result{}, Errorf(CodeUnauthenticated, "caller was not identified")
+	}
+	ev.Principal, ev.AuthMethod, ev.TokenID = c.Principal.Subject, string(c.Principal.Method), c.Principal.TokenID
+	ev.Graph, ev.Node, ev.Run, ev.Thread, ev.ToolCallID = c.Graph, c.Node, c.Run, c.Thread, c.ToolCallID
+
+	tool, ok := cfg.Catalog.Lookup(call.Tool)
+	if !ok || !cfg.Policy.Visible(c, tool) {
+		// A tool the caller may not see is reported as unknown only when it
+		// does not exist at all; otherwise the refusal says it is forbidden.
+		ev.Status = StatusDenied
+		if !ok {
+			return Result{}, Errorf(CodeUnknownTool, "no tool named %q", call.Tool)
+		}
+		ev.Target = tool.Target
+		ev.Decision, ev.Rule = string(EffectDeny), "default"
+		return Result{}, Errorf(CodeForbidden, "node %q of graph %q may not call tool %q", c.Node, c.Graph, call.Tool)
+	}
+	ev.Target = tool.Target
+
+	args, err := decodeArgs(call.Args, cfg.MaxArgsBytes, cfg.MaxArgsDepth)
+	if err != nil {
+		ev.Status = StatusDenied
+		return Result{}, err
+	}
+	if cfg.Binder != nil {
+		bound, err := cfg.Binder.Bound(c, tool)
+		if err != nil {
+			ev.Status = StatusDenied
+			return Result{}, err
+		}
+		for name, v := range bound {
+			if given, ok := args[name]; ok && !sameJSON(given, v) {
+				ev.Status = StatusDenied
+				return Result{}, &Error{Code: CodeForbidden, Field: name, Message: fmt.Sprintf("argument %q is bound to the grant scope and may not be set to another value", name)}
+			}
+			args[name] = v
+		}
+	}
+	canonical, _ := json.Marshal(args) // map keys sort: canonical for our purposes
+	sum := sha256.Sum256(canonical)
+	ev.ArgsHash = hex.EncodeToString(sum[:])
+	if ev.Args, err = cfg.Masker.MaskRecord(canonical); err != nil {
+		return Result{}, Wrap(CodeInternal, err, "the arguments could not be masked for the audit record, so the call is refused")
+	}
+
+	if err := tool.Spec.ValidateArgs(args); err != nil {
+		ev.Status = StatusDenied
+		return Result{}, err
+	}
+
+	dec, err := cfg.Policy.Decide(ctx, Request{Caller: c, Tool: tool, Args: args, Now: cfg.Now()})
+	if err != nil {
+		ev.Status = StatusDenied
+		if CodeOf(err) == CodeInternal {
+			return Result{}, Wrap(CodeForbidden, err, "policy could not decide this call, so it is refused")
+		}
+		return Result{}, err
+	}
+	ev.Decision, ev.Rule, ev.PolicyVersion = string(dec.Effect), dec.Rule, dec.PolicyVersion
+	switch dec.Effect {
+	case EffectAllow:
+	case EffectApprove:
+		if cfg.Approvals == nil {
+			ev.Status = StatusDenied
+			return Result{}, Errorf(CodeForbidden, "tool %q needs approval (%s) but no approval channel is configured, so the call is refused", tool.Name, dec.Rule)
+		}
+		out, err := cfg.Approvals.Await(ctx, ApprovalRequest{Caller: c, Tool: tool, Args: args, ArgsHash: ev.ArgsHash, Decision: dec, ResumeID: call.ApprovalID})
+		if err != nil {
+			ev.Status = StatusDenied
+			return Result{}, err
+		}
+		ev.ApprovalID = out.ID
+		switch out.Status {
+		case ApprovalApproved:
+		case ApprovalPending:
+			ev.Status = StatusPending
+			return Result{Pending: &Pending{
+				Status:     string(CodeApprovalPending),
+				ApprovalID: out.ID,
+				ExpiresAt:  out.ExpiresAt,
+				Message:    fmt.Sprintf("The action was NOT performed: tool %s is waiting for approval %s (until %s). Call again with the same arguments once it is approved.", tool.Name, out.ID, out.ExpiresAt.UTC().Format(time.RFC3339)),
+			}}, nil
+		case ApprovalExpired:
+			ev.Status = StatusDenied
+			return Result{}, Errorf(CodeApprovalExpired, "approval %s expired before a decision; the action was not performed", out.ID)
+		default:
+			ev.Status = StatusDenied
+			msg := fmt.Sprintf("approval %s was %s; the action was not performed", out.ID, out.Status)
+			if out.Reason != "" {
+				msg += ": " + out.Reason
+			}
+			return Result{}, &Error{Code: CodeApprovalDenied, Message: cfg.Masker.MaskText(msg)}
+		}
+	default:
+		ev.Status = StatusDenied
+		msg := fmt.Sprintf("policy %s denies tool %q for node %q", dec.Rule, tool.Name, c.Node)
+		if dec.Reason != "" {
+			msg += ": " + dec.Reason
+		}
+		return Result{}, Errorf(CodeForbidden, "%s", msg)
+	}
+
+	op, err := tool.Spec.Operation(args)
+	if err != nil {
+		return Result{}, err
+	}
+	op.Target = tool.Target
+	op.Comment = map[string]string{"graph": c.Graph, "node": c.Node, "run": c.Run}
+	if call.TraceParent != "" {
+		op.Comment["traceparent"] = call.TraceParent
+	}
+	exec, ok := cfg.Targets[tool.Target]
+	if !ok {
+		return Result{}, Errorf(CodeTargetUnavailable, "target %q of tool %q is not configured", tool.Target, tool.Name)
+	}
+	execStart := cfg.Now()
+	out, err := exec.Execute(ctx, op)
+	ev.ExecMS = float64(cfg.Now().Sub(execStart).Microseconds()) / 1000
+	if err != nil {
+		var e *Error
+		if errors.As(err, &e) {
+			// Target errors can echo values: mask before anyone sees them.
+			return Result{}, &Error{Code: e.Code, Message: cfg.Masker.MaskText(e.Message), Field: e.Field, Cause: e.Cause}
+		}
+		return Result{}, err
+	}
+	masked, stats, err := cfg.Masker.MaskResult(tool, out.Value)
+	if err != nil {
+		return Result{}, Wrap(CodeInternal, err, "the result could not be masked, so it is withheld")
+	}
+	ev.Status = StatusOK
+	ev.Rows, ev.Bytes, ev.Masked = out.Rows, len(masked), stats
+	if cfg.RecordResults {
+		if ev.Result, err = cfg.Masker.MaskRecord(masked); err != nil {
+			return Result{}, Wrap(CodeInternal, err, "the result could not be masked for the audit record, so it is withheld")
+		}
+	}
+	return Result{Value: masked, Rows: out.Rows}, nil
+}
+
+// decodeArgs decodes a JSON object of arguments, numbers as json.Number.
+func decodeArgs(raw json.RawMessage, maxBytes, maxDepth int) (map[string]any, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
+		return map[string]any{}, nil
+	}
+	if len(raw) > maxBytes {
+		return nil, Errorf(CodePayloadTooLarge, "arguments are %d bytes; the limit is %d", len(raw), maxBytes)
+	}
+	if raw[0] != '{' {
+		return nil, Errorf(CodeInvalidArguments, "arguments must be a JSON object")
+	}
+	if d := jsonDepth(raw); d > maxDepth {
+		return nil, Errorf(CodeInvalidArguments, "arguments nest deeper than %d levels", maxDepth)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var args map[string]any
+	if err := dec.Decode(&args); err != nil {
+		return nil, Errorf(CodeInvalidArguments, "arguments are not valid JSON: %s", jsonErrorText(err))
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, Errorf(CodeInvalidArguments, "arguments have trailing data after the JSON object")
+	}
+	return args, nil
+}
+
+// jsonDepth returns the maximum nesting of brackets outside strings.
+func jsonDepth(raw []byte) int {
+	depth, max, inStr, esc := 0, 0, false, false
+	for _, ch := range raw {
+		switch {
+		case esc:
+			esc = false
+		case inStr && ch == '\\':
+			esc = true
+		case ch == '"':
+			inStr = !inStr
+		case inStr:
+		case ch == '{' || ch == '[':
+			depth++
+			if depth > max {
+				max = depth
+			}
+		case ch == '}' || ch == ']':
+			depth--
+		}
+	}
+	return max
+}
+
+func jsonErrorText(err error) string {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Sprintf("syntax error at byte %d", se.Offset)
+	}
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return fmt.Sprintf("%s cannot hold %s", te.Field, te.Value)
+	}
+	return "malformed JSON"
+}
+
+// sameJSON reports whether two decoded JSON values are equal, comparing
+// numbers by value.
+func sameJSON(a, b any) bool {
+	ja, err1 := json.Marshal(a)
+	jb, err2 := json.Marshal(b)
+	if err1 != nil || err2 != nil {
+		return reflect.DeepEqual(a, b)
+	}
+	var na, nb any
+	_ = json.Unmarshal(ja, &na)
+	_ = json.Unmarshal(jb, &nb)
+	return reflect.DeepEqual(na, nb)
+}
+
+// newID returns a random id with a prefix.
+func newID(prefix string) string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return prefix + "_" + hex.EncodeToString(b[:])
+}
+
+// NewID returns a random id with a prefix, for packages that mint records.
+func NewID(prefix string) string { return newID(prefix) }
+
+// traceID extracts the trace id from a W3C traceparent, or starts one.
+func traceID(traceparent string) string {
+	// traceparent: version-traceid-parentid-flags
+	if len(traceparent) == 55 && traceparent[2] == '-' && traceparent[35] == '-' {
+		return traceparent[3:35]
+	}
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Pipeline is the broker as front doors and passthrough proxies see it.
+type Pipeline interface {
+	Identify(ctx context.Context, cr Credentials) (Caller, error)
+	ListTools(ctx context.Context, c Caller) ([]*Tool, error)
+	Call(ctx context.Context, call Call) (Result, error)
+}
+
+var _ Pipeline = (*Broker)(nil)

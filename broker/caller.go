@@ -1,0 +1,111 @@
+package broker
+
+import "time"
+
+// AuthMethod says how a principal proved who it is.
+type AuthMethod string
+
+// The authentication methods.
+const (
+	AuthAPIKey AuthMethod = "api_key"
+	AuthOIDC   AuthMethod = "oidc"
+	AuthGrant  AuthMethod = "grant"
+	// AuthLocal is the local stdio front door: the operator who started the
+	// process, identified by configuration, not by a token.
+	AuthLocal AuthMethod = "local"
+)
+
+// Principal is who is calling, as proven by a credential.
+type Principal struct {
+	// Subject is the principal name: "key:<name>", "user:<email|sub>",
+	// "client:<azp>", "grant:<id>".
+	Subject string `json:"subject"`
+	Email   string `json:"email,omitempty"`
+	// Groups are the principal's groups, without the "group:" prefix.
+	Groups []string   `json:"groups,omitempty"`
+	Method AuthMethod `json:"auth_method"`
+	// TokenID identifies the credential (API key name, JWT id, grant id),
+	// never the credential itself.
+	TokenID string `json:"token_id,omitempty"`
+}
+
+// Names returns every principal name this principal answers to: its subject,
+// "group:<g>" for each group, and "user:<email>" when an email is known.
+func (p Principal) Names() []string {
+	names := make([]string, 0, 2+len(p.Groups))
+	names = append(names, p.Subject)
+	if p.Email != "" && p.Subject != "user:"+p.Email {
+		names = append(names, "user:"+p.Email)
+	}
+	for _, g := range p.Groups {
+		names = append(names, "group:"+g)
+	}
+	return names
+}
+
+// Binding is what a grant token fixes about its bearer: these values cannot
+// be overridden by headers or arguments.
+type Binding struct {
+	GrantID   string         `json:"grant_id"`
+	Graph     string         `json:"graph"`
+	Node      string         `json:"node"`
+	Run       string         `json:"run"`
+	Thread    string         `json:"thread,omitempty"`
+	Scope     map[string]any `json:"scope,omitempty"`
+	ExpiresAt time.Time      `json:"expires_at"`
+}
+
+// Context is the LangGraph context of a call, as claimed by X-Toolgate-*
+// headers (or fixed by a grant).
+type Context struct {
+	Graph string `json:"graph,omitempty"`
+	// Node is the node path, e.g. "triage" or "supervisor/research".
+	Node       string `json:"node,omitempty"`
+	Run        string `json:"run,omitempty"`
+	Thread     string `json:"thread,omitempty"`
+	ToolCallID string `json:"tool_call_id,omitempty"`
+}
+
+// Header names carrying the LangGraph context (DESIGN §3).
+const (
+	HeaderGraph      = "X-Toolgate-Graph"
+	HeaderNode       = "X-Toolgate-Node"
+	HeaderRun        = "X-Toolgate-Run"
+	HeaderThread     = "X-Toolgate-Thread"
+	HeaderToolCallID = "X-Toolgate-Tool-Call-Id"
+	HeaderApproval   = "X-Toolgate-Approval"
+)
+
+// Credentials are what a front door extracted from a request, unverified.
+type Credentials struct {
+	// Token is the bearer token, "" when none was presented. It must never
+	// be logged.
+	Token string
+	// Malformed is set when an Authorization header was present but not a
+	// well-formed bearer credential.
+	Malformed bool
+	// Claimed is the LangGraph context the request claims.
+	Claimed Context
+}
+
+// Caller is an identified caller: a verified principal plus its LangGraph
+// context. Only Broker.Identify makes a Caller that Broker.Call accepts.
+type Caller struct {
+	Principal Principal `json:"principal"`
+	Context
+	// Binding is set when the caller presented a grant token.
+	Binding *Binding `json:"binding,omitempty"`
+
+	verified bool
+}
+
+// Verified reports whether the caller came from Broker.Identify.
+func (c Caller) Verified() bool { return c.verified }
+
+// Scope is the grant scope, nil without a grant.
+func (c Caller) Scope() map[string]any {
+	if c.Binding == nil {
+		return nil
+	}
+	return c.Binding.Scope
+}

@@ -1,0 +1,88 @@
+package broker
+
+import (
+	"context"
+	"time"
+)
+
+// Effect is what policy decided.
+type Effect string
+
+// The effects, in increasing precedence: deny > approve > allow.
+const (
+	EffectAllow   Effect = "allow"
+	EffectApprove Effect = "approve"
+	EffectDeny    Effect = "deny"
+)
+
+// Decision is a policy decision. Every decision names the rule that made it.
+type Decision struct {
+	Effect Effect `json:"effect"`
+	// Rule is the config path of the deciding rule, e.g.
+	// "graphs.support-bot.nodes.refund.rules[0]", or "default" for
+	// default deny.
+	Rule   string `json:"rule"`
+	Reason string `json:"reason,omitempty"`
+	// PolicyVersion is a hash of the loaded policy.
+	PolicyVersion string `json:"policy_version,omitempty"`
+	// Approvers and MinApprovals apply to EffectApprove.
+	Approvers    []string      `json:"approvers,omitempty"`
+	MinApprovals int           `json:"min_approvals,omitempty"`
+	Timeout      time.Duration `json:"timeout,omitempty"`
+	// Bind maps argument names to the values forced from the grant scope.
+	Bind map[string]any `json:"-"`
+}
+
+// Request is what policy decides on.
+type Request struct {
+	Caller Caller
+	Tool   *Tool
+	Args   map[string]any
+	Now    time.Time
+}
+
+// Decider is policy as the broker sees it.
+type Decider interface {
+	// Decide decides one call. An error means policy could not answer; the
+	// broker then refuses the call.
+	Decide(ctx context.Context, req Request) (Decision, error)
+	// Visible reports whether the caller may see the tool in a listing.
+	Visible(caller Caller, tool *Tool) bool
+}
+
+// Binder forces arguments from a grant scope (DESIGN §5 bind).
+type Binder interface {
+	// Bound returns the arguments of tool that the caller's node binds,
+	// with their values from the caller's scope. An error means a bound
+	// value could not be resolved; the call is refused.
+	Bound(caller Caller, tool *Tool) (map[string]any, error)
+}
+
+// GraphAccess decides whether a principal may act as a graph (send its
+// X-Toolgate-Graph) and whether that graph has such a node.
+type GraphAccess interface {
+	MayActAs(p Principal, graph string) bool
+}
+
+// Authenticator verifies a bearer token.
+type Authenticator interface {
+	// Authenticate returns the principal the token proves and, for a grant
+	// token, its binding. Any failure is an *Error with
+	// CodeUnauthenticated; the message never contains the token.
+	Authenticate(ctx context.Context, token string) (Principal, *Binding, error)
+}
+
+// Masker masks values before they leave the broker.
+type Masker interface {
+	// MaskResult masks a tool's result document.
+	MaskResult(tool *Tool, doc []byte) ([]byte, MaskStats, error)
+	// MaskRecord masks a JSON document bound for a recording or a log
+	// line (arguments, results): every detector applies, email included.
+	MaskRecord(doc []byte) ([]byte, error)
+	// MaskText masks free text (error messages, log lines) with the
+	// detectors.
+	MaskText(s string) string
+}
+
+// MaskStats counts masked values by rule or detector, never the values.
+type MaskStats map[string]int

@@ -1,0 +1,141 @@
+package broker
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+)
+
+// Code is a stable, machine-readable reason for a refusal or failure. Codes
+// are part of the external contract: clients switch on them.
+type Code string
+
+// The stable error codes (DESIGN §10).
+const (
+	CodeUnauthenticated   Code = "unauthenticated"
+	CodeForbidden         Code = "forbidden"
+	CodeInvalidArguments  Code = "invalid_arguments"
+	CodeInvalidRequest    Code = "invalid_request"
+	CodeUnknownTool       Code = "unknown_tool"
+	CodeNotFound          Code = "not_found"
+	CodePayloadTooLarge   Code = "payload_too_large"
+	CodeApprovalPending   Code = "approval_pending"
+	CodeApprovalDenied    Code = "approval_denied"
+	CodeApprovalExpired   Code = "approval_expired"
+	CodeBudgetExceeded    Code = "budget_exceeded"
+	CodeTargetUnavailable Code = "target_unavailable"
+	CodeTargetError       Code = "target_error"
+	CodeTimeout           Code = "timeout"
+	CodeAuditUnavailable  Code = "audit_unavailable"
+	CodeUnavailable       Code = "unavailable"
+	CodeInternal          Code = "internal"
+)
+
+// HTTPStatus is the HTTP status a front door answers with for the code.
+func (c Code) HTTPStatus() int {
+	switch c {
+	case CodeUnauthenticated:
+		return http.StatusUnauthorized
+	case CodeForbidden, CodeApprovalDenied:
+		return http.StatusForbidden
+	case CodeInvalidArguments, CodeInvalidRequest:
+		return http.StatusBadRequest
+	case CodeUnknownTool, CodeNotFound:
+		return http.StatusNotFound
+	case CodePayloadTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case CodeApprovalPending:
+		return http.StatusAccepted
+	case CodeApprovalExpired:
+		return http.StatusGone
+	case CodeBudgetExceeded:
+		return http.StatusTooManyRequests
+	case CodeTargetUnavailable, CodeAuditUnavailable, CodeUnavailable:
+		return http.StatusServiceUnavailable
+	case CodeTargetError:
+		return http.StatusBadGateway
+	case CodeTimeout:
+		return http.StatusGatewayTimeout
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+// Error is a refusal or failure with a stable code and a message that is safe
+// to show an agent: it never contains a secret, a token or an unmasked value.
+// The wrapped cause is for logs only (after masking) and is never shown.
+type Error struct {
+	Code    Code
+	Message string
+	// Field names the offending input (an argument, a config path, a header)
+	// when there is one.
+	Field string
+	// Cause is the underlying error. It is not part of Error() and is never
+	// sent to a client.
+	Cause error
+}
+
+// Error returns "code: message", safe to show.
+func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }
+
+// Unwrap returns the cause.
+func (e *Error) Unwrap() error { return e.Cause }
+
+// Is reports whether target is an *Error with the same code, so
+// errors.Is(err, broker.ErrForbidden) works.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Message == "" && t.Code == e.Code
+}
+
+// Sentinel values for errors.Is comparisons by code.
+var (
+	ErrUnauthenticated   = &Error{Code: CodeUnauthenticated}
+	ErrForbidden         = &Error{Code: CodeForbidden}
+	ErrInvalidArguments  = &Error{Code: CodeInvalidArguments}
+	ErrUnknownTool       = &Error{Code: CodeUnknownTool}
+	ErrTargetUnavailable = &Error{Code: CodeTargetUnavailable}
+	ErrAuditUnavailable  = &Error{Code: CodeAuditUnavailable}
+	ErrBudgetExceeded    = &Error{Code: CodeBudgetExceeded}
+)
+
+// Errorf returns an *Error with a formatted safe message.
+func Errorf(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// Wrap returns an *Error with a safe message and a private cause.
+func Wrap(code Code, cause error, message string) *Error {
+	return &Error{Code: code, Message: message, Cause: cause}
+}
+
+// AsError converts any error into an *Error safe to show. An error that is
+// already an *Error is returned as is; anything else becomes an internal
+// error whose message carries only an id. The id is returned so the caller
+// can log the cause under it.
+func AsError(err error) (e *Error, incidentID string) {
+	if err == nil {
+		return nil, ""
+	}
+	if errors.As(err, &e) {
+		return e, ""
+	}
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	incidentID = hex.EncodeToString(b[:])
+	return &Error{Code: CodeInternal, Message: "internal error (incident " + incidentID + ")", Cause: err}, incidentID
+}
+
+// CodeOf returns the code of err, CodeInternal for a foreign error and "" for nil.
+func CodeOf(err error) Code {
+	if err == nil {
+		return ""
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return CodeInternal
+}

@@ -1,0 +1,197 @@
+// Package config is toolgate's configuration document (toolgate.yaml) as
+// plain Go structs, plus loading: ${ENV} substitution, validation against
+// the shipped JSON Schema, and a list of every problem with file, path and
+// reason.
+//
+// The structs are the contract of DESIGN §4. Packages do not read YAML or
+// environment variables themselves: cmd/toolgate loads a Config here and
+// hands each package the typed values it needs. Config must never log a
+// resolved secret.
+package config
+
+import "time"
+
+// Config is the whole toolgate.yaml document.
+type Config struct {
+	Listen      string            `yaml:"listen" json:"listen,omitempty"`
+	PublicURL   string            `yaml:"public_url" json:"public_url,omitempty"`
+	Store       Store             `yaml:"store" json:"store"`
+	Auth        Auth              `yaml:"auth" json:"auth"`
+	Targets     map[string]Target `yaml:"targets" json:"targets,omitempty"`
+	ToolsDir    string            `yaml:"tools_dir" json:"tools_dir,omitempty"`
+	Graphs      map[string]Graph  `yaml:"graphs" json:"graphs,omitempty"`
+	Approvals   Approvals         `yaml:"approvals" json:"approvals"`
+	Masking     Masking           `yaml:"masking" json:"masking"`
+	Recordings  Recordings        `yaml:"recordings" json:"recordings"`
+	Passthrough Passthrough       `yaml:"passthrough" json:"passthrough"`
+	Limits      Limits            `yaml:"limits" json:"limits"`
+
+	// File is the path the config was loaded from; relative paths inside
+	// it (tools_dir, store.path, target paths) resolve against its folder.
+	File string `yaml:"-" json:"-"`
+}
+
+// Store is where grants, approvals, budgets and recordings live.
+type Store struct {
+	Driver string `yaml:"driver" json:"driver,omitempty"` // sqlite | postgres
+	Path   string `yaml:"path" json:"path,omitempty"`     // sqlite
+	DSN    string `yaml:"dsn" json:"-"`                   // postgres; secret
+}
+
+// Auth configures how callers authenticate.
+type Auth struct {
+	OIDC    *OIDC    `yaml:"oidc" json:"oidc,omitempty"`
+	APIKeys []APIKey `yaml:"api_keys" json:"api_keys,omitempty"`
+	// Auditors are principals allowed to read recordings over HTTP.
+	Auditors []string `yaml:"auditors" json:"auditors,omitempty"`
+	// GrantMaxTTL caps the TTL of JIT grants.
+	GrantMaxTTL Duration `yaml:"grant_max_ttl" json:"grant_max_ttl,omitempty"`
+}
+
+// OIDC configures the OIDC issuer whose tokens are accepted.
+type OIDC struct {
+	Issuer      string   `yaml:"issuer" json:"issuer"`
+	Audience    string   `yaml:"audience" json:"audience"`
+	GroupsClaim string   `yaml:"groups_claim" json:"groups_claim,omitempty"`
+	Algorithms  []string `yaml:"algorithms" json:"algorithms,omitempty"`
+}
+
+// APIKey is an API key, stored only as the SHA-256 of the key.
+type APIKey struct {
+	Name   string `yaml:"name" json:"name"`
+	SHA256 string `yaml:"sha256" json:"sha256"`
+}
+
+// Target is a privileged backend.
+type Target struct {
+	Kind             string            `yaml:"kind" json:"kind"` // postgres | sqlite | http
+	DSN              string            `yaml:"dsn" json:"-"`     // postgres; secret
+	Path             string            `yaml:"path" json:"path,omitempty"`
+	ReadOnly         bool              `yaml:"read_only" json:"read_only,omitempty"`
+	MaxRows          int               `yaml:"max_rows" json:"max_rows,omitempty"`
+	StatementTimeout Duration          `yaml:"statement_timeout" json:"statement_timeout,omitempty"`
+	MaxConns         int               `yaml:"max_conns" json:"max_conns,omitempty"`
+	BaseURL          string            `yaml:"base_url" json:"base_url,omitempty"`
+	Headers          map[string]string `yaml:"headers" json:"-"` // secret values
+	Timeout          Duration          `yaml:"timeout" json:"timeout,omitempty"`
+	MaxResponseBytes int64             `yaml:"max_response_bytes" json:"max_response_bytes,omitempty"`
+	// Mask maps "table.column" (passthrough) or gjson paths to actions.
+	Mask map[string]string `yaml:"mask" json:"mask,omitempty"`
+	// Detectors switches detectors off (or on) for this target.
+	Detectors map[string]bool `yaml:"detectors" json:"detectors,omitempty"`
+}
+
+// Graph is one LangGraph graph's policy.
+type Graph struct {
+	Principals  []string        `yaml:"principals" json:"principals,omitempty"`
+	ScopeSchema map[string]any  `yaml:"scope_schema" json:"scope_schema,omitempty"`
+	Budgets     Budgets         `yaml:"budgets" json:"budgets,omitempty"`
+	Rules       []Rule          `yaml:"rules" json:"rules,omitempty"`
+	Nodes       map[string]Node `yaml:"nodes" json:"nodes,omitempty"`
+}
+
+// Node is one node's (or node-path glob's) policy.
+type Node struct {
+	Allow       []string                     `yaml:"allow" json:"allow,omitempty"`
+	Bind        map[string]map[string]string `yaml:"bind" json:"bind,omitempty"`
+	Rules       []Rule                       `yaml:"rules" json:"rules,omitempty"`
+	Budgets     Budgets                      `yaml:"budgets" json:"budgets,omitempty"`
+	Passthrough map[string]PassthroughPolicy `yaml:"passthrough" json:"passthrough,omitempty"`
+}
+
+// Rule refines a node's or graph's policy.
+type Rule struct {
+	Tool         string   `yaml:"tool" json:"tool,omitempty"`
+	When         string   `yaml:"when" json:"when,omitempty"`
+	Effect       string   `yaml:"effect" json:"effect"`
+	Reason       string   `yaml:"reason" json:"reason,omitempty"`
+	Approvers    []string `yaml:"approvers" json:"approvers,omitempty"`
+	MinApprovals int      `yaml:"min_approvals" json:"min_approvals,omitempty"`
+	Timeout      Duration `yaml:"timeout" json:"timeout,omitempty"`
+}
+
+// Budgets limit calls, rows and rate.
+type Budgets struct {
+	CallsPerRun    int                `yaml:"calls_per_run" json:"calls_per_run,omitempty"`
+	RowsPerRun     int                `yaml:"rows_per_run" json:"rows_per_run,omitempty"`
+	CallsPerMinute int                `yaml:"calls_per_minute" json:"calls_per_minute,omitempty"`
+	Tools          map[string]Budgets `yaml:"tools" json:"tools,omitempty"`
+}
+
+// PassthroughPolicy is a node's raw-protocol policy for one target.
+type PassthroughPolicy struct {
+	Statements []string `yaml:"statements" json:"statements,omitempty"` // read | write | ddl
+	Tables     []string `yaml:"tables" json:"tables,omitempty"`
+	Methods    []string `yaml:"methods" json:"methods,omitempty"`
+	Paths      []string `yaml:"paths" json:"paths,omitempty"`
+	Rules      []Rule   `yaml:"rules" json:"rules,omitempty"`
+}
+
+// Approvals configures the approval gate.
+type Approvals struct {
+	Timeout    Duration    `yaml:"timeout" json:"timeout,omitempty"`
+	Wait       Duration    `yaml:"wait" json:"wait,omitempty"`
+	Slack      *Slack      `yaml:"slack" json:"slack,omitempty"`
+	OnDecision *OnDecision `yaml:"on_decision" json:"on_decision,omitempty"`
+}
+
+// Slack configures the Slack notifier.
+type Slack struct {
+	Mode          string            `yaml:"mode" json:"mode"` // socket | http
+	BotToken      string            `yaml:"bot_token" json:"-"`
+	AppToken      string            `yaml:"app_token" json:"-"`
+	SigningSecret string            `yaml:"signing_secret" json:"-"`
+	Channel       string            `yaml:"channel" json:"channel"`
+	APIURL        string            `yaml:"api_url" json:"api_url,omitempty"`
+	Users         map[string]string `yaml:"users" json:"users,omitempty"` // Slack user id -> principal
+}
+
+// OnDecision is a webhook called with each approval decision.
+type OnDecision struct {
+	URL    string `yaml:"url" json:"url"`
+	Secret string `yaml:"secret" json:"-"`
+}
+
+// Masking configures masking.
+type Masking struct {
+	HashKey   string            `yaml:"hash_key" json:"-"`
+	Detectors map[string]bool   `yaml:"detectors" json:"detectors,omitempty"`
+	Rules     map[string]string `yaml:"rules" json:"rules,omitempty"`
+}
+
+// Recordings configures the audit trail.
+type Recordings struct {
+	Retention Duration `yaml:"retention" json:"retention,omitempty"`
+	Results   string   `yaml:"results" json:"results,omitempty"` // masked | none
+}
+
+// Passthrough configures the raw-protocol proxies.
+type Passthrough struct {
+	Postgres []PostgresListener `yaml:"postgres" json:"postgres,omitempty"`
+	HTTP     []HTTPPrefix       `yaml:"http" json:"http,omitempty"`
+}
+
+// PostgresListener is one Postgres wire proxy listener.
+type PostgresListener struct {
+	Listen  string `yaml:"listen" json:"listen"`
+	Target  string `yaml:"target" json:"target"`
+	TLSCert string `yaml:"tls_cert" json:"tls_cert,omitempty"`
+	TLSKey  string `yaml:"tls_key" json:"tls_key,omitempty"`
+}
+
+// HTTPPrefix is one HTTP passthrough mount.
+type HTTPPrefix struct {
+	PathPrefix string `yaml:"path_prefix" json:"path_prefix"`
+	Target     string `yaml:"target" json:"target"`
+}
+
+// Limits are request limits.
+type Limits struct {
+	MaxBodyBytes int64 `yaml:"max_body_bytes" json:"max_body_bytes,omitempty"`
+}
+
+// Duration is a time.Duration written as "5s", "30m" or "90d".
+type Duration time.Duration
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
