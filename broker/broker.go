@@ -376,6 +376,11 @@ func (b *Broker) run(ctx context.Context, cfg *Config, call Call, ev *Event) (Re
 		}
 		return Result{}, err
 	}
+	if m, ok := cfg.Policy.(RowMeter); ok {
+		if err := m.MeterRows(ctx, Request{Caller: c, Tool: tool, Args: args, Now: cfg.Now()}, out.Rows); err != nil {
+			return Result{}, err
+		}
+	}
 	masked, stats, err := cfg.Masker.MaskResult(tool, out.Value)
 	if err != nil {
 		return Result{}, Wrap(CodeInternal, err, "the result could not be masked, so it is withheld")

@@ -50,6 +50,13 @@ type Decider interface {
 	Visible(caller Caller, tool *Tool) bool
 }
 
+// RowMeter is an optional ability of a Decider: after a call ran, it learns
+// how many rows the call returned (rows budgets). An error fails the call
+// closed: its result is withheld.
+type RowMeter interface {
+	MeterRows(ctx context.Context, req Request, rows int) error
+}
+
 // Binder forces arguments from a grant scope (DESIGN §5 bind).
 type Binder interface {
 	// Bound returns the arguments of tool that the caller's node binds,

@@ -26,6 +26,9 @@ type Tool struct {
 	Annotations  Annotations     `json:"annotations"`
 	// Mask maps gjson paths in the result to masking actions.
 	Mask map[string]string `json:"mask,omitempty"`
+	// Detectors switches masking detectors on or off for this tool's
+	// results ("email": true turns the email detector on).
+	Detectors map[string]bool `json:"detectors,omitempty"`
 	// Source is the file the tool was declared in, for error messages.
 	Source string `json:"-"`
 
