@@ -1,0 +1,144 @@
+package config
+
+import (
+	"fmt"
+	"path/filepath"
+	"sort"
+)
+
+// Defaults for keys left out.
+const (
+	DefaultListen       = "127.0.0.1:8080"
+	DefaultStorePath    = "./data/toolgate.db"
+	DefaultToolsDir     = "./tools"
+	DefaultMaxBodyBytes = 1 << 20
+)
+
+// applyDefaults fills keys left out and resolves relative paths against the
+// config file's folder.
+func (c *Config) applyDefaults() {
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if c.PublicURL == "" {
+		c.PublicURL = "http://" + c.Listen
+	}
+	if c.Store.Driver == "" {
+		c.Store.Driver = "sqlite"
+	}
+	if c.Store.Driver == "sqlite" && c.Store.Path == "" {
+		c.Store.Path = DefaultStorePath
+	}
+	if c.ToolsDir == "" {
+		c.ToolsDir = DefaultToolsDir
+	}
+	if c.Approvals.Timeout == 0 {
+		c.Approvals.Timeout = Duration(30 * 60e9)
+	}
+	if c.Approvals.Wait == 0 {
+		c.Approvals.Wait = Duration(20e9)
+	}
+	if c.Recordings.Results == "" {
+		c.Recordings.Results = "masked"
+	}
+	if c.Limits.MaxBodyBytes == 0 {
+		c.Limits.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.File != "" {
+		dir := filepath.Dir(c.File)
+		c.ToolsDir = resolve(dir, c.ToolsDir)
+		if c.Store.Driver == "sqlite" {
+			c.Store.Path = resolve(dir, c.Store.Path)
+		}
+		for name, t := range c.Targets {
+			if t.Kind == "sqlite" {
+				t.Path = resolve(dir, t.Path)
+				c.Targets[name] = t
+			}
+		}
+	}
+}
+
+func resolve(dir, p string) string {
+	if p == "" || filepath.IsAbs(p) || p == ":memory:" {
+		return p
+	}
+	return filepath.Join(dir, p)
+}
+
+// Validate checks what the JSON Schema cannot: references between sections.
+// It returns Problems.
+func (c *Config) Validate() error {
+	var ps Problems
+	add := func(path, format string, args ...any) {
+		ps = append(ps, Problem{File: c.File, Path: path, Reason: fmt.Sprintf(format, args...)})
+	}
+	switch c.Store.Driver {
+	case "sqlite":
+		if c.Store.Path == "" {
+			add("store.path", "the sqlite store needs a path")
+		}
+	case "postgres":
+		if c.Store.DSN == "" {
+			add("store.dsn", "the postgres store needs a dsn")
+		}
+	default:
+		add("store.driver", "must be sqlite or postgres, not %q", c.Store.Driver)
+	}
+	seen := map[string]bool{}
+	for i, k := range c.Auth.APIKeys {
+		if seen[k.Name] {
+			add(fmt.Sprintf("auth.api_keys[%d].name", i), "duplicate API key name %q", k.Name)
+		}
+		seen[k.Name] = true
+	}
+	for i, p := range c.Passthrough.Postgres {
+		t, ok := c.Targets[p.Target]
+		switch {
+		case !ok:
+			add(fmt.Sprintf("passthrough.postgres[%d].target", i), "no target named %q", p.Target)
+		case t.Kind != "postgres":
+			add(fmt.Sprintf("passthrough.postgres[%d].target", i), "target %q is %s, the Postgres passthrough needs a postgres target", p.Target, t.Kind)
+		}
+	}
+	for i, p := range c.Passthrough.HTTP {
+		t, ok := c.Targets[p.Target]
+		switch {
+		case !ok:
+			add(fmt.Sprintf("passthrough.http[%d].target", i), "no target named %q", p.Target)
+		case t.Kind != "http":
+			add(fmt.Sprintf("passthrough.http[%d].target", i), "target %q is %s, the HTTP passthrough needs an http target", p.Target, t.Kind)
+		}
+	}
+	for _, g := range sortedKeys(c.Graphs) {
+		for _, n := range sortedKeys(c.Graphs[g].Nodes) {
+			for _, t := range sortedKeys(c.Graphs[g].Nodes[n].Passthrough) {
+				if _, ok := c.Targets[t]; !ok {
+					add(fmt.Sprintf("graphs.%s.nodes.%s.passthrough.%s", g, n, t), "no target named %q", t)
+				}
+			}
+		}
+	}
+	if len(ps) > 0 {
+		return ps
+	}
+	return nil
+}
+
+// TargetKinds maps each target name to its kind.
+func (c *Config) TargetKinds() map[string]string {
+	m := make(map[string]string, len(c.Targets))
+	for name, t := range c.Targets {
+		m[name] = t.Kind
+	}
+	return m
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
