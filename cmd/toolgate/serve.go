@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/toolgate/toolgate/internal/config"
+)
+
+func serveCmd() *cobra.Command {
+	var file, listen string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the toolgate server",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(file, os.LookupEnv)
+			if err != nil {
+				fmt.Fprintln(cmd.ErrOrStderr(), err)
+				return exitError{2}
+			}
+			if listen != "" {
+				cfg.Listen = listen
+			}
+			log := newLogger(cmd.ErrOrStderr(), false)
+			defer func() { _ = log.Sync() }()
+			return serve(cmd.Context(), cfg, log, nil)
+		},
+	}
+	cmd.Flags().StringVar(&file, "config", "toolgate.yaml", "config file")
+	cmd.Flags().StringVar(&listen, "listen", "", "listen address (overrides the config's listen)")
+	return cmd
+}
+
+// serve runs the server until ctx ends. ready, if set, is called with the
+// bound address once the server accepts connections.
+func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, ready func(addr string, a *app)) error {
+	a, err := openApp(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	srv := &http.Server{
+		Handler:           a.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          zap.NewStdLog(log.Named("http")),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("toolgate listening", zap.String("addr", ln.Addr().String()), zap.String("version", version))
+	if ready != nil {
+		ready(ln.Addr().String(), a)
+	}
+	select {
+	case err := <-errc:
+		if !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		log.Warn("shutdown", zap.Error(err))
+	}
+	return nil
+}
+
+// newLogger returns a JSON logger, or a console logger for dev.
+func newLogger(w io.Writer, console bool) *zap.Logger {
+	encCfg := zap.NewProductionEncoderConfig()
+	encCfg.EncodeTime = zapcore.ISO8601TimeEncoder
+	enc := zapcore.NewJSONEncoder(encCfg)
+	if console {
+		encCfg.EncodeLevel = zapcore.CapitalLevelEncoder
+		enc = zapcore.NewConsoleEncoder(encCfg)
+	}
+	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(w), zap.InfoLevel))
+}

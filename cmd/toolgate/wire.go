@@ -1,0 +1,222 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/toolgate/toolgate/broker"
+	"github.com/toolgate/toolgate/broker/auth"
+	bhttp "github.com/toolgate/toolgate/broker/httpapi"
+	bmcp "github.com/toolgate/toolgate/broker/mcp"
+	"github.com/toolgate/toolgate/connectors/httpapi"
+	"github.com/toolgate/toolgate/connectors/postgres"
+	"github.com/toolgate/toolgate/connectors/sqlite"
+	"github.com/toolgate/toolgate/internal/config"
+	"github.com/toolgate/toolgate/internal/db"
+	"github.com/toolgate/toolgate/policy"
+	"github.com/toolgate/toolgate/policy/mask"
+	"github.com/toolgate/toolgate/recordings"
+	"github.com/toolgate/toolgate/tools"
+)
+
+// static is what a config compiles to without touching the network or the
+// store: the tool catalog, the policy engine and the masker. `check`,
+// `tools list` and `policy explain` use it; `serve` builds on it.
+type static struct {
+	catalog *tools.Catalog
+	policy  *policy.Engine
+	masker  *mask.Masker
+}
+
+// problemList gathers load problems from every part of the config as
+// "file: path: reason" lines.
+type problemList []string
+
+func (p problemList) Error() string { return strings.Join(p, "\n") }
+
+// compile builds the static parts and reports every problem it finds.
+func compile(cfg *config.Config, counters policy.Counters, log *zap.Logger) (*static, error) {
+	var probs problemList
+	cat, err := tools.Load(cfg.ToolsDir, cfg.TargetKinds())
+	if err != nil {
+		var le *tools.LoadError
+		if errors.As(err, &le) {
+			for _, p := range le.Problems {
+				probs = append(probs, p.String())
+			}
+		} else {
+			probs = append(probs, fmt.Sprintf("%s: tools_dir: %v", cfg.File, err))
+		}
+		// Policy still compiles against an empty catalog so its own
+		// problems are reported too.
+		cat, _ = tools.NewCatalog()
+	}
+	pol, err := policy.New(policy.Config{Graphs: cfg.Graphs, Catalog: cat, Counters: counters, Logger: log})
+	if err != nil {
+		var le *policy.LoadError
+		if errors.As(err, &le) {
+			for _, p := range le.Problems {
+				probs = append(probs, fmt.Sprintf("%s: %s: %s", cfg.File, p.Path, p.Reason))
+			}
+		} else {
+			probs = append(probs, fmt.Sprintf("%s: graphs: %v", cfg.File, err))
+		}
+	}
+	mcfg := mask.Config{HashKey: []byte(cfg.Masking.HashKey), Rules: cfg.Masking.Rules, Detectors: cfg.Masking.Detectors, Targets: map[string]mask.TargetConfig{}}
+	for name, t := range cfg.Targets {
+		mcfg.Targets[name] = mask.TargetConfig{Rules: t.Mask, Detectors: t.Detectors}
+	}
+	m, err := mask.New(mcfg, log)
+	if err != nil {
+		probs = append(probs, fmt.Sprintf("%s: masking: %v", cfg.File, err))
+	}
+	if len(probs) > 0 {
+		return nil, probs
+	}
+	return &static{catalog: cat, policy: pol, masker: m}, nil
+}
+
+// app is a running toolgate: store, connectors, broker and HTTP handler.
+type app struct {
+	cfg      *config.Config
+	log      *zap.Logger
+	store    *db.DB
+	recorder *recordings.Store
+	broker   *broker.Broker
+	mcp      *bmcp.Server
+	handler  http.Handler
+	closers  []func()
+}
+
+// Close releases everything in reverse order.
+func (a *app) Close() {
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		a.closers[i]()
+	}
+}
+
+// openApp opens the store, connects the targets and wires the broker.
+func openApp(ctx context.Context, cfg *config.Config, log *zap.Logger) (*app, error) {
+	a := &app{cfg: cfg, log: log}
+	ok := false
+	defer func() {
+		if !ok {
+			a.Close()
+		}
+	}()
+	store, err := db.Open(ctx, db.Config{Driver: cfg.Store.Driver, Path: cfg.Store.Path, DSN: cfg.Store.DSN}, log)
+	if err != nil {
+		return nil, fmt.Errorf("open store (%s): %w", cfg.Store.Driver, err)
+	}
+	a.store = store
+	a.closers = append(a.closers, func() { _ = store.Close() })
+
+	rec, err := recordings.NewStore(store, recordings.Config{}, log)
+	if err != nil {
+		return nil, fmt.Errorf("open recordings: %w", err)
+	}
+	a.recorder = rec
+	a.closers = append(a.closers, func() { rec.Close() })
+
+	st, err := compile(cfg, policy.NewMemoryCounters(), log)
+	if err != nil {
+		return nil, err
+	}
+	targets, err := openTargets(ctx, cfg, log, &a.closers)
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]auth.APIKey, len(cfg.Auth.APIKeys))
+	for i, k := range cfg.Auth.APIKeys {
+		keys[i] = auth.APIKey{Name: k.Name, SHA256: k.SHA256}
+	}
+	authn, err := auth.New(auth.Config{APIKeys: keys, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("auth: %w", err)
+	}
+	b, err := broker.New(broker.Config{
+		Catalog:       st.catalog,
+		Targets:       targets,
+		Auth:          authn,
+		Graphs:        st.policy,
+		Policy:        st.policy,
+		Binder:        st.policy,
+		Masker:        st.masker,
+		Recorder:      rec,
+		Logger:        log,
+		RecordResults: cfg.Recordings.Results == "masked",
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.broker = b
+
+	metaURL := strings.TrimRight(cfg.PublicURL, "/") + "/.well-known/oauth-protected-resource"
+	srv, err := bmcp.New(b, bmcp.Options{Name: "toolgate", Version: version, ResourceMetadataURL: metaURL, Logger: log, Catalog: st.catalog})
+	if err != nil {
+		return nil, fmt.Errorf("mcp: %w", err)
+	}
+	a.mcp = srv
+
+	mux := http.NewServeMux()
+	mux.Handle("/mcp", srv.Handler())
+	mux.Handle("/mcp/", srv.Handler())
+	mux.Handle("/v1/", bhttp.New(b, bhttp.Options{Logger: log, MaxBodyBytes: cfg.Limits.MaxBodyBytes, ResourceMetadataURL: metaURL}))
+	prm := server.ProtectedResourceMetadataConfig{Resource: strings.TrimRight(cfg.PublicURL, "/") + "/mcp", BearerMethodsSupported: []string{"header"}}
+	if cfg.Auth.OIDC != nil {
+		prm.AuthorizationServers = []string{cfg.Auth.OIDC.Issuer}
+	}
+	mux.Handle("/.well-known/oauth-protected-resource", server.NewProtectedResourceMetadataHandler(prm))
+	mux.Handle("/.well-known/oauth-protected-resource/", server.NewProtectedResourceMetadataHandler(prm))
+	mux.Handle("/healthz", bhttp.Health())
+	mux.Handle("/readyz", bhttp.Ready(func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		return store.SQL().PingContext(ctx)
+	}))
+	a.handler = mux
+	ok = true
+	return a, nil
+}
+
+// openTargets connects every configured target. Connectors connect lazily,
+// so a target that is down at start makes its calls fail with
+// target_unavailable rather than stopping the server.
+func openTargets(ctx context.Context, cfg *config.Config, log *zap.Logger, closers *[]func()) (map[string]broker.Executor, error) {
+	out := map[string]broker.Executor{}
+	for name, t := range cfg.Targets {
+		switch t.Kind {
+		case "postgres":
+			c, err := postgres.New(ctx, postgres.Config{Name: name, DSN: t.DSN, ReadOnly: t.ReadOnly, MaxRows: t.MaxRows, StatementTimeout: t.StatementTimeout.D(), MaxConns: int32(t.MaxConns)}, log)
+			if err != nil {
+				return nil, fmt.Errorf("target %s: %w", name, err)
+			}
+			*closers = append(*closers, c.Close)
+			out[name] = c
+		case "sqlite":
+			c, err := sqlite.New(sqlite.Config{Name: name, Path: t.Path, ReadOnly: t.ReadOnly, MaxRows: t.MaxRows, StatementTimeout: t.StatementTimeout.D()}, log)
+			if err != nil {
+				return nil, fmt.Errorf("target %s: %w", name, err)
+			}
+			*closers = append(*closers, func() { _ = c.Close() })
+			out[name] = c
+		case "http":
+			c, err := httpapi.New(httpapi.Config{Name: name, BaseURL: t.BaseURL, Headers: t.Headers, Timeout: t.Timeout.D(), MaxResponseBytes: t.MaxResponseBytes}, log)
+			if err != nil {
+				return nil, fmt.Errorf("target %s: %w", name, err)
+			}
+			out[name] = c
+		default:
+			return nil, fmt.Errorf("target %s: unknown kind %q", name, t.Kind)
+		}
+	}
+	return out, nil
+}
