@@ -186,11 +186,16 @@ func (decider) Decide(_ context.Context, req broker.Request) (broker.Decision, e
 }
 
 // approvals answers pending for every request and reports progress once.
+// The approval id is the one the caller resumed, else "apr_test".
 type approvals struct{}
 
 func (approvals) Await(ctx context.Context, req broker.ApprovalRequest) (broker.ApprovalOutcome, error) {
 	broker.ProgressFrom(ctx)(1, 0, "waiting for approval")
-	return broker.ApprovalOutcome{ID: "apr_test", Status: broker.ApprovalPending, ExpiresAt: time.Date(2026, 11, 30, 12, 30, 0, 0, time.UTC)}, nil
+	id := "apr_test"
+	if req.ResumeID != "" {
+		id = req.ResumeID
+	}
+	return broker.ApprovalOutcome{ID: id, Status: broker.ApprovalPending, ExpiresAt: time.Date(2026, 11, 30, 12, 30, 0, 0, time.UTC)}, nil
 }
 
 type masker struct{}
