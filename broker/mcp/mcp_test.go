@@ -3,7 +3,6 @@ package mcp_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -143,7 +142,7 @@ func (h headerRT) RoundTrip(r *http.Request) (*http.Response, error) {
 	return h.next.RoundTrip(r)
 }
 
-func newSDKClient(t *testing.T, url, node string) *sdkClient {
+func newSDKClient(t *testing.T, url, node, version string) *sdkClient {
 	t.Helper()
 	hc := &http.Client{Transport: headerRT{next: http.DefaultTransport, hdr: map[string]string{
 		"Authorization":    "Bearer " + doortest.TokenAlpha,
@@ -151,7 +150,8 @@ func newSDKClient(t *testing.T, url, node string) *sdkClient {
 		broker.HeaderNode:  node,
 	}}}
 	c := sdk.NewClient(&sdk.Implementation{Name: "test", Version: "1"}, nil)
-	s, err := c.Connect(context.Background(), &sdk.StreamableClientTransport{Endpoint: url + "/mcp", HTTPClient: hc, DisableStandaloneSSE: true, MaxRetries: -1}, nil)
+	s, err := c.Connect(context.Background(), &sdk.StreamableClientTransport{Endpoint: url + "/mcp", HTTPClient: hc, DisableStandaloneSSE: true, MaxRetries: -1},
+		&sdk.ClientSessionOptions{ProtocolVersion: version})
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}
@@ -237,8 +237,11 @@ func TestClients(t *testing.T) {
 		{"mcp-go 2026-07-28 stateless", "2026-07-28", func(t *testing.T, url, node string) mcpClient {
 			return newGoClient(t, url, node, "", nil)
 		}},
-		{"go-sdk", "", func(t *testing.T, url, node string) mcpClient {
-			return newSDKClient(t, url, node)
+		{"go-sdk 2025-11-25 session", "2025-11-25", func(t *testing.T, url, node string) mcpClient {
+			return newSDKClient(t, url, node, "2025-11-25")
+		}},
+		{"go-sdk 2026-07-28 stateless", "2026-07-28", func(t *testing.T, url, node string) mcpClient {
+			return newSDKClient(t, url, node, "")
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -457,7 +460,7 @@ func TestHTTPRefusals(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			env, srv := newServer(t)
 			status, hdr, body := rawPost(t, srv, tc.body, tc.hdr)
-			if status != tc.status && !(tc.name == "malformed JSON-RPC" && status == 200) {
+			if status != tc.status {
 				t.Fatalf("status %d, want %d: %s", status, tc.status, body)
 			}
 			if got := hdr.Get("WWW-Authenticate"); got != tc.challenge {
@@ -517,5 +520,4 @@ func TestNewRefusesMissingCatalog(t *testing.T) {
 	if _, err := mcp.New(nil, mcp.Options{Catalog: env.Catalog}); err == nil {
 		t.Error("New without a pipeline succeeded")
 	}
-	_ = errors.New
 }
