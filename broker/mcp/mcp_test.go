@@ -24,7 +24,7 @@ import (
 
 const metaURL = "http://127.0.0.1:8080/.well-known/oauth-protected-resource"
 
-func newServer(t *testing.T) (*doortest.Env, *httptest.Server) {
+func newServer(t testing.TB) (*doortest.Env, *httptest.Server) {
 	t.Helper()
 	env := doortest.New(t)
 	s, err := mcp.New(env.Broker, mcp.Options{Name: "toolgate", Version: "test", ResourceMetadataURL: metaURL, Catalog: env.Catalog})
@@ -519,5 +519,38 @@ func TestNewRefusesMissingCatalog(t *testing.T) {
 	}
 	if _, err := mcp.New(nil, mcp.Options{Catalog: env.Catalog}); err == nil {
 		t.Error("New without a pipeline succeeded")
+	}
+}
+
+// smallCatalog holds only crm_list_orders.
+type smallCatalog struct{ *doortest.Catalog }
+
+func (c smallCatalog) Tools() []*broker.Tool {
+	t, _ := c.Catalog.Lookup(doortest.ToolListOrders)
+	return []*broker.Tool{t}
+}
+
+func TestSetCatalog(t *testing.T) {
+	env := doortest.New(t)
+	s, err := mcp.New(env.Broker, mcp.Options{Catalog: env.Catalog})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetCatalog(smallCatalog{env.Catalog}); err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/mcp", s.Handler())
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	c := newGoClient(t, srv.URL, "triage", "2025-11-25", nil)
+	if got := c.list(t); strings.Join(got, ",") != doortest.ToolListOrders {
+		t.Errorf("tools after SetCatalog = %v", got)
+	}
+	if o := c.call(t, doortest.ToolFindCustomer, map[string]any{"email": "a@b.c"}); o.rpcErr == nil {
+		t.Errorf("a tool dropped from the catalog still answered: %+v", o)
+	}
+	if env.Exec.Count() != 0 {
+		t.Errorf("executions = %d", env.Exec.Count())
 	}
 }

@@ -79,12 +79,9 @@ func New(p broker.Pipeline, opts Options) (*Server, error) {
 		server.WithHooks(hooks),
 		server.WithRecovery(),
 	)
-	tools := opts.Catalog.Tools()
-	st := make([]server.ServerTool, 0, len(tools))
-	for _, t := range tools {
-		st = append(st, server.ServerTool{Tool: toMCPTool(t), Handler: s.handleCall})
+	if err := s.SetCatalog(opts.Catalog); err != nil {
+		return nil, err
 	}
-	s.mcp.AddTools(st...)
 
 	streamable := server.NewStreamableHTTPServer(s.mcp,
 		server.WithStreamableHTTPLogger(slog.New(zapHandler{log: s.log.Named("mcp-go")})),
@@ -94,6 +91,29 @@ func New(p broker.Pipeline, opts Options) (*Server, error) {
 			streamable.ServeHTTP(w, r.WithContext(withCall(r.Context(), c, DoorHTTP)))
 		})))
 	return s, nil
+}
+
+// SetCatalog replaces the tools the server lists and accepts with the tools
+// of cat, e.g. after a configuration reload. The tools are copied: a later
+// change to cat is not seen until SetCatalog is called again. A tool mcp-go
+// refuses to register is an error and the old tools keep serving.
+func (s *Server) SetCatalog(cat broker.Catalog) (err error) {
+	if cat == nil {
+		return errors.New("mcp: a catalog is required")
+	}
+	tools := cat.Tools()
+	st := make([]server.ServerTool, 0, len(tools))
+	for _, t := range tools {
+		st = append(st, server.ServerTool{Tool: toMCPTool(t), Handler: s.handleCall})
+	}
+	defer func() {
+		// mcp-go panics on a tool it cannot register; report it instead.
+		if v := recover(); v != nil {
+			err = fmt.Errorf("mcp: register tools: %v", v)
+		}
+	}()
+	s.mcp.SetTools(st...)
+	return nil
 }
 
 // Handler serves MCP streamable HTTP; mount it at /mcp.

@@ -185,12 +185,20 @@ func (decider) Decide(_ context.Context, req broker.Request) (broker.Decision, e
 	return broker.Decision{Effect: broker.EffectAllow, Rule: "graphs.support-bot.nodes." + req.Caller.Node + ".allow"}, nil
 }
 
-// approvals answers pending for every request and reports progress once.
+// approvals answers pending for every request, after reporting progress
+// once and blocking briefly as a real approval wait does. (mcp-go v1.2.1 can
+// drop a notification sent in the instant before a handler returns, so a
+// gate that reported and returned at once would make progress tests flaky.)
 // The approval id is the one the caller resumed, else "apr_test".
 type approvals struct{}
 
 func (approvals) Await(ctx context.Context, req broker.ApprovalRequest) (broker.ApprovalOutcome, error) {
 	broker.ProgressFrom(ctx)(1, 0, "waiting for approval")
+	select {
+	case <-time.After(30 * time.Millisecond):
+	case <-ctx.Done():
+		return broker.ApprovalOutcome{}, broker.Wrap(broker.CodeTimeout, ctx.Err(), "the call was cancelled while waiting for approval")
+	}
 	id := "apr_test"
 	if req.ResumeID != "" {
 		id = req.ResumeID
