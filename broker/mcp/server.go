@@ -1,0 +1,339 @@
+package mcp
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	mcpgo "github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
+	"go.uber.org/zap"
+
+	"github.com/toolgate/toolgate/broker"
+	"github.com/toolgate/toolgate/broker/httpapi"
+)
+
+// The door names this package puts in broker.Call.
+const (
+	DoorHTTP  = "mcp"
+	DoorStdio = "stdio"
+)
+
+// Options configure the MCP front door.
+type Options struct {
+	// Name and Version are what the server reports to clients.
+	Name, Version string
+	// ResourceMetadataURL is the RFC 9728 metadata URL named in 401
+	// challenges.
+	ResourceMetadataURL string
+	// Logger receives incidents and mcp-go's transport log; nil means
+	// zap.NewNop().
+	Logger *zap.Logger
+	// Catalog holds the tools to serve. Required.
+	Catalog broker.Catalog
+	// MaxBodyBytes caps one MCP HTTP request body; 0 means 4 MiB.
+	MaxBodyBytes int64
+}
+
+// Server is the MCP front door.
+type Server struct {
+	p    broker.Pipeline
+	opts Options
+	log  *zap.Logger
+	mcp  *server.MCPServer
+	http http.Handler
+}
+
+// New builds the MCP front door for the tools in opts.Catalog.
+func New(p broker.Pipeline, opts Options) (*Server, error) {
+	if p == nil {
+		return nil, errors.New("mcp: a pipeline is required")
+	}
+	if opts.Catalog == nil {
+		return nil, errors.New("mcp: Options.Catalog is required")
+	}
+	if opts.Name == "" {
+		opts.Name = "toolgate"
+	}
+	if opts.Version == "" {
+		opts.Version = "dev"
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = 4 << 20
+	}
+	s := &Server{p: p, opts: opts, log: opts.Logger}
+
+	hooks := &server.Hooks{}
+	hooks.AddAfterListTools(s.filterListing)
+	s.mcp = server.NewMCPServer(opts.Name, opts.Version,
+		server.WithToolCapabilities(false),
+		server.WithHooks(hooks),
+		server.WithRecovery(),
+	)
+	if err := s.SetCatalog(opts.Catalog); err != nil {
+		return nil, err
+	}
+
+	streamable := server.NewStreamableHTTPServer(s.mcp,
+		server.WithStreamableHTTPLogger(slog.New(zapHandler{log: s.log.Named("mcp-go")})),
+	)
+	s.http = httpapi.Recover(s.log, s.capBody(httpapi.Authenticate(p, opts.ResourceMetadataURL,
+		func(w http.ResponseWriter, r *http.Request, c broker.Caller) {
+			streamable.ServeHTTP(w, r.WithContext(withCall(r.Context(), c, DoorHTTP)))
+		})))
+	return s, nil
+}
+
+// SetCatalog replaces the tools the server lists and accepts with the tools
+// of cat, e.g. after a configuration reload. The tools are copied: a later
+// change to cat is not seen until SetCatalog is called again. A tool mcp-go
+// refuses to register is an error and the old tools keep serving.
+func (s *Server) SetCatalog(cat broker.Catalog) (err error) {
+	if cat == nil {
+		return errors.New("mcp: a catalog is required")
+	}
+	tools := cat.Tools()
+	st := make([]server.ServerTool, 0, len(tools))
+	for _, t := range tools {
+		st = append(st, server.ServerTool{Tool: toMCPTool(t), Handler: s.handleCall})
+	}
+	defer func() {
+		// mcp-go panics on a tool it cannot register; report it instead.
+		if v := recover(); v != nil {
+			err = fmt.Errorf("mcp: register tools: %v", v)
+		}
+	}()
+	s.mcp.SetTools(st...)
+	return nil
+}
+
+// Handler serves MCP streamable HTTP; mount it at /mcp.
+func (s *Server) Handler() http.Handler { return s.http }
+
+// ServeStdio serves MCP over stdio until ctx ends or in is closed. The
+// credentials come from the process (a token from the environment); they
+// are identified once, before any message is read, and a refusal is
+// returned as the error. mcp-go's stdio session is process-wide, so run one
+// ServeStdio per process at a time.
+func (s *Server) ServeStdio(ctx context.Context, in io.Reader, out io.Writer, cr broker.Credentials) error {
+	c, err := s.p.Identify(ctx, cr)
+	if err != nil {
+		return err
+	}
+	stdio := server.NewStdioServer(s.mcp)
+	stdio.SetErrorLogger(zap.NewStdLog(s.log.Named("mcp-go")))
+	stdio.SetContextFunc(func(ctx context.Context) context.Context { return withCall(ctx, c, DoorStdio) })
+	err = stdio.Listen(ctx, in, out)
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, io.EOF) {
+		return nil
+	}
+	return fmt.Errorf("mcp stdio: %w", err)
+}
+
+// capBody refuses MCP request bodies over the cap before mcp-go buffers them.
+func (s *Server) capBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > s.opts.MaxBodyBytes {
+			httpapi.WriteError(w, broker.Errorf(broker.CodePayloadTooLarge, "the MCP request body is %d bytes; the limit is %d", r.ContentLength, s.opts.MaxBodyBytes), s.opts.ResourceMetadataURL)
+			return
+		}
+		if r.Body != nil {
+			r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// callKey carries the identified caller and the door through a request.
+type callKey struct{}
+
+type callCtx struct {
+	caller broker.Caller
+	door   string
+}
+
+func withCall(ctx context.Context, c broker.Caller, door string) context.Context {
+	return context.WithValue(ctx, callKey{}, callCtx{caller: c, door: door})
+}
+
+func callFrom(ctx context.Context) (callCtx, bool) {
+	cc, ok := ctx.Value(callKey{}).(callCtx)
+	return cc, ok
+}
+
+// filterListing narrows a tools/list answer to what Pipeline.ListTools
+// returns for the caller. It is an after-hook rather than mcp-go's
+// WithToolFilter because mcp-go applies tool filters at call time too and
+// answers a filtered-out tool with a bare "tool not found", which would keep
+// a forbidden call from reaching the broker (and its audit record). Without
+// an identified caller, or when the broker cannot list, the listing is empty
+// (fail closed). mcp-go pagination is not enabled, so the hook sees the
+// whole list.
+func (s *Server) filterListing(ctx context.Context, _ any, _ *mcpgo.ListToolsRequest, res *mcpgo.ListToolsResult) {
+	if res == nil {
+		return
+	}
+	visible := map[string]bool{}
+	if cc, ok := callFrom(ctx); ok {
+		tools, err := s.p.ListTools(ctx, cc.caller)
+		if err != nil {
+			e, incident := broker.AsError(err)
+			s.log.Warn("tools/list refused; answering an empty list", zap.String("code", string(e.Code)), zap.String("incident", incident))
+		}
+		for _, t := range tools {
+			visible[t.Name] = true
+		}
+	}
+	kept := res.Tools[:0:0]
+	for _, t := range res.Tools {
+		if visible[t.Name] {
+			kept = append(kept, t)
+		}
+	}
+	res.Tools = kept
+}
+
+// handleCall hands one tools/call to the pipeline.
+func (s *Server) handleCall(ctx context.Context, req mcpgo.CallToolRequest) (*mcpgo.CallToolResult, error) {
+	cc, ok := callFrom(ctx)
+	if !ok {
+		// Unreachable through Handler and ServeStdio; fail closed anyway.
+		return errorResult(broker.Errorf(broker.CodeUnauthenticated, "caller was not identified")), nil
+	}
+	args, err := rawArguments(req)
+	if err != nil {
+		return errorResult(broker.Errorf(broker.CodeInvalidArguments, "arguments could not be encoded as JSON")), nil
+	}
+	call := broker.Call{
+		Caller:      cc.caller,
+		Door:        cc.door,
+		Tool:        req.Params.Name,
+		Args:        args,
+		ApprovalID:  strings.TrimSpace(req.Header.Get(broker.HeaderApproval)),
+		TraceParent: strings.TrimSpace(req.Header.Get("traceparent")),
+	}
+	if call.TraceParent == "" {
+		call.TraceParent = metaString(req.Params.Meta, "traceparent")
+	}
+	if call.ApprovalID == "" {
+		call.ApprovalID = metaString(req.Params.Meta, "toolgate/approval")
+	}
+	if req.Params.Meta != nil && req.Params.Meta.ProgressToken != nil {
+		ctx = broker.WithProgress(ctx, s.progress(ctx, req.Params.Meta.ProgressToken))
+	}
+	res, err := s.p.Call(ctx, call)
+	if err != nil {
+		e, incident := broker.AsError(err)
+		if incident != "" {
+			s.log.Error("tool call failed", zap.String("incident", incident), zap.String("tool", call.Tool), zap.Error(err))
+		}
+		if e.Code == broker.CodeUnknownTool {
+			// The catalog changed under us: answer as mcp-go does for a
+			// tool it does not hold.
+			return nil, fmt.Errorf("tool '%s' not found: %w", call.Tool, server.ErrToolNotFound)
+		}
+		return errorResult(e), nil
+	}
+	if res.Pending != nil {
+		return &mcpgo.CallToolResult{
+			Content:           []mcpgo.Content{mcpgo.NewTextContent(res.Pending.Message)},
+			StructuredContent: res.Pending,
+		}, nil
+	}
+	value := res.Value
+	if len(bytes.TrimSpace(value)) == 0 {
+		value = json.RawMessage(`{}`)
+	}
+	out := &mcpgo.CallToolResult{Content: []mcpgo.Content{mcpgo.NewTextContent(string(value))}}
+	if bytes.HasPrefix(bytes.TrimSpace(value), []byte("{")) {
+		// structuredContent must be a JSON object; a non-object result
+		// travels as text only.
+		out.StructuredContent = value
+	}
+	return out, nil
+}
+
+// progress returns a ProgressFunc that sends notifications/progress for the
+// request's progress token. Sending is best effort: a client that went away
+// must not fail the call.
+func (s *Server) progress(ctx context.Context, token mcpgo.ProgressToken) broker.ProgressFunc {
+	return func(progress, total float64, message string) {
+		params := map[string]any{"progressToken": token, "progress": progress}
+		if total > 0 {
+			params["total"] = total
+		}
+		if message != "" {
+			params["message"] = message
+		}
+		if err := s.mcp.SendNotificationToClient(ctx, string(mcpgo.MethodNotificationProgress), params); err != nil {
+			s.log.Debug("progress notification not sent", zap.Error(err))
+		}
+	}
+}
+
+// errorResult is the isError tool result for a refusal or failure: text
+// "<code>: <message>" and structuredContent {"error":{"code","message"}}.
+// The cause is never included.
+func errorResult(e *broker.Error) *mcpgo.CallToolResult {
+	detail := map[string]any{"code": e.Code, "message": e.Message}
+	if e.Field != "" {
+		detail["field"] = e.Field
+	}
+	return &mcpgo.CallToolResult{
+		Content:           []mcpgo.Content{mcpgo.NewTextContent(string(e.Code) + ": " + e.Message)},
+		StructuredContent: map[string]any{"error": detail},
+		IsError:           true,
+	}
+}
+
+// rawArguments returns the call's arguments as the client sent them, so
+// large integers keep their precision.
+func rawArguments(req mcpgo.CallToolRequest) (json.RawMessage, error) {
+	if len(req.Params.RawArguments) > 0 {
+		return req.Params.RawArguments, nil
+	}
+	if req.Params.Arguments == nil {
+		return nil, nil
+	}
+	return json.Marshal(req.Params.Arguments)
+}
+
+// metaString reads a string field from a request's _meta.
+func metaString(m *mcpgo.Meta, key string) string {
+	if m == nil {
+		return ""
+	}
+	v, _ := m.AdditionalFields[key].(string)
+	return strings.TrimSpace(v)
+}
+
+// toMCPTool converts a catalog tool into its MCP listing entry with its real
+// schemas, title and annotations.
+func toMCPTool(t *broker.Tool) mcpgo.Tool {
+	in := t.InputSchema
+	if len(bytes.TrimSpace(in)) == 0 {
+		in = json.RawMessage(`{"type":"object"}`)
+	}
+	mt := mcpgo.NewToolWithRawSchema(t.Name, t.Description, in)
+	mt.Title = t.Title
+	if len(bytes.TrimSpace(t.OutputSchema)) > 0 {
+		mt.RawOutputSchema = t.OutputSchema
+	}
+	mt.Annotations = mcpgo.ToolAnnotation{
+		Title:           t.Annotations.Title,
+		ReadOnlyHint:    t.Annotations.ReadOnlyHint,
+		DestructiveHint: t.Annotations.DestructiveHint,
+		IdempotentHint:  t.Annotations.IdempotentHint,
+		OpenWorldHint:   t.Annotations.OpenWorldHint,
+	}
+	return mt
+}
