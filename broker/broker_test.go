@@ -1,0 +1,411 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The fakes below are the smallest implementations of the broker's
+// interfaces that let each pipeline stage be observed.
+
+type fakeAuth struct{}
+
+func (fakeAuth) Authenticate(_ context.Context, token string) (Principal, *Binding, error) {
+	switch token {
+	case "tgk_good":
+		return Principal{Subject: "key:bot", Method: AuthAPIKey, TokenID: "key:bot"}, nil, nil
+	case "tg_grant":
+		return Principal{Subject: "grant:gr_1", Method: AuthGrant, TokenID: "gr_1"}, &Binding{GrantID: "gr_1", Graph: "g", Node: "refund", Run: "r1", Scope: map[string]any{"customer_id": json.Number("7")}}, nil
+	case "boom":
+		return Principal{}, nil, errors.New("idp connection reset: secret-detail")
+	}
+	return Principal{}, nil, Errorf(CodeUnauthenticated, "bad token")
+}
+
+type fakeGraphs struct{}
+
+func (fakeGraphs) MayActAs(p Principal, graph string) bool {
+	return graph == "g" && p.Subject == "key:bot"
+}
+
+// fakePolicy allows "read" to every node; "refund" is allowed, approve when
+// amount > 100; "explode" makes policy fail.
+type fakePolicy struct{ meterErr error }
+
+func (fakePolicy) Visible(c Caller, t *Tool) bool { return t.Name != "hidden" }
+func (fakePolicy) Decide(_ context.Context, r Request) (Decision, error) {
+	switch r.Tool.Name {
+	case "explode":
+		return Decision{}, errors.New("cel: evaluation blew up")
+	case "refund":
+		if n, _ := r.Args["amount"].(json.Number).Float64(); n > 100 {
+			return Decision{Effect: EffectApprove, Rule: "rules[0]"}, nil
+		}
+	case "denied":
+		return Decision{Effect: EffectDeny, Rule: "rules[1]", Reason: "not today"}, nil
+	}
+	return Decision{Effect: EffectAllow, Rule: "allow[0]"}, nil
+}
+func (p fakePolicy) MeterRows(context.Context, Request, int) error { return p.meterErr }
+
+type fakeBinder struct{}
+
+func (fakeBinder) Bound(c Caller, t *Tool) (map[string]any, error) {
+	if t.Name != "refund" || c.Binding == nil {
+		return nil, nil
+	}
+	return map[string]any{"customer_id": c.Scope()["customer_id"]}, nil
+}
+
+type fakeMasker struct{}
+
+func (fakeMasker) MaskResult(_ *Tool, doc []byte) ([]byte, MaskStats, error) {
+	return []byte(strings.ReplaceAll(string(doc), "4242424242424242", "************4242")), MaskStats{"detector:card": 1}, nil
+}
+func (fakeMasker) MaskRecord(doc []byte) ([]byte, error) {
+	return []byte(strings.ReplaceAll(string(doc), "4242424242424242", "************4242")), nil
+}
+func (fakeMasker) MaskText(s string) string { return strings.ReplaceAll(s, "4242424242424242", "****") }
+
+type fakeRecorder struct {
+	mu   sync.Mutex
+	evs  []Event
+	fail bool
+}
+
+func (r *fakeRecorder) Record(_ context.Context, ev Event) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.fail {
+		return errors.New("disk full")
+	}
+	r.evs = append(r.evs, ev)
+	return nil
+}
+
+func (r *fakeRecorder) last(t *testing.T) Event {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.evs) == 0 {
+		t.Fatal("nothing was recorded")
+	}
+	return r.evs[len(r.evs)-1]
+}
+
+type fakeExec struct {
+	mu  sync.Mutex
+	ops []Operation
+	out string
+	err error
+}
+
+func (e *fakeExec) Execute(_ context.Context, op Operation) (Output, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.ops = append(e.ops, op)
+	if e.err != nil {
+		return Output{}, e.err
+	}
+	return Output{Value: json.RawMessage(e.out), Rows: 1}, nil
+}
+
+func (e *fakeExec) count() int { e.mu.Lock(); defer e.mu.Unlock(); return len(e.ops) }
+
+type fakeApprovals struct{ out ApprovalOutcome }
+
+func (a fakeApprovals) Await(context.Context, ApprovalRequest) (ApprovalOutcome, error) {
+	return a.out, nil
+}
+
+// spec requires every property listed and binds them in order.
+type fakeSpec struct{ args []string }
+
+func (s fakeSpec) ValidateArgs(args map[string]any) error {
+	for _, a := range s.args {
+		if _, ok := args[a]; !ok {
+			return &Error{Code: CodeInvalidArguments, Field: a, Message: "missing required argument " + a}
+		}
+	}
+	return nil
+}
+func (s fakeSpec) Operation(args map[string]any) (Operation, error) {
+	op := Operation{SQL: &SQLOperation{Statement: "SELECT $1"}}
+	for _, a := range s.args {
+		op.SQL.Args = append(op.SQL.Args, args[a])
+	}
+	return op, nil
+}
+
+type fakeCatalog map[string]*Tool
+
+func (c fakeCatalog) Lookup(n string) (*Tool, bool) { t, ok := c[n]; return t, ok }
+func (c fakeCatalog) Tools() []*Tool {
+	var out []*Tool
+	for _, n := range []string{"denied", "explode", "hidden", "read", "refund"} {
+		out = append(out, c[n])
+	}
+	return out
+}
+
+type env struct {
+	b    *Broker
+	exec *fakeExec
+	rec  *fakeRecorder
+}
+
+func newEnv(t *testing.T, mod func(*Config)) *env {
+	t.Helper()
+	cat := fakeCatalog{}
+	for _, n := range []string{"denied", "explode", "hidden", "read"} {
+		cat[n] = &Tool{Name: n, Target: "db", Spec: fakeSpec{args: []string{"q"}}}
+	}
+	cat["refund"] = &Tool{Name: "refund", Target: "db", Spec: fakeSpec{args: []string{"customer_id", "amount"}}}
+	e := &env{exec: &fakeExec{out: `{"rows":[{"card":"4242424242424242"}],"row_count":1,"truncated":false}`}, rec: &fakeRecorder{}}
+	cfg := Config{
+		Catalog: cat, Targets: map[string]Executor{"db": e.exec}, Auth: fakeAuth{}, Graphs: fakeGraphs{},
+		Policy: fakePolicy{}, Binder: fakeBinder{}, Masker: fakeMasker{}, Recorder: e.rec,
+		Now: func() time.Time { return time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC) },
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	b, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.b = b
+	return e
+}
+
+func (e *env) caller(t *testing.T, token, node string) Caller {
+	t.Helper()
+	c, err := e.b.Identify(context.Background(), Credentials{Token: token, Claimed: Context{Graph: "g", Node: node, Run: "r1"}})
+	if err != nil {
+		t.Fatalf("identify: %v", err)
+	}
+	return c
+}
+
+func TestCallSucceedsMaskedAndRecorded(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.RecordResults = true })
+	res, err := e.b.Call(context.Background(), Call{Caller: e.caller(t, "tgk_good", "triage"), Door: "http", Tool: "read", Args: json.RawMessage(`{"q":"4242424242424242"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(res.Value), "4242424242424242") || !strings.Contains(string(res.Value), "************4242") {
+		t.Errorf("result not masked: %s", res.Value)
+	}
+	ev := e.rec.last(t)
+	if ev.Status != StatusOK || ev.Decision != "allow" || ev.Rule != "allow[0]" || ev.Node != "triage" || ev.Principal != "key:bot" || ev.ID != res.CallID {
+		t.Errorf("record = %+v", ev)
+	}
+	if strings.Contains(string(ev.Args), "4242424242424242") || strings.Contains(string(ev.Result), "4242424242424242") {
+		t.Errorf("record holds an unmasked card: args=%s result=%s", ev.Args, ev.Result)
+	}
+	if len(ev.ArgsHash) != 64 {
+		t.Errorf("args hash = %q", ev.ArgsHash)
+	}
+	if got := e.exec.ops[0].Comment["node"]; got != "triage" {
+		t.Errorf("operation comment node = %q", got)
+	}
+}
+
+// TestRefusals: each refusal has a stable code, runs nothing, and (once the
+// caller is known) is recorded.
+func TestRefusals(t *testing.T) {
+	for _, c := range []struct {
+		name, token, node, tool, args string
+		code                          Code
+		recorded                      bool
+		mod                           func(*Config)
+	}{
+		{name: "unknown tool", tool: "nope", args: `{}`, code: CodeUnknownTool, recorded: true},
+		{name: "hidden tool", tool: "hidden", args: `{"q":1}`, code: CodeForbidden, recorded: true},
+		{name: "policy deny", tool: "denied", args: `{"q":1}`, code: CodeForbidden, recorded: true},
+		{name: "policy error fails closed", tool: "explode", args: `{"q":1}`, code: CodeForbidden, recorded: true},
+		{name: "missing argument", tool: "read", args: `{}`, code: CodeInvalidArguments, recorded: true},
+		{name: "args not an object", tool: "read", args: `[1,2]`, code: CodeInvalidArguments, recorded: true},
+		{name: "args malformed", tool: "read", args: `{"q":`, code: CodeInvalidArguments, recorded: true},
+		{name: "args trailing data", tool: "read", args: `{"q":1} {"q":2}`, code: CodeInvalidArguments, recorded: true},
+		{name: "args too deep", tool: "read", args: strings.Repeat(`{"q":`, 40) + "1" + strings.Repeat("}", 40), code: CodeInvalidArguments, recorded: true},
+		{name: "args too large", tool: "read", args: `{"q":"` + strings.Repeat("x", 2<<20) + `"}`, code: CodePayloadTooLarge, recorded: true},
+		{name: "approve without approvals", tool: "refund", args: `{"customer_id":1,"amount":500}`, code: CodeForbidden, recorded: true},
+		{name: "approval denied", tool: "refund", args: `{"customer_id":1,"amount":500}`, code: CodeApprovalDenied, recorded: true,
+			mod: func(c *Config) {
+				c.Approvals = fakeApprovals{ApprovalOutcome{ID: "ap_1", Status: ApprovalDenied, Reason: "no"}}
+			}},
+		{name: "approval expired", tool: "refund", args: `{"customer_id":1,"amount":500}`, code: CodeApprovalExpired, recorded: true,
+			mod: func(c *Config) { c.Approvals = fakeApprovals{ApprovalOutcome{ID: "ap_1", Status: ApprovalExpired}} }},
+		{name: "bound argument overridden", token: "tg_grant", tool: "refund", args: `{"customer_id":8,"amount":5}`, code: CodeForbidden, recorded: true},
+		{name: "target missing", tool: "read", args: `{"q":1}`, code: CodeTargetUnavailable, recorded: true,
+			mod: func(c *Config) { c.Targets = map[string]Executor{} }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t, c.mod)
+			token := c.token
+			if token == "" {
+				token = "tgk_good"
+			}
+			node := c.node
+			if node == "" && token != "tg_grant" {
+				node = "triage"
+			}
+			caller := e.caller(t, token, node)
+			_, err := e.b.Call(context.Background(), Call{Caller: caller, Tool: c.tool, Args: json.RawMessage(c.args)})
+			if CodeOf(err) != c.code {
+				t.Fatalf("err = %v, want code %s", err, c.code)
+			}
+			var be *Error
+			if !errors.As(err, &be) || be.Message == "" || strings.Contains(be.Message, "secret") {
+				t.Errorf("error message unsafe or empty: %#v", err)
+			}
+			if n := e.exec.count(); n != 0 {
+				t.Errorf("refused call executed %d operations", n)
+			}
+			if c.recorded {
+				ev := e.rec.last(t)
+				if ev.ErrorCode != string(c.code) || ev.Status == StatusOK {
+					t.Errorf("record = %+v", ev)
+				}
+			}
+		})
+	}
+}
+
+func TestIdentifyRefusals(t *testing.T) {
+	e := newEnv(t, nil)
+	for _, c := range []struct {
+		name string
+		cr   Credentials
+		code Code
+	}{
+		{"no token", Credentials{}, CodeUnauthenticated},
+		{"malformed header", Credentials{Malformed: true}, CodeUnauthenticated},
+		{"bad token", Credentials{Token: "tgk_bad"}, CodeUnauthenticated},
+		{"authenticator failure", Credentials{Token: "boom"}, CodeUnauthenticated},
+		{"graph not allowed", Credentials{Token: "tgk_good", Claimed: Context{Graph: "other"}}, CodeForbidden},
+		{"node without graph", Credentials{Token: "tgk_good", Claimed: Context{Node: "triage"}}, CodeInvalidRequest},
+		{"grant with contradicting node", Credentials{Token: "tg_grant", Claimed: Context{Node: "triage"}}, CodeForbidden},
+		{"grant with contradicting run", Credentials{Token: "tg_grant", Claimed: Context{Run: "r2"}}, CodeForbidden},
+		{"grant with contradicting graph", Credentials{Token: "tg_grant", Claimed: Context{Graph: "h"}}, CodeForbidden},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := e.b.Identify(context.Background(), c.cr)
+			if CodeOf(err) != c.code {
+				t.Fatalf("err = %v, want %s", err, c.code)
+			}
+			if strings.Contains(err.Error(), "secret-detail") {
+				t.Errorf("error leaks the cause: %v", err)
+			}
+		})
+	}
+	// A grant's bound values win; agreeing headers are fine.
+	c, err := e.b.Identify(context.Background(), Credentials{Token: "tg_grant", Claimed: Context{Node: "refund", ToolCallID: "tc1"}})
+	if err != nil || c.Node != "refund" || c.Run != "r1" || c.Graph != "g" || c.ToolCallID != "tc1" {
+		t.Fatalf("grant caller = %+v, %v", c, err)
+	}
+}
+
+func TestUnverifiedCallerRefused(t *testing.T) {
+	e := newEnv(t, nil)
+	_, err := e.b.Call(context.Background(), Call{Caller: Caller{Principal: Principal{Subject: "key:bot"}, Context: Context{Graph: "g", Node: "triage"}}, Tool: "read", Args: json.RawMessage(`{"q":1}`)})
+	if CodeOf(err) != CodeUnauthenticated || e.exec.count() != 0 {
+		t.Fatalf("err = %v, executed %d", err, e.exec.count())
+	}
+	if _, err := e.b.ListTools(context.Background(), Caller{}); CodeOf(err) != CodeUnauthenticated {
+		t.Fatalf("ListTools err = %v", err)
+	}
+}
+
+func TestBoundArgumentIsForced(t *testing.T) {
+	e := newEnv(t, nil)
+	c := e.caller(t, "tg_grant", "")
+	if _, err := e.b.Call(context.Background(), Call{Caller: c, Tool: "refund", Args: json.RawMessage(`{"amount":5}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.exec.ops[0].SQL.Args[0]; got != json.Number("7") {
+		t.Errorf("customer_id bound to %v, want 7 from the scope", got)
+	}
+	// The same value as the scope is accepted.
+	if _, err := e.b.Call(context.Background(), Call{Caller: c, Tool: "refund", Args: json.RawMessage(`{"customer_id":7,"amount":5}`)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAuditFailureWithholdsResult(t *testing.T) {
+	e := newEnv(t, nil)
+	e.rec.fail = true
+	res, err := e.b.Call(context.Background(), Call{Caller: e.caller(t, "tgk_good", "triage"), Tool: "read", Args: json.RawMessage(`{"q":1}`)})
+	if CodeOf(err) != CodeAuditUnavailable || res.Value != nil {
+		t.Fatalf("res = %+v, err = %v", res, err)
+	}
+}
+
+func TestMeterErrorWithholdsResult(t *testing.T) {
+	e := newEnv(t, func(c *Config) {
+		c.Policy = fakePolicy{meterErr: Errorf(CodeBudgetExceeded, "rows_per_run 10 exceeded")}
+	})
+	res, err := e.b.Call(context.Background(), Call{Caller: e.caller(t, "tgk_good", "triage"), Tool: "read", Args: json.RawMessage(`{"q":1}`)})
+	if CodeOf(err) != CodeBudgetExceeded || res.Value != nil {
+		t.Fatalf("res = %+v, err = %v", res, err)
+	}
+}
+
+func TestPendingApprovalIsNotAnError(t *testing.T) {
+	exp := time.Date(2026, 11, 30, 12, 30, 0, 0, time.UTC)
+	e := newEnv(t, func(c *Config) {
+		c.Approvals = fakeApprovals{ApprovalOutcome{ID: "ap_1", Status: ApprovalPending, ExpiresAt: exp}}
+	})
+	res, err := e.b.Call(context.Background(), Call{Caller: e.caller(t, "tgk_good", "billing"), Tool: "refund", Args: json.RawMessage(`{"customer_id":1,"amount":500}`)})
+	if err != nil || res.Pending == nil || res.Value != nil {
+		t.Fatalf("res = %+v, err = %v", res, err)
+	}
+	if res.Pending.ApprovalID != "ap_1" || !strings.Contains(res.Pending.Message, "NOT performed") || e.exec.count() != 0 {
+		t.Errorf("pending = %+v, executed %d", res.Pending, e.exec.count())
+	}
+	if ev := e.rec.last(t); ev.Status != StatusPending || ev.ApprovalID != "ap_1" {
+		t.Errorf("record = %+v", ev)
+	}
+}
+
+func TestTargetErrorIsMasked(t *testing.T) {
+	e := newEnv(t, nil)
+	e.exec.err = Errorf(CodeTargetError, "duplicate key value (card)=(4242424242424242)")
+	_, err := e.b.Call(context.Background(), Call{Caller: e.caller(t, "tgk_good", "triage"), Tool: "read", Args: json.RawMessage(`{"q":1}`)})
+	if CodeOf(err) != CodeTargetError || strings.Contains(err.Error(), "4242424242424242") {
+		t.Fatalf("err = %v", err)
+	}
+	if ev := e.rec.last(t); strings.Contains(ev.Error, "4242424242424242") {
+		t.Errorf("record error unmasked: %s", ev.Error)
+	}
+}
+
+func TestForeignErrorBecomesIncident(t *testing.T) {
+	e := newEnv(t, nil)
+	e.exec.err = errors.New("pq: password authentication failed for user admin")
+	_, err := e.b.Call(context.Background(), Call{Caller: e.caller(t, "tgk_good", "triage"), Tool: "read", Args: json.RawMessage(`{"q":1}`)})
+	if CodeOf(err) != CodeInternal || strings.Contains(err.Error(), "password") || !strings.Contains(err.Error(), "incident") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	if _, err := New(Config{}); err == nil || !strings.Contains(err.Error(), "Recorder") {
+		t.Fatalf("New(empty) err = %v", err)
+	}
+}
+
+func TestTraceID(t *testing.T) {
+	if got := traceID("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"); got != "4bf92f3577b34da6a3ce929d0e0e4736" {
+		t.Errorf("traceID = %q", got)
+	}
+	if got := traceID("junk"); len(got) != 32 {
+		t.Errorf("fresh trace id = %q", got)
+	}
+}
