@@ -171,14 +171,27 @@ func checkSyntax(ps *problems, data []byte) bool {
 			f.index++
 		}
 	}
+	values := 0
 	for {
 		tok, err := dec.Token()
 		if errors.Is(err, io.EOF) {
+			if len(stack) > 0 || values == 0 {
+				ps.addf("", "not valid JSON: the document ends in the middle of a value")
+				return false
+			}
 			break
 		}
 		if err != nil {
 			ps.addf("", "not valid JSON: %s", syntaxMessage(data, err))
 			return false
+		}
+		if len(stack) == 0 {
+			if values > 0 {
+				line, col := lineCol(data, dec.InputOffset())
+				ps.addf("", "not valid JSON: more text follows the declaration's closing brace (line %d, column %d); a file holds exactly one declaration", line, col)
+				return false
+			}
+			values++
 		}
 		if len(stack) > 0 {
 			f := stack[len(stack)-1]

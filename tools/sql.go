@@ -100,6 +100,9 @@ var formatVerb = regexp.MustCompile(`%[svdq](?:[^A-Za-z0-9_]|$)`)
 // mistakes in statement. nargs is len(args); names are the argument names.
 func checkStatement(ps *problems, stmt string, nargs int, argsOK bool, names map[string]bool) {
 	const at = "/sql/statement"
+	// Placeholder counting is left out when splicing was reported: the
+	// count mismatch would only repeat it.
+	before := len(ps.list)
 	for _, pat := range []string{"{{", "${"} {
 		if strings.Contains(stmt, pat) {
 			ps.addf(at, "contains the template marker %q: %s", pat, spliceRule)
@@ -143,7 +146,7 @@ func checkStatement(ps *problems, stmt string, nargs int, argsOK bool, names map
 	if len(missing) > 0 {
 		ps.addf(at, "uses placeholders up to $%d but not %s: placeholders must run $1..$n without gaps", max, strings.Join(missing, ", "))
 	}
-	if argsOK && max != nargs {
+	if argsOK && max != nargs && len(ps.list) == before {
 		msg := fmt.Sprintf("the statement uses %s but args lists %s: $n binds the n-th entry of args, so they must match", countPlaceholders(max), plural(nargs, "argument"))
 		if len(sc.inLiteral) > 0 {
 			msg += fmt.Sprintf(" (%s inside a quoted string is text, not a placeholder: write $1, not '$1')", sc.inLiteral[0])
