@@ -102,15 +102,18 @@ func reportCompileError(ps *problems, path string, err error) {
 	if errors.As(err, &sve) {
 		var ve *jsonschema.ValidationError
 		if errors.As(sve.Err, &ve) {
-			seen := map[string]bool{}
+			// The library walks maps, so its order varies: report the first
+			// problem per location, sorted by location.
+			reasons := map[string]string{}
 			p := message.NewPrinter(language.English)
 			for _, leaf := range leaves(ve) {
 				at := path + jsonPointer(leaf.InstanceLocation)
-				if seen[at] {
-					continue
+				if _, seen := reasons[at]; !seen {
+					reasons[at] = leaf.ErrorKind.LocalizedString(p)
 				}
-				seen[at] = true
-				ps.addf(at, "is not valid JSON Schema: %s", leaf.ErrorKind.LocalizedString(p))
+			}
+			for _, at := range sortedKeys(reasons) {
+				ps.addf(at, "is not valid JSON Schema: %s", reasons[at])
 			}
 			return
 		}
