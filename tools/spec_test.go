@@ -357,3 +357,5 @@ func TestCatalog(t *testing.T) {
 		t.Errorf("duplicate reason: %s", le.Problems[0])
 	}
 }
+
+func jsonNumber(s string) json.Number { return json.Number(s) }
