@@ -53,6 +53,11 @@ func compileSchema(ps *problems, raw json.RawMessage, path, why string) *compile
 		ps.addf(pointer(path, "type"), "must be \"object\": %s", why)
 		ok = false
 	}
+	before := len(ps.list)
+	checkKeywords(ps, obj, path, 0)
+	if len(ps.list) > before {
+		ok = false
+	}
 	c := jsonschema.NewCompiler()
 	c.DefaultDraft(jsonschema.Draft2020)
 	c.AssertFormat()
