@@ -1,6 +1,7 @@
 package tools
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -47,8 +48,8 @@ func Load(dir string, targets map[string]string) (*Catalog, error) {
 		tools = append(tools, tool)
 	}
 	cat, err := NewCatalog(tools...)
-	if err != nil {
-		le := err.(*LoadError)
+	var le *LoadError
+	if errors.As(err, &le) {
 		all = append(all, le.Problems...)
 	}
 	if len(all) > 0 {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/url"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -359,3 +360,23 @@ func TestCatalog(t *testing.T) {
 }
 
 func jsonNumber(s string) json.Number { return json.Number(s) }
+
+func TestValidateArgsRefAndDateTime(t *testing.T) {
+	data, err := os.ReadFile("testdata/load/good_schema/refs.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tool := mustParse(t, string(data))
+	if err := tool.Spec.ValidateArgs(decodeArgs(t, `{"id": 3, "when": "2026-01-02T03:04:05Z"}`)); err != nil {
+		t.Fatalf("valid arguments refused: %v", err)
+	}
+	for args, want := range map[string]string{
+		`{"id": 0}`:                     `"id" must be at least 1`,
+		`{"id": 1, "when": "tomorrow"}`: `"when" must be a valid RFC 3339 date-time`,
+	} {
+		err := tool.Spec.ValidateArgs(decodeArgs(t, args))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: got %v, want %q", args, err, want)
+		}
+	}
+}
