@@ -350,6 +350,9 @@ func checkName(ps *problems, name string) {
 		return
 	}
 	const rule = `tool names must match ^[a-zA-Z0-9_-]{1,64}$`
+	bad := strings.IndexFunc(name, func(r rune) bool {
+		return !(r == '_' || r == '-' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z')
+	})
 	switch {
 	case strings.Contains(name, "."):
 		fix := strings.ReplaceAll(name, ".", "_")
@@ -358,14 +361,11 @@ func checkName(ps *problems, name string) {
 			msg += fmt.Sprintf("; use %q", fix)
 		}
 		ps.addf("/name", "%s", msg)
-	case len(name) > 64:
-		ps.addf("/name", "tool name is %d characters long; function-calling APIs reject names over 64 (%s)", len(name), rule)
-	default:
-		bad := strings.IndexFunc(name, func(r rune) bool {
-			return !(r == '_' || r == '-' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z')
-		})
+	case bad >= 0:
 		r := []rune(name[bad:])[0]
 		ps.addf("/name", "tool name %q contains %q: only letters, digits, \"_\" and \"-\" are allowed, because function-calling APIs reject anything else (%s)", name, r, rule)
+	default:
+		ps.addf("/name", "tool name is %d characters long; function-calling APIs reject names over 64 (%s)", len(name), rule)
 	}
 }
 
