@@ -26,13 +26,17 @@ var namePattern = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,64}$`)
 
 // Keys a declaration may hold, per object.
 var (
-	topKeys         = []string{"name", "title", "description", "target", "input_schema", "output_schema", "sql", "http", "annotations", "mask", "detectors"}
-	sqlKeys         = []string{"statement", "args", "max_rows"}
-	httpKeys        = []string{"method", "path", "query", "body"}
-	annotationKeys  = []string{"title", "readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint"}
-	maskActions     = []string{"redact", "last4", "email", "hash", "null", "drop"}
-	detectorNames   = []string{"card", "email", "ssn", "iban", "jwt", "secret", "private_key"}
-	httpMethods     = []string{"GET", "POST", "PUT", "PATCH", "DELETE"}
+	topKeys        = []string{"name", "title", "description", "target", "input_schema", "output_schema", "sql", "http", "annotations", "mask", "detectors"}
+	sqlKeys        = []string{"statement", "args", "max_rows"}
+	httpKeys       = []string{"method", "path", "query", "body"}
+	annotationKeys = []string{"title", "readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint"}
+	maskActions    = []string{"redact", "last4", "email", "hash", "null", "drop"}
+	detectorNames  = []string{"card", "email", "ssn", "iban", "jwt", "secret", "private_key"}
+	httpMethods    = []string{"GET", "POST", "PUT", "PATCH", "DELETE"}
+)
+
+// Limits on one declaration file.
+const (
 	maxDeclSize     = 1 << 20
 	maxNestingDepth = 64
 )
