@@ -1,0 +1,22 @@
+// Package tools holds toolgate's tool catalog: it loads the JSON tool
+// declarations a platform team writes (one file per tool), checks every rule
+// at load time, compiles their JSON Schemas (santhosh-tekuri/jsonschema/v6)
+// and turns validated call arguments into the broker.Operation a connector
+// executes.
+//
+// Load reads a folder of declarations and reports every problem it finds,
+// each with file, JSON path and reason, so `toolgate check` can list them
+// all at once. A Catalog is immutable after construction and satisfies
+// broker.Catalog. Each tool's compiled Spec satisfies broker.ToolSpec:
+// ValidateArgs refuses bad arguments with a one-sentence
+// broker.CodeInvalidArguments error, and Operation binds arguments.
+//
+// The package must never splice an argument into SQL text: a statement is
+// fixed at load, its placeholders are $1..$n, and arguments only ever travel
+// as bound values. It must never let an argument (or a declaration) choose the
+// host of an HTTP request: a declaration holds only a path relative to its
+// target, path values are escaped one segment each, and dot segments are
+// refused. It must never echo an argument's value in an error message, since
+// values may be secrets, and it resolves no external JSON Schema reference
+// (no file or network access while compiling a schema).
+package tools

@@ -1,0 +1,66 @@
+package tools
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Problem is one thing wrong with a tool declaration: the file, a
+// JSON-pointer location inside it (like /sql/statement) and the reason.
+type Problem struct {
+	File   string
+	Path   string
+	Reason string
+}
+
+// String returns "file: path: reason".
+func (p Problem) String() string {
+	path := p.Path
+	if path == "" {
+		path = "/"
+	}
+	return p.File + ": " + path + ": " + p.Reason
+}
+
+// LoadError lists every problem found while loading tool declarations, not
+// just the first.
+type LoadError struct {
+	Problems []Problem
+}
+
+// Error returns every problem, one per line after a summary line.
+func (e *LoadError) Error() string {
+	var b strings.Builder
+	if len(e.Problems) == 1 {
+		b.WriteString("1 problem in tool declarations:")
+	} else {
+		fmt.Fprintf(&b, "%d problems in tool declarations:", len(e.Problems))
+	}
+	for _, p := range e.Problems {
+		b.WriteString("\n  ")
+		b.WriteString(p.String())
+	}
+	return b.String()
+}
+
+// problems collects the problems of one file.
+type problems struct {
+	file string
+	list []Problem
+}
+
+// addf records a problem at path.
+func (ps *problems) addf(path, format string, args ...any) {
+	ps.list = append(ps.list, Problem{File: ps.file, Path: path, Reason: fmt.Sprintf(format, args...)})
+}
+
+// pointerToken escapes one JSON pointer token (RFC 6901).
+func pointerToken(s string) string {
+	if !strings.ContainsAny(s, "~/") {
+		return s
+	}
+	return strings.NewReplacer("~", "~0", "/", "~1").Replace(s)
+}
+
+// pointer joins a parent path and a key into a JSON pointer.
+func pointer(parent, key string) string { return parent + "/" + pointerToken(key) }

@@ -1,0 +1,333 @@
+package tools
+
+import (
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// spliceRule ends every message about text that looks like argument splicing.
+const spliceRule = `SQL arguments are bound via "args" and $n placeholders ($1 binds the first entry of args), never spliced into the statement text`
+
+// maxPlaceholder is the highest $n accepted (PostgreSQL's bind limit).
+const maxPlaceholder = 65535
+
+// sqlSpec is a checked SQL operation.
+type sqlSpec struct {
+	statement string
+	args      []string
+	maxRows   int
+}
+
+func parseSQL(ps *problems, raw json.RawMessage, args argNames) *sqlSpec {
+	fields, ok := object(ps, raw, "/sql", sqlKeys)
+	if !ok {
+		return nil
+	}
+	sp := &sqlSpec{}
+	sp.statement, _ = stringField(ps, fields, "/sql", "statement", true)
+
+	argsOK := true
+	if rawArgs, ok := fields["args"]; ok {
+		var list []json.RawMessage
+		if strict(rawArgs, &list) != nil || list == nil {
+			ps.addf("/sql/args", "must be an array of argument names, got %s", jsonKind(rawArgs))
+			argsOK = false
+		}
+		for i, item := range list {
+			at := pointer("/sql/args", strconv.Itoa(i))
+			var name string
+			if strict(item, &name) != nil {
+				ps.addf(at, "must be an argument name (a string), got %s", jsonKind(item))
+				argsOK = false
+				continue
+			}
+			if name == "" {
+				ps.addf(at, "must not be empty")
+				argsOK = false
+				continue
+			}
+			args.checkArg(ps, at, name, "argument")
+			sp.args = append(sp.args, name)
+		}
+	}
+	if rawMax, ok := fields["max_rows"]; ok {
+		var n json.Number
+		v, err := int64(0), strict(rawMax, &n)
+		if err == nil {
+			v, err = strconv.ParseInt(n.String(), 10, 32)
+		}
+		if err != nil || v < 0 {
+			ps.addf("/sql/max_rows", "must be a whole number ≥ 0 (0 means the target's default)")
+		} else {
+			sp.maxRows = int(v)
+		}
+	}
+	if sp.statement != "" {
+		names := map[string]bool{}
+		for _, a := range sp.args {
+			names[a] = true
+		}
+		for p := range args.props {
+			names[p] = true
+		}
+		checkStatement(ps, sp.statement, len(sp.args), argsOK, names)
+	}
+	return sp
+}
+
+// sqlScan is what scanning a statement found.
+type sqlScan struct {
+	placeholders map[int]bool
+	// inLiteral are $n found inside string literals, where they are text.
+	inLiteral []string
+	named     []string
+	badNumber []string
+	// extra is the offset of the ';' followed by a second statement, or -1.
+	extra        int
+	unterminated string
+	unterminAt   int
+}
+
+// formatVerb matches printf-style verbs not followed by a word character
+// (so LIKE patterns such as '%son' stay legal).
+var formatVerb = regexp.MustCompile(`%[svdq](?:[^A-Za-z0-9_]|$)`)
+
+// checkStatement reports splicing, several statements and placeholder
+// mistakes in statement. nargs is len(args); names are the argument names.
+func checkStatement(ps *problems, stmt string, nargs int, argsOK bool, names map[string]bool) {
+	const at = "/sql/statement"
+	// Placeholder counting is left out when splicing was reported: the
+	// count mismatch would only repeat it.
+	before := len(ps.list)
+	for _, pat := range []string{"{{", "${"} {
+		if strings.Contains(stmt, pat) {
+			ps.addf(at, "contains the template marker %q: %s", pat, spliceRule)
+		}
+	}
+	for _, name := range sortedKeys(names) {
+		if strings.Contains(stmt, "{"+name+"}") && !strings.Contains(stmt, "{{"+name+"}}") && !strings.Contains(stmt, "${"+name+"}") {
+			ps.addf(at, "contains {%s}, which looks like the argument %q spliced into the text: %s", name, name, spliceRule)
+		}
+	}
+	if m := formatVerb.FindString(stmt); m != "" {
+		ps.addf(at, "contains the format verb %q: %s", m[:2], spliceRule)
+	}
+
+	sc := scanSQL(stmt)
+	if sc.unterminated != "" {
+		ps.addf(at, "has an unterminated %s starting at byte %d", sc.unterminated, sc.unterminAt)
+		return
+	}
+	if sc.extra >= 0 {
+		ps.addf(at, "holds more than one statement (text follows the \";\" at byte %d): a tool runs exactly one statement", sc.extra)
+	}
+	for _, n := range sc.named {
+		ps.addf(at, "uses the named placeholder %q: %s", n, spliceRule)
+	}
+	for _, b := range sc.badNumber {
+		ps.addf(at, "uses the placeholder %q: placeholders run from $1 to $%d", b, maxPlaceholder)
+	}
+	max := 0
+	for n := range sc.placeholders {
+		if n > max {
+			max = n
+		}
+	}
+	var missing []string
+	for i := 1; i <= max; i++ {
+		if !sc.placeholders[i] {
+			missing = append(missing, "$"+strconv.Itoa(i))
+		}
+	}
+	if len(missing) > 0 {
+		ps.addf(at, "uses placeholders up to $%d but not %s: placeholders must run $1..$n without gaps", max, strings.Join(missing, ", "))
+	}
+	if argsOK && max != nargs && len(ps.list) == before {
+		msg := fmt.Sprintf("the statement uses %s but args lists %s: $n binds the n-th entry of args, so they must match", countPlaceholders(max), plural(nargs, "argument"))
+		if len(sc.inLiteral) > 0 {
+			msg += fmt.Sprintf(" (%s inside a quoted string is text, not a placeholder: write $1, not '$1')", sc.inLiteral[0])
+		}
+		ps.addf("/sql/args", "%s", msg)
+	}
+}
+
+func countPlaceholders(n int) string {
+	switch n {
+	case 0:
+		return "no placeholders"
+	case 1:
+		return "$1"
+	default:
+		return fmt.Sprintf("$1..$%d", n)
+	}
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}
+
+func isIdent(c byte) bool {
+	return c == '_' || c == '$' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= 0x80
+}
+
+func isIdentStart(c byte) bool {
+	return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= 0x80
+}
+
+// scanSQL lexes a PostgreSQL/SQLite statement just enough to find
+// placeholders, named placeholders and statement boundaries outside string
+// literals, quoted identifiers, dollar-quoted strings and comments.
+func scanSQL(s string) sqlScan {
+	sc := sqlScan{placeholders: map[int]bool{}, extra: -1}
+	semi := -1
+	seenNamed := map[string]bool{}
+	// literal records $n inside quoted text.
+	literal := func(body string) {
+		for i := 0; i+1 < len(body); i++ {
+			if body[i] == '$' && body[i+1] >= '1' && body[i+1] <= '9' && (i == 0 || !isIdent(body[i-1])) {
+				j := i + 1
+				for j < len(body) && body[j] >= '0' && body[j] <= '9' {
+					j++
+				}
+				sc.inLiteral = append(sc.inLiteral, body[i:j])
+			}
+		}
+	}
+	significant := func() {
+		if semi >= 0 && sc.extra < 0 {
+			sc.extra = semi
+		}
+	}
+	for i := 0; i < len(s); {
+		c := s[i]
+		switch {
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v':
+			i++
+		case c == '-' && i+1 < len(s) && s[i+1] == '-':
+			end := strings.IndexByte(s[i:], '\n')
+			if end < 0 {
+				return sc
+			}
+			i += end + 1
+		case c == '/' && i+1 < len(s) && s[i+1] == '*':
+			depth, j := 1, i+2
+			for j < len(s) && depth > 0 {
+				switch {
+				case strings.HasPrefix(s[j:], "/*"):
+					depth++
+					j += 2
+				case strings.HasPrefix(s[j:], "*/"):
+					depth--
+					j += 2
+				default:
+					j++
+				}
+			}
+			if depth > 0 {
+				sc.unterminated, sc.unterminAt = "comment", i
+				return sc
+			}
+			i = j
+		case c == '\'':
+			significant()
+			backslash := i > 0 && (s[i-1] == 'E' || s[i-1] == 'e') && (i < 2 || !isIdent(s[i-2]))
+			j := i + 1
+			closed := false
+			for j < len(s) {
+				if backslash && s[j] == '\\' {
+					j += 2
+					continue
+				}
+				if s[j] == '\'' {
+					if j+1 < len(s) && s[j+1] == '\'' {
+						j += 2
+						continue
+					}
+					closed = true
+					break
+				}
+				j++
+			}
+			if !closed {
+				sc.unterminated, sc.unterminAt = "string literal", i
+				return sc
+			}
+			literal(s[i+1 : j])
+			i = j + 1
+		case c == '"' || c == '`':
+			significant()
+			end := strings.IndexByte(s[i+1:], c)
+			if end < 0 {
+				sc.unterminated, sc.unterminAt = "quoted identifier", i
+				return sc
+			}
+			i += end + 2
+		case c == '$' && (i == 0 || !isIdent(s[i-1])):
+			significant()
+			j := i + 1
+			if j < len(s) && s[j] >= '0' && s[j] <= '9' {
+				for j < len(s) && s[j] >= '0' && s[j] <= '9' {
+					j++
+				}
+				n, err := strconv.Atoi(s[i+1 : j])
+				if err != nil || n < 1 || n > maxPlaceholder {
+					sc.badNumber = append(sc.badNumber, s[i:j])
+				} else {
+					sc.placeholders[n] = true
+				}
+				i = j
+				continue
+			}
+			// A dollar-quoted string: $tag$ ... $tag$.
+			for j < len(s) && isIdent(s[j]) && s[j] != '$' {
+				j++
+			}
+			if j < len(s) && s[j] == '$' && (j == i+1 || isIdentStart(s[i+1])) {
+				tag := s[i : j+1]
+				end := strings.Index(s[j+1:], tag)
+				if end < 0 {
+					sc.unterminated, sc.unterminAt = "dollar-quoted string", i
+					return sc
+				}
+				literal(s[j+1 : j+1+end])
+				i = j + 1 + end + len(tag)
+				continue
+			}
+			i++
+		case c == ';':
+			if semi < 0 {
+				semi = i
+			}
+			i++
+		case (c == ':' || c == '@') && i+1 < len(s) && isIdentStart(s[i+1]) && (i == 0 || (s[i-1] != ':' && !isIdent(s[i-1]))):
+			significant()
+			j := i + 1
+			for j < len(s) && isIdent(s[j]) && s[j] != '$' {
+				j++
+			}
+			if name := s[i:j]; !seenNamed[name] {
+				seenNamed[name] = true
+				sc.named = append(sc.named, name)
+			}
+			i = j
+		default:
+			significant()
+			if isIdent(c) {
+				for i < len(s) && isIdent(s[i]) {
+					i++
+				}
+				continue
+			}
+			i++
+		}
+	}
+	sort.Strings(sc.inLiteral)
+	return sc
+}
