@@ -46,12 +46,13 @@ type graphPolicy struct {
 }
 
 type nodePolicy struct {
-	key      string
-	path     string
-	rules    []*ruleDecl
-	budgets  []*budget
-	bindsCfg []bind
-	binds    map[string][]bind
+	key       string
+	path      string
+	allowList []string
+	rules     []*ruleDecl
+	budgets   []*budget
+	bindsCfg  []bind
+	binds     map[string][]bind
 	// tools holds the tools the allow list admits, by name.
 	tools map[string]*toolPolicy
 }
