@@ -229,7 +229,10 @@ func (l *loader) rules(prefix string, rs []config.Rule, allowed map[string]bool)
 			for _, t := range l.matchingTools(d.tool) {
 				hit = hit || allowed[t.Name]
 			}
-			if !hit {
+			if !hit && r.Tool == "" {
+				l.problem(rp+".tool", "the rule applies to every tool, but this node's allow list admits none")
+				ok = false
+			} else if !hit {
 				l.problem(rp+".tool", "%q matches no tool in this node's allow list; rules refine the allow list, they do not widen it", d.tool)
 				ok = false
 			}
