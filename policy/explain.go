@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"path"
@@ -120,7 +121,10 @@ func (x Explanation) WriteText(w io.Writer) error {
 	}
 	switch {
 	case x.Err != nil:
-		fmt.Fprintf(&b, "decision: refused: policy could not answer: %v\n", x.Err)
+		fmt.Fprintf(&b, "decision: refused: %v\n", x.Err)
+		if c := errors.Unwrap(x.Err); c != nil {
+			fmt.Fprintf(&b, "cause:    %v\n", c)
+		}
 	default:
 		fmt.Fprintf(&b, "decision: %s by %s\n", x.Decision.Effect, x.Decision.Rule)
 		if x.Decision.Reason != "" {

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"context"
 	"encoding/json"
 	"sort"
 	"strings"
@@ -125,3 +126,10 @@ func request(t testing.TB, c broker.Caller, toolName, argJSON string) broker.Req
 	}
 	return broker.Request{Caller: c, Tool: tl, Args: args(t, argJSON), Now: testNow}
 }
+
+type (
+	contextT  = context.Context
+	durationT = time.Duration
+)
+
+func bgCtx() context.Context { return context.Background() }
