@@ -10,6 +10,7 @@ import (
 
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/common/ast"
+	"cel.dev/cel-go/common/cost"
 	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/common/types/ref"
 	"cel.dev/cel-go/interpreter"
@@ -207,7 +208,7 @@ func unknownRefs(a *cel.Ast, root string, declared props) []string {
 // activation resolves CEL variables straight from the request, converting
 // only the values a condition reads; it builds no maps per call.
 type activation struct {
-	req   *broker.Request
+	req   broker.Request
 	args  props
 	scope props
 	ann   map[string]any
@@ -379,4 +380,51 @@ func annotations(t *broker.Tool) map[string]any {
 		}
 	}
 	return out
+}
+
+// hasComprehension reports whether a parsed condition contains a
+// comprehension (all, exists, map, filter, ...).
+func hasComprehension(a *cel.Ast) bool {
+	found := false
+	ast.PreOrderVisit(a.NativeRep().Expr(), ast.NewExprVisitor(func(e ast.Expr) {
+		if e.Kind() == ast.ComprehensionKind {
+			found = true
+		}
+	}))
+	return found
+}
+
+// MaxInputBytes bounds the size of any string, list or map a condition can
+// read: the broker refuses arguments larger than 1 MiB by default, and
+// scopes and caller fields are far smaller.
+const MaxInputBytes = 1 << 20
+
+// inputBound is a CEL cost estimator that assumes every variable is at most
+// MaxInputBytes large.
+type inputBound struct{}
+
+// EstimateSize bounds every variable (and anything reached from one).
+func (inputBound) EstimateSize(n cost.AstNode) *cost.SizeEstimate {
+	if n.Path() != nil {
+		return &cost.SizeEstimate{Min: 0, Max: MaxInputBytes}
+	}
+	return nil
+}
+
+// EstimateCallCost leaves calls to CEL's standard estimates.
+func (inputBound) EstimateCallCost(string, string, *cost.AstNode, []cost.AstNode) *cost.CallEstimate {
+	return nil
+}
+
+// provablyCheap reports whether the worst-case cost of a condition, with
+// every input at its largest, stays within limit. Such a condition cannot
+// exceed the limit, so it runs without CEL's per-evaluation cost tracker
+// (which allocates on every call); any other condition gets the tracker and
+// is cut off at the limit.
+func provablyCheap(env *cel.Env, a *cel.Ast, limit uint64) bool {
+	if hasComprehension(a) {
+		return false
+	}
+	est, err := env.EstimateCost(a, inputBound{})
+	return err == nil && est.Max <= limit
 }

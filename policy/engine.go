@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/common/types"
+	"cel.dev/cel-go/common/types/ref"
 	"go.uber.org/zap"
 
 	"github.com/toolgate/toolgate/broker"
@@ -23,6 +25,7 @@ type Engine struct {
 	log       *zap.Logger
 	costLimit uint64
 	version   string
+	acts      sync.Pool
 }
 
 // Compile-time proofs of the broker interfaces Engine implements.
@@ -71,6 +74,9 @@ type ruleDecl struct {
 type ruleRef struct {
 	*ruleDecl
 	prg cel.Program
+	// loops is set when the condition has a comprehension, the only
+	// construct whose evaluation checks for cancellation.
+	loops bool
 }
 
 // toolPolicy is what applies to one allowed tool of one node.
@@ -211,8 +217,13 @@ func (e *Engine) Decide(ctx context.Context, req broker.Request) (broker.Decisio
 	if tp == nil {
 		return broker.Decision{Effect: broker.EffectDeny, Rule: "default", Reason: why, PolicyVersion: e.version}, nil
 	}
-	act := activation{req: &req, args: tp.args, scope: gp.scope, ann: tp.ann}
-	dec, err := e.decide(ctx, tp, &act)
+	// Activations are reused: evaluating conditions builds no per-call maps
+	// and, with a warm pool, allocates no activation either.
+	act := e.acts.Get().(*activation)
+	*act = activation{req: req, args: tp.args, scope: gp.scope, ann: tp.ann}
+	dec, err := e.decide(ctx, tp, act)
+	*act = activation{}
+	e.acts.Put(act)
 	if err != nil {
 		return broker.Decision{}, err
 	}
@@ -259,7 +270,16 @@ func (e *Engine) eval(ctx context.Context, r *ruleRef, act *activation) (bool, e
 	if r.prg == nil {
 		return true, nil
 	}
-	out, _, err := r.prg.ContextEval(ctx, act)
+	// CEL checks the context only inside comprehensions, so a condition
+	// without one is evaluated without the per-call cancellation wrapper
+	// ContextEval builds; the context is still checked before it runs.
+	var out ref.Val
+	var err error
+	if r.loops {
+		out, _, err = r.prg.ContextEval(ctx, act)
+	} else if err = ctx.Err(); err == nil {
+		out, _, err = r.prg.Eval(act)
+	}
 	if err != nil {
 		return false, err
 	}

@@ -23,6 +23,7 @@ func TestDecideFailsClosedOnEvaluationError(t *testing.T) {
 		rules []config.Rule
 		args  string
 		rule  string
+		cause string
 	}{
 		{
 			// amount is optional: a deny rule that cannot be evaluated
@@ -31,6 +32,7 @@ func TestDecideFailsClosedOnEvaluationError(t *testing.T) {
 			rules: []config.Rule{{Tool: "billing_refund", When: "args.amount > 10", Effect: "deny"}},
 			args:  `{"reason": "late"}`,
 			rule:  "graphs.g.nodes.n.rules[0]",
+			cause: "no such attribute",
 		},
 		{
 			name:  "missing argument in allow rule",
@@ -43,18 +45,21 @@ func TestDecideFailsClosedOnEvaluationError(t *testing.T) {
 			rules: []config.Rule{{Tool: "billing_refund", When: "args.items.all(x, args.items.all(y, x == y || x != y))", Effect: "deny"}},
 			args:  `{"items": [` + strings.Repeat(`"a",`, 2000) + `"a"]}`,
 			rule:  "graphs.g.nodes.n.rules[0]",
+			cause: "cost limit exceeded",
 		},
 		{
 			name:  "runaway cost from a list built at evaluation time",
 			rules: []config.Rule{{Tool: "billing_refund", When: "args.items.map(x, args.items.map(y, x + y)).size() > 0", Effect: "allow"}},
 			args:  `{"items": [` + strings.Repeat(`"ab",`, 1000) + `"a"]}`,
 			rule:  "graphs.g.nodes.n.rules[0]",
+			cause: "cost limit exceeded",
 		},
 		{
 			name:  "division by zero",
 			rules: []config.Rule{{Tool: "billing_refund", When: "args.amount / 0.0 > 1.0 && 1 / (size(args.reason) - 4) > 0", Effect: "deny"}},
 			args:  `{"amount": 1, "reason": "late"}`,
 			rule:  "graphs.g.nodes.n.rules[0]",
+			cause: "division by zero",
 		},
 	}
 	for _, tt := range tests {
@@ -67,6 +72,9 @@ func TestDecideFailsClosedOnEvaluationError(t *testing.T) {
 			}
 			if d.Effect != "" {
 				t.Fatalf("an error must come with no decision, got %+v", d)
+			}
+			if tt.cause != "" && (be.Cause == nil || !strings.Contains(be.Cause.Error(), tt.cause)) {
+				t.Fatalf("cause %v, want %q", be.Cause, tt.cause)
 			}
 			if !strings.Contains(be.Message, tt.rule) {
 				t.Fatalf("message %q does not name %s", be.Message, tt.rule)
@@ -153,5 +161,19 @@ func TestNowComesFromRequest(t *testing.T) {
 		if d, err := e.Decide(context.Background(), req); err != nil || d.Effect != want {
 			t.Errorf("at %d:00: %+v, %v; want %s", h, d, err, want)
 		}
+	}
+}
+
+func TestCostLimitWithoutComprehension(t *testing.T) {
+	// With a tiny limit even a loop-free condition cannot be proven cheap,
+	// so it runs with the cost tracker and is cut off.
+	g := refundPolicy(config.Rule{Tool: "billing_refund", When: `args.reason.contains("fraud") || args.reason.startsWith("x")`, Effect: "deny"})
+	e, err := New(Config{Graphs: g, Catalog: testCatalog(), CostLimit: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.Decide(context.Background(), request(t, caller("g", "n", "r"), "billing_refund", `{"reason": "`+strings.Repeat("late ", 2000)+`"}`))
+	if broker.CodeOf(err) != broker.CodeForbidden || !strings.Contains(errors.Unwrap(err).Error(), "cost limit") {
+		t.Fatalf("Decide = %v (cause %v), want refused for cost", err, errors.Unwrap(err))
 	}
 }

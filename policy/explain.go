@@ -68,7 +68,7 @@ func (e *Engine) Explain(req broker.Request) Explanation {
 		x.Decision = broker.Decision{Effect: broker.EffectDeny, Rule: "default", Reason: why, PolicyVersion: e.version}
 		return x
 	}
-	act := activation{req: &req, args: tp.args, scope: gp.scope, ann: tp.ann}
+	act := activation{req: req, args: tp.args, scope: gp.scope, ann: tp.ann}
 	refs := map[string]*ruleRef{}
 	for _, set := range [...][]*ruleRef{tp.deny, tp.approve, tp.allow} {
 		for _, r := range set {

@@ -63,6 +63,8 @@ type loader struct {
 	problems []Problem
 	// progs caches compiled conditions by rule path and tool name.
 	progs map[string]map[string]cel.Program
+	// loops records which conditions contain a comprehension.
+	loops map[string]bool
 	// envs caches each graph's environment per tool.
 	envs map[string]*cel.Env
 }
@@ -79,7 +81,7 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.CostLimit == 0 {
 		cfg.CostLimit = DefaultCostLimit
 	}
-	l := &loader{cfg: cfg, props: map[string]props{}, progs: map[string]map[string]cel.Program{}}
+	l := &loader{cfg: cfg, props: map[string]props{}, progs: map[string]map[string]cel.Program{}, loops: map[string]bool{}}
 	if cfg.Catalog == nil {
 		l.problem("tools", "no tool catalog was given, so rules and allow lists cannot be checked")
 		return nil, &LoadError{Problems: l.problems}
@@ -100,6 +102,7 @@ func New(cfg Config) (*Engine, error) {
 		costLimit: cfg.CostLimit,
 		version:   Version(cfg.Graphs),
 	}
+	e.acts.New = func() any { return new(activation) }
 	for _, g := range sortedKeys(cfg.Graphs) {
 		if gp := l.graph(g, cfg.Graphs[g]); gp != nil {
 			e.graphs[g] = gp
@@ -281,6 +284,7 @@ func (l *loader) compileRule(env *cel.Env, gp *graphPolicy, d *ruleDecl) {
 	}
 	tools := l.matchingTools(d.tool)
 	progs := map[string]cel.Program{}
+	loops := hasComprehension(parsed)
 	unknownEverywhere := map[string]int{}
 	for _, t := range tools {
 		tenv, err := l.toolEnv(env, gp, t)
@@ -306,10 +310,11 @@ func (l *loader) compileRule(env *cel.Env, gp *graphPolicy, d *ruleDecl) {
 				return
 			}
 		}
-		prg, err := tenv.Program(checked,
-			cel.CostLimit(l.cfg.CostLimit),
-			cel.InterruptCheckFrequency(100),
-			cel.EvalOptions(cel.OptOptimize))
+		popts := []cel.ProgramOption{cel.InterruptCheckFrequency(100), cel.EvalOptions(cel.OptOptimize)}
+		if !provablyCheap(tenv, checked, l.cfg.CostLimit) {
+			popts = append(popts, cel.CostLimit(l.cfg.CostLimit))
+		}
+		prg, err := tenv.Program(checked, popts...)
 		if err != nil {
 			l.problem(wp, "cannot plan the condition: %v", err)
 			return
@@ -327,6 +332,7 @@ func (l *loader) compileRule(env *cel.Env, gp *graphPolicy, d *ruleDecl) {
 		}
 	}
 	l.progs[d.path] = progs
+	l.loops[d.path] = loops
 }
 
 func forTool(tools []*broker.Tool, t *broker.Tool) string {
@@ -408,6 +414,7 @@ func (l *loader) node(env *cel.Env, gp *graphPolicy, key string, n config.Node) 
 			ref := &ruleRef{ruleDecl: d}
 			if d.rule.When != "" {
 				ref.prg = l.progs[d.path][t.Name]
+				ref.loops = l.loops[d.path]
 				if ref.prg == nil {
 					// The condition failed to compile; a problem is
 					// already recorded and no Engine is returned.
