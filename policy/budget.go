@@ -164,7 +164,7 @@ func (b *budget) key(c broker.Caller, now time.Time) (key, label string) {
 // charge counts one call against every call budget that applies and
 // refuses when one is used up; a rows budget already used up refuses too.
 // A refused call is refunded, so it costs nothing.
-func (e *Engine) charge(ctx context.Context, gp *graphPolicy, np *nodePolicy, tp *toolPolicy, req *broker.Request) error {
+func (e *Engine) charge(ctx context.Context, tp *toolPolicy, req *broker.Request) error {
 	if req.Caller.Run == "" {
 		for _, b := range tp.budgets {
 			if b.window == 0 {
@@ -220,11 +220,10 @@ func counterError(err error) error {
 // a budget is exceeded the error is budget_exceeded and the broker withholds
 // the result.
 func (e *Engine) MeterRows(ctx context.Context, req broker.Request, rows int) error {
-	gp, np, tp, _ := e.lookup(req.Caller, req.Tool)
+	_, _, tp, _ := e.lookup(req.Caller, req.Tool)
 	if tp == nil || rows <= 0 {
 		return nil
 	}
-	_, _ = gp, np
 	for _, b := range tp.budgets {
 		if !b.rows() {
 			continue

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -187,5 +188,29 @@ func TestMemoryCountersForgetOldWindows(t *testing.T) {
 	}
 	if n, _ := c.Add(ctx, "run", 0, 0); n != 5 {
 		t.Fatalf("run counter = %d, want 5", n)
+	}
+}
+
+func TestCallsPerRunUnderConcurrency(t *testing.T) {
+	e := newEngine(t, budgeted(config.Budgets{CallsPerRun: 100}, config.Budgets{}), NewMemoryCounters())
+	var ok, refused atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < 20; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 10; i++ {
+				req := broker.Request{Caller: caller("support-bot", "triage", "r1"), Tool: testCatalog()["crm_find_customer"], Args: map[string]any{}, Now: testNow}
+				if _, err := e.Decide(context.Background(), req); err == nil {
+					ok.Add(1)
+				} else if broker.CodeOf(err) == broker.CodeBudgetExceeded {
+					refused.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if ok.Load() != 100 || refused.Load() != 100 {
+		t.Fatalf("%d allowed, %d refused; want 100 and 100", ok.Load(), refused.Load())
 	}
 }

@@ -287,11 +287,15 @@ func convert(v any, k kind) (ref.Val, error) {
 	case kindInt:
 		switch n := v.(type) {
 		case json.Number:
-			i, err := n.Int64()
-			if err != nil {
+			if i, err := n.Int64(); err == nil {
+				return types.Int(i), nil
+			}
+			// JSON Schema counts 42.0 as an integer.
+			f, err := n.Float64()
+			if err != nil || f != math.Trunc(f) || math.Abs(f) > 1<<53 {
 				return nil, fmt.Errorf("is not an integer")
 			}
-			return types.Int(i), nil
+			return types.Int(int64(f)), nil
 		case int:
 			return types.Int(n), nil
 		case int64:

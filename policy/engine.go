@@ -213,7 +213,7 @@ func scopeValue(scope map[string]any, field []string) (any, bool) {
 // policy could not answer (a condition failed to evaluate, the budget store
 // is down) or a budget is used up; the broker refuses the call either way.
 func (e *Engine) Decide(ctx context.Context, req broker.Request) (broker.Decision, error) {
-	gp, np, tp, why := e.lookup(req.Caller, req.Tool)
+	gp, _, tp, why := e.lookup(req.Caller, req.Tool)
 	if tp == nil {
 		return broker.Decision{Effect: broker.EffectDeny, Rule: "default", Reason: why, PolicyVersion: e.version}, nil
 	}
@@ -228,7 +228,7 @@ func (e *Engine) Decide(ctx context.Context, req broker.Request) (broker.Decisio
 		return broker.Decision{}, err
 	}
 	if dec.Effect != broker.EffectDeny && len(tp.budgets) > 0 {
-		if err := e.charge(ctx, gp, np, tp, &req); err != nil {
+		if err := e.charge(ctx, tp, &req); err != nil {
 			return broker.Decision{}, err
 		}
 	}
@@ -240,7 +240,10 @@ func (e *Engine) decide(ctx context.Context, tp *toolPolicy, act *activation) (b
 		for _, r := range set {
 			ok, err := e.eval(ctx, r, act)
 			if err != nil {
-				e.log.Warn("policy condition failed; refusing the call", zap.String("rule", r.path), zap.String("tool", act.req.Tool.Name), zap.Error(err))
+				// The CEL error can quote argument values, so it is not
+				// logged here; it travels as the refusal's private cause
+				// and `toolgate policy explain` shows it.
+				e.log.Warn("policy condition could not be evaluated; refusing the call", zap.String("rule", r.path), zap.String("tool", act.req.Tool.Name))
 				return broker.Decision{}, broker.Wrap(broker.CodeForbidden, err, fmt.Sprintf(
 					"policy rule %s could not be evaluated for this call, so the call is refused; `toolgate policy explain` shows why", r.path))
 			}

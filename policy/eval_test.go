@@ -112,6 +112,7 @@ func TestConditionVariables(t *testing.T) {
 		{`scope.customer_id == 42 && scope["tier"] == "gold"`, "billing_refund", `{}`, true},
 		{`args.customer_id == scope.customer_id`, "billing_refund", `{"customer_id": 42}`, true},
 		{`args.customer_id == scope.customer_id`, "billing_refund", `{"customer_id": 43}`, false},
+		{`args.customer_id == 42`, "billing_refund", `{"customer_id": 42.0}`, true},
 		{`tool.name == "billing_refund" && tool.target == "billing"`, "billing_refund", `{}`, true},
 		{`now > timestamp("2026-01-01T00:00:00Z") && now.getHours("UTC") == 15`, "billing_refund", `{}`, true},
 		{`args.amount >= 99.5 && args.amount < 100`, "billing_refund", `{"amount": 99.5}`, true},

@@ -32,6 +32,13 @@ type Config struct {
 	Logger    *zap.Logger
 }
 
+// Validate reports every problem with the configuration as a *LoadError,
+// exactly as New would.
+func (c Config) Validate() error {
+	_, err := New(c)
+	return err
+}
+
 // Problem is one thing wrong with the policy configuration.
 type Problem struct {
 	// Path is the config path, e.g.
