@@ -32,6 +32,17 @@
 //     graph, on a node (counted per caller node path) and on tools (under
 //     budgets.tools, counted per tool pattern). A refused call costs nothing.
 //
+// Conditions see args (each input-schema property typed: integer → int,
+// number → double, string, boolean, array → list, object → map; so
+// args.amount > "x" is a load error, and args.X must be a declared
+// property), caller.principal, caller.groups (names without "group:"),
+// caller.auth_method, caller.email, graph, node, run, thread, scope (typed
+// by scope_schema when it declares properties), tool.name, tool.target,
+// tool.annotations and now. An argument the call omits makes the condition
+// fail (and the call be refused) unless the rule guards it with has().
+// Conditions run under a cost limit; one whose worst-case cost is provably
+// under the limit at load runs without CEL's per-call cost tracker.
+//
 // Every decision names the rule that made it and the policy version (a short
 // SHA-256 of the canonical graphs configuration).
 //
