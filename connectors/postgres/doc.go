@@ -1,8 +1,9 @@
 // Package postgres is the connector that runs a tool's parameterized SQL
 // against a PostgreSQL target (pgx/v5, pgxpool).
 //
-// Each Execute runs in its own transaction: BEGIN READ ONLY for a read-only
-// target, with SET LOCAL statement_timeout when one is configured. Rows are
+// Each Execute runs in its own transaction, pipelined in one round trip:
+// BEGIN READ ONLY for a read-only target, SET LOCAL statement_timeout when
+// one is configured, the statement, COMMIT. Rows are
 // written as JSON in SELECT column order ({"rows": [...], "row_count": n,
 // "truncated": b}); at most max_rows+1 rows are read, the extra one only to
 // report truncation. When the operation carries context (graph, node, run),

@@ -69,9 +69,10 @@ func (c Config) Validate() error {
 
 // Connector runs SQL operations against one PostgreSQL target.
 type Connector struct {
-	cfg  Config
-	pool *pgxpool.Pool
-	log  *zap.Logger
+	cfg   Config
+	begin []string
+	pool  *pgxpool.Pool
+	log   *zap.Logger
 }
 
 var _ broker.Executor = (*Connector)(nil)
@@ -106,7 +107,7 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Connector, error) {
 	if err != nil {
 		return nil, broker.Wrap(broker.CodeTargetUnavailable, err, fmt.Sprintf("target %s is unavailable", cfg.Name))
 	}
-	return &Connector{cfg: cfg, pool: pool, log: log.With(zap.String("target", cfg.Name))}, nil
+	return &Connector{cfg: cfg, begin: beginStatements(cfg), pool: pool, log: log.With(zap.String("target", cfg.Name))}, nil
 }
 
 // Pool is the underlying pool, for benchmarks and health checks.
@@ -146,13 +147,30 @@ func (c *Connector) Execute(ctx context.Context, op broker.Operation) (broker.Ou
 	}
 	defer conn.Release()
 
-	tx, err := conn.BeginTx(ctx, c.txOptions())
-	if err != nil {
-		return broker.Output{}, c.classify(ctx, err)
+	// BEGIN, SET LOCAL, the statement and COMMIT go out as one pipelined
+	// batch: one round trip. An error skips the rest of the batch and
+	// leaves the transaction aborted; it is rolled back before the
+	// connection returns to the pool.
+	pc := conn.Conn()
+	defer func() {
+		if !pc.IsClosed() && pc.PgConn().TxStatus() != 'I' {
+			_, _ = pc.Exec(context.WithoutCancel(ctx), "ROLLBACK")
+		}
+	}()
+	batch := &pgx.Batch{}
+	for _, s := range c.begin {
+		batch.Queue(s)
 	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-
-	rows, err := tx.Query(ctx, sql, normalizeArgs(op.SQL.Args)...)
+	batch.Queue(sql, normalizeArgs(op.SQL.Args)...)
+	batch.Queue("COMMIT")
+	br := pc.SendBatch(ctx, batch)
+	defer br.Close()
+	for range c.begin {
+		if _, err := br.Exec(); err != nil {
+			return broker.Output{}, c.classify(ctx, err)
+		}
+	}
+	rows, err := br.Query()
 	if err != nil {
 		return broker.Output{}, c.classify(ctx, err)
 	}
@@ -178,7 +196,10 @@ func (c *Connector) Execute(ctx context.Context, op broker.Operation) (broker.Ou
 		// A statement without result columns reports the rows it affected.
 		count = int(rows.CommandTag().RowsAffected())
 	}
-	if err := tx.Commit(ctx); err != nil {
+	if _, err := br.Exec(); err != nil { // COMMIT
+		return broker.Output{}, c.classify(ctx, err)
+	}
+	if err := br.Close(); err != nil {
 		return broker.Output{}, c.classify(ctx, err)
 	}
 	value := w.finish(count, truncated)
@@ -200,20 +221,17 @@ func (c *Connector) acquire(ctx context.Context) (*pgxpool.Conn, error) {
 	return nil, broker.Wrap(broker.CodeTargetUnavailable, err, fmt.Sprintf("target %s is unavailable", c.cfg.Name))
 }
 
-func (c *Connector) txOptions() pgx.TxOptions {
-	begin := "BEGIN"
-	if c.cfg.ReadOnly {
-		begin += " READ ONLY"
+// beginStatements opens a call's transaction: read-only when configured,
+// with the statement timeout (an integer from config, not an argument).
+func beginStatements(cfg Config) []string {
+	begin := []string{"BEGIN"}
+	if cfg.ReadOnly {
+		begin[0] = "BEGIN READ ONLY"
 	}
-	if c.cfg.StatementTimeout > 0 {
-		// One round trip for both; the value is an integer from config.
-		begin += "; SET LOCAL statement_timeout = " + strconv.FormatInt(c.cfg.StatementTimeout.Milliseconds(), 10)
+	if cfg.StatementTimeout > 0 {
+		begin = append(begin, "SET LOCAL statement_timeout = "+strconv.FormatInt(cfg.StatementTimeout.Milliseconds(), 10))
 	}
-	opts := pgx.TxOptions{BeginQuery: begin}
-	if c.cfg.ReadOnly {
-		opts.AccessMode = pgx.ReadOnly
-	}
-	return opts
+	return begin
 }
 
 // classify turns a pgx error into a *broker.Error. Database messages are

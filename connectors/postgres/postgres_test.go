@@ -23,7 +23,7 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 
 // seeded creates a database, runs the seed as its owner and returns the
 // password DSN (real credentials, as a deployment would use).
-func seeded(t *testing.T, seed []string) string {
+func seeded(t testing.TB, seed []string) string {
 	t.Helper()
 	pg := testenv.Postgres(t)
 	dsn := pg.PasswordDSN(testenv.DBName(pg.CreateDB(t)))
