@@ -62,7 +62,7 @@ func Postgres(t testing.TB) *PG {
 	if shared.pg != nil && !shared.pg.stopped() {
 		return shared.pg
 	}
-	pg := start(t)
+	pg := start(t, findBinaries)
 	shared.pg = pg
 	return pg
 }
@@ -72,7 +72,7 @@ func Postgres(t testing.TB) *PG {
 // share the binary's server through Postgres.
 func NewPostgres(t testing.TB) *PG {
 	t.Helper()
-	pg := start(t)
+	pg := start(t, findBinaries)
 	t.Cleanup(pg.Stop)
 	return pg
 }
@@ -206,9 +206,9 @@ func (pg *PG) admin(ctx context.Context, sql string) error {
 }
 
 // start finds the binaries, runs initdb and starts a server.
-func start(t testing.TB) *PG {
+func start(t testing.TB, find func() (string, error)) *PG {
 	t.Helper()
-	bin, err := findBinaries()
+	bin, err := find()
 	if err != nil {
 		if os.Getenv(RequireEnv) == "1" {
 			t.Fatalf("testenv: %v (and %s=1 requires it)", err, RequireEnv)

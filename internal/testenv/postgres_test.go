@@ -1,8 +1,17 @@
 package testenv_test
 
 import (
+	"bufio"
 	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -115,5 +124,106 @@ func TestNewPostgresStops(t *testing.T) {
 	if c, err := pgx.Connect(ctx, dsn); err == nil {
 		c.Close(ctx)
 		t.Fatal("connected to a stopped server")
+	}
+}
+
+// fakeTB records how a helper ended the test.
+type fakeTB struct {
+	testing.TB
+	skipped, failed string
+}
+
+func (f *fakeTB) Helper() {}
+func (f *fakeTB) Skipf(format string, args ...any) {
+	f.skipped = fmt.Sprintf(format, args...)
+	runtime.Goexit()
+}
+func (f *fakeTB) Fatalf(format string, args ...any) {
+	f.failed = fmt.Sprintf(format, args...)
+	runtime.Goexit()
+}
+
+func TestMissingBinaries(t *testing.T) {
+	missing := func() (string, error) { return "", errors.New("PostgreSQL is not installed") }
+	run := func(f *fakeTB) {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			testenv.StartWith(f, missing)
+		}()
+		<-done
+	}
+
+	t.Setenv(testenv.RequireEnv, "")
+	f := &fakeTB{TB: t}
+	run(f)
+	if f.failed != "" || !strings.Contains(f.skipped, "not installed") || !strings.Contains(f.skipped, testenv.RequireEnv) {
+		t.Errorf("without %s: skipped %q, failed %q; want a skip that names the variable", testenv.RequireEnv, f.skipped, f.failed)
+	}
+
+	t.Setenv(testenv.RequireEnv, "1")
+	f = &fakeTB{TB: t}
+	run(f)
+	if f.skipped != "" || !strings.Contains(f.failed, "not installed") {
+		t.Errorf("with %s=1: skipped %q, failed %q; want a failure", testenv.RequireEnv, f.skipped, f.failed)
+	}
+}
+
+// TestServerDiesWithProcess kills a test process that started a server and
+// checks that the server does not outlive it.
+func TestServerDiesWithProcess(t *testing.T) {
+	if os.Getenv("TESTENV_CHILD") == "1" {
+		pg := testenv.Postgres(t)
+		fmt.Printf("SERVER %d %s\n", pg.Port(), pg.SocketDir())
+		select {} // wait to be killed
+	}
+	testenv.Postgres(t) // skip here, not in the child, when PostgreSQL is missing
+	cmd := exec.Command(os.Args[0], "-test.run=^TestServerDiesWithProcess$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "TESTENV_CHILD=1")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var port int
+	var dir string
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if _, err := fmt.Sscanf(sc.Text(), "SERVER %d %s", &port, &dir); err == nil {
+			break
+		}
+	}
+	if port == 0 {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		t.Fatal("the child did not report a server")
+	}
+	defer os.RemoveAll(dir)
+	pidText, err := os.ReadFile(filepath.Join(dir, "data", "postmaster.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.SplitN(string(pidText), "\n", 2)[0])
+	if pid <= 0 {
+		t.Fatalf("bad postmaster.pid: %q", pidText)
+	}
+
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	_ = cmd.Wait()
+	deadline := time.Now().Add(10 * time.Second)
+	for syscall.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatalf("postmaster %d outlived its test process by 10s", pid)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if c, err := pgx.Connect(ctx, fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)); err == nil {
+		c.Close(ctx)
+		t.Fatal("the server still accepts connections after its test process died")
 	}
 }
