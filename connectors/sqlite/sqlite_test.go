@@ -18,7 +18,7 @@ import (
 )
 
 // seeded writes a database file with the seed applied.
-func seeded(t *testing.T, seed []string) string {
+func seeded(t testing.TB, seed []string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "crm.db")
 	db, err := sql.Open("sqlite", path)
