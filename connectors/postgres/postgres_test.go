@@ -180,7 +180,6 @@ func TestReadOnlyTransaction(t *testing.T) {
 }
 
 func TestSQLCommenter(t *testing.T) {
-	pg := testenv.Postgres(t)
 	dsn := seeded(t, nil)
 	c := newConnector(t, postgres.Config{DSN: dsn})
 	op := broker.Operation{
@@ -202,7 +201,6 @@ func TestSQLCommenter(t *testing.T) {
 	if string(out.Value) != want {
 		t.Errorf("statement seen by the server\n got %s\nwant %s", out.Value, want)
 	}
-	_ = pg
 }
 
 func TestComment(t *testing.T) {
