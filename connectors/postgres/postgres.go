@@ -1,0 +1,283 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/zap"
+
+	"github.com/toolgate/toolgate/broker"
+)
+
+// DefaultMaxRows is the row cap when neither the tool nor the target sets one.
+const DefaultMaxRows = 1000
+
+// DefaultConnectTimeout bounds connecting to the target and waiting for a
+// pooled connection when the config does not set one.
+const DefaultConnectTimeout = 5 * time.Second
+
+// Config is a PostgreSQL target.
+type Config struct {
+	// Name is the target name, used in error messages.
+	Name string
+	// DSN is the connection string (URL or key=value). It is a secret.
+	DSN      string
+	ReadOnly bool
+	// MaxRows caps rows per call when the tool does not; 0 means 1000.
+	MaxRows int
+	// StatementTimeout is set per transaction; 0 means none.
+	StatementTimeout time.Duration
+	// MaxConns caps the pool; 0 means pgxpool's default.
+	MaxConns int32
+	// ConnectTimeout bounds a connection attempt and the wait for a pooled
+	// connection; 0 means 5s.
+	ConnectTimeout time.Duration
+}
+
+// Validate reports the first problem with the config. It never echoes the DSN.
+func (c Config) Validate() error {
+	switch {
+	case c.Name == "":
+		return errors.New("postgres target: name is required")
+	case c.DSN == "":
+		return fmt.Errorf("postgres target %s: dsn is required", c.Name)
+	case c.MaxRows < 0:
+		return fmt.Errorf("postgres target %s: max_rows must not be negative", c.Name)
+	case c.StatementTimeout < 0:
+		return fmt.Errorf("postgres target %s: statement_timeout must not be negative", c.Name)
+	case c.StatementTimeout > 0 && c.StatementTimeout < time.Millisecond:
+		return fmt.Errorf("postgres target %s: statement_timeout must be at least 1ms", c.Name)
+	case c.MaxConns < 0:
+		return fmt.Errorf("postgres target %s: max_conns must not be negative", c.Name)
+	case c.ConnectTimeout < 0:
+		return fmt.Errorf("postgres target %s: connect_timeout must not be negative", c.Name)
+	}
+	if _, err := pgxpool.ParseConfig(c.DSN); err != nil {
+		// The parse error quotes the connection string: do not wrap it.
+		return fmt.Errorf("postgres target %s: dsn is not a valid PostgreSQL connection string (URL or key=value)", c.Name)
+	}
+	return nil
+}
+
+// Connector runs SQL operations against one PostgreSQL target.
+type Connector struct {
+	cfg   Config
+	begin []string
+	pool  *pgxpool.Pool
+	log   *zap.Logger
+}
+
+var _ broker.Executor = (*Connector)(nil)
+
+// New returns a connector with a lazily connecting pool: it succeeds while the
+// target is down. A nil logger logs nothing.
+func New(ctx context.Context, cfg Config, log *zap.Logger) (*Connector, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = DefaultConnectTimeout
+	}
+	pc, err := pgxpool.ParseConfig(cfg.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("postgres target %s: dsn is not a valid PostgreSQL connection string", cfg.Name)
+	}
+	if cfg.MaxConns > 0 {
+		pc.MaxConns = cfg.MaxConns
+	}
+	pc.MinConns = 0
+	pc.ConnConfig.ConnectTimeout = cfg.ConnectTimeout
+	// Exec mode: the extended protocol with bound parameters in one round
+	// trip, without a server-side prepared statement per statement text.
+	// The SQLCommenter comment makes the text differ per run, which would
+	// otherwise fill every connection's statement cache.
+	pc.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeExec
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, broker.Wrap(broker.CodeTargetUnavailable, err, fmt.Sprintf("target %s is unavailable", cfg.Name))
+	}
+	return &Connector{cfg: cfg, begin: beginStatements(cfg), pool: pool, log: log.With(zap.String("target", cfg.Name))}, nil
+}
+
+// Pool is the underlying pool, for benchmarks and health checks.
+func (c *Connector) Pool() *pgxpool.Pool { return c.pool }
+
+// Close closes the pool, waiting for connections in use to be released.
+func (c *Connector) Close() { c.pool.Close() }
+
+// Execute runs op.SQL in a transaction and returns its rows as JSON.
+func (c *Connector) Execute(ctx context.Context, op broker.Operation) (broker.Output, error) {
+	if op.SQL == nil {
+		return broker.Output{}, broker.Errorf(broker.CodeInvalidRequest, "target %s runs SQL operations only", c.cfg.Name)
+	}
+	maxRows := op.SQL.MaxRows
+	if maxRows <= 0 {
+		maxRows = c.cfg.MaxRows
+	}
+	if maxRows <= 0 {
+		maxRows = DefaultMaxRows
+	}
+	sql := op.SQL.Statement
+	if comment := Comment(op.Comment); comment != "" {
+		sql = appendComment(sql, comment)
+	}
+
+	if c.cfg.StatementTimeout > 0 {
+		// A backstop for a server that stops answering: the server-side
+		// statement_timeout normally fires first.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.cfg.StatementTimeout+c.cfg.ConnectTimeout)
+		defer cancel()
+	}
+
+	conn, err := c.acquire(ctx)
+	if err != nil {
+		return broker.Output{}, err
+	}
+	defer conn.Release()
+
+	// BEGIN, SET LOCAL, the statement and COMMIT go out as one pipelined
+	// batch: one round trip. An error skips the rest of the batch and
+	// leaves the transaction aborted; it is rolled back before the
+	// connection returns to the pool.
+	pc := conn.Conn()
+	defer func() {
+		if !pc.IsClosed() && pc.PgConn().TxStatus() != 'I' {
+			_, _ = pc.Exec(context.WithoutCancel(ctx), "ROLLBACK")
+		}
+	}()
+	batch := &pgx.Batch{}
+	for _, s := range c.begin {
+		batch.Queue(s)
+	}
+	batch.Queue(sql, normalizeArgs(op.SQL.Args)...)
+	batch.Queue("COMMIT")
+	br := pc.SendBatch(ctx, batch)
+	defer br.Close()
+	for range c.begin {
+		if _, err := br.Exec(); err != nil {
+			return broker.Output{}, c.classify(ctx, err)
+		}
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return broker.Output{}, c.classify(ctx, err)
+	}
+	w := newResultWriter(rows.FieldDescriptions())
+	n, truncated := 0, false
+	for rows.Next() {
+		if n == maxRows {
+			truncated = true
+			break
+		}
+		if err := w.writeRow(rows); err != nil {
+			rows.Close()
+			return broker.Output{}, broker.Wrap(broker.CodeTargetError, err, fmt.Sprintf("target %s returned a value toolgate cannot represent as JSON", c.cfg.Name))
+		}
+		n++
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return broker.Output{}, c.classify(ctx, err)
+	}
+	count := n
+	if len(rows.FieldDescriptions()) == 0 {
+		// A statement without result columns reports the rows it affected.
+		count = int(rows.CommandTag().RowsAffected())
+	}
+	if _, err := br.Exec(); err != nil { // COMMIT
+		return broker.Output{}, c.classify(ctx, err)
+	}
+	if err := br.Close(); err != nil {
+		return broker.Output{}, c.classify(ctx, err)
+	}
+	value := w.finish(count, truncated)
+	return broker.Output{Value: value, Rows: n, Bytes: len(value)}, nil
+}
+
+// acquire gets a pooled connection, waiting at most ConnectTimeout.
+func (c *Connector) acquire(ctx context.Context) (*pgxpool.Conn, error) {
+	actx, cancel := context.WithTimeout(ctx, c.cfg.ConnectTimeout)
+	defer cancel()
+	conn, err := c.pool.Acquire(actx)
+	if err == nil {
+		return conn, nil
+	}
+	if ctx.Err() != nil {
+		return nil, c.contextError(ctx)
+	}
+	c.log.Warn("postgres target unavailable", zap.Error(err))
+	return nil, broker.Wrap(broker.CodeTargetUnavailable, err, fmt.Sprintf("target %s is unavailable", c.cfg.Name))
+}
+
+// beginStatements opens a call's transaction: read-only when configured,
+// with the statement timeout (an integer from config, not an argument).
+func beginStatements(cfg Config) []string {
+	begin := []string{"BEGIN"}
+	if cfg.ReadOnly {
+		begin[0] = "BEGIN READ ONLY"
+	}
+	if cfg.StatementTimeout > 0 {
+		begin = append(begin, "SET LOCAL statement_timeout = "+strconv.FormatInt(cfg.StatementTimeout.Milliseconds(), 10))
+	}
+	return begin
+}
+
+// classify turns a pgx error into a *broker.Error. Database messages are
+// kept (the broker masks them); connection errors, which name hosts and
+// users, are reduced to "target X is unavailable".
+func (c *Connector) classify(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return c.contextError(ctx)
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch {
+		case pgErr.Code == "57014": // query_canceled: our statement_timeout
+			return broker.Wrap(broker.CodeTimeout, err, fmt.Sprintf("target %s: the statement ran longer than the %s statement timeout", c.cfg.Name, c.cfg.StatementTimeout))
+		case pgErr.Code == "25006": // read_only_sql_transaction
+			return broker.Wrap(broker.CodeForbidden, err, fmt.Sprintf("target %s is read-only: %s", c.cfg.Name, pgErr.Message))
+		case pgErr.Code[:2] == "08", pgErr.Code[:2] == "28", pgErr.Code == "53300",
+			pgErr.Code == "57P01", pgErr.Code == "57P02", pgErr.Code == "57P03", pgErr.Code == "3D000":
+			c.log.Warn("postgres target unavailable", zap.String("sqlstate", pgErr.Code), zap.String("error", pgErr.Message))
+			return broker.Wrap(broker.CodeTargetUnavailable, err, fmt.Sprintf("target %s is unavailable", c.cfg.Name))
+		}
+		return broker.Wrap(broker.CodeTargetError, err, fmt.Sprintf("target %s: %s (SQLSTATE %s)", c.cfg.Name, pgErr.Message, pgErr.Code))
+	}
+	if isConnectionError(err) {
+		c.log.Warn("postgres target unavailable", zap.Error(err))
+		return broker.Wrap(broker.CodeTargetUnavailable, err, fmt.Sprintf("target %s is unavailable", c.cfg.Name))
+	}
+	// Client-side failures (an argument pgx cannot encode, a protocol
+	// surprise). Their text holds no connection details.
+	return broker.Wrap(broker.CodeTargetError, err, fmt.Sprintf("target %s: %s", c.cfg.Name, err.Error()))
+}
+
+func (c *Connector) contextError(ctx context.Context) error {
+	err := ctx.Err()
+	if errors.Is(err, context.DeadlineExceeded) {
+		return broker.Wrap(broker.CodeTimeout, err, fmt.Sprintf("target %s did not answer before the deadline", c.cfg.Name))
+	}
+	return broker.Wrap(broker.CodeUnavailable, err, fmt.Sprintf("the call was cancelled before target %s answered", c.cfg.Name))
+}
+
+func isConnectionError(err error) bool {
+	var ce *pgconn.ConnectError
+	var ne net.Error
+	return errors.As(err, &ce) || errors.As(err, &ne) || errors.Is(err, io.EOF) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) || pgconn.Timeout(err) || pgconn.SafeToRetry(err)
+}
+
+// ReadOnly reports whether the target is configured read-only.
+func (c *Connector) ReadOnly() bool { return c.cfg.ReadOnly }
