@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+	jose "github.com/go-jose/go-jose/v4"
 	"go.uber.org/zap"
 
 	"github.com/toolgate/toolgate/broker"
@@ -51,6 +52,10 @@ type OIDCConfig struct {
 	// RetryAfter is how long a failed discovery is remembered before it is
 	// tried again, so a down issuer is not hammered; 2s when zero.
 	RetryAfter time.Duration
+	// KeyRefreshInterval is the least time between two JWKS fetches
+	// triggered by an unknown key id, so forged tokens cannot make toolgate
+	// hammer the issuer; 10s when zero.
+	KeyRefreshInterval time.Duration
 }
 
 // Validate checks the OIDC config.
@@ -70,8 +75,8 @@ func (c OIDCConfig) Validate() error {
 			return fmt.Errorf("oidc algorithm %q is not accepted; use one of %s", a, strings.Join(acceptableAlgorithms, ", "))
 		}
 	}
-	if c.DiscoveryTimeout < 0 || c.RetryAfter < 0 {
-		return fmt.Errorf("oidc discovery timeout and retry interval must not be negative")
+	if c.DiscoveryTimeout < 0 || c.RetryAfter < 0 || c.KeyRefreshInterval < 0 {
+		return fmt.Errorf("oidc discovery timeout, retry and key refresh intervals must not be negative")
 	}
 	return nil
 }
@@ -113,6 +118,9 @@ func newOIDCVerifier(cfg OIDCConfig, now func() time.Time, log *zap.Logger) *oid
 	if v.cfg.RetryAfter == 0 {
 		v.cfg.RetryAfter = 2 * time.Second
 	}
+	if v.cfg.KeyRefreshInterval == 0 {
+		v.cfg.KeyRefreshInterval = 10 * time.Second
+	}
 	return v
 }
 
@@ -139,7 +147,18 @@ func (v *oidcVerifier) idTokenVerifier(ctx context.Context) (*oidc.IDTokenVerifi
 		v.failedAt, v.lastErr = v.now(), fmt.Errorf("oidc discovery at %s: %w", v.cfg.Issuer, err)
 		return nil, v.lastErr
 	}
-	vr := p.Verifier(&oidc.Config{ClientID: v.cfg.Audience, SupportedSigningAlgs: v.algs, Now: v.now})
+	var meta struct {
+		JWKSURI string `json:"jwks_uri"`
+	}
+	if err := p.Claims(&meta); err != nil || meta.JWKSURI == "" {
+		v.failedAt, v.lastErr = v.now(), fmt.Errorf("oidc discovery at %s: no jwks_uri", v.cfg.Issuer)
+		return nil, v.lastErr
+	}
+	ks := &keySet{url: meta.JWKSURI, client: v.client, now: v.now, minRefresh: v.cfg.KeyRefreshInterval}
+	for _, a := range v.algs {
+		ks.algs = append(ks.algs, jose.SignatureAlgorithm(a))
+	}
+	vr := oidc.NewVerifier(v.cfg.Issuer, ks, &oidc.Config{ClientID: v.cfg.Audience, SupportedSigningAlgs: v.algs, Now: v.now})
 	v.ready.Store(vr)
 	v.failedAt, v.lastErr = time.Time{}, nil
 	return vr, nil

@@ -189,13 +189,42 @@ func TestOIDCIssuerDownAtFirstUse(t *testing.T) {
 
 func TestOIDCKeyRotation(t *testing.T) {
 	is := oidctest.New(t, oidctest.Options{})
-	a := newOIDCAuth(t, is, nil, nil)
+	clk := &clock{t: time.Now()}
+	a := newOIDCAuth(t, is, clk.Now, nil)
 	if _, _, err := a.Authenticate(context.Background(), is.Token(nil)); err != nil {
 		t.Fatal(err)
 	}
 	rotated := is.RotateIn(t, "rsa-2")
+	// Within KeyRefreshInterval an unknown kid does not refetch the keys.
+	fetches := is.JWKSFetches()
+	if _, _, err := a.Authenticate(context.Background(), is.Token(nil, rotated)); broker.CodeOf(err) != broker.CodeUnauthenticated {
+		t.Fatalf("unknown kid within the refresh interval: %v", err)
+	}
+	if is.JWKSFetches() != fetches {
+		t.Fatal("refetched keys within the refresh interval")
+	}
+	clk.Add(11 * time.Second)
 	if _, _, err := a.Authenticate(context.Background(), is.Token(nil, rotated)); err != nil {
 		t.Fatalf("token signed by a newly published key: %v", err)
+	}
+}
+
+func TestOIDCForgeriesDoNotHammerIssuer(t *testing.T) {
+	is := oidctest.New(t, oidctest.Options{})
+	a := newOIDCAuth(t, is, nil, nil)
+	if _, _, err := a.Authenticate(context.Background(), is.Token(nil)); err != nil {
+		t.Fatal(err)
+	}
+	fetches := is.JWKSFetches()
+	for i := 0; i < 200; i++ {
+		for _, tok := range []string{is.Token(nil, oidctest.ForeignKey()), is.Token(nil, oidctest.KeyID(fmt.Sprint("k", i)))} {
+			if _, _, err := a.Authenticate(context.Background(), tok); broker.CodeOf(err) != broker.CodeUnauthenticated {
+				t.Fatalf("forgery accepted: %v", err)
+			}
+		}
+	}
+	if n := is.JWKSFetches() - fetches; n > 1 {
+		t.Errorf("400 forged tokens caused %d JWKS fetches, want at most 1", n)
 	}
 }
 
