@@ -190,7 +190,7 @@ func (v *oidcVerifier) authenticate(ctx context.Context, token string) (broker.P
 	idt, err := verifier.Verify(ctx, token)
 	if err != nil {
 		msg := verifyMessage(err)
-		v.log.Info("oidc token refused", zap.String("reason", msg), zap.String("cause", scrub(err.Error(), token)))
+		v.log.Debug("oidc token refused", zap.String("reason", msg), zap.String("cause", scrub(err.Error(), token)))
 		return broker.Principal{}, broker.Errorf(broker.CodeUnauthenticated, "%s", msg)
 	}
 	var c oidcClaims
