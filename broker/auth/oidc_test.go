@@ -3,6 +3,8 @@ package auth
 import (
 	"context"
 	"fmt"
+	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -46,6 +48,17 @@ func TestOIDCTokens(t *testing.T) {
 				got.Method != broker.AuthOIDC || strings.Join(got.Groups, ",") != strings.Join(want.Groups, ",") ||
 				(want.Groups == nil) != (got.Groups == nil) {
 				t.Errorf("principal = %+v, want %+v", got, want)
+			}
+			if want.Client != "" && !slices.Contains(got.Names(), "client:"+want.Client) {
+				t.Errorf("names %v lack client:%s", got.Names(), want.Client)
+			}
+			for _, g := range want.Groups {
+				if !slices.Contains(got.Names(), "group:"+g) {
+					t.Errorf("names %v lack group:%s", got.Names(), g)
+				}
+			}
+			if want.Email == "" && slices.Contains(got.Names(), "user:mallory@example.com") {
+				t.Errorf("unverified email became a name: %v", got.Names())
 			}
 			if want.TokenID != "" && got.TokenID != want.TokenID {
 				t.Errorf("token id = %q, want %q", got.TokenID, want.TokenID)
@@ -268,3 +281,33 @@ func TestJWTWithoutOIDC(t *testing.T) {
 }
 
 func fmtAny(v any) string { return strings.TrimSpace(fmt.Sprint(v)) }
+
+func TestGrantTokenWithoutStore(t *testing.T) {
+	a, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := NewToken(GrantTokenPrefix)
+	_, bd, err := a.Authenticate(context.Background(), tok)
+	if broker.CodeOf(err) != broker.CodeUnauthenticated || !strings.Contains(err.Error(), "grant tokens are not accepted") || bd != nil {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestOIDCIssuerConnectionRefused(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	is := oidctest.New(t, oidctest.Options{})
+	a, err := New(Config{OIDC: &OIDCConfig{Issuer: "http://" + addr, Audience: "toolgate", DiscoveryTimeout: time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = a.Authenticate(context.Background(), is.Token(map[string]any{"iss": "http://" + addr}))
+	if broker.CodeOf(err) != broker.CodeUnauthenticated || !strings.Contains(err.Error(), "identity provider could not be reached") {
+		t.Fatalf("err = %v", err)
+	}
+}
