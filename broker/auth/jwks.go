@@ -26,7 +26,8 @@ type keySet struct {
 	now        func() time.Time
 	minRefresh time.Duration
 
-	mu        sync.Mutex // held during a fetch, so fetches never overlap
+	fetchMu   sync.Mutex // held during a fetch, so fetches never overlap
+	mu        sync.Mutex // guards keys and fetchedAt; never held during I/O
 	keys      []jose.JSONWebKey
 	fetchedAt time.Time
 }
@@ -85,20 +86,24 @@ func (k *keySet) cached() ([]jose.JSONWebKey, time.Time) {
 
 // refresh fetches the JWKS unless another caller did since seen, or the
 // last fetch is younger than minRefresh.
+// Verifications with known keys are never blocked by a fetch.
 func (k *keySet) refresh(ctx context.Context, seen time.Time) ([]jose.JSONWebKey, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if !k.fetchedAt.Equal(seen) {
-		return k.keys, nil
+	k.fetchMu.Lock()
+	defer k.fetchMu.Unlock()
+	keys, fetchedAt := k.cached()
+	if !fetchedAt.Equal(seen) {
+		return keys, nil
 	}
-	if !k.fetchedAt.IsZero() && k.now().Sub(k.fetchedAt) < k.minRefresh {
-		return k.keys, nil
+	if !fetchedAt.IsZero() && k.now().Sub(fetchedAt) < k.minRefresh {
+		return keys, nil
 	}
 	keys, err := k.fetch(ctx)
 	if err != nil {
 		return nil, err
 	}
+	k.mu.Lock()
 	k.keys, k.fetchedAt = keys, k.now()
+	k.mu.Unlock()
 	return keys, nil
 }
 
