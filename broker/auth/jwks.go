@@ -30,6 +30,9 @@ type keySet struct {
 	mu        sync.Mutex // guards keys and fetchedAt; never held during I/O
 	keys      []jose.JSONWebKey
 	fetchedAt time.Time
+	// attemptAt is the last fetch attempt, successful or not; it is only
+	// touched under fetchMu.
+	attemptAt time.Time
 }
 
 var _ oidc.KeySet = (*keySet)(nil)
@@ -94,9 +97,10 @@ func (k *keySet) refresh(ctx context.Context, seen time.Time) ([]jose.JSONWebKey
 	if !fetchedAt.Equal(seen) {
 		return keys, nil
 	}
-	if !fetchedAt.IsZero() && k.now().Sub(fetchedAt) < k.minRefresh {
+	if !k.attemptAt.IsZero() && k.now().Sub(k.attemptAt) < k.minRefresh {
 		return keys, nil
 	}
+	k.attemptAt = k.now()
 	keys, err := k.fetch(ctx)
 	if err != nil {
 		return nil, err
