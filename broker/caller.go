@@ -27,18 +27,25 @@ type Principal struct {
 	// TokenID identifies the credential (API key name, JWT id, grant id),
 	// never the credential itself.
 	TokenID string `json:"token_id,omitempty"`
+	// Client is the OAuth client the token was issued to (the OIDC "azp"
+	// claim), "" when unknown.
+	Client string `json:"client,omitempty"`
 }
 
 // Names returns every principal name this principal answers to: its subject,
-// "group:<g>" for each group, and "user:<email>" when an email is known.
+// "group:<g>" for each group, "user:<email>" when an email is known and
+// "client:<azp>" when the OAuth client is known.
 func (p Principal) Names() []string {
-	names := make([]string, 0, 2+len(p.Groups))
+	names := make([]string, 0, 3+len(p.Groups))
 	names = append(names, p.Subject)
 	if p.Email != "" && p.Subject != "user:"+p.Email {
 		names = append(names, "user:"+p.Email)
 	}
 	for _, g := range p.Groups {
 		names = append(names, "group:"+g)
+	}
+	if p.Client != "" && p.Subject != "client:"+p.Client {
+		names = append(names, "client:"+p.Client)
 	}
 	return names
 }

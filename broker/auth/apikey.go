@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/big"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -27,11 +28,22 @@ type APIKey struct {
 // Config configures the Authenticator.
 type Config struct {
 	APIKeys []APIKey
-	Logger  *zap.Logger
+	// OIDC, when set, accepts JWTs from one OIDC issuer.
+	OIDC *OIDCConfig
+	// Grants, when set, accepts tg_ grant tokens minted by Grants.
+	Grants GrantStore
+	// Now is the clock for token expiry; time.Now when nil.
+	Now    func() time.Time
+	Logger *zap.Logger
 }
 
-// Validate checks the keys.
+// Validate checks the keys and the OIDC config.
 func (c Config) Validate() error {
+	if c.OIDC != nil {
+		if err := c.OIDC.Validate(); err != nil {
+			return err
+		}
+	}
 	seen := map[string]bool{}
 	for _, k := range c.APIKeys {
 		if k.Name == "" {
@@ -48,22 +60,34 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// Authenticator verifies bearer tokens.
+// Authenticator verifies bearer tokens: API keys, OIDC JWTs and grant
+// tokens. It holds no cache: a revoked grant fails on the very next call.
 type Authenticator struct {
-	keys map[[sha256.Size]byte]string
-	log  *zap.Logger
+	keys   map[[sha256.Size]byte]string
+	oidc   *oidcVerifier
+	grants GrantStore
+	now    func() time.Time
+	log    *zap.Logger
 }
 
 var _ broker.Authenticator = (*Authenticator)(nil)
 
-// New returns an Authenticator for a valid config.
+// New returns an Authenticator for a valid config. It does not contact the
+// OIDC issuer: discovery happens on the first JWT, so toolgate starts while
+// the issuer is down.
 func New(cfg Config) (*Authenticator, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	a := &Authenticator{keys: map[[sha256.Size]byte]string{}, log: cfg.Logger}
+	a := &Authenticator{keys: map[[sha256.Size]byte]string{}, grants: cfg.Grants, now: cfg.Now, log: cfg.Logger}
 	if a.log == nil {
 		a.log = zap.NewNop()
+	}
+	if a.now == nil {
+		a.now = time.Now
+	}
+	if cfg.OIDC != nil {
+		a.oidc = newOIDCVerifier(*cfg.OIDC, a.now, a.log)
 	}
 	for _, k := range cfg.APIKeys {
 		var sum [sha256.Size]byte
@@ -74,13 +98,25 @@ func New(cfg Config) (*Authenticator, error) {
 	return a, nil
 }
 
-// Authenticate verifies a token and returns its principal.
+// Authenticate verifies a token and returns its principal, and for a grant
+// token the binding it fixes. Every failure is unauthenticated with a
+// message that does not contain the token; it fails closed when the issuer
+// or the grant store cannot answer.
 func (a *Authenticator) Authenticate(ctx context.Context, token string) (broker.Principal, *broker.Binding, error) {
-	if strings.HasPrefix(token, APIKeyPrefix) {
+	switch {
+	case strings.HasPrefix(token, APIKeyPrefix):
 		if name, ok := a.keys[sha256.Sum256([]byte(token))]; ok {
 			return broker.Principal{Subject: "key:" + name, Method: broker.AuthAPIKey, TokenID: "key:" + name}, nil, nil
 		}
 		return broker.Principal{}, nil, broker.Errorf(broker.CodeUnauthenticated, "the API key is not valid")
+	case strings.HasPrefix(token, GrantTokenPrefix):
+		return a.authenticateGrant(ctx, token)
+	case looksLikeJWT(token):
+		if a.oidc == nil {
+			return broker.Principal{}, nil, broker.Errorf(broker.CodeUnauthenticated, "OIDC tokens are not accepted by this server (no auth.oidc configured)")
+		}
+		p, err := a.oidc.authenticate(ctx, token)
+		return p, nil, err
 	}
 	return broker.Principal{}, nil, broker.Errorf(broker.CodeUnauthenticated, "the bearer token is not a recognised credential")
 }
@@ -95,11 +131,17 @@ const base62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 // NewToken returns prefix followed by 40 random base62 characters (about
 // 238 bits of entropy).
-func NewToken(prefix string) (string, error) {
+func NewToken(prefix string) (string, error) { return randomString(prefix, 40) }
+
+// newID returns prefix followed by 20 random base62 characters, for ids
+// that are not secrets.
+func newID(prefix string) (string, error) { return randomString(prefix, 20) }
+
+func randomString(prefix string, n int) (string, error) {
 	var b strings.Builder
 	b.WriteString(prefix)
 	max := big.NewInt(int64(len(base62)))
-	for i := 0; i < 40; i++ {
+	for i := 0; i < n; i++ {
 		n, err := rand.Int(rand.Reader, max)
 		if err != nil {
 			return "", fmt.Errorf("generate token: %w", err)
