@@ -173,11 +173,49 @@ func (b *Broker) ListTools(ctx context.Context, c Caller) ([]*Tool, error) {
 	cfg := b.config()
 	var out []*Tool
 	for _, t := range cfg.Catalog.Tools() {
-		if cfg.Policy.Visible(c, t) {
-			out = append(out, t)
+		if !cfg.Policy.Visible(c, t) {
+			continue
 		}
+		if cfg.Binder != nil {
+			// Arguments forced from the grant scope are hidden, so the model
+			// is never asked for them.
+			if bound, err := cfg.Binder.Bound(c, t); err == nil && len(bound) > 0 {
+				t = withoutArgs(t, bound)
+			}
+		}
+		out = append(out, t)
 	}
 	return out, nil
+}
+
+// withoutArgs returns a copy of t whose input schema lacks the named
+// properties (and their required entries).
+func withoutArgs(t *Tool, names map[string]any) *Tool {
+	var schema map[string]any
+	if err := json.Unmarshal(t.InputSchema, &schema); err != nil {
+		return t
+	}
+	if props, ok := schema["properties"].(map[string]any); ok {
+		for n := range names {
+			delete(props, n)
+		}
+	}
+	if req, ok := schema["required"].([]any); ok {
+		kept := req[:0]
+		for _, r := range req {
+			if _, bound := names[fmt.Sprint(r)]; !bound {
+				kept = append(kept, r)
+			}
+		}
+		schema["required"] = kept
+	}
+	raw, err := json.Marshal(schema)
+	if err != nil {
+		return t
+	}
+	cp := *t
+	cp.InputSchema = raw
+	return &cp
 }
 
 // Call is one tool call as a front door hands it to the broker.

@@ -409,3 +409,22 @@ func TestTraceID(t *testing.T) {
 		t.Errorf("fresh trace id = %q", got)
 	}
 }
+
+func TestListToolsHidesBoundArguments(t *testing.T) {
+	e := newEnv(t, nil)
+	e.b.config().Catalog.(fakeCatalog)["refund"].InputSchema = json.RawMessage(`{"type":"object","properties":{"customer_id":{"type":"integer"},"amount":{"type":"number"}},"required":["customer_id","amount"]}`)
+	tools, err := e.b.ListTools(context.Background(), e.caller(t, "tg_grant", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tl := range tools {
+		if tl.Name != "refund" {
+			continue
+		}
+		if strings.Contains(string(tl.InputSchema), "customer_id") || !strings.Contains(string(tl.InputSchema), "amount") {
+			t.Fatalf("schema = %s", tl.InputSchema)
+		}
+		return
+	}
+	t.Fatal("refund not listed")
+}
