@@ -63,7 +63,7 @@ func (maskNothing) MaskResult(_ *broker.Tool, d []byte) ([]byte, broker.MaskStat
 	return d, nil, nil
 }
 func (maskNothing) MaskRecord(d []byte) ([]byte, error) { return d, nil }
-func (maskNothing) MaskText(s string) string           { return s }
+func (maskNothing) MaskText(s string) string            { return s }
 
 // ask creates a pending request by requester for approvers.
 func (e *approvalsEnv) ask(t *testing.T, requester string, approvers ...string) string {
@@ -101,8 +101,8 @@ func TestApprovalsAPI(t *testing.T) {
 
 	for _, tc := range []struct {
 		name, method, path, token, body string
-		status                           int
-		code                             string
+		status                          int
+		code                            string
 	}{
 		{"self approval", "POST", "/v1/approvals/" + mine + "/approve", doortest.TokenAlpha, `{"reason":"mine"}`, 403, "forbidden"},
 		{"not an approver", "POST", "/v1/approvals/" + theirs + "/approve", doortest.TokenAlpha, ``, 403, "forbidden"},
