@@ -373,3 +373,30 @@ func waitForPending(t *testing.T, svc *approvals.Service) string {
 	t.Fatal("no pending request appeared")
 	return ""
 }
+
+func TestRunSweepsInTheBackground(t *testing.T) {
+	e := newEnv(t, sqliteDB(t), approvals.SQLite, func(c *approvals.Config) { c.SweepEvery = 10 * time.Millisecond })
+	id := pending(t, e, agent, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.svc.Run(ctx) }()
+	e.clock.Add(time.Hour)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r, _ := e.svc.Get(context.Background(), id)
+		if r.Status == broker.ApprovalExpired {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status = %s, want expired by the sweeper", r.Status)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != context.Canceled {
+		t.Errorf("Run = %v", err)
+	}
+	if _, err := e.svc.Decide(context.Background(), id, ana, true, "", "cli"); broker.CodeOf(err) != broker.CodeApprovalExpired {
+		t.Errorf("decision after expiry = %v, want approval_expired", err)
+	}
+}

@@ -484,3 +484,18 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 }
+
+func TestExpiryUpdatesTheMessage(t *testing.T) {
+	e := newEnv(t, aslack.ModeHTTP)
+	r := e.ask(t)
+	if n, err := e.svc.Sweep(context.Background(), time.Now().Add(time.Hour)); err != nil || n != 1 {
+		t.Fatalf("Sweep = %d, %v", n, err)
+	}
+	up := e.slack.last("chat.update")
+	if up == nil || !strings.Contains(up.Get("blocks"), "expired without a decision") || strings.Contains(up.Get("blocks"), aslack.ActionApprove) {
+		t.Errorf("update after expiry: %v", up)
+	}
+	if got, _ := e.svc.Get(context.Background(), r.ID); got.Status != broker.ApprovalExpired {
+		t.Errorf("status = %s", got.Status)
+	}
+}
