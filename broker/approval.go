@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 )
 
@@ -16,6 +17,9 @@ const (
 	ApprovalExpired   ApprovalStatus = "expired"
 	ApprovalCancelled ApprovalStatus = "cancelled"
 	ApprovalConsumed  ApprovalStatus = "consumed"
+	// ApprovalExecuting is an approved request whose call is running: one
+	// repeat of the call claimed it, and no other repeat may run it.
+	ApprovalExecuting ApprovalStatus = "executing"
 )
 
 // ApprovalRequest is a call that policy sent for approval.
@@ -37,6 +41,10 @@ type ApprovalOutcome struct {
 	ExpiresAt time.Time
 	Reason    string
 	Deciders  []string
+	// Result is the masked result recorded when the approved call ran; it
+	// is set with ApprovalConsumed, which the broker answers without
+	// running anything.
+	Result json.RawMessage
 }
 
 // Approvals is the approval gate as the broker sees it.
@@ -45,4 +53,46 @@ type Approvals interface {
 	// for a decision up to the configured wait. A pending outcome means
 	// no decision came in time; the call is not run.
 	Await(ctx context.Context, req ApprovalRequest) (ApprovalOutcome, error)
+}
+
+// ApprovalRecorder is an optional ability of Approvals: the broker reports
+// the outcome of a call it ran on an approval (Await answered
+// ApprovalApproved), so repeats of the call get the recorded result instead
+// of a second execution. result is the masked result, nil when the call
+// failed with callErr.
+type ApprovalRecorder interface {
+	Complete(ctx context.Context, approvalID string, result json.RawMessage, callErr error) error
+}
+
+// ApprovalVote is one approver's vote as shown to approvers and auditors.
+type ApprovalVote struct {
+	Approver string    `json:"approver"`
+	Approve  bool      `json:"approve"`
+	Reason   string    `json:"reason,omitempty"`
+	Channel  string    `json:"channel,omitempty"`
+	Time     time.Time `json:"time"`
+}
+
+// ApprovalInfo is an approval request as shown to approvers and auditors.
+// Everything in it is masked.
+type ApprovalInfo struct {
+	ID            string          `json:"id"`
+	Status        ApprovalStatus  `json:"status"`
+	Principal     string          `json:"principal"`
+	Graph         string          `json:"graph,omitempty"`
+	Node          string          `json:"node,omitempty"`
+	Run           string          `json:"run,omitempty"`
+	Thread        string          `json:"thread,omitempty"`
+	Tool          string          `json:"tool"`
+	Target        string          `json:"target,omitempty"`
+	Args          json.RawMessage `json:"args"`
+	ArgsHash      string          `json:"args_hash"`
+	Rule          string          `json:"rule,omitempty"`
+	PolicyVersion string          `json:"policy_version,omitempty"`
+	Approvers     []string        `json:"approvers"`
+	MinApprovals  int             `json:"min_approvals"`
+	Reason        string          `json:"reason,omitempty"`
+	CreatedAt     time.Time       `json:"created_at"`
+	ExpiresAt     time.Time       `json:"expires_at"`
+	Votes         []ApprovalVote  `json:"votes,omitempty"`
 }

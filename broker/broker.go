@@ -284,7 +284,7 @@ func (b *Broker) Call(ctx context.Context, call Call) (Result, error) {
 	return res, err
 }
 
-func (b *Broker) run(ctx context.Context, cfg *Config, call Call, ev *Event) (Result, error) {
+func (b *Broker) run(ctx context.Context, cfg *Config, call Call, ev *Event) (res Result, err error) {
 	c := call.Caller
 	if !c.verified {
 		ev.Status = StatusDenied
@@ -354,14 +354,28 @@ func (b *Broker) run(ctx context.Context, cfg *Config, call Call, ev *Event) (Re
 			ev.Status = StatusDenied
 			return Result{}, Errorf(CodeForbidden, "tool %q needs approval (%s) but no approval channel is configured, so the call is refused", tool.Name, dec.Rule)
 		}
-		out, err := cfg.Approvals.Await(ctx, ApprovalRequest{Caller: c, Tool: tool, Args: args, ArgsHash: ev.ArgsHash, Decision: dec, ResumeID: call.ApprovalID})
-		if err != nil {
+		out, aerr := cfg.Approvals.Await(ctx, ApprovalRequest{Caller: c, Tool: tool, Args: args, ArgsHash: ev.ArgsHash, Decision: dec, ResumeID: call.ApprovalID})
+		if aerr != nil {
 			ev.Status = StatusDenied
-			return Result{}, err
+			return Result{}, aerr
 		}
 		ev.ApprovalID = out.ID
 		switch out.Status {
 		case ApprovalApproved:
+			// This call holds the approval: report how it ends, so repeats
+			// answer the recorded result instead of running again.
+			if rec, ok := cfg.Approvals.(ApprovalRecorder); ok {
+				defer func() {
+					if cerr := rec.Complete(context.WithoutCancel(ctx), out.ID, res.Value, err); cerr != nil {
+						cfg.Logger.Error("approval outcome not recorded", zap.String("approval", out.ID), zap.Error(cerr))
+					}
+				}()
+			}
+		case ApprovalConsumed:
+			// The approved call already ran: answer its recorded result.
+			ev.Status = StatusOK
+			ev.Bytes = len(out.Result)
+			return Result{Value: out.Result}, nil
 		case ApprovalPending:
 			ev.Status = StatusPending
 			return Result{Pending: &Pending{

@@ -1,0 +1,117 @@
+package slack
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/slack-go/slack"
+	"github.com/toolgate/toolgate/approvals"
+	"github.com/toolgate/toolgate/broker"
+)
+
+// maxArgsText caps the arguments shown in a message (Slack allows 3000
+// characters per text object).
+const maxArgsText = 2500
+
+// summary is the notification text of a request.
+func summary(r approvals.Request) string {
+	return fmt.Sprintf("Approval %s: %s wants to call %s (%s)", r.ID, r.Principal, r.Tool, r.Status)
+}
+
+// blocks renders a request as Block Kit: what is asked, by whom, the masked
+// arguments, then the buttons while it is pending or the outcome after.
+func blocks(r approvals.Request) []slack.Block {
+	md := func(s string) *slack.TextBlockObject {
+		return slack.NewTextBlockObject(slack.MarkdownType, s, false, false)
+	}
+	plain := func(s string) *slack.TextBlockObject {
+		return slack.NewTextBlockObject(slack.PlainTextType, s, false, false)
+	}
+	approved := 0
+	for _, v := range r.Votes {
+		if v.Approve {
+			approved++
+		}
+	}
+	fields := []*slack.TextBlockObject{
+		md("*Requested by*\n" + code(r.Principal)),
+		md("*Graph / node / run*\n" + code(r.Graph) + " / " + code(r.Node) + " / " + code(r.Run)),
+		md("*Tool*\n" + code(r.Tool)),
+		md("*Target*\n" + code(r.Target)),
+		md("*Rule*\n" + code(r.Rule)),
+		md(fmt.Sprintf("*Approvals*\n%d of %d from %s", approved, r.MinApprovals, strings.Join(r.Approvers, ", "))),
+		md("*Expires*\n" + r.ExpiresAt.UTC().Format(time.RFC3339)),
+		md("*Approval id*\n" + code(r.ID)),
+	}
+	args := string(r.Args)
+	if len(args) > maxArgsText {
+		args = args[:maxArgsText] + "…"
+	}
+	out := []slack.Block{
+		slack.NewSectionBlock(md(fmt.Sprintf("*Approval needed:* `%s` wants to call `%s`", r.Principal, r.Tool)), nil, nil),
+		slack.NewSectionBlock(nil, fields, nil),
+		slack.NewSectionBlock(md("*Arguments (masked)*\n```"+strings.ReplaceAll(args, "```", "'''")+"```"), nil, nil),
+	}
+	if r.Status == broker.ApprovalPending {
+		confirm := slack.NewConfirmationBlockObject(plain("Approve this call?"),
+			md(fmt.Sprintf("`%s` will run `%s` with the arguments above.", r.Principal, r.Tool)), plain("Approve"), plain("Cancel"))
+		out = append(out, slack.NewActionBlock("toolgate_decision",
+			slack.NewButtonBlockElement(ActionApprove, r.ID, plain("Approve")).WithStyle(slack.StylePrimary).WithConfirm(confirm),
+			slack.NewButtonBlockElement(ActionDeny, r.ID, plain("Deny")).WithStyle(slack.StyleDanger),
+		))
+	}
+	var votes []string
+	for _, v := range r.Votes {
+		verb := "approved"
+		if !v.Approve {
+			verb = "denied"
+		}
+		line := fmt.Sprintf("%s %s via %s", v.Approver, verb, v.Channel)
+		if v.Reason != "" {
+			line += ": " + v.Reason
+		}
+		votes = append(votes, line)
+	}
+	if len(votes) > 0 || r.Status != broker.ApprovalPending {
+		text := "*Status:* " + outcome(r)
+		if len(votes) > 0 {
+			text += "\n" + strings.Join(votes, "\n")
+		}
+		out = append(out, slack.NewContextBlock("toolgate_outcome", md(text)))
+	}
+	return out
+}
+
+// outcome says where the request stands, in words.
+func outcome(r approvals.Request) string {
+	switch r.Status {
+	case broker.ApprovalApproved:
+		return "approved; waiting for the agent to call again"
+	case broker.ApprovalExecuting:
+		return "approved; running"
+	case broker.ApprovalConsumed:
+		if r.ErrorCode != "" {
+			return "approved; the call ran and failed (" + r.ErrorCode + ")"
+		}
+		return "approved; the call ran"
+	case broker.ApprovalDenied:
+		if r.Reason != "" {
+			return "denied: " + r.Reason
+		}
+		return "denied"
+	case broker.ApprovalExpired:
+		return "expired without a decision"
+	case broker.ApprovalCancelled:
+		return "cancelled"
+	default:
+		return "pending"
+	}
+}
+
+func code(s string) string {
+	if s == "" {
+		return "–"
+	}
+	return "`" + strings.ReplaceAll(s, "`", "'") + "`"
+}

@@ -1,0 +1,501 @@
+package slack_test
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/toolgate/toolgate/approvals"
+	aslack "github.com/toolgate/toolgate/approvals/slack"
+	"github.com/toolgate/toolgate/broker"
+	_ "modernc.org/sqlite"
+)
+
+const (
+	secret  = "8f742231b10e8888abcd99yyyzzz85a5"
+	channel = "C0APPROVALS"
+	team    = "T0TEAM"
+	app     = "A0APP"
+	card    = "4111111111111111"
+)
+
+// fakeSlack is the Slack Web API and Socket Mode endpoint as toolgate uses
+// them, served over loopback.
+type fakeSlack struct {
+	t    *testing.T
+	srv  *httptest.Server
+	mu   sync.Mutex
+	down bool
+	ts   int
+	// calls maps a method to the forms it received.
+	calls map[string][]url.Values
+	// envelope is pushed to the Socket Mode client; acks receives its ack.
+	envelope string
+	acks     chan string
+}
+
+var users = map[string]string{
+	"U_ANA":   `{"id":"U_ANA","name":"ana","is_email_confirmed":true,"profile":{"email":"Ana@Example.com"}}`,
+	"U_BEN":   `{"id":"U_BEN","name":"ben","is_email_confirmed":true,"profile":{"email":"ben@example.com"}}`,
+	"U_EVE":   `{"id":"U_EVE","name":"eve","is_email_confirmed":true,"profile":{"email":"eve@example.com"}}`,
+	"U_BOT":   `{"id":"U_BOT","name":"bot","is_bot":true,"is_email_confirmed":true,"profile":{"email":"ben@example.com"}}`,
+	"U_GUEST": `{"id":"U_GUEST","name":"guest","is_restricted":true,"is_email_confirmed":true,"profile":{"email":"ben@example.com"}}`,
+	"U_GONE":  `{"id":"U_GONE","name":"gone","deleted":true,"is_email_confirmed":true,"profile":{"email":"ben@example.com"}}`,
+	"U_NOVER": `{"id":"U_NOVER","name":"nover","is_email_confirmed":false,"profile":{"email":"ben@example.com"}}`,
+}
+
+func newFakeSlack(t *testing.T) *fakeSlack {
+	f := &fakeSlack{t: t, calls: map[string][]url.Values{}, acks: make(chan string, 4)}
+	up := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
+	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		method := strings.TrimPrefix(r.URL.Path, "/")
+		if method == "ws" {
+			conn, err := up.Upgrade(w, r, nil)
+			if err != nil {
+				return
+			}
+			defer conn.Close()
+			_ = conn.WriteMessage(websocket.TextMessage, []byte(`{"type":"hello","num_connections":1}`))
+			f.mu.Lock()
+			env := f.envelope
+			f.mu.Unlock()
+			_ = conn.WriteMessage(websocket.TextMessage, []byte(env))
+			_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			_, msg, err := conn.ReadMessage()
+			if err == nil {
+				f.acks <- string(msg)
+			}
+			// Hold the connection until the client goes away.
+			_ = conn.SetReadDeadline(time.Time{})
+			for {
+				if _, _, err := conn.ReadMessage(); err != nil {
+					return
+				}
+			}
+		}
+		_ = r.ParseForm()
+		f.mu.Lock()
+		f.calls[method] = append(f.calls[method], r.Form)
+		down := f.down
+		f.ts++
+		ts := "1700000000.0001" + strconv.Itoa(f.ts)
+		f.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		if down {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte(`{"ok":false,"error":"service_unavailable"}`))
+			return
+		}
+		switch method {
+		case "chat.postMessage", "chat.update":
+			_, _ = w.Write([]byte(`{"ok":true,"channel":"` + channel + `","ts":"` + ts + `"}`))
+		case "chat.postEphemeral":
+			_, _ = w.Write([]byte(`{"ok":true,"message_ts":"` + ts + `"}`))
+		case "users.info":
+			u, ok := users[r.Form.Get("user")]
+			if !ok {
+				_, _ = w.Write([]byte(`{"ok":false,"error":"user_not_found"}`))
+				return
+			}
+			_, _ = w.Write([]byte(`{"ok":true,"user":` + u + `}`))
+		case "apps.connections.open":
+			_, _ = w.Write([]byte(`{"ok":true,"url":"ws://` + r.Host + `/ws"}`))
+		default:
+			_, _ = w.Write([]byte(`{"ok":false,"error":"unknown_method"}`))
+		}
+	}))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *fakeSlack) count(method string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.calls[method])
+}
+
+func (f *fakeSlack) last(method string) url.Values {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.calls[method]
+	if len(c) == 0 {
+		return nil
+	}
+	return c[len(c)-1]
+}
+
+type masker struct{}
+
+func (masker) MaskResult(_ *broker.Tool, d []byte) ([]byte, broker.MaskStats, error) {
+	return d, nil, nil
+}
+func (masker) MaskRecord(d []byte) ([]byte, error) {
+	return []byte(strings.ReplaceAll(string(d), card, "************1111")), nil
+}
+func (masker) MaskText(s string) string { return strings.ReplaceAll(s, card, "************1111") }
+
+type recorder struct {
+	mu     sync.Mutex
+	events []broker.Event
+}
+
+func (r *recorder) Record(_ context.Context, ev broker.Event) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, ev)
+	return nil
+}
+
+func (r *recorder) count(kind broker.EventKind) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, ev := range r.events {
+		if ev.Kind == kind {
+			n++
+		}
+	}
+	return n
+}
+
+type env struct {
+	slack *fakeSlack
+	n     *aslack.Notifier
+	svc   *approvals.Service
+	rec   *recorder
+}
+
+func newEnv(t *testing.T, mode string) *env {
+	t.Helper()
+	f := newFakeSlack(t)
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "tg.db")+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	schema, err := os.ReadFile("../../internal/db/migrations/sqlite/0004_approvals.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(string(schema)); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := approvals.NewStore(db, approvals.SQLite)
+	n, err := aslack.New(aslack.Config{Mode: mode, BotToken: "xoxb-test", AppToken: "xapp-test", SigningSecret: secret,
+		Channel: channel, APIURL: f.srv.URL + "/", TeamID: team, AppID: app,
+		Users: map[string]string{"U_LINKED": "user:ben@example.com"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	svc, err := approvals.New(approvals.Config{Store: st, Masker: masker{}, Recorder: rec, Announcer: n, Wait: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{slack: f, n: n, svc: svc, rec: rec}
+}
+
+// ask creates a pending request for ana or ben and returns it.
+func (e *env) ask(t *testing.T) approvals.Request {
+	t.Helper()
+	out, err := e.svc.Await(context.Background(), broker.ApprovalRequest{
+		Caller:   broker.Caller{Principal: broker.Principal{Subject: "key:support-bot"}, Context: broker.Context{Graph: "support-bot", Node: "refund", Run: "r1"}},
+		Tool:     &broker.Tool{Name: "billing_refund", Target: "billing"},
+		Args:     map[string]any{"order_id": "o-1", "card": card},
+		ArgsHash: "h1",
+		Decision: broker.Decision{Effect: broker.EffectApprove, Rule: "graphs.support-bot.nodes.refund.rules[0]",
+			Approvers: []string{"user:ana@example.com", "user:ben@example.com"}, MinApprovals: 1},
+	})
+	if err != nil || out.Status != broker.ApprovalPending {
+		t.Fatalf("Await = %+v, %v", out, err)
+	}
+	r, err := e.svc.Get(context.Background(), out.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// click is a block_actions payload for a button of r's message.
+func click(r approvals.Request, user, action string) string {
+	ch, ts, _ := strings.Cut(r.Ref, ":")
+	b, _ := json.Marshal(map[string]any{
+		"type": "block_actions", "team": map[string]any{"id": team}, "api_app_id": app,
+		"user": map[string]any{"id": user}, "channel": map[string]any{"id": ch},
+		"container": map[string]any{"type": "message", "message_ts": ts, "channel_id": ch},
+		"message":   map[string]any{"ts": ts},
+		"actions":   []any{map[string]any{"action_id": action, "block_id": "toolgate_decision", "value": r.ID, "type": "button"}},
+	})
+	return string(b)
+}
+
+func form(payload string) string { return url.Values{"payload": {payload}}.Encode() }
+
+func sign(ts, body string) string {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte("v0:" + ts + ":" + body))
+	return "v0=" + hex.EncodeToString(m.Sum(nil))
+}
+
+// post sends an interaction request to the handler over loopback.
+func post(t *testing.T, srv *httptest.Server, query, body, ts, sig string) int {
+	t.Helper()
+	req, _ := http.NewRequest("POST", srv.URL+"/slack/interactions"+query, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("X-Slack-Request-Timestamp", ts)
+	req.Header.Set("X-Slack-Signature", sig)
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func TestAnnounceAndUpdate(t *testing.T) {
+	e := newEnv(t, aslack.ModeHTTP)
+	r := e.ask(t)
+	if r.Ref != channel+":1700000000.00011" {
+		t.Fatalf("ref = %q", r.Ref)
+	}
+	msg := e.slack.last("chat.postMessage")
+	blocks := msg.Get("blocks")
+	for _, want := range []string{aslack.ActionApprove, aslack.ActionDeny, r.ID, "billing_refund", "support-bot", "confirm", "************1111"} {
+		if !strings.Contains(blocks, want) {
+			t.Errorf("posted blocks lack %q: %s", want, blocks)
+		}
+	}
+	if strings.Contains(blocks, card) || msg.Get("channel") != channel {
+		t.Errorf("posted message leaks the card or goes elsewhere: %v", msg)
+	}
+	if _, err := e.svc.Decide(context.Background(), r.ID, broker.Principal{Subject: "user:ana@example.com"}, true, "", "cli"); err != nil {
+		t.Fatal(err)
+	}
+	up := e.slack.last("chat.update")
+	if up == nil || strings.Contains(up.Get("blocks"), aslack.ActionApprove) || !strings.Contains(up.Get("blocks"), "user:ana@example.com approved via cli") {
+		t.Errorf("update after the decision: %v", up)
+	}
+	if up.Get("ts") != "1700000000.00011" || up.Get("channel") != channel {
+		t.Errorf("updated the wrong message: %v", up)
+	}
+}
+
+func TestHTTPInteractions(t *testing.T) {
+	e := newEnv(t, aslack.ModeHTTP)
+	srv := httptest.NewServer(e.n.Handler(e.svc))
+	defer srv.Close()
+	r := e.ask(t)
+	now := strconv.FormatInt(time.Now().Unix(), 10)
+	stale := strconv.FormatInt(time.Now().Add(-6*time.Minute).Unix(), 10)
+	good := form(click(r, "U_ANA", aslack.ActionApprove))
+
+	for _, tc := range []struct {
+		name, query, body, ts, sig string
+		status                     int
+	}{
+		{"forged signature", "", good, now, "v0=" + strings.Repeat("ab", 32), 401},
+		{"no signature", "", good, now, "", 401},
+		{"signature over another body", "", good, now, sign(now, form(click(r, "U_BEN", aslack.ActionApprove))), 401},
+		{"stale timestamp", "", good, stale, sign(stale, good), 401},
+		{"future timestamp", "", good, strconv.FormatInt(time.Now().Add(6*time.Minute).Unix(), 10), "", 401},
+		{"payload smuggled in the query string", "?" + good, "", now, sign(now, ""), 400},
+		{"not a payload", "", "hello=world", now, sign(now, "hello=world"), 400},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := post(t, srv, tc.query, tc.body, tc.ts, tc.sig); got != tc.status {
+				t.Fatalf("status = %d, want %d", got, tc.status)
+			}
+			e.n.Wait()
+			if got, _ := e.svc.Get(context.Background(), r.ID); got.Status != broker.ApprovalPending || len(got.Votes) != 0 {
+				t.Fatalf("refused request decided something: %s, %d votes", got.Status, len(got.Votes))
+			}
+		})
+	}
+
+	// Refused clicks: each gets an ephemeral reply and decides nothing.
+	for _, tc := range []struct{ name, payload, want string }{
+		{"not an approver", click(r, "U_EVE", aslack.ActionApprove), "only user:ana@example.com"},
+		{"bot", click(r, "U_BOT", aslack.ActionApprove), "bots"},
+		{"guest", click(r, "U_GUEST", aslack.ActionApprove), "guests"},
+		{"deactivated", click(r, "U_GONE", aslack.ActionApprove), "deactivated"},
+		{"unconfirmed email", click(r, "U_NOVER", aslack.ActionApprove), "confirmed email"},
+		{"unknown user", click(r, "U_WHO", aslack.ActionApprove), "could not be read"},
+		{"another message", strings.Replace(click(r, "U_ANA", aslack.ActionApprove), `"message_ts":"`, `"message_ts":"9`, 1), "does not belong"},
+		{"another workspace", strings.Replace(click(r, "U_ANA", aslack.ActionApprove), team, "T0OTHER", 1), "another Slack workspace"},
+		{"another app", strings.Replace(click(r, "U_ANA", aslack.ActionApprove), app, "A0OTHER", 1), "another Slack app"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := e.slack.count("chat.postEphemeral")
+			body := form(tc.payload)
+			if got := post(t, srv, "", body, now, sign(now, body)); got != 200 {
+				t.Fatalf("status = %d", got)
+			}
+			e.n.Wait()
+			if e.slack.count("chat.postEphemeral") != before+1 || !strings.Contains(e.slack.last("chat.postEphemeral").Get("text"), tc.want) {
+				t.Errorf("ephemeral reply = %v, want one containing %q", e.slack.last("chat.postEphemeral"), tc.want)
+			}
+			if got, _ := e.svc.Get(context.Background(), r.ID); got.Status != broker.ApprovalPending || len(got.Votes) != 0 {
+				t.Fatalf("refused click decided something: %s, %d votes", got.Status, len(got.Votes))
+			}
+		})
+	}
+
+	// The same valid click twice (Slack retries) decides once.
+	for range 2 {
+		if got := post(t, srv, "", good, now, sign(now, good)); got != 200 {
+			t.Fatalf("status = %d", got)
+		}
+		e.n.Wait()
+	}
+	got, _ := e.svc.Get(context.Background(), r.ID)
+	if got.Status != broker.ApprovalApproved || len(got.Votes) != 1 || got.Votes[0].Approver != "user:ana@example.com" || got.Votes[0].Channel != "slack" {
+		t.Fatalf("after clicks: %s %+v", got.Status, got.Votes)
+	}
+	if n := e.rec.count(broker.EventApprovalDecided); n != 1 {
+		t.Errorf("decided events = %d, want 1", n)
+	}
+	if !strings.Contains(e.slack.last("chat.postEphemeral").Get("text"), "already approved") {
+		t.Errorf("the replayed click was not told: %v", e.slack.last("chat.postEphemeral"))
+	}
+
+	// A linked user decides as the linked principal.
+	r2 := e.askOther(t)
+	body := form(click(r2, "U_LINKED", aslack.ActionDeny))
+	post(t, srv, "", body, now, sign(now, body))
+	e.n.Wait()
+	if got, _ := e.svc.Get(context.Background(), r2.ID); got.Status != broker.ApprovalDenied || got.Votes[0].Approver != "user:ben@example.com" {
+		t.Errorf("linked user's deny: %s %+v", got.Status, got.Votes)
+	}
+}
+
+// askOther creates a second pending request.
+func (e *env) askOther(t *testing.T) approvals.Request {
+	t.Helper()
+	out, err := e.svc.Await(context.Background(), broker.ApprovalRequest{
+		Caller:   broker.Caller{Principal: broker.Principal{Subject: "key:support-bot"}, Context: broker.Context{Graph: "support-bot", Node: "refund", Run: "r2"}},
+		Tool:     &broker.Tool{Name: "billing_refund", Target: "billing"},
+		Args:     map[string]any{"order_id": "o-2"},
+		ArgsHash: "h2",
+		Decision: broker.Decision{Effect: broker.EffectApprove, Rule: "r", Approvers: []string{"user:ben@example.com"}, MinApprovals: 1},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ := e.svc.Get(context.Background(), out.ID)
+	return r
+}
+
+func TestSlackDownStillDecidable(t *testing.T) {
+	e := newEnv(t, aslack.ModeHTTP)
+	e.slack.mu.Lock()
+	e.slack.down = true
+	e.slack.mu.Unlock()
+	r := e.ask(t)
+	if r.Ref != "" || r.Status != broker.ApprovalPending {
+		t.Fatalf("request = %s ref %q", r.Status, r.Ref)
+	}
+	e.rec.mu.Lock()
+	var announced any
+	for _, ev := range e.rec.events {
+		if ev.Kind == broker.EventApprovalRequested {
+			announced = ev.Detail["announced"]
+		}
+	}
+	e.rec.mu.Unlock()
+	if announced != false {
+		t.Errorf("the failed announcement was not recorded: %v", announced)
+	}
+	if st, err := e.svc.Decide(context.Background(), r.ID, broker.Principal{Subject: "user:ben@example.com"}, true, "", "http"); err != nil || st != broker.ApprovalApproved {
+		t.Fatalf("Decide = %s, %v", st, err)
+	}
+}
+
+func TestSocketMode(t *testing.T) {
+	e := newEnv(t, aslack.ModeSocket)
+	r := e.ask(t)
+	payload := click(r, "U_ANA", aslack.ActionApprove)
+	e.slack.mu.Lock()
+	e.slack.envelope = `{"envelope_id":"env-1","type":"interactive","accepts_response_payload":false,"payload":` + payload + `}`
+	e.slack.mu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.n.RunSocketMode(ctx, e.svc) }()
+	select {
+	case ack := <-e.slack.acks:
+		if !strings.Contains(ack, `"envelope_id":"env-1"`) {
+			t.Errorf("ack = %s", ack)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no ack")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got, _ := e.svc.Get(context.Background(), r.ID)
+		if got.Status == broker.ApprovalApproved {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("socket mode click not decided: %s", got.Status)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("RunSocketMode did not stop")
+	}
+	e.n.Wait()
+}
+
+func TestConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  aslack.Config
+		want string
+	}{
+		{"socket without app token", aslack.Config{Mode: "socket", BotToken: "x", Channel: "c"}, "app_token"},
+		{"http without secret", aslack.Config{Mode: "http", BotToken: "x", Channel: "c"}, "signing_secret"},
+		{"unknown mode", aslack.Config{Mode: "rtm", BotToken: "x", Channel: "c"}, "socket or http"},
+		{"no channel", aslack.Config{Mode: "http", SigningSecret: "s", BotToken: "x"}, "channel"},
+		{"bad link", aslack.Config{Mode: "http", SigningSecret: "s", BotToken: "x", Channel: "c", Users: map[string]string{"U1": "ana"}}, "users.U1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tc.cfg.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Validate = %v, want %q", err, tc.want)
+			}
+			if _, err := aslack.New(tc.cfg); err == nil {
+				t.Error("New accepted an invalid config")
+			}
+		})
+	}
+}
+
+func TestExpiryUpdatesTheMessage(t *testing.T) {
+	e := newEnv(t, aslack.ModeHTTP)
+	r := e.ask(t)
+	if n, err := e.svc.Sweep(context.Background(), time.Now().Add(time.Hour)); err != nil || n != 1 {
+		t.Fatalf("Sweep = %d, %v", n, err)
+	}
+	up := e.slack.last("chat.update")
+	if up == nil || !strings.Contains(up.Get("blocks"), "expired without a decision") || strings.Contains(up.Get("blocks"), aslack.ActionApprove) {
+		t.Errorf("update after expiry: %v", up)
+	}
+	if got, _ := e.svc.Get(context.Background(), r.ID); got.Status != broker.ApprovalExpired {
+		t.Errorf("status = %s", got.Status)
+	}
+}

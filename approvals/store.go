@@ -1,0 +1,335 @@
+package approvals
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/toolgate/toolgate/broker"
+)
+
+// Dialect names the SQL flavour of a Store.
+type Dialect string
+
+// The supported dialects.
+const (
+	SQLite   Dialect = "sqlite"
+	Postgres Dialect = "postgres"
+)
+
+// Request is one durable approval request: what is shown to approvers
+// (broker.ApprovalInfo) plus what only the gate needs.
+type Request struct {
+	broker.ApprovalInfo
+	// Requesters are the principal names that may never approve this
+	// request: the caller's subject and email, and the grant's creator when
+	// known.
+	Requesters []string `json:"-"`
+	// Ref is the notifier's handle on its message (Slack "channel:ts").
+	Ref string `json:"-"`
+	// Result is the masked result of the approved call, set once consumed.
+	Result       json.RawMessage `json:"-"`
+	ErrorCode    string          `json:"-"`
+	ErrorMessage string          `json:"-"`
+	DecidedAt    time.Time       `json:"-"`
+}
+
+// Store keeps approval requests and votes in SQLite or Postgres (the tables
+// of migration 0004_approvals). It is safe for concurrent use by several
+// Services, in one process or several.
+type Store struct {
+	db      *sql.DB
+	dialect Dialect
+}
+
+// NewStore returns a Store on db, whose schema must include migration
+// 0004_approvals.
+func NewStore(db *sql.DB, dialect Dialect) (*Store, error) {
+	if db == nil {
+		return nil, errors.New("approvals store: nil database")
+	}
+	if dialect != SQLite && dialect != Postgres {
+		return nil, fmt.Errorf("approvals store: unknown dialect %q (want sqlite or postgres)", dialect)
+	}
+	return &Store{db: db, dialect: dialect}, nil
+}
+
+// q rewrites ? placeholders to $n for Postgres.
+func (s *Store) q(query string) string {
+	if s.dialect != Postgres {
+		return query
+	}
+	var b strings.Builder
+	n := 0
+	for _, r := range query {
+		if r == '?' {
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+func micros(t time.Time) int64 { return t.UnixMicro() }
+
+func fromMicros(v int64) time.Time { return time.UnixMicro(v).UTC() }
+
+// errNotFound is returned by get for an unknown id.
+var errNotFound = errors.New("approval not found")
+
+const columns = `id, status, principal, requesters, graph, node, run_id, thread, tool, target, args, args_hash,
+	rule, policy_version, approvers, min_approvals, reason, result, error_code, error_message, announce_ref,
+	created_at, expires_at, decided_at`
+
+// insert stores a new pending request.
+func (s *Store) insert(ctx context.Context, r Request) error {
+	req, _ := json.Marshal(r.Requesters)
+	apv, _ := json.Marshal(r.Approvers)
+	_, err := s.db.ExecContext(ctx, s.q(`INSERT INTO approvals (`+columns+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, '', '', '', ?, ?, NULL)`),
+		r.ID, string(r.Status), r.Principal, string(req), r.Graph, r.Node, r.Run, r.Thread, r.Tool, r.Target,
+		string(r.Args), r.ArgsHash, r.Rule, r.PolicyVersion, string(apv), r.MinApprovals, r.Reason,
+		micros(r.CreatedAt), micros(r.ExpiresAt))
+	if err != nil {
+		return fmt.Errorf("insert approval %s: %w", r.ID, err)
+	}
+	return nil
+}
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanRequest(sc scanner) (Request, error) {
+	var (
+		r                Request
+		status, req, apv string
+		args             string
+		result           sql.NullString
+		created, expires int64
+		decided          sql.NullInt64
+	)
+	err := sc.Scan(&r.ID, &status, &r.Principal, &req, &r.Graph, &r.Node, &r.Run, &r.Thread, &r.Tool, &r.Target,
+		&args, &r.ArgsHash, &r.Rule, &r.PolicyVersion, &apv, &r.MinApprovals, &r.Reason, &result,
+		&r.ErrorCode, &r.ErrorMessage, &r.Ref, &created, &expires, &decided)
+	if err != nil {
+		return Request{}, err
+	}
+	r.Status = broker.ApprovalStatus(status)
+	r.Args = json.RawMessage(args)
+	if result.Valid {
+		r.Result = json.RawMessage(result.String)
+	}
+	if err := json.Unmarshal([]byte(req), &r.Requesters); err != nil {
+		return Request{}, fmt.Errorf("approval %s: requesters: %w", r.ID, err)
+	}
+	if err := json.Unmarshal([]byte(apv), &r.Approvers); err != nil {
+		return Request{}, fmt.Errorf("approval %s: approvers: %w", r.ID, err)
+	}
+	r.CreatedAt, r.ExpiresAt = fromMicros(created), fromMicros(expires)
+	if decided.Valid {
+		r.DecidedAt = fromMicros(decided.Int64)
+	}
+	return r, nil
+}
+
+// get loads a request with its votes; errNotFound for an unknown id.
+func (s *Store) get(ctx context.Context, id string) (Request, error) {
+	r, err := scanRequest(s.db.QueryRowContext(ctx, s.q(`SELECT `+columns+` FROM approvals WHERE id = ?`), id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Request{}, errNotFound
+	}
+	if err != nil {
+		return Request{}, fmt.Errorf("load approval %s: %w", id, err)
+	}
+	if r.Votes, err = s.votes(ctx, id); err != nil {
+		return Request{}, err
+	}
+	return r, nil
+}
+
+// findCall returns the newest request for the call tuple in one of
+// statuses; errNotFound when there is none.
+func (s *Store) findCall(ctx context.Context, graph, node, run, tool, argsHash string, statuses []broker.ApprovalStatus) (Request, error) {
+	marks := strings.TrimSuffix(strings.Repeat("?, ", len(statuses)), ", ")
+	args := []any{graph, node, run, tool, argsHash}
+	for _, st := range statuses {
+		args = append(args, string(st))
+	}
+	r, err := scanRequest(s.db.QueryRowContext(ctx, s.q(`SELECT `+columns+` FROM approvals
+		WHERE graph = ? AND node = ? AND run_id = ? AND tool = ? AND args_hash = ? AND status IN (`+marks+`)
+		ORDER BY created_at DESC, id LIMIT 1`), args...))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Request{}, errNotFound
+	}
+	if err != nil {
+		return Request{}, fmt.Errorf("find approval: %w", err)
+	}
+	if r.Votes, err = s.votes(ctx, r.ID); err != nil {
+		return Request{}, err
+	}
+	return r, nil
+}
+
+func (s *Store) votes(ctx context.Context, id string) ([]broker.ApprovalVote, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT approver, approve, reason, channel, created_at
+		FROM approval_votes WHERE approval_id = ? ORDER BY created_at, approver`), id)
+	if err != nil {
+		return nil, fmt.Errorf("load votes of %s: %w", id, err)
+	}
+	defer rows.Close()
+	var out []broker.ApprovalVote
+	for rows.Next() {
+		var (
+			v       broker.ApprovalVote
+			approve int
+			at      int64
+		)
+		if err := rows.Scan(&v.Approver, &approve, &v.Reason, &v.Channel, &at); err != nil {
+			return nil, fmt.Errorf("load votes of %s: %w", id, err)
+		}
+		v.Approve, v.Time = approve == 1, fromMicros(at)
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// vote records one approver's vote; added is false when this approver had
+// already voted on the request (the vote counts once).
+func (s *Store) vote(ctx context.Context, id string, v broker.ApprovalVote) (added bool, err error) {
+	approve := 0
+	if v.Approve {
+		approve = 1
+	}
+	res, err := s.db.ExecContext(ctx, s.q(`INSERT INTO approval_votes (approval_id, approver, approve, reason, channel, created_at)
+		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (approval_id, approver) DO NOTHING`),
+		id, v.Approver, approve, v.Reason, v.Channel, micros(v.Time))
+	if err != nil {
+		return false, fmt.Errorf("record vote on %s: %w", id, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("record vote on %s: %w", id, err)
+	}
+	return n == 1, nil
+}
+
+// approvals counts the distinct approvers who approved.
+func (s *Store) approvals(ctx context.Context, id string) (int, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT COUNT(DISTINCT approver) FROM approval_votes WHERE approval_id = ? AND approve = 1`), id).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count approvals of %s: %w", id, err)
+	}
+	return n, nil
+}
+
+// transition moves a request from one status to another; changed is false
+// when it was not in status from (someone else moved it first).
+func (s *Store) transition(ctx context.Context, id string, from, to broker.ApprovalStatus, reason string, at time.Time) (changed bool, err error) {
+	query := `UPDATE approvals SET status = ?, decided_at = ?, reason = CASE WHEN ? = '' THEN reason ELSE ? END WHERE id = ? AND status = ?`
+	res, err := s.db.ExecContext(ctx, s.q(query), string(to), micros(at), reason, reason, id, string(from))
+	if err != nil {
+		return false, fmt.Errorf("approval %s %s -> %s: %w", id, from, to, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("approval %s %s -> %s: %w", id, from, to, err)
+	}
+	return n == 1, nil
+}
+
+// claim moves an approved request to executing; ok is false when another
+// call claimed it first.
+func (s *Store) claim(ctx context.Context, id string) (ok bool, err error) {
+	res, err := s.db.ExecContext(ctx, s.q(`UPDATE approvals SET status = ? WHERE id = ? AND status = ?`),
+		string(broker.ApprovalExecuting), id, string(broker.ApprovalApproved))
+	if err != nil {
+		return false, fmt.Errorf("claim approval %s: %w", id, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("claim approval %s: %w", id, err)
+	}
+	return n == 1, nil
+}
+
+// consume stores the outcome of the executing call and marks the request
+// consumed.
+func (s *Store) consume(ctx context.Context, id string, result json.RawMessage, code, message string, at time.Time) (bool, error) {
+	var res sql.NullString
+	if result != nil {
+		res = sql.NullString{String: string(result), Valid: true}
+	}
+	out, err := s.db.ExecContext(ctx, s.q(`UPDATE approvals SET status = ?, result = ?, error_code = ?, error_message = ?, consumed_at = ?
+		WHERE id = ? AND status = ?`), string(broker.ApprovalConsumed), res, code, message, micros(at), id, string(broker.ApprovalExecuting))
+	if err != nil {
+		return false, fmt.Errorf("consume approval %s: %w", id, err)
+	}
+	n, err := out.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("consume approval %s: %w", id, err)
+	}
+	return n == 1, nil
+}
+
+// setRef stores the notifier's handle on the request's message.
+func (s *Store) setRef(ctx context.Context, id, ref string) error {
+	if _, err := s.db.ExecContext(ctx, s.q(`UPDATE approvals SET announce_ref = ? WHERE id = ?`), ref, id); err != nil {
+		return fmt.Errorf("store message ref of %s: %w", id, err)
+	}
+	return nil
+}
+
+// list returns pending requests and the newest others, newest first.
+func (s *Store) list(ctx context.Context, limit int) ([]Request, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT `+columns+` FROM approvals
+		ORDER BY CASE WHEN status = 'pending' THEN 0 ELSE 1 END, created_at DESC, id LIMIT ?`), limit)
+	if err != nil {
+		return nil, fmt.Errorf("list approvals: %w", err)
+	}
+	var out []Request
+	for rows.Next() {
+		r, err := scanRequest(rows)
+		if err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("list approvals: %w", err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		rows.Close()
+		return nil, fmt.Errorf("list approvals: %w", err)
+	}
+	rows.Close()
+	for i := range out {
+		if out[i].Votes, err = s.votes(ctx, out[i].ID); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// overdue returns the ids of pending requests that expired by now.
+func (s *Store) overdue(ctx context.Context, now time.Time) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT id FROM approvals WHERE status = ? AND expires_at <= ? ORDER BY expires_at`),
+		string(broker.ApprovalPending), micros(now))
+	if err != nil {
+		return nil, fmt.Errorf("find expired approvals: %w", err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("find expired approvals: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}

@@ -1,0 +1,141 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"slices"
+
+	"github.com/toolgate/toolgate/broker"
+	"go.uber.org/zap"
+)
+
+// DoorApprovals is the channel name the approvals API passes to Decide.
+const DoorApprovals = "http"
+
+// ApprovalService is the approval gate as the approvals API sees it
+// (implemented by approvals.Service).
+type ApprovalService interface {
+	// Approvals returns pending requests and the newest decided ones.
+	Approvals(ctx context.Context, limit int) ([]broker.ApprovalInfo, error)
+	// Approval returns one request; not_found for an unknown id.
+	Approval(ctx context.Context, id string) (broker.ApprovalInfo, error)
+	// Decide records a vote and enforces every approver rule.
+	Decide(ctx context.Context, id string, approver broker.Principal, approve bool, reason, channel string) (broker.ApprovalStatus, error)
+}
+
+// approvalsAPI serves /v1/approvals.
+type approvalsAPI struct {
+	p    broker.Pipeline
+	svc  ApprovalService
+	opts Options
+	log  *zap.Logger
+}
+
+// NewApprovals returns the handler for GET /v1/approvals, GET
+// /v1/approvals/{id} and POST /v1/approvals/{id}/approve|deny with an
+// optional {"reason": "..."} body. Every request is authenticated; a caller
+// sees only the requests it may decide or that it requested, and every
+// decision goes through svc.Decide, which enforces the approver rules.
+func NewApprovals(p broker.Pipeline, svc ApprovalService, opts Options) http.Handler {
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	a := &approvalsAPI{p: p, svc: svc, opts: opts, log: opts.Logger}
+	meta := opts.ResourceMetadataURL
+	mux := http.NewServeMux()
+	mux.Handle("/v1/approvals", allow(Authenticate(p, meta, a.list), http.MethodGet, http.MethodHead))
+	mux.Handle("/v1/approvals/{id}", allow(Authenticate(p, meta, a.get), http.MethodGet, http.MethodHead))
+	mux.Handle("/v1/approvals/{id}/{verb}", allow(Authenticate(p, meta, a.decide), http.MethodPost))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		WriteError(w, broker.Errorf(broker.CodeNotFound, "no endpoint %s %s", r.Method, r.URL.Path), meta)
+	})
+	return Recover(opts.Logger, mux)
+}
+
+// mayView reports whether principal p may see request r: it is one of its
+// approvers or its requester.
+func mayView(r broker.ApprovalInfo, p broker.Principal) bool {
+	for _, n := range p.Names() {
+		if n == r.Principal || slices.Contains(r.Approvers, n) {
+			return true
+		}
+	}
+	return false
+}
+
+func (a *approvalsAPI) list(w http.ResponseWriter, r *http.Request, c broker.Caller) {
+	all, err := a.svc.Approvals(r.Context(), 0)
+	if err != nil {
+		a.writeError(w, err)
+		return
+	}
+	out := make([]broker.ApprovalInfo, 0, len(all))
+	for _, ap := range all {
+		if mayView(ap, c.Principal) {
+			out = append(out, ap)
+		}
+	}
+	WriteJSON(w, http.StatusOK, map[string]any{"approvals": out})
+}
+
+func (a *approvalsAPI) get(w http.ResponseWriter, r *http.Request, c broker.Caller) {
+	id := r.PathValue("id")
+	ap, err := a.svc.Approval(r.Context(), id)
+	if err == nil && !mayView(ap, c.Principal) {
+		// Someone else's request is reported as unknown: ids do not leak.
+		err = broker.Errorf(broker.CodeNotFound, "no approval request %s that %s may see", id, c.Principal.Subject)
+	}
+	if err != nil {
+		a.writeError(w, err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, ap)
+}
+
+// decisionJSON is the body of POST /v1/approvals/{id}/approve|deny.
+type decisionJSON struct {
+	Reason string `json:"reason"`
+}
+
+func (a *approvalsAPI) decide(w http.ResponseWriter, r *http.Request, c broker.Caller) {
+	id, verb := r.PathValue("id"), r.PathValue("verb")
+	if verb != "approve" && verb != "deny" {
+		WriteError(w, broker.Errorf(broker.CodeNotFound, "no endpoint %s %s; use /v1/approvals/{id}/approve or /deny", r.Method, r.URL.Path), a.opts.ResourceMetadataURL)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			a.writeError(w, broker.Errorf(broker.CodePayloadTooLarge, "the request body is over 64 KiB; send a shorter reason"))
+			return
+		}
+		a.writeError(w, broker.Wrap(broker.CodeInvalidRequest, err, "the request body could not be read"))
+		return
+	}
+	var d decisionJSON
+	if len(bytes.TrimSpace(body)) > 0 {
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&d); err != nil {
+			a.writeError(w, broker.Errorf(broker.CodeInvalidRequest, `the body must be a JSON object like {"reason": "..."}`))
+			return
+		}
+	}
+	st, err := a.svc.Decide(r.Context(), id, c.Principal, verb == "approve", d.Reason, DoorApprovals)
+	if err != nil {
+		a.writeError(w, err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, map[string]any{"id": id, "status": st})
+}
+
+func (a *approvalsAPI) writeError(w http.ResponseWriter, err error) {
+	if incident := WriteError(w, err, a.opts.ResourceMetadataURL); incident != "" {
+		a.log.Error("approvals request failed", zap.String("incident", incident), zap.Error(err))
+	}
+}
