@@ -69,7 +69,10 @@ func WriteTimeline(w io.Writer, evs []broker.Event) error {
 			rows = strconv.Itoa(ev.Rows)
 		}
 		dur := ""
-		if ev.DurationMS != 0 {
+		switch {
+		case ev.DurationMS >= 1000:
+			dur = strconv.FormatFloat(ev.DurationMS/1000, 'f', 1, 64) + "s"
+		case ev.DurationMS != 0:
 			dur = strconv.FormatFloat(ev.DurationMS, 'f', 1, 64) + "ms"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
