@@ -1,17 +1,17 @@
 package recordings
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -24,13 +24,16 @@ var _ broker.Recorder = (*Store)(nil)
 
 // Defaults for Config.
 const (
-	DefaultBatchMax = 256
+	DefaultBatchMax = rowsPerInsert
 	// writeTimeout bounds one batch transaction, so a hung store turns into
 	// audit_unavailable instead of a hung call.
 	writeTimeout = 10 * time.Second
 	// rowsPerInsert bounds the placeholders of one multi-row INSERT
 	// (15 per row; SQLite allows 32766, PostgreSQL 65535).
 	rowsPerInsert = 128
+	// gatherSpins is how many times the writer yields without a new
+	// request before it commits what it has.
+	gatherSpins = 2
 )
 
 // genesis is the prev_hash of the first record of a chain.
@@ -87,6 +90,23 @@ type Store struct {
 	mu    sync.Mutex
 	head  link
 	dirty bool
+
+	batches, records, failures atomic.Uint64
+}
+
+// Stats counts the store's work since NewStore.
+type Stats struct {
+	// Batches is the number of committed transactions.
+	Batches uint64
+	// Records is the number of acknowledged records.
+	Records uint64
+	// Failures is the number of records refused with an error.
+	Failures uint64
+}
+
+// Stats returns the store's counters.
+func (s *Store) Stats() Stats {
+	return Stats{Batches: s.batches.Load(), Records: s.records.Load(), Failures: s.failures.Load()}
 }
 
 // link is a position in a chain.
@@ -245,16 +265,23 @@ func (s *Store) run() {
 	}
 }
 
-// collect adds queued requests to batch, waiting up to BatchWait for more.
+// collect adds queued requests to batch. Callers woken by the previous
+// commit are still on their way back, so it yields the processor while new
+// requests keep arriving, then waits up to BatchWait for more.
 func (s *Store) collect(batch []*request) []*request {
-	for len(batch) < s.cfg.BatchMax {
+	for spins := 0; len(batch) < s.cfg.BatchMax; {
 		select {
 		case r := <-s.reqs:
 			batch = append(batch, r)
+			spins = 0
 			continue
 		default:
 		}
-		break
+		if spins == gatherSpins {
+			break
+		}
+		spins++
+		runtime.Gosched()
 	}
 	if s.cfg.BatchWait <= 0 || len(batch) >= s.cfg.BatchMax {
 		return batch
@@ -286,7 +313,7 @@ func (s *Store) commitLocked(batch []*request) {
 	defer cancel()
 	if s.dirty {
 		if err := s.loadHeadLocked(ctx); err != nil {
-			answer(batch, unavailable(err))
+			s.answer(batch, unavailable(err))
 			return
 		}
 	}
@@ -300,7 +327,7 @@ func (s *Store) commitLocked(batch []*request) {
 	err := s.insert(ctx, batch)
 	if err == nil {
 		s.head = prev
-		answer(batch, nil)
+		s.answer(batch, nil)
 		return
 	}
 	// The outcome is unknown: the commit may have reached the store before
@@ -308,16 +335,16 @@ func (s *Store) commitLocked(batch []*request) {
 	s.dirty = true
 	if herr := s.loadHeadLocked(ctx); herr != nil {
 		s.log.Warn("audit batch failed", zap.Int("events", len(batch)), zap.Error(err))
-		answer(batch, unavailable(err))
+		s.answer(batch, unavailable(err))
 		return
 	}
 	if s.head == prev {
-		answer(batch, nil)
+		s.answer(batch, nil)
 		return
 	}
 	if len(batch) == 1 {
 		s.log.Warn("audit record refused", zap.String("id", batch[0].ev.ID), zap.Error(err))
-		answer(batch, unavailable(err))
+		s.answer(batch, unavailable(err))
 		return
 	}
 	// The store answers but refused the batch: one event may be at fault
@@ -327,7 +354,13 @@ func (s *Store) commitLocked(batch []*request) {
 	}
 }
 
-func answer(batch []*request, err error) {
+func (s *Store) answer(batch []*request, err error) {
+	if err == nil {
+		s.batches.Add(1)
+		s.records.Add(uint64(len(batch)))
+	} else {
+		s.failures.Add(uint64(len(batch)))
+	}
 	for _, r := range batch {
 		r.done <- err
 	}
@@ -336,33 +369,46 @@ func answer(batch []*request, err error) {
 const insertColumns = "INSERT INTO audit_events (chain, seq, id, time_ns, kind, principal, graph, node, run, thread, tool, status, event, prev_hash, hash) VALUES "
 const insertRow = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
+// insert writes batch atomically. A batch of up to rowsPerInsert events is
+// one multi-row INSERT, atomic on its own, so it needs no BEGIN and COMMIT
+// round trips; a larger one is several INSERTs in one transaction.
 func (s *Store) insert(ctx context.Context, batch []*request) error {
+	if len(batch) <= rowsPerInsert {
+		q, args := s.insertStatement(batch)
+		_, err := s.db.SQL().ExecContext(ctx, q, args...)
+		return err
+	}
 	tx, err := s.db.SQL().BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	args := make([]any, 0, 15*min(len(batch), rowsPerInsert))
 	for start := 0; start < len(batch); start += rowsPerInsert {
-		part := batch[start:min(start+rowsPerInsert, len(batch))]
-		var q strings.Builder
-		q.WriteString(insertColumns)
-		args = args[:0]
-		for i, r := range part {
-			if i > 0 {
-				q.WriteString(", ")
-			}
-			q.WriteString(insertRow)
-			ev := &r.ev
-			args = append(args, s.cfg.Instance, r.seq, ev.ID, ev.Time.UnixNano(), string(ev.Kind),
-				ev.Principal, ev.Graph, ev.Node, ev.Run, ev.Thread, ev.Tool, string(ev.Status),
-				string(r.body), r.prev, r.hash)
-		}
-		if _, err := tx.ExecContext(ctx, s.db.Rebind(q.String()), args...); err != nil {
+		q, args := s.insertStatement(batch[start:min(start+rowsPerInsert, len(batch))])
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
 			return err
 		}
 	}
 	return tx.Commit()
+}
+
+// insertStatement returns one INSERT of every request in part.
+func (s *Store) insertStatement(part []*request) (string, []any) {
+	var q strings.Builder
+	q.Grow(len(insertColumns) + len(part)*(len(insertRow)+2))
+	q.WriteString(insertColumns)
+	args := make([]any, 0, 15*len(part))
+	for i, r := range part {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteString(insertRow)
+		ev := &r.ev
+		args = append(args, s.cfg.Instance, r.seq, ev.ID, ev.Time.UnixNano(), string(ev.Kind),
+			ev.Principal, ev.Graph, ev.Node, ev.Run, ev.Thread, ev.Tool, string(ev.Status),
+			string(r.body), r.prev, r.hash)
+	}
+	return s.db.Rebind(q.String()), args
 }
 
 // loadHead reads the last link of this store's chain.
@@ -400,24 +446,6 @@ func chainHead(ctx context.Context, d *db.DB, chain string) (link, error) {
 		return link{}, err
 	}
 	return link{0, genesis}, nil
-}
-
-// Canonical returns the canonical JSON of ev, the bytes its record hashes:
-// ev with Time in UTC, encoded by encoding/json, then re-encoded with the
-// keys of every object sorted, numbers as written and no extra whitespace.
-func Canonical(ev broker.Event) ([]byte, error) {
-	ev.Time = ev.Time.UTC()
-	raw, err := json.Marshal(ev)
-	if err != nil {
-		return nil, err
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, err
-	}
-	return json.Marshal(v)
 }
 
 // chainHash is the hash of a record: hex(SHA-256(prev + "\n" + chain + "\n" + event)).

@@ -708,3 +708,44 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatal("NewStore accepted a nil database")
 	}
 }
+
+// slowCanonical is the reference: decode everything and let encoding/json
+// sort map keys.
+func slowCanonical(t *testing.T, ev broker.Event) []byte {
+	ev.Time = ev.Time.UTC()
+	raw, err := json.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		t.Fatal(err)
+	}
+	out, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestCanonicalMatchesReference(t *testing.T) {
+	for i, args := range []string{
+		`{}`, `[]`, `null`, `"s"`, `[1,[2,{"b":[],"a":{}}],"x\"y"]`,
+		`{"z":{"y":{"x":[{"k2":1,"k1":"a,b}]"}]}},"a":-1.5e3,"m":true,"n":null}`,
+		`{"é":1,"e":2,"a\\b":3,"a\"c":4,"a b":5}`,
+	} {
+		ev := event(i)
+		ev.Args = json.RawMessage(args)
+		ev.Detail = map[string]any{"statement": "SELECT '<x>' & 1", "n": 1.5, "list": []any{map[string]any{"b": 1, "a": 2}}}
+		ev.Masked = broker.MaskStats{"card": 2, "email": 1}
+		got, err := recordings.Canonical(ev)
+		if err != nil {
+			t.Fatalf("Canonical(args %s): %v", args, err)
+		}
+		if want := slowCanonical(t, ev); !bytes.Equal(got, want) {
+			t.Errorf("args %s:\n got %s\nwant %s", args, got, want)
+		}
+	}
+}
