@@ -287,6 +287,83 @@ func storeSuite(t *testing.T, open opener) {
 		}
 	})
 
+	t.Run("NewStoreFailsWhenTheStoreCannotBeRead", func(t *testing.T) {
+		d, _ := open(t)
+		execSQL(t, d, "ALTER TABLE audit_events RENAME TO audit_events_away")
+		if s, err := recordings.NewStore(d, recordings.Config{Instance: "a"}, nil); err == nil {
+			s.Close()
+			t.Fatal("NewStore succeeded on a store it cannot read")
+		}
+	})
+
+	t.Run("ReusedIDFailsAloneAndTheBatchCommits", func(t *testing.T) {
+		d, _ := open(t)
+		s := newStore(t, d, recordings.Config{Instance: "a", BatchWait: 20 * time.Millisecond})
+		record(t, s, event(0))
+		errs := make([]error, 20)
+		var wg sync.WaitGroup
+		for i := range errs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = s.Record(context.Background(), event(i)) // event(0) again at i == 0
+			}()
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if i == 0 && !errors.Is(err, broker.ErrAuditUnavailable) {
+				t.Errorf("reused id: Record = %v, want audit_unavailable", err)
+			}
+			if i > 0 && err != nil {
+				t.Errorf("Record(%d) = %v, want it committed", i, err)
+			}
+		}
+		mustVerify(t, s, 20)
+		if n := count(t, d, "WHERE id = ?", "ev-0000"); n != 1 {
+			t.Fatalf("reused id stored %d times", n)
+		}
+	})
+
+	t.Run("LargeBatchesSpanOneTransaction", func(t *testing.T) {
+		d, _ := open(t)
+		s := newStore(t, d, recordings.Config{Instance: "a", BatchMax: 1000, BatchWait: 200 * time.Millisecond})
+		var wg sync.WaitGroup
+		for i := 0; i < 300; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := s.Record(context.Background(), event(i)); err != nil {
+					t.Errorf("Record: %v", err)
+				}
+			}()
+		}
+		wg.Wait()
+		mustVerify(t, s, 300)
+		// With a 200ms gathering window the 300 events form a few batches
+		// of more than rowsPerInsert (128) rows: several INSERTs, one
+		// transaction each.
+		if st := s.Stats(); st.Records != 300 || st.Batches > 5 {
+			t.Fatalf("stats %+v, want 300 records in at most 5 batches", st)
+		}
+	})
+
+	t.Run("RecordHonoursItsContext", func(t *testing.T) {
+		d, _ := open(t)
+		s := newStore(t, d, recordings.Config{Instance: "a"})
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		// Either outcome is allowed for a canceled caller except a false
+		// acknowledgement: nil must mean stored.
+		err := s.Record(ctx, event(1))
+		if err == nil && count(t, d, "WHERE id = ?", "ev-0001") != 1 {
+			t.Fatal("Record acknowledged an event that is not stored")
+		}
+		if err != nil && !errors.Is(err, broker.ErrAuditUnavailable) {
+			t.Fatalf("Record(canceled) = %v, want audit_unavailable", err)
+		}
+		mustVerify(t, s, -1)
+	})
+
 	t.Run("StoreDownMidTraffic", func(t *testing.T) { storeDown(t, open) })
 
 	t.Run("VerifyCatchesTampering", func(t *testing.T) {
