@@ -90,3 +90,26 @@ func (s *Store) Purge(ctx context.Context, before time.Time) (int, error) {
 	s.log.Info("purged audit records", zap.Int("records", total), zap.Int("chains", len(cuts)))
 	return total, nil
 }
+
+// RunRetention purges the records older than keep at once and then every
+// interval, until ctx ends; it returns ctx's error. A failed purge is
+// logged and retried at the next interval: retention never stops recording.
+func (s *Store) RunRetention(ctx context.Context, keep, every time.Duration) error {
+	if keep <= 0 || every <= 0 {
+		return fmt.Errorf("recordings: retention needs a positive age and interval (got %s, %s)", keep, every)
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if n, err := s.Purge(ctx, s.cfg.Now().Add(-keep)); err != nil {
+			s.log.Warn("audit retention purge failed", zap.Error(err))
+		} else if n > 0 {
+			s.log.Info("audit retention", zap.Int("purged", n), zap.Duration("keep", keep))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}

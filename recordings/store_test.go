@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -498,6 +499,31 @@ func storeSuite(t *testing.T, open opener) {
 		}
 	})
 
+	t.Run("RunRetentionPurgesOnSchedule", func(t *testing.T) {
+		d, _ := open(t)
+		now := time.Date(2026, 3, 1, 12, 0, 10, 0, time.UTC) // events 0..9 are 1..10s old
+		s := newStore(t, d, recordings.Config{Instance: "a", Now: func() time.Time { return now }})
+		record(t, s, events(0, 10)...)
+		if err := s.RunRetention(context.Background(), 0, time.Second); err == nil {
+			t.Fatal("RunRetention accepted a zero age")
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- s.RunRetention(ctx, 5500*time.Millisecond, 10*time.Millisecond) }()
+		deadline := time.Now().Add(10 * time.Second)
+		for count(t, d, "") != 5 {
+			if time.Now().After(deadline) {
+				t.Fatalf("retention left %d records, want 5", count(t, d, ""))
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Fatalf("RunRetention = %v, want context.Canceled", err)
+		}
+		mustVerify(t, s, 5)
+	})
+
 	t.Run("PurgeWithoutKeyStillVerifies", func(t *testing.T) {
 		d, _ := open(t)
 		s := newStore(t, d, recordings.Config{Instance: "a"})
@@ -824,5 +850,26 @@ func TestCanonicalMatchesReference(t *testing.T) {
 		if want := slowCanonical(t, ev); !bytes.Equal(got, want) {
 			t.Errorf("args %s:\n got %s\nwant %s", args, got, want)
 		}
+	}
+}
+
+func TestCloseStopsTheWriter(t *testing.T) {
+	d, _ := openSQLite(t)
+	before := runtime.NumGoroutine()
+	for i := 0; i < 5; i++ {
+		s, err := recordings.NewStore(d, recordings.Config{Instance: "a"}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		record(t, s, event(i))
+		s.Close()
+		s.Close() // twice is harmless
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			t.Fatalf("goroutines: %d before, %d after closing the stores", before, runtime.NumGoroutine())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
