@@ -524,6 +524,53 @@ func storeSuite(t *testing.T, open opener) {
 		mustVerify(t, s, 5)
 	})
 
+	t.Run("VerifyDuringWritesAndPurges", func(t *testing.T) {
+		d, _ := open(t)
+		clk := newClock()
+		s := newStore(t, d, recordings.Config{Instance: "a", Now: clk.Now, CheckpointKey: []byte("k")})
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for w := 0; w < 4; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					if err := s.Record(context.Background(), broker.Event{Kind: broker.EventToolCall, Run: "r"}); err != nil {
+						t.Errorf("Record: %v", err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := s.Purge(context.Background(), clk.Now().Add(-20*time.Millisecond)); err != nil {
+					t.Errorf("Purge: %v", err)
+					return
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+		}()
+		for i := 0; i < 20; i++ {
+			mustVerify(t, s, -1)
+		}
+		close(stop)
+		wg.Wait()
+		mustVerify(t, s, -1)
+	})
+
 	t.Run("PurgeWithoutKeyStillVerifies", func(t *testing.T) {
 		d, _ := open(t)
 		s := newStore(t, d, recordings.Config{Instance: "a"})

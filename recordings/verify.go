@@ -4,12 +4,14 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"strconv"
 
 	"github.com/toolgate/toolgate/broker"
+	"github.com/toolgate/toolgate/internal/db"
 )
 
 // ProblemKind says how a chain was broken.
@@ -71,11 +73,30 @@ type checkpoint struct {
 // for a broken chain.
 func (s *Store) Verify(ctx context.Context) (Report, error) {
 	var rep Report
-	cps, err := s.checkpoints(ctx)
+	// This store's head is read before the snapshot below is taken: a
+	// record is committed before the head moves, so the snapshot holds at
+	// least the head, and a concurrent write is no false alarm.
+	s.mu.Lock()
+	head, dirty := s.head, s.dirty
+	s.mu.Unlock()
+
+	// One read-only snapshot for every query, so a concurrent Purge cannot
+	// move the checkpoint between reading it and reading the records.
+	opts := &sql.TxOptions{ReadOnly: true}
+	if s.db.Driver() == db.DriverPostgres {
+		opts.Isolation = sql.LevelRepeatableRead
+	}
+	tx, err := s.db.SQL().BeginTx(ctx, opts)
+	if err != nil {
+		return rep, fmt.Errorf("recordings: verify: %w", err)
+	}
+	defer tx.Rollback()
+
+	cps, err := checkpoints(ctx, tx)
 	if err != nil {
 		return rep, err
 	}
-	rows, err := s.db.SQL().QueryContext(ctx, "SELECT chain, seq, id, time_ns, kind, principal, graph, node, run, thread, tool, status, event, prev_hash, hash FROM audit_events ORDER BY chain, seq")
+	rows, err := tx.QueryContext(ctx, "SELECT chain, seq, id, time_ns, kind, principal, graph, node, run, thread, tool, status, event, prev_hash, hash FROM audit_events ORDER BY chain, seq")
 	if err != nil {
 		return rep, fmt.Errorf("recordings: verify: %w", err)
 	}
@@ -158,7 +179,7 @@ func (s *Store) Verify(ctx context.Context) (Report, error) {
 	for _, l := range links {
 		p := &rep.Problems[l.problem]
 		var seq int64
-		err := s.db.SQL().QueryRowContext(ctx, s.db.Rebind("SELECT seq FROM audit_events WHERE chain = ? AND hash = ?"), p.Chain, l.prev).Scan(&seq)
+		err := tx.QueryRowContext(ctx, s.db.Rebind("SELECT seq FROM audit_events WHERE chain = ? AND hash = ?"), p.Chain, l.prev).Scan(&seq)
 		if err == nil && seq > p.Seq {
 			p.Kind = ProblemReordered
 			p.Detail = fmt.Sprintf("the record was chained after seq %d's record but sits before it", seq)
@@ -180,14 +201,11 @@ func (s *Store) Verify(ctx context.Context) (Report, error) {
 	}
 
 	// This store remembers its own head, so records cut from the end of
-	// its chain show. The head is read before the store, and a record is
-	// committed before the head moves, so a concurrent write is no alarm.
-	s.mu.Lock()
-	head, dirty := s.head, s.dirty
-	s.mu.Unlock()
+	// its chain show.
 	own := s.cfg.Instance
 	if !dirty && head.seq > 0 && !rep.brokenChain(own) {
-		last, err := s.lastSeq(ctx)
+		var last int64
+		err := tx.QueryRowContext(ctx, s.db.Rebind("SELECT COALESCE(MAX(seq), 0) FROM audit_events WHERE chain = ?"), own).Scan(&last)
 		if err != nil {
 			return rep, fmt.Errorf("recordings: verify: %w", err)
 		}
@@ -202,13 +220,7 @@ func (s *Store) Verify(ctx context.Context) (Report, error) {
 				Detail: fmt.Sprintf("records seq %d to %d, the newest this instance wrote, are missing", last+1, head.seq)})
 		}
 	}
-	return rep, nil
-}
-
-func (s *Store) lastSeq(ctx context.Context) (int64, error) {
-	var seq int64
-	err := s.db.SQL().QueryRowContext(ctx, s.db.Rebind("SELECT COALESCE(MAX(seq), 0) FROM audit_events WHERE chain = ?"), s.cfg.Instance).Scan(&seq)
-	return seq, err
+	return rep, tx.Commit()
 }
 
 func (r Report) brokenChain(chain string) bool {
@@ -220,8 +232,8 @@ func (r Report) brokenChain(chain string) bool {
 	return false
 }
 
-func (s *Store) checkpoints(ctx context.Context) (map[string]checkpoint, error) {
-	rows, err := s.db.SQL().QueryContext(ctx, "SELECT chain, seq, hash, before_ns, mac FROM audit_checkpoints")
+func checkpoints(ctx context.Context, tx *sql.Tx) (map[string]checkpoint, error) {
+	rows, err := tx.QueryContext(ctx, "SELECT chain, seq, hash, before_ns, mac FROM audit_checkpoints")
 	if err != nil {
 		return nil, fmt.Errorf("recordings: read checkpoints: %w", err)
 	}
