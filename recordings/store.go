@@ -180,7 +180,7 @@ func (s *Store) Close() error {
 
 func unavailable(cause error) error {
 	return broker.Wrap(broker.CodeAuditUnavailable, cause,
-		"the audit store cannot record the call, so it was not performed; retry when the store is back")
+		"the audit store cannot record the event right now; the call fails closed, retry when the store is back")
 }
 
 // Record makes ev durable and returns once its transaction has committed.
