@@ -15,6 +15,7 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/user"
@@ -87,10 +88,13 @@ func Postgres(t testing.TB) string {
 	return withDB(admin, name)
 }
 
-// withDB returns admin with its database replaced by name. Both forms
-// (URL and key=value) accept a trailing dbname keyword in key=value form,
-// so only key=value DSNs are supported from the environment.
+// withDB returns admin with its database replaced by name, for both DSN
+// forms: a postgres:// URL and key=value pairs (where a later dbname wins).
 func withDB(admin, name string) string {
+	if u, err := url.Parse(admin); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		u.Path = "/" + name
+		return u.String()
+	}
 	return admin + " dbname=" + name
 }
 
