@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
 	"go.uber.org/zap"
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
@@ -99,6 +100,10 @@ func Open(ctx context.Context, cfg Config, log *zap.Logger) (*DB, error) {
 		d.sql.SetMaxIdleConns(4)
 		d.sql.SetConnMaxIdleTime(0)
 	case DriverPostgres:
+		if _, err := pgx.ParseConfig(cfg.DSN); err != nil {
+			// pgx masks the password in its parse errors.
+			return nil, fmt.Errorf("store.dsn: the postgres dsn is malformed: %w", scrub(err, cfg.DSN))
+		}
 		d.sql, err = sql.Open("pgx", cfg.DSN)
 		if err != nil {
 			// The pgx parse error can quote the DSN; never pass it on.

@@ -234,3 +234,17 @@ func TestOpenSQLiteUnwritablePath(t *testing.T) {
 		t.Fatalf("Open in a missing directory = %v, want a clear error", err)
 	}
 }
+
+func TestOpenBadDSNDoesNotEchoIt(t *testing.T) {
+	dsn := "postgres://alice:s3cr3t-pw@localhost:notaport/db"
+	_, err := db.Open(context.Background(), db.Config{Driver: "postgres", DSN: dsn}, nil)
+	if err == nil {
+		t.Fatal("Open with a malformed DSN succeeded")
+	}
+	if strings.Contains(err.Error(), "s3cr3t-pw") {
+		t.Fatalf("error leaks the password: %q", err)
+	}
+	if !strings.Contains(err.Error(), "dsn is malformed") {
+		t.Fatalf("error %q does not say the dsn is malformed", err)
+	}
+}
