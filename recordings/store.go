@@ -24,7 +24,7 @@ var _ broker.Recorder = (*Store)(nil)
 
 // Defaults for Config.
 const (
-	DefaultBatchMax = rowsPerInsert
+	DefaultBatchMax = 128
 	// writeTimeout bounds one batch transaction, so a hung store turns into
 	// audit_unavailable instead of a hung call.
 	writeTimeout = 10 * time.Second
