@@ -1,0 +1,39 @@
+-- 0001: audit recordings (package recordings). One row per event, one hash
+-- chain per broker instance. Filter columns copy fields of the canonical
+-- event JSON in the event column; new event fields go in the JSON, new
+-- filter columns get a new migration.
+CREATE TABLE audit_events (
+    chain     TEXT    NOT NULL,            -- instance id; one chain per instance
+    seq       INTEGER  NOT NULL,            -- 1, 2, 3, ... per chain
+    id        TEXT    NOT NULL,
+    time_ns   INTEGER  NOT NULL,            -- event time, Unix nanoseconds UTC
+    kind      TEXT    NOT NULL,
+    principal TEXT    NOT NULL DEFAULT '',
+    graph     TEXT    NOT NULL DEFAULT '',
+    node      TEXT    NOT NULL DEFAULT '',
+    run       TEXT    NOT NULL DEFAULT '',
+    thread    TEXT    NOT NULL DEFAULT '',
+    tool      TEXT    NOT NULL DEFAULT '',
+    status    TEXT    NOT NULL DEFAULT '',
+    event     TEXT    NOT NULL,            -- canonical JSON, the hashed bytes (TEXT, not JSONB: bytes must not change)
+    prev_hash TEXT    NOT NULL,            -- hex SHA-256 of the previous record, or of the checkpoint
+    hash      TEXT    NOT NULL,            -- hex SHA-256(prev_hash || chain || event)
+    PRIMARY KEY (chain, seq)
+);
+CREATE UNIQUE INDEX audit_events_id ON audit_events (id);
+CREATE INDEX audit_events_time ON audit_events (time_ns);
+CREATE INDEX audit_events_run ON audit_events (run, time_ns);
+CREATE INDEX audit_events_graph_node ON audit_events (graph, node, time_ns);
+CREATE INDEX audit_events_tool ON audit_events (tool, time_ns);
+CREATE INDEX audit_events_principal ON audit_events (principal, time_ns);
+
+-- One checkpoint per chain, written by retention: the seq and hash of the
+-- last purged record, so verification starts there.
+CREATE TABLE audit_checkpoints (
+    chain      TEXT    PRIMARY KEY,
+    seq        INTEGER  NOT NULL,
+    hash       TEXT    NOT NULL,
+    before_ns  INTEGER  NOT NULL,           -- the purge boundary
+    created_ns INTEGER  NOT NULL,
+    mac        TEXT    NOT NULL DEFAULT '' -- hex HMAC-SHA256 over chain, seq, hash, before_ns; empty when unsigned
+);

@@ -1,0 +1,41 @@
+// Package recordings is toolgate's audit store: it makes every broker.Event
+// durable in a tamper-evident hash chain, and reads it back for auditors
+// (Verify, Export, Trace and WriteTimeline) and for retention (Purge).
+//
+// # Durability
+//
+// Store.Record returns only after the event's transaction has committed.
+// Concurrent Record calls are group-committed: one writer goroutine per
+// Store takes everything queued, writes it in one transaction and wakes each
+// caller with the outcome. If the store cannot be written, Record returns a
+// *broker.Error with code audit_unavailable and the broker fails the call
+// closed; the writer then re-reads the chain head before its next batch, so
+// nothing is lost, duplicated or forked when the store comes back.
+//
+// # The chain
+//
+// Each Store writes one chain, named by Config.Instance, so instances
+// sharing a PostgreSQL store never lock each other. Records in a chain are
+// numbered seq = 1, 2, 3, ... and linked:
+//
+//	hash = hex(SHA-256(prev_hash + "\n" + chain + "\n" + event))
+//
+// where prev_hash is the previous record's hash (64 zeros for the first
+// record, or the checkpoint hash after a purge) and event is the record's
+// canonical JSON (see Canonical): the event with Time in UTC, marshalled by
+// encoding/json, then re-encoded with every object's keys sorted and
+// numbers kept as written, no insignificant whitespace. Those exact bytes
+// are stored in the event column and are what Export writes, so anyone can
+// recompute the chain from an export.
+//
+// Verify walks every chain and reports the first edited, removed or
+// reordered record of each. A purge leaves a checkpoint (seq and hash of the
+// last purged record, HMAC-signed when Config.CheckpointKey is set) where
+// verification starts. Deleting the newest records of a chain cannot be
+// told from a chain that simply ended, except for the chain this Store is
+// writing, whose head it remembers.
+//
+// Package recordings must never store or print an unmasked value (events
+// arrive masked; it adds nothing), never acknowledge a record that is not
+// committed, and never rewrite or delete a record except through Purge.
+package recordings

@@ -1,0 +1,466 @@
+package recordings
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/toolgate/toolgate/broker"
+	"github.com/toolgate/toolgate/internal/db"
+)
+
+var _ broker.Recorder = (*Store)(nil)
+
+// Defaults for Config.
+const (
+	DefaultBatchMax = 128
+	// writeTimeout bounds one batch transaction, so a hung store turns into
+	// audit_unavailable instead of a hung call.
+	writeTimeout = 10 * time.Second
+	// rowsPerInsert bounds the placeholders of one multi-row INSERT
+	// (15 per row; SQLite allows 32766, PostgreSQL 65535).
+	rowsPerInsert = 128
+	// gatherSpins is how many times the writer yields without a new
+	// request before it commits what it has.
+	gatherSpins = 2
+)
+
+// genesis is the prev_hash of the first record of a chain.
+var genesis = strings.Repeat("0", 64)
+
+// Config configures a Store.
+type Config struct {
+	// Instance names this store's chain. Instances sharing a database must
+	// use distinct names. Empty means the hostname plus a random suffix,
+	// a new chain per process.
+	Instance string
+	// Now is the clock for events without a time and for checkpoints.
+	// Nil means time.Now.
+	Now func() time.Time
+	// BatchMax caps the events group-committed in one transaction.
+	// Zero means DefaultBatchMax.
+	BatchMax int
+	// BatchWait is how long the writer waits for more events before
+	// committing a batch that is not full. Zero commits what is queued at
+	// once: batches still form while the previous commit runs.
+	BatchWait time.Duration
+	// CheckpointKey signs purge checkpoints with HMAC-SHA256. When set,
+	// Verify refuses a checkpoint without a valid signature.
+	CheckpointKey []byte
+}
+
+// Validate reports the first problem with the config.
+func (c Config) Validate() error {
+	if c.BatchMax < 0 {
+		return errors.New("recordings: BatchMax must not be negative")
+	}
+	if c.BatchWait < 0 {
+		return errors.New("recordings: BatchWait must not be negative")
+	}
+	if len(c.Instance) > 200 {
+		return errors.New("recordings: Instance must be at most 200 bytes")
+	}
+	return nil
+}
+
+// Store is the audit store. It is safe for concurrent use.
+type Store struct {
+	db  *db.DB
+	cfg Config
+	log *zap.Logger
+
+	reqs    chan *request
+	quit    chan struct{}
+	stopped chan struct{}
+	close   sync.Once
+
+	// mu guards head and dirty. Only the writer goroutine changes them;
+	// Verify reads head.
+	mu    sync.Mutex
+	head  link
+	dirty bool
+
+	batches, records, failures atomic.Uint64
+}
+
+// Stats counts the store's work since NewStore.
+type Stats struct {
+	// Batches is the number of committed transactions.
+	Batches uint64
+	// Records is the number of acknowledged records.
+	Records uint64
+	// Failures is the number of records refused with an error.
+	Failures uint64
+}
+
+// Stats returns the store's counters.
+func (s *Store) Stats() Stats {
+	return Stats{Batches: s.batches.Load(), Records: s.records.Load(), Failures: s.failures.Load()}
+}
+
+// link is a position in a chain.
+type link struct {
+	seq  int64
+	hash string
+}
+
+type request struct {
+	ev   broker.Event
+	body []byte
+	done chan error
+	// set by the writer
+	seq        int64
+	prev, hash string
+}
+
+// NewStore returns a store writing to d. It reads the chain head, so a
+// restarted instance with the same Instance continues its chain; it fails
+// when the store does not answer.
+func NewStore(d *db.DB, cfg Config, log *zap.Logger) (*Store, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	if d == nil {
+		return nil, errors.New("recordings: NewStore needs a database")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Instance == "" {
+		host, _ := os.Hostname()
+		if host == "" {
+			host = "toolgate"
+		}
+		cfg.Instance = host + "-" + randomHex(4)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.BatchMax == 0 {
+		cfg.BatchMax = DefaultBatchMax
+	}
+	s := &Store{
+		db:      d,
+		cfg:     cfg,
+		log:     log.With(zap.String("chain", cfg.Instance)),
+		reqs:    make(chan *request, cfg.BatchMax*4),
+		quit:    make(chan struct{}),
+		stopped: make(chan struct{}),
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	defer cancel()
+	if err := s.loadHead(ctx); err != nil {
+		return nil, fmt.Errorf("recordings: read the head of chain %s: %w", cfg.Instance, err)
+	}
+	go s.run()
+	return s, nil
+}
+
+// Instance returns the name of the chain this store writes.
+func (s *Store) Instance() string { return s.cfg.Instance }
+
+// Close commits what is queued, stops the writer and waits for it. It does
+// not close the database. Record after Close fails with audit_unavailable.
+func (s *Store) Close() error {
+	s.close.Do(func() { close(s.quit) })
+	<-s.stopped
+	return nil
+}
+
+func unavailable(cause error) error {
+	return broker.Wrap(broker.CodeAuditUnavailable, cause,
+		"the audit store cannot record the event right now; the call fails closed, retry when the store is back")
+}
+
+// Record makes ev durable and returns once its transaction has committed.
+// An empty ID gets a random one and a zero Time gets Config.Now(). An error
+// means the event is not acknowledged: audit_unavailable when the store
+// cannot be written, internal when the event cannot be encoded.
+func (s *Store) Record(ctx context.Context, ev broker.Event) error {
+	if ev.Kind == "" {
+		return broker.Errorf(broker.CodeInternal, "the audit event has no kind and was not recorded")
+	}
+	if ev.ID == "" {
+		ev.ID = randomHex(16)
+	}
+	if ev.Time.IsZero() {
+		ev.Time = s.cfg.Now()
+	}
+	ev.Time = ev.Time.UTC()
+	body, err := Canonical(ev)
+	if err != nil {
+		return broker.Wrap(broker.CodeInternal, err, "the audit event cannot be encoded and was not recorded")
+	}
+	r := &request{ev: ev, body: body, done: make(chan error, 1)}
+	select {
+	case <-s.quit:
+		return unavailable(errors.New("recordings: store closed"))
+	default:
+	}
+	select {
+	case s.reqs <- r:
+	case <-s.quit:
+		return unavailable(errors.New("recordings: store closed"))
+	case <-ctx.Done():
+		return unavailable(ctx.Err())
+	}
+	select {
+	case err := <-r.done:
+		return err
+	case <-s.stopped:
+		select {
+		case err := <-r.done:
+			return err
+		default:
+			return unavailable(errors.New("recordings: store closed"))
+		}
+	case <-ctx.Done():
+		// The event may still commit; it is then recorded but not
+		// acknowledged, which the caller treats as a failure. Nothing is lost.
+		return unavailable(ctx.Err())
+	}
+}
+
+// run is the writer goroutine: it group-commits queued requests.
+func (s *Store) run() {
+	defer close(s.stopped)
+	batch := make([]*request, 0, s.cfg.BatchMax)
+	for {
+		var first *request
+		select {
+		case first = <-s.reqs:
+		case <-s.quit:
+			// Commit whatever callers are still waiting on, then stop.
+			for {
+				batch = batch[:0]
+				for len(batch) < s.cfg.BatchMax {
+					select {
+					case r := <-s.reqs:
+						batch = append(batch, r)
+						continue
+					default:
+					}
+					break
+				}
+				if len(batch) == 0 {
+					return
+				}
+				s.commit(batch)
+			}
+		}
+		batch = append(batch[:0], first)
+		batch = s.collect(batch)
+		s.commit(batch)
+	}
+}
+
+// collect adds queued requests to batch. Callers woken by the previous
+// commit are still on their way back, so it yields the processor while new
+// requests keep arriving, then waits up to BatchWait for more.
+func (s *Store) collect(batch []*request) []*request {
+	for spins := 0; len(batch) < s.cfg.BatchMax; {
+		select {
+		case r := <-s.reqs:
+			batch = append(batch, r)
+			spins = 0
+			continue
+		default:
+		}
+		if spins == gatherSpins {
+			break
+		}
+		spins++
+		runtime.Gosched()
+	}
+	if s.cfg.BatchWait <= 0 || len(batch) >= s.cfg.BatchMax {
+		return batch
+	}
+	t := time.NewTimer(s.cfg.BatchWait)
+	defer t.Stop()
+	for len(batch) < s.cfg.BatchMax {
+		select {
+		case r := <-s.reqs:
+			batch = append(batch, r)
+		case <-t.C:
+			return batch
+		case <-s.quit:
+			return batch
+		}
+	}
+	return batch
+}
+
+// commit writes batch in one transaction and answers every request in it.
+func (s *Store) commit(batch []*request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.commitLocked(batch)
+}
+
+func (s *Store) commitLocked(batch []*request) {
+	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	defer cancel()
+	if s.dirty {
+		if err := s.loadHeadLocked(ctx); err != nil {
+			s.answer(batch, unavailable(err))
+			return
+		}
+	}
+	prev := s.head
+	for _, r := range batch {
+		r.seq = prev.seq + 1
+		r.prev = prev.hash
+		r.hash = chainHash(r.prev, s.cfg.Instance, r.body)
+		prev = link{r.seq, r.hash}
+	}
+	err := s.insert(ctx, batch)
+	if err == nil {
+		s.head = prev
+		s.answer(batch, nil)
+		return
+	}
+	// The outcome is unknown: the commit may have reached the store before
+	// the connection broke. Re-read the head to find out.
+	s.dirty = true
+	if herr := s.loadHeadLocked(ctx); herr != nil {
+		s.log.Warn("audit batch failed", zap.Int("events", len(batch)), zap.Error(err))
+		s.answer(batch, unavailable(err))
+		return
+	}
+	if s.head == prev {
+		s.answer(batch, nil)
+		return
+	}
+	if len(batch) == 1 {
+		s.log.Warn("audit record refused", zap.String("id", batch[0].ev.ID), zap.Error(err))
+		s.answer(batch, unavailable(err))
+		return
+	}
+	// The store answers but refused the batch: one event may be at fault
+	// (a reused id). Commit the others one by one.
+	for _, r := range batch {
+		s.commitLocked([]*request{r})
+	}
+}
+
+func (s *Store) answer(batch []*request, err error) {
+	if err == nil {
+		s.batches.Add(1)
+		s.records.Add(uint64(len(batch)))
+	} else {
+		s.failures.Add(uint64(len(batch)))
+	}
+	for _, r := range batch {
+		r.done <- err
+	}
+}
+
+const insertColumns = "INSERT INTO audit_events (chain, seq, id, time_ns, kind, principal, graph, node, run, thread, tool, status, event, prev_hash, hash) VALUES "
+const insertRow = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+// insert writes batch atomically. A batch of up to rowsPerInsert events is
+// one multi-row INSERT, atomic on its own, so it needs no BEGIN and COMMIT
+// round trips; a larger one is several INSERTs in one transaction.
+func (s *Store) insert(ctx context.Context, batch []*request) error {
+	if len(batch) <= rowsPerInsert {
+		q, args := s.insertStatement(batch)
+		_, err := s.db.SQL().ExecContext(ctx, q, args...)
+		return err
+	}
+	tx, err := s.db.SQL().BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	for start := 0; start < len(batch); start += rowsPerInsert {
+		q, args := s.insertStatement(batch[start:min(start+rowsPerInsert, len(batch))])
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+// insertStatement returns one INSERT of every request in part.
+func (s *Store) insertStatement(part []*request) (string, []any) {
+	var q strings.Builder
+	q.Grow(len(insertColumns) + len(part)*(len(insertRow)+2))
+	q.WriteString(insertColumns)
+	args := make([]any, 0, 15*len(part))
+	for i, r := range part {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteString(insertRow)
+		ev := &r.ev
+		args = append(args, s.cfg.Instance, r.seq, ev.ID, ev.Time.UnixNano(), string(ev.Kind),
+			ev.Principal, ev.Graph, ev.Node, ev.Run, ev.Thread, ev.Tool, string(ev.Status),
+			string(r.body), r.prev, r.hash)
+	}
+	return s.db.Rebind(q.String()), args
+}
+
+// loadHead reads the last link of this store's chain.
+func (s *Store) loadHead(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.loadHeadLocked(ctx)
+}
+
+func (s *Store) loadHeadLocked(ctx context.Context) error {
+	h, err := chainHead(ctx, s.db, s.cfg.Instance)
+	if err != nil {
+		return err
+	}
+	s.head, s.dirty = h, false
+	return nil
+}
+
+// chainHead returns the last record of chain, or its checkpoint, or the
+// genesis link.
+func chainHead(ctx context.Context, d *db.DB, chain string) (link, error) {
+	var h link
+	err := d.SQL().QueryRowContext(ctx, d.Rebind("SELECT seq, hash FROM audit_events WHERE chain = ? ORDER BY seq DESC LIMIT 1"), chain).Scan(&h.seq, &h.hash)
+	if err == nil {
+		return h, nil
+	}
+	if !isNoRows(err) {
+		return link{}, err
+	}
+	err = d.SQL().QueryRowContext(ctx, d.Rebind("SELECT seq, hash FROM audit_checkpoints WHERE chain = ?"), chain).Scan(&h.seq, &h.hash)
+	if err == nil {
+		return h, nil
+	}
+	if !isNoRows(err) {
+		return link{}, err
+	}
+	return link{0, genesis}, nil
+}
+
+// chainHash is the hash of a record: hex(SHA-256(prev + "\n" + chain + "\n" + event)).
+func chainHash(prev, chain string, event []byte) string {
+	h := sha256.New()
+	h.Write([]byte(prev))
+	h.Write([]byte{'\n'})
+	h.Write([]byte(chain))
+	h.Write([]byte{'\n'})
+	h.Write(event)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
