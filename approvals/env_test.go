@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"errors"
+	"github.com/toolgate/toolgate/internal/testenv"
 	"os"
 	"path/filepath"
 	"strings"
@@ -114,14 +115,11 @@ func sqliteDB(t testing.TB) *sql.DB {
 	return db
 }
 
-// pgDSN returns a DSN for a fresh schema on TOOLGATE_TEST_PG_DSN, skipping
-// the test when it is not set.
+// pgDSN returns a DSN for a fresh schema in a fresh database of the throwaway
+// PostgreSQL (internal/testenv), skipping the test when PostgreSQL is missing.
 func pgDSN(t testing.TB) string {
 	t.Helper()
-	dsn := os.Getenv("TOOLGATE_TEST_PG_DSN")
-	if dsn == "" {
-		t.Skip("TOOLGATE_TEST_PG_DSN is not set")
-	}
+	dsn := testenv.Postgres(t).CreateDB(t)
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	schema := "approvals_" + hex.EncodeToString(b[:])
@@ -180,7 +178,7 @@ type envOpt func(*approvals.Config)
 // opener opens a fresh env on one backend.
 type opener func(t testing.TB, opts ...envOpt) *env
 
-// backends runs f against SQLite and, when TOOLGATE_TEST_PG_DSN is set,
+// backends runs f against SQLite and the throwaway
 // Postgres (a fresh schema per env).
 func backends(t *testing.T, f func(t *testing.T, open opener)) {
 	t.Run("sqlite", func(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/toolgate/toolgate/internal/testenv"
 	"os"
 	"path/filepath"
 	"strings"
@@ -96,7 +97,7 @@ func applyMigration(t testing.TB, db *sql.DB, flavour string) {
 }
 
 // stores returns the grant stores under test: SQLite always, Postgres when
-// TOOLGATE_TEST_PG_DSN names a database (each run gets a fresh schema).
+// the throwaway PostgreSQL of internal/testenv (a fresh database per run).
 func stores(t *testing.T) map[string]*SQLGrantStore {
 	t.Helper()
 	out := map[string]*SQLGrantStore{}
@@ -105,7 +106,7 @@ func stores(t *testing.T) map[string]*SQLGrantStore {
 		t.Fatal(err)
 	}
 	out["sqlite"] = s
-	if dsn := os.Getenv("TOOLGATE_TEST_PG_DSN"); dsn != "" {
+	if dsn := testenv.Postgres(t).CreateDB(t); dsn != "" {
 		db, err := sql.Open("pgx", dsn)
 		if err != nil {
 			t.Fatal(err)
