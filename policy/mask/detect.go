@@ -2,6 +2,7 @@ package mask
 
 import (
 	"encoding/base64"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/tidwall/gjson"
@@ -117,6 +118,10 @@ func (s detectorSet) apply(switches map[string]bool) detectorSet {
 	return s
 }
 
+// minHitLen is the length of the shortest text any detector can match
+// (an email address such as "a@b.cd").
+const minHitLen = 6
+
 // hit is one detector match: s[start:end] is sensitive.
 type hit struct {
 	start, end int
@@ -132,6 +137,7 @@ const (
 	clHost              // characters of an email domain
 	clB64               // base64url alphabet
 	clTok               // generic token characters [A-Za-z0-9_-]
+	clTrig              // a byte a word-start detector can begin with
 )
 
 // classes is the byte class table. It is a constant-initialized array that
@@ -158,6 +164,9 @@ var classes = func() (t [256]uint8) {
 		if isAlnum || b == '-' || b == '_' {
 			t[c] |= clB64 | clTok
 		}
+		if b >= '0' && b <= '9' || b >= 'A' && b <= 'Z' || strings.IndexByte("begrstx", b) >= 0 {
+			t[c] |= clTrig
+		}
 	}
 	return t
 }()
@@ -170,6 +179,9 @@ func isUpper(b byte) bool { return b >= 'A' && b <= 'Z' }
 // set, in order and without overlaps.
 func detect(s []byte, set detectorSet, hits []hit) []hit {
 	n := len(s)
+	if n < minHitLen {
+		return hits
+	}
 	last := 0 // end of the previous hit: later hits never start before it
 	for i := 0; i < n; {
 		c := s[i]
@@ -192,6 +204,12 @@ func detect(s []byte, set detectorSet, hits []hit) []hit {
 			continue
 		}
 		// i starts a word.
+		if c&0x80 == 0 && classes[c]&clTrig == 0 {
+			for i < n && classes[s[i]]&clWord != 0 {
+				i++
+			}
+			continue
+		}
 		if st, en, kind := wordAt(s, i, set); kind != 0 {
 			hits = append(hits, hit{st, en, kind})
 			i, last = en, en

@@ -220,10 +220,12 @@ func (m *Masker) mask(doc []byte, rules []rule, det detectorSet, stats broker.Ma
 		return out, nil
 	}
 	if err == errSyntax {
+		w.ruleN, w.detN = nil, [8]int{} // forget counts from the partial walk
 		hits := detect(doc, det, nil)
 		for _, h := range hits {
-			w.count(statKey(h.kind))
+			w.countDetector(h.kind)
 		}
+		w.flushStats()
 		masked := doc
 		if len(hits) > 0 {
 			masked = maskHits(make([]byte, 0, len(doc)), doc, hits)

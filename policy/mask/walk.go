@@ -3,10 +3,12 @@ package mask
 import (
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash"
+	"math/bits"
 	"unicode/utf16"
 	"unicode/utf8"
 
@@ -31,23 +33,43 @@ type walker struct {
 	states  []state
 	det     detectorSet
 	stats   broker.MaskStats // nil: do not count
+	ruleN   []int            // hits per rule index, folded into stats at the end
+	detN    [8]int           // hits per detector bit index
 	hashKey []byte
 	mac     hash.Hash
+	sum     []byte // HMAC output scratch
 	hits    []hit
 	dec     []byte // decoded string scratch
 	buf     []byte // masked string scratch
 	err     error  // an error from act, checked after each member
 }
 
-func (w *walker) count(key string) {
-	if w.stats != nil {
-		w.stats[key]++
+// countDetector counts one hit of detector d.
+func (w *walker) countDetector(d detectorSet) {
+	w.detN[bits.TrailingZeros8(uint8(d))]++
+}
+
+// flushStats folds the counters into w.stats.
+func (w *walker) flushStats() {
+	if w.stats == nil {
+		return
+	}
+	for i, n := range w.ruleN {
+		if n > 0 {
+			w.stats[w.rules[i].stat] += n
+		}
+	}
+	for i, n := range w.detN {
+		if n > 0 {
+			w.stats[statKey(detectorSet(1)<<i)] += n
+		}
 	}
 }
 
 // run masks w.in into a new buffer.
 func (w *walker) run() ([]byte, error) {
 	w.out = make([]byte, 0, len(w.in)+len(w.in)/16+16)
+	w.ruleN = make([]int, len(w.rules))
 	for i := range w.rules {
 		w.states = append(w.states, state{rule: int32(i)})
 	}
@@ -62,6 +84,7 @@ func (w *walker) run() ([]byte, error) {
 	if w.pos != len(w.in) {
 		return nil, errSyntax
 	}
+	w.flushStats()
 	return w.out, nil
 }
 
@@ -95,7 +118,7 @@ func (w *walker) value(depth, lo, hi int) error {
 		}
 		num := w.in[st:w.pos]
 		if w.det&detCard != 0 && isCardNumber(num) {
-			w.count(statKey(detCard))
+			w.countDetector(detCard)
 			w.out = append(w.out, '"')
 			w.out = appendCardMask(w.out, num)
 			w.out = append(w.out, '"')
@@ -176,7 +199,7 @@ func (w *walker) object(depth, lo, hi int) error {
 		w.pos++
 		w.skipWS()
 		if best >= 0 {
-			if w.act(&w.rules[best], depth) {
+			if w.act(best, depth) {
 				w.out = w.out[:mark]
 			} else {
 				wrote = true
@@ -246,7 +269,7 @@ func (w *walker) array(depth, lo, hi int) error {
 			w.out = append(w.out, ',')
 		}
 		if best >= 0 {
-			if w.act(&w.rules[best], depth) {
+			if w.act(best, depth) {
 				w.out = w.out[:mark]
 			} else {
 				wrote = true
@@ -312,7 +335,7 @@ func (w *walker) emitString(st, end int, s []byte, esc, hiBit bool) {
 		return
 	}
 	for _, h := range w.hits {
-		w.count(statKey(h.kind))
+		w.countDetector(h.kind)
 	}
 	w.buf = maskHits(w.buf[:0], s, w.hits)
 	w.out = appendQuoted(w.out, w.buf)
@@ -322,19 +345,37 @@ func (w *walker) emitString(st, end int, s []byte, esc, hiBit bool) {
 // scanString finds the closing quote of the string at w.pos. It reports
 // whether the string has escapes and whether it has non-ASCII bytes.
 func (w *walker) scanString() (end int, esc, hiBit bool, err error) {
+	const (
+		ones  = 0x0101010101010101
+		highs = 0x8080808080808080
+	)
 	in := w.in
-	var or byte
-	for j := w.pos + 1; j < len(in); j++ {
+	var or uint64
+	j := w.pos + 1
+	// Eight bytes at a time while none is a quote, a backslash or a
+	// control character.
+	for ; j+8 <= len(in); j += 8 {
+		x := binary.LittleEndian.Uint64(in[j:])
+		q := x ^ (ones * '"')
+		b := x ^ (ones * '\\')
+		if ((q-ones)&^q|(b-ones)&^b|(x-ones*0x20)&^x)&highs != 0 {
+			break
+		}
+		or |= x
+	}
+	hi := or&highs != 0
+	for ; j < len(in); j++ {
 		c := in[j]
-		or |= c
 		switch {
 		case c == '"':
-			return j, esc, or >= 0x80, nil
+			return j, esc, hi, nil
 		case c == '\\':
 			esc = true
 			j++
 		case c < 0x20:
 			return 0, false, false, errSyntax
+		case c >= 0x80:
+			hi = true
 		}
 	}
 	return 0, false, false, errSyntax
@@ -544,14 +585,40 @@ func (w *walker) skipValue(depth int) error {
 // act applies rule r to the value at w.pos, skipping it. It reports
 // whether the value (and its key) must be dropped. An error is left in
 // w.err.
-func (w *walker) act(r *rule, depth int) (drop bool) {
+func (w *walker) act(ri int, depth int) (drop bool) {
+	r := &w.rules[ri]
+	w.ruleN[ri]++
 	st := w.pos
+	if st < len(w.in) && w.in[st] == '"' {
+		end, esc, _, err := w.scanString()
+		if err != nil {
+			w.err = err
+			return false
+		}
+		w.pos = end + 1
+		s := w.in[st+1 : end]
+		if esc {
+			if s, err = w.decode(s); err != nil {
+				w.err = err
+				return false
+			}
+		}
+		switch r.action {
+		case ActionDrop:
+			return true
+		case ActionNull:
+			w.out = append(w.out, "null"...)
+			return false
+		}
+		w.buf = w.appendAction(w.buf[:0], r.action, s)
+		w.out = appendQuoted(w.out, w.buf)
+		return false
+	}
 	if err := w.skipValue(depth); err != nil {
 		w.err = err
 		return false
 	}
 	v := w.in[st:w.pos]
-	w.count(r.stat)
 	switch r.action {
 	case ActionDrop:
 		return true
@@ -562,16 +629,11 @@ func (w *walker) act(r *rule, depth int) (drop bool) {
 	switch v[0] {
 	case 'n':
 		w.out = append(w.out, "null"...)
-	case '"':
-		s, err := w.decode(v[1 : len(v)-1])
-		if err != nil {
-			w.err = err
-			return false
-		}
-		w.out = appendQuoted(w.out, w.actOnText(r.action, s))
 	case '{', '[', 't', 'f':
 		if r.action == ActionHash {
-			w.out = appendQuoted(w.out, w.hashToken(v))
+			w.out = append(w.out, '"')
+			w.out = w.appendHash(w.out, v)
+			w.out = append(w.out, '"')
 		} else {
 			w.out = append(w.out, `"[REDACTED]"`...)
 		}
@@ -579,43 +641,48 @@ func (w *walker) act(r *rule, depth int) (drop bool) {
 		if r.action == ActionEmail {
 			w.out = append(w.out, `"[REDACTED]"`...)
 		} else {
-			w.out = appendQuoted(w.out, w.actOnText(r.action, v))
+			w.buf = w.appendAction(w.buf[:0], r.action, v)
+			w.out = appendQuoted(w.out, w.buf)
 		}
 	}
 	return false
 }
 
-// actOnText applies a string action (redact, last4, email, hash) to text.
-func (w *walker) actOnText(action string, s []byte) []byte {
+// appendAction appends the result of a string action (redact, last4,
+// email, hash) on text s.
+func (w *walker) appendAction(dst []byte, action string, s []byte) []byte {
 	switch action {
 	case ActionLast4:
-		return last4(s)
+		return appendLast4(dst, s)
 	case ActionEmail:
-		return emailMask(s)
+		return appendEmailMask(dst, s)
 	case ActionHash:
-		return w.hashToken(s)
+		return w.appendHash(dst, s)
 	}
-	return []byte("[REDACTED]")
+	return append(dst, "[REDACTED]"...)
 }
 
-// hashToken returns "h_" and the first 12 hex digits of HMAC-SHA256(v).
-func (w *walker) hashToken(v []byte) []byte {
+// actOnText applies a string action to text, returning a new slice.
+func (w *walker) actOnText(action string, s []byte) []byte {
+	return w.appendAction(nil, action, s)
+}
+
+// appendHash appends "h_" and the first 12 hex digits of HMAC-SHA256(v).
+func (w *walker) appendHash(dst, v []byte) []byte {
 	if w.mac == nil {
 		w.mac = hmac.New(sha256.New, w.hashKey)
 	}
 	w.mac.Reset()
 	w.mac.Write(v)
-	var sum [sha256.Size]byte
-	out := make([]byte, 2, 14)
-	copy(out, "h_")
-	return hex.AppendEncode(out, w.mac.Sum(sum[:0])[:6])
+	w.sum = w.mac.Sum(w.sum[:0])
+	dst = append(dst, "h_"...)
+	return hex.AppendEncode(dst, w.sum[:6])
 }
 
 // last4 keeps the last four characters of s and stars the rest. Four
 // characters or fewer are all starred: nothing is revealed whole.
-func last4(s []byte) []byte {
+func appendLast4(out, s []byte) []byte {
 	n := utf8.RuneCount(s)
-	out := make([]byte, 0, len(s))
 	if n <= 4 {
 		for ; n > 0; n-- {
 			out = append(out, '*')
@@ -634,7 +701,7 @@ func last4(s []byte) []byte {
 // emailMask keeps the first character of the local part and the domain:
 // "jane@example.com" becomes "j***@example.com". Anything that is not an
 // address is redacted.
-func emailMask(s []byte) []byte {
+func appendEmailMask(out, s []byte) []byte {
 	at := -1
 	for i := len(s) - 1; i >= 0; i-- {
 		if s[i] == '@' {
@@ -643,10 +710,9 @@ func emailMask(s []byte) []byte {
 		}
 	}
 	if at <= 0 || at == len(s)-1 {
-		return []byte("[REDACTED]")
+		return append(out, "[REDACTED]"...)
 	}
 	_, size := utf8.DecodeRune(s)
-	out := make([]byte, 0, size+4+len(s)-at)
 	out = append(out, s[:size]...)
 	out = append(out, "***"...)
 	return append(out, s[at:]...)
