@@ -316,19 +316,28 @@ func luhn(d []byte) bool {
 	return sum%10 == 0
 }
 
-// isCardNumber reports whether a JSON number token is a card number.
+// isCardNumber reports whether a JSON number token is a card number: its
+// integer part (sign, fraction and exponent aside) is 13 to 19 digits
+// passing Luhn. Fractions and exponents do not make a card safe to show.
 func isCardNumber(num []byte) bool {
-	if len(num) < 13 || len(num) > 19 {
+	if len(num) < 13 {
+		return false
+	}
+	if num[0] == '-' {
+		num = num[1:]
+	}
+	n := 0
+	for n < len(num) && isDigit(num[n]) {
+		n++
+	}
+	if n < 13 || n > 19 {
 		return false
 	}
 	var d [19]byte
-	for k, c := range num {
-		if !isDigit(c) {
-			return false
-		}
-		d[k] = c - '0'
+	for k := 0; k < n; k++ {
+		d[k] = num[k] - '0'
 	}
-	return luhn(d[:len(num)])
+	return luhn(d[:n])
 }
 
 // ssnAt finds a US social security number AAA-GG-SSSS (dashes or spaces,

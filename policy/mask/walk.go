@@ -120,7 +120,7 @@ func (w *walker) value(depth, lo, hi int) error {
 		if w.det&detCard != 0 && isCardNumber(num) {
 			w.countDetector(detCard)
 			w.out = append(w.out, '"')
-			w.out = appendCardMask(w.out, num)
+			w.out = appendCardMask(w.out, intPart(num))
 			w.out = append(w.out, '"')
 			return nil
 		}
@@ -453,6 +453,18 @@ func hex4(raw []byte, i int) (rune, bool) {
 		}
 	}
 	return r, true
+}
+
+// intPart returns the digits of a number token's integer part.
+func intPart(num []byte) []byte {
+	if len(num) > 0 && num[0] == '-' {
+		num = num[1:]
+	}
+	n := 0
+	for n < len(num) && isDigit(num[n]) {
+		n++
+	}
+	return num[:n]
 }
 
 // skipNumber validates and skips a JSON number.
