@@ -433,6 +433,9 @@ func mod97(c []byte) int {
 	return r
 }
 
+// maxJWTHeader bounds the encoded JWT header the detector decodes.
+const maxJWTHeader = 2048
+
 // jwtAt finds a JSON Web Token starting at s[i]: three base64url segments
 // separated by dots whose first decodes to a JSON object with "alg".
 func jwtAt(s []byte, i int) (int, bool) {
@@ -445,6 +448,9 @@ func jwtAt(s []byte, i int) (int, bool) {
 		st := j
 		for j < len(s) && classes[s[j]]&clB64 != 0 {
 			j++
+			if k == 0 && j-st > maxJWTHeader {
+				return 0, false // bounded, so runs of "eyJ" stay linear
+			}
 		}
 		if k < 2 {
 			if j == st || j >= len(s) || s[j] != '.' {
@@ -458,10 +464,7 @@ func jwtAt(s []byte, i int) (int, bool) {
 		return 0, false
 	}
 	head := s[i:dots[0]]
-	if len(head) > 2048 {
-		return 0, false
-	}
-	var buf [1536]byte
+	var buf [maxJWTHeader]byte
 	n, err := base64.RawURLEncoding.Decode(buf[:], head)
 	if err != nil {
 		return 0, false

@@ -1,8 +1,10 @@
 package mask
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestDetectors checks every detector on positives and near misses, through
@@ -118,5 +120,26 @@ func TestLuhnAndMod97(t *testing.T) {
 	}
 	if r := mod97([]byte("GB82WEST12345698765432")); r != 1 {
 		t.Errorf("mod97 of a valid IBAN = %d, want 1", r)
+	}
+}
+
+// TestPathologicalInputs feeds long runs of almost-matches to every
+// detector; scanning must stay linear.
+func TestPathologicalInputs(t *testing.T) {
+	m := newMasker(t, Config{})
+	for _, unit := range []string{
+		"eyJa-", "eyJhbGciOiJub25lIn0.", "4 ", "4-", "1234 ", "GB82 ", "GB82", "a@", "@a.", "a.", "tg_a-", "xoxb-",
+		"-----BEGIN ", "-----BEGIN RSA PRIVATE KEY-----", "Bearer ", "AKIA", "123-45-", "\\u0034",
+	} {
+		s := strings.Repeat(unit, 200_000/len(unit)+1)
+		start := time.Now()
+		_ = m.MaskText(s)
+		doc, _ := json.Marshal(map[string]string{"k": s})
+		if _, err := m.MaskRecord(doc); err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("%q repeated: %v for 200 KB, want linear time", unit, d)
+		}
 	}
 }
