@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/tidwall/match"
+
+	"github.com/toolgate/toolgate/internal/config"
 )
 
 // The masking actions a path rule can name.
@@ -48,6 +50,25 @@ type Config struct {
 type TargetConfig struct {
 	Rules     map[string]string
 	Detectors map[string]bool
+}
+
+// FromConfig takes the masking half of a loaded toolgate.yaml: the
+// masking section and each target's mask and detectors.
+func FromConfig(c config.Config) Config {
+	out := Config{
+		Rules:     c.Masking.Rules,
+		Detectors: c.Masking.Detectors,
+		Targets:   make(map[string]TargetConfig, len(c.Targets)),
+	}
+	if c.Masking.HashKey != "" {
+		out.HashKey = []byte(c.Masking.HashKey)
+	}
+	for name, t := range c.Targets {
+		if len(t.Mask) > 0 || len(t.Detectors) > 0 {
+			out.Targets[name] = TargetConfig{Rules: t.Mask, Detectors: t.Detectors}
+		}
+	}
+	return out
 }
 
 // Validate checks every action, path and detector name, and that a hash

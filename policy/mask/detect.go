@@ -182,7 +182,8 @@ func detect(s []byte, set detectorSet, hits []hit) []hit {
 	if n < minHitLen {
 		return hits
 	}
-	last := 0 // end of the previous hit: later hits never start before it
+	last := 0  // end of the previous hit: later hits never start before it
+	noJWT := 0 // a JWT header scan failed on a run that ends here
 	for i := 0; i < n; {
 		c := s[i]
 		if classes[c]&clWord == 0 {
@@ -210,7 +211,7 @@ func detect(s []byte, set detectorSet, hits []hit) []hit {
 			}
 			continue
 		}
-		if st, en, kind := wordAt(s, i, set); kind != 0 {
+		if st, en, kind := wordAt(s, i, set, &noJWT); kind != 0 {
 			hits = append(hits, hit{st, en, kind})
 			i, last = en, en
 			continue
@@ -223,7 +224,7 @@ func detect(s []byte, set detectorSet, hits []hit) []hit {
 }
 
 // wordAt runs the detectors that start at a word boundary.
-func wordAt(s []byte, i int, set detectorSet) (start, end int, kind detectorSet) {
+func wordAt(s []byte, i int, set detectorSet, noJWT *int) (start, end int, kind detectorSet) {
 	c := s[i]
 	if isDigit(c) {
 		if set&detCard != 0 {
@@ -243,10 +244,13 @@ func wordAt(s []byte, i int, set detectorSet) (start, end int, kind detectorSet)
 			return st, en, detSecret
 		}
 	}
-	if c == 'e' && set&detJWT != 0 {
-		if en, ok := jwtAt(s, i); ok {
+	if c == 'e' && set&detJWT != 0 && i >= *noJWT {
+		en, ok, runEnd := jwtAt(s, i)
+		if ok {
 			return i, en, detJWT
 		}
+		// Every "eyJ" inside the same base64url run fails the same way.
+		*noJWT = runEnd
 	}
 	if isUpper(c) && set&detIBAN != 0 {
 		if en, ok := ibanAt(s, i); ok {
@@ -438,9 +442,9 @@ const maxJWTHeader = 2048
 
 // jwtAt finds a JSON Web Token starting at s[i]: three base64url segments
 // separated by dots whose first decodes to a JSON object with "alg".
-func jwtAt(s []byte, i int) (int, bool) {
+func jwtAt(s []byte, i int) (end int, ok bool, runEnd int) {
 	if len(s)-i < 10 || s[i+1] != 'y' || s[i+2] != 'J' {
-		return 0, false
+		return 0, false, 0
 	}
 	j := i
 	var dots [2]int
@@ -448,36 +452,36 @@ func jwtAt(s []byte, i int) (int, bool) {
 		st := j
 		for j < len(s) && classes[s[j]]&clB64 != 0 {
 			j++
-			if k == 0 && j-st > maxJWTHeader {
-				return 0, false // bounded, so runs of "eyJ" stay linear
-			}
+		}
+		if k == 0 && (j-st > maxJWTHeader || j >= len(s) || s[j] != '.') {
+			return 0, false, j
 		}
 		if k < 2 {
 			if j == st || j >= len(s) || s[j] != '.' {
-				return 0, false
+				return 0, false, 0
 			}
 			dots[k] = j
 			j++
 		}
 	}
 	if !boundaryAt(s, j) && s[j] != '=' {
-		return 0, false
+		return 0, false, 0
 	}
 	head := s[i:dots[0]]
 	var buf [maxJWTHeader]byte
 	n, err := base64.RawURLEncoding.Decode(buf[:], head)
 	if err != nil {
-		return 0, false
+		return 0, false, 0
 	}
 	h := buf[:n]
 	if !gjson.ValidBytes(h) {
-		return 0, false
+		return 0, false, 0
 	}
 	r := gjson.ParseBytes(h)
 	if !r.IsObject() || !r.Get("alg").Exists() {
-		return 0, false
+		return 0, false, 0
 	}
-	return j, true
+	return j, true, 0
 }
 
 // secretAt finds a cloud, SaaS or toolgate credential starting at s[i].

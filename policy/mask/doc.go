@@ -28,7 +28,9 @@
 //
 // # Output-schema rule
 //
-// Masking actions always yield strings, except null (yields null) and drop
+// Masked output is the same document, compacted (insignificant whitespace
+// is dropped), always valid JSON of the same shape. Masking actions always
+// yield strings, except null (yields null) and drop
 // (removes the member). A number, boolean, object or array field masked by
 // redact, hash or last4 becomes a string ("[REDACTED]", "h_…", "****4242";
 // last4 and email on objects, arrays and booleans give "[REDACTED]"). A

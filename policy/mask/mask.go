@@ -134,6 +134,9 @@ func (m *Masker) forTool(tool *broker.Tool) ([]rule, detectorSet, error) {
 	if t, ok := m.targets[tool.Target]; ok {
 		tm = t
 	}
+	if err := ValidateDetectors(tool.Detectors); err != nil {
+		return nil, 0, fmt.Errorf("tool %s: detectors: %w", tool.Name, err)
+	}
 	det := tm.detectors.apply(tool.Detectors)
 	if len(tool.Mask) == 0 {
 		return tm.rules, det, nil

@@ -7,10 +7,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"unicode/utf8"
 
 	"github.com/toolgate/toolgate/broker"
+	"github.com/toolgate/toolgate/internal/config"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files in testdata/golden")
@@ -437,9 +439,6 @@ func TestBadToolRules(t *testing.T) {
 			if err := noKey.CheckTool(tool); err == nil {
 				t.Fatal("CheckTool accepted the tool")
 			}
-			if name == "bad detector" {
-				return // switches alone are checked at load; masking still applies the rest
-			}
 			out, stats, err := noKey.MaskResult(tool, doc)
 			if err == nil || out != nil || stats != nil {
 				t.Fatalf("MaskResult = %s, %v, %v; want an error and no output", out, stats, err)
@@ -495,4 +494,51 @@ func TestGolden(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestFromConfig(t *testing.T) {
+	c := config.Config{
+		Masking: config.Masking{HashKey: testKey, Rules: map[string]string{"rows.#.ssn": ActionHash}, Detectors: map[string]bool{"email": true}},
+		Targets: map[string]config.Target{
+			"db":  {Kind: "postgres", Mask: map[string]string{"customers.card": ActionLast4}, Detectors: map[string]bool{"iban": false}},
+			"api": {Kind: "http"},
+		},
+	}
+	mc := FromConfig(c)
+	if err := mc.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if string(mc.HashKey) != testKey || mc.Rules["rows.#.ssn"] != ActionHash || !mc.Detectors["email"] {
+		t.Fatalf("masking section not carried: %+v", mc)
+	}
+	if _, ok := mc.Targets["api"]; ok || mc.Targets["db"].Rules["customers.card"] != ActionLast4 || mc.Targets["db"].Detectors["iban"] {
+		t.Fatalf("targets not carried: %+v", mc.Targets)
+	}
+}
+
+// TestConcurrent runs one Masker from many goroutines (run with -race).
+func TestConcurrent(t *testing.T) {
+	m := newMasker(t, Config{Rules: map[string]string{"rows.#.name": ActionHash, "rows.#.card": ActionLast4}})
+	doc := []byte(`{"rows":[{"name":"Jane","card":"4242424242424242","notes":"ssn 123-45-6789"}]}`)
+	want, _, err := m.MaskResult(&broker.Tool{Name: "t"}, doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tool := &broker.Tool{Name: "t", Mask: map[string]string{"rows.#.zip": ActionDrop}}
+			for i := 0; i < 200; i++ {
+				got, _, err := m.MaskResult(tool, doc)
+				if err != nil || string(got) != string(want) {
+					t.Errorf("concurrent MaskResult = %s, %v; want %s", got, err, want)
+					return
+				}
+				_ = m.MaskText("4242424242424242")
+			}
+		}()
+	}
+	wg.Wait()
 }
