@@ -1,8 +1,10 @@
 package mask
 
 import (
+	"bytes"
 	"encoding/base64"
 	"strings"
+	"unicode/utf16"
 	"unicode/utf8"
 
 	"github.com/tidwall/gjson"
@@ -689,3 +691,53 @@ func appendCardMask(dst, card []byte) []byte {
 
 // validUTF8 reports whether s is valid UTF-8, fast for ASCII.
 func validUTF8(s []byte) bool { return utf8.Valid(s) }
+
+// unescapeU decodes the \uXXXX escapes in text (surrogate pairs joined,
+// anything malformed kept as written), so that a value spelled with JSON
+// escapes in text that is not JSON is still seen by the detectors. It
+// reports whether anything was decoded.
+func unescapeU(s []byte) ([]byte, bool) {
+	if bytes.Index(s, []byte(`\u`)) < 0 {
+		return s, false
+	}
+	out := make([]byte, 0, len(s))
+	changed := false
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+5 < len(s) && s[i+1] == 'u' {
+			if r, ok := hex4(s, i+2); ok {
+				i += 5
+				if utf16.IsSurrogate(r) {
+					if i+6 < len(s) && s[i+1] == '\\' && s[i+2] == 'u' {
+						if r2, ok := hex4(s, i+3); ok {
+							if dr := utf16.DecodeRune(r, r2); dr != utf8.RuneError {
+								r = dr
+								i += 6
+							}
+						}
+					}
+				}
+				out = utf8.AppendRune(out, r)
+				changed = true
+				continue
+			}
+		}
+		out = append(out, s[i])
+	}
+	return out, changed
+}
+
+// maskTextBytes masks text with the detectors in set, looking through
+// \uXXXX escapes. It returns the hits' kinds for counting, and whether s
+// changed.
+func maskTextBytes(s []byte, set detectorSet) ([]byte, []hit, bool) {
+	if u, ok := unescapeU(s); ok {
+		if hits := detect(u, set, nil); len(hits) > 0 {
+			return maskHits(make([]byte, 0, len(u)), u, hits), hits, true
+		}
+	}
+	hits := detect(s, set, nil)
+	if len(hits) == 0 {
+		return s, nil, false
+	}
+	return maskHits(make([]byte, 0, len(s)), s, hits), hits, true
+}

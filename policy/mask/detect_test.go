@@ -82,6 +82,8 @@ func TestDetectors(t *testing.T) {
 		{"several", "4242424242424242 123-45-6789 a@b.io", "************4242 [REDACTED:ssn] [REDACTED:email]"},
 		{"nothing", "plain text, nothing to see", "plain text, nothing to see"},
 		{"short", "a@b", "a@b"},
+		{"escaped card in text", `card \u0034242424242424242`, "card ************4242"},
+		{"escapes without a hit are kept", `path C:\users\u0041`, `path C:\users\u0041`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

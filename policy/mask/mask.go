@@ -180,14 +180,14 @@ func (m *Masker) MaskRecord(doc []byte) ([]byte, error) {
 	return m.mask(doc, nil, m.record, nil)
 }
 
-// MaskText masks free text with the record detectors.
+// MaskText masks free text with the record detectors. Text that spells a
+// value with \uXXXX escapes is masked in its decoded form.
 func (m *Masker) MaskText(s string) string {
-	b := []byte(s)
-	hits := detect(b, m.record, nil)
-	if len(hits) == 0 {
+	out, _, changed := maskTextBytes([]byte(s), m.record)
+	if !changed {
 		return s
 	}
-	return string(maskHits(make([]byte, 0, len(b)), b, hits))
+	return string(out)
 }
 
 // MaskCell masks one text cell of a passthrough DataRow. column is
@@ -208,11 +208,8 @@ func (m *Masker) MaskCell(target, column string, value []byte) ([]byte, bool) {
 		}
 		return w.actOnText(action, value), true
 	}
-	hits := detect(value, tm.detectors, nil)
-	if len(hits) == 0 {
-		return value, false
-	}
-	return maskHits(make([]byte, 0, len(value)), value, hits), true
+	out, _, changed := maskTextBytes(value, tm.detectors)
+	return out, changed
 }
 
 // mask runs the walker and falls back to text for invalid JSON.
@@ -224,15 +221,11 @@ func (m *Masker) mask(doc []byte, rules []rule, det detectorSet, stats broker.Ma
 	}
 	if err == errSyntax {
 		w.ruleN, w.detN = nil, [8]int{} // forget counts from the partial walk
-		hits := detect(doc, det, nil)
+		masked, hits, _ := maskTextBytes(doc, det)
 		for _, h := range hits {
 			w.countDetector(h.kind)
 		}
 		w.flushStats()
-		masked := doc
-		if len(hits) > 0 {
-			masked = maskHits(make([]byte, 0, len(doc)), doc, hits)
-		}
 		return appendQuoted(make([]byte, 0, len(masked)+2), masked), nil
 	}
 	m.log.Debug("masking failed", zap.Error(err), zap.Int("bytes", len(doc)))

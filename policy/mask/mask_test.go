@@ -265,6 +265,7 @@ func TestEscapesAndUnicode(t *testing.T) {
 		{"non-ASCII around a card", `{"a":"日本 4242424242424242 ü"}`, `{"a":"日本 ************4242 ü"}`},
 		{"escaped non-ASCII passes through", `{"a":"caf\u00e9 \ud83d\ude00"}`, `{"a":"caf\u00e9 \ud83d\ude00"}`},
 		{"invalid UTF-8 repaired", "{\"a\":\"x\xffy\"}", `{"a":"x\ufffdy"}`},
+		{"card escaped twice in nested JSON text", `{"payload":"{\"card\":\"\\u0034242424242424242\"}"}`, `{"payload":"{\"card\":\"************4242\"}"}`},
 		{"quotes survive masking", `{"a":"\"4242424242424242\" said \\o/"}`, `{"a":"\"************4242\" said \\o/"}`},
 	}
 	for _, tt := range tests {
@@ -333,6 +334,7 @@ func TestInvalidJSON(t *testing.T) {
 		{"bad literal", `[tru]`, `"[tru]"`},
 		{"bad number", `[01]`, `"[01]"`},
 		{"invalid inside a rule match", `{"a":{"b":}}`, `"{\"a\":{\"b\":}}"`},
+		{"escaped card in broken JSON", `{"c":"\u0034\u0032\u0034\u0032\u0034\u0032\u0034\u0032\u0034\u0032\u0034\u0032\u0034\u0032\u0034\u0032"`, `"{\"c\":\"************4242\""`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

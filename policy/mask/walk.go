@@ -1,6 +1,7 @@
 package mask
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
@@ -322,6 +323,21 @@ func (w *walker) str() error {
 // emitString writes the string in[st:end+1] whose decoded content is s,
 // masking detector hits.
 func (w *walker) emitString(st, end int, s []byte, esc, hiBit bool) {
+	// A string holding escaped JSON text ("{\"card\":\"\\u0034...") is
+	// looked at through its inner \uXXXX escapes too.
+	if w.det != 0 && esc && bytes.Contains(s, []byte(`\u`)) {
+		if u, ok := unescapeU(s); ok {
+			if w.hits = detect(u, w.det, w.hits[:0]); len(w.hits) > 0 {
+				for _, h := range w.hits {
+					w.countDetector(h.kind)
+				}
+				w.buf = maskHits(w.buf[:0], u, w.hits)
+				w.out = appendQuoted(w.out, w.buf)
+				w.hits = w.hits[:0]
+				return
+			}
+		}
+	}
 	if w.det != 0 {
 		w.hits = detect(s, w.det, w.hits[:0])
 	}
