@@ -268,40 +268,50 @@ func boundaryAt(s []byte, j int) bool { return j >= len(s) || !isWord(s[j]) }
 
 // cardAt finds a card number starting at s[i]: 13 to 19 digits, optionally
 // grouped by single spaces or dashes, passing the Luhn check. It prefers the
-// longest candidate ending at a group boundary.
+// longest candidate ending at a group boundary. The Luhn sums of every
+// prefix are kept by digit parity, so no digit is stored.
 func cardAt(s []byte, i int) (int, bool) {
-	var digits [64]byte
-	var ends [32]int   // end offset of each group
-	var counts [32]int // digits up to each group end
-	nd, ng := 0, 0
+	// plain[p] sums the digits at even (p=0) or odd (p=1) positions from
+	// the left; doubled[p] sums their Luhn doubles.
+	var plain, doubled [2]int
+	nd, best := 0, -1
+	ok := func(k int) bool {
+		if k < 13 || k > 19 {
+			return false
+		}
+		// Counting from the right, the last digit (position k-1) is not
+		// doubled, so positions of the other parity are.
+		last := (k - 1) & 1
+		return (plain[last]+doubled[1-last])%10 == 0
+	}
 	j := i
-	for j < len(s) && nd < len(digits) {
+	for j < len(s) && nd < 64 {
 		c := s[j]
 		if isDigit(c) {
-			digits[nd] = c - '0'
+			d := int(c - '0')
+			plain[nd&1] += d
+			d *= 2
+			if d > 9 {
+				d -= 9
+			}
+			doubled[nd&1] += d
 			nd++
 			j++
 			continue
 		}
-		if (c == ' ' || c == '-') && j+1 < len(s) && isDigit(s[j+1]) && ng < len(ends) {
-			ends[ng], counts[ng] = j, nd
-			ng++
+		if (c == ' ' || c == '-') && j+1 < len(s) && isDigit(s[j+1]) {
+			if ok(nd) {
+				best = j
+			}
 			j++
 			continue
 		}
 		break
 	}
-	if boundaryAt(s, j) && ng < len(ends) {
-		ends[ng], counts[ng] = j, nd
-		ng++
+	if boundaryAt(s, j) && ok(nd) {
+		best = j
 	}
-	for g := ng - 1; g >= 0; g-- {
-		k := counts[g]
-		if k >= 13 && k <= 19 && luhn(digits[:k]) {
-			return ends[g], true
-		}
-	}
-	return 0, false
+	return best, best >= 0
 }
 
 // luhn reports whether the digits pass the Luhn check.

@@ -145,3 +145,26 @@ func TestPathologicalInputs(t *testing.T) {
 		}
 	}
 }
+
+// TestCardAtMatchesLuhn cross-checks the streaming Luhn sums in cardAt with
+// luhn over every length a card can have.
+func TestCardAtMatchesLuhn(t *testing.T) {
+	seed := uint64(42)
+	for n := 0; n < 20000; n++ {
+		seed = seed*6364136223846793005 + 1442695040888963407
+		k := 10 + int(seed>>33)%12 // 10..21 digits
+		d := make([]byte, k)
+		txt := make([]byte, k)
+		x := seed
+		for i := range d {
+			x = x*6364136223846793005 + 1
+			d[i] = byte(x>>60) % 10
+			txt[i] = '0' + d[i]
+		}
+		want := k >= 13 && k <= 19 && luhn(d)
+		end, got := cardAt(txt, 0)
+		if got != want || got && end != k {
+			t.Fatalf("cardAt(%s) = %d, %v; luhn says %v", txt, end, got, want)
+		}
+	}
+}
