@@ -122,6 +122,7 @@ func ValidateDetectors(det map[string]bool) error {
 	return errors.Join(errs...)
 }
 
+// validateRule checks one rule's action and path.
 func validateRule(path, action string) error {
 	switch action {
 	case ActionRedact, ActionLast4, ActionEmail, ActionHash, ActionNull, ActionDrop:
@@ -249,6 +250,7 @@ func index(k string) int {
 	return n
 }
 
+// sortedKeys returns the keys of m in order, for stable error lists.
 func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {

@@ -573,8 +573,10 @@ func isBearerChar(b byte) bool {
 	return classes[b]&clTok != 0 || b == '.' || b == '~' || b == '+' || b == '/' || b == '='
 }
 
+// hasPrefix reports whether s starts with p.
 func hasPrefix(s []byte, p string) bool { return len(s) >= len(p) && string(s[:len(p)]) == p }
 
+// runOf reports whether f holds for every byte of s.
 func runOf(s []byte, f func(byte) bool) bool {
 	for _, b := range s {
 		if !f(b) {
@@ -698,9 +700,6 @@ func appendCardMask(dst, card []byte) []byte {
 	}
 	return append(dst, last4[:]...)
 }
-
-// validUTF8 reports whether s is valid UTF-8, fast for ASCII.
-func validUTF8(s []byte) bool { return utf8.Valid(s) }
 
 // unescapeU decodes the \uXXXX escapes in text (surrogate pairs joined,
 // anything malformed kept as written), so that a value spelled with JSON

@@ -51,12 +51,22 @@
 // tgk_ and tg_ tokens, the token of "Bearer <token>") and private_key (PEM
 // PRIVATE KEY blocks; a block without END runs to the end of the string).
 // A hit replaces just the match: cards keep their last four digits
-// ("************4242"), anything else becomes "[REDACTED:<kind>]".
+// ("************4242"), anything else becomes "[REDACTED:<kind>]". Text
+// that spells a value with \uXXXX escapes (a string holding escaped JSON,
+// text that is not JSON, an error message) is masked in its decoded form.
+// Detectors find words: a card glued to letters ("x4242...") is not a
+// card, and an SSN must be written with dashes or spaces.
 //
 // All detectors are on by default everywhere, except email, which is on
 // for MaskRecord and MaskText and, for results, only where the global
 // switches, the target or the tool turn it on. Switches merge defaults <
 // global < target < tool, so a tool or target may switch any detector off.
+//
+// # Passthrough cells
+//
+// MaskCell masks one text cell of a Postgres DataRow: the target's
+// "table.column" rule (else a global rule with that exact key), then the
+// target's result detectors. null and drop turn the cell into SQL NULL.
 //
 // # What it must never do
 //
