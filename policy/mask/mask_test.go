@@ -122,6 +122,8 @@ func TestDrop(t *testing.T) {
 		{"all members", map[string]string{"a": ActionDrop, "b": ActionDrop}, `{ "a" : 1 , "b" : 2 }`, `{}`},
 		{"array element", map[string]string{"xs.0": ActionDrop}, `{"xs":[1,2,3]}`, `{"xs":[2,3]}`},
 		{"every element", map[string]string{"xs.#": ActionDrop}, `{"xs":[1,2,3]}`, `{"xs":[]}`},
+		{"middle and last elements", map[string]string{"xs.1": ActionDrop, "xs.2": ActionDrop}, `{"xs":[1,2,3]}`, `{"xs":[1]}`},
+		{"middle member", map[string]string{"b": ActionDrop}, `{"a":1,"b":[2],"c":3}`, `{"a":1,"c":3}`},
 		{"in rows", map[string]string{"rows.#.ssn": ActionDrop}, `{"rows":[{"id":1,"ssn":"x"},{"ssn":"y","id":2}]}`, `{"rows":[{"id":1},{"id":2}]}`},
 	}
 	for _, tt := range tests {
