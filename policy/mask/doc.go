@@ -1,0 +1,80 @@
+// Package mask keeps sensitive values out of what toolgate hands to agents,
+// writes to recordings and logs, and puts in error messages (DESIGN §7). It
+// implements broker.Masker.
+//
+// # Path rules
+//
+// Rules map gjson paths to actions. Paths use the plain part of gjson path
+// syntax: dot-separated keys (backslash escapes a dot or wildcard), numeric
+// array indexes, "#" for every element of an array (nested arrays too, as
+// in "rows.#.items.#.owner.email"; a trailing "#" means every element,
+// not the count), and * / ? wildcards in keys. gjson queries ("#(...)"),
+// modifiers ("@reverse"), pipes and multipaths compute new documents
+// rather than point into one, so Validate refuses them. Rules merge by
+// path: global < target < tool; when two different paths match the same
+// value, the rule from the higher layer wins (then the lexically smaller
+// path). A rule that matches an object or array masks the whole subtree.
+//
+// The actions:
+//
+//	redact  "[REDACTED]"
+//	last4   every character but the last four becomes "*": "************4242";
+//	        four characters or fewer are all starred
+//	email   "jane@example.com" becomes "j***@example.com"; a non-address is redacted
+//	hash    "h_" + the first 12 hex digits of HMAC-SHA256(hash_key, value),
+//	        stable so auditors can join on it
+//	null    JSON null
+//	drop    the key (or array element) is removed
+//
+// # Output-schema rule
+//
+// Masked output is the same document, compacted (insignificant whitespace
+// is dropped), always valid JSON of the same shape. Masking actions always
+// yield strings, except null (yields null) and drop
+// (removes the member). A number, boolean, object or array field masked by
+// redact, hash or last4 becomes a string ("[REDACTED]", "h_…", "****4242";
+// last4 and email on objects, arrays and booleans give "[REDACTED]"). A
+// JSON null stays null under every action but drop. A JSON number that
+// the card detector recognises becomes the string "************4242". A
+// tool whose output schema types a masked field as a number must declare
+// it as string or ["number","string"].
+//
+// # Detectors
+//
+// Detectors run over every string value and object key (after decoding
+// JSON escapes, so "\u0034\u0032..." spelling a card is caught) and, for
+// cards, over JSON numbers: card (13-19 digits, spaces or dashes between
+// groups, Luhn), email, ssn (AAA-GG-SSSS with dashes or spaces, SSA
+// never-issued ranges excluded), iban (mod-97), jwt (header decodes to JSON
+// with "alg"), secret (AWS AKIA/ASIA key ids, Slack xox[abpr]-, GitHub
+// ghp_/gho_/ghs_/ghu_/ghr_/github_pat_, Stripe sk_live_/rk_live_, toolgate
+// tgk_ and tg_ tokens, the token of "Bearer <token>") and private_key (PEM
+// PRIVATE KEY blocks; a block without END runs to the end of the string).
+// A hit replaces just the match: cards keep their last four digits
+// ("************4242"), anything else becomes "[REDACTED:<kind>]". Text
+// that spells a value with \uXXXX escapes (a string holding escaped JSON,
+// text that is not JSON, an error message) is masked in its decoded form.
+// Detectors find words: a card glued to letters ("x4242...") is not a
+// card, and an SSN must be written with dashes or spaces.
+//
+// All detectors are on by default everywhere, except email, which is on
+// for MaskRecord and MaskText and, for results, only where the global
+// switches, the target or the tool turn it on. Switches merge defaults <
+// global < target < tool, so a tool or target may switch any detector off.
+//
+// # Passthrough cells
+//
+// MaskCell masks one text cell of a Postgres DataRow: the target's
+// "table.column" rule (else a global rule with that exact key), then the
+// target's result detectors. null and drop turn the cell into SQL NULL.
+//
+// # What it must never do
+//
+// It never passes through what it cannot parse: invalid JSON becomes a JSON
+// string of the detector-masked text. It never logs or returns a value it
+// masked, and MaskStats counts by "rule:<path>" or "detector:<name>",
+// never by value. A document nested deeper than MaxDepth is an error
+// (ErrTooDeep), and the broker withholds the result. The document is read
+// once: rule paths are matched while the writer walks it, without regular
+// expressions or a re-parse per rule.
+package mask

@@ -1,0 +1,233 @@
+package mask
+
+import (
+	"fmt"
+	"sort"
+
+	"go.uber.org/zap"
+
+	"github.com/toolgate/toolgate/broker"
+)
+
+var _ broker.Masker = (*Masker)(nil)
+
+// Rule layers, in increasing precedence.
+const (
+	layerGlobal = iota
+	layerTarget
+	layerTool
+)
+
+// rule is one compiled path rule.
+type rule struct {
+	path   string
+	action string
+	stat   string // "rule:<path>"
+	layer  int
+	segs   []segment
+}
+
+// targetMasking is a target's merged, compiled masking.
+type targetMasking struct {
+	rules     []rule            // global < target, in precedence order
+	ruleMap   map[string]string // the merged path → action map
+	layers    map[string]int    // the layer each merged path came from
+	detectors detectorSet       // detectors for results from this target
+	cells     map[string]string // target "table.column" rules, then global
+}
+
+// Masker masks results, records and text. It is safe for concurrent use:
+// everything it holds is read-only after New.
+type Masker struct {
+	hashKey []byte
+	log     *zap.Logger
+	global  targetMasking // used for tools whose target has no entry
+	targets map[string]*targetMasking
+	record  detectorSet // detectors for MaskRecord and MaskText
+}
+
+// New validates cfg and compiles it. A nil log means zap.NewNop().
+func New(cfg Config, log *zap.Logger) (*Masker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("masking config: %w", err)
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	m := &Masker{
+		hashKey: append([]byte(nil), cfg.HashKey...),
+		log:     log,
+		targets: make(map[string]*targetMasking, len(cfg.Targets)),
+		record:  detAll.apply(cfg.Detectors),
+	}
+	m.global = compileTarget(cfg.Rules, TargetConfig{}, cfg.Detectors)
+	for name, t := range cfg.Targets {
+		tm := compileTarget(cfg.Rules, t, cfg.Detectors)
+		m.targets[name] = &tm
+	}
+	return m, nil
+}
+
+func compileTarget(global map[string]string, t TargetConfig, globalDet map[string]bool) targetMasking {
+	tm := targetMasking{
+		ruleMap:   map[string]string{},
+		layers:    map[string]int{},
+		detectors: detResultDefault.apply(globalDet).apply(t.Detectors),
+		cells:     map[string]string{},
+	}
+	for p, a := range global {
+		tm.ruleMap[p], tm.layers[p] = a, layerGlobal
+		tm.cells[p] = a
+	}
+	for p, a := range t.Rules {
+		tm.ruleMap[p], tm.layers[p] = a, layerTarget
+		tm.cells[p] = a
+	}
+	tm.rules = compileRules(tm.ruleMap, tm.layers)
+	return tm
+}
+
+// compileRules compiles paths already validated, ordered so that a lower
+// index wins: higher layer first, then path.
+func compileRules(rules map[string]string, layers map[string]int) []rule {
+	out := make([]rule, 0, len(rules))
+	for p, a := range rules {
+		segs, err := compilePath(p)
+		if err != nil {
+			continue // unreachable for validated rules; compileTool reports its own
+		}
+		out = append(out, rule{path: p, action: a, stat: "rule:" + p, layer: layers[p], segs: segs})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].layer != out[j].layer {
+			return out[i].layer > out[j].layer
+		}
+		return out[i].path < out[j].path
+	})
+	return out
+}
+
+// CheckTool reports whether the tool's mask rules and detector switches are
+// valid and usable with this masker (a hash rule needs a hash key). The
+// tools loader calls it so a bad declaration fails at load.
+func (m *Masker) CheckTool(tool *broker.Tool) error {
+	if err := ValidateRules(tool.Mask); err != nil {
+		return fmt.Errorf("tool %s: %w", tool.Name, err)
+	}
+	if err := ValidateDetectors(tool.Detectors); err != nil {
+		return fmt.Errorf("tool %s: detectors: %w", tool.Name, err)
+	}
+	for p, a := range tool.Mask {
+		if a == ActionHash && len(m.hashKey) < MinHashKeyBytes {
+			return fmt.Errorf("tool %s: mask[%q] uses hash but masking.hash_key is not set", tool.Name, p)
+		}
+	}
+	return nil
+}
+
+// forTool returns the rules and detectors for a tool's result.
+func (m *Masker) forTool(tool *broker.Tool) ([]rule, detectorSet, error) {
+	tm := &m.global
+	if tool == nil {
+		return tm.rules, tm.detectors, nil
+	}
+	if t, ok := m.targets[tool.Target]; ok {
+		tm = t
+	}
+	if err := ValidateDetectors(tool.Detectors); err != nil {
+		return nil, 0, fmt.Errorf("tool %s: detectors: %w", tool.Name, err)
+	}
+	det := tm.detectors.apply(tool.Detectors)
+	if len(tool.Mask) == 0 {
+		return tm.rules, det, nil
+	}
+	if err := m.CheckTool(tool); err != nil {
+		return nil, 0, err
+	}
+	merged := make(map[string]string, len(tm.ruleMap)+len(tool.Mask))
+	layers := make(map[string]int, len(tm.ruleMap)+len(tool.Mask))
+	for p, a := range tm.ruleMap {
+		merged[p], layers[p] = a, tm.layers[p]
+	}
+	for p, a := range tool.Mask {
+		merged[p], layers[p] = a, layerTool
+	}
+	return compileRules(merged, layers), det, nil
+}
+
+// MaskResult masks a tool's result document with the merged rules (global
+// < target < tool) and the result detectors. Invalid JSON comes back as a
+// JSON string of the detector-masked text. An error (a document nested
+// deeper than MaxDepth, a tool rule that cannot be applied) means the result
+// must be withheld.
+func (m *Masker) MaskResult(tool *broker.Tool, doc []byte) ([]byte, broker.MaskStats, error) {
+	rules, det, err := m.forTool(tool)
+	if err != nil {
+		return nil, nil, err
+	}
+	stats := broker.MaskStats{}
+	out, err := m.mask(doc, rules, det, stats)
+	if err != nil {
+		return nil, nil, err
+	}
+	return out, stats, nil
+}
+
+// MaskRecord masks a document bound for a recording or a log line: global
+// rules do not apply, every detector does, email included (unless the
+// global switches turn one off).
+func (m *Masker) MaskRecord(doc []byte) ([]byte, error) {
+	return m.mask(doc, nil, m.record, nil)
+}
+
+// MaskText masks free text with the record detectors. Text that spells a
+// value with \uXXXX escapes is masked in its decoded form.
+func (m *Masker) MaskText(s string) string {
+	out, _, changed := maskTextBytes([]byte(s), m.record)
+	if !changed {
+		return s
+	}
+	return string(out)
+}
+
+// MaskCell masks one text cell of a passthrough DataRow. column is
+// "table.column"; the target's rule for it (else a global rule with that
+// exact key) applies, then the target's result detectors. It returns the
+// cell and whether it changed; a nil cell with true means the cell becomes
+// SQL NULL (actions null and drop).
+func (m *Masker) MaskCell(target, column string, value []byte) ([]byte, bool) {
+	tm := &m.global
+	if t, ok := m.targets[target]; ok {
+		tm = t
+	}
+	if action, ok := tm.cells[column]; ok {
+		w := walker{hashKey: m.hashKey}
+		switch action {
+		case ActionNull, ActionDrop:
+			return nil, true
+		}
+		return w.actOnText(action, value), true
+	}
+	out, _, changed := maskTextBytes(value, tm.detectors)
+	return out, changed
+}
+
+// mask runs the walker and falls back to text for invalid JSON.
+func (m *Masker) mask(doc []byte, rules []rule, det detectorSet, stats broker.MaskStats) ([]byte, error) {
+	w := walker{in: doc, rules: rules, det: det, stats: stats, hashKey: m.hashKey}
+	out, err := w.run()
+	if err == nil {
+		return out, nil
+	}
+	if err == errSyntax {
+		w.ruleN, w.detN = nil, [8]int{} // forget counts from the partial walk
+		masked, hits, _ := maskTextBytes(doc, det)
+		for _, h := range hits {
+			w.countDetector(h.kind)
+		}
+		w.flushStats()
+		return appendQuoted(make([]byte, 0, len(masked)+2), masked), nil
+	}
+	m.log.Debug("masking failed", zap.Error(err), zap.Int("bytes", len(doc)))
+	return nil, err
+}
