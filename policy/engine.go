@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"fmt"
+	"github.com/santhosh-tekuri/jsonschema/v6"
 	"path"
 	"strings"
 	"sync"
@@ -41,9 +42,11 @@ type graphPolicy struct {
 	path       string
 	principals map[string]bool
 	scope      props
-	rules      []*ruleDecl
-	budgets    []*budget
-	exact      map[string]*nodePolicy
+	// scopeSchema validates grant scopes; nil when the graph declares none.
+	scopeSchema *jsonschema.Schema
+	rules       []*ruleDecl
+	budgets     []*budget
+	exact       map[string]*nodePolicy
 	// globs are sorted most specific (longest) first.
 	globs []*nodePolicy
 }

@@ -175,6 +175,13 @@ func (l *loader) graph(name string, g config.Graph) *graphPolicy {
 		gp.principals[p] = true
 	}
 	gp.scope = schemaProps(g.ScopeSchema)
+	if len(g.ScopeSchema) > 0 {
+		sch, err := compileScopeSchema(g.ScopeSchema)
+		if err != nil {
+			l.problem(gpath+".scope_schema", "is not a valid JSON Schema: %v", err)
+		}
+		gp.scopeSchema = sch
+	}
 	env, err := baseEnv(gp.scope)
 	if err != nil {
 		l.problem(gpath+".scope_schema", "cannot build the CEL environment: %v", err)
