@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/mark3labs/mcp-go/server"
 
+	"github.com/toolgate/toolgate/approvals"
 	"github.com/toolgate/toolgate/broker"
 	"github.com/toolgate/toolgate/broker/auth"
 	bhttp "github.com/toolgate/toolgate/broker/httpapi"
@@ -70,13 +72,15 @@ func compile(cfg *config.Config, counters policy.Counters, log *zap.Logger) (*st
 			probs = append(probs, fmt.Sprintf("%s: graphs: %v", cfg.File, err))
 		}
 	}
-	mcfg := mask.Config{HashKey: []byte(cfg.Masking.HashKey), Rules: cfg.Masking.Rules, Detectors: cfg.Masking.Detectors, Targets: map[string]mask.TargetConfig{}}
-	for name, t := range cfg.Targets {
-		mcfg.Targets[name] = mask.TargetConfig{Rules: t.Mask, Detectors: t.Detectors}
-	}
-	m, err := mask.New(mcfg, log)
+	m, err := mask.New(mask.FromConfig(*cfg), log)
 	if err != nil {
 		probs = append(probs, fmt.Sprintf("%s: masking: %v", cfg.File, err))
+	} else {
+		for _, t := range cat.Tools() {
+			if err := m.CheckTool(t); err != nil {
+				probs = append(probs, fmt.Sprintf("%s: /mask: %v", t.Source, err))
+			}
+		}
 	}
 	if len(probs) > 0 {
 		return nil, probs
@@ -92,12 +96,32 @@ type app struct {
 	recorder *recordings.Store
 	broker   *broker.Broker
 	mcp      *bmcp.Server
+	grants   *auth.Grants
+	approver *approvals.Service
 	handler  http.Handler
 	closers  []func()
+	// stop ends the background loops (sweeper, notifier, retention).
+	stop  context.CancelFunc
+	loops sync.WaitGroup
+}
+
+// background runs f until the app closes, logging its error.
+func (a *app) background(ctx context.Context, name string, f func(ctx context.Context) error) {
+	a.loops.Add(1)
+	go func() {
+		defer a.loops.Done()
+		if err := f(ctx); err != nil && ctx.Err() == nil {
+			a.log.Error("background loop stopped", zap.String("loop", name), zap.Error(err))
+		}
+	}()
 }
 
 // Close releases everything in reverse order.
 func (a *app) Close() {
+	if a.stop != nil {
+		a.stop()
+		a.loops.Wait()
+	}
 	for i := len(a.closers) - 1; i >= 0; i-- {
 		a.closers[i]()
 	}
@@ -106,6 +130,8 @@ func (a *app) Close() {
 // openApp opens the store, connects the targets and wires the broker.
 func openApp(ctx context.Context, cfg *config.Config, log *zap.Logger) (*app, error) {
 	a := &app{cfg: cfg, log: log}
+	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
+	a.stop = stop
 	ok := false
 	defer func() {
 		if !ok {
@@ -124,7 +150,10 @@ func openApp(ctx context.Context, cfg *config.Config, log *zap.Logger) (*app, er
 		return nil, fmt.Errorf("open recordings: %w", err)
 	}
 	a.recorder = rec
-	a.closers = append(a.closers, func() { rec.Close() })
+	a.closers = append(a.closers, func() { _ = rec.Close() })
+	if keep := cfg.Recordings.Retention.D(); keep > 0 {
+		a.background(bg, "retention", func(ctx context.Context) error { return rec.RunRetention(ctx, keep, time.Hour) })
+	}
 
 	st, err := compile(cfg, policy.NewMemoryCounters(), log)
 	if err != nil {
@@ -134,14 +163,16 @@ func openApp(ctx context.Context, cfg *config.Config, log *zap.Logger) (*app, er
 	if err != nil {
 		return nil, err
 	}
-	keys := make([]auth.APIKey, len(cfg.Auth.APIKeys))
-	for i, k := range cfg.Auth.APIKeys {
-		keys[i] = auth.APIKey{Name: k.Name, SHA256: k.SHA256}
-	}
-	authn, err := auth.New(auth.Config{APIKeys: keys, Logger: log})
+	authn, grants, err := openAuth(cfg, store, st.policy, log)
 	if err != nil {
-		return nil, fmt.Errorf("auth: %w", err)
+		return nil, err
 	}
+	a.grants = grants
+	svc, slackN, err := openApprovals(bg, a, store, st.masker, rec)
+	if err != nil {
+		return nil, err
+	}
+	a.approver = svc
 	b, err := broker.New(broker.Config{
 		Catalog:       st.catalog,
 		Targets:       targets,
@@ -151,6 +182,7 @@ func openApp(ctx context.Context, cfg *config.Config, log *zap.Logger) (*app, er
 		Binder:        st.policy,
 		Masker:        st.masker,
 		Recorder:      rec,
+		Approvals:     svc,
 		Logger:        log,
 		RecordResults: cfg.Recordings.Results == "masked",
 	})
@@ -169,7 +201,13 @@ func openApp(ctx context.Context, cfg *config.Config, log *zap.Logger) (*app, er
 	mux := http.NewServeMux()
 	mux.Handle("/mcp", srv.Handler())
 	mux.Handle("/mcp/", srv.Handler())
-	mux.Handle("/v1/", bhttp.New(b, bhttp.Options{Logger: log, MaxBodyBytes: cfg.Limits.MaxBodyBytes, ResourceMetadataURL: metaURL}))
+	apiOpts := bhttp.Options{Logger: log, MaxBodyBytes: cfg.Limits.MaxBodyBytes, ResourceMetadataURL: metaURL}
+	mux.Handle("/v1/", bhttp.New(b, apiOpts))
+	mux.Handle("/v1/approvals", bhttp.NewApprovals(b, svc, apiOpts))
+	mux.Handle("/v1/approvals/", bhttp.NewApprovals(b, svc, apiOpts))
+	if slackN != nil && cfg.Approvals.Slack.Mode == "http" {
+		mux.Handle("/slack/interactions", slackN.Handler(svc))
+	}
 	prm := server.ProtectedResourceMetadataConfig{Resource: strings.TrimRight(cfg.PublicURL, "/") + "/mcp", BearerMethodsSupported: []string{"header"}}
 	if cfg.Auth.OIDC != nil {
 		prm.AuthorizationServers = []string{cfg.Auth.OIDC.Issuer}

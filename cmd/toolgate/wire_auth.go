@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"go.uber.org/zap"
+
+	"github.com/toolgate/toolgate/approvals"
+	"github.com/toolgate/toolgate/approvals/slack"
+	"github.com/toolgate/toolgate/broker"
+	"github.com/toolgate/toolgate/broker/auth"
+	"github.com/toolgate/toolgate/internal/config"
+	"github.com/toolgate/toolgate/internal/db"
+	"github.com/toolgate/toolgate/policy"
+)
+
+// The policy engine answers the grant service's questions about graphs.
+var _ auth.GraphInfo = (*policy.Engine)(nil)
+
+// openAuth builds the authenticator (API keys, OIDC, grant tokens) and the
+// grant service on the store.
+func openAuth(cfg *config.Config, store *db.DB, pol *policy.Engine, log *zap.Logger) (*auth.Authenticator, *auth.Grants, error) {
+	grantStore, err := auth.NewSQLGrantStore(store.SQL(), store.Driver())
+	if err != nil {
+		return nil, nil, fmt.Errorf("grant store: %w", err)
+	}
+	acfg := auth.Config{Grants: grantStore, Logger: log}
+	for _, k := range cfg.Auth.APIKeys {
+		acfg.APIKeys = append(acfg.APIKeys, auth.APIKey{Name: k.Name, SHA256: k.SHA256})
+	}
+	if o := cfg.Auth.OIDC; o != nil {
+		acfg.OIDC = &auth.OIDCConfig{Issuer: o.Issuer, Audience: o.Audience, GroupsClaim: o.GroupsClaim, Algorithms: o.Algorithms}
+	}
+	authn, err := auth.New(acfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("auth: %w", err)
+	}
+	grants, err := auth.NewGrants(auth.GrantsConfig{Store: grantStore, Graphs: pol, MaxTTL: cfg.Auth.GrantMaxTTL.D()})
+	if err != nil {
+		return nil, nil, fmt.Errorf("grants: %w", err)
+	}
+	return authn, grants, nil
+}
+
+// openApprovals builds the approval service, its notifier (LISTEN/NOTIFY on
+// a Postgres store, in-process on SQLite) and the Slack announcer, and
+// starts their background loops.
+func openApprovals(bg context.Context, a *app, store *db.DB, masker broker.Masker, rec broker.Recorder) (*approvals.Service, *slack.Notifier, error) {
+	cfg, log := a.cfg, a.log
+	dialect := approvals.SQLite
+	var notifier approvals.Notifier
+	if store.Driver() == db.DriverPostgres {
+		dialect = approvals.Postgres
+		pn, err := approvals.NewPGNotifier(store.SQL(), cfg.Store.DSN, log)
+		if err != nil {
+			return nil, nil, fmt.Errorf("approval notifier: %w", err)
+		}
+		a.background(bg, "approval-notifier", pn.Listen)
+		notifier = pn
+	}
+	astore, err := approvals.NewStore(store.SQL(), dialect)
+	if err != nil {
+		return nil, nil, fmt.Errorf("approval store: %w", err)
+	}
+	acfg := approvals.Config{
+		Store: astore, Notifier: notifier, Masker: masker, Recorder: rec,
+		Timeout: cfg.Approvals.Timeout.D(), Wait: cfg.Approvals.Wait.D(), Logger: log,
+	}
+	var sn *slack.Notifier
+	if s := cfg.Approvals.Slack; s != nil {
+		sn, err = slack.New(slack.Config{Mode: s.Mode, BotToken: s.BotToken, AppToken: s.AppToken, SigningSecret: s.SigningSecret, Channel: s.Channel, APIURL: s.APIURL, Users: s.Users, Logger: log})
+		if err != nil {
+			return nil, nil, fmt.Errorf("slack: %w", err)
+		}
+		acfg.Announcer = sn
+	}
+	svc, err := approvals.New(acfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("approvals: %w", err)
+	}
+	a.background(bg, "approval-sweeper", svc.Run)
+	if sn != nil && cfg.Approvals.Slack.Mode == "socket" {
+		a.background(bg, "slack-socket-mode", func(ctx context.Context) error { return sn.RunSocketMode(ctx, svc) })
+	}
+	return svc, sn, nil
+}
