@@ -45,15 +45,20 @@ func serveCmd() *cobra.Command {
 // serve runs the server until ctx ends. ready, if set, is called with the
 // bound address once the server accepts connections.
 func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, ready func(addr string, a *app)) error {
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	defer ln.Close()
+	if cfg.PublicURL == "" {
+		// Derived from the bound address, so --listen 127.0.0.1:0 works.
+		cfg.PublicURL = "http://" + ln.Addr().String()
+	}
 	a, err := openApp(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
-	}
 	srv := &http.Server{
 		Handler:           a.handler,
 		ReadHeaderTimeout: 10 * time.Second,
