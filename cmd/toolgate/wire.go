@@ -99,7 +99,10 @@ type app struct {
 	grants   *auth.Grants
 	approver *approvals.Service
 	handler  http.Handler
-	closers  []func()
+	// targets are the connected targets by name (benchmarks reach the
+	// postgres connector's pool through them).
+	targets map[string]broker.Executor
+	closers []func()
 	// stop ends the background loops (sweeper, notifier, retention).
 	stop  context.CancelFunc
 	loops sync.WaitGroup
@@ -163,6 +166,7 @@ func openApp(ctx context.Context, cfg *config.Config, log *zap.Logger) (*app, er
 	if err != nil {
 		return nil, err
 	}
+	a.targets = targets
 	authn, grants, err := openAuth(cfg, store, st.policy, log)
 	if err != nil {
 		return nil, err
