@@ -110,6 +110,15 @@ func TestMCPOverhead(t *testing.T) {
 		}
 	}
 
+	// One caller, alternating call by call: the added latency of a call
+	// on an idle server, without queueing behind the other callers.
+	var tgSerial, bareSerial benchSide
+	for range min(calls, 300) {
+		tgSerial.add(driveRound(t, tg[:1], 1))
+		bareSerial.add(driveRound(t, bare[:1], 1))
+	}
+	sp50, sbp50 := tgSerial.percentile(0.50), bareSerial.percentile(0.50)
+
 	tp50, tp99 := tgRes.percentile(0.50), tgRes.percentile(0.99)
 	bp50, bp99 := bareRes.percentile(0.50), bareRes.percentile(0.99)
 	ratio := tgRes.throughput() / bareRes.throughput()
@@ -125,12 +134,13 @@ func TestMCPOverhead(t *testing.T) {
 	t.Logf("%-10s %12.0f %10s %10s", "bare", bareRes.throughput(), bp50, bp99)
 	t.Logf("throughput ratio %.3f (target >= %.2f) %s", ratio, benchTargetRatio, verdict(ratio >= benchTargetRatio))
 	t.Logf("added p50 %s (target <= %s) %s; added p99 %s", tp50-bp50, benchTargetAddedP50, verdict(tp50-bp50 <= benchTargetAddedP50), tp99-bp99)
+	t.Logf("one caller: p50 %s vs %s, added %s", sp50, sbp50, sp50-sbp50)
 
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-	fmt.Printf("BenchmarkMCPOverhead\t%d\t%.0f ns/op\t%.1f tg-calls/s\t%.1f bare-calls/s\t%.4f x-bare\t%.4f tg-p50-ms\t%.4f bare-p50-ms\t%.4f added-p50-ms\t%.4f tg-p99-ms\t%.4f bare-p99-ms\t%.4f added-p99-ms\n",
+	fmt.Printf("BenchmarkMCPOverhead\t%d\t%.0f ns/op\t%.1f tg-calls/s\t%.1f bare-calls/s\t%.4f x-bare\t%.4f tg-p50-ms\t%.4f bare-p50-ms\t%.4f added-p50-ms\t%.4f tg-p99-ms\t%.4f bare-p99-ms\t%.4f added-p99-ms\t%.4f serial-tg-p50-ms\t%.4f serial-bare-p50-ms\t%.4f serial-added-p50-ms\n",
 		len(tgRes.lat), float64(tgRes.elapsed)/float64(len(tgRes.lat)),
 		tgRes.throughput(), bareRes.throughput(), ratio,
-		ms(tp50), ms(bp50), ms(tp50-bp50), ms(tp99), ms(bp99), ms(tp99-bp99))
+		ms(tp50), ms(bp50), ms(tp50-bp50), ms(tp99), ms(bp99), ms(tp99-bp99), ms(sp50), ms(sbp50), ms(sp50-sbp50))
 }
 
 // benchEnv is the two servers under comparison.
