@@ -1,4 +1,4 @@
-// Benchreport is the program behind `make bench`: it runs the DESIGN §11
+// Command benchreport is the program behind `make bench`: it runs the DESIGN §11
 // measurements one after another (never two at once, so they do not
 // compete for the machine's cores), streams their output, and prints one
 // table of what was measured against each target.
