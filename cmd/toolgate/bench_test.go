@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -21,7 +22,6 @@ import (
 	"github.com/mark3labs/mcp-go/client/transport"
 	mcpgo "github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
-	"go.uber.org/zap"
 
 	"github.com/toolgate/toolgate/broker"
 	"github.com/toolgate/toolgate/broker/auth"
@@ -178,7 +178,8 @@ func newBenchEnv(t *testing.T) *benchEnv {
 	// toolgate: the app `serve` builds, on its own listener.
 	tgLn := listenLoopback(t)
 	cfg.PublicURL = "http://" + tgLn.Addr().String()
-	a, err := openApp(ctx, cfg, zap.NewNop())
+	// serve's logger (JSON at info), writing nowhere: per-call logging counts.
+	a, err := openApp(ctx, cfg, newLogger(io.Discard, false))
 	if err != nil {
 		t.Fatal(err)
 	}
