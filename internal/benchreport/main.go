@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -49,7 +50,7 @@ func run(goBin, root string, calls int, profile string, w io.Writer) int {
 	}
 	var all bytes.Buffer
 	var errs []string
-	start := time.Now()
+	start, load0 := time.Now(), loadAverage()
 	for _, s := range steps {
 		fmt.Fprintf(w, "\n=== %s: %s\n", s.name, strings.Join(s.cmd, " "))
 		cmd := exec.Command(s.cmd[0], s.cmd[1:]...)
@@ -66,7 +67,9 @@ func run(goBin, root string, calls int, profile string, w io.Writer) int {
 		errs = append(errs, "parse: "+err.Error())
 	}
 	rows := summarize(results, targets())
-	fmt.Fprintf(w, "\n=== DESIGN §11 summary (one run, %s, GOMAXPROCS=%s)\n", time.Since(start).Round(time.Second), envOr("GOMAXPROCS", "all cores"))
+	fmt.Fprintf(w, "\n=== DESIGN §11 summary (one run, %s, %d cores, load average %s before, %s after)\n",
+		time.Since(start).Round(time.Second), runtime.NumCPU(), load0, loadAverage())
+	fmt.Fprintln(w, "Ratios compare two things measured in one process; absolute rates move with the machine's load.")
 	printTable(w, rows)
 	for _, e := range errs {
 		fmt.Fprintln(w, "step failed:", e)
@@ -141,6 +144,18 @@ func findBenchmark(root, name string) (string, error) {
 		return nil
 	})
 	return found, err
+}
+
+// loadAverage is the 1-minute load average, or "?" where it is unknown.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	if f := strings.Fields(string(b)); len(f) > 0 {
+		return f[0]
+	}
+	return "?"
 }
 
 // hasMakeTarget reports whether the Makefile defines target.
