@@ -20,7 +20,7 @@ var _ auth.GraphInfo = (*policy.Engine)(nil)
 
 // openAuth builds the authenticator (API keys, OIDC, grant tokens) and the
 // grant service on the store.
-func openAuth(cfg *config.Config, store *db.DB, pol *policy.Engine, log *zap.Logger) (*auth.Authenticator, *auth.Grants, error) {
+func openAuth(cfg *config.Config, store *db.DB, pol auth.GraphInfo, log *zap.Logger) (*auth.Authenticator, *auth.Grants, error) {
 	grantStore, err := auth.NewSQLGrantStore(store.SQL(), store.Driver())
 	if err != nil {
 		return nil, nil, fmt.Errorf("grant store: %w", err)
