@@ -55,6 +55,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		checkCmd(),
 		stdioCmd(),
 		toolsCmd(),
+		policyCmd(),
 		versionCmd(),
 	)
 	return root
