@@ -162,6 +162,9 @@ type e2eEnv struct {
 	BotKey, OtherKey string
 	APISecret        string
 	CRMDSN           string
+	// env is what the process was started with (for other verbs on the
+	// same config).
+	env []string
 	api              *apiTarget
 }
 
@@ -193,6 +196,7 @@ func newE2E(t *testing.T) *e2eEnv {
 		"E2E_BOT_SHA256=" + botSum, "E2E_OTHER_SHA256=" + otherSum,
 		"E2E_CRM_DSN=" + dsn, "E2E_API_URL=" + api.URL, "E2E_API_SECRET=" + e.APISecret,
 	}
+	e.env = env
 	e.tgProcess = startBinary(t, dir, env, "serve", "--config", "toolgate.yaml")
 	return e
 }
