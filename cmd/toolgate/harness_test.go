@@ -165,7 +165,7 @@ type e2eEnv struct {
 	// env is what the process was started with (for other verbs on the
 	// same config).
 	env []string
-	api              *apiTarget
+	api *apiTarget
 }
 
 func newE2E(t *testing.T) *e2eEnv {
