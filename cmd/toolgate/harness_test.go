@@ -162,7 +162,10 @@ type e2eEnv struct {
 	BotKey, OtherKey string
 	APISecret        string
 	CRMDSN           string
-	api              *apiTarget
+	// env is what the process was started with (for other verbs on the
+	// same config).
+	env []string
+	api *apiTarget
 }
 
 func newE2E(t *testing.T) *e2eEnv { t.Helper(); return newE2EWith(t, "") }
@@ -203,6 +206,7 @@ func newE2EWith(t *testing.T, config string, extraEnv ...string) *e2eEnv {
 		"E2E_CRM_DSN=" + dsn, "E2E_API_URL=" + api.URL, "E2E_API_SECRET=" + e.APISecret,
 	}
 	env = append(env, extraEnv...)
+	e.env = env
 	e.tgProcess = startBinary(t, dir, env, "serve", "--config", "toolgate.yaml")
 	return e
 }

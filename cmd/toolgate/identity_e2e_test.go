@@ -475,9 +475,9 @@ func TestE2EGrants(t *testing.T) {
 	}
 }
 
-// runCLI runs the binary as a client of e with token and returns its exit
+// runClient runs the binary as a client of e with token and returns its exit
 // code, stdout and stderr.
-func runCLI(t *testing.T, url, token string, args ...string) (int, string, string) {
+func runClient(t *testing.T, url, token string, args ...string) (int, string, string) {
 	t.Helper()
 	cmd := exec.Command(toolgateBinary(t), args...)
 	cmd.Env = append(os.Environ(), "TOOLGATE_SERVER="+url, "TOOLGATE_TOKEN="+token)
@@ -499,7 +499,7 @@ func TestE2EGrantsAndApprovalsCLI(t *testing.T) {
 	e := newIdentityE2E(t)
 
 	t.Run("grants", func(t *testing.T) {
-		code, out, errOut := runCLI(t, e.URL, e.BotKey, "grants", "create", "--graph", "support-bot", "--run", "cli-run", "--node", "triage", "--node", "refund", "--ttl", "10m", "--scope", `{"customer_id":1}`, "--json")
+		code, out, errOut := runClient(t, e.URL, e.BotKey, "grants", "create", "--graph", "support-bot", "--run", "cli-run", "--node", "triage", "--node", "refund", "--ttl", "10m", "--scope", `{"customer_id":1}`, "--json")
 		if code != 0 {
 			t.Fatalf("grants create: exit %d: %s", code, errOut)
 		}
@@ -510,22 +510,22 @@ func TestE2EGrantsAndApprovalsCLI(t *testing.T) {
 		if err := json.Unmarshal([]byte(out), &res); err != nil || len(res.Tokens) != 2 {
 			t.Fatalf("grants create --json = %s", out)
 		}
-		code, out, errOut = runCLI(t, e.URL, e.BotKey, "grants", "create", "--graph", "support-bot", "--run", "cli-run", "--node", "triage")
+		code, out, errOut = runClient(t, e.URL, e.BotKey, "grants", "create", "--graph", "support-bot", "--run", "cli-run", "--node", "triage")
 		if code != 0 || !strings.HasPrefix(out, "grant gr_") || !strings.Contains(out, "triage  tg_") {
 			t.Errorf("grants create (text): exit %d\n%s%s", code, out, errOut)
 		}
 		if status, out := e.callHTTP(t, res.Tokens["triage"], "triage", "crm_find_customer", `{"email":"ada@example.com"}`); status != 200 {
 			t.Fatalf("CLI-minted token: %d %s", status, out["_raw"])
 		}
-		code, out, errOut = runCLI(t, e.URL, e.BotKey, "grants", "get", res.GrantID)
+		code, out, errOut = runClient(t, e.URL, e.BotKey, "grants", "get", res.GrantID)
 		if code != 0 || !strings.Contains(out, "status:") || !strings.Contains(out, "active") || strings.Contains(out, "tg_") {
 			t.Errorf("grants get: exit %d\n%s%s", code, out, errOut)
 		}
-		code, out, errOut = runCLI(t, e.URL, e.BotKey, "grants", "list", "--graph", "support-bot", "--run", "cli-run")
+		code, out, errOut = runClient(t, e.URL, e.BotKey, "grants", "list", "--graph", "support-bot", "--run", "cli-run")
 		if code != 0 || !strings.Contains(out, res.GrantID) || strings.Count(out, "gr_") != 2 {
 			t.Errorf("grants list: exit %d\n%s%s", code, out, errOut)
 		}
-		code, out, errOut = runCLI(t, e.URL, e.BotKey, "grants", "revoke", res.GrantID)
+		code, out, errOut = runClient(t, e.URL, e.BotKey, "grants", "revoke", res.GrantID)
 		if code != 0 || !strings.Contains(out, "revoked") {
 			t.Fatalf("grants revoke: exit %d\n%s%s", code, out, errOut)
 		}
@@ -533,19 +533,19 @@ func TestE2EGrantsAndApprovalsCLI(t *testing.T) {
 			t.Errorf("revoked token: %d %s", status, out["_raw"])
 		}
 		// Refusals print "code: message" and exit non-zero.
-		code, _, errOut = runCLI(t, e.URL, e.OtherKey, "grants", "create", "--graph", "support-bot", "--run", "r", "--node", "triage")
+		code, _, errOut = runClient(t, e.URL, e.OtherKey, "grants", "create", "--graph", "support-bot", "--run", "r", "--node", "triage")
 		if code == 0 || !strings.HasPrefix(errOut, "forbidden: ") {
 			t.Errorf("mint by a stranger: exit %d: %s", code, errOut)
 		}
-		code, _, errOut = runCLI(t, e.URL, e.BotKey, "grants", "create", "--graph", "support-bot", "--run", "r", "--node", "payroll")
+		code, _, errOut = runClient(t, e.URL, e.BotKey, "grants", "create", "--graph", "support-bot", "--run", "r", "--node", "payroll")
 		if code == 0 || !strings.HasPrefix(errOut, "invalid_arguments: ") || !strings.Contains(errOut, "payroll") {
 			t.Errorf("mint of an unknown node: exit %d: %s", code, errOut)
 		}
-		code, _, errOut = runCLI(t, e.URL, "tgk_wrong", "grants", "get", res.GrantID)
+		code, _, errOut = runClient(t, e.URL, "tgk_wrong", "grants", "get", res.GrantID)
 		if code == 0 || !strings.HasPrefix(errOut, "unauthenticated: ") || strings.Contains(errOut, "tgk_wrong") {
 			t.Errorf("bad token: exit %d: %s", code, errOut)
 		}
-		code, _, errOut = runCLI(t, "http://127.0.0.1:1", e.BotKey, "grants", "get", res.GrantID)
+		code, _, errOut = runClient(t, "http://127.0.0.1:1", e.BotKey, "grants", "get", res.GrantID)
 		if code == 0 || !strings.HasPrefix(errOut, "unavailable: ") || strings.Contains(errOut, e.BotKey) {
 			t.Errorf("server down: exit %d: %s", code, errOut)
 		}
@@ -564,15 +564,15 @@ func TestE2EGrantsAndApprovalsCLI(t *testing.T) {
 		if got := e.okCalls(t); got != ran {
 			t.Fatalf("a call held for approval ran")
 		}
-		code, listed, errOut := runCLI(t, e.URL, bob, "approvals", "list")
+		code, listed, errOut := runClient(t, e.URL, bob, "approvals", "list")
 		if code != 0 || !strings.Contains(listed, id) || !strings.Contains(listed, "pending") {
 			t.Fatalf("approvals list: exit %d\n%s%s", code, listed, errOut)
 		}
-		code, _, errOut = runCLI(t, e.URL, alice, "approvals", "approve", id, "--reason", "I trust me")
+		code, _, errOut = runClient(t, e.URL, alice, "approvals", "approve", id, "--reason", "I trust me")
 		if code == 0 || !strings.HasPrefix(errOut, "forbidden: ") {
 			t.Fatalf("self-approval: exit %d: %s", code, errOut)
 		}
-		code, outText, errOut := runCLI(t, e.URL, bob, "approvals", "approve", id, "--reason", "checked")
+		code, outText, errOut := runClient(t, e.URL, bob, "approvals", "approve", id, "--reason", "checked")
 		if code != 0 || !strings.Contains(outText, "approved") {
 			t.Fatalf("approve: exit %d\n%s%s", code, outText, errOut)
 		}
@@ -589,7 +589,7 @@ func TestE2EGrantsAndApprovalsCLI(t *testing.T) {
 			t.Fatalf("second call: %d %s", status, out["_raw"])
 		}
 		id2 := out["approval_id"].(string)
-		if code, outText, errOut := runCLI(t, e.URL, bob, "approvals", "deny", id2, "--reason", "no"); code != 0 || !strings.Contains(outText, "denied") {
+		if code, outText, errOut := runClient(t, e.URL, bob, "approvals", "deny", id2, "--reason", "no"); code != 0 || !strings.Contains(outText, "denied") {
 			t.Fatalf("deny: exit %d\n%s%s", code, outText, errOut)
 		}
 		status, out = e.callHTTP(t, alice, "review", "crm_find_customer", `{"email":"alan@example.com"}`, "X-Toolgate-Run", "appr-run", "X-Toolgate-Approval", id2)

@@ -57,6 +57,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		toolsCmd(),
 		grantsCmd(),
 		approvalsCmd(),
+		policyCmd(),
 		versionCmd(),
 	)
 	return root

@@ -21,7 +21,7 @@ var _ auth.GraphInfo = (*policy.Engine)(nil)
 // openAuth builds the authenticator (API keys, OIDC, grant tokens) and the
 // grant service on the store. The grant service records grant_minted and
 // grant_revoked events with rec.
-func openAuth(cfg *config.Config, store *db.DB, pol *policy.Engine, rec broker.Recorder, log *zap.Logger) (*auth.Authenticator, *auth.Grants, error) {
+func openAuth(cfg *config.Config, store *db.DB, pol auth.GraphInfo, rec broker.Recorder, log *zap.Logger) (*auth.Authenticator, *auth.Grants, error) {
 	grantStore, err := auth.NewSQLGrantStore(store.SQL(), store.Driver())
 	if err != nil {
 		return nil, nil, fmt.Errorf("grant store: %w", err)
