@@ -177,7 +177,7 @@ func openApp(ctx context.Context, cfg *config.Config, log *zap.Logger) (*app, er
 	if err != nil {
 		return nil, err
 	}
-	authn, grants, err := openAuth(cfg, store, &a.live, log)
+	authn, grants, err := openAuth(cfg, store, &a.live, rec, log)
 	if err != nil {
 		return nil, err
 	}
@@ -220,6 +220,8 @@ func openApp(ctx context.Context, cfg *config.Config, log *zap.Logger) (*app, er
 	mux.Handle("/v1/", bhttp.New(b, apiOpts))
 	mux.Handle("/v1/approvals", bhttp.NewApprovals(b, svc, apiOpts))
 	mux.Handle("/v1/approvals/", bhttp.NewApprovals(b, svc, apiOpts))
+	mux.Handle("/v1/grants", bhttp.NewGrants(b, grantService{grants}, apiOpts))
+	mux.Handle("/v1/grants/", bhttp.NewGrants(b, grantService{grants}, apiOpts))
 	if slackN != nil && cfg.Approvals.Slack.Mode == "http" {
 		mux.Handle("/slack/interactions", slackN.Handler(svc))
 	}
