@@ -4,15 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
-	"go.uber.org/zap"
 
 	"github.com/toolgate/toolgate/broker"
-	"github.com/toolgate/toolgate/internal/config"
-	"github.com/toolgate/toolgate/policy"
 )
 
 func policyCmd() *cobra.Command {
@@ -23,15 +19,9 @@ func policyCmd() *cobra.Command {
 		Short: "Print the decision for a call and every rule that matched or not, without calling anything",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.Load(file, os.LookupEnv)
+			_, st, err := loadStatic(cmd, file)
 			if err != nil {
-				fmt.Fprintln(cmd.ErrOrStderr(), err)
-				return exitError{1}
-			}
-			st, err := compile(cfg, policy.NewMemoryCounters(), zap.NewNop())
-			if err != nil {
-				fmt.Fprintln(cmd.ErrOrStderr(), err)
-				return exitError{1}
+				return err
 			}
 			t, ok := st.catalog.Lookup(tool)
 			if !ok {

@@ -26,10 +26,9 @@ func serveCmd() *cobra.Command {
 		Short: "Run the toolgate server",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.Load(file, os.LookupEnv)
+			cfg, err := loadConfig(cmd, file, 2)
 			if err != nil {
-				fmt.Fprintln(cmd.ErrOrStderr(), err)
-				return exitError{2}
+				return err
 			}
 			if listen != "" {
 				cfg.Listen = listen
