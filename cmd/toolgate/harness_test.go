@@ -162,10 +162,17 @@ type e2eEnv struct {
 	BotKey, OtherKey string
 	APISecret        string
 	CRMDSN           string
-	api              *apiTarget
+	// env is what the process was started with (for other verbs on the
+	// same config).
+	env []string
+	api *apiTarget
 }
 
-func newE2E(t *testing.T) *e2eEnv {
+func newE2E(t *testing.T) *e2eEnv { t.Helper(); return newE2EWith(t, "") }
+
+// newE2EWith is newE2E serving config instead of testdata/e2e/toolgate.yaml
+// when config is not empty, with extra environment variables.
+func newE2EWith(t *testing.T, config string, extraEnv ...string) *e2eEnv {
 	t.Helper()
 	pg := testenv.Postgres(t)
 	dsn := pg.CreateDB(t)
@@ -185,6 +192,11 @@ func newE2E(t *testing.T) *e2eEnv {
 
 	dir := t.TempDir()
 	copyTree(t, "testdata/e2e", dir)
+	if config != "" {
+		if err := os.WriteFile(filepath.Join(dir, "toolgate.yaml"), []byte(config), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	bot, botSum, _ := auth.NewAPIKey()
 	other, otherSum, _ := auth.NewAPIKey()
 	api := newAPITarget(t)
@@ -193,6 +205,8 @@ func newE2E(t *testing.T) *e2eEnv {
 		"E2E_BOT_SHA256=" + botSum, "E2E_OTHER_SHA256=" + otherSum,
 		"E2E_CRM_DSN=" + dsn, "E2E_API_URL=" + api.URL, "E2E_API_SECRET=" + e.APISecret,
 	}
+	env = append(env, extraEnv...)
+	e.env = env
 	e.tgProcess = startBinary(t, dir, env, "serve", "--config", "toolgate.yaml")
 	return e
 }
