@@ -55,6 +55,8 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		checkCmd(),
 		stdioCmd(),
 		toolsCmd(),
+		auditCmd(),
+		replayCmd(),
 		versionCmd(),
 	)
 	return root
