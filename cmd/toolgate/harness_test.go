@@ -163,9 +163,28 @@ type e2eEnv struct {
 	APISecret        string
 	CRMDSN           string
 	api              *apiTarget
+	// dir holds toolgate.yaml and tools; env is what the binary needs to
+	// load it (the config's ${ENV} values).
+	dir string
+	env []string
 }
 
 func newE2E(t *testing.T) *e2eEnv {
+	t.Helper()
+	e := prepareE2E(t, nil)
+	e.tgProcess = e.start(t)
+	return e
+}
+
+// start runs `toolgate serve` on the fixture's config.
+func (e *e2eEnv) start(t *testing.T) *tgProcess {
+	t.Helper()
+	return startBinary(t, e.dir, e.env, "serve", "--config", "toolgate.yaml")
+}
+
+// prepareE2E builds the fixture without starting toolgate; edit, if set,
+// rewrites testdata/e2e/toolgate.yaml first.
+func prepareE2E(t *testing.T, edit func(yaml string) string) *e2eEnv {
 	t.Helper()
 	pg := testenv.Postgres(t)
 	dsn := pg.CreateDB(t)
@@ -188,12 +207,21 @@ func newE2E(t *testing.T) *e2eEnv {
 	bot, botSum, _ := auth.NewAPIKey()
 	other, otherSum, _ := auth.NewAPIKey()
 	api := newAPITarget(t)
-	e := &e2eEnv{BotKey: bot, OtherKey: other, APISecret: "api-secret-" + bot[4:12], CRMDSN: dsn, api: api}
-	env := []string{
+	e := &e2eEnv{BotKey: bot, OtherKey: other, APISecret: "api-secret-" + bot[4:12], CRMDSN: dsn, api: api, dir: dir}
+	e.env = []string{
 		"E2E_BOT_SHA256=" + botSum, "E2E_OTHER_SHA256=" + otherSum,
 		"E2E_CRM_DSN=" + dsn, "E2E_API_URL=" + api.URL, "E2E_API_SECRET=" + e.APISecret,
 	}
-	e.tgProcess = startBinary(t, dir, env, "serve", "--config", "toolgate.yaml")
+	if edit != nil {
+		path := filepath.Join(dir, "toolgate.yaml")
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(edit(string(b))), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	return e
 }
 
