@@ -281,8 +281,17 @@ func TestE2EStoreDownAtStart(t *testing.T) {
 // TestE2EKill9UnderLoad: every call whose 200 arrived has its record after
 // the process is SIGKILLed mid-stream, and the chains verify.
 func TestE2EKill9UnderLoad(t *testing.T) {
+	for _, store := range []string{"sqlite", "postgres"} {
+		t.Run(store, func(t *testing.T) { kill9UnderLoad(t, store == "postgres") })
+	}
+}
+
+func kill9UnderLoad(t *testing.T, postgresStore bool) {
 	_, auditorSum, _ := auth.NewAPIKey()
-	e := prepareE2E(t, auditEdits(auditorSum, 1000000, false))
+	e := prepareE2E(t, auditEdits(auditorSum, 1000000, postgresStore))
+	if postgresStore {
+		e.env = append(e.env, "E2E_STORE_DSN="+testenv.Postgres(t).CreateDB(t))
+	}
 	p := e.start(t)
 
 	var mu sync.Mutex
