@@ -6,7 +6,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -18,8 +17,6 @@ import (
 	"github.com/toolgate/toolgate/internal/db"
 	"github.com/toolgate/toolgate/recordings"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata golden files")
 
 // auditFixture writes a config naming a SQLite store and fills the store
 // with two chains of fixed events.
@@ -71,7 +68,7 @@ func auditFixture(t *testing.T) (cfgPath, dbPath string) {
 
 // runCLI runs the toolgate command line in-process and returns its exit
 // code, as main would compute it.
-func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
+func runAuditCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errb bytes.Buffer
 	root := newRoot(&out, &errb)
@@ -136,7 +133,7 @@ func TestAuditCLIGolden(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, dbPath := auditFixture(t)
 			tamper(t, dbPath, tc.tamper...)
-			code, stdout, stderr := runCLI(t, append(tc.args, "--config", cfg)...)
+			code, stdout, stderr := runAuditCLI(t, append(tc.args, "--config", cfg)...)
 			if code != tc.code {
 				t.Errorf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tc.code, stdout, stderr)
 			}
@@ -169,11 +166,11 @@ func golden(t *testing.T, path, got string) {
 func TestAuditExportOut(t *testing.T) {
 	cfg, _ := auditFixture(t)
 	out := filepath.Join(t.TempDir(), "export.jsonl")
-	code, _, stderr := runCLI(t, "audit", "export", "--run", "r1", "--out", out, "--config", cfg)
+	code, _, stderr := runAuditCLI(t, "audit", "export", "--run", "r1", "--out", out, "--config", cfg)
 	if code != 0 || stderr != "wrote 4 records to "+out+"\n" {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	_, stdout, _ := runCLI(t, "audit", "export", "--run", "r1", "--config", cfg)
+	_, stdout, _ := runAuditCLI(t, "audit", "export", "--run", "r1", "--config", cfg)
 	b, err := os.ReadFile(out)
 	if err != nil {
 		t.Fatal(err)
@@ -195,12 +192,12 @@ func TestAuditCLIStoreDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, args := range [][]string{{"audit", "verify"}, {"audit", "export"}, {"replay", "r1"}} {
-		code, stdout, stderr := runCLI(t, append(args, "--config", cfg)...)
+		code, stdout, stderr := runAuditCLI(t, append(args, "--config", cfg)...)
 		if code != 2 || stdout != "" || !strings.Contains(stderr, "store does not answer") || strings.Contains(stderr, "secretpw") {
 			t.Fatalf("%v: exit %d\nstdout: %s\nstderr: %s", args, code, stdout, stderr)
 		}
 	}
-	code, _, stderr := runCLI(t, "audit", "verify", "--config", filepath.Join(dir, "missing.yaml"))
+	code, _, stderr := runAuditCLI(t, "audit", "verify", "--config", filepath.Join(dir, "missing.yaml"))
 	if code != 2 || stderr == "" {
 		t.Fatalf("missing config: exit %d %s", code, stderr)
 	}

@@ -370,3 +370,46 @@ func TestE2EDev(t *testing.T) {
 		t.Errorf("the log holds an unmasked card or a key")
 	}
 }
+
+// TestE2ENoUnmaskedValuesStored: after calls whose results, arguments and
+// target errors carry card numbers and SSNs, neither the audit store nor
+// the log holds one in the clear.
+func TestE2ENoUnmaskedValuesStored(t *testing.T) {
+	e := newE2E(t)
+	for _, email := range []string{"ada@example.com", "grace@example.com", "alan@example.com"} {
+		if status, out := e.callHTTP(t, e.BotKey, "triage", "crm_find_customer", `{"email":"`+email+`"}`); status != 200 {
+			t.Fatalf("find %s: %d %s", email, status, out["_raw"])
+		}
+	}
+	e.callHTTP(t, e.BotKey, "triage", "api_text", `{"word":"4242424242424242"}`)
+	e.callHTTP(t, e.BotKey, "triage", "api_fail", `{}`)
+	e.callHTTP(t, e.BotKey, "triage", "crm_find_customer", `{"email":"5555555555554444"}`)
+	e.stop(t)
+
+	secrets := []string{"4242424242424242", "5555555555554444", "378282246310005", "123-45-6789", e.APISecret, e.BotKey}
+	files, _ := filepath.Glob(filepath.Join(e.Dir, "toolgate.db*"))
+	if len(files) == 0 {
+		t.Fatal("no store files found")
+	}
+	masked := false
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		masked = masked || strings.Contains(string(b), "************4242")
+		for _, s := range secrets {
+			if strings.Contains(string(b), s) {
+				t.Errorf("%s holds %q in the clear", filepath.Base(f), s)
+			}
+		}
+	}
+	if !masked {
+		t.Error("the store holds no masked result at all; the test would prove nothing")
+	}
+	for _, s := range secrets {
+		if strings.Contains(e.stderr.String(), s) {
+			t.Errorf("the log holds %q in the clear", s)
+		}
+	}
+}

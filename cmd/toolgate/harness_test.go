@@ -164,14 +164,23 @@ type e2eEnv struct {
 	CRMDSN           string
 	api              *apiTarget
 	// dir holds toolgate.yaml and tools; env is what the binary needs to
-	// load it (the config's ${ENV} values).
+	// load it (the config's ${ENV} values), for other verbs on it too.
 	dir string
 	env []string
 }
 
-func newE2E(t *testing.T) *e2eEnv {
+func newE2E(t *testing.T) *e2eEnv { t.Helper(); return newE2EWith(t, "") }
+
+// newE2EWith is newE2E serving config instead of testdata/e2e/toolgate.yaml
+// when config is not empty, with extra environment variables.
+func newE2EWith(t *testing.T, config string, extraEnv ...string) *e2eEnv {
 	t.Helper()
-	e := prepareE2E(t, nil)
+	var edit func(string) string
+	if config != "" {
+		edit = func(string) string { return config }
+	}
+	e := prepareE2E(t, edit)
+	e.env = append(e.env, extraEnv...)
 	e.tgProcess = e.start(t)
 	return e
 }

@@ -99,6 +99,18 @@ type app struct {
 	mcp      *bmcp.Server
 	grants   *auth.Grants
 	approver *approvals.Service
+	// counters hold budget counts; they outlive reloads.
+	counters policy.Counters
+	// brokerCfg is the broker's current configuration; reload swaps its
+	// catalog, policy and masker.
+	brokerCfg broker.Config
+	// live is the current policy, for the services that ask it questions
+	// outside the broker (grant minting).
+	live livePolicy
+	// env resolves ${ENV} when the config is reloaded.
+	env config.Env
+	// reloadMu serialises reloads.
+	reloadMu sync.Mutex
 	handler  http.Handler
 	closers  []func()
 	// stop ends the background loops (sweeper, notifier, retention).
@@ -165,15 +177,17 @@ func openApp(ctx context.Context, cfg *config.Config, log *zap.Logger) (*app, er
 	a.background(bg, "budget counters purge", func(ctx context.Context) error {
 		return purgeCounters(ctx, budgets, cfg.Recordings.Retention.D(), log)
 	})
-	st, err := compile(cfg, budgets, log)
+	a.counters = budgets
+	st, err := compile(cfg, a.counters, log)
 	if err != nil {
 		return nil, err
 	}
+	a.live.p.Store(st.policy)
 	targets, err := openTargets(ctx, cfg, log, &a.closers)
 	if err != nil {
 		return nil, err
 	}
-	authn, grants, err := openAuth(cfg, store, st.policy, log)
+	authn, grants, err := openAuth(cfg, store, &a.live, rec, log)
 	if err != nil {
 		return nil, err
 	}
@@ -183,7 +197,7 @@ func openApp(ctx context.Context, cfg *config.Config, log *zap.Logger) (*app, er
 		return nil, err
 	}
 	a.approver = svc
-	b, err := broker.New(broker.Config{
+	a.brokerCfg = broker.Config{
 		Catalog:       st.catalog,
 		Targets:       targets,
 		Auth:          authn,
@@ -195,7 +209,8 @@ func openApp(ctx context.Context, cfg *config.Config, log *zap.Logger) (*app, er
 		Approvals:     svc,
 		Logger:        log,
 		RecordResults: cfg.Recordings.Results == "masked",
-	})
+	}
+	b, err := broker.New(a.brokerCfg)
 	if err != nil {
 		return nil, err
 	}
@@ -218,6 +233,8 @@ func openApp(ctx context.Context, cfg *config.Config, log *zap.Logger) (*app, er
 	mux.Handle("/v1/runs/", audit)
 	mux.Handle("/v1/approvals", bhttp.NewApprovals(b, svc, apiOpts))
 	mux.Handle("/v1/approvals/", bhttp.NewApprovals(b, svc, apiOpts))
+	mux.Handle("/v1/grants", bhttp.NewGrants(b, grantService{grants}, apiOpts))
+	mux.Handle("/v1/grants/", bhttp.NewGrants(b, grantService{grants}, apiOpts))
 	if slackN != nil && cfg.Approvals.Slack.Mode == "http" {
 		mux.Handle("/slack/interactions", slackN.Handler(svc))
 	}
