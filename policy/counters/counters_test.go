@@ -173,3 +173,35 @@ func TestConformance(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkAdd measures one charge (an upsert round trip), in parallel, on
+// each store.
+func BenchmarkAdd(b *testing.B) {
+	for _, bk := range backends {
+		b.Run(bk.name, func(b *testing.B) {
+			var cfg db.Config
+			if bk.name == "sqlite" {
+				cfg = db.Config{Driver: db.DriverSQLite, Path: filepath.Join(b.TempDir(), "store.db")}
+			} else {
+				cfg = db.Config{Driver: db.DriverPostgres, DSN: dbtest.Postgres(b)}
+			}
+			d, err := db.Open(context.Background(), cfg, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer d.Close()
+			s, _ := counters.New(d, nil)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				i := 0
+				for pb.Next() {
+					i++
+					if _, err := s.Add(context.Background(), "budget/calls_per_run/g=g/run=r"+string(rune('a'+i%16)), 1, 0); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
