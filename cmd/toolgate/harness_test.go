@@ -162,10 +162,11 @@ type e2eEnv struct {
 	BotKey, OtherKey string
 	APISecret        string
 	CRMDSN           string
-	// env is what the process was started with (for other verbs on the
-	// same config).
+	api              *apiTarget
+	// dir holds toolgate.yaml and tools; env is what the binary needs to
+	// load it (the config's ${ENV} values), for other verbs on it too.
+	dir string
 	env []string
-	api *apiTarget
 }
 
 func newE2E(t *testing.T) *e2eEnv { t.Helper(); return newE2EWith(t, "") }
@@ -173,6 +174,26 @@ func newE2E(t *testing.T) *e2eEnv { t.Helper(); return newE2EWith(t, "") }
 // newE2EWith is newE2E serving config instead of testdata/e2e/toolgate.yaml
 // when config is not empty, with extra environment variables.
 func newE2EWith(t *testing.T, config string, extraEnv ...string) *e2eEnv {
+	t.Helper()
+	var edit func(string) string
+	if config != "" {
+		edit = func(string) string { return config }
+	}
+	e := prepareE2E(t, edit)
+	e.env = append(e.env, extraEnv...)
+	e.tgProcess = e.start(t)
+	return e
+}
+
+// start runs `toolgate serve` on the fixture's config.
+func (e *e2eEnv) start(t *testing.T) *tgProcess {
+	t.Helper()
+	return startBinary(t, e.dir, e.env, "serve", "--config", "toolgate.yaml")
+}
+
+// prepareE2E builds the fixture without starting toolgate; edit, if set,
+// rewrites testdata/e2e/toolgate.yaml first.
+func prepareE2E(t *testing.T, edit func(yaml string) string) *e2eEnv {
 	t.Helper()
 	pg := testenv.Postgres(t)
 	dsn := pg.CreateDB(t)
@@ -192,22 +213,24 @@ func newE2EWith(t *testing.T, config string, extraEnv ...string) *e2eEnv {
 
 	dir := t.TempDir()
 	copyTree(t, "testdata/e2e", dir)
-	if config != "" {
-		if err := os.WriteFile(filepath.Join(dir, "toolgate.yaml"), []byte(config), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
 	bot, botSum, _ := auth.NewAPIKey()
 	other, otherSum, _ := auth.NewAPIKey()
 	api := newAPITarget(t)
-	e := &e2eEnv{BotKey: bot, OtherKey: other, APISecret: "api-secret-" + bot[4:12], CRMDSN: dsn, api: api}
-	env := []string{
+	e := &e2eEnv{BotKey: bot, OtherKey: other, APISecret: "api-secret-" + bot[4:12], CRMDSN: dsn, api: api, dir: dir}
+	e.env = []string{
 		"E2E_BOT_SHA256=" + botSum, "E2E_OTHER_SHA256=" + otherSum,
 		"E2E_CRM_DSN=" + dsn, "E2E_API_URL=" + api.URL, "E2E_API_SECRET=" + e.APISecret,
 	}
-	env = append(env, extraEnv...)
-	e.env = env
-	e.tgProcess = startBinary(t, dir, env, "serve", "--config", "toolgate.yaml")
+	if edit != nil {
+		path := filepath.Join(dir, "toolgate.yaml")
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(edit(string(b))), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	return e
 }
 

@@ -58,6 +58,8 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		grantsCmd(),
 		approvalsCmd(),
 		policyCmd(),
+		auditCmd(),
+		replayCmd(),
 		versionCmd(),
 	)
 	return root

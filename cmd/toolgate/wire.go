@@ -24,6 +24,7 @@ import (
 	"github.com/toolgate/toolgate/internal/config"
 	"github.com/toolgate/toolgate/internal/db"
 	"github.com/toolgate/toolgate/policy"
+	"github.com/toolgate/toolgate/policy/counters"
 	"github.com/toolgate/toolgate/policy/mask"
 	"github.com/toolgate/toolgate/recordings"
 	"github.com/toolgate/toolgate/tools"
@@ -157,7 +158,7 @@ func openApp(ctx context.Context, cfg *config.Config, log *zap.Logger) (*app, er
 	a.store = store
 	a.closers = append(a.closers, func() { _ = store.Close() })
 
-	rec, err := recordings.NewStore(store, recordings.Config{}, log)
+	rec, err := recordings.NewStore(store, recordingsConfig(cfg), log)
 	if err != nil {
 		return nil, fmt.Errorf("open recordings: %w", err)
 	}
@@ -167,7 +168,16 @@ func openApp(ctx context.Context, cfg *config.Config, log *zap.Logger) (*app, er
 		a.background(bg, "retention", func(ctx context.Context) error { return rec.RunRetention(ctx, keep, time.Hour) })
 	}
 
-	a.counters = policy.NewMemoryCounters()
+	// Budgets live in the store, so they hold across restarts and are
+	// shared by every instance on it.
+	budgets, err := counters.New(store, nil)
+	if err != nil {
+		return nil, err
+	}
+	a.background(bg, "budget counters purge", func(ctx context.Context) error {
+		return purgeCounters(ctx, budgets, cfg.Recordings.Retention.D(), log)
+	})
+	a.counters = budgets
 	st, err := compile(cfg, a.counters, log)
 	if err != nil {
 		return nil, err
@@ -218,6 +228,9 @@ func openApp(ctx context.Context, cfg *config.Config, log *zap.Logger) (*app, er
 	mux.Handle("/mcp/", srv.Handler())
 	apiOpts := bhttp.Options{Logger: log, MaxBodyBytes: cfg.Limits.MaxBodyBytes, ResourceMetadataURL: metaURL}
 	mux.Handle("/v1/", bhttp.New(b, apiOpts))
+	audit := bhttp.NewAudit(b, auditStore{rec}, cfg.Auth.Auditors, apiOpts)
+	mux.Handle("/v1/audit/", audit)
+	mux.Handle("/v1/runs/", audit)
 	mux.Handle("/v1/approvals", bhttp.NewApprovals(b, svc, apiOpts))
 	mux.Handle("/v1/approvals/", bhttp.NewApprovals(b, svc, apiOpts))
 	mux.Handle("/v1/grants", bhttp.NewGrants(b, grantService{grants}, apiOpts))
@@ -274,4 +287,28 @@ func openTargets(ctx context.Context, cfg *config.Config, log *zap.Logger, close
 		}
 	}
 	return out, nil
+}
+
+// purgeCounters forgets budget counters whose window has passed every hour,
+// and run counters untouched for longer than keep when keep > 0 (the
+// recordings retention), until ctx ends.
+func purgeCounters(ctx context.Context, c *counters.Store, keep time.Duration, log *zap.Logger) error {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		var runsBefore time.Time
+		if keep > 0 {
+			runsBefore = time.Now().Add(-keep)
+		}
+		if n, err := c.Purge(ctx, runsBefore); err != nil {
+			log.Warn("budget counters purge failed", zap.Error(err))
+		} else if n > 0 {
+			log.Info("purged budget counters", zap.Int64("counters", n))
+		}
+	}
 }
