@@ -17,7 +17,6 @@ import { fileURLToPath } from "node:url";
 
 import { HumanMessage } from "@langchain/core/messages";
 import { Command, END, MemorySaver, MessagesAnnotation, START, StateGraph } from "@langchain/langgraph";
-import Database from "better-sqlite3";
 
 import { agentNode, buildGraph, contentText, demoScript, ScriptedChatModel, toolCall } from "../graph.mjs";
 import { identityFrom, nodePath, Toolgate, ToolgateError } from "../toolgate.mjs";
@@ -56,7 +55,7 @@ let base;
 let keys;
 let tg;
 let tools;
-let demoDB;
+let demoDB; // path of the demo SQLite database toolgate dev writes refunds to
 let serverLog = ""; // stderr only: the dev banner on stdout prints the keys on purpose
 
 before(async () => {
@@ -75,11 +74,10 @@ before(async () => {
   keys = JSON.parse(readFileSync(path.join(data, "dev-keys.json"), "utf8"));
   tg = new Toolgate({ url: `${base}/mcp`, apiKey: keys.agent_key, graph: "support-bot", timeoutMs: 10_000 });
   tools = { triage: await tg.tools("triage"), billing: await tg.tools("billing") };
-  demoDB = new Database(path.join(data, "demo.db"), { readonly: true, fileMustExist: true });
+  demoDB = path.join(data, "demo.db");
 });
 
 after(async () => {
-  demoDB?.close();
   await tg?.close();
   if (child && child.exitCode === null) {
     const exited = new Promise((r) => child.once("exit", r));
@@ -91,7 +89,10 @@ after(async () => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-const refunds = (orderId) => demoDB.prepare("SELECT count(*) AS n FROM refunds WHERE order_id = ?").get(orderId).n;
+// refunds counts the rows the refund tool wrote for an order, read from the
+// demo database with the sqlite3 CLI (no native npm module to build).
+const refunds = (orderId) =>
+  Number(execFileSync("sqlite3", ["-readonly", demoDB, `SELECT count(*) FROM refunds WHERE order_id = ${Number(orderId)}`], { encoding: "utf8" }).trim());
 const newConfig = () => ({ configurable: { thread_id: randomUUID(), run_id: randomUUID() } });
 const toolMessages = (out) => out.messages.filter((m) => m.getType() === "tool");
 
