@@ -1,7 +1,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: run test test-go test-js test-py bench lint build fuzz
+.PHONY: run test test-go test-fuzz test-js test-py bench lint build
 
 build:
 	$(GO) build -o bin/toolgate ./cmd/toolgate
@@ -9,7 +9,7 @@ build:
 run: build
 	./bin/toolgate dev
 
-test: lint test-go test-js test-py
+test: lint test-go test-fuzz test-js test-py
 
 # The LangGraph.js example against a real `toolgate dev` (Node 20+, npm).
 test-js:
@@ -21,6 +21,18 @@ test-py:
 
 test-go:
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+# Every fuzz target for a short fixed time (FUZZTIME each); the seed
+# corpora also run in test-go.
+FUZZTIME ?= 8s
+FUZZ_TARGETS := ./policy/mask:FuzzMaskResult ./policy/mask:FuzzMaskRecord ./tools:FuzzParse
+
+test-fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 2s -count 1 ./...

@@ -55,6 +55,9 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		checkCmd(),
 		stdioCmd(),
 		toolsCmd(),
+		grantsCmd(),
+		approvalsCmd(),
+		policyCmd(),
 		versionCmd(),
 	)
 	return root

@@ -98,6 +98,18 @@ type app struct {
 	mcp      *bmcp.Server
 	grants   *auth.Grants
 	approver *approvals.Service
+	// counters hold budget counts; they outlive reloads.
+	counters policy.Counters
+	// brokerCfg is the broker's current configuration; reload swaps its
+	// catalog, policy and masker.
+	brokerCfg broker.Config
+	// live is the current policy, for the services that ask it questions
+	// outside the broker (grant minting).
+	live livePolicy
+	// env resolves ${ENV} when the config is reloaded.
+	env config.Env
+	// reloadMu serialises reloads.
+	reloadMu sync.Mutex
 	handler  http.Handler
 	closers  []func()
 	// stop ends the background loops (sweeper, notifier, retention).
@@ -155,15 +167,17 @@ func openApp(ctx context.Context, cfg *config.Config, log *zap.Logger) (*app, er
 		a.background(bg, "retention", func(ctx context.Context) error { return rec.RunRetention(ctx, keep, time.Hour) })
 	}
 
-	st, err := compile(cfg, policy.NewMemoryCounters(), log)
+	a.counters = policy.NewMemoryCounters()
+	st, err := compile(cfg, a.counters, log)
 	if err != nil {
 		return nil, err
 	}
+	a.live.p.Store(st.policy)
 	targets, err := openTargets(ctx, cfg, log, &a.closers)
 	if err != nil {
 		return nil, err
 	}
-	authn, grants, err := openAuth(cfg, store, st.policy, log)
+	authn, grants, err := openAuth(cfg, store, &a.live, rec, log)
 	if err != nil {
 		return nil, err
 	}
@@ -173,7 +187,7 @@ func openApp(ctx context.Context, cfg *config.Config, log *zap.Logger) (*app, er
 		return nil, err
 	}
 	a.approver = svc
-	b, err := broker.New(broker.Config{
+	a.brokerCfg = broker.Config{
 		Catalog:       st.catalog,
 		Targets:       targets,
 		Auth:          authn,
@@ -185,7 +199,8 @@ func openApp(ctx context.Context, cfg *config.Config, log *zap.Logger) (*app, er
 		Approvals:     svc,
 		Logger:        log,
 		RecordResults: cfg.Recordings.Results == "masked",
-	})
+	}
+	b, err := broker.New(a.brokerCfg)
 	if err != nil {
 		return nil, err
 	}
@@ -205,6 +220,8 @@ func openApp(ctx context.Context, cfg *config.Config, log *zap.Logger) (*app, er
 	mux.Handle("/v1/", bhttp.New(b, apiOpts))
 	mux.Handle("/v1/approvals", bhttp.NewApprovals(b, svc, apiOpts))
 	mux.Handle("/v1/approvals/", bhttp.NewApprovals(b, svc, apiOpts))
+	mux.Handle("/v1/grants", bhttp.NewGrants(b, grantService{grants}, apiOpts))
+	mux.Handle("/v1/grants/", bhttp.NewGrants(b, grantService{grants}, apiOpts))
 	if slackN != nil && cfg.Approvals.Slack.Mode == "http" {
 		mux.Handle("/slack/interactions", slackN.Handler(svc))
 	}

@@ -20,8 +20,9 @@ import (
 var _ auth.GraphInfo = (*policy.Engine)(nil)
 
 // openAuth builds the authenticator (API keys, OIDC, grant tokens) and the
-// grant service on the store.
-func openAuth(cfg *config.Config, store *db.DB, pol *policy.Engine, log *zap.Logger) (*auth.Authenticator, *auth.Grants, error) {
+// grant service on the store. The grant service records grant_minted and
+// grant_revoked events with rec.
+func openAuth(cfg *config.Config, store *db.DB, pol auth.GraphInfo, rec broker.Recorder, log *zap.Logger) (*auth.Authenticator, *auth.Grants, error) {
 	grantStore, err := auth.NewSQLGrantStore(store.SQL(), store.Driver())
 	if err != nil {
 		return nil, nil, fmt.Errorf("grant store: %w", err)
@@ -37,7 +38,7 @@ func openAuth(cfg *config.Config, store *db.DB, pol *policy.Engine, log *zap.Log
 	if err != nil {
 		return nil, nil, fmt.Errorf("auth: %w", err)
 	}
-	grants, err := auth.NewGrants(auth.GrantsConfig{Store: grantStore, Graphs: pol, MaxTTL: cfg.Auth.GrantMaxTTL.D()})
+	grants, err := auth.NewGrants(auth.GrantsConfig{Store: grantStore, Graphs: pol, MaxTTL: cfg.Auth.GrantMaxTTL.D(), Recorder: rec, Logger: log})
 	if err != nil {
 		return nil, nil, fmt.Errorf("grants: %w", err)
 	}
