@@ -233,6 +233,9 @@ describe("toolgate dev through the graph", () => {
     } finally {
       await run.end();
     }
+    const r = await fetch(`${base}/v1/grants/${run.grantId}`, { headers: { Authorization: `Bearer ${keys.agent_key}` } });
+    assert.equal(r.status, 200);
+    assert.equal((await r.json()).status, "revoked", "end() revokes the run's grant");
   });
 });
 
