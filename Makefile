@@ -1,7 +1,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: run test test-go test-fuzz bench lint build
+.PHONY: run test test-go test-fuzz test-js test-py bench lint build
 
 build:
 	$(GO) build -o bin/toolgate ./cmd/toolgate
@@ -9,7 +9,15 @@ build:
 run: build
 	./bin/toolgate dev
 
-test: lint test-go test-fuzz
+test: lint test-go test-fuzz test-js test-py
+
+# The LangGraph.js example against a real `toolgate dev` (Node 20+, npm).
+test-js:
+	cd examples/langgraph-js && npm ci --no-audit --no-fund && npm test
+
+# The LangGraph Python example cannot install its packages here: compile only.
+test-py:
+	python3 -m py_compile examples/langgraph-python/*.py
 
 test-go:
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
