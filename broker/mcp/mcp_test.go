@@ -12,14 +12,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mark3labs/mcp-go/client"
-	"github.com/mark3labs/mcp-go/client/transport"
 	mcpgo "github.com/mark3labs/mcp-go/mcp"
-	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/toolgate/toolgate/broker"
 	"github.com/toolgate/toolgate/broker/httpapi/doortest"
 	"github.com/toolgate/toolgate/broker/mcp"
+	"github.com/toolgate/toolgate/broker/mcp/mcptest"
 )
 
 const metaURL = "http://127.0.0.1:8080/.well-known/oauth-protected-resource"
@@ -38,29 +36,9 @@ func newServer(t testing.TB) (*doortest.Env, *httptest.Server) {
 	return env, srv
 }
 
-// outcome is a client-neutral view of a tools/call answer.
-type outcome struct {
-	rpcErr     error
-	isError    bool
-	text       string
-	structured map[string]any
-}
+type mcpClient = mcptest.Client
 
-// mcpClient is what the test needs from either client library.
-type mcpClient interface {
-	protocol() string
-	list(t *testing.T) []string
-	call(t *testing.T, name string, args map[string]any) outcome
-}
-
-// goClient drives the mark3labs/mcp-go client.
-type goClient struct {
-	c       *client.Client
-	version string
-}
-
-func newGoClient(t *testing.T, url, node, version string, extra map[string]string) *goClient {
-	t.Helper()
+func headers(node string, extra map[string]string) map[string]string {
 	hdr := map[string]string{
 		"Authorization":    "Bearer " + doortest.TokenAlpha,
 		broker.HeaderGraph: doortest.Graph,
@@ -69,155 +47,17 @@ func newGoClient(t *testing.T, url, node, version string, extra map[string]strin
 	for k, v := range extra {
 		hdr[k] = v
 	}
-	tr, err := transport.NewStreamableHTTP(url+"/mcp", transport.WithHTTPHeaders(hdr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var opts []client.ClientOption
-	if version != "" {
-		opts = append(opts, client.WithProtocolVersion(version))
-	}
-	c := client.NewClient(tr, opts...)
-	ctx := context.Background()
-	if err := c.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	req := mcpgo.InitializeRequest{}
-	req.Params.ClientInfo = mcpgo.Implementation{Name: "test", Version: "1"}
-	res, err := c.Initialize(ctx, req)
-	if err != nil {
-		t.Fatalf("initialize: %v", err)
-	}
-	return &goClient{c: c, version: res.ProtocolVersion}
+	return hdr
 }
 
-func (g *goClient) protocol() string { return g.version }
-
-func (g *goClient) list(t *testing.T) []string {
+func newGoClient(t *testing.T, url, node, version string, extra map[string]string) *mcptest.GoClient {
 	t.Helper()
-	res, err := g.c.ListTools(context.Background(), mcpgo.ListToolsRequest{})
-	if err != nil {
-		t.Fatalf("tools/list: %v", err)
-	}
-	var names []string
-	for _, tool := range res.Tools {
-		names = append(names, tool.Name)
-	}
-	return names
+	return mcptest.DialMCPGo(t, url+"/mcp", headers(node, extra), version)
 }
 
-func (g *goClient) call(t *testing.T, name string, args map[string]any) outcome {
+func newSDKClient(t *testing.T, url, node, version string) mcpClient {
 	t.Helper()
-	req := mcpgo.CallToolRequest{}
-	req.Params.Name = name
-	req.Params.Arguments = args
-	res, err := g.c.CallTool(context.Background(), req)
-	if err != nil {
-		return outcome{rpcErr: err}
-	}
-	o := outcome{isError: res.IsError}
-	if len(res.Content) > 0 {
-		if tc, ok := res.Content[0].(mcpgo.TextContent); ok {
-			o.text = tc.Text
-		}
-	}
-	o.structured = asObject(t, res.StructuredContent, res.RawStructuredContent)
-	return o
-}
-
-// sdkClient drives the official modelcontextprotocol/go-sdk client.
-type sdkClient struct{ s *sdk.ClientSession }
-
-type headerRT struct {
-	hdr  map[string]string
-	next http.RoundTripper
-}
-
-func (h headerRT) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	for k, v := range h.hdr {
-		r.Header.Set(k, v)
-	}
-	return h.next.RoundTrip(r)
-}
-
-func newSDKClient(t *testing.T, url, node, version string) *sdkClient {
-	t.Helper()
-	hc := &http.Client{Transport: headerRT{next: http.DefaultTransport, hdr: map[string]string{
-		"Authorization":    "Bearer " + doortest.TokenAlpha,
-		broker.HeaderGraph: doortest.Graph,
-		broker.HeaderNode:  node,
-	}}}
-	c := sdk.NewClient(&sdk.Implementation{Name: "test", Version: "1"}, nil)
-	s, err := c.Connect(context.Background(), &sdk.StreamableClientTransport{Endpoint: url + "/mcp", HTTPClient: hc, DisableStandaloneSSE: true, MaxRetries: -1},
-		&sdk.ClientSessionOptions{ProtocolVersion: version})
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return &sdkClient{s: s}
-}
-
-func (c *sdkClient) protocol() string {
-	if r := c.s.InitializeResult(); r != nil {
-		return r.ProtocolVersion
-	}
-	return ""
-}
-
-func (c *sdkClient) list(t *testing.T) []string {
-	t.Helper()
-	res, err := c.s.ListTools(context.Background(), nil)
-	if err != nil {
-		t.Fatalf("tools/list: %v", err)
-	}
-	var names []string
-	for _, tool := range res.Tools {
-		names = append(names, tool.Name)
-	}
-	return names
-}
-
-func (c *sdkClient) call(t *testing.T, name string, args map[string]any) outcome {
-	t.Helper()
-	res, err := c.s.CallTool(context.Background(), &sdk.CallToolParams{Name: name, Arguments: args})
-	if err != nil {
-		return outcome{rpcErr: err}
-	}
-	o := outcome{isError: res.IsError}
-	if len(res.Content) > 0 {
-		if tc, ok := res.Content[0].(*sdk.TextContent); ok {
-			o.text = tc.Text
-		}
-	}
-	o.structured = asObject(t, res.StructuredContent, nil)
-	return o
-}
-
-func asObject(t *testing.T, v any, raw json.RawMessage) map[string]any {
-	t.Helper()
-	if v == nil && len(raw) == 0 {
-		return nil
-	}
-	b := []byte(raw)
-	if len(b) == 0 {
-		var err error
-		if b, err = json.Marshal(v); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
-		t.Fatalf("structuredContent is not an object: %s", b)
-	}
-	return m
-}
-
-func errorCodeOf(o outcome) string {
-	e, _ := o.structured["error"].(map[string]any)
-	s, _ := e["code"].(string)
-	return s
+	return mcptest.DialSDK(t, url+"/mcp", headers(node, nil), version)
 }
 
 // TestClients runs the same scenario through each client library and
@@ -248,10 +88,10 @@ func TestClients(t *testing.T) {
 			env, srv := newServer(t)
 			triage := tc.dial(t, srv.URL, "triage")
 			refund := tc.dial(t, srv.URL, "refund")
-			if tc.protocol != "" && triage.protocol() != tc.protocol {
-				t.Fatalf("negotiated %q, want %q", triage.protocol(), tc.protocol)
+			if tc.protocol != "" && triage.Protocol() != tc.protocol {
+				t.Fatalf("negotiated %q, want %q", triage.Protocol(), tc.protocol)
 			}
-			t.Logf("protocol %s", triage.protocol())
+			t.Logf("protocol %s", triage.Protocol())
 
 			t.Run("tools/list differs per node", func(t *testing.T) {
 				for _, c := range []struct {
@@ -261,7 +101,7 @@ func TestClients(t *testing.T) {
 					{triage, []string{doortest.ToolFindCustomer, doortest.ToolListOrders}},
 					{refund, []string{doortest.ToolRefund, doortest.ToolListOrders}},
 				} {
-					got := c.cl.list(t)
+					got := c.cl.List(t)
 					sort.Strings(got)
 					sort.Strings(c.want)
 					if strings.Join(got, ",") != strings.Join(c.want, ",") {
@@ -272,19 +112,19 @@ func TestClients(t *testing.T) {
 
 			t.Run("call succeeds", func(t *testing.T) {
 				before := env.Exec.Count()
-				o := triage.call(t, doortest.ToolFindCustomer, map[string]any{"email": "ada@example.com"})
-				if o.rpcErr != nil || o.isError {
-					t.Fatalf("call failed: %v %s", o.rpcErr, o.text)
+				o := triage.Call(t, doortest.ToolFindCustomer, map[string]any{"email": "ada@example.com"})
+				if o.RPCErr != nil || o.IsError {
+					t.Fatalf("call failed: %v %s", o.RPCErr, o.Text)
 				}
-				if o.structured["row_count"] != float64(1) {
-					t.Errorf("structuredContent = %v", o.structured)
+				if o.Structured["row_count"] != float64(1) {
+					t.Errorf("structuredContent = %v", o.Structured)
 				}
 				var fromText map[string]any
-				if err := json.Unmarshal([]byte(o.text), &fromText); err != nil || fromText["row_count"] != float64(1) {
-					t.Errorf("text content is not the result JSON: %q", o.text)
+				if err := json.Unmarshal([]byte(o.Text), &fromText); err != nil || fromText["row_count"] != float64(1) {
+					t.Errorf("text content is not the result JSON: %q", o.Text)
 				}
-				if strings.Contains(o.text, doortest.Card) || !strings.Contains(o.text, doortest.MaskedCard) {
-					t.Errorf("result is not masked: %s", o.text)
+				if strings.Contains(o.Text, doortest.Card) || !strings.Contains(o.Text, doortest.MaskedCard) {
+					t.Errorf("result is not masked: %s", o.Text)
 				}
 				if env.Exec.Count() != before+1 {
 					t.Errorf("executions = %d, want %d", env.Exec.Count(), before+1)
@@ -310,20 +150,20 @@ func TestClients(t *testing.T) {
 			for _, r := range refusals {
 				t.Run(r.name, func(t *testing.T) {
 					before, recs := env.Exec.Count(), len(env.Recorder.Events())
-					o := r.cl.call(t, r.tool, r.args)
+					o := r.cl.Call(t, r.tool, r.args)
 					if r.rpcErr {
-						if o.rpcErr == nil {
+						if o.RPCErr == nil {
 							t.Fatalf("want a JSON-RPC error, got result %+v", o)
 						}
-						if !strings.Contains(o.rpcErr.Error(), "not found") {
-							t.Errorf("error = %v", o.rpcErr)
+						if !strings.Contains(o.RPCErr.Error(), "not found") {
+							t.Errorf("error = %v", o.RPCErr)
 						}
 					} else {
-						if o.rpcErr != nil || !o.isError {
-							t.Fatalf("want an isError result, got %v %+v", o.rpcErr, o)
+						if o.RPCErr != nil || !o.IsError {
+							t.Fatalf("want an isError result, got %v %+v", o.RPCErr, o)
 						}
-						if errorCodeOf(o) != r.code || !strings.HasPrefix(o.text, r.code+": ") {
-							t.Errorf("code %q text %q, want %q", errorCodeOf(o), o.text, r.code)
+						if o.ErrorCode() != r.code || !strings.HasPrefix(o.Text, r.code+": ") {
+							t.Errorf("code %q text %q, want %q", o.ErrorCode(), o.Text, r.code)
 						}
 						ev, _ := env.Recorder.Last()
 						if len(env.Recorder.Events()) != recs+1 || ev.ErrorCode != r.code || ev.Status != broker.StatusDenied {
@@ -338,15 +178,15 @@ func TestClients(t *testing.T) {
 
 			t.Run("pending approval", func(t *testing.T) {
 				before := env.Exec.Count()
-				o := refund.call(t, doortest.ToolRefund, map[string]any{"order_id": "o-1", "amount": 500})
-				if o.rpcErr != nil || o.isError {
-					t.Fatalf("pending must not be an error: %v %+v", o.rpcErr, o)
+				o := refund.Call(t, doortest.ToolRefund, map[string]any{"order_id": "o-1", "amount": 500})
+				if o.RPCErr != nil || o.IsError {
+					t.Fatalf("pending must not be an error: %v %+v", o.RPCErr, o)
 				}
-				if o.structured["status"] != "approval_pending" || o.structured["approval_id"] != "apr_test" {
-					t.Errorf("structuredContent = %v", o.structured)
+				if o.Structured["status"] != "approval_pending" || o.Structured["approval_id"] != "apr_test" {
+					t.Errorf("structuredContent = %v", o.Structured)
 				}
-				if !strings.Contains(o.text, "NOT performed") {
-					t.Errorf("text = %q", o.text)
+				if !strings.Contains(o.Text, "NOT performed") {
+					t.Errorf("text = %q", o.Text)
 				}
 				if env.Exec.Count() != before {
 					t.Errorf("a pending call ran")
@@ -359,9 +199,9 @@ func TestClients(t *testing.T) {
 func TestApprovalHeaderAndTraceMeta(t *testing.T) {
 	env, srv := newServer(t)
 	c := newGoClient(t, srv.URL, "refund", "2025-11-25", map[string]string{broker.HeaderApproval: "apr_resume"})
-	o := c.call(t, doortest.ToolRefund, map[string]any{"order_id": "o-1", "amount": 500})
-	if o.structured["approval_id"] != "apr_resume" {
-		t.Errorf("X-Toolgate-Approval did not reach the broker: %v", o.structured)
+	o := c.Call(t, doortest.ToolRefund, map[string]any{"order_id": "o-1", "amount": 500})
+	if o.Structured["approval_id"] != "apr_resume" {
+		t.Errorf("X-Toolgate-Approval did not reach the broker: %v", o.Structured)
 	}
 
 	tp := "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -370,7 +210,7 @@ func TestApprovalHeaderAndTraceMeta(t *testing.T) {
 	req.Params.Name = doortest.ToolFindCustomer
 	req.Params.Arguments = map[string]any{"email": "ada@example.com"}
 	req.Params.Meta = &mcpgo.Meta{AdditionalFields: map[string]any{"traceparent": tp}}
-	if _, err := tc.c.CallTool(context.Background(), req); err != nil {
+	if _, err := tc.Raw().CallTool(context.Background(), req); err != nil {
 		t.Fatal(err)
 	}
 	if got := env.Exec.LastTraceParent(); got != tp {
@@ -383,7 +223,7 @@ func TestProgressNotification(t *testing.T) {
 	c := newGoClient(t, srv.URL, "refund", "2025-11-25", nil)
 	var mu sync.Mutex
 	var got []mcpgo.JSONRPCNotification
-	c.c.OnNotification(func(n mcpgo.JSONRPCNotification) {
+	c.Raw().OnNotification(func(n mcpgo.JSONRPCNotification) {
 		mu.Lock()
 		got = append(got, n)
 		mu.Unlock()
@@ -392,7 +232,7 @@ func TestProgressNotification(t *testing.T) {
 	req.Params.Name = doortest.ToolRefund
 	req.Params.Arguments = map[string]any{"order_id": "o-1", "amount": 500}
 	req.Params.Meta = &mcpgo.Meta{ProgressToken: "tok-1"}
-	if _, err := c.c.CallTool(context.Background(), req); err != nil {
+	if _, err := c.Raw().CallTool(context.Background(), req); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(2 * time.Second)
@@ -544,10 +384,10 @@ func TestSetCatalog(t *testing.T) {
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 	c := newGoClient(t, srv.URL, "triage", "2025-11-25", nil)
-	if got := c.list(t); strings.Join(got, ",") != doortest.ToolListOrders {
+	if got := c.List(t); strings.Join(got, ",") != doortest.ToolListOrders {
 		t.Errorf("tools after SetCatalog = %v", got)
 	}
-	if o := c.call(t, doortest.ToolFindCustomer, map[string]any{"email": "a@b.c"}); o.rpcErr == nil {
+	if o := c.Call(t, doortest.ToolFindCustomer, map[string]any{"email": "a@b.c"}); o.RPCErr == nil {
 		t.Errorf("a tool dropped from the catalog still answered: %+v", o)
 	}
 	if env.Exec.Count() != 0 {

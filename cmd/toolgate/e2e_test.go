@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -14,9 +13,8 @@ import (
 	"time"
 
 	"github.com/mark3labs/mcp-go/client"
-	"github.com/mark3labs/mcp-go/client/transport"
-	mcpgo "github.com/mark3labs/mcp-go/mcp"
-	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/toolgate/toolgate/broker/mcp/mcptest"
 )
 
 // mcpSession is what the end-to-end tests need from an MCP client library.
@@ -25,129 +23,37 @@ type mcpSession interface {
 	call(t *testing.T, tool string, args map[string]any) (isError bool, structured map[string]any, text string)
 }
 
-type goSession struct{ c *client.Client }
+// session adapts an mcptest client; a JSON-RPC error fails the test.
+type session struct{ c mcptest.Client }
 
-func dialMCPGo(t *testing.T, url, key, node, version string) *goSession {
+func (s session) list(t *testing.T) []string { return s.c.List(t) }
+
+func (s session) call(t *testing.T, tool string, args map[string]any) (bool, map[string]any, string) {
 	t.Helper()
-	tr, err := transport.NewStreamableHTTP(url+"/mcp", transport.WithHTTPHeaders(map[string]string{
-		"Authorization": "Bearer " + key, "X-Toolgate-Graph": "support-bot", "X-Toolgate-Node": node,
-	}))
-	if err != nil {
-		t.Fatal(err)
+	o := s.c.Call(t, tool, args)
+	if o.RPCErr != nil {
+		t.Fatalf("tools/call %s: %v", tool, o.RPCErr)
 	}
-	var opts []client.ClientOption
-	if version != "" {
-		opts = append(opts, client.WithProtocolVersion(version))
-	}
-	c := client.NewClient(tr, opts...)
-	if err := c.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	req := mcpgo.InitializeRequest{}
-	req.Params.ClientInfo = mcpgo.Implementation{Name: "e2e", Version: "1"}
-	res, err := c.Initialize(context.Background(), req)
-	if err != nil {
-		t.Fatalf("initialize: %v", err)
-	}
-	if version != "" && res.ProtocolVersion != version {
-		t.Fatalf("negotiated %s, want %s", res.ProtocolVersion, version)
-	}
-	return &goSession{c: c}
+	return o.IsError, o.Structured, o.Text
 }
 
-func (g *goSession) list(t *testing.T) []string {
-	res, err := g.c.ListTools(context.Background(), mcpgo.ListToolsRequest{})
-	if err != nil {
-		t.Fatalf("tools/list: %v", err)
-	}
-	var names []string
-	for _, tl := range res.Tools {
-		names = append(names, tl.Name)
-	}
-	return names
+// raw is the underlying mcp-go client of a session from dialMCPGo.
+func (s session) raw() *client.Client { return s.c.(*mcptest.GoClient).Raw() }
+
+func graphHeaders(key, node string) map[string]string {
+	return map[string]string{"Authorization": "Bearer " + key, "X-Toolgate-Graph": "support-bot", "X-Toolgate-Node": node}
 }
 
-func (g *goSession) call(t *testing.T, tool string, args map[string]any) (bool, map[string]any, string) {
-	req := mcpgo.CallToolRequest{}
-	req.Params.Name, req.Params.Arguments = tool, args
-	res, err := g.c.CallTool(context.Background(), req)
-	if err != nil {
-		t.Fatalf("tools/call %s: %v", tool, err)
-	}
-	text := ""
-	if len(res.Content) > 0 {
-		if tc, ok := res.Content[0].(mcpgo.TextContent); ok {
-			text = tc.Text
-		}
-	}
-	return res.IsError, toObject(t, res.StructuredContent), text
-}
-
-type sdkSession struct{ s *sdk.ClientSession }
-
-type headerRoundTripper map[string]string
-
-func (h headerRoundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	for k, v := range h {
-		r.Header.Set(k, v)
-	}
-	return http.DefaultTransport.RoundTrip(r)
-}
-
-func dialSDK(t *testing.T, url, key, node, version string) *sdkSession {
+// dialMCPGo connects the mcp-go client as graph support-bot's node.
+func dialMCPGo(t *testing.T, url, key, node, version string) session {
 	t.Helper()
-	hc := &http.Client{Transport: headerRoundTripper{"Authorization": "Bearer " + key, "X-Toolgate-Graph": "support-bot", "X-Toolgate-Node": node}}
-	c := sdk.NewClient(&sdk.Implementation{Name: "e2e", Version: "1"}, nil)
-	s, err := c.Connect(context.Background(), &sdk.StreamableClientTransport{Endpoint: url + "/mcp", HTTPClient: hc, DisableStandaloneSSE: true, MaxRetries: -1},
-		&sdk.ClientSessionOptions{ProtocolVersion: version})
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return &sdkSession{s: s}
+	return session{mcptest.DialMCPGo(t, url+"/mcp", graphHeaders(key, node), version)}
 }
 
-func (c *sdkSession) list(t *testing.T) []string {
-	res, err := c.s.ListTools(context.Background(), nil)
-	if err != nil {
-		t.Fatalf("tools/list: %v", err)
-	}
-	var names []string
-	for _, tl := range res.Tools {
-		names = append(names, tl.Name)
-	}
-	return names
-}
-
-func (c *sdkSession) call(t *testing.T, tool string, args map[string]any) (bool, map[string]any, string) {
-	res, err := c.s.CallTool(context.Background(), &sdk.CallToolParams{Name: tool, Arguments: args})
-	if err != nil {
-		t.Fatalf("tools/call %s: %v", tool, err)
-	}
-	text := ""
-	if len(res.Content) > 0 {
-		if tc, ok := res.Content[0].(*sdk.TextContent); ok {
-			text = tc.Text
-		}
-	}
-	return res.IsError, toObject(t, res.StructuredContent), text
-}
-
-func toObject(t *testing.T, v any) map[string]any {
-	if v == nil {
-		return nil
-	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
-		t.Fatalf("structured content is not an object: %s", b)
-	}
-	return m
+// dialSDK connects the official go-sdk client as graph support-bot's node.
+func dialSDK(t *testing.T, url, key, node, version string) session {
+	t.Helper()
+	return session{mcptest.DialSDK(t, url+"/mcp", graphHeaders(key, node), version)}
 }
 
 // TestE2EMCPClients drives the real binary over loopback with both MCP

@@ -353,7 +353,7 @@ func TestE2EGrants(t *testing.T) {
 
 	t.Run("bound argument", func(t *testing.T) {
 		s := dialMCPGo(t, e.URL, tokens["refund"], "refund", "")
-		res, err := s.c.ListTools(context.Background(), mcpgo.ListToolsRequest{})
+		res, err := s.raw().ListTools(context.Background(), mcpgo.ListToolsRequest{})
 		if err != nil || len(res.Tools) != 1 {
 			t.Fatalf("tools/list: %v %v", res, err)
 		}
@@ -426,7 +426,7 @@ func TestE2EGrants(t *testing.T) {
 		ran := e.okCalls(t)
 		req := mcpgo.CallToolRequest{}
 		req.Params.Name, req.Params.Arguments = "crm_find_customer", map[string]any{"email": "ada@example.com"}
-		if res, err := s.c.CallTool(context.Background(), req); err == nil {
+		if res, err := s.raw().CallTool(context.Background(), req); err == nil {
 			t.Errorf("MCP call in an open session after revocation: %+v", res)
 		}
 		status, out = e.callHTTP(t, tokens["triage"], "triage", "crm_find_customer", `{"email":"ada@example.com"}`)
