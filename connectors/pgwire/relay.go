@@ -1,0 +1,290 @@
+package pgwire
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/toolgate/toolgate/broker"
+)
+
+// maxServerMessage bounds one server message (PostgreSQL's own limit is 1 GB).
+const maxServerMessage = 1 << 30
+
+// column is how one result column is masked.
+type column struct {
+	// key is "table.column" for a table column, "" for an expression.
+	key string
+	// textual is set when the cell bytes are text (text format, or a
+	// binary-format text type).
+	textual bool
+	// ruled is set when a column rule applies (or the column's table could
+	// not be resolved): a non-text cell then becomes NULL.
+	ruled bool
+}
+
+// textTypes are types whose binary format is their text.
+var textTypes = map[uint32]bool{25: true, 1043: true, 1042: true, 19: true, 114: true, 142: true}
+
+// relayUpstream copies server messages to the client, masking DataRows,
+// masking error text and accounting results to their statements.
+func (s *session) relayUpstream(r *bufio.Reader) error {
+	var buf []byte
+	var cols []column
+	var held [][]byte
+	rfq := 0
+	target := s.srv.cfg.Target
+	for {
+		msg, err := readMessage(r, maxServerMessage, buf)
+		if err != nil {
+			return err
+		}
+		buf = msg
+		out := msg
+		typ := msg[0]
+		s.mu.Lock()
+		injecting := len(s.injects) > 0 && s.injects[0] == rfq+1
+		s.mu.Unlock()
+		switch typ {
+		case '1', '2': // ParseComplete, BindComplete
+			if injecting {
+				held = append(held, append([]byte(nil), msg...))
+				continue
+			}
+		case 'T':
+			cols, err = s.columns(msg[5:])
+			if err != nil {
+				return err
+			}
+		case 'D':
+			masked := 0
+			if len(cols) > 0 {
+				out, masked, err = maskRow(s.srv.pipe, target, msg, cols)
+				if err != nil {
+					return err
+				}
+			}
+			s.mu.Lock()
+			if len(s.inflight) > 0 && s.inflight[0].batch == rfq+1 {
+				s.inflight[0].rows++
+				s.inflight[0].bytes += len(out)
+				s.inflight[0].mask += masked
+			}
+			s.mu.Unlock()
+		case 'C', 'I', 's': // CommandComplete, EmptyQueryResponse, PortalSuspended
+			s.finish(rfq+1, nil)
+			if typ != 's' {
+				cols = nil
+			}
+		case 'E':
+			var e pgproto3.ErrorResponse
+			if err := e.Decode(msg[5:]); err != nil {
+				return err
+			}
+			ours := e.Hint == refusalHint
+			if ours && injecting && len(held) > 0 {
+				n := len(held) - 2
+				if n < 0 {
+					n = 0
+				}
+				held = held[:n]
+			}
+			if ours {
+				e.Hint, e.Where, e.File, e.Line, e.Routine = "", "", "", 0, ""
+			} else {
+				s.finish(rfq+1, errors.New(e.Code+": "+s.srv.pipe.MaskText(e.Message)))
+				e.Message = s.srv.pipe.MaskText(e.Message)
+				e.Detail = s.srv.pipe.MaskText(e.Detail)
+				e.Hint = s.srv.pipe.MaskText(e.Hint)
+				e.Where = s.srv.pipe.MaskText(e.Where)
+				e.InternalQuery = s.srv.pipe.MaskText(e.InternalQuery)
+			}
+			if out, err = e.Encode(nil); err != nil {
+				return err
+			}
+			cols = nil
+		case 'Z':
+			rfq++
+			s.mu.Lock()
+			i := 0
+			for i < len(s.inflight) && s.inflight[i].batch <= rfq {
+				i++ // statements a failed batch skipped never ran
+			}
+			s.inflight = s.inflight[i:]
+			if len(s.injects) > 0 && s.injects[0] == rfq {
+				s.injects = s.injects[1:]
+			}
+			s.mu.Unlock()
+		}
+		s.wmu.Lock()
+		for _, h := range held {
+			if _, err := s.cW.Write(h); err != nil {
+				s.wmu.Unlock()
+				return err
+			}
+		}
+		held = held[:0]
+		_, err = s.cW.Write(out)
+		if err == nil && r.Buffered() == 0 {
+			err = s.cW.Flush()
+		}
+		s.wmu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// finish reports the head statement of batch as done.
+func (s *session) finish(batch int, err error) {
+	s.mu.Lock()
+	if len(s.inflight) == 0 || s.inflight[0].batch != batch {
+		s.mu.Unlock()
+		return
+	}
+	f := s.inflight[0]
+	s.inflight = s.inflight[1:]
+	s.mu.Unlock()
+	s.done <- broker.StatementOutcome{ID: f.id, Caller: s.caller, Door: Door, Target: s.srv.cfg.Target, Session: s.id,
+		Rows: f.rows, Bytes: f.bytes, Duration: time.Since(f.start), Masked: f.mask, Err: err}
+}
+
+// columns resolves a RowDescription's columns to masking keys.
+func (s *session) columns(body []byte) ([]column, error) {
+	var rd pgproto3.RowDescription
+	if err := rd.Decode(body); err != nil {
+		return nil, err
+	}
+	cols := make([]column, len(rd.Fields))
+	for i, f := range rd.Fields {
+		c := column{textual: f.Format == 0 || textTypes[f.DataTypeOID]}
+		if f.TableOID != 0 && f.TableAttributeNumber > 0 {
+			key, err := s.srv.catalog.column(context.Background(), f.TableOID, f.TableAttributeNumber)
+			if err != nil {
+				// Unknown table: fail closed, the column is masked whole.
+				c.ruled, c.key = true, ""
+				s.log().Warn("column could not be resolved; its cells are withheld")
+			} else {
+				c.key = key
+				_, c.ruled = s.srv.pipe.MaskCell(s.srv.cfg.Target, key, nil)
+			}
+		}
+		cols[i] = c
+	}
+	return cols, nil
+}
+
+// maskRow masks one DataRow; it returns the message (re-encoded when a cell
+// changed) and the number of cells masked.
+func maskRow(p Pipeline, target string, msg []byte, cols []column) ([]byte, int, error) {
+	var dr pgproto3.DataRow
+	if err := dr.Decode(msg[5:]); err != nil {
+		return nil, 0, err
+	}
+	if len(dr.Values) != len(cols) {
+		return nil, 0, fmt.Errorf("DataRow has %d values for %d columns", len(dr.Values), len(cols))
+	}
+	n := 0
+	for i, v := range dr.Values {
+		if v == nil {
+			continue
+		}
+		c := cols[i]
+		switch {
+		case c.textual && (c.key != "" || !c.ruled):
+			if nv, changed := p.MaskCell(target, c.key, v); changed {
+				dr.Values[i] = nv
+				n++
+			}
+		case c.ruled:
+			dr.Values[i] = nil
+			n++
+		}
+	}
+	if n == 0 {
+		return msg, 0, nil
+	}
+	out, err := dr.Encode(nil)
+	return out, n, err
+}
+
+// catalog resolves table OIDs to names over its own connection to the
+// target, and caches them.
+type catalog struct {
+	up     *pgconn.Config
+	mu     sync.Mutex
+	conn   *pgconn.PgConn
+	tables map[uint32]*tableInfo
+}
+
+type tableInfo struct {
+	name string
+	cols map[uint16]string
+}
+
+const catalogSQL = `SELECT n.nspname, c.relname, a.attnum::text, a.attname
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0
+WHERE c.oid = $1::oid`
+
+// column returns "table.column" ("schema.table.column" outside public).
+func (c *catalog) column(ctx context.Context, oid uint32, att uint16) (string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if t := c.tables[oid]; t != nil {
+		if col, ok := t.cols[att]; ok {
+			return t.name + "." + col, nil
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if c.conn == nil || c.conn.IsClosed() {
+		conn, err := pgconn.ConnectConfig(ctx, c.up)
+		if err != nil {
+			return "", err
+		}
+		c.conn = conn
+	}
+	res := c.conn.ExecParams(ctx, catalogSQL, [][]byte{[]byte(strconv.FormatUint(uint64(oid), 10))}, nil, nil, nil).Read()
+	if res.Err != nil {
+		return "", res.Err
+	}
+	t := &tableInfo{cols: map[uint16]string{}}
+	for _, row := range res.Rows {
+		schema, rel := string(row[0]), string(row[1])
+		t.name = rel
+		if schema != "public" {
+			t.name = schema + "." + rel
+		}
+		n, err := strconv.Atoi(string(row[2]))
+		if err != nil {
+			continue
+		}
+		t.cols[uint16(n)] = string(row[3])
+	}
+	c.tables[oid] = t
+	col, ok := t.cols[att]
+	if !ok {
+		return "", fmt.Errorf("table %d has no column %d", oid, att)
+	}
+	return t.name + "." + col, nil
+}
+
+func (c *catalog) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.conn != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = c.conn.Close(ctx)
+		cancel()
+		c.conn = nil
+	}
+}
