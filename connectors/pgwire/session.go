@@ -42,11 +42,11 @@ type session struct {
 	wmu sync.Mutex // guards cW
 
 	// Extended protocol state (client goroutine only).
-	stmts     map[string]*broker.Statement
-	portals   map[string]*broker.Statement
-	discard   bool
+	stmts      map[string]*broker.Statement
+	portals    map[string]*broker.Statement
+	discard    bool
 	discardWhy string
-	sent      int // RFQ-producing messages sent upstream
+	sent       int // RFQ-producing messages sent upstream
 
 	mu       sync.Mutex // guards inflight, injects and the counters below
 	inflight []inflight
