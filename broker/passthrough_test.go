@@ -12,7 +12,9 @@ import (
 // "explode" fails.
 type passPolicy struct{ fakePolicy }
 
-func (passPolicy) MayConnect(c Caller, target string) bool { return c.Node == "triage" && target == "db" }
+func (passPolicy) MayConnect(c Caller, target string) bool {
+	return c.Node == "triage" && target == "db"
+}
 func (passPolicy) DecideStatement(_ context.Context, r StatementRequest) (Decision, error) {
 	switch {
 	case strings.Contains(r.Statement.Text, "explode"):
@@ -76,7 +78,9 @@ func TestStatementRefusals(t *testing.T) {
 		{name: "unverified caller", unver: true, st: sqlStmt(ClassRead, "SELECT 1"), code: CodeUnauthenticated},
 		{name: "approval without channel", node: "triage", st: sqlStmt(ClassWrite, "approve"), code: CodeForbidden},
 		{name: "approval pending", node: "triage", st: sqlStmt(ClassWrite, "approve"), code: CodeApprovalPending,
-			mod: func(c *Config) { c.Approvals = fakeApprovals{out: ApprovalOutcome{ID: "ap_1", Status: ApprovalPending}} }},
+			mod: func(c *Config) {
+				c.Approvals = fakeApprovals{out: ApprovalOutcome{ID: "ap_1", Status: ApprovalPending}}
+			}},
 		{name: "approval denied", node: "triage", st: sqlStmt(ClassWrite, "approve"), code: CodeApprovalDenied,
 			mod: func(c *Config) { c.Approvals = fakeApprovals{out: ApprovalOutcome{ID: "ap_1", Status: ApprovalDenied}} }},
 		{name: "no passthrough ability", node: "triage", st: sqlStmt(ClassRead, "SELECT 1"), code: CodeForbidden,
@@ -105,7 +109,9 @@ func TestStatementRefusals(t *testing.T) {
 }
 
 func TestStatementApproved(t *testing.T) {
-	e := passEnv(t, func(c *Config) { c.Approvals = fakeApprovals{out: ApprovalOutcome{ID: "ap_1", Status: ApprovalApproved}} })
+	e := passEnv(t, func(c *Config) {
+		c.Approvals = fakeApprovals{out: ApprovalOutcome{ID: "ap_1", Status: ApprovalApproved}}
+	})
 	_, err := e.b.Statement(context.Background(), StatementCall{Caller: e.caller(t, "tgk_good", "triage"), Door: "pgwire", Target: "db", Statement: sqlStmt(ClassWrite, "approve")})
 	if err != nil {
 		t.Fatal(err)
