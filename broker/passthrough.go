@@ -216,6 +216,23 @@ func PassthroughTool(kind, target string) string {
 // executed here: the proxy executes an allowed statement and reports the
 // outcome with StatementDone.
 func (b *Broker) Statement(ctx context.Context, sc StatementCall) (StatementDecision, error) {
+	d, _, err := b.decideStatement(ctx, sc, false)
+	return d, err
+}
+
+// StatementDeferred is Statement for a proxy that overlaps the audit write
+// with the execution of a plain read: for an allowed statement of class
+// read that calls no side-effecting function and needed no approval, it
+// returns before the record is durable, with commit, which the proxy must
+// call and see succeed before it releases any of the statement's results
+// (DESIGN §8: the record is durable before the result is returned). Every
+// other statement, and every refusal, is recorded before it returns, and
+// commit is nil.
+func (b *Broker) StatementDeferred(ctx context.Context, sc StatementCall) (StatementDecision, func(context.Context) error, error) {
+	return b.decideStatement(ctx, sc, true)
+}
+
+func (b *Broker) decideStatement(ctx context.Context, sc StatementCall, deferRead bool) (StatementDecision, func(context.Context) error, error) {
 	cfg := b.config()
 	start := cfg.Now()
 	st := sc.Statement
@@ -234,11 +251,20 @@ func (b *Broker) Statement(ctx context.Context, sc StatementCall) (StatementDeci
 		}
 		err = e
 	}
-	if rerr := cfg.Recorder.Record(ctx, ev); rerr != nil {
-		cfg.Logger.Error("audit record failed; refusing the statement", zap.String("statement", ev.ID), zap.Error(rerr))
-		return StatementDecision{ID: ev.ID}, Wrap(CodeAuditUnavailable, rerr, "the audit store is unavailable, so the statement is refused; retry later")
+	record := func(ctx context.Context) error {
+		if rerr := cfg.Recorder.Record(ctx, ev); rerr != nil {
+			cfg.Logger.Error("audit record failed; refusing the statement", zap.String("statement", ev.ID), zap.Error(rerr))
+			return Wrap(CodeAuditUnavailable, rerr, "the audit store is unavailable, so the statement is refused; retry later")
+		}
+		return nil
 	}
-	return StatementDecision{ID: ev.ID, Decision: dec}, err
+	if err == nil && deferRead && dec.Effect == EffectAllow && st.Kind == KindSQL && st.Class == ClassRead && len(st.Functions) == 0 {
+		return StatementDecision{ID: ev.ID, Decision: dec}, record, nil
+	}
+	if rerr := record(ctx); rerr != nil {
+		return StatementDecision{ID: ev.ID}, nil, rerr
+	}
+	return StatementDecision{ID: ev.ID, Decision: dec}, nil, err
 }
 
 func (b *Broker) statement(ctx context.Context, cfg *Config, sc StatementCall, ev *Event) (Decision, error) {

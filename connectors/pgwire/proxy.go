@@ -30,7 +30,9 @@ type Pipeline interface {
 	Identify(ctx context.Context, cr broker.Credentials) (broker.Caller, error)
 	OpenSession(ctx context.Context, s broker.Session) (string, error)
 	CloseSession(ctx context.Context, id string, c broker.Caller, door, target string, st broker.SessionStats)
-	Statement(ctx context.Context, sc broker.StatementCall) (broker.StatementDecision, error)
+	// StatementDeferred decides a statement; a non-nil commit must succeed
+	// before any of the statement's results reach the client.
+	StatementDeferred(ctx context.Context, sc broker.StatementCall) (broker.StatementDecision, func(context.Context) error, error)
 	StatementDone(ctx context.Context, o broker.StatementOutcome)
 	MaskCell(target, column string, value []byte) ([]byte, bool)
 	MaskText(s string) string

@@ -384,7 +384,14 @@ func TestProxyAuditDownFailsClosed(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	c := e.connect(t, "support-bot/writer", e.key)
+	reader := e.connect(t, "support-bot/triage", e.key)
 	e.rec.setFail(true)
+	// A read's audit write overlaps its execution, but its rows are
+	// withheld until the record is durable: none arrive.
+	var name string
+	if err := reader.QueryRow(ctx, "SELECT name FROM customers WHERE id = 1", pgx.QueryExecModeSimpleProtocol).Scan(&name); err == nil || name != "" {
+		t.Fatalf("read answered %q while the audit store was down (%v)", name, err)
+	}
 	_, err := c.Exec(ctx, "DELETE FROM customers WHERE id = 2")
 	if err == nil {
 		t.Fatal("statement ran while the audit store was down")

@@ -49,6 +49,7 @@ func (s *session) relayUpstream(r *bufio.Reader) error {
 		buf = msg
 		out := msg
 		typ := msg[0]
+		batch := rfq + 1 // the batch this message answers
 		s.mu.Lock()
 		injecting := len(s.injects) > 0 && s.injects[0] == rfq+1
 		s.mu.Unlock()
@@ -122,6 +123,9 @@ func (s *session) relayUpstream(r *bufio.Reader) error {
 				s.injects = s.injects[1:]
 			}
 			s.mu.Unlock()
+		}
+		if !s.wait(batch) {
+			return errEOF
 		}
 		s.wmu.Lock()
 		for _, h := range held {

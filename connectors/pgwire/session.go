@@ -48,7 +48,14 @@ type session struct {
 	discardWhy string
 	sent       int // RFQ-producing messages sent upstream
 
-	mu       sync.Mutex // guards inflight, injects and the counters below
+	mu       sync.Mutex // guards inflight, injects, the gate and the counters below
+	gate     *sync.Cond
+	// released is the last batch whose results may reach the client;
+	// partial is a batch released up to now (a Flush), 0 when none.
+	released, partial int
+	closing           bool
+	// commits are the audit writes the current batch's results wait for.
+	commits  []func(context.Context) error
 	inflight []inflight
 	injects  []int // batches whose refusal toolgate raises upstream
 	stats    broker.SessionStats
@@ -144,6 +151,7 @@ func (s *session) run(raw net.Conn) {
 
 	s.upW = bufio.NewWriterSize(s.up, 32<<10)
 	s.stmts, s.portals = map[string]*broker.Statement{}, map[string]*broker.Statement{}
+	s.gate = sync.NewCond(&s.mu)
 	s.done = make(chan broker.StatementOutcome, 256)
 	recorded := make(chan struct{})
 	go func() { // outcomes are recorded off the relay's path
@@ -169,6 +177,10 @@ func (s *session) run(raw net.Conn) {
 			s.fatal("54000", broker.Errorf(broker.CodePayloadTooLarge, "%s", tl.Error()))
 		}
 	}
+	s.mu.Lock()
+	s.closing = true
+	s.gate.Broadcast()
+	s.mu.Unlock()
 	_ = s.up.Close()
 	_ = s.client.Close()
 	relay.Wait()
@@ -342,16 +354,22 @@ func (s *session) clientMessage(ctx context.Context, msg []byte) error {
 			if isFatal(err) {
 				return err
 			}
-			return s.sendRefusalQuery(err)
+			if err := s.sendRefusalQuery(err); err != nil {
+				return err
+			}
+			return s.release(ctx, s.sent, false)
 		}
 		s.mu.Lock()
 		s.sent++
+		batch := s.sent
 		for _, id := range ids {
-			s.inflight = append(s.inflight, inflight{id: id, batch: s.sent, start: time.Now()})
+			s.inflight = append(s.inflight, inflight{id: id, batch: batch, start: time.Now()})
 		}
 		s.mu.Unlock()
-		_, err = s.upW.Write(msg)
-		return err
+		if _, err = s.upW.Write(msg); err != nil {
+			return err
+		}
+		return s.release(ctx, batch, false)
 	case 'P':
 		var p pgproto3.Parse
 		if err := p.Decode(body); err != nil {
@@ -414,15 +432,30 @@ func (s *session) clientMessage(ctx context.Context, msg []byte) error {
 	case 'S':
 		if s.discard {
 			s.discard = false
-			return s.sendRefusalExtended(s.discardWhy)
+			if err := s.sendRefusalExtended(s.discardWhy); err != nil {
+				return err
+			}
+			return s.release(ctx, s.sent, false)
 		}
 		s.mu.Lock()
 		s.sent++
 		s.mu.Unlock()
+		if _, err := s.upW.Write(msg); err != nil {
+			return err
+		}
+		return s.release(ctx, s.sent, false)
+	case 'H':
+		if _, err := s.upW.Write(msg); err != nil {
+			return err
+		}
+		return s.release(ctx, s.sent+1, true)
 	case 'F':
 		// The fastpath function call runs any function by OID: refused.
 		err := broker.Errorf(broker.CodeForbidden, "the fastpath function call protocol is not allowed through toolgate; call the function in a SELECT")
-		return s.sendRefusalQuery(err)
+		if err := s.sendRefusalQuery(err); err != nil {
+			return err
+		}
+		return s.release(ctx, s.sent, false)
 	case 'X':
 		s.setReason("client terminated")
 		return errEOF
@@ -450,7 +483,7 @@ func (s *session) decide(ctx context.Context, sts []broker.Statement) ([]string,
 	}
 	ids := make([]string, 0, len(sts))
 	for _, st := range sts {
-		d, err := s.srv.pipe.Statement(ctx, broker.StatementCall{Caller: s.caller, Door: Door, Target: s.srv.cfg.Target, Session: s.id, Statement: st})
+		d, commit, err := s.srv.pipe.StatementDeferred(ctx, broker.StatementCall{Caller: s.caller, Door: Door, Target: s.srv.cfg.Target, Session: s.id, Statement: st})
 		s.mu.Lock()
 		s.stats.Statements++
 		if err != nil {
@@ -465,9 +498,66 @@ func (s *session) decide(ctx context.Context, sts []broker.Statement) ([]string,
 			}
 			return nil, err
 		}
+		if commit != nil {
+			if s.partial == s.sent+1 {
+				// Part of this batch was already released: record now.
+				if err := s.commit(ctx, commit); err != nil {
+					return nil, err
+				}
+			} else {
+				s.commits = append(s.commits, commit)
+			}
+		}
 		ids = append(ids, d.ID)
 	}
 	return ids, nil
+}
+
+func (s *session) commit(ctx context.Context, c func(context.Context) error) error {
+	if err := c(ctx); err != nil {
+		s.setReason("audit store unavailable")
+		s.fatal("57P01", err)
+		return fatalErr{err}
+	}
+	return nil
+}
+
+// release sends what is buffered upstream, makes the pending audit records
+// durable, then lets the results of batch (and everything before it)
+// reach the client. partial releases a batch that is still open (Flush).
+func (s *session) release(ctx context.Context, batch int, partial bool) error {
+	if len(s.commits) > 0 {
+		if err := s.upW.Flush(); err != nil {
+			return err
+		}
+		for _, c := range s.commits {
+			if err := s.commit(ctx, c); err != nil {
+				s.commits = s.commits[:0]
+				return err
+			}
+		}
+		s.commits = s.commits[:0]
+	}
+	s.mu.Lock()
+	if partial {
+		s.partial = batch
+	} else if batch > s.released {
+		s.released = batch
+	}
+	s.gate.Broadcast()
+	s.mu.Unlock()
+	return nil
+}
+
+// wait blocks the upstream relay until batch may reach the client; it
+// reports false when the session is closing.
+func (s *session) wait(batch int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for s.released < batch && s.partial != batch && !s.closing {
+		s.gate.Wait()
+	}
+	return !s.closing
 }
 
 func safeMessage(err error) string {
