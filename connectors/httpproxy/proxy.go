@@ -3,6 +3,7 @@ package httpproxy
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -240,9 +241,8 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, escaped string) 
 	stripHop(resp.Header)
 	resp.Header.Del("Set-Cookie")
 	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
-	isJSON := mt == "application/json" || strings.HasSuffix(mt, "+json")
-	if !isJSON && !strings.HasPrefix(mt, "text/") {
-		// Binary bodies stream through unmasked (documented).
+	if binaryMedia(mt) {
+		// Images, audio, video and fonts stream through unmasked (documented).
 		copyHeader(w.Header(), resp.Header)
 		w.WriteHeader(resp.StatusCode)
 		n, err := io.Copy(w, resp.Body)
@@ -258,6 +258,9 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, escaped string) 
 		return 0, 0, errors.New("response too large")
 	}
 	masked, count := raw, 0
+	// JSON is recognised by its content type or, whatever the target
+	// claims, by parsing: a mislabelled JSON body is masked as JSON.
+	isJSON := mt == "application/json" || strings.HasSuffix(mt, "+json") || json.Valid(raw)
 	if isJSON && len(bytes.TrimSpace(raw)) > 0 {
 		out, stats, err := p.pipe.MaskResponse(broker.KindHTTP, p.cfg.Target, raw)
 		if err != nil {
@@ -281,6 +284,16 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, escaped string) 
 	w.WriteHeader(resp.StatusCode)
 	n, err := w.Write(masked)
 	return n, count, err
+}
+
+// binaryMedia reports media types whose bodies are passed unmasked.
+func binaryMedia(mt string) bool {
+	for _, p := range []string{"image/", "audio/", "video/", "font/"} {
+		if strings.HasPrefix(mt, p) {
+			return true
+		}
+	}
+	return false
 }
 
 func copyHeader(dst, src http.Header) {

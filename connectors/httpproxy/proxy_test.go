@@ -51,6 +51,9 @@ func (tg *target) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	tg.hits = append(tg.hits, r.Clone(context.Background()))
 	tg.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
+	if strings.HasSuffix(r.URL.Path, "/raw") {
+		w.Header().Set("Content-Type", "application/octet-stream") // mislabelled JSON
+	}
 	w.Header().Set("Set-Cookie", "upstream=secret")
 	_ = json.NewEncoder(w).Encode(map[string]any{
 		"path": r.URL.Path, "auth": r.Header.Get("Authorization"), "api_key_ok": r.Header.Get("X-Api-Key") == "sk_live_target_secret",
@@ -131,6 +134,7 @@ func TestHTTPProxy(t *testing.T) {
 	}{
 		{"allowed get", "GET", "/proxy/billing/v1/invoices/42", key, "n", 200, true},
 		{"allowed list", "GET", "/proxy/billing/v1/invoices", key, "n", 200, true},
+		{"mislabelled json masked", "GET", "/proxy/billing/v1/invoices/raw", key, "n", 200, true},
 		{"method refused", "DELETE", "/proxy/billing/v1/invoices/42", key, "n", 403, false},
 		{"path refused", "GET", "/proxy/billing/v1/admin", key, "n", 403, false},
 		{"rule refused", "POST", "/proxy/billing/v1/invoices/void", key, "n", 403, false},
@@ -187,7 +191,7 @@ func TestHTTPProxy(t *testing.T) {
 			done++
 		}
 	}
-	if denied != 5 || done != 2 {
+	if denied != 5 || done != 3 {
 		t.Fatalf("recorded %d denied and %d done requests: %+v", denied, done, rec.evs)
 	}
 }

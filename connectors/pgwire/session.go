@@ -48,8 +48,8 @@ type session struct {
 	discardWhy string
 	sent       int // RFQ-producing messages sent upstream
 
-	mu       sync.Mutex // guards inflight, injects, the gate and the counters below
-	gate     *sync.Cond
+	mu   sync.Mutex // guards inflight, injects, the gate and the counters below
+	gate *sync.Cond
 	// released is the last batch whose results may reach the client;
 	// partial is a batch released up to now (a Flush), 0 when none.
 	released, partial int
