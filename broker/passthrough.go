@@ -306,7 +306,7 @@ func (b *Broker) statement(ctx context.Context, cfg *Config, sc StatementCall, e
 	}
 	if st.Unclassified != "" {
 		ev.Decision, ev.Rule = string(EffectDeny), "unclassified"
-		return Decision{}, Errorf(CodeForbidden, "the statement was refused because it could not be classified (%s); only statements the PostgreSQL parser understands are allowed", st.Unclassified)
+		return Decision{}, Errorf(CodeForbidden, "the statement was refused: %s", cfg.Masker.MaskText(st.Unclassified))
 	}
 	pd := cfg.Policy.(PassthroughDecider) // mayConnect checked it
 	dec, err := pd.DecideStatement(ctx, StatementRequest{Caller: c, Target: sc.Target, Statement: st, Now: cfg.Now()})

@@ -84,6 +84,7 @@ func graphs() map[string]config.Graph {
 					Tables:     []string{"customers", "orders", "pgbench_*", "pg_catalog.*"},
 					Rules: []config.Rule{
 						{When: "statement.functions == ['pg_sleep']", Effect: "allow"},
+						{When: "statement.command == 'COPY TO'", Effect: "allow"},
 						{When: "statement.tables.exists(t, t == 'orders') && statement.class == 'write'", Effect: "deny", Reason: "orders are append-only"},
 					},
 				}}},
@@ -323,6 +324,25 @@ func TestProxyBypassCorpus(t *testing.T) {
 	var one int
 	if err := c.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil {
 		t.Fatalf("connection unusable after the corpus: %v", err)
+	}
+}
+
+func TestProxyCopyTo(t *testing.T) {
+	e := newEnv(t)
+	c := e.connect(t, "support-bot/triage", e.key)
+	var buf strings.Builder
+	if _, err := c.PgConn().CopyTo(context.Background(), &buf, "COPY orders TO STDOUT"); err != nil || buf.String() != "10\t1\n" {
+		t.Fatalf("COPY orders: %q, %v", buf.String(), err)
+	}
+	buf.Reset()
+	_, err := c.PgConn().CopyTo(context.Background(), &buf, "COPY customers TO STDOUT")
+	if sqlstate(err) != "42501" || !strings.Contains(err.Error(), "customers.card_number") || buf.Len() != 0 {
+		t.Fatalf("COPY customers: %v (%d bytes)", err, buf.Len())
+	}
+	buf.Reset()
+	_, err = c.PgConn().CopyTo(context.Background(), &buf, "COPY (SELECT card_number FROM customers) TO STDOUT")
+	if sqlstate(err) != "42501" || buf.Len() != 0 {
+		t.Fatalf("COPY (SELECT card_number ...): %v (%d bytes)", err, buf.Len())
 	}
 }
 

@@ -79,6 +79,11 @@ func (s *session) relayUpstream(r *bufio.Reader) error {
 				s.inflight[0].mask += masked
 			}
 			s.mu.Unlock()
+		case 'd': // CopyData of a COPY TO: the detectors apply
+			data := msg[5:]
+			if masked := s.srv.pipe.MaskText(string(data)); masked != string(data) {
+				out, _ = (&pgproto3.CopyData{Data: []byte(masked)}).Encode(nil)
+			}
 		case 'C', 'I', 's': // CommandComplete, EmptyQueryResponse, PortalSuspended
 			s.finish(rfq+1, nil)
 			if typ != 's' {
@@ -243,23 +248,74 @@ WHERE c.oid = $1::oid`
 func (c *catalog) column(ctx context.Context, oid uint32, att uint16) (string, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if t := c.tables[oid]; t != nil {
-		if col, ok := t.cols[att]; ok {
-			return t.name + "." + col, nil
+	t := c.tables[oid]
+	if t == nil || t.cols[att] == "" {
+		var err error
+		if t, err = c.load(ctx, oid); err != nil {
+			return "", err
 		}
+	}
+	col, ok := t.cols[att]
+	if !ok {
+		return "", fmt.Errorf("table %d has no column %d", oid, att)
+	}
+	return t.name + "." + col, nil
+}
+
+// tableColumns returns the masking keys of every column of a table, named
+// as a statement named it.
+func (c *catalog) tableColumns(ctx context.Context, name string) ([]string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.connect(ctx); err != nil {
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if c.conn == nil || c.conn.IsClosed() {
-		conn, err := pgconn.ConnectConfig(ctx, c.up)
-		if err != nil {
-			return "", err
-		}
-		c.conn = conn
+	res := c.conn.ExecParams(ctx, "SELECT $1::regclass::oid::text", [][]byte{[]byte(name)}, nil, nil, nil).Read()
+	if res.Err != nil || len(res.Rows) != 1 {
+		return nil, fmt.Errorf("table %s not found", name)
 	}
+	oid, err := strconv.ParseUint(string(res.Rows[0][0]), 10, 32)
+	if err != nil {
+		return nil, err
+	}
+	t, err := c.load(ctx, uint32(oid))
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]string, 0, len(t.cols))
+	for _, col := range t.cols {
+		keys = append(keys, t.name+"."+col)
+	}
+	return keys, nil
+}
+
+// connect opens the catalog connection; c.mu is held.
+func (c *catalog) connect(ctx context.Context) error {
+	if c.conn != nil && !c.conn.IsClosed() {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	conn, err := pgconn.ConnectConfig(ctx, c.up)
+	if err != nil {
+		return err
+	}
+	c.conn = conn
+	return nil
+}
+
+// load reads one table's name and columns; c.mu is held.
+func (c *catalog) load(ctx context.Context, oid uint32) (*tableInfo, error) {
+	if err := c.connect(ctx); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
 	res := c.conn.ExecParams(ctx, catalogSQL, [][]byte{[]byte(strconv.FormatUint(uint64(oid), 10))}, nil, nil, nil).Read()
 	if res.Err != nil {
-		return "", res.Err
+		return nil, res.Err
 	}
 	t := &tableInfo{cols: map[uint16]string{}}
 	for _, row := range res.Rows {
@@ -275,11 +331,7 @@ func (c *catalog) column(ctx context.Context, oid uint32, att uint16) (string, e
 		t.cols[uint16(n)] = string(row[3])
 	}
 	c.tables[oid] = t
-	col, ok := t.cols[att]
-	if !ok {
-		return "", fmt.Errorf("table %d has no column %d", oid, att)
-	}
-	return t.name + "." + col, nil
+	return t, nil
 }
 
 func (c *catalog) close() {

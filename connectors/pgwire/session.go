@@ -483,6 +483,9 @@ func (s *session) decide(ctx context.Context, sts []broker.Statement) ([]string,
 	}
 	ids := make([]string, 0, len(sts))
 	for _, st := range sts {
+		if st.Command == "COPY TO" && st.Unclassified == "" {
+			st.Unclassified = s.copyMasked(ctx, st.Tables)
+		}
 		d, commit, err := s.srv.pipe.StatementDeferred(ctx, broker.StatementCall{Caller: s.caller, Door: Door, Target: s.srv.cfg.Target, Session: s.id, Statement: st})
 		s.mu.Lock()
 		s.stats.Statements++
@@ -558,6 +561,24 @@ func (s *session) wait(batch int) bool {
 		s.gate.Wait()
 	}
 	return !s.closing
+}
+
+// copyMasked explains why a COPY TO must be refused: its output bypasses
+// cell masking, so it may not read a table with a masked column. "" means
+// none of its tables has one.
+func (s *session) copyMasked(ctx context.Context, tables []string) string {
+	for _, t := range tables {
+		keys, err := s.srv.catalog.tableColumns(ctx, t)
+		if err != nil {
+			return "COPY TO of " + t + " cannot be checked for masked columns"
+		}
+		for _, k := range keys {
+			if _, ruled := s.srv.pipe.MaskCell(s.srv.cfg.Target, k, nil); ruled {
+				return "COPY TO would bypass the masking of " + k + "; use SELECT"
+			}
+		}
+	}
+	return ""
 }
 
 func safeMessage(err error) string {
