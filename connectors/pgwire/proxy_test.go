@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -16,6 +17,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
 
 	"github.com/toolgate/toolgate/broker"
 	"github.com/toolgate/toolgate/broker/auth"
@@ -151,7 +154,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	srv, err := pgwire.New(pgwire.Config{Listen: "127.0.0.1:0", Target: "crm", DSN: pg.PasswordDSN(name),
-		StartupTimeout: 500 * time.Millisecond, IdentifyEvery: time.Nanosecond, MaxMessageBytes: 1 << 20}, b, nil)
+		StartupTimeout: 500 * time.Millisecond, IdentifyEvery: time.Nanosecond, MaxMessageBytes: 1 << 20}, b, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +218,7 @@ func TestProxyPgx(t *testing.T) {
 	e := newEnv(t)
 	before := runtime.NumGoroutine()
 	ctx := context.Background()
-	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeSimpleProtocol} {
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeDescribeExec, pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol} {
 		t.Run(mode.String(), func(t *testing.T) {
 			c := e.connect(t, "support-bot/triage", e.key)
 			var name, cardOut string
@@ -278,15 +281,15 @@ func TestProxyPgx(t *testing.T) {
 			t.Fatalf("a recorded statement holds the card number: %+v", ev)
 		}
 	}
-	if denied != 4 || done < 8 {
+	if denied != 8 || done < 16 {
 		t.Fatalf("recorded %d denied and %d done statements of %d", denied, done, len(stmts))
 	}
-	if len(e.rec.events(broker.EventSessionOpened)) < 2 {
+	if len(e.rec.events(broker.EventSessionOpened)) < 4 {
 		t.Fatal("sessions were not recorded")
 	}
 	_ = e.srv.Close()
 	checkGoroutines(t, before)
-	if len(e.rec.events(broker.EventSessionClosed)) < 2 {
+	if len(e.rec.events(broker.EventSessionClosed)) < 4 {
 		t.Fatal("session ends were not recorded")
 	}
 }
@@ -324,6 +327,51 @@ func TestProxyBypassCorpus(t *testing.T) {
 	var one int
 	if err := c.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil {
 		t.Fatalf("connection unusable after the corpus: %v", err)
+	}
+}
+
+// TestProxyPipelinedBatch sends a large result followed by many queries in
+// one extended-protocol batch: the relay must not stall the server.
+func TestProxyPipelinedBatch(t *testing.T) {
+	e := newEnv(t)
+	c := e.connect(t, "support-bot/triage", e.key)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b := &pgx.Batch{}
+	b.Queue("SELECT id, name FROM customers")
+	for i := 0; i < 500; i++ {
+		b.Queue("SELECT $1::int", i)
+	}
+	b.Queue("DELETE FROM customers")
+	b.Queue("SELECT 2")
+	br := c.SendBatch(ctx, b)
+	rows, err := br.Query()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for rows.Next() {
+		n++
+	}
+	if rows.Err() != nil || n != 50002 {
+		t.Fatalf("batch select: %d rows, %v", n, rows.Err())
+	}
+	for i := 0; i < 500; i++ {
+		var v int
+		if err := br.QueryRow().Scan(&v); err != nil || v != i {
+			t.Fatalf("batch query %d: %d, %v", i, v, err)
+		}
+	}
+	if _, err := br.Exec(); sqlstate(err) != "42501" {
+		t.Fatalf("batch DELETE: %v", err)
+	}
+	_ = br.Close()
+	var one int
+	if err := c.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil {
+		t.Fatalf("after batch: %v", err)
+	}
+	if got := e.customerCount(t); got != 50002 {
+		t.Fatalf("customers = %d", got)
 	}
 }
 
@@ -535,4 +583,11 @@ func TestProxyPsqlAndPgbench(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "number of transactions actually processed: 200/200") {
 		t.Fatalf("pgbench through the proxy: %v\n%s", err, out)
 	}
+}
+
+func testLogger(t *testing.T) *zap.Logger {
+	if os.Getenv("PGWIRE_DEBUG") == "" {
+		return nil
+	}
+	return zaptest.NewLogger(t)
 }

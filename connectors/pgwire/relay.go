@@ -37,7 +37,11 @@ var textTypes = map[uint32]bool{25: true, 1043: true, 1042: true, 19: true, 114:
 // masking error text and accounting results to their statements.
 func (s *session) relayUpstream(r *bufio.Reader) error {
 	var buf []byte
-	var cols []column
+	// cols masks the current simple-query result; execCols the current
+	// Execute's. stmtFields and portalCols hold Describe answers.
+	var cols, execCols []column
+	stmtFields := map[string][]pgproto3.FieldDescription{}
+	portalCols := map[string][]column{}
 	var held [][]byte
 	rfq := 0
 	target := s.srv.cfg.Target
@@ -60,17 +64,56 @@ func (s *session) relayUpstream(r *bufio.Reader) error {
 				continue
 			}
 		case 'T':
-			cols, err = s.columns(msg[5:])
-			if err != nil {
+			var rd pgproto3.RowDescription
+			if err := rd.Decode(msg[5:]); err != nil {
 				return err
+			}
+			head := s.head()
+			switch head.op {
+			case 'S':
+				stmtFields[head.name] = append([]pgproto3.FieldDescription(nil), rd.Fields...)
+				for i := range stmtFields[head.name] {
+					stmtFields[head.name][i].Name = append([]byte(nil), rd.Fields[i].Name...)
+				}
+				s.pop()
+			case 'P':
+				if portalCols[head.name], err = s.columns(rd.Fields, nil); err != nil {
+					return err
+				}
+				s.pop()
+			default:
+				if cols, err = s.columns(rd.Fields, nil); err != nil {
+					return err
+				}
+			}
+		case 'n': // NoData answers a Describe
+			if head := s.head(); head.op == 'S' || head.op == 'P' {
+				delete(stmtFields, head.name)
+				portalCols[head.name] = nil
+				s.pop()
 			}
 		case 'D':
 			masked := 0
-			if len(cols) > 0 {
-				out, masked, err = maskRow(s.srv.pipe, target, msg, cols)
-				if err != nil {
-					return err
+			rowCols := cols
+			if head := s.head(); head.op == 'E' {
+				if execCols == nil {
+					if head.bind.described {
+						execCols = portalCols[head.name]
+					} else if f, ok := stmtFields[head.bind.stmt]; ok {
+						if execCols, err = s.columns(f, head.bind.formats); err != nil {
+							return err
+						}
+					}
 				}
+				rowCols = execCols
+			}
+			if rowCols == nil {
+				// Rows nobody described cannot be masked: end the session.
+				return errors.New("DataRow without a row description; refusing to pass it unmasked")
+			}
+			out, masked, err = maskRow(s.srv.pipe, target, msg, rowCols)
+			if err != nil {
+				return err
 			}
 			s.mu.Lock()
 			if len(s.inflight) > 0 && s.inflight[0].batch == rfq+1 {
@@ -86,7 +129,10 @@ func (s *session) relayUpstream(r *bufio.Reader) error {
 			}
 		case 'C', 'I', 's': // CommandComplete, EmptyQueryResponse, PortalSuspended
 			s.finish(rfq+1, nil)
-			if typ != 's' {
+			if s.head().op == 'E' {
+				s.pop()
+				execCols = nil
+			} else {
 				cols = nil
 			}
 		case 'E':
@@ -115,9 +161,12 @@ func (s *session) relayUpstream(r *bufio.Reader) error {
 			if out, err = e.Encode(nil); err != nil {
 				return err
 			}
-			cols = nil
+			cols, execCols = nil, nil
+			s.popUntilSync()
 		case 'Z':
 			rfq++
+			s.popThroughSync()
+			cols, execCols = nil, nil
 			s.mu.Lock()
 			i := 0
 			for i < len(s.inflight) && s.inflight[i].batch <= rfq {
@@ -165,14 +214,59 @@ func (s *session) finish(batch int, err error) {
 		Rows: f.rows, Bytes: f.bytes, Duration: time.Since(f.start), Masked: f.mask, Err: err}
 }
 
-// columns resolves a RowDescription's columns to masking keys.
-func (s *session) columns(body []byte) ([]column, error) {
-	var rd pgproto3.RowDescription
-	if err := rd.Decode(body); err != nil {
-		return nil, err
+// head is the oldest expectation, zero when none.
+func (s *session) head() expectation {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.expect) == 0 {
+		return expectation{}
 	}
-	cols := make([]column, len(rd.Fields))
-	for i, f := range rd.Fields {
+	return s.expect[0]
+}
+
+func (s *session) pop() {
+	s.mu.Lock()
+	if len(s.expect) > 0 {
+		s.expect = s.expect[1:]
+	}
+	s.mu.Unlock()
+}
+
+// popUntilSync drops the extended-protocol messages an error made the
+// server skip (up to, not including, the Sync).
+func (s *session) popUntilSync() {
+	s.mu.Lock()
+	for len(s.expect) > 0 && s.expect[0].op != 'Y' && s.expect[0].op != 'Q' {
+		s.expect = s.expect[1:]
+	}
+	s.mu.Unlock()
+}
+
+// popThroughSync drops everything up to and including the Sync or Query a
+// ReadyForQuery answers.
+func (s *session) popThroughSync() {
+	s.mu.Lock()
+	for len(s.expect) > 0 {
+		op := s.expect[0].op
+		s.expect = s.expect[1:]
+		if op == 'Y' || op == 'Q' {
+			break
+		}
+	}
+	s.mu.Unlock()
+}
+
+// columns resolves a row description's columns to masking keys. formats
+// are a Bind's result format codes (nil: as described).
+func (s *session) columns(fields []pgproto3.FieldDescription, formats []int16) ([]column, error) {
+	cols := make([]column, len(fields))
+	for i, f := range fields {
+		switch {
+		case len(formats) == 1:
+			f.Format = formats[0]
+		case len(formats) > i:
+			f.Format = formats[i]
+		}
 		c := column{textual: f.Format == 0 || textTypes[f.DataTypeOID]}
 		if f.TableOID != 0 && f.TableAttributeNumber > 0 {
 			key, err := s.srv.catalog.column(context.Background(), f.TableOID, f.TableAttributeNumber)

@@ -44,23 +44,49 @@ type session struct {
 	// Extended protocol state (client goroutine only).
 	stmts      map[string]*broker.Statement
 	portals    map[string]*broker.Statement
+	binds      map[string]bindInfo // portal -> how it was bound
 	discard    bool
 	discardWhy string
 	sent       int // RFQ-producing messages sent upstream
 
 	mu   sync.Mutex // guards inflight, injects, the gate and the counters below
 	gate *sync.Cond
-	// released is the last batch whose results may reach the client;
-	// partial is a batch released up to now (a Flush), 0 when none.
-	released, partial int
-	closing           bool
+	// held is the batch whose results wait for its audit records to be
+	// durable, 0 when none.
+	held    int
+	closing bool
 	// commits are the audit writes the current batch's results wait for.
-	commits  []func(context.Context) error
+	commits []func(context.Context) error
+	// expect lists, in order, the messages sent upstream whose answers
+	// the relay must attribute: describes, executes, queries and syncs.
+	expect   []expectation
 	inflight []inflight
 	injects  []int // batches whose refusal toolgate raises upstream
 	stats    broker.SessionStats
 
 	done chan broker.StatementOutcome
+}
+
+// bindInfo is what a Bind said about a portal.
+type bindInfo struct {
+	stmt      string
+	formats   []int16
+	described bool // a Describe of the portal followed the Bind
+}
+
+// expectation is a message sent upstream whose answer the relay must
+// attribute (op: 'S'/'P' describe statement/portal, 'E' execute, 'Q'
+// query, 'Y' sync).
+type expectation struct {
+	op   byte
+	name string
+	bind bindInfo
+}
+
+func (s *session) push(e expectation) {
+	s.mu.Lock()
+	s.expect = append(s.expect, e)
+	s.mu.Unlock()
 }
 
 // inflight is an allowed statement whose result is on its way.
@@ -150,7 +176,7 @@ func (s *session) run(raw net.Conn) {
 	_ = raw.SetDeadline(time.Time{})
 
 	s.upW = bufio.NewWriterSize(s.up, 32<<10)
-	s.stmts, s.portals = map[string]*broker.Statement{}, map[string]*broker.Statement{}
+	s.stmts, s.portals, s.binds = map[string]*broker.Statement{}, map[string]*broker.Statement{}, map[string]bindInfo{}
 	s.gate = sync.NewCond(&s.mu)
 	s.done = make(chan broker.StatementOutcome, 256)
 	recorded := make(chan struct{})
@@ -349,27 +375,28 @@ func (s *session) clientMessage(ctx context.Context, msg []byte) error {
 			return err
 		}
 		sts := Classify(q.String)
-		ids, err := s.decide(ctx, sts)
+		ids, err := s.decide(ctx, sts, true)
 		if err != nil {
 			if isFatal(err) {
 				return err
 			}
-			if err := s.sendRefusalQuery(err); err != nil {
-				return err
-			}
-			return s.release(ctx, s.sent, false)
+			s.commits = s.commits[:0] // nothing of a refused query runs
+			return s.sendRefusalQuery(err)
 		}
 		s.mu.Lock()
 		s.sent++
-		batch := s.sent
+		s.expect = append(s.expect, expectation{op: 'Q'})
 		for _, id := range ids {
-			s.inflight = append(s.inflight, inflight{id: id, batch: batch, start: time.Now()})
+			s.inflight = append(s.inflight, inflight{id: id, batch: s.sent, start: time.Now()})
+		}
+		if len(s.commits) > 0 {
+			s.held = s.sent
 		}
 		s.mu.Unlock()
 		if _, err = s.upW.Write(msg); err != nil {
 			return err
 		}
-		return s.release(ctx, batch, false)
+		return s.release(ctx)
 	case 'P':
 		var p pgproto3.Parse
 		if err := p.Decode(body); err != nil {
@@ -382,7 +409,7 @@ func (s *session) clientMessage(ctx context.Context, msg []byte) error {
 		}
 		if st.Unclassified != "" {
 			// Refused through the pipeline, so the refusal is recorded.
-			if _, err := s.decide(ctx, []broker.Statement{st}); err != nil {
+			if _, err := s.decide(ctx, []broker.Statement{st}, false); err != nil {
 				if isFatal(err) {
 					return err
 				}
@@ -397,6 +424,25 @@ func (s *session) clientMessage(ctx context.Context, msg []byte) error {
 			return errors.New("invalid Bind message")
 		}
 		s.portals[names[0]] = s.stmts[names[1]]
+		var b pgproto3.Bind
+		if err := b.Decode(body); err != nil {
+			return err
+		}
+		s.binds[names[0]] = bindInfo{stmt: names[1], formats: b.ResultFormatCodes}
+	case 'D':
+		if len(body) < 2 {
+			return errors.New("invalid Describe message")
+		}
+		names, ok := cstrings(body[1:], 1)
+		if !ok {
+			return errors.New("invalid Describe message")
+		}
+		if body[0] == 'P' {
+			bi := s.binds[names[0]]
+			bi.described = true
+			s.binds[names[0]] = bi
+		}
+		s.push(expectation{op: body[0], name: names[0]})
 	case 'E':
 		names, ok := cstrings(body, 1)
 		if !ok {
@@ -408,7 +454,7 @@ func (s *session) clientMessage(ctx context.Context, msg []byte) error {
 			// PREPARE) is refused: nothing runs unclassified.
 			st = &broker.Statement{Kind: broker.KindSQL, Unclassified: fmt.Sprintf("portal %q is not bound to a statement toolgate parsed", names[0])}
 		}
-		ids, err := s.decide(ctx, []broker.Statement{*st})
+		ids, err := s.decide(ctx, []broker.Statement{*st}, false)
 		if err != nil {
 			if isFatal(err) {
 				return err
@@ -418,6 +464,7 @@ func (s *session) clientMessage(ctx context.Context, msg []byte) error {
 		}
 		s.mu.Lock()
 		s.inflight = append(s.inflight, inflight{id: ids[0], batch: s.sent + 1, start: time.Now()})
+		s.expect = append(s.expect, expectation{op: 'E', name: names[0], bind: s.binds[names[0]]})
 		s.mu.Unlock()
 	case 'C':
 		if len(body) > 1 {
@@ -432,30 +479,16 @@ func (s *session) clientMessage(ctx context.Context, msg []byte) error {
 	case 'S':
 		if s.discard {
 			s.discard = false
-			if err := s.sendRefusalExtended(s.discardWhy); err != nil {
-				return err
-			}
-			return s.release(ctx, s.sent, false)
+			return s.sendRefusalExtended(s.discardWhy)
 		}
 		s.mu.Lock()
 		s.sent++
+		s.expect = append(s.expect, expectation{op: 'Y'})
 		s.mu.Unlock()
-		if _, err := s.upW.Write(msg); err != nil {
-			return err
-		}
-		return s.release(ctx, s.sent, false)
-	case 'H':
-		if _, err := s.upW.Write(msg); err != nil {
-			return err
-		}
-		return s.release(ctx, s.sent+1, true)
 	case 'F':
 		// The fastpath function call runs any function by OID: refused.
 		err := broker.Errorf(broker.CodeForbidden, "the fastpath function call protocol is not allowed through toolgate; call the function in a SELECT")
-		if err := s.sendRefusalQuery(err); err != nil {
-			return err
-		}
-		return s.release(ctx, s.sent, false)
+		return s.sendRefusalQuery(err)
 	case 'X':
 		s.setReason("client terminated")
 		return errEOF
@@ -475,7 +508,12 @@ func isFatal(err error) bool {
 }
 
 // decide sends statements through the pipeline; every one must be allowed.
-func (s *session) decide(ctx context.Context, sts []broker.Statement) ([]string, error) {
+// With overlap, a plain read's audit write may complete after the statement
+// is sent upstream (its results wait for it); without, every record is
+// durable before decide returns. Only a simple Query overlaps: in the
+// extended protocol a client may pipeline more messages before Sync, and
+// withholding results there could stall the server.
+func (s *session) decide(ctx context.Context, sts []broker.Statement, overlap bool) ([]string, error) {
 	if err := s.reidentify(ctx); err != nil {
 		s.setReason("credential no longer valid")
 		s.fatal("57P01", broker.Wrap(broker.CodeUnauthenticated, err, "terminating the session: "+safeMessage(err)))
@@ -502,8 +540,7 @@ func (s *session) decide(ctx context.Context, sts []broker.Statement) ([]string,
 			return nil, err
 		}
 		if commit != nil {
-			if s.partial == s.sent+1 {
-				// Part of this batch was already released: record now.
+			if !overlap {
 				if err := s.commit(ctx, commit); err != nil {
 					return nil, err
 				}
@@ -526,9 +563,8 @@ func (s *session) commit(ctx context.Context, c func(context.Context) error) err
 }
 
 // release sends what is buffered upstream, makes the pending audit records
-// durable, then lets the results of batch (and everything before it)
-// reach the client. partial releases a batch that is still open (Flush).
-func (s *session) release(ctx context.Context, batch int, partial bool) error {
+// durable, then lets the held batch's results reach the client.
+func (s *session) release(ctx context.Context) error {
 	if len(s.commits) > 0 {
 		if err := s.upW.Flush(); err != nil {
 			return err
@@ -542,12 +578,10 @@ func (s *session) release(ctx context.Context, batch int, partial bool) error {
 		s.commits = s.commits[:0]
 	}
 	s.mu.Lock()
-	if partial {
-		s.partial = batch
-	} else if batch > s.released {
-		s.released = batch
+	if s.held != 0 {
+		s.held = 0
+		s.gate.Broadcast()
 	}
-	s.gate.Broadcast()
 	s.mu.Unlock()
 	return nil
 }
@@ -557,7 +591,7 @@ func (s *session) release(ctx context.Context, batch int, partial bool) error {
 func (s *session) wait(batch int) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for s.released < batch && s.partial != batch && !s.closing {
+	for s.held == batch && !s.closing {
 		s.gate.Wait()
 	}
 	return !s.closing
@@ -590,6 +624,7 @@ func (s *session) sendRefusalQuery(err error) error {
 	b, _ := (&pgproto3.Query{String: refusalSQL(err)}).Encode(nil)
 	s.mu.Lock()
 	s.sent++
+	s.expect = append(s.expect, expectation{op: 'Q'})
 	s.mu.Unlock()
 	_, werr := s.upW.Write(b)
 	return werr
@@ -606,6 +641,7 @@ func (s *session) sendRefusalExtended(sql string) error {
 	s.mu.Lock()
 	s.sent++
 	s.injects = append(s.injects, s.sent)
+	s.expect = append(s.expect, expectation{op: 'Y'})
 	s.mu.Unlock()
 	// The unnamed statement and portal are now toolgate's.
 	delete(s.stmts, "")
