@@ -191,12 +191,12 @@ func (s *session) run(raw net.Conn) {
 	go func() {
 		defer relay.Done()
 		if err := s.relayUpstream(bufio.NewReaderSize(s.up, 64<<10)); err != nil && !isClosed(err) {
-			s.log().Debug("upstream relay ended", zap.Error(err))
+			s.log().Warn("upstream relay ended", zap.String("session", s.id), zap.Error(err))
 		}
 		_ = s.client.Close()
 	}()
 	if err := s.relayClient(ctx, cR); err != nil && !isClosed(err) {
-		s.log().Debug("client relay ended", zap.Error(err))
+		s.log().Warn("client relay ended", zap.String("session", s.id), zap.Error(err))
 		var tl errTooLarge
 		if errors.As(err, &tl) {
 			s.setReason("message too large")
