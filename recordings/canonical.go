@@ -45,7 +45,10 @@ func sortValue(dst, src []byte, i int) ([]byte, int, error) {
 	}
 	switch src[i] {
 	case '{':
-		var members []member
+		// Most objects have few members: keep them off the heap.
+		var buf [24]member
+		members := buf[:0]
+		sorted := true
 		i++
 		if i < len(src) && src[i] == '}' {
 			return append(dst, '{', '}'), i + 1, nil
@@ -64,6 +67,9 @@ func sortValue(dst, src []byte, i int) ([]byte, int, error) {
 			if err != nil {
 				return dst, i, err
 			}
+			if n := len(members); n > 0 && sorted && bytes.Compare(members[n-1].key, src[ks:ke]) > 0 {
+				sorted = false
+			}
 			members = append(members, member{src[ks:ke], src[vs:ve]})
 			if ve >= len(src) {
 				return dst, ve, errSyntax
@@ -76,7 +82,9 @@ func sortValue(dst, src []byte, i int) ([]byte, int, error) {
 				return dst, ve, errSyntax
 			}
 		}
-		slices.SortStableFunc(members, func(a, b member) int { return bytes.Compare(a.key, b.key) })
+		if !sorted {
+			slices.SortStableFunc(members, func(a, b member) int { return bytes.Compare(a.key, b.key) })
+		}
 		dst = append(dst, '{')
 		for n, m := range members {
 			if n > 0 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -184,7 +185,7 @@ func unavailable(cause error) error {
 }
 
 // Record makes ev durable and returns once its transaction has committed.
-// An empty ID gets a random one and a zero Time gets Config.Now(). An error
+// An empty ID gets a random, time-ordered one and a zero Time gets Config.Now(). An error
 // means the event is not acknowledged: audit_unavailable when the store
 // cannot be written, internal when the event cannot be encoded.
 func (s *Store) Record(ctx context.Context, ev broker.Event) error {
@@ -192,7 +193,7 @@ func (s *Store) Record(ctx context.Context, ev broker.Event) error {
 		return broker.Errorf(broker.CodeInternal, "the audit event has no kind and was not recorded")
 	}
 	if ev.ID == "" {
-		ev.ID = randomHex(16)
+		ev.ID = sortableID()
 	}
 	if ev.Time.IsZero() {
 		ev.Time = s.cfg.Now()
@@ -463,4 +464,14 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// sortableID returns a random id that sorts by time, so the unique id
+// index grows at its right edge: 8 bytes of Unix nanoseconds, then 8 random
+// bytes, hex-encoded.
+func sortableID() string {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(time.Now().UnixNano()))
+	_, _ = rand.Read(b[8:])
+	return hex.EncodeToString(b[:])
 }

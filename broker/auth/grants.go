@@ -2,8 +2,12 @@ package auth
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -36,6 +40,14 @@ type GrantsConfig struct {
 	MaxTTL time.Duration
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// Recorder receives a grant_minted event for every grant and a
+	// grant_revoked event for every revocation. When it cannot record a
+	// mint, the grant is revoked and the mint refused (fail closed). Nil
+	// records nothing (tests of the service alone).
+	Recorder broker.Recorder
+	// Logger receives failures that cannot be returned; nil means
+	// zap.NewNop().
+	Logger *zap.Logger
 }
 
 // Validate checks the config.
@@ -58,6 +70,8 @@ type Grants struct {
 	graphs GraphInfo
 	maxTTL time.Duration
 	now    func() time.Time
+	rec    broker.Recorder
+	log    *zap.Logger
 }
 
 // DefaultMaxGrantTTL is the MaxTTL used when GrantsConfig.MaxTTL is zero.
@@ -68,7 +82,10 @@ func NewGrants(cfg GrantsConfig) (*Grants, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	g := &Grants{store: cfg.Store, graphs: cfg.Graphs, maxTTL: cfg.MaxTTL, now: cfg.Now}
+	g := &Grants{store: cfg.Store, graphs: cfg.Graphs, maxTTL: cfg.MaxTTL, now: cfg.Now, rec: cfg.Recorder, log: cfg.Logger}
+	if g.log == nil {
+		g.log = zap.NewNop()
+	}
 	if g.maxTTL == 0 {
 		g.maxTTL = DefaultMaxGrantTTL
 	}
@@ -164,6 +181,14 @@ func (s *Grants) Mint(ctx context.Context, p broker.Principal, req MintRequest) 
 	if err := s.store.Create(ctx, g, hashes); err != nil {
 		return MintResult{}, broker.Wrap(broker.CodeUnavailable, err, "the grant could not be stored; no grant was created")
 	}
+	if err := s.record(ctx, broker.EventGrantMinted, p, g); err != nil {
+		// Fail closed: a grant nobody can audit is revoked before any of
+		// its tokens leaves this function.
+		if rerr := s.store.Revoke(context.WithoutCancel(ctx), id, s.now().UTC()); rerr != nil {
+			s.log.Error("unrecorded grant could not be revoked", zap.String("grant", id), zap.Error(rerr))
+		}
+		return MintResult{}, broker.Wrap(broker.CodeAuditUnavailable, err, "the audit store is unavailable, so no grant was minted; retry later")
+	}
 	return MintResult{GrantID: id, ExpiresAt: g.ExpiresAt, Tokens: tokens}, nil
 }
 
@@ -186,13 +211,81 @@ func (s *Grants) Get(ctx context.Context, p broker.Principal, id string) (Grant,
 // Revoke revokes a grant for a principal of its graph; its tokens stop
 // working on the next call. Revoking a revoked grant succeeds.
 func (s *Grants) Revoke(ctx context.Context, p broker.Principal, id string) error {
-	if _, err := s.Get(ctx, p, id); err != nil {
+	g, err := s.Get(ctx, p, id)
+	if err != nil {
 		return err
 	}
 	if err := s.store.Revoke(ctx, id, s.now().UTC()); err != nil {
 		return broker.Wrap(broker.CodeUnavailable, err, "the grant could not be revoked; try again")
 	}
+	if err := s.record(ctx, broker.EventGrantRevoked, p, g); err != nil {
+		return broker.Wrap(broker.CodeAuditUnavailable, err, "the grant was revoked but the audit store is unavailable; revoke it again to record it")
+	}
 	return nil
+}
+
+// GrantFilter selects grants for List. Graph is required; Run is optional.
+type GrantFilter struct {
+	Graph string
+	Run   string
+	// Limit caps the answer; 100 when zero.
+	Limit int
+}
+
+// GrantLister is the optional GrantStore ability to list grants, newest
+// first. SQLGrantStore has it.
+type GrantLister interface {
+	List(ctx context.Context, f GrantFilter) ([]Grant, error)
+}
+
+// List returns the grants of a graph (optionally of one run), newest first,
+// to a principal of that graph. Grant tokens cannot list.
+func (s *Grants) List(ctx context.Context, p broker.Principal, f GrantFilter) ([]Grant, error) {
+	if f.Graph == "" {
+		return nil, &broker.Error{Code: broker.CodeInvalidArguments, Field: "graph", Message: "graph is required to list grants, e.g. ?graph=support-bot"}
+	}
+	if err := s.mayManage(p, f.Graph); err != nil {
+		return nil, err
+	}
+	l, ok := s.store.(GrantLister)
+	if !ok {
+		return nil, broker.Errorf(broker.CodeUnavailable, "this grant store cannot list grants")
+	}
+	if f.Limit <= 0 || f.Limit > 1000 {
+		f.Limit = 100
+	}
+	gs, err := l.List(ctx, f)
+	if err != nil {
+		return nil, broker.Wrap(broker.CodeUnavailable, err, "the grant store could not be read")
+	}
+	return gs, nil
+}
+
+// record writes a grant event; the scope is summarized by its keys and the
+// SHA-256 of its JSON, so the audit trail can match a grant without holding
+// the scope values.
+func (s *Grants) record(ctx context.Context, kind broker.EventKind, p broker.Principal, g Grant) error {
+	if s.rec == nil {
+		return nil
+	}
+	keys := make([]string, 0, len(g.Scope))
+	for k := range g.Scope {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	scopeJSON, err := json.Marshal(g.Scope)
+	if err != nil {
+		return fmt.Errorf("encode scope of grant %s: %w", g.ID, err)
+	}
+	sum := sha256.Sum256(scopeJSON)
+	return s.rec.Record(ctx, broker.Event{
+		Kind: kind, Time: s.now().UTC(), Principal: p.Subject, AuthMethod: string(p.Method), TokenID: p.TokenID,
+		Graph: g.Graph, Run: g.Run, Thread: g.Thread, Status: broker.StatusOK,
+		Detail: map[string]any{
+			"grant_id": g.ID, "nodes": g.Nodes, "expires_at": g.ExpiresAt.Format(time.RFC3339Nano),
+			"scope_keys": keys, "scope_sha256": hex.EncodeToString(sum[:]),
+		},
+	})
 }
 
 func (s *Grants) mayManage(p broker.Principal, graph string) error {

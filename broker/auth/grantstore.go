@@ -55,7 +55,10 @@ type SQLGrantStore struct {
 	dollar bool
 }
 
-var _ GrantStore = (*SQLGrantStore)(nil)
+var (
+	_ GrantStore  = (*SQLGrantStore)(nil)
+	_ GrantLister = (*SQLGrantStore)(nil)
+)
 
 // NewSQLGrantStore returns a store over db. driver is "sqlite" or
 // "postgres" (also "pgx"), which selects the placeholder style.
@@ -143,6 +146,38 @@ func (s *SQLGrantStore) Get(ctx context.Context, id string) (Grant, error) {
 	return scanGrant(s.db.QueryRowContext(ctx, s.q(`SELECT `+grantColumns+` FROM grants g WHERE g.id = ?`), id))
 }
 
+// List implements GrantLister.
+func (s *SQLGrantStore) List(ctx context.Context, f GrantFilter) ([]Grant, error) {
+	query := `SELECT ` + grantColumns + ` FROM grants g WHERE g.graph = ?`
+	args := []any{f.Graph}
+	if f.Run != "" {
+		query += ` AND g.run_id = ?`
+		args = append(args, f.Run)
+	}
+	if f.Limit <= 0 {
+		f.Limit = 100
+	}
+	query += ` ORDER BY g.created_at DESC, g.id LIMIT ?`
+	args = append(args, f.Limit)
+	rows, err := s.db.QueryContext(ctx, s.q(query), args...)
+	if err != nil {
+		return nil, fmt.Errorf("list grants: %w", err)
+	}
+	defer rows.Close()
+	var out []Grant
+	for rows.Next() {
+		g, err := scanGrant(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, g)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list grants: %w", err)
+	}
+	return out, nil
+}
+
 // Revoke implements GrantStore.
 func (s *SQLGrantStore) Revoke(ctx context.Context, id string, at time.Time) error {
 	res, err := s.db.ExecContext(ctx, s.q(`UPDATE grants SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`), ms(at), id)
@@ -163,7 +198,7 @@ func (s *SQLGrantStore) Revoke(ctx context.Context, id string, at time.Time) err
 	return nil
 }
 
-func scanGrant(row *sql.Row, extra ...any) (Grant, error) {
+func scanGrant(row interface{ Scan(...any) error }, extra ...any) (Grant, error) {
 	var (
 		g                Grant
 		nodes, scope     string

@@ -182,7 +182,7 @@ func (s *Server) filterListing(ctx context.Context, _ any, _ *mcpgo.ListToolsReq
 	if res == nil {
 		return
 	}
-	visible := map[string]bool{}
+	visible := map[string]*broker.Tool{}
 	if cc, ok := callFrom(ctx); ok {
 		tools, err := s.p.ListTools(ctx, cc.caller)
 		if err != nil {
@@ -190,14 +190,21 @@ func (s *Server) filterListing(ctx context.Context, _ any, _ *mcpgo.ListToolsReq
 			s.log.Warn("tools/list refused; answering an empty list", zap.String("code", string(e.Code)), zap.String("incident", incident))
 		}
 		for _, t := range tools {
-			visible[t.Name] = true
+			visible[t.Name] = t
 		}
 	}
 	kept := res.Tools[:0:0]
 	for _, t := range res.Tools {
-		if visible[t.Name] {
-			kept = append(kept, t)
+		bt := visible[t.Name]
+		if bt == nil {
+			continue
 		}
+		// The caller's view of the schema: arguments bound to its grant
+		// scope are gone from it, so the model is never asked for them.
+		if len(bt.InputSchema) > 0 && t.RawInputSchema != nil {
+			t.RawInputSchema = json.RawMessage(bt.InputSchema)
+		}
+		kept = append(kept, t)
 	}
 	res.Tools = kept
 }

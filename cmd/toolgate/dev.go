@@ -33,7 +33,7 @@ func devCmd() *cobra.Command {
 		Short: "Zero-setup toolgate: embedded store, seeded demo SQLite target, demo tools and policy",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, keys, err := prepareDev(data)
+			cfg, keys, env, err := prepareDev(data)
 			if err != nil {
 				return err
 			}
@@ -42,7 +42,7 @@ func devCmd() *cobra.Command {
 			}
 			log := newLogger(cmd.ErrOrStderr(), true)
 			defer func() { _ = log.Sync() }()
-			return serve(cmd.Context(), cfg, log, func(addr string, _ *app) {
+			return serve(cmd.Context(), cfg, env, log, func(addr string, _ *app) {
 				printDevBanner(cmd.OutOrStdout(), addr, keys)
 			})
 		},
@@ -54,28 +54,28 @@ func devCmd() *cobra.Command {
 
 // prepareDev creates the data dir, the keys, the quickstart files and the
 // demo database, and loads the quickstart config.
-func prepareDev(data string) (*config.Config, devKeys, error) {
+func prepareDev(data string) (*config.Config, devKeys, config.Env, error) {
 	var keys devKeys
 	data, err := filepath.Abs(data)
 	if err != nil {
-		return nil, keys, err
+		return nil, keys, nil, err
 	}
 	if err := os.MkdirAll(data, 0o700); err != nil {
-		return nil, keys, fmt.Errorf("create data dir: %w", err)
+		return nil, keys, nil, fmt.Errorf("create data dir: %w", err)
 	}
 	if keys, err = loadOrCreateDevKeys(filepath.Join(data, "dev-keys.json")); err != nil {
-		return nil, keys, err
+		return nil, keys, nil, err
 	}
 	qs := filepath.Join(data, "quickstart")
 	if err := copyFS(quickstart.Files, qs); err != nil {
-		return nil, keys, fmt.Errorf("write quickstart: %w", err)
+		return nil, keys, nil, fmt.Errorf("write quickstart: %w", err)
 	}
 	seed, err := fs.ReadFile(quickstart.Files, "seed.sql")
 	if err != nil {
-		return nil, keys, err
+		return nil, keys, nil, err
 	}
 	if err := seedSQLite(filepath.Join(data, "demo.db"), string(seed)); err != nil {
-		return nil, keys, fmt.Errorf("seed demo database: %w", err)
+		return nil, keys, nil, fmt.Errorf("seed demo database: %w", err)
 	}
 	env := func(name string) (string, bool) {
 		switch name {
@@ -92,9 +92,9 @@ func prepareDev(data string) (*config.Config, devKeys, error) {
 	}
 	cfg, err := config.Load(filepath.Join(qs, "toolgate.yaml"), env)
 	if err != nil {
-		return nil, keys, err
+		return nil, keys, nil, err
 	}
-	return cfg, keys, nil
+	return cfg, keys, env, nil
 }
 
 func loadOrCreateDevKeys(file string) (devKeys, error) {

@@ -55,6 +55,11 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		checkCmd(),
 		stdioCmd(),
 		toolsCmd(),
+		grantsCmd(),
+		approvalsCmd(),
+		policyCmd(),
+		auditCmd(),
+		replayCmd(),
 		versionCmd(),
 	)
 	return root

@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -24,17 +26,16 @@ func serveCmd() *cobra.Command {
 		Short: "Run the toolgate server",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.Load(file, os.LookupEnv)
+			cfg, err := loadConfig(cmd, file, 2)
 			if err != nil {
-				fmt.Fprintln(cmd.ErrOrStderr(), err)
-				return exitError{2}
+				return err
 			}
 			if listen != "" {
 				cfg.Listen = listen
 			}
 			log := newLogger(cmd.ErrOrStderr(), false)
 			defer func() { _ = log.Sync() }()
-			return serve(cmd.Context(), cfg, log, nil)
+			return serve(cmd.Context(), cfg, os.LookupEnv, log, nil)
 		},
 	}
 	cmd.Flags().StringVar(&file, "config", "toolgate.yaml", "config file")
@@ -44,16 +45,28 @@ func serveCmd() *cobra.Command {
 
 // serve runs the server until ctx ends. ready, if set, is called with the
 // bound address once the server accepts connections.
-func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, ready func(addr string, a *app)) error {
+func serve(ctx context.Context, cfg *config.Config, env config.Env, log *zap.Logger, ready func(addr string, a *app)) error {
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	defer ln.Close()
+	if cfg.PublicURL == "" {
+		// Derived from the bound address, so --listen 127.0.0.1:0 works.
+		cfg.PublicURL = "http://" + ln.Addr().String()
+	}
 	a, err := openApp(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
-	}
+	a.env = env
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go func() { _ = a.watch(watchCtx, 2*time.Second, hup) }()
 	srv := &http.Server{
 		Handler:           a.handler,
 		ReadHeaderTimeout: 10 * time.Second,

@@ -1,13 +1,11 @@
 package main
 
 import (
-	"fmt"
 	"os"
 
 	"github.com/spf13/cobra"
 
 	"github.com/toolgate/toolgate/broker"
-	"github.com/toolgate/toolgate/internal/config"
 )
 
 func stdioCmd() *cobra.Command {
@@ -17,10 +15,9 @@ func stdioCmd() *cobra.Command {
 		Short: "Serve MCP over stdin/stdout for a local agent (credential from TOOLGATE_TOKEN, context from TOOLGATE_GRAPH/NODE/RUN/THREAD)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.Load(file, os.LookupEnv)
+			cfg, err := loadConfig(cmd, file, 2)
 			if err != nil {
-				fmt.Fprintln(cmd.ErrOrStderr(), err)
-				return exitError{2}
+				return err
 			}
 			// Logs go to stderr: stdout carries the protocol.
 			log := newLogger(cmd.ErrOrStderr(), false)

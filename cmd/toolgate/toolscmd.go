@@ -2,14 +2,9 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
-	"go.uber.org/zap"
-
-	"github.com/toolgate/toolgate/internal/config"
-	"github.com/toolgate/toolgate/policy"
 )
 
 func toolsCmd() *cobra.Command {
@@ -20,15 +15,9 @@ func toolsCmd() *cobra.Command {
 		Short: "List the declared tools",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.Load(file, os.LookupEnv)
+			cfg, st, err := loadStatic(cmd, file)
 			if err != nil {
-				fmt.Fprintln(cmd.ErrOrStderr(), err)
-				return exitError{1}
-			}
-			st, err := compile(cfg, policy.NewMemoryCounters(), zap.NewNop())
-			if err != nil {
-				fmt.Fprintln(cmd.ErrOrStderr(), err)
-				return exitError{1}
+				return err
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tTARGET\tKIND\tTITLE")

@@ -24,6 +24,7 @@ import (
 	"github.com/toolgate/toolgate/internal/config"
 	"github.com/toolgate/toolgate/internal/db"
 	"github.com/toolgate/toolgate/policy"
+	"github.com/toolgate/toolgate/policy/counters"
 	"github.com/toolgate/toolgate/policy/mask"
 	"github.com/toolgate/toolgate/recordings"
 	"github.com/toolgate/toolgate/tools"
@@ -98,6 +99,18 @@ type app struct {
 	mcp      *bmcp.Server
 	grants   *auth.Grants
 	approver *approvals.Service
+	// counters hold budget counts; they outlive reloads.
+	counters policy.Counters
+	// brokerCfg is the broker's current configuration; reload swaps its
+	// catalog, policy and masker.
+	brokerCfg broker.Config
+	// live is the current policy, for the services that ask it questions
+	// outside the broker (grant minting).
+	live livePolicy
+	// env resolves ${ENV} when the config is reloaded.
+	env config.Env
+	// reloadMu serialises reloads.
+	reloadMu sync.Mutex
 	handler  http.Handler
 	closers  []func()
 	// stop ends the background loops (sweeper, notifier, retention).
@@ -145,7 +158,7 @@ func openApp(ctx context.Context, cfg *config.Config, log *zap.Logger) (*app, er
 	a.store = store
 	a.closers = append(a.closers, func() { _ = store.Close() })
 
-	rec, err := recordings.NewStore(store, recordings.Config{}, log)
+	rec, err := recordings.NewStore(store, recordingsConfig(cfg), log)
 	if err != nil {
 		return nil, fmt.Errorf("open recordings: %w", err)
 	}
@@ -155,15 +168,26 @@ func openApp(ctx context.Context, cfg *config.Config, log *zap.Logger) (*app, er
 		a.background(bg, "retention", func(ctx context.Context) error { return rec.RunRetention(ctx, keep, time.Hour) })
 	}
 
-	st, err := compile(cfg, policy.NewMemoryCounters(), log)
+	// Budgets live in the store, so they hold across restarts and are
+	// shared by every instance on it.
+	budgets, err := counters.New(store, nil)
 	if err != nil {
 		return nil, err
 	}
+	a.background(bg, "budget counters purge", func(ctx context.Context) error {
+		return purgeCounters(ctx, budgets, cfg.Recordings.Retention.D(), log)
+	})
+	a.counters = budgets
+	st, err := compile(cfg, a.counters, log)
+	if err != nil {
+		return nil, err
+	}
+	a.live.p.Store(st.policy)
 	targets, err := openTargets(ctx, cfg, log, &a.closers)
 	if err != nil {
 		return nil, err
 	}
-	authn, grants, err := openAuth(cfg, store, st.policy, log)
+	authn, grants, err := openAuth(cfg, store, &a.live, rec, log)
 	if err != nil {
 		return nil, err
 	}
@@ -173,7 +197,7 @@ func openApp(ctx context.Context, cfg *config.Config, log *zap.Logger) (*app, er
 		return nil, err
 	}
 	a.approver = svc
-	b, err := broker.New(broker.Config{
+	a.brokerCfg = broker.Config{
 		Catalog:       st.catalog,
 		Targets:       targets,
 		Auth:          authn,
@@ -185,7 +209,8 @@ func openApp(ctx context.Context, cfg *config.Config, log *zap.Logger) (*app, er
 		Approvals:     svc,
 		Logger:        log,
 		RecordResults: cfg.Recordings.Results == "masked",
-	})
+	}
+	b, err := broker.New(a.brokerCfg)
 	if err != nil {
 		return nil, err
 	}
@@ -203,8 +228,13 @@ func openApp(ctx context.Context, cfg *config.Config, log *zap.Logger) (*app, er
 	mux.Handle("/mcp/", srv.Handler())
 	apiOpts := bhttp.Options{Logger: log, MaxBodyBytes: cfg.Limits.MaxBodyBytes, ResourceMetadataURL: metaURL}
 	mux.Handle("/v1/", bhttp.New(b, apiOpts))
+	audit := bhttp.NewAudit(b, auditStore{rec}, cfg.Auth.Auditors, apiOpts)
+	mux.Handle("/v1/audit/", audit)
+	mux.Handle("/v1/runs/", audit)
 	mux.Handle("/v1/approvals", bhttp.NewApprovals(b, svc, apiOpts))
 	mux.Handle("/v1/approvals/", bhttp.NewApprovals(b, svc, apiOpts))
+	mux.Handle("/v1/grants", bhttp.NewGrants(b, grantService{grants}, apiOpts))
+	mux.Handle("/v1/grants/", bhttp.NewGrants(b, grantService{grants}, apiOpts))
 	if slackN != nil && cfg.Approvals.Slack.Mode == "http" {
 		mux.Handle("/slack/interactions", slackN.Handler(svc))
 	}
@@ -260,4 +290,28 @@ func openTargets(ctx context.Context, cfg *config.Config, log *zap.Logger, close
 		}
 	}
 	return out, nil
+}
+
+// purgeCounters forgets budget counters whose window has passed every hour,
+// and run counters untouched for longer than keep when keep > 0 (the
+// recordings retention), until ctx ends.
+func purgeCounters(ctx context.Context, c *counters.Store, keep time.Duration, log *zap.Logger) error {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		var runsBefore time.Time
+		if keep > 0 {
+			runsBefore = time.Now().Add(-keep)
+		}
+		if n, err := c.Purge(ctx, runsBefore); err != nil {
+			log.Warn("budget counters purge failed", zap.Error(err))
+		} else if n > 0 {
+			log.Info("purged budget counters", zap.Int64("counters", n))
+		}
+	}
 }

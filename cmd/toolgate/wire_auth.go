@@ -8,6 +8,7 @@ import (
 
 	"github.com/toolgate/toolgate/approvals"
 	"github.com/toolgate/toolgate/approvals/slack"
+	"github.com/toolgate/toolgate/approvals/webhook"
 	"github.com/toolgate/toolgate/broker"
 	"github.com/toolgate/toolgate/broker/auth"
 	"github.com/toolgate/toolgate/internal/config"
@@ -19,8 +20,9 @@ import (
 var _ auth.GraphInfo = (*policy.Engine)(nil)
 
 // openAuth builds the authenticator (API keys, OIDC, grant tokens) and the
-// grant service on the store.
-func openAuth(cfg *config.Config, store *db.DB, pol *policy.Engine, log *zap.Logger) (*auth.Authenticator, *auth.Grants, error) {
+// grant service on the store. The grant service records grant_minted and
+// grant_revoked events with rec.
+func openAuth(cfg *config.Config, store *db.DB, pol auth.GraphInfo, rec broker.Recorder, log *zap.Logger) (*auth.Authenticator, *auth.Grants, error) {
 	grantStore, err := auth.NewSQLGrantStore(store.SQL(), store.Driver())
 	if err != nil {
 		return nil, nil, fmt.Errorf("grant store: %w", err)
@@ -36,7 +38,7 @@ func openAuth(cfg *config.Config, store *db.DB, pol *policy.Engine, log *zap.Log
 	if err != nil {
 		return nil, nil, fmt.Errorf("auth: %w", err)
 	}
-	grants, err := auth.NewGrants(auth.GrantsConfig{Store: grantStore, Graphs: pol, MaxTTL: cfg.Auth.GrantMaxTTL.D()})
+	grants, err := auth.NewGrants(auth.GrantsConfig{Store: grantStore, Graphs: pol, MaxTTL: cfg.Auth.GrantMaxTTL.D(), Recorder: rec, Logger: log})
 	if err != nil {
 		return nil, nil, fmt.Errorf("grants: %w", err)
 	}
@@ -44,7 +46,8 @@ func openAuth(cfg *config.Config, store *db.DB, pol *policy.Engine, log *zap.Log
 }
 
 // openApprovals builds the approval service, its notifier (LISTEN/NOTIFY on
-// a Postgres store, in-process on SQLite) and the Slack announcer, and
+// a Postgres store, in-process on SQLite), the Slack announcer and the
+// approvals.on_decision webhook (which wraps Slack), and
 // starts their background loops.
 func openApprovals(bg context.Context, a *app, store *db.DB, masker broker.Masker, rec broker.Recorder) (*approvals.Service, *slack.Notifier, error) {
 	cfg, log := a.cfg, a.log
@@ -74,6 +77,14 @@ func openApprovals(bg context.Context, a *app, store *db.DB, masker broker.Maske
 			return nil, nil, fmt.Errorf("slack: %w", err)
 		}
 		acfg.Announcer = sn
+	}
+	if d := cfg.Approvals.OnDecision; d != nil {
+		wh, err := webhook.New(webhook.Config{URL: d.URL, Secret: d.Secret, Next: acfg.Announcer, Masker: masker, Logger: log})
+		if err != nil {
+			return nil, nil, fmt.Errorf("approvals.on_decision: %w", err)
+		}
+		acfg.Announcer = wh
+		a.background(bg, "approval-webhook", wh.Run)
 	}
 	svc, err := approvals.New(acfg)
 	if err != nil {

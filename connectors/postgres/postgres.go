@@ -103,6 +103,19 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Connector, error) {
 	// The SQLCommenter comment makes the text differ per run, which would
 	// otherwise fill every connection's statement cache.
 	pc.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeExec
+	// Session defaults: every transaction on these connections is
+	// read-only and bounded by the statement timeout unless a statement
+	// changes the session, which Execute guards against. They override
+	// the same settings in the DSN's options.
+	if pc.ConnConfig.RuntimeParams == nil {
+		pc.ConnConfig.RuntimeParams = map[string]string{}
+	}
+	if cfg.ReadOnly {
+		pc.ConnConfig.RuntimeParams[paramReadOnly] = "on"
+	}
+	if cfg.StatementTimeout > 0 {
+		pc.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(cfg.StatementTimeout.Milliseconds(), 10)
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		return nil, broker.Wrap(broker.CodeTargetUnavailable, err, fmt.Sprintf("target %s is unavailable", cfg.Name))
@@ -116,7 +129,23 @@ func (c *Connector) Pool() *pgxpool.Pool { return c.pool }
 // Close closes the pool, waiting for connections in use to be released.
 func (c *Connector) Close() { c.pool.Close() }
 
+// paramReadOnly is the session default the server reports (ParameterStatus)
+// since PostgreSQL 14.
+const paramReadOnly = "default_transaction_read_only"
+
 // Execute runs op.SQL in a transaction and returns its rows as JSON.
+//
+// The read-only mode and the statement timeout hold for every call, whatever
+// the declared statement does to its session:
+//   - a statement sessionSafe accepts runs alone in an implicit transaction
+//     that takes both from the session defaults set at connect. Such a
+//     statement cannot run SET or set_config; if a function it calls turns
+//     the read-only default off, the server reports it and the connection
+//     is dropped after the call;
+//   - any other statement, and every statement on a server that does not
+//     report default_transaction_read_only (before PostgreSQL 14), runs in
+//     BEGIN [READ ONLY]; SET LOCAL statement_timeout; ...; COMMIT, and a
+//     connection that ran a statement sessionSafe refuses is dropped.
 func (c *Connector) Execute(ctx context.Context, op broker.Operation) (broker.Output, error) {
 	if op.SQL == nil {
 		return broker.Output{}, broker.Errorf(broker.CodeInvalidRequest, "target %s runs SQL operations only", c.cfg.Name)
@@ -146,32 +175,68 @@ func (c *Connector) Execute(ctx context.Context, op broker.Operation) (broker.Ou
 		return broker.Output{}, err
 	}
 	defer conn.Release()
-
-	// BEGIN, SET LOCAL, the statement and COMMIT go out as one pipelined
-	// batch: one round trip. An error skips the rest of the batch and
-	// leaves the transaction aborted; it is rolled back before the
-	// connection returns to the pool.
 	pc := conn.Conn()
 	defer func() {
 		if !pc.IsClosed() && pc.PgConn().TxStatus() != 'I' {
 			_, _ = pc.Exec(context.WithoutCancel(ctx), "ROLLBACK")
 		}
 	}()
-	batch := &pgx.Batch{}
-	for _, s := range c.begin {
-		batch.Queue(s)
-	}
-	batch.Queue(sql, normalizeArgs(op.SQL.Args)...)
-	batch.Queue("COMMIT")
-	br := pc.SendBatch(ctx, batch)
-	defer br.Close()
-	for range c.begin {
-		if _, err := br.Exec(); err != nil {
-			return broker.Output{}, c.classify(ctx, err)
+	var (
+		rows     pgx.Rows
+		finish   func() error
+		sessionq = sessionSafe(sql)
+	)
+	if sessionq && pc.PgConn().ParameterStatus(paramReadOnly) != "" {
+		// The fast path: the statement alone, in an implicit transaction
+		// that takes read-only mode and the statement timeout from the
+		// session defaults set at connect (see New). One statement for the
+		// server instead of four.
+		rows, err = pc.Query(ctx, sql, normalizeArgs(op.SQL.Args)...)
+		finish = func() error {
+			// A function called by the statement may have changed the
+			// session default; the server reports it, and a connection
+			// that is no longer read-only by default is dropped.
+			if c.cfg.ReadOnly && pc.PgConn().ParameterStatus(paramReadOnly) != "on" {
+				c.log.Warn("a statement turned off the session's read-only default; dropping the connection", zap.String("tool_statement", op.SQL.Statement))
+				_ = pc.Close(context.WithoutCancel(ctx))
+			}
+			return nil
+		}
+	} else {
+		// BEGIN, SET LOCAL, the statement and COMMIT go out as one pipelined
+		// batch: one round trip. An error skips the rest of the batch and
+		// leaves the transaction aborted; it is rolled back before the
+		// connection returns to the pool.
+		batch := &pgx.Batch{}
+		for _, s := range c.begin {
+			batch.Queue(s)
+		}
+		batch.Queue(sql, normalizeArgs(op.SQL.Args)...)
+		batch.Queue("COMMIT")
+		br := pc.SendBatch(ctx, batch)
+		defer br.Close()
+		if !sessionq {
+			// The statement may change session state (SET, RESET, ...)
+			// that outlives its transaction: the connection is not reused.
+			defer func() { _ = pc.Close(context.WithoutCancel(ctx)) }()
+		}
+		for range c.begin {
+			if _, err := br.Exec(); err != nil {
+				return broker.Output{}, c.classify(ctx, err)
+			}
+		}
+		rows, err = br.Query()
+		finish = func() error {
+			if _, err := br.Exec(); err != nil { // COMMIT
+				return err
+			}
+			return br.Close()
 		}
 	}
-	rows, err := br.Query()
 	if err != nil {
+		if rows != nil {
+			rows.Close()
+		}
 		return broker.Output{}, c.classify(ctx, err)
 	}
 	w := newResultWriter(rows.FieldDescriptions())
@@ -196,10 +261,7 @@ func (c *Connector) Execute(ctx context.Context, op broker.Operation) (broker.Ou
 		// A statement without result columns reports the rows it affected.
 		count = int(rows.CommandTag().RowsAffected())
 	}
-	if _, err := br.Exec(); err != nil { // COMMIT
-		return broker.Output{}, c.classify(ctx, err)
-	}
-	if err := br.Close(); err != nil {
+	if err := finish(); err != nil {
 		return broker.Output{}, c.classify(ctx, err)
 	}
 	value := w.finish(count, truncated)

@@ -154,6 +154,9 @@ type Masking struct {
 type Recordings struct {
 	Retention Duration `yaml:"retention" json:"retention,omitempty"`
 	Results   string   `yaml:"results" json:"results,omitempty"` // masked | none
+	// CheckpointKey signs retention checkpoints (HMAC-SHA256) so `audit
+	// verify` can tell a forged one; secret, use ${ENV}.
+	CheckpointKey string `yaml:"checkpoint_key" json:"-"`
 }
 
 // Passthrough configures the raw-protocol proxies.

@@ -20,9 +20,6 @@ func (c *Config) applyDefaults() {
 	if c.Listen == "" {
 		c.Listen = DefaultListen
 	}
-	if c.PublicURL == "" {
-		c.PublicURL = "http://" + c.Listen
-	}
 	if c.Store.Driver == "" {
 		c.Store.Driver = "sqlite"
 	}

@@ -81,7 +81,9 @@ func NewPostgres(t testing.TB) *PG {
 // also when the process is interrupted. Call it from TestMain:
 //
 //	func TestMain(m *testing.M) { testenv.Main(m) }
-func Main(m *testing.M) {
+//
+// cleanups run after the tests, before the process exits.
+func Main(m *testing.M, cleanups ...func()) {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	go func() {
@@ -95,6 +97,9 @@ func Main(m *testing.M) {
 	}()
 	code := m.Run()
 	signal.Stop(sigs)
+	for _, f := range cleanups {
+		f()
+	}
 	stopShared()
 	os.Exit(code)
 }

@@ -22,12 +22,15 @@ CREATE TABLE audit_events (
     hash      TEXT    NOT NULL,            -- hex SHA-256(prev_hash || chain || event)
     PRIMARY KEY (chain, seq)
 );
+-- Indexes cost every audit write a B-tree insert, so there are only the
+-- ones export, trace and verify need. Ids are time-ordered (a time prefix,
+-- then random bytes: see broker.NewID), so the unique id index grows at
+-- its right edge like the time index instead of splitting random pages.
+-- Filters on tool, principal, kind or status scan the time range.
 CREATE UNIQUE INDEX audit_events_id ON audit_events (id);
 CREATE INDEX audit_events_time ON audit_events (time_ns);
 CREATE INDEX audit_events_run ON audit_events (run, time_ns);
 CREATE INDEX audit_events_graph_node ON audit_events (graph, node, time_ns);
-CREATE INDEX audit_events_tool ON audit_events (tool, time_ns);
-CREATE INDEX audit_events_principal ON audit_events (principal, time_ns);
 
 -- One checkpoint per chain, written by retention: the seq and hash of the
 -- last purged record, so verification starts there.

@@ -1,0 +1,260 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/toolgate/toolgate/broker"
+	bhttp "github.com/toolgate/toolgate/broker/httpapi"
+	"github.com/toolgate/toolgate/internal/config"
+	"github.com/toolgate/toolgate/internal/db"
+	"github.com/toolgate/toolgate/recordings"
+)
+
+// auditStore is the recordings store as the HTTP audit API reads it.
+type auditStore struct{ s *recordings.Store }
+
+var _ bhttp.AuditStore = auditStore{}
+
+// ExportEvents implements bhttp.AuditStore.
+func (a auditStore) ExportEvents(ctx context.Context, q bhttp.AuditQuery, w io.Writer) (int, error) {
+	f := recordings.Filter{Graph: q.Graph, Node: q.Node, Run: q.Run, Thread: q.Thread, Tool: q.Tool, Kind: q.Kind,
+		Since: q.Since, Until: q.Until, Limit: q.Limit}
+	n, err := a.s.Export(ctx, f, q.Format, w)
+	return n, readError(err)
+}
+
+// RunTrace implements bhttp.AuditStore.
+func (a auditStore) RunTrace(ctx context.Context, run string) ([]broker.Event, error) {
+	evs, err := a.s.Trace(ctx, run)
+	return evs, readError(err)
+}
+
+// readError turns a store failure into audit_unavailable; refusals of the
+// query (*broker.Error) pass unchanged.
+func readError(err error) error {
+	var be *broker.Error
+	if err == nil || errors.As(err, &be) {
+		return err
+	}
+	return broker.Wrap(broker.CodeAuditUnavailable, err, "the audit store cannot be read right now; retry when it is back")
+}
+
+// recordingsConfig is the recordings.Config the config file asks for.
+func recordingsConfig(cfg *config.Config) recordings.Config {
+	return recordings.Config{CheckpointKey: []byte(cfg.Recordings.CheckpointKey)}
+}
+
+// openRecordings opens the store a config names for reading, with no server.
+// It prints config and store problems itself and returns exit code 2.
+func openRecordings(cmd *cobra.Command, file string) (*recordings.Store, func(), error) {
+	cfg, err := config.Load(file, os.LookupEnv)
+	if err != nil {
+		fmt.Fprintln(cmd.ErrOrStderr(), err)
+		return nil, nil, exitError{2}
+	}
+	ctx := cmd.Context()
+	d, err := db.Open(ctx, db.Config{Driver: cfg.Store.Driver, Path: cfg.Store.Path, DSN: cfg.Store.DSN}, zap.NewNop())
+	if err != nil {
+		fmt.Fprintf(cmd.ErrOrStderr(), "toolgate: open store (%s): %v\n", cfg.Store.Driver, err)
+		return nil, nil, exitError{2}
+	}
+	rec, err := recordings.NewStore(d, recordingsConfig(cfg), zap.NewNop())
+	if err != nil {
+		_ = d.Close()
+		fmt.Fprintf(cmd.ErrOrStderr(), "toolgate: open recordings: %v\n", err)
+		return nil, nil, exitError{2}
+	}
+	return rec, func() { _ = rec.Close(); _ = d.Close() }, nil
+}
+
+// refuse prints a refusal's message and returns exit code 2.
+func refuse(cmd *cobra.Command, err error) error {
+	var be *broker.Error
+	if errors.As(err, &be) {
+		if be.Field != "" {
+			fmt.Fprintf(cmd.ErrOrStderr(), "toolgate: --%s: %s\n", be.Field, be.Message)
+		} else {
+			fmt.Fprintf(cmd.ErrOrStderr(), "toolgate: %s\n", be.Message)
+		}
+		return exitError{2}
+	}
+	return err
+}
+
+func auditCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "audit", Short: "Export and verify the audit records (reads the store the config names; no server needed)"}
+	cmd.AddCommand(auditExportCmd(), auditVerifyCmd())
+	return cmd
+}
+
+func auditExportCmd() *cobra.Command {
+	var file, out string
+	filters := []string{"graph", "node", "run", "thread", "tool", "kind", "since", "until", "format", "limit"}
+	vals := map[string]*string{}
+	cmd := &cobra.Command{
+		Use:   "export",
+		Short: "Write the selected audit records as jsonl (chain-verifiable) or csv",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			v := url.Values{}
+			for _, name := range filters {
+				if cmd.Flags().Changed(name) || name == "format" {
+					v.Set(name, *vals[name])
+				}
+			}
+			q, err := bhttp.ParseAuditQuery(v, time.Now())
+			if err != nil {
+				return refuse(cmd, err)
+			}
+			rec, done, err := openRecordings(cmd, file)
+			if err != nil {
+				return err
+			}
+			defer done()
+			w := cmd.OutOrStdout()
+			var f *os.File
+			if out != "" && out != "-" {
+				f, err = os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+				if err != nil {
+					fmt.Fprintf(cmd.ErrOrStderr(), "toolgate: --out: %v\n", err)
+					return exitError{2}
+				}
+				w = f
+			}
+			n, err := auditStore{rec}.ExportEvents(cmd.Context(), q, w)
+			if f != nil {
+				if cerr := f.Close(); err == nil {
+					err = cerr
+				}
+			}
+			if err != nil {
+				return refuse(cmd, err)
+			}
+			if f != nil {
+				fmt.Fprintf(cmd.ErrOrStderr(), "wrote %d records to %s\n", n, out)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&file, "config", "toolgate.yaml", "config file")
+	cmd.Flags().StringVar(&out, "out", "", "write to this file (mode 0600) instead of stdout")
+	help := map[string]string{
+		"graph": "only this graph", "node": "only this node path", "run": "only this run", "thread": "only this thread",
+		"tool": "only this tool", "kind": "only this event kind (tool_call, grant_minted, ...)",
+		"since": "from this time (RFC 3339, a date, or a duration ago like 24h)", "until": "before this time (same forms as --since)",
+		"format": "jsonl or csv", "limit": "at most this many records (0: all)",
+	}
+	for _, name := range filters {
+		def := ""
+		if name == "format" {
+			def = bhttp.AuditJSONL
+		}
+		vals[name] = cmd.Flags().String(name, def, help[name])
+	}
+	return cmd
+}
+
+func auditVerifyCmd() *cobra.Command {
+	var file string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "verify",
+		Short: "Check every audit chain; exit 1 naming the first edited, removed or reordered record",
+		Long: "verify recomputes every chain of the store. It exits 0 when every chain is intact, " +
+			"1 when a chain is broken (naming the first edited, removed or reordered record of each), " +
+			"and 2 when it could not check (bad config, store down).",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			rec, done, err := openRecordings(cmd, file)
+			if err != nil {
+				return err
+			}
+			defer done()
+			rep, err := rec.Verify(cmd.Context())
+			if err != nil {
+				fmt.Fprintf(cmd.ErrOrStderr(), "toolgate: audit verify: %v\n", err)
+				return exitError{2}
+			}
+			w := cmd.OutOrStdout()
+			if asJSON {
+				b, _ := json.MarshalIndent(rep, "", "  ")
+				fmt.Fprintln(w, string(b))
+			} else {
+				writeReport(w, rep)
+			}
+			if !rep.OK() {
+				return exitError{1}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&file, "config", "toolgate.yaml", "config file")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
+	return cmd
+}
+
+func writeReport(w io.Writer, rep recordings.Report) {
+	if rep.OK() {
+		fmt.Fprintf(w, "audit records intact: %d records in %d chains\n", rep.Records, rep.Chains)
+		return
+	}
+	fmt.Fprintf(w, "audit records BROKEN: %d of %d chains (%d records)\n", len(rep.Problems), rep.Chains, rep.Records)
+	for _, p := range rep.Problems {
+		rec := fmt.Sprintf("seq %d", p.Seq)
+		if p.ID != "" {
+			rec = fmt.Sprintf("record %s (seq %d)", p.ID, p.Seq)
+		}
+		fmt.Fprintf(w, "chain %s: %s %s: %s\n", p.Chain, rec, p.Kind, p.Detail)
+	}
+}
+
+func replayCmd() *cobra.Command {
+	var file string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "replay RUN",
+		Short: "Print the timeline of a run (tool calls, decisions, approvals, passthrough statements)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			rec, done, err := openRecordings(cmd, file)
+			if err != nil {
+				return err
+			}
+			defer done()
+			evs, err := auditStore{rec}.RunTrace(cmd.Context(), args[0])
+			if err != nil {
+				return refuse(cmd, err)
+			}
+			if len(evs) == 0 {
+				fmt.Fprintf(cmd.ErrOrStderr(), "toolgate: no events are recorded for run %q\n", args[0])
+				return exitError{1}
+			}
+			w := cmd.OutOrStdout()
+			if asJSON {
+				b, err := json.MarshalIndent(struct {
+					Run    string         `json:"run"`
+					Events []broker.Event `json:"events"`
+				}{args[0], evs}, "", "  ")
+				if err != nil {
+					return err
+				}
+				_, err = fmt.Fprintln(w, string(b))
+				return err
+			}
+			return recordings.WriteTimeline(w, evs)
+		},
+	}
+	cmd.Flags().StringVar(&file, "config", "toolgate.yaml", "config file")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the trace as JSON (the body of GET /v1/runs/{run}/trace)")
+	return cmd
+}

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// serverFlags are the flags of the verbs that act on a running server
+// (grants, approvals): --server and --token, defaulting to TOOLGATE_SERVER
+// and TOOLGATE_TOKEN.
+type serverFlags struct {
+	server  string
+	token   string
+	timeout time.Duration
+}
+
+// DefaultServer is the server a client verb talks to when neither --server
+// nor TOOLGATE_SERVER names one.
+const DefaultServer = "http://127.0.0.1:8080"
+
+func (f *serverFlags) register(cmd *cobra.Command) {
+	cmd.PersistentFlags().StringVar(&f.server, "server", "", "toolgate server URL (default $TOOLGATE_SERVER or "+DefaultServer+")")
+	cmd.PersistentFlags().StringVar(&f.token, "token", "", "bearer token: an API key or OIDC token of a graph principal (default $TOOLGATE_TOKEN; prefer the variable, flags show in ps)")
+	cmd.PersistentFlags().DurationVar(&f.timeout, "timeout", 30*time.Second, "request timeout")
+}
+
+// client returns the API client for the flags, or an error naming what is
+// missing.
+func (f *serverFlags) client(cmd *cobra.Command) (*apiClient, error) {
+	server, token := f.server, f.token
+	if server == "" {
+		server = os.Getenv("TOOLGATE_SERVER")
+	}
+	if server == "" {
+		server = DefaultServer
+	}
+	if token == "" {
+		token = os.Getenv("TOOLGATE_TOKEN")
+	}
+	u, err := url.Parse(server)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		fmt.Fprintf(cmd.ErrOrStderr(), "toolgate: --server must be an http(s) URL like %s\n", DefaultServer)
+		return nil, exitError{2}
+	}
+	if token == "" {
+		fmt.Fprintln(cmd.ErrOrStderr(), "toolgate: a token is required: set TOOLGATE_TOKEN or pass --token")
+		return nil, exitError{2}
+	}
+	return &apiClient{base: strings.TrimRight(server, "/"), token: token, hc: &http.Client{Timeout: f.timeout}, stderr: cmd.ErrOrStderr()}, nil
+}
+
+// apiClient calls a running toolgate's HTTP API. It never prints the token.
+type apiClient struct {
+	base   string
+	token  string
+	hc     *http.Client
+	stderr io.Writer
+}
+
+// do sends method path with body (JSON-encoded when not nil) and decodes a
+// 2xx answer into out (when not nil). A refusal is printed as "code:
+// message" and returned as exitError{1}; an unreachable server likewise.
+// raw, when not nil, receives the answer body as is.
+func (c *apiClient) do(ctx context.Context, method, path string, body, out any, raw *[]byte) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return fmt.Errorf("encode request: %w", err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return fmt.Errorf("build request: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		fmt.Fprintf(c.stderr, "unavailable: cannot reach %s: %v\n", c.base, err)
+		return exitError{1}
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		fmt.Fprintf(c.stderr, "unavailable: reading the answer of %s: %v\n", c.base, err)
+		return exitError{1}
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		var e struct {
+			Error struct {
+				Code    string `json:"code"`
+				Message string `json:"message"`
+				Field   string `json:"field"`
+			} `json:"error"`
+		}
+		if json.Unmarshal(b, &e) != nil || e.Error.Code == "" {
+			fmt.Fprintf(c.stderr, "http_%d: %s %s answered %s\n", resp.StatusCode, method, path, resp.Status)
+			return exitError{1}
+		}
+		msg := e.Error.Message
+		if e.Error.Field != "" && !strings.Contains(msg, e.Error.Field) {
+			msg += " (field " + e.Error.Field + ")"
+		}
+		fmt.Fprintf(c.stderr, "%s: %s\n", e.Error.Code, msg)
+		return exitError{1}
+	}
+	if raw != nil {
+		*raw = b
+	}
+	if out != nil && len(bytes.TrimSpace(b)) > 0 {
+		if err := json.Unmarshal(b, out); err != nil {
+			fmt.Fprintf(c.stderr, "internal: %s %s answered something that is not the expected JSON\n", method, path)
+			return exitError{1}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,4 @@
+package postgres
+
+// SessionSafe exposes sessionSafe to the external tests.
+var SessionSafe = sessionSafe
