@@ -67,6 +67,7 @@ func (r *memRecorder) events(kind broker.EventKind) []broker.Event {
 // env is a real PostgreSQL target behind a real broker and proxy.
 type env struct {
 	srv      *pgwire.Server
+	pipe     *broker.Broker
 	rec      *memRecorder
 	grants   *auth.Grants
 	key      string
@@ -162,7 +163,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = srv.Close() })
-	return &env{srv: srv, rec: rec, grants: grants, key: key, direct: direct, upstream: pg.PasswordDSN(name), dbname: name}
+	return &env{srv: srv, pipe: b, rec: rec, grants: grants, key: key, direct: direct, upstream: pg.PasswordDSN(name), dbname: name}
 }
 
 func (e *env) dsn(user, password string) string {
@@ -192,6 +193,8 @@ func (e *env) customerCount(t *testing.T) int {
 	}
 	return n
 }
+
+func itoa(n int) string { return fmt.Sprint(n) }
 
 func sqlstate(err error) string {
 	var pe *pgconn.PgError
