@@ -27,6 +27,8 @@ type Engine struct {
 	costLimit uint64
 	version   string
 	acts      sync.Pool
+	// pass holds the passthrough policies (passthrough.go).
+	pass map[*nodePolicy]map[string]*passPolicy
 }
 
 // Compile-time proofs of the broker interfaces Engine implements.

@@ -115,6 +115,7 @@ func New(cfg Config) (*Engine, error) {
 			e.graphs[g] = gp
 		}
 	}
+	e.pass = l.passthrough(e, cfg.Graphs)
 	if e.usesBudgets() && cfg.Counters == nil {
 		l.problem("graphs", "budgets are configured but no budget counter store was given, so they could not be enforced")
 	}

@@ -1,0 +1,58 @@
+package main
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net/http"
+
+	"go.uber.org/zap"
+
+	bhttp "github.com/toolgate/toolgate/broker/httpapi"
+	"github.com/toolgate/toolgate/connectors/httpproxy"
+	"github.com/toolgate/toolgate/connectors/pgwire"
+)
+
+// openPassthrough starts a Postgres wire listener per passthrough.postgres
+// entry and mounts an HTTP proxy per passthrough.http entry on mux.
+func (a *app) openPassthrough(mux *http.ServeMux, metaURL string) error {
+	cfg := a.cfg
+	for i, l := range cfg.Passthrough.Postgres {
+		t, ok := cfg.Targets[l.Target]
+		if !ok || t.Kind != "postgres" {
+			return fmt.Errorf("passthrough.postgres[%d]: target %q is not a postgres target", i, l.Target)
+		}
+		pc := pgwire.Config{Listen: l.Listen, Target: l.Target, DSN: t.DSN}
+		if l.TLSCert != "" || l.TLSKey != "" {
+			cert, err := tls.LoadX509KeyPair(l.TLSCert, l.TLSKey)
+			if err != nil {
+				return fmt.Errorf("passthrough.postgres[%d]: tls_cert/tls_key: %w", i, err)
+			}
+			pc.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		}
+		srv, err := pgwire.New(pc, a.broker, a.log)
+		if err != nil {
+			return fmt.Errorf("passthrough.postgres[%d]: %w", i, err)
+		}
+		if err := srv.Start(); err != nil {
+			return fmt.Errorf("passthrough.postgres[%d]: %w", i, err)
+		}
+		a.closers = append(a.closers, func() { _ = srv.Close() })
+		a.log.Info("postgres passthrough listening", zap.String("listen", srv.Addr().String()), zap.String("target", l.Target))
+	}
+	for i, h := range cfg.Passthrough.HTTP {
+		t, ok := cfg.Targets[h.Target]
+		if !ok || t.Kind != "http" {
+			return fmt.Errorf("passthrough.http[%d]: target %q is not an http target", i, h.Target)
+		}
+		p, err := httpproxy.New(httpproxy.Config{
+			PathPrefix: h.PathPrefix, Target: h.Target, BaseURL: t.BaseURL, Headers: t.Headers,
+			Timeout: t.Timeout.D(), MaxBodyBytes: cfg.Limits.MaxBodyBytes, MaxResponseBytes: t.MaxResponseBytes,
+			WriteError: func(w http.ResponseWriter, _ *http.Request, err error) { bhttp.WriteError(w, err, metaURL) },
+		}, a.broker, a.log)
+		if err != nil {
+			return fmt.Errorf("passthrough.http[%d]: %w", i, err)
+		}
+		mux.Handle(h.PathPrefix+"/", bhttp.Recover(a.log, p))
+	}
+	return nil
+}

@@ -1,0 +1,12 @@
+// Package httpproxy is toolgate's HTTP passthrough (DESIGN §9): a reverse
+// proxy mounted under a path prefix that forwards an authenticated
+// caller's requests to an http target. Every request passes the broker's
+// pipeline (identity, the node's passthrough method and path policy,
+// approvals, a durable audit record) before the target sees it; the
+// target's credentials are injected from configuration, and JSON responses
+// are masked.
+//
+// It must never forward the caller's Authorization header, cookies or
+// hop-by-hop headers, never forward a path that could escape the prefix
+// (dot segments, encoded slashes), and never decide policy itself.
+package httpproxy

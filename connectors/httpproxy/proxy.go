@@ -1,0 +1,303 @@
+package httpproxy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/toolgate/toolgate/broker"
+)
+
+// Door is the front door name passthrough records carry.
+const Door = "httpproxy"
+
+// Pipeline is the broker as the proxy sees it. *broker.Broker implements it.
+type Pipeline interface {
+	Identify(ctx context.Context, cr broker.Credentials) (broker.Caller, error)
+	Statement(ctx context.Context, sc broker.StatementCall) (broker.StatementDecision, error)
+	StatementDone(ctx context.Context, o broker.StatementOutcome)
+	MaskResponse(kind, target string, doc []byte) ([]byte, broker.MaskStats, error)
+	MaskText(s string) string
+}
+
+var _ Pipeline = (*broker.Broker)(nil)
+
+// ErrorWriter writes a refusal; cmd/toolgate passes broker/httpapi's.
+type ErrorWriter func(w http.ResponseWriter, r *http.Request, err error)
+
+// Config configures one mount.
+type Config struct {
+	// PathPrefix is where the proxy is mounted, e.g. /proxy/billing.
+	PathPrefix string
+	// Target is the target name policy and masking refer to.
+	Target string
+	// BaseURL is the target's base URL.
+	BaseURL string
+	// Headers are injected into every request (credentials). Secret.
+	Headers map[string]string
+	// Timeout bounds one request; 0 means 30s.
+	Timeout time.Duration
+	// MaxBodyBytes caps a request body; 0 means 1 MiB.
+	MaxBodyBytes int64
+	// MaxResponseBytes caps a masked (JSON or text) response; 0 means 10 MiB.
+	MaxResponseBytes int64
+	// WriteError writes refusals. Required.
+	WriteError ErrorWriter
+	// Client sends the requests; nil means a client with Timeout that
+	// follows no redirects.
+	Client *http.Client
+}
+
+// Validate reports what is wrong with the config.
+func (c Config) Validate() error {
+	if !strings.HasPrefix(c.PathPrefix, "/") || strings.HasSuffix(c.PathPrefix, "/") || strings.Contains(c.PathPrefix, "..") {
+		return fmt.Errorf("httpproxy: path_prefix %q must start with / and not end with /", c.PathPrefix)
+	}
+	if c.Target == "" {
+		return errors.New("httpproxy: target is required")
+	}
+	u, err := url.Parse(c.BaseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("httpproxy: target %s needs an http(s) base_url", c.Target)
+	}
+	for k, v := range c.Headers {
+		if strings.ContainsAny(k+v, "\r\n") {
+			return fmt.Errorf("httpproxy: target %s: header %s contains a line break", c.Target, k)
+		}
+	}
+	if c.WriteError == nil {
+		return errors.New("httpproxy: an error writer is required")
+	}
+	return nil
+}
+
+// Proxy is one HTTP passthrough mount. It is an http.Handler.
+type Proxy struct {
+	cfg  Config
+	base *url.URL
+	pipe Pipeline
+	log  *zap.Logger
+}
+
+var _ http.Handler = (*Proxy)(nil)
+
+// New returns a Proxy for a valid config.
+func New(cfg Config, pipe Pipeline, log *zap.Logger) (*Proxy, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 1 << 20
+	}
+	if cfg.MaxResponseBytes <= 0 {
+		cfg.MaxResponseBytes = 10 << 20
+	}
+	if cfg.Client == nil {
+		cfg.Client = &http.Client{
+			Timeout:       cfg.Timeout,
+			Transport:     &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 32, IdleConnTimeout: 90 * time.Second},
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+	}
+	base, _ := url.Parse(strings.TrimRight(cfg.BaseURL, "/"))
+	return &Proxy{cfg: cfg, base: base, pipe: pipe, log: log.With(zap.String("target", cfg.Target))}, nil
+}
+
+// hopHeaders are never forwarded in either direction (RFC 9110 §7.6.1),
+// nor are the caller's credentials and toolgate's own headers.
+var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
+	"Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+
+func stripHop(h http.Header) {
+	for _, f := range h.Values("Connection") {
+		for _, name := range strings.Split(f, ",") {
+			h.Del(strings.TrimSpace(name))
+		}
+	}
+	for _, k := range hopHeaders {
+		h.Del(k)
+	}
+}
+
+// targetPath returns the path under the prefix, escaped and decoded, or an
+// error for anything that could step outside it.
+func (p *Proxy) targetPath(r *http.Request) (escaped, decoded string, err error) {
+	raw := r.URL.EscapedPath()
+	rest, ok := strings.CutPrefix(raw, p.cfg.PathPrefix)
+	if !ok || (rest != "" && rest[0] != '/') {
+		return "", "", broker.Errorf(broker.CodeNotFound, "no passthrough is mounted at %s", raw)
+	}
+	if rest == "" {
+		rest = "/"
+	}
+	low := strings.ToLower(rest)
+	if strings.Contains(low, "%2f") || strings.Contains(low, "%5c") || strings.Contains(rest, "\\") || strings.Contains(low, "%00") {
+		return "", "", broker.Errorf(broker.CodeInvalidRequest, "the path may not contain encoded slashes, backslashes or NUL bytes")
+	}
+	dec, err := url.PathUnescape(rest)
+	if err != nil {
+		return "", "", broker.Errorf(broker.CodeInvalidRequest, "the path is not validly escaped")
+	}
+	for _, seg := range strings.Split(dec, "/") {
+		if seg == "." || seg == ".." {
+			return "", "", broker.Errorf(broker.CodeInvalidRequest, "the path may not contain . or .. segments")
+		}
+	}
+	if strings.Contains(dec, "//") {
+		return "", "", broker.Errorf(broker.CodeInvalidRequest, "the path may not contain empty segments")
+	}
+	return rest, dec, nil
+}
+
+// ServeHTTP authenticates, asks the pipeline, forwards and masks.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	escaped, decoded, err := p.targetPath(r)
+	if err != nil {
+		p.cfg.WriteError(w, r, err)
+		return
+	}
+	caller, err := p.pipe.Identify(ctx, broker.CredentialsFromRequest(r))
+	if err != nil {
+		p.cfg.WriteError(w, r, err)
+		return
+	}
+	st := broker.Statement{Kind: broker.KindHTTP, Method: r.Method, Path: decoded}
+	dec, err := p.pipe.Statement(ctx, broker.StatementCall{Caller: caller, Door: Door, Target: p.cfg.Target, Statement: st,
+		ApprovalID: strings.TrimSpace(r.Header.Get(broker.HeaderApproval))})
+	if err != nil {
+		p.cfg.WriteError(w, r, err)
+		return
+	}
+	start := time.Now()
+	out := broker.StatementOutcome{ID: dec.ID, Caller: caller, Door: Door, Target: p.cfg.Target}
+	n, masked, err := p.forward(w, r, escaped)
+	out.Bytes, out.Masked, out.Duration, out.Err = n, masked, time.Since(start), err
+	p.pipe.StatementDone(ctx, out)
+}
+
+// forward sends the request to the target and writes its response.
+func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, escaped string) (int, int, error) {
+	u := *p.base
+	u.RawPath = p.base.EscapedPath() + escaped
+	u.Path, _ = url.PathUnescape(u.RawPath)
+	u.RawQuery = r.URL.RawQuery
+	var body io.Reader
+	if r.Body != nil && r.Body != http.NoBody {
+		body = http.MaxBytesReader(w, r.Body, p.cfg.MaxBodyBytes)
+	}
+	req, err := http.NewRequestWithContext(r.Context(), r.Method, u.String(), body)
+	if err != nil {
+		p.cfg.WriteError(w, r, broker.Errorf(broker.CodeInvalidRequest, "the request cannot be forwarded"))
+		return 0, 0, err
+	}
+	req.ContentLength = r.ContentLength
+	for k, vs := range r.Header {
+		if strings.HasPrefix(strings.ToLower(k), "x-toolgate-") {
+			continue
+		}
+		req.Header[k] = append([]string(nil), vs...)
+	}
+	stripHop(req.Header)
+	req.Header.Del("Authorization")
+	req.Header.Del("Cookie")
+	// The transport negotiates compression itself, so bodies arrive
+	// decoded and can be masked.
+	req.Header.Del("Accept-Encoding")
+	req.Header.Del("Forwarded")
+	req.Header.Del("X-Forwarded-For")
+	for k, v := range p.cfg.Headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := p.cfg.Client.Do(req)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			p.cfg.WriteError(w, r, broker.Errorf(broker.CodePayloadTooLarge, "the request body exceeds %d bytes", p.cfg.MaxBodyBytes))
+			return 0, 0, err
+		}
+		p.log.Warn("target request failed", zap.String("error", p.pipe.MaskText(err.Error())))
+		p.cfg.WriteError(w, r, broker.Errorf(broker.CodeTargetUnavailable, "target %s did not answer", p.cfg.Target))
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	stripHop(resp.Header)
+	resp.Header.Del("Set-Cookie")
+	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if binaryMedia(mt) {
+		// Images, audio, video and fonts stream through unmasked (documented).
+		copyHeader(w.Header(), resp.Header)
+		w.WriteHeader(resp.StatusCode)
+		n, err := io.Copy(w, resp.Body)
+		return int(n), 0, err
+	}
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, p.cfg.MaxResponseBytes+1))
+	if err != nil {
+		p.cfg.WriteError(w, r, broker.Errorf(broker.CodeTargetUnavailable, "target %s's response could not be read", p.cfg.Target))
+		return 0, 0, err
+	}
+	if int64(len(raw)) > p.cfg.MaxResponseBytes {
+		p.cfg.WriteError(w, r, broker.Errorf(broker.CodeTargetError, "target %s's response exceeds %d bytes, so it cannot be masked and is withheld", p.cfg.Target, p.cfg.MaxResponseBytes))
+		return 0, 0, errors.New("response too large")
+	}
+	masked, count := raw, 0
+	// JSON is recognised by its content type or, whatever the target
+	// claims, by parsing: a mislabelled JSON body is masked as JSON.
+	isJSON := mt == "application/json" || strings.HasSuffix(mt, "+json") || json.Valid(raw)
+	if isJSON && len(bytes.TrimSpace(raw)) > 0 {
+		out, stats, err := p.pipe.MaskResponse(broker.KindHTTP, p.cfg.Target, raw)
+		if err != nil {
+			p.cfg.WriteError(w, r, broker.Wrap(broker.CodeInternal, err, "the response could not be masked, so it is withheld"))
+			return 0, 0, err
+		}
+		masked = out
+		for _, n := range stats {
+			count += n
+		}
+	} else {
+		s := p.pipe.MaskText(string(raw))
+		if s != string(raw) {
+			count = 1
+		}
+		masked = []byte(s)
+	}
+	copyHeader(w.Header(), resp.Header)
+	w.Header().Set("Content-Length", strconv.Itoa(len(masked)))
+	w.Header().Del("Content-Encoding")
+	w.WriteHeader(resp.StatusCode)
+	n, err := w.Write(masked)
+	return n, count, err
+}
+
+// binaryMedia reports media types whose bodies are passed unmasked.
+func binaryMedia(mt string) bool {
+	for _, p := range []string{"image/", "audio/", "video/", "font/"} {
+		if strings.HasPrefix(mt, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func copyHeader(dst, src http.Header) {
+	for k, vs := range src {
+		dst[k] = append([]string(nil), vs...)
+	}
+}
