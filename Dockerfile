@@ -1,11 +1,11 @@
-# toolgate: one static binary on a distroless base, running as non-root.
+# toolgate: one binary on a distroless base, running as non-root.
 #
 #   docker build -t toolgate .
 #   docker run --rm -p 8080:8080 -v $PWD/toolgate.yaml:/etc/toolgate/toolgate.yaml:ro toolgate
 #
-# toolgate builds without cgo today (pure-Go SQLite and Postgres drivers),
-# so the binary is fully static. Should a cgo dependency be added, build
-# with CGO_ENABLED=1 and use gcr.io/distroless/base-debian12:nonroot.
+# The Postgres passthrough classifies statements with the real PostgreSQL
+# parser (pganalyze/pg_query_go, cgo), so the binary links libc: it is built
+# with CGO_ENABLED=1 and runs on distroless/base, which has glibc.
 
 FROM golang:1.26-bookworm AS build
 WORKDIR /src
@@ -13,10 +13,10 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 ARG VERSION=dev
-RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/toolgate ./cmd/toolgate \
+RUN CGO_ENABLED=1 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/toolgate ./cmd/toolgate \
  && mkdir -p /out/data
 
-FROM gcr.io/distroless/static-debian12:nonroot
+FROM gcr.io/distroless/base-debian12:nonroot
 COPY --from=build /out/toolgate /usr/local/bin/toolgate
 # A writable home for the default SQLite store (store.path ./data/toolgate.db
 # relative to the config); mount a volume here to keep it.
