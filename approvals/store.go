@@ -6,9 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/toolgate/toolgate/internal/db"
 
 	"github.com/toolgate/toolgate/broker"
 )
@@ -64,17 +65,7 @@ func (s *Store) q(query string) string {
 	if s.dialect != Postgres {
 		return query
 	}
-	var b strings.Builder
-	n := 0
-	for _, r := range query {
-		if r == '?' {
-			n++
-			b.WriteString("$" + strconv.Itoa(n))
-			continue
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
+	return db.RebindPostgres(query)
 }
 
 func micros(t time.Time) int64 { return t.UnixMicro() }

@@ -6,9 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/toolgate/toolgate/internal/db"
 )
 
 // Grant is a just-in-time grant (DESIGN §5): a principal of a graph lets the
@@ -76,23 +76,12 @@ func NewSQLGrantStore(db *sql.DB, driver string) (*SQLGrantStore, error) {
 	}
 }
 
-// q rewrites ? placeholders to $n for Postgres. The statements here contain
-// no ? inside literals.
+// q rewrites ? placeholders to $n for Postgres.
 func (s *SQLGrantStore) q(query string) string {
 	if !s.dollar {
 		return query
 	}
-	var b strings.Builder
-	n := 0
-	for _, r := range query {
-		if r == '?' {
-			n++
-			b.WriteString("$" + strconv.Itoa(n))
-			continue
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
+	return db.RebindPostgres(query)
 }
 
 // Create implements GrantStore.
