@@ -66,7 +66,8 @@ func serve(ctx context.Context, cfg *config.Config, env config.Env, log *zap.Log
 	defer signal.Stop(hup)
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
-	go func() { _ = a.watch(watchCtx, 2*time.Second, hup) }()
+	fp := a.fingerprint()
+	go func() { _ = a.watch(watchCtx, 2*time.Second, hup, fp) }()
 	srv := &http.Server{
 		Handler:           a.handler,
 		ReadHeaderTimeout: 10 * time.Second,

@@ -98,10 +98,11 @@ func restartNeeded(old, cur *config.Config) []string {
 	return out
 }
 
-// watch reloads when the config file or a tool declaration changes, and on
-// each value from hup (SIGHUP). A failed reload logs every problem.
-func (a *app) watch(ctx context.Context, every time.Duration, hup <-chan os.Signal) error {
-	last := a.fingerprint()
+// watch reloads when the config file or a tool declaration changes from
+// the state last (a fingerprint taken before serving started, so no edit
+// slips in unseen), and on each value from hup (SIGHUP). A failed reload
+// logs every problem.
+func (a *app) watch(ctx context.Context, every time.Duration, hup <-chan os.Signal, last string) error {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
