@@ -85,14 +85,14 @@ var cacheKeyFirst = map[int32]bool{
 
 // operandAfter are the operators after which a constant is a plain operand.
 var operandAfter = map[int32]bool{
-	int32(pg_query.Token_ASCII_61): true, // =
-	int32(pg_query.Token_ASCII_60): true, // <
-	int32(pg_query.Token_ASCII_62): true, // >
-	int32(pg_query.Token_ASCII_43): true, // +
-	int32(pg_query.Token_ASCII_45): true, // -
-	int32(pg_query.Token_ASCII_42): true, // *
-	int32(pg_query.Token_ASCII_47): true, // /
-	int32(pg_query.Token_ASCII_37): true, // %
+	int32(pg_query.Token_ASCII_61):    true, // =
+	int32(pg_query.Token_ASCII_60):    true, // <
+	int32(pg_query.Token_ASCII_62):    true, // >
+	int32(pg_query.Token_ASCII_43):    true, // +
+	int32(pg_query.Token_ASCII_45):    true, // -
+	int32(pg_query.Token_ASCII_42):    true, // *
+	int32(pg_query.Token_ASCII_47):    true, // /
+	int32(pg_query.Token_ASCII_37):    true, // %
 	int32(pg_query.Token_LESS_EQUALS): true, int32(pg_query.Token_GREATER_EQUALS): true, int32(pg_query.Token_NOT_EQUALS): true,
 }
 
