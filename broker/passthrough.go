@@ -293,9 +293,7 @@ func (b *Broker) statement(ctx context.Context, cfg *Config, sc StatementCall, e
 		detail["statement"] = cfg.Masker.MaskText(st.Text)
 	}
 	ev.Detail = detail
-	args := statementArgs(st)
-	canonical, _ := json.Marshal(args)
-	sum := sha256.Sum256(canonical)
+	sum := sha256.Sum256(argsJSON(st))
 	ev.ArgsHash = hex.EncodeToString(sum[:])
 
 	if !c.verified {
@@ -321,7 +319,7 @@ func (b *Broker) statement(ctx context.Context, cfg *Config, sc StatementCall, e
 	case EffectAllow:
 		return dec, nil
 	case EffectApprove:
-		return dec, b.approveStatement(ctx, cfg, sc, dec, args, ev)
+		return dec, b.approveStatement(ctx, cfg, sc, dec, statementArgs(st), ev)
 	default:
 		msg := fmt.Sprintf("policy %s denies this %s for node %q on target %q", dec.Rule, describe(st), c.Node, sc.Target)
 		if dec.Reason != "" {
@@ -382,6 +380,20 @@ func statementArgs(st Statement) map[string]any {
 		return map[string]any{"method": st.Method, "path": st.Path}
 	}
 	return map[string]any{"statement": st.Text}
+}
+
+// argsJSON is json.Marshal(statementArgs(st)), the bytes the args hash
+// covers, without building the map for a SQL statement.
+func argsJSON(st Statement) []byte {
+	if st.Kind == KindHTTP {
+		b, _ := json.Marshal(statementArgs(st))
+		return b
+	}
+	text, _ := json.Marshal(st.Text)
+	b := make([]byte, 0, len(text)+14)
+	b = append(b, `{"statement":`...)
+	b = append(b, text...)
+	return append(b, '}')
 }
 
 func describe(st Statement) string {

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -147,5 +148,19 @@ func TestOpenSession(t *testing.T) {
 	}
 	if ev := e.rec.last(t); ev.Kind != EventSessionOpened || ev.Status != StatusDenied {
 		t.Fatalf("refused session record = %+v", ev)
+	}
+}
+
+func TestArgsJSONMatchesMarshal(t *testing.T) {
+	for _, st := range []Statement{
+		{Kind: KindSQL, Text: "SELECT abalance FROM pgbench_accounts WHERE aid = 1"},
+		{Kind: KindSQL, Text: ""},
+		{Kind: KindSQL, Text: "SELECT '<a&b>' \"q\" \\ \u2028 \x00 \xff é"},
+		{Kind: KindHTTP, Method: "GET", Path: "/v1/<x>"},
+	} {
+		want, _ := json.Marshal(statementArgs(st))
+		if got := argsJSON(st); string(got) != string(want) {
+			t.Errorf("argsJSON = %s, want %s", got, want)
+		}
 	}
 }

@@ -4,8 +4,12 @@ import (
 	"context"
 	"fmt"
 	"path"
+	"regexp"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
+	"sync"
 
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/common/types"
@@ -27,6 +31,57 @@ type passPolicy struct {
 	paths      []string
 	// deny, approve and allow are the rules, in configuration order.
 	deny, approve, allow []*passRule
+	// decisions caches decisions when no rule reads statement.text: the
+	// decision is then a function of the caller and the classification.
+	decisions *decisionCache
+}
+
+// decisionCacheSize bounds a decisionCache; a full cache is emptied.
+const decisionCacheSize = 4096
+
+// decisionCache remembers passthrough decisions by decisionKey.
+type decisionCache struct {
+	mu sync.RWMutex
+	m  map[string]broker.Decision
+}
+
+// statementRef is a reference to the statement variable in a condition.
+var statementRef = regexp.MustCompile(`\bstatement\b(\.[A-Za-z_][A-Za-z0-9_]*)?`)
+
+// readsOnlyFields reports whether a condition reads the statement only
+// through plain field selections other than text (statement.class, ...).
+// Anything else (statement.text, statement['text'], the map as a whole)
+// makes the answer false, and the node's decisions are not cached.
+func readsOnlyFields(cond string) bool {
+	for _, m := range statementRef.FindAllStringSubmatch(cond, -1) {
+		if m[1] == "" || m[1] == ".text" {
+			return false
+		}
+	}
+	return true
+}
+
+// decisionKey is every input of DecideStatement a text-free rule can
+// read: the caller variables, the target and the classification.
+func decisionKey(req broker.StatementRequest) string {
+	st := req.Statement
+	var b strings.Builder
+	for _, s := range [...]string{req.Caller.Principal.Subject, req.Caller.Graph, req.Caller.Node, req.Caller.Run, req.Target,
+		st.Kind, st.Class, st.Command, st.Method, st.Path} {
+		b.WriteString(strconv.Itoa(len(s)))
+		b.WriteByte(':')
+		b.WriteString(s)
+	}
+	for _, list := range [...][]string{st.Tables, st.Functions} {
+		b.WriteString(strconv.Itoa(len(list)))
+		b.WriteByte('[')
+		for _, s := range list {
+			b.WriteString(strconv.Itoa(len(s)))
+			b.WriteByte(':')
+			b.WriteString(s)
+		}
+	}
+	return b.String()
 }
 
 type passRule struct {
@@ -104,8 +159,12 @@ func (l *loader) passPolicy(env *cel.Env, p string, pc config.PassthroughPolicy)
 		}
 		pp.paths = append(pp.paths, g)
 	}
+	cacheable := true
 	for i, r := range pc.Rules {
 		rp := fmt.Sprintf("%s.rules[%d]", p, i)
+		if !readsOnlyFields(r.When) {
+			cacheable = false
+		}
 		pr := &passRule{path: rp, rule: r, effect: broker.Effect(r.Effect)}
 		switch pr.effect {
 		case broker.EffectAllow, broker.EffectApprove, broker.EffectDeny:
@@ -138,6 +197,9 @@ func (l *loader) passPolicy(env *cel.Env, p string, pc config.PassthroughPolicy)
 		default:
 			pp.allow = append(pp.allow, pr)
 		}
+	}
+	if cacheable {
+		pp.decisions = &decisionCache{m: map[string]broker.Decision{}}
 	}
 	return pp
 }
@@ -174,6 +236,30 @@ func (e *Engine) DecideStatement(ctx context.Context, req broker.StatementReques
 		return broker.Decision{Effect: broker.EffectDeny, Rule: "default", PolicyVersion: e.version,
 			Reason: fmt.Sprintf("node %q has no passthrough entry for target %q", req.Caller.Node, req.Target)}, nil
 	}
+	var key string
+	if pp.decisions != nil {
+		key = decisionKey(req)
+		pp.decisions.mu.RLock()
+		d, ok := pp.decisions.m[key]
+		pp.decisions.mu.RUnlock()
+		if ok {
+			d.Approvers = slices.Clone(d.Approvers)
+			return d, nil
+		}
+	}
+	d, err := e.decideStatement(ctx, pp, req)
+	if err == nil && pp.decisions != nil {
+		pp.decisions.mu.Lock()
+		if len(pp.decisions.m) >= decisionCacheSize {
+			clear(pp.decisions.m)
+		}
+		pp.decisions.m[key] = d
+		pp.decisions.mu.Unlock()
+	}
+	return d, err
+}
+
+func (e *Engine) decideStatement(ctx context.Context, pp *passPolicy, req broker.StatementRequest) (broker.Decision, error) {
 	act := passActivation(req)
 	for _, set := range [...][]*passRule{pp.deny, pp.approve, pp.allow} {
 		for _, r := range set {

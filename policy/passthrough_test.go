@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -93,6 +94,102 @@ func TestPassthroughLoadProblems(t *testing.T) {
 	for _, want := range []string{"statements", "tables[0]", "rules[0].when", "rules[1].when", "rules[2].effect"} {
 		if !strings.Contains(err.Error(), "passthrough.crm."+want) {
 			t.Errorf("problems %v do not name %s", err, want)
+		}
+	}
+}
+
+func TestReadsOnlyFields(t *testing.T) {
+	for cond, want := range map[string]bool{
+		"":                                     true,
+		"statement.class == 'write'":           true,
+		"'orders' in statement.tables":         true,
+		"statement.tables.exists(t, t == 'x')": true,
+		"statement.text.contains('ssn')":       false,
+		"statement['text'] == 'x'":             false,
+		"statement .text == 'x'":               false,
+		"'text' in statement":                  false,
+		"statement.`text` == 'x'":              false,
+		"[statement][0].text == 'x'":           false,
+	} {
+		if got := readsOnlyFields(cond); got != want {
+			t.Errorf("readsOnlyFields(%q) = %v, want %v", cond, got, want)
+		}
+	}
+}
+
+// TestDecisionCacheMatchesEvaluation decides a sweep of statements twice
+// with a text-free policy: the cached answers equal the first
+// evaluation, and a policy with a text rule caches nothing.
+func TestDecisionCacheMatchesEvaluation(t *testing.T) {
+	graphs := map[string]config.Graph{"g": {
+		Principals: []string{"key:bot"},
+		Nodes: map[string]config.Node{
+			"fields": {Passthrough: map[string]config.PassthroughPolicy{"crm": {Statements: []string{"read"}, Tables: []string{"customers", "orders"},
+				Rules: []config.Rule{
+					{When: "statement.functions == ['pg_sleep']", Effect: "allow"},
+					{When: "statement.tables.exists(t, t == 'orders') && statement.class == 'write'", Effect: "deny", Reason: "append-only"},
+					{When: "run == 'r1' && statement.command == 'DELETE'", Effect: "approve", Approvers: []string{"group:ops"}},
+				}}}},
+		},
+	}}
+	e, err := New(Config{Graphs: graphs, Catalog: catalog{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	caller := broker.Caller{Principal: broker.Principal{Subject: "key:bot"}, Context: broker.Context{Graph: "g", Node: "fields"}}
+	if pp := e.passFor(caller, "crm"); pp == nil || pp.decisions == nil {
+		t.Fatal("a text-free policy has no decision cache")
+	}
+	var reqs []broker.StatementRequest
+	for _, run := range []string{"", "r1"} {
+		for _, class := range []string{"read", "write", "ddl", "other"} {
+			for _, cmd := range []string{"SELECT", "DELETE"} {
+				for _, tables := range [][]string{nil, {"customers"}, {"orders"}, {"customers", "orders"}, {"secrets"}} {
+					for _, funcs := range [][]string{nil, {"pg_sleep"}, {"set_config"}} {
+						c := caller
+						c.Run = run
+						reqs = append(reqs, broker.StatementRequest{Caller: c, Target: "crm", Statement: broker.Statement{
+							Kind: broker.KindSQL, Class: class, Command: cmd, Tables: tables, Functions: funcs, Text: "x"}})
+					}
+				}
+			}
+		}
+	}
+	first := make([]broker.Decision, len(reqs))
+	for i, r := range reqs {
+		if first[i], err = e.DecideStatement(context.Background(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, r := range reqs {
+		fresh, err := e.decideStatement(context.Background(), e.passFor(r.Caller, r.Target), r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cached, _ := e.DecideStatement(context.Background(), r)
+		if !reflect.DeepEqual(cached, fresh) || !reflect.DeepEqual(first[i], fresh) {
+			t.Fatalf("%+v: cached %+v, first %+v, evaluated %+v", r.Statement, cached, first[i], fresh)
+		}
+	}
+
+	// passGraphs' triage node reads statement.text: nothing is cached and
+	// the text decides.
+	e2, err := New(Config{Graphs: passGraphs(), Catalog: catalog{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	triage := broker.Caller{Principal: broker.Principal{Subject: "key:bot"}, Context: broker.Context{Graph: "g", Node: "triage"}}
+	if pp := e2.passFor(triage, "crm"); pp == nil || pp.decisions != nil {
+		t.Fatal("a policy reading statement.text has a decision cache")
+	}
+	st := broker.Statement{Kind: broker.KindSQL, Class: "read", Command: "SELECT", Tables: []string{"customers"}}
+	for text, want := range map[string]broker.Effect{"SELECT name FROM customers": broker.EffectAllow, "SELECT ssn FROM customers": broker.EffectDeny} {
+		for i := 0; i < 2; i++ {
+			st.Text = text
+			d, err := e2.DecideStatement(context.Background(), broker.StatementRequest{Caller: triage, Target: "crm", Statement: st})
+			if err != nil || d.Effect != want {
+				t.Fatalf("%q: %v %v, want %s", text, d.Effect, err, want)
+			}
 		}
 	}
 }

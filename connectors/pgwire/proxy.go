@@ -115,6 +115,7 @@ type Server struct {
 	closed  bool
 
 	catalog *catalog
+	classes *classCache
 }
 
 type cancelKey struct {
@@ -155,6 +156,7 @@ func New(cfg Config, pipe Pipeline, log *zap.Logger) (*Server, error) {
 	s := &Server{cfg: cfg, pipe: pipe, log: log.With(zap.String("target", cfg.Target)), up: up,
 		conns: map[net.Conn]struct{}{}, cancels: map[cancelKey]cancelTarget{}}
 	s.catalog = &catalog{up: up, tables: map[uint32]*tableInfo{}}
+	s.classes = newClassCache()
 	return s, nil
 }
 

@@ -374,7 +374,7 @@ func (s *session) clientMessage(ctx context.Context, msg []byte) error {
 		if err := q.Decode(body); err != nil {
 			return err
 		}
-		sts := Classify(q.String)
+		sts := s.srv.classes.classify(q.String)
 		ids, err := s.decide(ctx, sts, true)
 		if err != nil {
 			if isFatal(err) {
@@ -402,7 +402,7 @@ func (s *session) clientMessage(ctx context.Context, msg []byte) error {
 		if err := p.Decode(body); err != nil {
 			return err
 		}
-		sts := Classify(p.Query)
+		sts := s.srv.classes.classify(p.Query)
 		st := sts[0]
 		if len(sts) > 1 {
 			st = broker.Statement{Kind: broker.KindSQL, Text: p.Query, Unclassified: "a prepared statement may hold only one statement"}
