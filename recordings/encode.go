@@ -255,14 +255,22 @@ func appendString(dst []byte, s string) []byte {
 // what the masker produces; otherwise json.Marshal's compact form with
 // keys sorted. Invalid JSON is an error.
 func appendRaw(dst, raw []byte) ([]byte, error) {
-	if end, ok := scanCanonical(raw, 0, 0); ok && end == len(raw) {
-		return append(dst, raw...), nil
+	sorted := true
+	end, ok := scanCanonical(raw, 0, 0, &sorted)
+	if ok && end == len(raw) {
+		if sorted {
+			return append(dst, raw...), nil
+		}
+		// Valid and compact, only out of order (a result's columns):
+		// json.Marshal would return it unchanged.
+		dst, _, err := sortValue(dst, raw, 0)
+		return dst, err
 	}
 	compact, err := json.Marshal(json.RawMessage(raw))
 	if err != nil {
 		return dst, err
 	}
-	dst, end, err := sortValue(dst, compact, 0)
+	dst, end, err = sortValue(dst, compact, 0)
 	if err == nil && end != len(compact) {
 		err = errors.New("canonical: trailing data")
 	}
@@ -274,9 +282,11 @@ func appendRaw(dst, raw []byte) ([]byte, error) {
 const maxCanonicalDepth = 64
 
 // scanCanonical checks the value at src[i:] and returns the index after
-// it and whether it is valid, canonical JSON. It is conservative: false
-// sends the value down the json.Marshal path, which decides.
-func scanCanonical(src []byte, i, depth int) (int, bool) {
+// it and whether it is valid JSON that json.Marshal leaves unchanged
+// (compact, nothing to HTML-escape); it clears *sorted when some object's
+// keys are out of order. It is conservative: false sends the value down the
+// json.Marshal path, which decides.
+func scanCanonical(src []byte, i, depth int, sorted *bool) (int, bool) {
 	if i >= len(src) || depth > maxCanonicalDepth {
 		return i, false
 	}
@@ -294,13 +304,13 @@ func scanCanonical(src []byte, i, depth int) (int, bool) {
 				return i, false
 			}
 			if prev != nil && bytes.Compare(prev, src[ks:ke]) > 0 {
-				return i, false
+				*sorted = false
 			}
 			prev = src[ks:ke]
 			if ke >= len(src) || src[ke] != ':' {
 				return ke, false
 			}
-			if i, ok = scanCanonical(src, ke+1, depth+1); !ok || i >= len(src) {
+			if i, ok = scanCanonical(src, ke+1, depth+1, sorted); !ok || i >= len(src) {
 				return i, false
 			}
 			switch src[i] {
@@ -319,7 +329,7 @@ func scanCanonical(src []byte, i, depth int) (int, bool) {
 		}
 		for {
 			var ok bool
-			if i, ok = scanCanonical(src, i, depth+1); !ok || i >= len(src) {
+			if i, ok = scanCanonical(src, i, depth+1, sorted); !ok || i >= len(src) {
 				return i, false
 			}
 			switch src[i] {
