@@ -48,3 +48,20 @@ func cpuTime() time.Duration {
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+func BenchmarkRecordSerialSQLite(b *testing.B) { benchRecordSerial(b, openSQLite) }
+
+// benchRecordSerial measures Record from one caller: every record is its
+// own commit, the latency a lone call waits for its audit record.
+func benchRecordSerial(b *testing.B, open opener) {
+	d, _ := open(b)
+	s := newStore(b, d, recordings.Config{Instance: "bench"})
+	ev := event(1)
+	ev.ID = ""
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := s.Record(context.Background(), ev); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

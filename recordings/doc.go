@@ -22,11 +22,16 @@
 //
 // where prev_hash is the previous record's hash (64 zeros for the first
 // record, or the checkpoint hash after a purge) and event is the record's
-// canonical JSON (see Canonical): the event with Time in UTC, marshalled by
-// encoding/json, then re-encoded with every object's keys sorted and
-// numbers kept as written, no insignificant whitespace. Those exact bytes
-// are stored in the event column and are what Export writes, so anyone can
-// recompute the chain from an export.
+// canonical JSON (see Canonical): the event with Time in UTC (RFC 3339 with
+// nanoseconds), encoded as encoding/json encodes it (HTML-safe string
+// escapes, omitempty, raw args and result compacted), with every object's
+// members sorted byte-wise by their encoded keys and numbers kept as
+// written, no insignificant whitespace. Canonical is a hand-written encoder
+// for broker.Event that produces exactly those bytes without reflection; it
+// copies raw args and results that are already canonical (the masker's
+// output) as they are. Those exact bytes are stored in the event column and
+// are what Export writes, and the chain hashes them, not a re-encoding: anyone
+// can recompute the chain from an export without reproducing the encoder.
 //
 // Verify walks every chain and reports the first edited, removed or
 // reordered record of each. A purge leaves a checkpoint (seq and hash of the

@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 	"strings"
@@ -35,6 +37,10 @@ const (
 	// gatherSpins is how many times the writer yields without a new
 	// request before it commits what it has.
 	gatherSpins = 2
+	// preparedRows is the largest batch whose INSERT the writer keeps
+	// prepared: parsing a multi-row INSERT cost SQLite as much as running
+	// it. Larger batches are rare and prepared per use.
+	preparedRows = 32
 )
 
 // genesis is the prev_hash of the first record of a chain.
@@ -91,6 +97,9 @@ type Store struct {
 	mu    sync.Mutex
 	head  link
 	dirty bool
+	// inserts holds the prepared INSERT of n rows at index n. Only the
+	// writer (under mu) uses it; Close closes them once the writer stops.
+	inserts [preparedRows + 1]*sql.Stmt
 
 	batches, records, failures atomic.Uint64
 }
@@ -118,7 +127,7 @@ type link struct {
 
 type request struct {
 	ev   broker.Event
-	body []byte
+	body string
 	done chan error
 	// set by the writer
 	seq        int64
@@ -174,7 +183,18 @@ func (s *Store) Instance() string { return s.cfg.Instance }
 // Close commits what is queued, stops the writer and waits for it. It does
 // not close the database. Record after Close fails with audit_unavailable.
 func (s *Store) Close() error {
-	s.close.Do(func() { close(s.quit) })
+	s.close.Do(func() {
+		close(s.quit)
+		<-s.stopped
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for i, st := range s.inserts {
+			if st != nil {
+				_ = st.Close()
+				s.inserts[i] = nil
+			}
+		}
+	})
 	<-s.stopped
 	return nil
 }
@@ -203,7 +223,7 @@ func (s *Store) Record(ctx context.Context, ev broker.Event) error {
 	if err != nil {
 		return broker.Wrap(broker.CodeInternal, err, "the audit event cannot be encoded and was not recorded")
 	}
-	r := &request{ev: ev, body: body, done: make(chan error, 1)}
+	r := &request{ev: ev, body: string(body), done: make(chan error, 1)}
 	select {
 	case <-s.quit:
 		return unavailable(errors.New("recordings: store closed"))
@@ -374,9 +394,16 @@ const insertRow = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 // one multi-row INSERT, atomic on its own, so it needs no BEGIN and COMMIT
 // round trips; a larger one is several INSERTs in one transaction.
 func (s *Store) insert(ctx context.Context, batch []*request) error {
+	if len(batch) <= preparedRows {
+		st, err := s.prepared(ctx, len(batch))
+		if err != nil {
+			return err
+		}
+		_, err = st.ExecContext(ctx, insertArgs(s.cfg.Instance, batch)...)
+		return err
+	}
 	if len(batch) <= rowsPerInsert {
-		q, args := s.insertStatement(batch)
-		_, err := s.db.SQL().ExecContext(ctx, q, args...)
+		_, err := s.db.SQL().ExecContext(ctx, s.insertStatement(len(batch)), insertArgs(s.cfg.Instance, batch)...)
 		return err
 	}
 	tx, err := s.db.SQL().BeginTx(ctx, nil)
@@ -385,31 +412,52 @@ func (s *Store) insert(ctx context.Context, batch []*request) error {
 	}
 	defer tx.Rollback()
 	for start := 0; start < len(batch); start += rowsPerInsert {
-		q, args := s.insertStatement(batch[start:min(start+rowsPerInsert, len(batch))])
-		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+		part := batch[start:min(start+rowsPerInsert, len(batch))]
+		if _, err := tx.ExecContext(ctx, s.insertStatement(len(part)), insertArgs(s.cfg.Instance, part)...); err != nil {
 			return err
 		}
 	}
 	return tx.Commit()
 }
 
-// insertStatement returns one INSERT of every request in part.
-func (s *Store) insertStatement(part []*request) (string, []any) {
+// prepared returns the prepared INSERT of n rows, preparing it on first use.
+// The caller holds mu.
+func (s *Store) prepared(ctx context.Context, n int) (*sql.Stmt, error) {
+	if st := s.inserts[n]; st != nil {
+		return st, nil
+	}
+	st, err := s.db.SQL().PrepareContext(ctx, s.insertStatement(n))
+	if err != nil {
+		return nil, err
+	}
+	s.inserts[n] = st
+	return st, nil
+}
+
+// insertStatement returns one INSERT of n rows.
+func (s *Store) insertStatement(n int) string {
 	var q strings.Builder
-	q.Grow(len(insertColumns) + len(part)*(len(insertRow)+2))
+	q.Grow(len(insertColumns) + n*(len(insertRow)+2))
 	q.WriteString(insertColumns)
-	args := make([]any, 0, 15*len(part))
-	for i, r := range part {
+	for i := range n {
 		if i > 0 {
 			q.WriteString(", ")
 		}
 		q.WriteString(insertRow)
-		ev := &r.ev
-		args = append(args, s.cfg.Instance, r.seq, ev.ID, ev.Time.UnixNano(), string(ev.Kind),
-			ev.Principal, ev.Graph, ev.Node, ev.Run, ev.Thread, ev.Tool, string(ev.Status),
-			string(r.body), r.prev, r.hash)
 	}
-	return s.db.Rebind(q.String()), args
+	return s.db.Rebind(q.String())
+}
+
+// insertArgs returns the values of insertStatement(len(part)) for part.
+func insertArgs(chain string, part []*request) []any {
+	args := make([]any, 0, 15*len(part))
+	for _, r := range part {
+		ev := &r.ev
+		args = append(args, chain, r.seq, ev.ID, ev.Time.UnixNano(), string(ev.Kind),
+			ev.Principal, ev.Graph, ev.Node, ev.Run, ev.Thread, ev.Tool, string(ev.Status),
+			r.body, r.prev, r.hash)
+	}
+	return args
 }
 
 // loadHead reads the last link of this store's chain.
@@ -450,13 +498,13 @@ func chainHead(ctx context.Context, d *db.DB, chain string) (link, error) {
 }
 
 // chainHash is the hash of a record: hex(SHA-256(prev + "\n" + chain + "\n" + event)).
-func chainHash(prev, chain string, event []byte) string {
+func chainHash(prev, chain, event string) string {
 	h := sha256.New()
-	h.Write([]byte(prev))
-	h.Write([]byte{'\n'})
-	h.Write([]byte(chain))
-	h.Write([]byte{'\n'})
-	h.Write(event)
+	io.WriteString(h, prev)
+	io.WriteString(h, "\n")
+	io.WriteString(h, chain)
+	io.WriteString(h, "\n")
+	io.WriteString(h, event)
 	return hex.EncodeToString(h.Sum(nil))
 }
 

@@ -146,7 +146,7 @@ func (s *Store) Verify(ctx context.Context) (Report, error) {
 		if cur.broken {
 			continue
 		}
-		if got := chainHash(r.prevHash, r.chain, []byte(r.event)); got != r.hash {
+		if got := chainHash(r.prevHash, r.chain, r.event); got != r.hash {
 			fail(Problem{Chain: r.chain, Seq: r.seq, ID: r.id, Kind: ProblemEdited,
 				Detail: "the record's hash does not match its content"})
 			continue

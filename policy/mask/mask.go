@@ -3,6 +3,8 @@ package mask
 import (
 	"fmt"
 	"sort"
+	"sync"
+	"sync/atomic"
 
 	"go.uber.org/zap"
 
@@ -37,13 +39,31 @@ type targetMasking struct {
 }
 
 // Masker masks results, records and text. It is safe for concurrent use:
-// everything it holds is read-only after New.
+// everything it holds is read-only after New, except the cache of compiled
+// tool masking.
 type Masker struct {
 	hashKey []byte
 	log     *zap.Logger
 	global  targetMasking // used for tools whose target has no entry
 	targets map[string]*targetMasking
 	record  detectorSet // detectors for MaskRecord and MaskText
+
+	// tools caches forTool by tool: a catalog's tools are read-only, and
+	// compiling a tool's rules on every call cost as much as masking. It
+	// holds at most maxCachedTools entries (catalog reloads bring new
+	// tools); past that, tools are compiled per call.
+	tools      sync.Map // *broker.Tool → *toolMasking
+	toolsCount atomic.Int64
+}
+
+// maxCachedTools bounds Masker.tools.
+const maxCachedTools = 4096
+
+// toolMasking is forTool's answer for one tool.
+type toolMasking struct {
+	rules []rule
+	det   detectorSet
+	err   error
 }
 
 // New validates cfg and compiles it. A nil log means zap.NewNop().
@@ -127,10 +147,23 @@ func (m *Masker) CheckTool(tool *broker.Tool) error {
 
 // forTool returns the rules and detectors for a tool's result.
 func (m *Masker) forTool(tool *broker.Tool) ([]rule, detectorSet, error) {
-	tm := &m.global
 	if tool == nil {
-		return tm.rules, tm.detectors, nil
+		return m.global.rules, m.global.detectors, nil
 	}
+	if v, ok := m.tools.Load(tool); ok {
+		c := v.(*toolMasking)
+		return c.rules, c.det, c.err
+	}
+	rules, det, err := m.compileTool(tool)
+	if m.toolsCount.Add(1) <= maxCachedTools {
+		m.tools.Store(tool, &toolMasking{rules: rules, det: det, err: err})
+	}
+	return rules, det, err
+}
+
+// compileTool merges and compiles the rules for a tool's result.
+func (m *Masker) compileTool(tool *broker.Tool) ([]rule, detectorSet, error) {
+	tm := &m.global
 	if t, ok := m.targets[tool.Target]; ok {
 		tm = t
 	}

@@ -443,9 +443,12 @@ func TestBadToolRules(t *testing.T) {
 			if err := noKey.CheckTool(tool); err == nil {
 				t.Fatal("CheckTool accepted the tool")
 			}
-			out, stats, err := noKey.MaskResult(tool, doc)
-			if err == nil || out != nil || stats != nil {
-				t.Fatalf("MaskResult = %s, %v, %v; want an error and no output", out, stats, err)
+			// Twice: the second answer comes from the compiled-tool cache.
+			for range 2 {
+				out, stats, err := noKey.MaskResult(tool, doc)
+				if err == nil || out != nil || stats != nil {
+					t.Fatalf("MaskResult = %s, %v, %v; want an error and no output", out, stats, err)
+				}
 			}
 		})
 	}
@@ -545,4 +548,25 @@ func TestConcurrent(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// TestToolCacheBound checks that tools past the cache bound are still
+// masked by their own rules.
+func TestToolCacheBound(t *testing.T) {
+	m := newMasker(t, Config{})
+	doc := []byte(`{"a":"x","b":"y"}`)
+	for i := range maxCachedTools + 50 {
+		path := []string{"a", "b"}[i%2]
+		tool := &broker.Tool{Name: "t", Mask: map[string]string{path: ActionRedact}}
+		for range 2 {
+			out, _, err := m.MaskResult(tool, doc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := map[string]string{"a": `{"a":"[REDACTED]","b":"y"}`, "b": `{"a":"x","b":"[REDACTED]"}`}[path]
+			if string(out) != want {
+				t.Fatalf("tool %d: MaskResult = %s, want %s", i, out, want)
+			}
+		}
+	}
 }
