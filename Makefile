@@ -27,7 +27,7 @@ test-go:
 # duration: Go 1.26's fuzz coordinator can report a spurious "context deadline
 # exceeded" when a duration budget ends (golang/go#75804, fixed in Go 1.27).
 FUZZTIME ?= 20000x
-FUZZ_TARGETS := ./policy/mask:FuzzMaskResult ./policy/mask:FuzzMaskRecord ./tools:FuzzParse
+FUZZ_TARGETS := ./policy/mask:FuzzMaskResult ./policy/mask:FuzzMaskRecord ./tools:FuzzParse ./connectors/pgwire:FuzzReadMessage
 
 test-fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
