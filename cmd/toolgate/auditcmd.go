@@ -51,7 +51,14 @@ func readError(err error) error {
 
 // recordingsConfig is the recordings.Config the config file asks for.
 func recordingsConfig(cfg *config.Config) recordings.Config {
-	return recordings.Config{CheckpointKey: []byte(cfg.Recordings.CheckpointKey)}
+	instance := cfg.Recordings.Instance
+	if instance == "" && cfg.Store.Driver == "sqlite" {
+		// One process writes a SQLite store, so one chain that every
+		// restart continues: cutting records written before a restart is
+		// then detectable.
+		instance = "local"
+	}
+	return recordings.Config{Instance: instance, CheckpointKey: []byte(cfg.Recordings.CheckpointKey)}
 }
 
 // openRecordings opens the store a config names for reading, with no server.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -101,4 +102,26 @@ func TestE2EReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor("a SIGHUP reload", func() bool { return strings.Count(e.stderr.String(), "configuration reloaded") >= 3 })
+}
+
+// TestE2ERestartContinuesChain: on a SQLite store a restarted toolgate
+// continues its audit chain ("local"), so records written before the
+// restart stay linked to those after it.
+func TestE2ERestartContinuesChain(t *testing.T) {
+	e := newE2E(t)
+	if status, out := e.callHTTP(t, e.BotKey, "triage", "crm_find_customer", `{"email":"ada@example.com"}`); status != 200 {
+		t.Fatalf("call: %d %s", status, out["_raw"])
+	}
+	e.stop(t)
+	e.tgProcess = e.start(t)
+	if status, out := e.callHTTP(t, e.BotKey, "triage", "crm_find_customer", `{"email":"grace@example.com"}`); status != 200 {
+		t.Fatalf("call after restart: %d %s", status, out["_raw"])
+	}
+	e.stop(t)
+	cmd := exec.Command(toolgateBinary(t), "audit", "verify", "--config", "toolgate.yaml")
+	cmd.Dir, cmd.Env = e.Dir, append(os.Environ(), e.env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "2 records in 1 chain") {
+		t.Fatalf("verify: %v\n%s", err, out)
+	}
 }

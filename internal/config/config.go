@@ -154,6 +154,10 @@ type Masking struct {
 type Recordings struct {
 	Retention Duration `yaml:"retention" json:"retention,omitempty"`
 	Results   string   `yaml:"results" json:"results,omitempty"` // masked | none
+	// Instance names this instance's audit chain, so a restart continues
+	// it. Empty: "local" on a SQLite store (one writer), a random name on
+	// Postgres (set one per instance to keep chains across restarts).
+	Instance string `yaml:"instance" json:"instance,omitempty"`
 	// CheckpointKey signs retention checkpoints (HMAC-SHA256) so `audit
 	// verify` can tell a forged one; secret, use ${ENV}.
 	CheckpointKey string `yaml:"checkpoint_key" json:"-"`
