@@ -1,11 +1,9 @@
 package approvals_test
 
 import (
-	"context"
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
-	"errors"
 	"github.com/toolgate/toolgate/internal/testenv"
 	"os"
 	"path/filepath"
@@ -17,6 +15,7 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib"
 	"github.com/toolgate/toolgate/approvals"
 	"github.com/toolgate/toolgate/broker"
+	"github.com/toolgate/toolgate/broker/brokertest"
 	_ "modernc.org/sqlite"
 )
 
@@ -37,39 +36,18 @@ func (masker) MaskRecord(doc []byte) ([]byte, error) {
 }
 func (masker) MaskText(s string) string { return strings.ReplaceAll(s, card, maskedCard) }
 
-// recorder keeps every event; fail makes Record fail.
-type recorder struct {
-	mu     sync.Mutex
-	events []broker.Event
-	fail   bool
-}
+// recorder keeps every event; SetFail makes Record fail.
+type recorder struct{ brokertest.Recorder }
 
-func (r *recorder) Record(_ context.Context, ev broker.Event) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.fail {
-		return errors.New("audit store down")
-	}
-	r.events = append(r.events, ev)
-	return nil
-}
-
+// kinds returns the kinds of the events about one approval, tool calls left out.
 func (r *recorder) kinds(approvalID string) []broker.EventKind {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	var out []broker.EventKind
-	for _, ev := range r.events {
+	for _, ev := range r.Events() {
 		if ev.ApprovalID == approvalID && ev.Kind != broker.EventToolCall {
 			out = append(out, ev.Kind)
 		}
 	}
 	return out
-}
-
-func (r *recorder) all() []broker.Event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]broker.Event(nil), r.events...)
 }
 
 // clock is a settable clock.

@@ -312,7 +312,7 @@ func TestSweep(t *testing.T) {
 			t.Errorf("status = %s", r.Status)
 		}
 		expired := 0
-		for _, ev := range e.rec.all() {
+		for _, ev := range e.rec.Events() {
 			if ev.Kind == broker.EventApprovalExpired {
 				expired++
 			}
@@ -336,7 +336,7 @@ func TestAwaitRefusals(t *testing.T) {
 	if _, err := e.svc.Await(ctx, req); broker.CodeOf(err) != broker.CodeForbidden {
 		t.Errorf("no approvers: %v, want forbidden", err)
 	}
-	e.rec.fail = true
+	e.rec.SetFail(true)
 	if _, err := e.svc.Await(ctx, request(agent, "run-9", refundArgs, 1)); broker.CodeOf(err) != broker.CodeAuditUnavailable {
 		t.Errorf("audit down: %v, want audit_unavailable", err)
 	}
@@ -347,7 +347,7 @@ func TestAwaitRefusals(t *testing.T) {
 		}
 	}
 	// A broken store fails closed.
-	e.rec.fail = false
+	e.rec.SetFail(false)
 	e.db.Close()
 	if out, err := e.svc.Await(ctx, request(agent, "run-1", refundArgs, 1)); broker.CodeOf(err) != broker.CodeUnavailable {
 		t.Errorf("store down: %+v, %v, want unavailable", out, err)

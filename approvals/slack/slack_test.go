@@ -22,6 +22,7 @@ import (
 	"github.com/toolgate/toolgate/approvals"
 	aslack "github.com/toolgate/toolgate/approvals/slack"
 	"github.com/toolgate/toolgate/broker"
+	"github.com/toolgate/toolgate/broker/brokertest"
 	_ "modernc.org/sqlite"
 )
 
@@ -148,35 +149,11 @@ func (masker) MaskRecord(d []byte) ([]byte, error) {
 }
 func (masker) MaskText(s string) string { return strings.ReplaceAll(s, card, "************1111") }
 
-type recorder struct {
-	mu     sync.Mutex
-	events []broker.Event
-}
-
-func (r *recorder) Record(_ context.Context, ev broker.Event) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, ev)
-	return nil
-}
-
-func (r *recorder) count(kind broker.EventKind) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := 0
-	for _, ev := range r.events {
-		if ev.Kind == kind {
-			n++
-		}
-	}
-	return n
-}
-
 type env struct {
 	slack *fakeSlack
 	n     *aslack.Notifier
 	svc   *approvals.Service
-	rec   *recorder
+	rec   *brokertest.Recorder
 }
 
 func newEnv(t *testing.T, mode string) *env {
@@ -201,7 +178,7 @@ func newEnv(t *testing.T, mode string) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := &recorder{}
+	rec := &brokertest.Recorder{}
 	svc, err := approvals.New(approvals.Config{Store: st, Masker: masker{}, Recorder: rec, Announcer: n, Wait: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -365,7 +342,7 @@ func TestHTTPInteractions(t *testing.T) {
 	if got.Status != broker.ApprovalApproved || len(got.Votes) != 1 || got.Votes[0].Approver != "user:ana@example.com" || got.Votes[0].Channel != "slack" {
 		t.Fatalf("after clicks: %s %+v", got.Status, got.Votes)
 	}
-	if n := e.rec.count(broker.EventApprovalDecided); n != 1 {
+	if n := len(e.rec.OfKind(broker.EventApprovalDecided)); n != 1 {
 		t.Errorf("decided events = %d, want 1", n)
 	}
 	if !strings.Contains(e.slack.last("chat.postEphemeral").Get("text"), "already approved") {
@@ -408,14 +385,10 @@ func TestSlackDownStillDecidable(t *testing.T) {
 	if r.Ref != "" || r.Status != broker.ApprovalPending {
 		t.Fatalf("request = %s ref %q", r.Status, r.Ref)
 	}
-	e.rec.mu.Lock()
 	var announced any
-	for _, ev := range e.rec.events {
-		if ev.Kind == broker.EventApprovalRequested {
-			announced = ev.Detail["announced"]
-		}
+	for _, ev := range e.rec.OfKind(broker.EventApprovalRequested) {
+		announced = ev.Detail["announced"]
 	}
-	e.rec.mu.Unlock()
 	if announced != false {
 		t.Errorf("the failed announcement was not recorded: %v", announced)
 	}

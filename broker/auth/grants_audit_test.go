@@ -2,37 +2,19 @@ package auth
 
 import (
 	"context"
-	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/toolgate/toolgate/broker"
+	"github.com/toolgate/toolgate/broker/brokertest"
 )
-
-// eventLog is a Recorder that keeps events in memory and can be made to fail.
-type eventLog struct {
-	mu     sync.Mutex
-	events []broker.Event
-	fail   bool
-}
-
-func (l *eventLog) Record(_ context.Context, ev broker.Event) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.fail {
-		return errors.New("audit store down")
-	}
-	l.events = append(l.events, ev)
-	return nil
-}
 
 func TestGrantsRecordMintAndRevoke(t *testing.T) {
 	for name, st := range stores(t) {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
-			rec := &eventLog{}
+			rec := &brokertest.Recorder{}
 			g, err := NewGrants(GrantsConfig{Store: st, Graphs: testGraphs, Recorder: rec})
 			if err != nil {
 				t.Fatal(err)
@@ -44,15 +26,16 @@ func TestGrantsRecordMintAndRevoke(t *testing.T) {
 			if err := g.Revoke(ctx, bot, res.GrantID); err != nil {
 				t.Fatal(err)
 			}
-			if len(rec.events) != 2 || rec.events[0].Kind != broker.EventGrantMinted || rec.events[1].Kind != broker.EventGrantRevoked {
-				t.Fatalf("events = %+v", rec.events)
+			events := rec.Events()
+			if len(events) != 2 || events[0].Kind != broker.EventGrantMinted || events[1].Kind != broker.EventGrantRevoked {
+				t.Fatalf("events = %+v", events)
 			}
-			ev := rec.events[0]
+			ev := events[0]
 			if ev.Principal != "key:support-bot" || ev.Graph != "support-bot" || ev.Run != "run-1" || ev.Detail["grant_id"] != res.GrantID {
 				t.Errorf("minted event = %+v", ev)
 			}
 			all := ""
-			for _, e := range rec.events {
+			for _, e := range events {
 				all += strings.Join([]string{e.Principal, e.TokenID, e.Graph, e.Run}, " ") + " " + toString(e.Detail)
 			}
 			if strings.Contains(all, res.Tokens["triage"]) {
@@ -88,7 +71,8 @@ func TestGrantsMintFailsClosedWithoutAudit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := &eventLog{fail: true}
+	rec := &brokertest.Recorder{}
+	rec.SetFail(true)
 	g, err := NewGrants(GrantsConfig{Store: st, Graphs: testGraphs, Recorder: rec})
 	if err != nil {
 		t.Fatal(err)

@@ -95,21 +95,15 @@ func TestE2EMCPClients(t *testing.T) {
 			}
 			// A tool of another node is refused as a tool error and runs nothing.
 			isErr, res, _ = billing.call(t, "crm_find_customer", map[string]any{"email": "ada@example.com"})
-			if !isErr || errorCode(res) != "forbidden" {
+			if !isErr || errCode(res) != "forbidden" {
 				t.Errorf("cross-node call: isError=%v %v", isErr, res)
 			}
 			isErr, res, _ = billing.call(t, "crm_list_orders", map[string]any{"customer_id": "one"})
-			if !isErr || errorCode(res) != "invalid_arguments" {
+			if !isErr || errCode(res) != "invalid_arguments" {
 				t.Errorf("bad args: isError=%v %v", isErr, res)
 			}
 		})
 	}
-}
-
-func errorCode(m map[string]any) string {
-	e, _ := m["error"].(map[string]any)
-	s, _ := e["code"].(string)
-	return s
 }
 
 // TestE2EHTTPRefusals: each bad input gets its code and status and runs

@@ -321,6 +321,7 @@ func (s *tgProcess) callHTTP(t *testing.T, key, node, tool, body string, extra .
 	return resp.StatusCode, out
 }
 
+// errCode returns the code of a JSON error body ({"error":{"code":...}}), or "".
 func errCode(m map[string]any) string {
 	e, _ := m["error"].(map[string]any)
 	c, _ := e["code"].(string)

@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -366,7 +364,7 @@ func TestE2EGrants(t *testing.T) {
 		}
 		ran := e.okCalls(t)
 		isErr, st, _ = s.call(t, "crm_list_orders", map[string]any{"customer_id": 2})
-		if !isErr || errorCode(st) != "forbidden" || !strings.Contains(fmt.Sprint(st), "customer_id") {
+		if !isErr || errCode(st) != "forbidden" || !strings.Contains(fmt.Sprint(st), "customer_id") {
 			t.Errorf("override over MCP: %v %v", isErr, st)
 		}
 		status, out := e.callHTTP(t, tokens["refund"], "refund", "crm_list_orders", `{"customer_id":2}`)
@@ -479,18 +477,7 @@ func TestE2EGrants(t *testing.T) {
 // code, stdout and stderr.
 func runClient(t *testing.T, url, token string, args ...string) (int, string, string) {
 	t.Helper()
-	cmd := exec.Command(toolgateBinary(t), args...)
-	cmd.Env = append(os.Environ(), "TOOLGATE_SERVER="+url, "TOOLGATE_TOKEN="+token)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return code, stdout.String(), stderr.String()
+	return runToolgate(t, "", []string{"TOOLGATE_SERVER=" + url, "TOOLGATE_TOKEN=" + token}, args...)
 }
 
 // TestE2EGrantsAndApprovalsCLI drives `toolgate grants` and `toolgate

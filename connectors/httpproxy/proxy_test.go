@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/toolgate/toolgate/broker"
 	"github.com/toolgate/toolgate/broker/auth"
+	"github.com/toolgate/toolgate/broker/brokertest"
 	bhttp "github.com/toolgate/toolgate/broker/httpapi"
 	"github.com/toolgate/toolgate/connectors/httpproxy"
 	"github.com/toolgate/toolgate/internal/config"
@@ -23,22 +23,6 @@ import (
 	"github.com/toolgate/toolgate/policy/mask"
 	"github.com/toolgate/toolgate/tools"
 )
-
-type memRecorder struct {
-	mu   sync.Mutex
-	evs  []broker.Event
-	fail bool
-}
-
-func (r *memRecorder) Record(_ context.Context, ev broker.Event) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.fail {
-		return errors.New("disk full")
-	}
-	r.evs = append(r.evs, ev)
-	return nil
-}
 
 // target is the fake billing API: it records what reached it.
 type target struct {
@@ -63,7 +47,7 @@ func (tg *target) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (tg *target) count() int { tg.mu.Lock(); defer tg.mu.Unlock(); return len(tg.hits) }
 
-func setup(t *testing.T) (*httptest.Server, *target, string, *memRecorder) {
+func setup(t *testing.T) (*httptest.Server, *target, string, *brokertest.Recorder) {
 	t.Helper()
 	tg := &target{}
 	up := httptest.NewServer(tg)
@@ -87,7 +71,7 @@ func setup(t *testing.T) (*httptest.Server, *target, string, *memRecorder) {
 		t.Fatal(err)
 	}
 	m, _ := mask.New(mask.Config{}, nil)
-	rec := &memRecorder{}
+	rec := &brokertest.Recorder{}
 	b, err := broker.New(broker.Config{Catalog: cat, Auth: authn, Graphs: pol, Policy: pol, Masker: m, Recorder: rec})
 	if err != nil {
 		t.Fatal(err)
@@ -177,13 +161,9 @@ func TestHTTPProxy(t *testing.T) {
 			}
 		})
 	}
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
+	statements := rec.OfKind(broker.EventStatement)
 	var denied, done int
-	for _, ev := range rec.evs {
-		if ev.Kind != broker.EventStatement {
-			continue
-		}
+	for _, ev := range statements {
 		if ev.Status == broker.StatusDenied {
 			denied++
 		}
@@ -192,7 +172,7 @@ func TestHTTPProxy(t *testing.T) {
 		}
 	}
 	if denied != 5 || done != 3 {
-		t.Fatalf("recorded %d denied and %d done requests: %+v", denied, done, rec.evs)
+		t.Fatalf("recorded %d denied and %d done requests: %+v", denied, done, statements)
 	}
 }
 
@@ -216,7 +196,7 @@ func TestHTTPProxyCRLFHeader(t *testing.T) {
 
 func TestHTTPProxyAuditDown(t *testing.T) {
 	srv, tg, key, rec := setup(t)
-	rec.fail = true
+	rec.SetFail(true)
 	req, _ := http.NewRequest("GET", srv.URL+"/proxy/billing/v1/invoices", nil)
 	req.Header.Set("Authorization", "Bearer "+key)
 	req.Header.Set("X-Toolgate-Graph", "g")

@@ -19,6 +19,7 @@ import (
 
 	"github.com/toolgate/toolgate/broker"
 	"github.com/toolgate/toolgate/broker/auth"
+	"github.com/toolgate/toolgate/broker/brokertest"
 	"github.com/toolgate/toolgate/connectors/pgwire"
 	"github.com/toolgate/toolgate/internal/db"
 	"github.com/toolgate/toolgate/internal/testenv"
@@ -192,7 +193,7 @@ func BenchmarkPgbench(b *testing.B) {
 	proxyPort := proxy(rec)
 	// The same proxy with an in-memory recorder isolates the proxy's own
 	// cost from the audit store's commit latency.
-	memPort := proxy(&memRecorder{})
+	memPort := proxy(&brokertest.Recorder{})
 	bouncerPort := startPgbouncer(t, pg.Port(), pg.Password(), name)
 
 	b.ResetTimer()

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 
 	"github.com/toolgate/toolgate/broker"
 	"github.com/toolgate/toolgate/broker/auth"
+	"github.com/toolgate/toolgate/broker/brokertest"
 	"github.com/toolgate/toolgate/connectors/pgwire"
 	"github.com/toolgate/toolgate/internal/config"
 	"github.com/toolgate/toolgate/internal/db"
@@ -33,42 +33,11 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-// memRecorder keeps audit events in memory; fail makes it refuse.
-type memRecorder struct {
-	mu   sync.Mutex
-	evs  []broker.Event
-	fail bool
-}
-
-func (r *memRecorder) Record(_ context.Context, ev broker.Event) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.fail {
-		return errors.New("disk full")
-	}
-	r.evs = append(r.evs, ev)
-	return nil
-}
-
-func (r *memRecorder) setFail(v bool) { r.mu.Lock(); r.fail = v; r.mu.Unlock() }
-
-func (r *memRecorder) events(kind broker.EventKind) []broker.Event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []broker.Event
-	for _, e := range r.evs {
-		if e.Kind == kind {
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
 // env is a real PostgreSQL target behind a real broker and proxy.
 type env struct {
 	srv      *pgwire.Server
 	pipe     *broker.Broker
-	rec      *memRecorder
+	rec      *brokertest.Recorder
 	grants   *auth.Grants
 	key      string
 	direct   string // superuser DSN of the target database, for checks
@@ -149,7 +118,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := &memRecorder{}
+	rec := &brokertest.Recorder{}
 	b, err := broker.New(broker.Config{Catalog: cat, Auth: authn, Graphs: pol, Policy: pol, Masker: m, Recorder: rec})
 	if err != nil {
 		t.Fatal(err)
@@ -271,7 +240,7 @@ func TestProxyPgx(t *testing.T) {
 	if got := e.customerCount(t); got != 50002 {
 		t.Fatalf("customers = %d after refused writes", got)
 	}
-	stmts := e.rec.events(broker.EventStatement)
+	stmts := e.rec.OfKind(broker.EventStatement)
 	var denied, done int
 	for _, ev := range stmts {
 		if ev.Status == broker.StatusDenied {
@@ -287,12 +256,12 @@ func TestProxyPgx(t *testing.T) {
 	if denied != 8 || done < 16 {
 		t.Fatalf("recorded %d denied and %d done statements of %d", denied, done, len(stmts))
 	}
-	if len(e.rec.events(broker.EventSessionOpened)) < 4 {
+	if len(e.rec.OfKind(broker.EventSessionOpened)) < 4 {
 		t.Fatal("sessions were not recorded")
 	}
 	_ = e.srv.Close()
 	checkGoroutines(t, before)
-	if len(e.rec.events(broker.EventSessionClosed)) < 4 {
+	if len(e.rec.OfKind(broker.EventSessionClosed)) < 4 {
 		t.Fatal("session ends were not recorded")
 	}
 }
@@ -416,7 +385,7 @@ func TestProxyAuthRefusals(t *testing.T) {
 			}
 		})
 	}
-	if n := len(e.rec.events(broker.EventStatement)); n != 0 {
+	if n := len(e.rec.OfKind(broker.EventStatement)); n != 0 {
 		t.Fatalf("%d statements recorded for refused logins", n)
 	}
 }
@@ -456,7 +425,7 @@ func TestProxyAuditDownFailsClosed(t *testing.T) {
 	ctx := context.Background()
 	c := e.connect(t, "support-bot/writer", e.key)
 	reader := e.connect(t, "support-bot/triage", e.key)
-	e.rec.setFail(true)
+	e.rec.SetFail(true)
 	// A read's audit write overlaps its execution, but its rows are
 	// withheld until the record is durable: none arrive.
 	var name string
@@ -467,7 +436,7 @@ func TestProxyAuditDownFailsClosed(t *testing.T) {
 	if err == nil {
 		t.Fatal("statement ran while the audit store was down")
 	}
-	e.rec.setFail(false)
+	e.rec.SetFail(false)
 	if got := e.customerCount(t); got != 50002 {
 		t.Fatalf("customers = %d: the statement ran unrecorded", got)
 	}

@@ -110,12 +110,14 @@ func forbidden(dir, imp string) string {
 	switch {
 	case under(imp, "cmd"):
 		return "nothing imports the binary"
+	case imp == "broker/brokertest" && !isTestSupport(dir):
+		return "broker/brokertest is test support; only _test files and other test-support packages import it"
 	case dir == "broker":
 		return "the core imports none of its implementations; declare a small interface in broker instead"
 	case under(imp, "examples") && !under(dir, "cmd"):
 		return "only cmd/toolgate embeds the examples"
 	case under(dir, "broker/mcp") || under(dir, "broker/httpapi"):
-		if imp != "broker" && !under(imp, "broker/httpapi") {
+		if imp != "broker" && !under(imp, "broker/httpapi") && imp != "broker/brokertest" {
 			return "front doors reach the pipeline only through broker"
 		}
 	case under(dir, "connectors"):
@@ -148,6 +150,10 @@ func TestOneDocPerPackage(t *testing.T) {
 
 func isMain(dir string) bool { return strings.HasPrefix(dir, "cmd/") }
 
+// isTestSupport reports whether dir is a test-support package (doortest,
+// mcptest, oidctest, brokertest): one that only tests import.
+func isTestSupport(dir string) bool { return strings.HasSuffix(dir, "test") }
+
 // TestNoInitRegistration: wiring is done by hand in cmd/toolgate.
 func TestNoInitRegistration(t *testing.T) {
 	for _, p := range loadPackages(t) {
@@ -172,6 +178,10 @@ func TestForbiddenRules(t *testing.T) {
 		{"policy", "connectors/sqlite", true},
 		{"cmd/toolgate", "policy", false},
 		{"policy", "cmd/toolgate", true},
+		{"broker/httpapi/doortest", "broker/brokertest", false},
+		{"broker/httpapi", "broker/brokertest", true},
+		{"connectors/pgwire", "broker/brokertest", true},
+		{"cmd/toolgate", "broker/brokertest", true},
 	} {
 		if got := forbidden(c.dir, c.imp) != ""; got != c.bad {
 			t.Errorf("forbidden(%s, %s) = %v, want %v", c.dir, c.imp, got, c.bad)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/toolgate/toolgate/broker"
+	"github.com/toolgate/toolgate/broker/brokertest"
 )
 
 // The test credentials and names.
@@ -240,35 +241,6 @@ func (e *Executor) LastTraceParent() string {
 	return e.lastTraceParent
 }
 
-// Recorder keeps every event.
-type Recorder struct {
-	mu     sync.Mutex
-	events []broker.Event
-}
-
-var _ broker.Recorder = (*Recorder)(nil)
-
-// Record keeps ev.
-func (r *Recorder) Record(_ context.Context, ev broker.Event) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, ev)
-	return nil
-}
-
-// Events returns a copy of the recorded events.
-func (r *Recorder) Events() []broker.Event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]broker.Event(nil), r.events...)
-}
-
-// Last returns the last recorded event; ok is false when none was recorded.
-func (r *Recorder) Last() (broker.Event, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if len(r.events) == 0 {
-		return broker.Event{}, false
-	}
-	return r.events[len(r.events)-1], true
-}
+// Recorder keeps every event; it is brokertest.Recorder, named here so
+// front-door tests need not import a second package.
+type Recorder = brokertest.Recorder
