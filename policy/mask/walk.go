@@ -199,36 +199,55 @@ func (w *walker) object(depth, lo, hi int) error {
 		}
 		w.pos++
 		w.skipWS()
-		if best >= 0 {
-			if w.act(best, depth) {
-				w.out = w.out[:mark]
-			} else {
-				wrote = true
-			}
+		kept, err := w.member(best, depth, childLo, mark)
+		if err != nil {
+			return err
+		}
+		wrote = wrote || kept
+		if done, err := w.next('}'); done || err != nil {
+			return err
+		}
+	}
+}
+
+// member writes one object member's or array element's value: masked by
+// rule best when best >= 0, else walked with the child states from
+// childLo. A dropped value is cut back to mark (its separator and key
+// included). kept reports whether anything was written.
+func (w *walker) member(best, depth, childLo, mark int) (kept bool, err error) {
+	if best >= 0 {
+		if w.act(best, depth) {
+			w.out = w.out[:mark]
 		} else {
-			if err := w.value(depth, childLo, len(w.states)); err != nil {
-				return err
-			}
-			wrote = true
+			kept = true
 		}
-		w.states = w.states[:childLo]
-		if w.err != nil {
-			return w.err
+	} else {
+		if err := w.value(depth, childLo, len(w.states)); err != nil {
+			return false, err
 		}
-		w.skipWS()
-		if w.pos >= len(w.in) {
-			return errSyntax
-		}
-		switch w.in[w.pos] {
-		case ',':
-			w.pos++
-		case '}':
-			w.pos++
-			w.out = append(w.out, '}')
-			return nil
-		default:
-			return errSyntax
-		}
+		kept = true
+	}
+	w.states = w.states[:childLo]
+	return kept, w.err
+}
+
+// next consumes the separator after a member: ',' to go on, or closer to
+// end the object or array (written to the output; done is then true).
+func (w *walker) next(closer byte) (done bool, err error) {
+	w.skipWS()
+	if w.pos >= len(w.in) {
+		return false, errSyntax
+	}
+	switch w.in[w.pos] {
+	case ',':
+		w.pos++
+		return false, nil
+	case closer:
+		w.pos++
+		w.out = append(w.out, closer)
+		return true, nil
+	default:
+		return false, errSyntax
 	}
 }
 
@@ -269,35 +288,13 @@ func (w *walker) array(depth, lo, hi int) error {
 		if wrote {
 			w.out = append(w.out, ',')
 		}
-		if best >= 0 {
-			if w.act(best, depth) {
-				w.out = w.out[:mark]
-			} else {
-				wrote = true
-			}
-		} else {
-			if err := w.value(depth, childLo, len(w.states)); err != nil {
-				return err
-			}
-			wrote = true
+		kept, err := w.member(best, depth, childLo, mark)
+		if err != nil {
+			return err
 		}
-		w.states = w.states[:childLo]
-		if w.err != nil {
-			return w.err
-		}
-		w.skipWS()
-		if w.pos >= len(w.in) {
-			return errSyntax
-		}
-		switch w.in[w.pos] {
-		case ',':
-			w.pos++
-		case ']':
-			w.pos++
-			w.out = append(w.out, ']')
-			return nil
-		default:
-			return errSyntax
+		wrote = wrote || kept
+		if done, err := w.next(']'); done || err != nil {
+			return err
 		}
 	}
 }
