@@ -41,6 +41,12 @@ type Config struct {
 	// ProgressEvery is how often a waiting call reports progress and
 	// re-reads the store; 0 means 5 seconds.
 	ProgressEvery time.Duration
+	// StaleAfter is how long an approved call may run before the sweeper
+	// gives up on it: a request still executing after that (its instance
+	// stopped mid-call) is consumed with an error saying its outcome is
+	// unknown, so repeats get an answer and nothing runs twice; 0 means 15
+	// minutes. Keep it above the slowest target's timeout.
+	StaleAfter time.Duration
 	// SweepEvery is how often Run expires overdue requests; 0 means 30
 	// seconds.
 	SweepEvery time.Duration
@@ -111,6 +117,9 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.ProgressEvery == 0 {
 		cfg.ProgressEvery = 5 * time.Second
+	}
+	if cfg.StaleAfter == 0 {
+		cfg.StaleAfter = 15 * time.Minute
 	}
 	if cfg.SweepEvery == 0 {
 		cfg.SweepEvery = 30 * time.Second
@@ -276,7 +285,7 @@ func (s *Service) wait(ctx context.Context, id string) (broker.ApprovalOutcome, 
 				continue
 			}
 		case broker.ApprovalApproved:
-			ok, err := s.store.claim(ctx, id)
+			ok, err := s.store.claim(ctx, id, s.now())
 			if err != nil {
 				return broker.ApprovalOutcome{}, storeErr(err)
 			}
@@ -502,9 +511,10 @@ func (s *Service) expire(ctx context.Context, id string) (changed bool, err erro
 	return true, nil
 }
 
-// Sweep expires every pending request whose expiry is at or before now and
-// returns how many this call expired. Several instances may sweep at once:
-// each request is expired by exactly one of them.
+// Sweep expires every pending request whose expiry is at or before now,
+// gives up on every call that has held its approval for longer than
+// StaleAfter, and returns how many requests this call changed. Several
+// instances may sweep at once: each request is changed by exactly one.
 func (s *Service) Sweep(ctx context.Context, now time.Time) (int, error) {
 	ids, err := s.store.overdue(ctx, now)
 	if err != nil {
@@ -520,7 +530,42 @@ func (s *Service) Sweep(ctx context.Context, now time.Time) (int, error) {
 			n++
 		}
 	}
+	stale, err := s.store.stale(ctx, now.Add(-s.cfg.StaleAfter))
+	if err != nil {
+		return n, err
+	}
+	for _, id := range stale {
+		changed, err := s.abandon(ctx, id, now)
+		if err != nil {
+			return n, err
+		}
+		if changed {
+			n++
+		}
+	}
 	return n, nil
+}
+
+// abandon consumes a request whose call never reported its outcome (its
+// instance stopped mid-call). Whether the action ran is unknown, so it is
+// never run again: repeats get this error instead of waiting forever.
+func (s *Service) abandon(ctx context.Context, id string, now time.Time) (bool, error) {
+	changed, err := s.store.consume(ctx, id, nil, string(broker.CodeUnavailable),
+		"the call that held this approval did not report its outcome within "+s.cfg.StaleAfter.String()+
+			"; whether the action ran is unknown, so it is not run again", now.UTC())
+	if err != nil || !changed {
+		return changed, err
+	}
+	r, err := s.store.get(ctx, id)
+	if err != nil {
+		return true, err
+	}
+	if err := s.cfg.Recorder.Record(ctx, s.event(r, broker.EventApprovalConsumed, "")); err != nil {
+		s.log.Error("abandoned approval not recorded", zap.String("approval", id), zap.Error(err))
+	}
+	s.wake(ctx, id)
+	s.redraw(ctx, id)
+	return true, nil
 }
 
 // Run sweeps expired requests every Config.SweepEvery until ctx ends, and

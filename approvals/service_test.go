@@ -400,3 +400,52 @@ func TestRunSweepsInTheBackground(t *testing.T) {
 		t.Errorf("decision after expiry = %v, want approval_expired", err)
 	}
 }
+
+// TestSweepAbandonsStaleExecution: a call that took an approval and never
+// reported its outcome (its instance stopped mid-call) does not hold the
+// request forever. After StaleAfter the sweeper consumes it with an error
+// that says the outcome is unknown; repeats get that error and nothing is
+// run again.
+func TestSweepAbandonsStaleExecution(t *testing.T) {
+	backends(t, func(t *testing.T, open opener) {
+		e := open(t)
+		ctx := context.Background()
+		id := pending(t, e, agent, 1)
+		if _, err := e.svc.Decide(ctx, id, ben, true, "", "http"); err != nil {
+			t.Fatal(err)
+		}
+		// The repeat claims the approval; its caller then "crashes" and
+		// never calls Complete.
+		out, err := e.svc.Await(ctx, request(agent, "run-1", refundArgs, 1))
+		if err != nil || out.Status != broker.ApprovalApproved {
+			t.Fatalf("claim: %+v, %v", out, err)
+		}
+		e.clock.Add(10 * time.Minute)
+		if n, err := e.svc.Sweep(ctx, e.clock.Now()); err != nil || n != 0 {
+			t.Fatalf("sweep before StaleAfter = %d, %v", n, err)
+		}
+		e.clock.Add(6 * time.Minute)
+		if n, err := e.svc.Sweep(ctx, e.clock.Now()); err != nil || n != 1 {
+			t.Fatalf("sweep after StaleAfter = %d, %v", n, err)
+		}
+		r, _ := e.svc.Get(ctx, id)
+		if r.Status != broker.ApprovalConsumed || r.ErrorCode != string(broker.CodeUnavailable) {
+			t.Fatalf("request = %s %s", r.Status, r.ErrorCode)
+		}
+		// A repeat now gets the error at once instead of waiting; it is
+		// not handed the approval to run again.
+		_, err = e.svc.Await(ctx, request(agent, "run-1", refundArgs, 1))
+		if broker.CodeOf(err) != broker.CodeUnavailable || !strings.Contains(err.Error(), "not run again") {
+			t.Fatalf("repeat after abandon: %v", err)
+		}
+		consumed := 0
+		for _, ev := range e.rec.Events() {
+			if ev.Kind == broker.EventApprovalConsumed {
+				consumed++
+			}
+		}
+		if consumed != 1 {
+			t.Errorf("approval_consumed events = %d, want 1", consumed)
+		}
+	})
+}

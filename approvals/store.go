@@ -237,9 +237,9 @@ func (s *Store) transition(ctx context.Context, id string, from, to broker.Appro
 
 // claim moves an approved request to executing; ok is false when another
 // call claimed it first.
-func (s *Store) claim(ctx context.Context, id string) (ok bool, err error) {
-	res, err := s.db.ExecContext(ctx, s.q(`UPDATE approvals SET status = ? WHERE id = ? AND status = ?`),
-		string(broker.ApprovalExecuting), id, string(broker.ApprovalApproved))
+func (s *Store) claim(ctx context.Context, id string, at time.Time) (ok bool, err error) {
+	res, err := s.db.ExecContext(ctx, s.q(`UPDATE approvals SET status = ?, claimed_at = ? WHERE id = ? AND status = ?`),
+		string(broker.ApprovalExecuting), micros(at), id, string(broker.ApprovalApproved))
 	if err != nil {
 		return false, fmt.Errorf("claim approval %s: %w", id, err)
 	}
@@ -307,6 +307,26 @@ func (s *Store) list(ctx context.Context, limit int) ([]Request, error) {
 }
 
 // overdue returns the ids of pending requests that expired by now.
+// stale lists requests that have been executing since before claimedBefore:
+// the call that took them never reported its outcome.
+func (s *Store) stale(ctx context.Context, claimedBefore time.Time) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT id FROM approvals WHERE status = ? AND claimed_at <= ? ORDER BY claimed_at`),
+		string(broker.ApprovalExecuting), micros(claimedBefore))
+	if err != nil {
+		return nil, fmt.Errorf("find stale approvals: %w", err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("find stale approvals: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
 func (s *Store) overdue(ctx context.Context, now time.Time) ([]string, error) {
 	rows, err := s.db.QueryContext(ctx, s.q(`SELECT id FROM approvals WHERE status = ? AND expires_at <= ? ORDER BY expires_at`),
 		string(broker.ApprovalPending), micros(now))

@@ -26,7 +26,8 @@ CREATE TABLE approvals (
     created_at     BIGINT NOT NULL,
     expires_at     BIGINT NOT NULL,
     decided_at     BIGINT,
-    consumed_at    BIGINT
+    consumed_at    BIGINT,
+    claimed_at     BIGINT                   -- when a call took the approval to run it
 );
 CREATE INDEX approvals_call ON approvals (graph, node, run_id, tool, args_hash);
 CREATE INDEX approvals_status ON approvals (status, expires_at);

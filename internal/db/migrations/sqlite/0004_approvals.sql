@@ -26,7 +26,8 @@ CREATE TABLE approvals (
     created_at     INTEGER NOT NULL,
     expires_at     INTEGER NOT NULL,
     decided_at     INTEGER,
-    consumed_at    INTEGER
+    consumed_at    INTEGER,
+    claimed_at     INTEGER                   -- when a call took the approval to run it
 );
 CREATE INDEX approvals_call ON approvals (graph, node, run_id, tool, args_hash);
 CREATE INDEX approvals_status ON approvals (status, expires_at);
