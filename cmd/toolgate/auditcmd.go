@@ -212,7 +212,11 @@ func auditVerifyCmd() *cobra.Command {
 
 func writeReport(w io.Writer, rep recordings.Report) {
 	if rep.OK() {
-		fmt.Fprintf(w, "audit records intact: %d records in %d chains\n", rep.Records, rep.Chains)
+		chains := "chains"
+		if rep.Chains == 1 {
+			chains = "chain"
+		}
+		fmt.Fprintf(w, "audit records intact: %d records in %d %s\n", rep.Records, rep.Chains, chains)
 		return
 	}
 	fmt.Fprintf(w, "audit records BROKEN: %d of %d chains (%d records)\n", len(rep.Problems), rep.Chains, rep.Records)
