@@ -88,3 +88,20 @@ func TestPolicyExplainRefusals(t *testing.T) {
 		}
 	}
 }
+
+// TestDockerComposeConfigChecks keeps the deployment example's config
+// valid: `toolgate check` must accept it with its environment set.
+func TestDockerComposeConfigChecks(t *testing.T) {
+	for k, v := range map[string]string{
+		"HOSTNAME": "toolgate-a", "TOOLGATE_STORE_DSN": "postgres://toolgate@127.0.0.1:1/toolgate",
+		"AGENT_KEY_SHA256": strings.Repeat("a", 64), "AUDITOR_KEY_SHA256": strings.Repeat("b", 64),
+		"CRM_DSN": "postgres://crm@127.0.0.1:1/crm", "TOOLGATE_MASK_KEY": "0123456789abcdef01",
+		"TOOLGATE_CHECKPOINT_KEY": "0123456789abcdef01",
+	} {
+		t.Setenv(k, v)
+	}
+	out, errOut, err := runCLI(t, "check", "--config", "../../examples/docker-compose/toolgate.yaml")
+	if err != nil || !strings.Contains(out, ": ok (") {
+		t.Fatalf("check: %v\n%s%s", err, out, errOut)
+	}
+}
