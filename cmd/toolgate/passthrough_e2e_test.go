@@ -155,3 +155,78 @@ func TestE2EPassthrough(t *testing.T) {
 		t.Errorf("refused requests reached the target (%d more hits)", e.api.hits-hits)
 	}
 }
+
+// TestE2EPassthroughApproval: a statement that passthrough policy sends for
+// approval is not run; psql gets an error naming the approval; once another
+// principal approves it, sending the same statement again runs it once.
+func TestE2EPassthroughApproval(t *testing.T) {
+	if _, err := exec.LookPath("psql"); err != nil {
+		t.Skip("psql is not installed")
+	}
+	port := freePort(t)
+	e := prepareE2E(t, func(y string) string {
+		y = strings.Replace(y, "statement_timeout: 5s}", "statement_timeout: 5s, mask: {customers.card_number: last4}}", 1)
+		y = strings.Replace(y, "      billing: {allow: [crm_list_orders]}",
+			"      billing:\n        allow: [crm_list_orders]\n        passthrough:\n"+
+				"          crm:\n            statements: [read]\n            tables: [customers]\n"+
+				"            rules: [{when: \"statement.text.contains('card_number')\", effect: approve, approvers: [\"key:other\"]}]", 1)
+		return y + fmt.Sprintf("approvals: {wait: 1s}\npassthrough:\n  postgres: [{listen: \"127.0.0.1:%d\", target: crm}]\n", port)
+	})
+	e.tgProcess = e.start(t)
+	req, _ := http.NewRequest(http.MethodPost, e.URL+"/v1/grants", strings.NewReader(`{"graph":"support-bot","run_id":"pt-2","nodes":["billing"],"ttl":"5m"}`))
+	req.Header.Set("Authorization", "Bearer "+e.BotKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var grant struct {
+		GrantID string            `json:"grant_id"`
+		Tokens  map[string]string `json:"tokens"`
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 201 || json.Unmarshal(b, &grant) != nil {
+		t.Fatalf("mint: %d %s", resp.StatusCode, b)
+	}
+	url := fmt.Sprintf("postgres://%s:%s@127.0.0.1:%d/crm?sslmode=disable", grant.GrantID, grant.Tokens["billing"], port)
+	psql := func(sql string) (string, string, error) {
+		cmd := exec.Command("psql", url, "-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql)
+		var out, errb strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		return strings.TrimSpace(out.String()), errb.String(), err
+	}
+	const stmt = "SELECT card_number FROM customers WHERE id = 2"
+
+	// A statement without card_number needs no approval.
+	if out, stderr, err := psql("SELECT name FROM customers WHERE id = 2"); err != nil || out != "Grace Hopper" {
+		t.Fatalf("plain read: %q %s %v", out, stderr, err)
+	}
+	_, stderr, err := psql(stmt)
+	if err == nil || !strings.Contains(stderr, "NOT run") {
+		t.Fatalf("held statement: err=%v stderr=%q", err, stderr)
+	}
+	i := strings.Index(stderr, "ap_")
+	if i < 0 {
+		t.Fatalf("no approval id in %q", stderr)
+	}
+	id := stderr[i:]
+	if j := strings.IndexFunc(id, func(r rune) bool { return !(r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z') }); j > 0 {
+		id = id[:j]
+	}
+	// The requester's own key may not approve; the listed approver may.
+	if code, _, stderr := runClient(t, e.URL, e.BotKey, "approvals", "approve", id); code == 0 {
+		t.Fatalf("the requester approved its own statement: %s", stderr)
+	}
+	if code, stdout, stderr := runClient(t, e.URL, e.OtherKey, "approvals", "approve", id, "--reason", "ok"); code != 0 {
+		t.Fatalf("approve %s: exit %d\n%s%s", id, code, stdout, stderr)
+	}
+	out, stderr, err := psql(stmt)
+	if err != nil || out != "************4444" {
+		t.Fatalf("approved statement: %q %s %v", out, stderr, err)
+	}
+	// The approval is spent: the same statement again is not run on it.
+	if out, stderr, err := psql(stmt); err == nil {
+		t.Fatalf("the approval ran twice: %q %s", out, stderr)
+	}
+}
