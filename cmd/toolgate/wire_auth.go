@@ -68,7 +68,7 @@ func openApprovals(bg context.Context, a *app, store *db.DB, masker broker.Maske
 	}
 	acfg := approvals.Config{
 		Store: astore, Notifier: notifier, Masker: masker, Recorder: rec,
-		Timeout: cfg.Approvals.Timeout.D(), Wait: cfg.Approvals.Wait.D(), Logger: log,
+		Timeout: cfg.Approvals.Timeout.D(), Wait: cfg.Approvals.Wait.D(), StaleAfter: cfg.Approvals.StaleAfter.D(), Logger: log,
 	}
 	var sn *slack.Notifier
 	if s := cfg.Approvals.Slack; s != nil {

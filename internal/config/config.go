@@ -120,8 +120,11 @@ type PassthroughPolicy struct {
 
 // Approvals configures the approval gate.
 type Approvals struct {
-	Timeout    Duration    `yaml:"timeout" json:"timeout,omitempty"`
-	Wait       Duration    `yaml:"wait" json:"wait,omitempty"`
+	Timeout Duration `yaml:"timeout" json:"timeout,omitempty"`
+	Wait    Duration `yaml:"wait" json:"wait,omitempty"`
+	// StaleAfter is how long an approved call may run before the sweeper
+	// gives up on it (its instance stopped mid-call); default 15m.
+	StaleAfter Duration    `yaml:"stale_after" json:"stale_after,omitempty"`
 	Slack      *Slack      `yaml:"slack" json:"slack,omitempty"`
 	OnDecision *OnDecision `yaml:"on_decision" json:"on_decision,omitempty"`
 }
