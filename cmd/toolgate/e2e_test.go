@@ -211,6 +211,20 @@ func TestE2EProtectedResourceMetadata(t *testing.T) {
 		}
 		resp.Body.Close()
 	}
+	// /metrics counts the call by door, tool, decision and status, and
+	// never names the principal.
+	if status, out := e.callHTTP(t, e.BotKey, "triage", "crm_find_customer", `{"email":"ada@example.com"}`); status != 200 {
+		t.Fatalf("call: %d %s", status, out["_raw"])
+	}
+	resp, err = http.Get(e.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(b), `toolgate_tool_calls_total{decision="allow",door="http",status="ok",tool="crm_find_customer"} 1`) || strings.Contains(string(b), "key:bot") {
+		t.Errorf("metrics:\n%s", b)
+	}
 }
 
 // TestE2ECheck runs `toolgate check` on good and broken configs.

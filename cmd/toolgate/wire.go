@@ -23,6 +23,7 @@ import (
 	"github.com/toolgate/toolgate/connectors/sqlite"
 	"github.com/toolgate/toolgate/internal/config"
 	"github.com/toolgate/toolgate/internal/db"
+	"github.com/toolgate/toolgate/internal/metrics"
 	"github.com/toolgate/toolgate/policy"
 	"github.com/toolgate/toolgate/policy/counters"
 	"github.com/toolgate/toolgate/policy/mask"
@@ -98,6 +99,7 @@ type app struct {
 	broker   *broker.Broker
 	mcp      *bmcp.Server
 	grants   *auth.Grants
+	metrics  *metrics.Recorder
 	approver *approvals.Service
 	// counters hold budget counts; they outlive reloads.
 	counters policy.Counters
@@ -187,12 +189,16 @@ func openApp(ctx context.Context, cfg *config.Config, log *zap.Logger) (*app, er
 	if err != nil {
 		return nil, err
 	}
-	authn, grants, err := openAuth(cfg, store, &a.live, rec, log)
+	// Everything that records goes through the metrics recorder, which
+	// counts what the store accepted for /metrics.
+	mrec := metrics.NewRecorder(rec)
+	a.metrics = mrec
+	authn, grants, err := openAuth(cfg, store, &a.live, mrec, log)
 	if err != nil {
 		return nil, err
 	}
 	a.grants = grants
-	svc, slackN, err := openApprovals(bg, a, store, st.masker, rec)
+	svc, slackN, err := openApprovals(bg, a, store, st.masker, mrec)
 	if err != nil {
 		return nil, err
 	}
@@ -205,7 +211,7 @@ func openApp(ctx context.Context, cfg *config.Config, log *zap.Logger) (*app, er
 		Policy:        st.policy,
 		Binder:        st.policy,
 		Masker:        st.masker,
-		Recorder:      rec,
+		Recorder:      mrec,
 		Approvals:     svc,
 		Logger:        log,
 		RecordResults: cfg.Recordings.Results == "masked",
@@ -244,6 +250,7 @@ func openApp(ctx context.Context, cfg *config.Config, log *zap.Logger) (*app, er
 	}
 	mux.Handle("/.well-known/oauth-protected-resource", server.NewProtectedResourceMetadataHandler(prm))
 	mux.Handle("/.well-known/oauth-protected-resource/", server.NewProtectedResourceMetadataHandler(prm))
+	mux.Handle("/metrics", mrec.Handler())
 	mux.Handle("/healthz", bhttp.Health())
 	mux.Handle("/readyz", bhttp.Ready(func(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)

@@ -76,7 +76,7 @@ func (a *app) reload(ctx context.Context) error {
 		PolicyVersion: st.policy.PolicyVersion(),
 		Detail:        map[string]any{"tools": len(st.catalog.Tools()), "file": a.cfg.File},
 	}
-	if err := a.recorder.Record(ctx, ev); err != nil {
+	if err := a.metrics.Record(ctx, ev); err != nil {
 		a.log.Error("policy reloaded but the audit record failed", zap.Error(err))
 	}
 	a.log.Info("configuration reloaded", zap.String("policy_version", st.policy.PolicyVersion()), zap.Int("tools", len(st.catalog.Tools())))
