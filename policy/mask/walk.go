@@ -172,17 +172,8 @@ func (w *walker) object(depth, lo, hi int) error {
 		best := -1
 		if hi > lo {
 			for _, s := range w.states[lo:hi] {
-				r := &w.rules[s.rule]
-				g := &r.segs[s.seg]
-				if !g.matchKey(key) {
-					continue
-				}
-				if int(s.seg) == len(r.segs)-1 {
-					if best < 0 || int(s.rule) < best {
-						best = int(s.rule)
-					}
-				} else {
-					w.states = append(w.states, state{s.rule, s.seg + 1})
+				if w.rules[s.rule].segs[s.seg].matchKey(key) {
+					best = w.step(s, best)
 				}
 			}
 		}
@@ -208,6 +199,20 @@ func (w *walker) object(depth, lo, hi int) error {
 			return err
 		}
 	}
+}
+
+// step follows a state whose segment matched the current key or index: on
+// the rule's last segment the rule applies here (the lowest rule index wins
+// and is returned as best); otherwise the next segment becomes a child state.
+func (w *walker) step(s state, best int) int {
+	if int(s.seg) == len(w.rules[s.rule].segs)-1 {
+		if best < 0 || int(s.rule) < best {
+			return int(s.rule)
+		}
+		return best
+	}
+	w.states = append(w.states, state{s.rule, s.seg + 1})
+	return best
 }
 
 // member writes one object member's or array element's value: masked by
@@ -271,16 +276,8 @@ func (w *walker) array(depth, lo, hi int) error {
 		best := -1
 		if hi > lo {
 			for _, s := range w.states[lo:hi] {
-				r := &w.rules[s.rule]
-				if !r.segs[s.seg].matchIndex(i) {
-					continue
-				}
-				if int(s.seg) == len(r.segs)-1 {
-					if best < 0 || int(s.rule) < best {
-						best = int(s.rule)
-					}
-				} else {
-					w.states = append(w.states, state{s.rule, s.seg + 1})
+				if w.rules[s.rule].segs[s.seg].matchIndex(i) {
+					best = w.step(s, best)
 				}
 			}
 		}
