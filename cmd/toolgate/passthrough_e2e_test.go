@@ -24,6 +24,45 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
+// grantTokens is a minted grant.
+type grantTokens struct {
+	GrantID string            `json:"grant_id"`
+	Tokens  map[string]string `json:"tokens"`
+}
+
+// mintGrant mints a 5-minute grant of graph support-bot for one node.
+func mintGrant(t *testing.T, e *e2eEnv, run, node string) grantTokens {
+	t.Helper()
+	body := fmt.Sprintf(`{"graph":"support-bot","run_id":%q,"nodes":[%q],"ttl":"5m"}`, run, node)
+	req, _ := http.NewRequest(http.MethodPost, e.URL+"/v1/grants", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+e.BotKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var g grantTokens
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 201 || json.Unmarshal(b, &g) != nil || g.Tokens[node] == "" {
+		t.Fatalf("mint: %d %s", resp.StatusCode, b)
+	}
+	return g
+}
+
+// pgURL logs in to the passthrough with the grant's token for node.
+func pgURL(g grantTokens, node string, port int) string {
+	return fmt.Sprintf("postgres://%s:%s@127.0.0.1:%d/crm?sslmode=disable", g.GrantID, g.Tokens[node], port)
+}
+
+// runPsql runs one statement with psql and returns its trimmed output.
+func runPsql(url, sql string) (string, string, error) {
+	cmd := exec.Command("psql", url, "-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql)
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	return strings.TrimSpace(out.String()), errb.String(), err
+}
+
 // TestE2EPassthrough: psql with a grant through the real binary reads
 // masked rows, is refused on a write and on a table outside the node's
 // policy, and every statement lands in the audit trail; the HTTP
@@ -44,30 +83,9 @@ func TestE2EPassthrough(t *testing.T) {
 	})
 	e.tgProcess = e.start(t)
 
-	// A grant for node triage of run pt-1.
-	req, _ := http.NewRequest(http.MethodPost, e.URL+"/v1/grants", strings.NewReader(`{"graph":"support-bot","run_id":"pt-1","nodes":["triage"],"ttl":"5m"}`))
-	req.Header.Set("Authorization", "Bearer "+e.BotKey)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var grant struct {
-		GrantID string            `json:"grant_id"`
-		Tokens  map[string]string `json:"tokens"`
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 201 || json.Unmarshal(b, &grant) != nil || grant.Tokens["triage"] == "" {
-		t.Fatalf("mint: %d %s", resp.StatusCode, b)
-	}
-	url := fmt.Sprintf("postgres://%s:%s@127.0.0.1:%d/crm?sslmode=disable", grant.GrantID, grant.Tokens["triage"], port)
-	psql := func(sql string) (string, string, error) {
-		cmd := exec.Command("psql", url, "-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql)
-		var out, errb strings.Builder
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		err := cmd.Run()
-		return strings.TrimSpace(out.String()), errb.String(), err
-	}
+	grant := mintGrant(t, e, "pt-1", "triage")
+	url := pgURL(grant, "triage", port)
+	psql := func(sql string) (string, string, error) { return runPsql(url, sql) }
 
 	out, stderr, err := psql("SELECT name, card_number FROM customers WHERE id = 1")
 	if err != nil || out != "Ada Lovelace|************4242" {
@@ -173,29 +191,9 @@ func TestE2EPassthroughApproval(t *testing.T) {
 		return y + fmt.Sprintf("approvals: {wait: 1s}\npassthrough:\n  postgres: [{listen: \"127.0.0.1:%d\", target: crm}]\n", port)
 	})
 	e.tgProcess = e.start(t)
-	req, _ := http.NewRequest(http.MethodPost, e.URL+"/v1/grants", strings.NewReader(`{"graph":"support-bot","run_id":"pt-2","nodes":["billing"],"ttl":"5m"}`))
-	req.Header.Set("Authorization", "Bearer "+e.BotKey)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var grant struct {
-		GrantID string            `json:"grant_id"`
-		Tokens  map[string]string `json:"tokens"`
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 201 || json.Unmarshal(b, &grant) != nil {
-		t.Fatalf("mint: %d %s", resp.StatusCode, b)
-	}
-	url := fmt.Sprintf("postgres://%s:%s@127.0.0.1:%d/crm?sslmode=disable", grant.GrantID, grant.Tokens["billing"], port)
-	psql := func(sql string) (string, string, error) {
-		cmd := exec.Command("psql", url, "-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql)
-		var out, errb strings.Builder
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		err := cmd.Run()
-		return strings.TrimSpace(out.String()), errb.String(), err
-	}
+	grant := mintGrant(t, e, "pt-2", "billing")
+	url := pgURL(grant, "billing", port)
+	psql := func(sql string) (string, string, error) { return runPsql(url, sql) }
 	const stmt = "SELECT card_number FROM customers WHERE id = 2"
 
 	// A statement without card_number needs no approval.
