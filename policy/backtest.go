@@ -105,7 +105,10 @@ type BacktestChange struct {
 	Tool   string           `json:"tool"`
 	Before Verdict          `json:"before"`
 	After  Verdict          `json:"after"`
-	Reason string           `json:"reason"`
+	// Possible lists, for an unknown After, the decisions the record
+	// leaves open, in the order the policy would try them.
+	Possible []Verdict `json:"possible,omitempty"`
+	Reason   string    `json:"reason"`
 }
 
 // BacktestReport is what a backtest found.
@@ -202,7 +205,7 @@ func (bt *backtester) record(ctx context.Context, ev broker.Event, rep *Backtest
 	}
 	rep.Changes = append(rep.Changes, BacktestChange{
 		Record: ev.ID, Time: ev.Time.UTC(), Kind: ev.Kind, Graph: ev.Graph, Node: ev.Node, Tool: ev.Tool,
-		Before: before, After: out.verdict, Reason: out.reason,
+		Before: before, After: out.verdict, Possible: out.possible, Reason: out.reason,
 	})
 }
 

@@ -112,7 +112,7 @@ func uncertainBudget(out outcome, b *budget, label string) outcome {
 		return out
 	}
 	return outcome{verdict: Verdict{Decision: VerdictUnknown}, possible: []Verdict{out.verdict, refusal},
-		reason: why + "; the call would be " + possibleText([]Verdict{out.verdict, refusal})}
+		reason: why + "; it would be " + possibleText([]Verdict{out.verdict, refusal})}
 }
 
 // charge counts an admitted call, and its rows, against the budgets that

@@ -112,7 +112,7 @@ func settle(open []condRule, reads []string, final outcome) outcome {
 	for _, v := range tail {
 		out.possible = appendVerdict(out.possible, v)
 	}
-	out.reason = fmt.Sprintf("%s cannot be decided from the record: %s; the call would be %s",
+	out.reason = fmt.Sprintf("%s cannot be decided from the record: %s; it would be %s",
 		strings.Join(paths, ", "), strings.Join(reads, ", "), possibleText(out.possible))
 	if final.verdict.Decision == VerdictUnknown && final.reason != "" {
 		out.reason += "; " + final.reason

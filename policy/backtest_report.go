@@ -52,7 +52,7 @@ func (r *BacktestReport) transitions() []string {
 		from, to := c.Before.kind(), c.After.kind()
 		key := from + " -> " + to
 		if from == to {
-			key = "rule changes"
+			key = "rule change"
 		}
 		counts[key]++
 	}
@@ -60,6 +60,10 @@ func (r *BacktestReport) transitions() []string {
 	sort.SliceStable(keys, func(i, j int) bool { return counts[keys[i]] > counts[keys[j]] })
 	out := make([]string, 0, len(keys))
 	for _, k := range keys {
+		if k == "rule change" && counts[k] > 1 {
+			out = append(out, fmt.Sprintf("%d rule changes", counts[k]))
+			continue
+		}
 		out = append(out, fmt.Sprintf("%d %s", counts[k], k))
 	}
 	return out

@@ -52,6 +52,9 @@ func policyBacktestCmd() *cobra.Command {
 			if q.until, err = backtestTime("until", until, now); err != nil {
 				return refuse(cmd, err)
 			}
+			if err := (recordings.Filter{Since: q.since, Until: q.until}).Validate(); err != nil {
+				return refuse(cmd, err)
+			}
 			baseCfg, base, err := loadBacktestPolicy(cmd, file)
 			if err != nil {
 				return err
@@ -109,7 +112,7 @@ func noBudgets() policy.Counters {
 func runBacktest(ctx context.Context, cfg *config.Config, q backtestQuery, bc policy.BacktestConfig) (*policy.BacktestReport, error) {
 	d, err := db.OpenReadOnly(ctx, db.Config{Driver: cfg.Store.Driver, Path: cfg.Store.Path, DSN: cfg.Store.DSN}, zap.NewNop())
 	if err != nil {
-		return nil, broker.Wrap(broker.CodeAuditUnavailable, err, fmt.Sprintf("the store of %s cannot be read: %v", cfg.File, err))
+		return nil, broker.Wrap(broker.CodeAuditUnavailable, err, err.Error())
 	}
 	defer d.Close()
 	rec, err := recordings.NewStore(d, recordingsConfig(cfg), zap.NewNop())
@@ -119,9 +122,6 @@ func runBacktest(ctx context.Context, cfg *config.Config, q backtestQuery, bc po
 	defer rec.Close()
 	bc.Since = q.since
 	f := recordings.Filter{Graph: q.graph, Since: bc.ReadSince(), Until: q.until}
-	if err := f.Validate(); err != nil {
-		return nil, err
-	}
 	rep, err := policy.Backtest(ctx, bc, rec.Events(ctx, f))
 	return rep, readError(err)
 }
