@@ -55,8 +55,9 @@ func (bt *backtester) budget(ev broker.Event, c broker.Caller, tp *toolPolicy, o
 			}
 		}
 	}
-	out = bt.checkBudgets(ev, c, tp, out)
-	bt.charge(ev, c, tp, &out)
+	rulesAdmit := admits(out.verdict)
+	out, open := bt.checkBudgets(ev, c, tp, out)
+	bt.charge(ev, c, tp, &out, rulesAdmit, open)
 	return out
 }
 
@@ -72,10 +73,8 @@ func refusedOr(out, refusal outcome) outcome {
 }
 
 // checkBudgets refuses the call when a budget is certainly used up, and
-// makes its outcome unknown when one may be.
-func (bt *backtester) checkBudgets(ev broker.Event, c broker.Caller, tp *toolPolicy, out outcome) outcome {
-	var maybe *budget
-	var maybeLabel string
+// makes its outcome unknown when one may be; open lists those budgets.
+func (bt *backtester) checkBudgets(ev broker.Event, c broker.Caller, tp *toolPolicy, out outcome) (_ outcome, open []*budget) {
 	for _, b := range tp.budgets {
 		key, label := b.key(c, ev.Time)
 		n := bt.count(key)
@@ -85,21 +84,24 @@ func (bt *backtester) checkBudgets(ev broker.Event, c broker.Caller, tp *toolPol
 			certain, possible = n.sure >= b.limit, n.open || n.maybe >= b.limit
 			used = fmt.Sprintf("%d rows", n.sure)
 		}
-		refusal := known(Verdict{Decision: string(broker.EffectDeny), Rule: b.path, Code: string(broker.CodeBudgetExceeded)},
-			"budget %s would be used up (%s)", label, used)
 		switch {
-		case certain && maybe == nil:
-			return refusedOr(out, refusal)
 		case certain:
-			return uncertainBudget(refusedOr(out, refusal), maybe, maybeLabel)
-		case possible && maybe == nil:
-			maybe, maybeLabel = b, label
+			out = refusedOr(out, known(Verdict{Decision: string(broker.EffectDeny), Rule: b.path, Code: string(broker.CodeBudgetExceeded)},
+				"budget %s would be used up (%s)", label, used))
+			for _, o := range open {
+				_, l := o.key(c, ev.Time)
+				out = uncertainBudget(out, o, l)
+			}
+			return out, nil
+		case possible:
+			open = append(open, b)
 		}
 	}
-	if maybe != nil {
-		return uncertainBudget(out, maybe, maybeLabel)
+	for _, o := range open {
+		_, l := o.key(c, ev.Time)
+		out = uncertainBudget(out, o, l)
 	}
-	return out
+	return out, open
 }
 
 // uncertainBudget makes an outcome unknown because budget b may be used up.
@@ -115,10 +117,14 @@ func uncertainBudget(out outcome, b *budget, label string) outcome {
 		reason: why + "; it would be " + possibleText([]Verdict{out.verdict, refusal})}
 }
 
-// charge counts an admitted call, and its rows, against the budgets that
-// apply. Rows come from the record: see recordedRows. When the call's own
-// rows certainly exceed a rows budget, its result would be withheld.
-func (bt *backtester) charge(ev broker.Event, c broker.Caller, tp *toolPolicy, out *outcome) {
+// charge counts a call that is or may be admitted against the budgets
+// that apply, keeping for each counter the least and the most it can be.
+// A call budget never counts past its limit (a refused call is refunded),
+// so when the rules admit the call and only this budget may refuse it, the
+// counter ends at the smaller of one more and the limit either way. Rows
+// come from the record (see recordedRows); when the call's own rows
+// certainly exceed a rows budget, its result would be withheld.
+func (bt *backtester) charge(ev broker.Event, c broker.Caller, tp *toolPolicy, out *outcome, rulesAdmit bool, open []*budget) {
 	sure := admits(out.verdict)
 	if !sure && !mayAdmit(*out) {
 		return
@@ -127,19 +133,25 @@ func (bt *backtester) charge(ev broker.Event, c broker.Caller, tp *toolPolicy, o
 	for _, b := range tp.budgets {
 		key, label := b.key(c, ev.Time)
 		n := bt.count(key)
-		delta := int64(1)
-		if b.rows() {
-			if !rowsKnown {
-				n.open = true
-				continue
+		if !b.rows() {
+			switch {
+			case sure:
+				n.sure++
+			case rulesAdmit && len(open) == 1 && open[0] == b:
+				n.sure = min(n.sure+1, b.limit)
 			}
-			delta = rows
+			n.maybe = min(n.maybe+1, b.limit)
+			continue
+		}
+		if !rowsKnown {
+			n.open = true
+			continue
 		}
 		if sure {
-			n.sure += delta
+			n.sure += rows
 		}
-		n.maybe += delta
-		if b.rows() && sure && delta > 0 {
+		n.maybe += rows
+		if sure && rows > 0 {
 			withhold(out, n, b, label)
 		}
 	}
