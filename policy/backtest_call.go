@@ -77,17 +77,7 @@ func (bt *backtester) callRules(ctx context.Context, e *Engine, gp *graphPolicy,
 	var out []condRule
 	for _, set := range [...][]*ruleRef{tp.deny, tp.approve, tp.allow} {
 		for _, r := range set {
-			cr := condRule{path: r.path, when: r.rule.When, effect: r.effect, reason: r.rule.Reason}
-			if r.rule.When != "" {
-				cr.eval = func() (tri, []string) {
-					prg, err := bt.callProgram(e, gp, tp, r)
-					if err != nil {
-						return isError, nil
-					}
-					return in.eval(ctx, prg)
-				}
-			}
-			out = append(out, cr)
+			out = append(out, in.rule(ctx, r.path, r.rule, r.effect, func() (cel.Program, error) { return bt.callProgram(e, gp, tp, r) }))
 		}
 	}
 	return out
@@ -112,11 +102,17 @@ func (bt *backtester) callProgram(e *Engine, gp *graphPolicy, tp *toolPolicy, r 
 		}
 		bt.envs[ek] = env
 	}
-	ast, iss := env.Compile(r.rule.When)
+	return bt.partialProgram(k, env, r.rule.When)
+}
+
+// partialProgram compiles a condition for partial evaluation, under the
+// engine's cost limit, and caches it under k.
+func (bt *backtester) partialProgram(k progKey, env *cel.Env, when string) (cel.Program, error) {
+	ast, iss := env.Compile(when)
 	if iss.Err() != nil {
 		return nil, iss.Err()
 	}
-	prg, err := env.Program(ast, cel.EvalOptions(cel.OptPartialEval), cel.CostLimit(e.costLimit), cel.InterruptCheckFrequency(100))
+	prg, err := env.Program(ast, cel.EvalOptions(cel.OptPartialEval), cel.CostLimit(k.e.costLimit), cel.InterruptCheckFrequency(100))
 	if err != nil {
 		return nil, err
 	}

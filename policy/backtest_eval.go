@@ -9,6 +9,7 @@ import (
 	"cel.dev/cel-go/common/types"
 
 	"github.com/toolgate/toolgate/broker"
+	"github.com/toolgate/toolgate/internal/config"
 )
 
 // tri is the value of a condition evaluated over a record: it may depend
@@ -218,6 +219,22 @@ func (in *inputs) describe(name string) string {
 		return name + " " + w
 	}
 	return name + " is not in the record"
+}
+
+// rule is a configured rule as walk sees it, its condition evaluated over
+// in; compile gives the condition's program for partial evaluation.
+func (in *inputs) rule(ctx context.Context, path string, r config.Rule, effect broker.Effect, compile func() (cel.Program, error)) condRule {
+	cr := condRule{path: path, when: r.When, effect: effect, reason: r.Reason}
+	if r.When != "" {
+		cr.eval = func() (tri, []string) {
+			prg, err := compile()
+			if err != nil {
+				return isError, nil
+			}
+			return in.eval(ctx, prg)
+		}
+	}
+	return cr
 }
 
 // eval runs a program compiled for partial evaluation over in.

@@ -98,17 +98,7 @@ func (bt *backtester) passRules(ctx context.Context, e *Engine, pp *passPolicy, 
 	var out []condRule
 	for _, set := range [...][]*passRule{pp.deny, pp.approve, pp.allow} {
 		for _, r := range set {
-			cr := condRule{path: r.path, when: r.rule.When, effect: r.effect, reason: r.rule.Reason}
-			if r.rule.When != "" {
-				cr.eval = func() (tri, []string) {
-					prg, err := bt.passProgram(e, r)
-					if err != nil {
-						return isError, nil
-					}
-					return in.eval(ctx, prg)
-				}
-			}
-			out = append(out, cr)
+			out = append(out, in.rule(ctx, r.path, r.rule, r.effect, func() (cel.Program, error) { return bt.passProgram(e, r) }))
 		}
 	}
 	return out
@@ -123,16 +113,7 @@ func (bt *backtester) passProgram(e *Engine, r *passRule) (cel.Program, error) {
 	if err != nil {
 		return nil, err
 	}
-	ast, iss := env.Compile(r.rule.When)
-	if iss.Err() != nil {
-		return nil, iss.Err()
-	}
-	prg, err := env.Program(ast, cel.EvalOptions(cel.OptPartialEval), cel.CostLimit(e.costLimit))
-	if err != nil {
-		return nil, err
-	}
-	bt.progs[k] = prg
-	return prg, nil
+	return bt.partialProgram(k, env, r.rule.When)
 }
 
 // passFacts reads what the recorded decision proves about the baseline's

@@ -18,13 +18,7 @@ func (s *Store) Events(ctx context.Context, f Filter) iter.Seq2[broker.Event, er
 			yield(broker.Event{}, err)
 			return
 		}
-		where, args := f.where()
-		q := "SELECT chain, seq, event FROM audit_events" + where + " ORDER BY time_ns, chain, seq"
-		if f.Limit > 0 {
-			q += " LIMIT ?"
-			args = append(args, f.Limit)
-		}
-		rows, err := s.db.SQL().QueryContext(ctx, s.db.Rebind(q), args...)
+		rows, err := s.selectEvents(ctx, f, "chain, seq, event")
 		if err != nil {
 			yield(broker.Event{}, fmt.Errorf("recordings: read events: %w", err))
 			return

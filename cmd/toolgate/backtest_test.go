@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -310,5 +311,38 @@ func TestPolicyBacktestCLI(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(elsewhere, "toolgate.db")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a backtest of a config without a store created one: %v", err)
+	}
+}
+
+// TestBacktestBinary runs the built binary: its exit codes and output are
+// the ones the in-process goldens pin.
+func TestBacktestBinary(t *testing.T) {
+	e := newBacktestEnv(t)
+	cand := writeBacktestConfig(t, e.dir, "tighten", "tighten/graphs.yaml")
+	run := func(args ...string) (int, string) {
+		cmd := exec.Command(toolgateBinary(t), args...)
+		out, err := cmd.Output()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode(), string(out)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return 0, string(out)
+	}
+	code, out := run("policy", "backtest", "--config", e.config, "--candidate", cand, "--format", "json")
+	want, err := os.ReadFile(filepath.Join("testdata", "backtest", "tighten", "want.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code != 0 || e.normalize(out) != string(want) {
+		t.Errorf("policy backtest: exit %d\n%s\nwant exit 0\n%s", code, out, want)
+	}
+	if code, out := run("check", "--config", cand, "--backtest", "3650d"); code != 0 || !strings.Contains(out, "1 changed (1 allow -> approve)") {
+		t.Errorf("check --backtest: exit %d\n%s", code, out)
+	}
+	if code, _ := run("check", "--config", cand, "--backtest", "yesterday"); code != 2 {
+		t.Errorf("check --backtest yesterday: exit %d, want 2", code)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -37,9 +36,8 @@ func OpenReadOnly(ctx context.Context, cfg Config, log *zap.Logger) (*DB, error)
 		q.Set("mode", "rw") // never create the file
 		q.Add("_pragma", "busy_timeout(10000)")
 		q.Add("_pragma", "query_only(1)")
-		escaped := strings.NewReplacer("%", "%25", "?", "%3F", "#", "%23").Replace(cfg.Path)
 		var err error
-		if d.sql, err = sql.Open("sqlite", "file:"+escaped+"?"+q.Encode()); err != nil {
+		if d.sql, err = sql.Open("sqlite", sqliteURI(cfg.Path, q)); err != nil {
 			return nil, fmt.Errorf("open sqlite store %s: %w", cfg.Path, err)
 		}
 		d.sql.SetMaxOpenConns(2)
