@@ -20,14 +20,14 @@ import (
 // hash over the canonical arguments, the arguments masked by the real
 // masker.
 type recorder struct {
-	t    *testing.T
+	t    testing.TB
 	m    *mask.Masker
 	at   time.Time
 	n    int
 	auth broker.AuthMethod
 }
 
-func newRecorder(t *testing.T) *recorder {
+func newRecorder(t testing.TB) *recorder {
 	m, err := mask.New(mask.Config{}, nil)
 	if err != nil {
 		t.Fatal(err)
