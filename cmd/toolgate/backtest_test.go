@@ -85,7 +85,8 @@ func newBacktestEnv(t *testing.T) *backtestEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer a.Close()
+	closeApp := sync.OnceFunc(a.Close)
+	defer closeApp()
 	var mu sync.Mutex
 	now := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 	bcfg := a.brokerCfg
@@ -102,7 +103,7 @@ func newBacktestEnv(t *testing.T) *backtestEnv {
 			t.Fatalf("call %d (%s %s%s): got %q, want %q", i+1, c.node, c.tool, c.sql, got, c.code)
 		}
 	}
-	a.Close()
+	closeApp()
 	t.Setenv("BT_DEMO_DB", filepath.Join(dir, "absent.db"))
 	e.ids = recordNames(t, cfg)
 	return e
