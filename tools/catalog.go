@@ -38,7 +38,7 @@ func Load(dir string, targets map[string]string) (*Catalog, error) {
 	var all []Problem
 	var tools []*broker.Tool
 	nameLines := map[string]int{} // file → line of its "name"
-	for _, e := range entries { // os.ReadDir sorts by file name
+	for _, e := range entries {   // os.ReadDir sorts by file name
 		if e.IsDir() || !strings.HasSuffix(e.Name(), ".json") {
 			continue
 		}

@@ -135,6 +135,7 @@ func parse(ps *problems, data []byte, targets map[string]string) *broker.Tool {
 		}
 		sp.http = parseHTTP(ps, rawHTTP, args)
 	}
+	sp.lines = ps.lines
 	tool.Spec = sp
 	return tool
 }

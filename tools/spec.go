@@ -21,6 +21,17 @@ type Spec struct {
 	output *jsonschema.Schema
 	sql    *sqlSpec
 	http   *httpSpec
+	// lines maps JSON pointers of the declaration to their lines.
+	lines map[string]int
+}
+
+// Line returns the line of a JSON pointer (like "/sql/statement") in the
+// declaration's file, or of its nearest parent; 0 when it is unknown.
+func (s *Spec) Line(pointer string) int {
+	if s == nil || s.lines == nil {
+		return 0
+	}
+	return (&problems{lines: s.lines}).line(pointer)
 }
 
 var _ broker.ToolSpec = (*Spec)(nil)

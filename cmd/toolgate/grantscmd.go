@@ -54,8 +54,7 @@ func grantsCreateCmd(sf *serverFlags) *cobra.Command {
 			if scope != "" {
 				var s map[string]any
 				if err := json.Unmarshal([]byte(scope), &s); err != nil {
-					fmt.Fprintf(cmd.ErrOrStderr(), "invalid_arguments: --scope must be a JSON object like '{\"customer_id\": 42}'\n")
-					return exitError{2}
+					return fail(2, "invalid_arguments: --scope must be a JSON object like '{\"customer_id\": 42}'")
 				}
 				body["scope"] = s
 			}
