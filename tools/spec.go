@@ -37,6 +37,15 @@ func (s *Spec) Line(pointer string) int {
 
 var _ broker.ToolSpec = (*Spec)(nil)
 
+// SQL returns the declared statement and the argument names its $n bind,
+// or ok false when the tool runs an HTTP request.
+func (s *Spec) SQL() (statement string, args []string, ok bool) {
+	if s == nil || s.sql == nil {
+		return "", nil, false
+	}
+	return s.sql.statement, append([]string(nil), s.sql.args...), true
+}
+
 // MaxArgProblems caps the problems one refusal lists.
 const MaxArgProblems = 10
 

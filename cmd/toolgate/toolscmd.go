@@ -8,7 +8,7 @@ import (
 )
 
 func toolsCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "tools", Short: "Inspect the tool catalog"}
+	cmd := &cobra.Command{Use: "tools", Short: "List the tool catalog and draft new tools"}
 	cf := configFlag{readOnly: true}
 	list := &cobra.Command{
 		Use:   "list",
@@ -32,6 +32,6 @@ func toolsCmd() *cobra.Command {
 		},
 	}
 	cf.register(list)
-	cmd.AddCommand(list)
+	cmd.AddCommand(list, toolsScaffoldCmd())
 	return cmd
 }
