@@ -66,11 +66,13 @@ func checkCmd() *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			file := cf.path(cmd)
-			cfg, st, err := loadStatic(cmd, file)
+			cfg, err := loadConfig(cmd, file, 1)
 			if err != nil {
 				return err
 			}
-			if probs := checkConnect(cmd.Context(), cfg, st.catalog, connect, timeout); len(probs) > 0 {
+			st, probs := compileAll(cfg, policy.NewMemoryCounters(), zap.NewNop())
+			probs = append(probs, checkConnect(cmd.Context(), cfg, st.catalog, connect, timeout)...)
+			if len(probs) > 0 {
 				return printProblems(cmd, 1, file, probs)
 			}
 			out := cmd.OutOrStdout()

@@ -48,6 +48,17 @@ func (p problemList) Error() string { return strings.Join(p, "\n") }
 
 // compile builds the static parts and reports every problem it finds.
 func compile(cfg *config.Config, counters policy.Counters, log *zap.Logger) (*static, error) {
+	st, probs := compileAll(cfg, counters, log)
+	if len(probs) > 0 {
+		return nil, probs
+	}
+	return st, nil
+}
+
+// compileAll is compile that also returns what did compile when there are
+// problems: the catalog (with stand-ins for broken tool files) always, the
+// policy and masker when they compiled. Only `check` looks at it then.
+func compileAll(cfg *config.Config, counters policy.Counters, log *zap.Logger) (*static, problemList) {
 	var probs problemList
 	cat, err := tools.Load(cfg.ToolsDir, cfg.TargetKinds())
 	var le *tools.LoadError
@@ -82,10 +93,7 @@ func compile(cfg *config.Config, counters policy.Counters, log *zap.Logger) (*st
 			}
 		}
 	}
-	if len(probs) > 0 {
-		return nil, probs
-	}
-	return &static{catalog: cat, policy: pol, masker: m}, nil
+	return &static{catalog: cat, policy: pol, masker: m}, probs
 }
 
 // toolsDirReason is why the tools folder could not be read.
