@@ -21,7 +21,8 @@ const (
 	KindHTTP     = "http"
 )
 
-// namePattern is the tool name rule of DESIGN §4.
+// namePattern is the tool name rule: what the function-calling APIs of
+// the models behind agents accept.
 var namePattern = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,64}$`)
 
 // Keys a declaration may hold, per object.
