@@ -72,11 +72,8 @@ func preparePostgres(ctx context.Context, cfg *config.Config, target string, ts 
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	var probs problemList
-	for _, t := range ts {
-		stmt, args, ok := t.Spec.(*tools.Spec).SQL()
-		if !ok {
-			continue
-		}
+	for _, t := range sqlTools(ts) {
+		stmt, args, _ := t.Spec.(*tools.Spec).SQL()
 		pctx, cancel := context.WithTimeout(ctx, timeout)
 		sd, err := conn.Prepare(pctx, "", stmt)
 		cancel()
@@ -202,11 +199,8 @@ func prepareSQLite(ctx context.Context, cfg *config.Config, target string, ts []
 	}
 	defer db.Close()
 	var probs problemList
-	for _, t := range ts {
-		stmt, _, ok := t.Spec.(*tools.Spec).SQL()
-		if !ok {
-			continue
-		}
+	for _, t := range sqlTools(ts) {
+		stmt, _, _ := t.Spec.(*tools.Spec).SQL()
 		ps, err := db.PrepareContext(ctx, stmt)
 		if err != nil {
 			probs = append(probs, toolProblem(t, "/sql/statement", "the database refuses the statement: "+err.Error()))
@@ -244,4 +238,18 @@ func reachHTTP(ctx context.Context, baseURL string, timeout time.Duration) error
 	}
 	resp.Body.Close()
 	return nil
+}
+
+// sqlTools keeps the tools that run SQL (stand-ins for broken files run
+// nothing).
+func sqlTools(ts []*broker.Tool) []*broker.Tool {
+	var out []*broker.Tool
+	for _, t := range ts {
+		if sp, ok := t.Spec.(*tools.Spec); ok {
+			if _, _, isSQL := sp.SQL(); isSQL {
+				out = append(out, t)
+			}
+		}
+	}
+	return out
 }

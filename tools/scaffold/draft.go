@@ -247,16 +247,21 @@ func insertDecl(t Table, o Options) (decl, bool) {
 	if len(cols) == 0 {
 		return decl{}, false
 	}
+	stmt := fmt.Sprintf("INSERT INTO %s (%s) VALUES (%s) RETURNING %s", t.Ident, strings.Join(cols, ", "), strings.Join(vals, ", "), columnList(t))
+	return writeDecl(t, o, "insert", fmt.Sprintf("Insert one row into %s and return it.", t.Name), closed(props, required), stmt, args, false), true
+}
+
+// writeDecl is an insert or update tool: destructive, never read-only.
+func writeDecl(t Table, o Options, verb, what string, in objectSchema, stmt string, args []string, idempotent bool) decl {
+	title := "Insert a row into " + t.Name
+	if verb == "update" {
+		title = "Update a row of " + t.Name
+	}
 	return decl{
-		Name:        toolName(o.Target, "insert", t.Name),
-		Title:       "Insert a row into " + t.Name,
-		Description: describe(t, fmt.Sprintf("Insert one row into %s and return it.", t.Name)),
-		Target:      o.Target,
-		InputSchema: closed(props, required),
-		SQL: &sqlDecl{Statement: fmt.Sprintf("INSERT INTO %s (%s) VALUES (%s) RETURNING %s",
-			t.Ident, strings.Join(cols, ", "), strings.Join(vals, ", "), columnList(t)), Args: args},
-		Annotations: map[string]bool{"readOnlyHint": false, "destructiveHint": true, "idempotentHint": false},
-	}, true
+		Name: toolName(o.Target, verb, t.Name), Title: title, Description: describe(t, what), Target: o.Target,
+		InputSchema: in, SQL: &sqlDecl{Statement: stmt, Args: args},
+		Annotations: map[string]bool{"readOnlyHint": false, "destructiveHint": true, "idempotentHint": idempotent},
+	}
 }
 
 func updateDecl(t Table, pk []Column, o Options) (decl, bool) {
@@ -282,16 +287,9 @@ func updateDecl(t Table, pk []Column, o Options) (decl, bool) {
 	if len(sets) == 0 {
 		return decl{}, false
 	}
-	return decl{
-		Name:        toolName(o.Target, "update", t.Name),
-		Title:       "Update a row of " + t.Name,
-		Description: describe(t, fmt.Sprintf("Update one row of %s by its key; columns left out keep their value.", t.Name)),
-		Target:      o.Target,
-		InputSchema: closed(props, required),
-		SQL: &sqlDecl{Statement: fmt.Sprintf("UPDATE %s SET %s WHERE %s RETURNING %s",
-			t.Ident, strings.Join(sets, ", "), strings.Join(where, " AND "), columnList(t)), Args: args},
-		Annotations: map[string]bool{"readOnlyHint": false, "destructiveHint": true, "idempotentHint": true},
-	}, true
+	stmt := fmt.Sprintf("UPDATE %s SET %s WHERE %s RETURNING %s", t.Ident, strings.Join(sets, ", "), strings.Join(where, " AND "), columnList(t))
+	what := fmt.Sprintf("Update one row of %s by its key; columns left out keep their value.", t.Name)
+	return writeDecl(t, o, "update", what, closed(props, required), stmt, args, true), true
 }
 
 func describe(t Table, what string) string {

@@ -71,9 +71,21 @@ func samplePostgres(ctx context.Context, conn *pgx.Conn, t Table) (map[string][]
 		return nil, fmt.Errorf("sample %s: %w", t.Name, err)
 	}
 	defer rows.Close()
+	return collectSamples(rows, t.Columns)
+}
+
+// rowScanner is what pgx.Rows and *sql.Rows share.
+type rowScanner interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// collectSamples reads text rows into each column's non-NULL values.
+func collectSamples(rows rowScanner, cols []Column) (map[string][]string, error) {
 	out := map[string][]string{}
-	vals := make([]*string, len(t.Columns))
-	ptrs := make([]any, len(t.Columns))
+	vals := make([]*string, len(cols))
+	ptrs := make([]any, len(cols))
 	for i := range vals {
 		ptrs[i] = &vals[i]
 	}
@@ -83,7 +95,7 @@ func samplePostgres(ctx context.Context, conn *pgx.Conn, t Table) (map[string][]
 		}
 		for i, v := range vals {
 			if v != nil {
-				out[t.Columns[i].Name] = append(out[t.Columns[i].Name], *v)
+				out[cols[i].Name] = append(out[cols[i].Name], *v)
 			}
 		}
 	}
@@ -169,21 +181,5 @@ func sampleSQLite(ctx context.Context, db *sql.DB, t Table) (map[string][]string
 		return nil, fmt.Errorf("sample %s: %w", t.Name, err)
 	}
 	defer rows.Close()
-	out := map[string][]string{}
-	vals := make([]sql.NullString, len(t.Columns))
-	ptrs := make([]any, len(t.Columns))
-	for i := range vals {
-		ptrs[i] = &vals[i]
-	}
-	for rows.Next() {
-		if err := rows.Scan(ptrs...); err != nil {
-			return nil, err
-		}
-		for i, v := range vals {
-			if v.Valid {
-				out[t.Columns[i].Name] = append(out[t.Columns[i].Name], v.String)
-			}
-		}
-	}
-	return out, rows.Err()
+	return collectSamples(rows, t.Columns)
 }
