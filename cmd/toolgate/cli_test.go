@@ -79,7 +79,7 @@ func TestCLIErrorStyle(t *testing.T) {
 // TestHelpTexts keeps help texts accurate.
 func TestHelpTexts(t *testing.T) {
 	out, _, err := runCLI(t, "approvals", "--help")
-	if err != nil || strings.Contains(out, "of a graph principal") || !strings.Contains(out, "grant token") {
+	if err != nil || strings.Contains(out, "of a graph principal") || !strings.Contains(out, "approvers") {
 		t.Errorf("approvals --help:\n%s", out)
 	}
 	out, _, _ = runCLI(t, "check", "--help")

@@ -29,9 +29,10 @@ type serverFlags struct {
 // nor TOOLGATE_SERVER names one.
 const DefaultServer = "http://127.0.0.1:8080"
 
-func (f *serverFlags) register(cmd *cobra.Command) {
+// register adds the flags to cmd; whose says whose token the verb needs.
+func (f *serverFlags) register(cmd *cobra.Command, whose string) {
 	cmd.PersistentFlags().StringVar(&f.server, "server", "", "toolgate server URL (default $TOOLGATE_SERVER or "+DefaultServer+")")
-	cmd.PersistentFlags().StringVar(&f.token, "token", "", "bearer token: an API key, OIDC token or grant token (default $TOOLGATE_TOKEN; prefer the variable, flags show in ps)")
+	cmd.PersistentFlags().StringVar(&f.token, "token", "", "bearer token: "+whose+" (default $TOOLGATE_TOKEN; prefer the variable, flags show in ps)")
 	cmd.PersistentFlags().DurationVar(&f.timeout, "timeout", 30*time.Second, "request timeout")
 }
 

@@ -31,7 +31,7 @@ type grantJSON struct {
 func grantsCmd() *cobra.Command {
 	var sf serverFlags
 	cmd := &cobra.Command{Use: "grants", Short: "Mint, read and revoke JIT grants on a running server"}
-	sf.register(cmd)
+	sf.register(cmd, "an API key or OIDC token of a principal of the graph (graphs.<g>.principals); a grant token cannot mint grants")
 	cmd.AddCommand(grantsCreateCmd(&sf), grantsGetCmd(&sf), grantsListCmd(&sf), grantsRevokeCmd(&sf))
 	return cmd
 }
