@@ -61,8 +61,9 @@ func checkCmd() *cobra.Command {
 		Use:   "check",
 		Short: "Validate a config, its tools and its policy; print every problem as file:line: path: reason",
 		Long: "check validates the config, every tool declaration and the policy without connecting to anything, " +
-			"and prints every problem as file:line: path: reason. With --connect it also prepares every SQL tool " +
-			"against its live target (tables, columns and parameter types) and reaches every HTTP target.",
+			"and prints every problem as file:line: path: reason (statements on SQLite targets are prepared on the " +
+			"local file when it exists). With --connect it also prepares every SQL tool against its live target " +
+			"(tables, columns and parameter types) and reaches every HTTP target.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			file := cf.path(cmd)

@@ -121,7 +121,7 @@ func openAPIDrafts(spec string, ops []string, o scaffold.Options) ([]scaffold.Dr
 // tableDrafts introspects the tables on the live target, read-only.
 func tableDrafts(ctx context.Context, cfg *config.Config, f scaffoldFlags, o scaffold.Options) ([]scaffold.Draft, []scaffold.Note, error) {
 	t := cfg.Targets[f.target]
-	read := func(name string) (scaffold.Table, error) { return scaffold.Table{}, nil }
+	var read func(name string) (scaffold.Table, error)
 	switch t.Kind {
 	case "postgres":
 		cctx, cancel := context.WithTimeout(ctx, f.timeout)
