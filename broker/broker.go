@@ -424,7 +424,7 @@ func (b *Broker) run(ctx context.Context, cfg *Config, call Call, ev *Event) (re
 		var e *Error
 		if errors.As(err, &e) {
 			// Target errors can echo values: mask before anyone sees them.
-			return Result{}, &Error{Code: e.Code, Message: cfg.Masker.MaskText(e.Message), Field: e.Field, Cause: e.Cause}
+			return Result{}, &Error{Code: e.Code, Message: cfg.Masker.MaskText(e.Message), Field: e.Field, Problems: maskProblems(cfg.Masker, e.Problems), Cause: e.Cause}
 		}
 		return Result{}, err
 	}
@@ -561,3 +561,15 @@ type Pipeline interface {
 }
 
 var _ Pipeline = (*Broker)(nil)
+
+// maskProblems masks the messages of a target error's problems.
+func maskProblems(m Masker, ps []Problem) []Problem {
+	if len(ps) == 0 {
+		return nil
+	}
+	out := make([]Problem, len(ps))
+	for i, p := range ps {
+		out[i] = Problem{Field: p.Field, Message: m.MaskText(p.Message)}
+	}
+	return out
+}

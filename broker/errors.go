@@ -72,9 +72,20 @@ type Error struct {
 	// Field names the offending input (an argument, a config path, a header)
 	// when there is one.
 	Field string
+	// Problems lists every offending input when a check found several
+	// (e.g. each argument that breaks the input schema, up to a cap);
+	// Field is then the first one's and Message lists them all.
+	Problems []Problem
 	// Cause is the underlying error. It is not part of Error() and is never
 	// sent to a client.
 	Cause error
+}
+
+// Problem is one offending input of a refusal: where (an argument as a
+// JSON pointer, a config path, a header) and what is wrong, safe to show.
+type Problem struct {
+	Field   string `json:"field"`
+	Message string `json:"message"`
 }
 
 // Error returns "code: message", safe to show.

@@ -288,12 +288,16 @@ func (s *Server) progress(ctx context.Context, token mcpgo.ProgressToken) broker
 }
 
 // errorResult is the isError tool result for a refusal or failure: text
-// "<code>: <message>" and structuredContent {"error":{"code","message"}}.
+// "<code>: <message>" and structuredContent {"error":{"code","message",
+// "field"?,"problems"?}}.
 // The cause is never included.
 func errorResult(e *broker.Error) *mcpgo.CallToolResult {
 	detail := map[string]any{"code": e.Code, "message": e.Message}
 	if e.Field != "" {
 		detail["field"] = e.Field
+	}
+	if len(e.Problems) > 0 {
+		detail["problems"] = e.Problems
 	}
 	return &mcpgo.CallToolResult{
 		Content:           []mcpgo.Content{mcpgo.NewTextContent(string(e.Code) + ": " + e.Message)},

@@ -20,13 +20,14 @@ import (
 )
 
 func serveCmd() *cobra.Command {
-	var file, listen string
+	var cf configFlag
+	var listen string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the toolgate server",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(cmd, file, 2)
+			cfg, err := loadConfig(cmd, cf.path(cmd), 2)
 			if err != nil {
 				return err
 			}
@@ -38,7 +39,7 @@ func serveCmd() *cobra.Command {
 			return serve(cmd.Context(), cfg, os.LookupEnv, log, nil)
 		},
 	}
-	cmd.Flags().StringVar(&file, "config", "toolgate.yaml", "config file")
+	cf.register(cmd)
 	cmd.Flags().StringVar(&listen, "listen", "", "listen address (overrides the config's listen)")
 	return cmd
 }

@@ -20,6 +20,18 @@ type Config struct {
 	// File is the path the config was loaded from; relative paths inside
 	// it (tools_dir, store.path, target paths) resolve against its folder.
 	File string `yaml:"-" json:"-"`
+	// lines maps each config path to its line in File.
+	lines map[string]int
+}
+
+// Line returns the line in File of a config path such as
+// "graphs.g.nodes.n.allow[1]", or of its nearest parent that is in the file;
+// 0 when it is unknown (a Config built in code).
+func (c *Config) Line(path string) int { return lineOf(c.lines, path) }
+
+// Problem is a problem at a config path, located at its line in File.
+func (c *Config) Problem(path, reason string) Problem {
+	return Problem{File: c.File, Line: c.Line(path), Path: path, Reason: reason}
 }
 
 // Store is where grants, approvals, budgets and recordings live.

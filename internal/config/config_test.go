@@ -133,3 +133,24 @@ func TestParseDuration(t *testing.T) {
 		t.Error("ParseDuration(soon) succeeded")
 	}
 }
+
+// TestLineOfPaths: a loaded config knows the line of each path, for
+// problems found after loading (policy cross-references, CEL).
+func TestLineOfPaths(t *testing.T) {
+	doc := "listen: 127.0.0.1:8080\ngraphs:\n  g:\n    nodes:\n      n:\n        allow: [a, b]\n        rules:\n          - tool: a\n            when: \"args.x > 1\"\n            effect: deny\n"
+	cfg, err := Parse("t.yaml", []byte(doc), testEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]int{
+		"listen": 1, "graphs.g": 3, "graphs.g.nodes.n.allow[1]": 6, "graphs.g.nodes.n.rules[0].when": 9,
+		"graphs.g.nodes.n.rules[0].effect": 10, "graphs.g.nodes.n.rules[3].when": 7, "nowhere": 0,
+	} {
+		if got := cfg.Line(path); got != want {
+			t.Errorf("Line(%q) = %d, want %d", path, got, want)
+		}
+	}
+	if p := cfg.Problem("graphs.g.nodes.n.allow[1]", "bad"); p.String() != "t.yaml:6: graphs.g.nodes.n.allow[1]: bad" {
+		t.Errorf("Problem = %s", p)
+	}
+}
