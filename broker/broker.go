@@ -387,6 +387,9 @@ func (b *Broker) run(ctx context.Context, cfg *Config, call Call, ev *Event) (re
 		case ApprovalExpired:
 			ev.Status = StatusDenied
 			return Result{}, Errorf(CodeApprovalExpired, "approval %s expired before a decision; the action was not performed", out.ID)
+		case ApprovalStale:
+			ev.Status = StatusDenied
+			return Result{}, Errorf(CodeApprovalStale, "approval %s no longer counts because its rule changed; the action was not performed. Call again to request a new approval", out.ID)
 		default:
 			ev.Status = StatusDenied
 			msg := fmt.Sprintf("approval %s was %s; the action was not performed", out.ID, out.Status)

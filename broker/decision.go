@@ -25,6 +25,12 @@ type Decision struct {
 	Reason string `json:"reason,omitempty"`
 	// PolicyVersion is a hash of the loaded policy.
 	PolicyVersion string `json:"policy_version,omitempty"`
+	// RuleVersion is a hash of the deciding rule alone (for approve: its
+	// place, tool, condition, approvers and min_approvals), so an approval
+	// survives reloads that leave its rule alone and goes stale when the
+	// rule changes. Empty when the decider does not set one; the approval
+	// gate then derives it from Rule, Approvers and MinApprovals.
+	RuleVersion string `json:"rule_version,omitempty"`
 	// Approvers and MinApprovals apply to EffectApprove.
 	Approvers    []string      `json:"approvers,omitempty"`
 	MinApprovals int           `json:"min_approvals,omitempty"`

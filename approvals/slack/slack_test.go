@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -23,6 +22,7 @@ import (
 	aslack "github.com/toolgate/toolgate/approvals/slack"
 	"github.com/toolgate/toolgate/broker"
 	"github.com/toolgate/toolgate/broker/brokertest"
+	"github.com/toolgate/toolgate/internal/db/dbtest"
 	_ "modernc.org/sqlite"
 )
 
@@ -164,11 +164,7 @@ func newEnv(t *testing.T, mode string) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	schema, err := os.ReadFile("../../internal/db/migrations/sqlite/0004_approvals.sql")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Exec(string(schema)); err != nil {
+	if _, err := db.Exec(dbtest.Schema(t, "sqlite")); err != nil {
 		t.Fatal(err)
 	}
 	st, _ := approvals.NewStore(db, approvals.SQLite)
