@@ -119,7 +119,10 @@ func TestRuleChangeMakesApprovalStale(t *testing.T) {
 			change  func(*broker.Decision)
 			stale   bool
 		}{
-			{"approved, then 2 of bob and carol", true, func(d *broker.Decision) { d.Approvers = []string{"user:bob@example.com", "user:carol@example.com"}; d.MinApprovals = 2 }, true},
+			{"approved, then 2 of bob and carol", true, func(d *broker.Decision) {
+				d.Approvers = []string{"user:bob@example.com", "user:carol@example.com"}
+				d.MinApprovals = 2
+			}, true},
 			{"pending, then min_approvals 2", false, func(d *broker.Decision) { d.MinApprovals = 2 }, true},
 			{"approved, then condition edited", true, func(d *broker.Decision) { d.RuleVersion = "when-changed" }, true},
 			{"approved, unrelated edit", true, func(d *broker.Decision) { d.PolicyVersion = "pv2" }, false},

@@ -130,7 +130,7 @@ func TestRaceIdenticalCalls(t *testing.T) {
 				ids[r.Pending.ApprovalID] = true
 			}
 			var n int
-			if err := e.db.QueryRow(`SELECT COUNT(*) FROM approvals WHERE run_id = '`+c.Run+`'`).Scan(&n); err != nil {
+			if err := e.db.QueryRow(`SELECT COUNT(*) FROM approvals WHERE run_id = '` + c.Run + `'`).Scan(&n); err != nil {
 				t.Fatal(err)
 			}
 			if len(ids) != 1 || n != 1 {

@@ -16,8 +16,10 @@ import (
 )
 
 // Announcer shows approval requests to humans (a Slack channel): Announce
-// posts a new request and returns a handle on the message, Update redraws
-// it after a vote, a decision, an expiry or the execution.
+// posts a new request and returns a handle on the message ("" for none),
+// Update redraws it after a vote, a decision, an expiry, a stale mark or the
+// execution. Update is called for every change, also for a request whose
+// Ref is "" (nothing was posted, or posting failed).
 type Announcer interface {
 	Announce(ctx context.Context, r Request) (ref string, err error)
 	Update(ctx context.Context, r Request) error
@@ -717,7 +719,9 @@ func (s *Service) wake(ctx context.Context, id string) {
 	}
 }
 
-// redraw updates the announced message of id to its current state.
+// redraw tells the announcer request id changed. It is called for every
+// change, also when the request has no message (Ref ""): an announcer that
+// follows decisions (the on_decision webhook) needs them all.
 func (s *Service) redraw(ctx context.Context, id string) {
 	if s.cfg.Announcer == nil {
 		return
@@ -725,7 +729,7 @@ func (s *Service) redraw(ctx context.Context, id string) {
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.AnnounceTimeout)
 	defer cancel()
 	r, err := s.store.get(actx, id)
-	if err != nil || r.Ref == "" {
+	if err != nil {
 		return
 	}
 	if err := s.cfg.Announcer.Update(actx, r); err != nil {

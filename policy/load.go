@@ -173,7 +173,8 @@ func (l *loader) graph(name string, g config.Graph) *graphPolicy {
 		if strings.TrimSpace(p) == "" {
 			l.problem(fmt.Sprintf("%s.principals[%d]", gpath, i), "a principal may not be empty")
 		}
-		gp.principals[p] = true
+		// Compared with the caller's names in normal form (Principal.Names).
+		gp.principals[broker.PrincipalName(p)] = true
 	}
 	gp.scope = schemaProps(g.ScopeSchema)
 	if len(g.ScopeSchema) > 0 {

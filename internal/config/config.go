@@ -45,6 +45,9 @@ type OIDC struct {
 	Audience    string   `yaml:"audience" json:"audience"`
 	GroupsClaim string   `yaml:"groups_claim" json:"groups_claim,omitempty"`
 	Algorithms  []string `yaml:"algorithms" json:"algorithms,omitempty"`
+	// AssumeEmailVerified trusts an email claim that comes without an
+	// email_verified claim, for issuers that only issue verified emails.
+	AssumeEmailVerified bool `yaml:"assume_email_verified" json:"assume_email_verified,omitempty"`
 }
 
 // APIKey is an API key, stored only as the SHA-256 of the key.
