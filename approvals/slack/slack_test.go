@@ -218,9 +218,10 @@ func (e *env) ask(t *testing.T) approvals.Request {
 	return r
 }
 
-// click is a block_actions payload for a button of r's message.
+// click is a block_actions payload for a button of r's message, as Slack
+// sends it: the channel and timestamp of the message Slack posted.
 func click(r approvals.Request, user, action string) string {
-	ch, ts, _ := strings.Cut(r.Ref, ":")
+	ch, ts := channel, r.Ref[strings.LastIndex(r.Ref, ":")+1:]
 	b, _ := json.Marshal(map[string]any{
 		"type": "block_actions", "team": map[string]any{"id": team}, "api_app_id": app,
 		"user": map[string]any{"id": user}, "channel": map[string]any{"id": ch},
