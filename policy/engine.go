@@ -72,6 +72,8 @@ type ruleDecl struct {
 	effect broker.Effect
 	// tool is the rule's glob, "*" when the rule names none.
 	tool string
+	// version identifies the rule for the approvals it governs (ruleVersion).
+	version string
 }
 
 // ruleRef is a rule applied to one tool, with its condition compiled
@@ -261,7 +263,7 @@ func (e *Engine) decide(ctx context.Context, tp *toolPolicy, act *activation) (b
 }
 
 func (e *Engine) decision(r *ruleRef) broker.Decision {
-	d := broker.Decision{Effect: r.effect, Rule: r.path, Reason: r.rule.Reason, PolicyVersion: e.version}
+	d := broker.Decision{Effect: r.effect, Rule: r.path, Reason: r.rule.Reason, PolicyVersion: e.version, RuleVersion: r.version}
 	if r.effect == broker.EffectApprove {
 		d.Approvers = r.rule.Approvers
 		d.MinApprovals = r.rule.MinApprovals
