@@ -36,7 +36,7 @@ var (
 	_ broker.Decider     = (*Engine)(nil)
 	_ broker.GraphAccess = (*Engine)(nil)
 	_ broker.Binder      = (*Engine)(nil)
-	_ broker.RowMeter    = (*Engine)(nil)
+	_ broker.RowBudget   = (*Engine)(nil)
 )
 
 type graphPolicy struct {

@@ -46,7 +46,9 @@ func TestRuleVersion(t *testing.T) {
 		}, false},
 		{"approvers respelled", func(g map[string]config.Graph) { rule(g).Approvers = []string{"GROUP:finance "} }, false},
 		{"timeout", func(g map[string]config.Graph) { rule(g).Timeout = config.Duration(20 * 60 * 1e9) }, false},
-		{"approvers", func(g map[string]config.Graph) { rule(g).Approvers = []string{"user:bob@example.com", "user:carol@example.com"} }, true},
+		{"approvers", func(g map[string]config.Graph) {
+			rule(g).Approvers = []string{"user:bob@example.com", "user:carol@example.com"}
+		}, true},
 		{"min_approvals", func(g map[string]config.Graph) { rule(g).MinApprovals = 3 }, true},
 		{"condition", func(g map[string]config.Graph) { rule(g).When = "args.amount > 200" }, true},
 	} {
