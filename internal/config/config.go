@@ -16,6 +16,7 @@ type Config struct {
 	Recordings  Recordings        `yaml:"recordings" json:"recordings"`
 	Passthrough Passthrough       `yaml:"passthrough" json:"passthrough"`
 	Limits      Limits            `yaml:"limits" json:"limits"`
+	Metrics     Metrics           `yaml:"metrics" json:"metrics"`
 
 	// File is the path the config was loaded from; relative paths inside
 	// it (tools_dir, store.path, target paths) resolve against its folder.
@@ -187,6 +188,13 @@ type PostgresListener struct {
 type HTTPPrefix struct {
 	PathPrefix string `yaml:"path_prefix" json:"path_prefix"`
 	Target     string `yaml:"target" json:"target"`
+}
+
+// Metrics configures GET /metrics.
+type Metrics struct {
+	// Token, when set, is the bearer token /metrics requires
+	// (Authorization: Bearer <token>); secret, use ${ENV}.
+	Token string `yaml:"token" json:"-"`
 }
 
 // Limits are request limits.
