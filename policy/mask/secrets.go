@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"io"
 	"net/url"
 	"sort"
 	"strings"
@@ -271,4 +272,30 @@ func dsnPassword(dsn string) string {
 		return ""
 	}
 	return cfg.Password
+}
+
+// RedactingWriter returns a writer that replaces every spelling of the
+// secrets in what it writes before passing it to w, for log output (zap
+// writes each entry with one Write, so a value is never split across two).
+// With no secret long enough to redact it returns w itself.
+func RedactingWriter(w io.Writer, secrets []Secret) io.Writer {
+	set, _ := newSecretSet(secrets)
+	if set == nil {
+		return w
+	}
+	return redactingWriter{w: w, set: set}
+}
+
+type redactingWriter struct {
+	w   io.Writer
+	set *secretSet
+}
+
+// Write writes p with secrets redacted and reports len(p) on success.
+func (r redactingWriter) Write(p []byte) (int, error) {
+	out, _ := r.set.redact(p)
+	if _, err := r.w.Write(out); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }

@@ -131,3 +131,20 @@ func TestSecretsFromConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestRedactingWriter: log output never carries a configured credential,
+// whatever wrote it.
+func TestRedactingWriter(t *testing.T) {
+	var b strings.Builder
+	w := RedactingWriter(&b, []Secret{{Where: "targets.api.headers.X-Api-Key", Value: `k3y-"0penSesame"`}})
+	line := `{"msg":"target said","error":"bad key k3y-\"0penSesame\""}` + "\n"
+	if n, err := w.Write([]byte(line)); err != nil || n != len(line) {
+		t.Fatalf("Write = %d, %v", n, err)
+	}
+	if strings.Contains(b.String(), "0penSesame") || !strings.Contains(b.String(), credentialReplacement) {
+		t.Errorf("log line = %s", b.String())
+	}
+	if RedactingWriter(&b, nil) != &b {
+		t.Error("without secrets the writer is not passed through")
+	}
+}
