@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,7 +14,7 @@ import (
 )
 
 // quickExec counts executions without sleeping.
-type quickExec struct{ countingExec }
+type quickExec struct{ n atomic.Int64 }
 
 func (e *quickExec) Execute(context.Context, broker.Operation) (broker.Output, error) {
 	e.n.Add(1)
@@ -29,12 +30,8 @@ func TestRaceApproveDeny(t *testing.T) {
 	backends(t, func(t *testing.T, open opener) {
 		e := open(t, func(c *approvals.Config) { c.Wait = 20 * time.Millisecond })
 		exec := &quickExec{}
-		b := rewire(t, e, exec)
+		b, caller := pipeline(t, e, exec)
 		ctx := context.Background()
-		caller, err := b.Identify(ctx, broker.Credentials{Token: agentToken, Claimed: broker.Context{Graph: "support-bot", Node: "refund", Run: "run-7"}})
-		if err != nil {
-			t.Fatal(err)
-		}
 		acked := 0
 		for race := range 40 {
 			call := broker.Call{Caller: caller, Door: "http", Tool: "billing_refund", Args: json.RawMessage(fmt.Sprintf(`{"order_id":"o-%d"}`, race))}
@@ -86,25 +83,6 @@ func TestRaceApproveDeny(t *testing.T) {
 	})
 }
 
-// rewire is pipeline with a non-sleeping executor.
-func rewire(t *testing.T, e *env, exec *quickExec) *broker.Broker {
-	t.Helper()
-	b, err := broker.New(broker.Config{
-		Catalog:   fixedCatalog{tool: &broker.Tool{Name: "billing_refund", Target: "billing", Spec: passSpec{}}},
-		Targets:   map[string]broker.Executor{"billing": exec},
-		Auth:      agentAuth{},
-		Graphs:    anyGraph{},
-		Policy:    approvePolicy{},
-		Masker:    masker{},
-		Recorder:  e.rec,
-		Approvals: e.svc,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 // TestRaceIdenticalCalls: sixteen identical gated calls at once create
 // exactly one request, and once it is approved sixteen repeats at once run
 // the call exactly once. Repeated over several runs.
@@ -112,7 +90,7 @@ func TestRaceIdenticalCalls(t *testing.T) {
 	backends(t, func(t *testing.T, open opener) {
 		e := open(t, func(c *approvals.Config) { c.Wait = 10 * time.Millisecond; c.ProgressEvery = 5 * time.Millisecond })
 		exec := &quickExec{}
-		b := rewire(t, e, exec)
+		b, _ := pipeline(t, e, exec)
 		ctx := context.Background()
 		for round := range 6 {
 			c, err := b.Identify(ctx, broker.Credentials{Token: agentToken,

@@ -498,12 +498,9 @@ func (s *Service) Decide(ctx context.Context, id string, approver broker.Princip
 // pendingRequest loads request id for a vote and refuses unless it is
 // pending and unexpired (an overdue request is expired on the way).
 func (s *Service) pendingRequest(ctx context.Context, id string) (Request, error) {
-	r, err := s.store.get(ctx, id)
-	if errors.Is(err, errNotFound) {
-		return Request{}, broker.Errorf(broker.CodeNotFound, "no approval request %s", id)
-	}
+	r, err := s.Get(ctx, id)
 	if err != nil {
-		return Request{}, storeErr(err)
+		return Request{}, err
 	}
 	if r.Status == broker.ApprovalPending && !s.now().Before(r.ExpiresAt) {
 		if _, err := s.expire(ctx, id); err != nil {

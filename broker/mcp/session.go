@@ -106,11 +106,6 @@ func (m callerSessions) Validate(id string) (bool, error) {
 
 // Terminate lets the caller end its own sessions only.
 func (m callerSessions) Terminate(id string) (bool, error) {
-	if !m.request {
-		return false, nil
-	}
-	if !m.known || !sessionOwnedBy(id, m.caller) {
-		return false, errForeignSession
-	}
-	return false, nil
+	_, err := m.Validate(id)
+	return false, err
 }
