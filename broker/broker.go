@@ -351,9 +351,9 @@ func (b *Broker) run(ctx context.Context, cfg *Config, call Call, ev *Event) (re
 	switch dec.Effect {
 	case EffectAllow:
 	case EffectApprove:
-		out, done, err := b.approval(ctx, cfg, call, req, dec, ev)
-		if done || err != nil {
-			return out, err
+		held, done, aerr := b.approval(ctx, cfg, call, req, dec, ev)
+		if done || aerr != nil {
+			return held, aerr
 		}
 		// This call holds the approval: report how it ends, so repeats
 		// answer the recorded result instead of running again.
