@@ -14,16 +14,20 @@ type Code string
 
 // The stable error codes (DESIGN §10).
 const (
-	CodeUnauthenticated   Code = "unauthenticated"
-	CodeForbidden         Code = "forbidden"
-	CodeInvalidArguments  Code = "invalid_arguments"
-	CodeInvalidRequest    Code = "invalid_request"
-	CodeUnknownTool       Code = "unknown_tool"
-	CodeNotFound          Code = "not_found"
-	CodePayloadTooLarge   Code = "payload_too_large"
-	CodeApprovalPending   Code = "approval_pending"
-	CodeApprovalDenied    Code = "approval_denied"
-	CodeApprovalExpired   Code = "approval_expired"
+	CodeUnauthenticated  Code = "unauthenticated"
+	CodeForbidden        Code = "forbidden"
+	CodeInvalidArguments Code = "invalid_arguments"
+	CodeInvalidRequest   Code = "invalid_request"
+	CodeUnknownTool      Code = "unknown_tool"
+	CodeNotFound         Code = "not_found"
+	CodePayloadTooLarge  Code = "payload_too_large"
+	CodeApprovalPending  Code = "approval_pending"
+	CodeApprovalDenied   Code = "approval_denied"
+	CodeApprovalExpired  Code = "approval_expired"
+	// CodeApprovalStale refuses a call whose approval was given under a rule
+	// that has since changed; the call was not run, and calling again
+	// requests a new approval.
+	CodeApprovalStale     Code = "approval_stale"
 	CodeBudgetExceeded    Code = "budget_exceeded"
 	CodeTargetUnavailable Code = "target_unavailable"
 	CodeTargetError       Code = "target_error"
@@ -50,6 +54,8 @@ func (c Code) HTTPStatus() int {
 		return http.StatusAccepted
 	case CodeApprovalExpired:
 		return http.StatusGone
+	case CodeApprovalStale:
+		return http.StatusConflict
 	case CodeBudgetExceeded:
 		return http.StatusTooManyRequests
 	case CodeTargetUnavailable, CodeAuditUnavailable, CodeUnavailable:

@@ -366,6 +366,8 @@ func (b *Broker) approveStatement(ctx context.Context, cfg *Config, sc Statement
 		return Errorf(CodeApprovalPending, "the statement was NOT run: it is waiting for approval %s (until %s); send it again once it is approved", out.ID, out.ExpiresAt.UTC().Format(time.RFC3339))
 	case ApprovalExpired:
 		return Errorf(CodeApprovalExpired, "approval %s expired before a decision; the statement was not run", out.ID)
+	case ApprovalStale:
+		return Errorf(CodeApprovalStale, "approval %s no longer counts because its rule changed; the statement was not run. Send it again to request a new approval", out.ID)
 	default:
 		msg := fmt.Sprintf("approval %s was %s; the statement was not run", out.ID, out.Status)
 		if out.Reason != "" {

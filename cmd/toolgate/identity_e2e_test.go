@@ -155,15 +155,7 @@ func (e *identityEnv) mint(t *testing.T, key, body string) (int, map[string]any)
 
 func (e *identityEnv) mintOK(t *testing.T, body string) (string, map[string]string) {
 	t.Helper()
-	status, out := e.mint(t, e.BotKey, body)
-	if status != 201 {
-		t.Fatalf("mint: %d %s", status, out["_raw"])
-	}
-	tokens := map[string]string{}
-	for n, v := range out["tokens"].(map[string]any) {
-		tokens[n] = v.(string)
-	}
-	return out["grant_id"].(string), tokens
+	return e.mintWith(t, e.BotKey, body)
 }
 
 // mcpPost sends one raw JSON-RPC initialize to /mcp, to see the HTTP answer

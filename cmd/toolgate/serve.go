@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/toolgate/toolgate/internal/config"
+	"github.com/toolgate/toolgate/policy/mask"
 )
 
 func serveCmd() *cobra.Command {
@@ -34,7 +35,9 @@ func serveCmd() *cobra.Command {
 			if listen != "" {
 				cfg.Listen = listen
 			}
-			log := newLogger(cmd.ErrOrStderr(), false)
+			// The log never shows a credential the config holds, whoever
+			// logs it.
+			log := newLogger(mask.RedactingWriter(cmd.ErrOrStderr(), mask.SecretsFromConfig(*cfg)), false)
 			defer func() { _ = log.Sync() }()
 			return serve(cmd.Context(), cfg, os.LookupEnv, log, nil)
 		},

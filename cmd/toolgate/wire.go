@@ -217,6 +217,7 @@ func openApp(ctx context.Context, cfg *config.Config, log *zap.Logger) (*app, er
 	// Everything that records goes through the metrics recorder, which
 	// counts what the store accepted for /metrics.
 	mrec := metrics.NewRecorder(rec)
+	mrec.SetLabels(metricLabels(cfg, st))
 	a.metrics = mrec
 	authn, grants, err := openAuth(cfg, store, &a.live, mrec, log)
 	if err != nil {
@@ -275,7 +276,7 @@ func openApp(ctx context.Context, cfg *config.Config, log *zap.Logger) (*app, er
 	}
 	mux.Handle("/.well-known/oauth-protected-resource", server.NewProtectedResourceMetadataHandler(prm))
 	mux.Handle("/.well-known/oauth-protected-resource/", server.NewProtectedResourceMetadataHandler(prm))
-	mux.Handle("/metrics", mrec.Handler())
+	mux.Handle("/metrics", mrec.Handler(cfg.Metrics.Token))
 	mux.Handle("/healthz", bhttp.Health())
 	mux.Handle("/readyz", bhttp.Ready(func(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -288,6 +289,19 @@ func openApp(ctx context.Context, cfg *config.Config, log *zap.Logger) (*app, er
 	a.handler = mux
 	ok = true
 	return a, nil
+}
+
+// metricLabels are the names a /metrics tool label may take: the catalog's
+// tools and the passthrough pseudo-tools of the configured targets.
+func metricLabels(cfg *config.Config, st *static) metrics.Labels {
+	l := metrics.Labels{}
+	for _, t := range st.catalog.Tools() {
+		l.Tools = append(l.Tools, t.Name)
+	}
+	for name := range cfg.Targets {
+		l.Targets = append(l.Targets, name)
+	}
+	return l
 }
 
 // openTargets connects every configured target. Connectors connect lazily,

@@ -75,7 +75,10 @@ type Connector struct {
 	log   *zap.Logger
 }
 
-var _ broker.Executor = (*Connector)(nil)
+var (
+	_ broker.Executor  = (*Connector)(nil)
+	_ broker.RowCapper = (*Connector)(nil)
+)
 
 // New returns a connector with a lazily connecting pool: it succeeds while the
 // target is down. A nil logger logs nothing.
@@ -133,6 +136,21 @@ func (c *Connector) Close() { c.pool.Close() }
 // since PostgreSQL 14.
 const paramReadOnly = "default_transaction_read_only"
 
+// RowCap returns the most rows op can return: its max_rows, else the
+// target's, else DefaultMaxRows. Rows budgets reserve it before the call
+// runs (broker.RowCapper).
+func (c *Connector) RowCap(op broker.Operation) int {
+	if op.SQL == nil {
+		return 0
+	}
+	for _, n := range []int{op.SQL.MaxRows, c.cfg.MaxRows} {
+		if n > 0 {
+			return n
+		}
+	}
+	return DefaultMaxRows
+}
+
 // Execute runs op.SQL in a transaction and returns its rows as JSON.
 //
 // The read-only mode and the statement timeout hold for every call, whatever
@@ -150,13 +168,7 @@ func (c *Connector) Execute(ctx context.Context, op broker.Operation) (broker.Ou
 	if op.SQL == nil {
 		return broker.Output{}, broker.Errorf(broker.CodeInvalidRequest, "target %s runs SQL operations only", c.cfg.Name)
 	}
-	maxRows := op.SQL.MaxRows
-	if maxRows <= 0 {
-		maxRows = c.cfg.MaxRows
-	}
-	if maxRows <= 0 {
-		maxRows = DefaultMaxRows
-	}
+	maxRows := c.RowCap(op)
 	sql := op.SQL.Statement
 	if comment := Comment(op.Comment); comment != "" {
 		sql = appendComment(sql, comment)

@@ -16,6 +16,7 @@ type Config struct {
 	Recordings  Recordings        `yaml:"recordings" json:"recordings"`
 	Passthrough Passthrough       `yaml:"passthrough" json:"passthrough"`
 	Limits      Limits            `yaml:"limits" json:"limits"`
+	Metrics     Metrics           `yaml:"metrics" json:"metrics"`
 
 	// File is the path the config was loaded from; relative paths inside
 	// it (tools_dir, store.path, target paths) resolve against its folder.
@@ -57,6 +58,9 @@ type OIDC struct {
 	Audience    string   `yaml:"audience" json:"audience"`
 	GroupsClaim string   `yaml:"groups_claim" json:"groups_claim,omitempty"`
 	Algorithms  []string `yaml:"algorithms" json:"algorithms,omitempty"`
+	// AssumeEmailVerified trusts an email claim that comes without an
+	// email_verified claim, for issuers that only issue verified emails.
+	AssumeEmailVerified bool `yaml:"assume_email_verified" json:"assume_email_verified,omitempty"`
 }
 
 // APIKey is an API key, stored only as the SHA-256 of the key.
@@ -196,6 +200,13 @@ type PostgresListener struct {
 type HTTPPrefix struct {
 	PathPrefix string `yaml:"path_prefix" json:"path_prefix"`
 	Target     string `yaml:"target" json:"target"`
+}
+
+// Metrics configures GET /metrics.
+type Metrics struct {
+	// Token, when set, is the bearer token /metrics requires
+	// (Authorization: Bearer <token>); secret, use ${ENV}.
+	Token string `yaml:"token" json:"-"`
 }
 
 // Limits are request limits.

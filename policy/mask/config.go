@@ -43,6 +43,12 @@ type Config struct {
 	Detectors map[string]bool
 	// Targets holds per-target rules and switches, by target name.
 	Targets map[string]TargetConfig
+	// Secrets are the credentials toolgate injects; every spelling of each
+	// value (as is, JSON-escaped, URL-encoded, inside Basic/Bearer) is
+	// replaced by "[REDACTED:credential]" wherever masking runs: results,
+	// records, text, passthrough cells. Values shorter than MinSecretBytes
+	// are not redacted.
+	Secrets []Secret
 }
 
 // TargetConfig is one target's masking. Rules keys are gjson paths for
@@ -59,6 +65,7 @@ func FromConfig(c config.Config) Config {
 		Rules:     c.Masking.Rules,
 		Detectors: c.Masking.Detectors,
 		Targets:   make(map[string]TargetConfig, len(c.Targets)),
+		Secrets:   SecretsFromConfig(c),
 	}
 	if c.Masking.HashKey != "" {
 		out.HashKey = []byte(c.Masking.HashKey)

@@ -62,6 +62,21 @@
 // switches, the target or the tool turn it on. Switches merge defaults <
 // global < target < tool, so a tool or target may switch any detector off.
 //
+// # Injected credentials
+//
+// The credentials toolgate itself holds and injects (target header values
+// other than Accept, Content-Type and the like, DSN and base_url
+// passwords, Slack tokens and secrets, the webhook secret, keys; see
+// SecretsFromConfig) are redacted by value, before the detectors, wherever
+// masking runs: every string value and object key of a result or record,
+// free text, passthrough cells. Every spelling counts: as is, JSON-escaped
+// (also inside JSON text inside a string, or spelled with \uXXXX),
+// URL-encoded, and the parts of a "Bearer <token>" or "Basic <base64>"
+// value (the token, user:password, the password). A hit becomes
+// "[REDACTED:credential]" and is counted as "detector:credential". Values
+// shorter than MinSecretBytes would match ordinary text, so they are not
+// redacted; New logs where such a value is configured, never the value.
+//
 // # Passthrough cells
 //
 // MaskCell masks one text cell of a Postgres DataRow: the target's
