@@ -28,8 +28,11 @@ const (
 // masker masks the test card number.
 type masker struct{}
 
-func (masker) MaskResult(_ *broker.Tool, doc []byte) ([]byte, broker.MaskStats, error) {
-	return []byte(strings.ReplaceAll(string(doc), card, maskedCard)), broker.MaskStats{}, nil
+func (m masker) PrepareTool(*broker.Tool) (broker.ToolMask, error) {
+	return broker.ToolMaskFunc(func(doc []byte) ([]byte, broker.MaskStats, error) {
+		out, err := m.MaskRecord(doc)
+		return out, broker.MaskStats{}, err
+	}), nil
 }
 func (masker) MaskRecord(doc []byte) ([]byte, error) {
 	return []byte(strings.ReplaceAll(string(doc), card, maskedCard)), nil

@@ -1,8 +1,6 @@
 package broker
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -85,6 +83,10 @@ type Error struct {
 	// Cause is the underlying error. It is not part of Error() and is never
 	// sent to a client.
 	Cause error
+
+	// incident is the id an internal failure was logged under, once
+	// reported (finish.go).
+	incident string
 }
 
 // Problem is one offending input of a refusal: where (an argument as a
@@ -131,7 +133,8 @@ func Wrap(code Code, cause error, message string) *Error {
 // AsError converts any error into an *Error safe to show. An error that is
 // already an *Error is returned as is; anything else becomes an internal
 // error whose message carries only an id. The id is returned so the caller
-// can log the cause under it.
+// can log the cause under it. The pipeline's answers never need it: the
+// broker reports every internal failure it returns (Broker.Report).
 func AsError(err error) (e *Error, incidentID string) {
 	if err == nil {
 		return nil, ""
@@ -139,11 +142,13 @@ func AsError(err error) (e *Error, incidentID string) {
 	if errors.As(err, &e) {
 		return e, ""
 	}
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	incidentID = hex.EncodeToString(b[:])
+	incidentID = newIncidentID()
 	return &Error{Code: CodeInternal, Message: "internal error (incident " + incidentID + ")", Cause: err}, incidentID
 }
+
+// Incident is the id an internal failure was logged under, "" when it was
+// not reported (or is not internal).
+func (e *Error) Incident() string { return e.incident }
 
 // CodeOf returns the code of err, CodeInternal for a foreign error and "" for nil.
 func CodeOf(err error) Code {

@@ -394,7 +394,7 @@ func (l *loader) toolEnv(env *cel.Env, gp *graphPolicy, t *broker.Tool) (*cel.En
 
 func (l *loader) node(env *cel.Env, gp *graphPolicy, key string, n config.Node) *nodePolicy {
 	npath := gp.path + ".nodes." + key
-	np := &nodePolicy{key: key, path: npath, tools: map[string]*toolPolicy{}, binds: map[string][]bind{}, allowList: n.Allow}
+	np := &nodePolicy{graph: gp, key: key, path: npath, tools: map[string]*toolPolicy{}, binds: map[string][]bind{}, allowList: n.Allow}
 	if strings.TrimSpace(key) == "" || strings.HasPrefix(key, "/") || strings.HasSuffix(key, "/") {
 		l.problem(npath, "a node key must be a node path like \"triage\" or \"supervisor/*\"")
 		return nil

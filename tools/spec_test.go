@@ -418,3 +418,33 @@ func TestValidateArgsRefAndDateTime(t *testing.T) {
 		}
 	}
 }
+
+// TestValidateOutput: a result is checked against the output schema as the
+// connector returned it; a tool without one accepts any result.
+func TestValidateOutput(t *testing.T) {
+	tool := mustParse(t, `{
+  "name": "crm_find_customer", "target": "crm",
+  "input_schema": {"type": "object"},
+  "output_schema": {"type": "object", "properties": {"rows": {"type": "array", "items": {"type": "object", "properties": {"id": {"type": "integer"}}}}, "row_count": {"type": "integer"}}, "required": ["rows"]},
+  "sql": {"statement": "SELECT 1"}
+}`)
+	sp := tool.Spec.(*Spec)
+	for _, c := range []struct {
+		doc string
+		ok  bool
+	}{
+		{`{"rows":[{"id":1}],"row_count":1,"truncated":false}`, true},
+		{`{"rows":[{"id":12345678901234567890}],"row_count":1}`, true},
+		{`{"rows":[{"id":"h_3f9a"}],"row_count":1}`, false},
+		{`{"status":200,"body":{}}`, false},
+		{`not json`, false},
+	} {
+		if err := sp.ValidateOutput(json.RawMessage(c.doc)); (err == nil) != c.ok {
+			t.Errorf("ValidateOutput(%s) = %v, want ok %v", c.doc, err, c.ok)
+		}
+	}
+	bare := mustParse(t, `{"name": "t", "target": "crm", "input_schema": {"type": "object"}, "sql": {"statement": "SELECT 1"}}`)
+	if err := bare.Spec.(*Spec).ValidateOutput(json.RawMessage(`[1]`)); err != nil {
+		t.Errorf("a tool without output_schema refused a result: %v", err)
+	}
+}

@@ -21,10 +21,13 @@
 // DELETE. 2026-07-28 requests carry no session at all. Sessions hold
 // protocol state only; the caller is re-identified on every request.
 //
-// Tools are copied from the catalog at New and on SetCatalog. tools/list is
-// narrowed per caller by an after-list hook, not mcp-go's WithToolFilter:
-// that filter also runs at call time and turns a forbidden call into a bare
-// "tool not found" that the broker never sees or records.
+// The door holds no catalog: tools/list is answered from the broker's live
+// snapshot (Pipeline.ListTools, per caller) by an after-list hook, not
+// mcp-go's WithToolFilter: that filter also runs at call time and turns a
+// forbidden call into a bare "tool not found" that the broker never sees or
+// records. mcp-go's tool table only routes tools/call by name; it follows
+// the broker's snapshot, rebuilt before a request whenever a reload swapped
+// it, so a reload is one step.
 //
 // The package holds no policy. It must never decide whether a call is
 // allowed, never take identity from the MCP session id, clientInfo or

@@ -96,6 +96,20 @@ func compileAll(cfg *config.Config, counters policy.Counters, log *zap.Logger) (
 	return &static{catalog: cat, policy: pol, masker: m}, probs
 }
 
+// live is what the broker serves from st: its catalog, policy and masker,
+// and the passthrough routes of the running configuration cfg (routes need
+// a restart to change, so a reload keeps those of cfg).
+func (st *static) live(cfg *config.Config) broker.Live {
+	l := broker.Live{Catalog: st.catalog, Policy: st.policy, Masker: st.masker}
+	for _, p := range cfg.Passthrough.Postgres {
+		l.Routes = append(l.Routes, broker.Route{Kind: broker.KindSQL, Target: p.Target})
+	}
+	for _, h := range cfg.Passthrough.HTTP {
+		l.Routes = append(l.Routes, broker.Route{Kind: broker.KindHTTP, Target: h.Target})
+	}
+	return l
+}
+
 // toolsDirReason is why the tools folder could not be read.
 func toolsDirReason(err error) string {
 	var le *tools.LoadError
@@ -128,12 +142,10 @@ type app struct {
 	approver *approvals.Service
 	// counters hold budget counts; they outlive reloads.
 	counters policy.Counters
-	// brokerCfg is the broker's current configuration; reload swaps its
-	// catalog, policy and masker.
-	brokerCfg broker.Config
-	// live is the current policy, for the services that ask it questions
-	// outside the broker (grant minting).
-	live livePolicy
+	// targets are the connectors, by target name.
+	targets map[string]broker.Executor
+	// now is the clock every part of the app is given.
+	now func() time.Time
 	// env resolves ${ENV} when the config is reloaded.
 	env config.Env
 	// reloadMu serialises reloads.
@@ -167,9 +179,15 @@ func (a *app) Close() {
 	}
 }
 
-// openApp opens the store, connects the targets and wires the broker.
+// openApp opens the store, connects the targets and wires the broker, on
+// the system clock.
 func openApp(ctx context.Context, cfg *config.Config, log *zap.Logger) (*app, error) {
-	a := &app{cfg: cfg, log: log}
+	return openAppClock(ctx, cfg, log, time.Now)
+}
+
+// openAppClock is openApp with the clock every part of the app reads.
+func openAppClock(ctx context.Context, cfg *config.Config, log *zap.Logger, now func() time.Time) (*app, error) {
+	a := &app{cfg: cfg, log: log, now: now}
 	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
 	a.stop = stop
 	ok := false
@@ -202,24 +220,24 @@ func openApp(ctx context.Context, cfg *config.Config, log *zap.Logger) (*app, er
 		return nil, err
 	}
 	a.background(bg, "budget counters purge", func(ctx context.Context) error {
-		return purgeCounters(ctx, budgets, cfg.Recordings.Retention.D(), log)
+		return purgeCounters(ctx, budgets, cfg.Recordings.Retention.D(), a.now, log)
 	})
 	a.counters = budgets
 	st, err := compile(cfg, a.counters, log)
 	if err != nil {
 		return nil, err
 	}
-	a.live.p.Store(st.policy)
 	targets, err := openTargets(ctx, cfg, log, &a.closers)
 	if err != nil {
 		return nil, err
 	}
+	a.targets = targets
 	// Everything that records goes through the metrics recorder, which
 	// counts what the store accepted for /metrics.
 	mrec := metrics.NewRecorder(rec)
 	mrec.SetLabels(metricLabels(cfg, st))
 	a.metrics = mrec
-	authn, grants, err := openAuth(cfg, store, &a.live, mrec, log)
+	authn, grants, err := openAuth(cfg, store, livePolicy{a}, mrec, a.now, log)
 	if err != nil {
 		return nil, err
 	}
@@ -229,27 +247,23 @@ func openApp(ctx context.Context, cfg *config.Config, log *zap.Logger) (*app, er
 		return nil, err
 	}
 	a.approver = svc
-	a.brokerCfg = broker.Config{
-		Catalog:       st.catalog,
+	b, err := broker.New(broker.Config{
+		Live:          st.live(cfg),
 		Targets:       targets,
 		Auth:          authn,
-		Graphs:        st.policy,
-		Policy:        st.policy,
-		Binder:        st.policy,
-		Masker:        st.masker,
 		Recorder:      mrec,
 		Approvals:     svc,
 		Logger:        log,
+		Now:           a.now,
 		RecordResults: cfg.Recordings.Results == "masked",
-	}
-	b, err := broker.New(a.brokerCfg)
+	})
 	if err != nil {
 		return nil, err
 	}
 	a.broker = b
 
 	metaURL := strings.TrimRight(cfg.PublicURL, "/") + "/.well-known/oauth-protected-resource"
-	srv, err := bmcp.New(b, bmcp.Options{Name: "toolgate", Version: version, ResourceMetadataURL: metaURL, Logger: log, Catalog: st.catalog})
+	srv, err := bmcp.New(b, bmcp.Options{Name: "toolgate", Version: version, ResourceMetadataURL: metaURL, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("mcp: %w", err)
 	}
@@ -341,7 +355,7 @@ func openTargets(ctx context.Context, cfg *config.Config, log *zap.Logger, close
 // purgeCounters forgets budget counters whose window has passed every hour,
 // and run counters untouched for longer than keep when keep > 0 (the
 // recordings retention), until ctx ends.
-func purgeCounters(ctx context.Context, c *counters.Store, keep time.Duration, log *zap.Logger) error {
+func purgeCounters(ctx context.Context, c *counters.Store, keep time.Duration, now func() time.Time, log *zap.Logger) error {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {
@@ -352,7 +366,7 @@ func purgeCounters(ctx context.Context, c *counters.Store, keep time.Duration, l
 		}
 		var runsBefore time.Time
 		if keep > 0 {
-			runsBefore = time.Now().Add(-keep)
+			runsBefore = now().Add(-keep)
 		}
 		if n, err := c.Purge(ctx, runsBefore); err != nil {
 			log.Warn("budget counters purge failed", zap.Error(err))

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -13,21 +14,17 @@ import (
 	"github.com/toolgate/toolgate/broker/auth"
 	"github.com/toolgate/toolgate/internal/config"
 	"github.com/toolgate/toolgate/internal/db"
-	"github.com/toolgate/toolgate/policy"
 )
-
-// The policy engine answers the grant service's questions about graphs.
-var _ auth.GraphInfo = (*policy.Engine)(nil)
 
 // openAuth builds the authenticator (API keys, OIDC, grant tokens) and the
 // grant service on the store. The grant service records grant_minted and
 // grant_revoked events with rec.
-func openAuth(cfg *config.Config, store *db.DB, pol auth.GraphInfo, rec broker.Recorder, log *zap.Logger) (*auth.Authenticator, *auth.Grants, error) {
+func openAuth(cfg *config.Config, store *db.DB, pol auth.GraphInfo, rec broker.Recorder, now func() time.Time, log *zap.Logger) (*auth.Authenticator, *auth.Grants, error) {
 	grantStore, err := auth.NewSQLGrantStore(store.SQL(), store.Driver())
 	if err != nil {
 		return nil, nil, fmt.Errorf("grant store: %w", err)
 	}
-	acfg := auth.Config{Grants: grantStore, Logger: log}
+	acfg := auth.Config{Grants: grantStore, Logger: log, Now: now}
 	for _, k := range cfg.Auth.APIKeys {
 		acfg.APIKeys = append(acfg.APIKeys, auth.APIKey{Name: k.Name, SHA256: k.SHA256})
 	}
@@ -38,7 +35,7 @@ func openAuth(cfg *config.Config, store *db.DB, pol auth.GraphInfo, rec broker.R
 	if err != nil {
 		return nil, nil, fmt.Errorf("auth: %w", err)
 	}
-	grants, err := auth.NewGrants(auth.GrantsConfig{Store: grantStore, Graphs: pol, MaxTTL: cfg.Auth.GrantMaxTTL.D(), Recorder: rec, Logger: log})
+	grants, err := auth.NewGrants(auth.GrantsConfig{Store: grantStore, Graphs: pol, MaxTTL: cfg.Auth.GrantMaxTTL.D(), Recorder: rec, Logger: log, Now: now})
 	if err != nil {
 		return nil, nil, fmt.Errorf("grants: %w", err)
 	}
@@ -49,7 +46,7 @@ func openAuth(cfg *config.Config, store *db.DB, pol auth.GraphInfo, rec broker.R
 // a Postgres store, in-process on SQLite), the Slack announcer and the
 // approvals.on_decision webhook (which wraps Slack), and
 // starts their background loops.
-func openApprovals(bg context.Context, a *app, store *db.DB, masker broker.Masker, rec broker.Recorder) (*approvals.Service, *slack.Notifier, error) {
+func openApprovals(bg context.Context, a *app, store *db.DB, masker approvals.Masker, rec broker.Recorder) (*approvals.Service, *slack.Notifier, error) {
 	cfg, log := a.cfg, a.log
 	dialect := approvals.SQLite
 	var notifier approvals.Notifier
@@ -68,7 +65,7 @@ func openApprovals(bg context.Context, a *app, store *db.DB, masker broker.Maske
 	}
 	acfg := approvals.Config{
 		Store: astore, Notifier: notifier, Masker: masker, Recorder: rec,
-		Timeout: cfg.Approvals.Timeout.D(), Wait: cfg.Approvals.Wait.D(), StaleAfter: cfg.Approvals.StaleAfter.D(), Logger: log,
+		Timeout: cfg.Approvals.Timeout.D(), Wait: cfg.Approvals.Wait.D(), StaleAfter: cfg.Approvals.StaleAfter.D(), Logger: log, Now: a.now,
 	}
 	var sn *slack.Notifier
 	if s := cfg.Approvals.Slack; s != nil {

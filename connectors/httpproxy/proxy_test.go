@@ -72,7 +72,7 @@ func setup(t *testing.T) (*httptest.Server, *target, string, *brokertest.Recorde
 	}
 	m, _ := mask.New(mask.Config{}, nil)
 	rec := &brokertest.Recorder{}
-	b, err := broker.New(broker.Config{Catalog: cat, Auth: authn, Graphs: pol, Policy: pol, Masker: m, Recorder: rec})
+	b, err := broker.New(broker.Config{Live: broker.Live{Catalog: cat, Policy: pol, Masker: m, Routes: []broker.Route{{Kind: broker.KindHTTP, Target: "billing"}}}, Auth: authn, Recorder: rec})
 	if err != nil {
 		t.Fatal(err)
 	}

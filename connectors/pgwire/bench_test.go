@@ -176,7 +176,7 @@ func BenchmarkPgbench(b *testing.B) {
 	}
 	m, _ := mask.New(mask.Config{Targets: map[string]mask.TargetConfig{"crm": {Rules: map[string]string{"customers.card_number": "last4"}}}}, nil)
 	proxy := func(recorder broker.Recorder) int {
-		brk, err := broker.New(broker.Config{Catalog: cat, Auth: authn, Graphs: pol, Policy: pol, Masker: m, Recorder: recorder})
+		brk, err := broker.New(broker.Config{Live: broker.Live{Catalog: cat, Policy: pol, Masker: m, Routes: []broker.Route{{Kind: broker.KindSQL, Target: "crm"}}}, Auth: authn, Recorder: recorder})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -119,7 +119,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	rec := &brokertest.Recorder{}
-	b, err := broker.New(broker.Config{Catalog: cat, Auth: authn, Graphs: pol, Policy: pol, Masker: m, Recorder: rec})
+	b, err := broker.New(broker.Config{Live: broker.Live{Catalog: cat, Policy: pol, Masker: m, Routes: []broker.Route{{Kind: broker.KindSQL, Target: "crm"}}}, Auth: authn, Recorder: rec})
 	if err != nil {
 		t.Fatal(err)
 	}
