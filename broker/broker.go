@@ -198,11 +198,14 @@ func (b *Broker) ListTools(_ context.Context, c Caller) ([]*Tool, error) {
 	return out, nil
 }
 
-// Pipeline is the broker as front doors and passthrough proxies see it.
+// Pipeline is the broker as front doors see it.
 type Pipeline interface {
 	Identify(ctx context.Context, cr Credentials) (Caller, error)
 	ListTools(ctx context.Context, c Caller) ([]*Tool, error)
 	Call(ctx context.Context, call Call) (Result, error)
+	// Report makes a failure the door met beside the pipeline (a service
+	// it serves, a panic) safe to show, logging an internal one once.
+	Report(err error) *Error
 }
 
 var _ Pipeline = (*Broker)(nil)

@@ -3,7 +3,6 @@ package broker
 import (
 	"errors"
 	"fmt"
-	"net/http"
 )
 
 // Code is a stable, machine-readable reason for a refusal or failure. Codes
@@ -34,38 +33,6 @@ const (
 	CodeUnavailable       Code = "unavailable"
 	CodeInternal          Code = "internal"
 )
-
-// HTTPStatus is the HTTP status a front door answers with for the code.
-func (c Code) HTTPStatus() int {
-	switch c {
-	case CodeUnauthenticated:
-		return http.StatusUnauthorized
-	case CodeForbidden, CodeApprovalDenied:
-		return http.StatusForbidden
-	case CodeInvalidArguments, CodeInvalidRequest:
-		return http.StatusBadRequest
-	case CodeUnknownTool, CodeNotFound:
-		return http.StatusNotFound
-	case CodePayloadTooLarge:
-		return http.StatusRequestEntityTooLarge
-	case CodeApprovalPending:
-		return http.StatusAccepted
-	case CodeApprovalExpired:
-		return http.StatusGone
-	case CodeApprovalStale:
-		return http.StatusConflict
-	case CodeBudgetExceeded:
-		return http.StatusTooManyRequests
-	case CodeTargetUnavailable, CodeAuditUnavailable, CodeUnavailable:
-		return http.StatusServiceUnavailable
-	case CodeTargetError:
-		return http.StatusBadGateway
-	case CodeTimeout:
-		return http.StatusGatewayTimeout
-	default:
-		return http.StatusInternalServerError
-	}
-}
 
 // Error is a refusal or failure with a stable code and a message that is safe
 // to show an agent: it never contains a secret, a token or an unmasked value.

@@ -4,7 +4,7 @@
 // 2026-07-28 core, on one endpoint) and over stdio, using mark3labs/mcp-go.
 //
 // Each HTTP request is authenticated before any JSON-RPC is read
-// (httpapi.Authenticate: one broker Identify per request); the identified
+// (door.Authenticate: one broker Identify per request); the identified
 // broker.Caller travels in the request context to the tools/list filter and
 // the tool handlers. Every tools/call, including one for a tool the caller
 // may not call, goes to broker.Pipeline.Call, so the broker refuses and

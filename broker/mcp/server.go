@@ -18,7 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/toolgate/toolgate/broker"
-	"github.com/toolgate/toolgate/broker/httpapi"
+	"github.com/toolgate/toolgate/broker/door"
 )
 
 // The door names this package puts in broker.Call.
@@ -97,7 +97,7 @@ func New(p Pipeline, opts Options) (*Server, error) {
 		server.WithStreamableHTTPLogger(slog.New(zapHandler{log: s.log.Named("mcp-go")})),
 		server.WithSessionIdManagerResolver(sessions{}),
 	)
-	s.http = httpapi.Recover(s.log, s.capBody(httpapi.Authenticate(p, opts.ResourceMetadataURL,
+	s.http = door.Recover(p, s.capBody(door.Authenticate(p, opts.ResourceMetadataURL,
 		func(w http.ResponseWriter, r *http.Request, c broker.Caller) {
 			if !s.ownSession(w, r, c) {
 				return
@@ -117,7 +117,7 @@ func (s *Server) ownSession(w http.ResponseWriter, r *http.Request, c broker.Cal
 		return true
 	}
 	s.log.Info("mcp request with another caller's session refused", zap.String("principal", c.Principal.Subject), zap.String("method", r.Method))
-	httpapi.WriteError(w, broker.Errorf(broker.CodeNotFound, "no MCP session %s for this caller; a session belongs to the principal, graph and node that initialized it, so initialize a new one", id), s.opts.ResourceMetadataURL)
+	door.WriteError(w, broker.Errorf(broker.CodeNotFound, "no MCP session %s for this caller; a session belongs to the principal, graph and node that initialized it, so initialize a new one", id), s.opts.ResourceMetadataURL)
 	return false
 }
 
@@ -181,7 +181,7 @@ func (s *Server) ServeStdio(ctx context.Context, in io.Reader, out io.Writer, cr
 func (s *Server) capBody(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength > s.opts.MaxBodyBytes {
-			httpapi.WriteError(w, broker.Errorf(broker.CodePayloadTooLarge, "the MCP request body is %d bytes; the limit is %d", r.ContentLength, s.opts.MaxBodyBytes), s.opts.ResourceMetadataURL)
+			door.WriteError(w, broker.Errorf(broker.CodePayloadTooLarge, "the MCP request body is %d bytes; the limit is %d", r.ContentLength, s.opts.MaxBodyBytes), s.opts.ResourceMetadataURL)
 			return
 		}
 		if r.Body != nil {

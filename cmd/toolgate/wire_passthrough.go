@@ -7,7 +7,7 @@ import (
 
 	"go.uber.org/zap"
 
-	bhttp "github.com/toolgate/toolgate/broker/httpapi"
+	"github.com/toolgate/toolgate/broker/door"
 	"github.com/toolgate/toolgate/connectors/httpproxy"
 	"github.com/toolgate/toolgate/connectors/pgwire"
 )
@@ -47,12 +47,16 @@ func (a *app) openPassthrough(mux *http.ServeMux, metaURL string) error {
 		p, err := httpproxy.New(httpproxy.Config{
 			PathPrefix: h.PathPrefix, Target: h.Target, BaseURL: t.BaseURL, Headers: t.Headers,
 			Timeout: t.Timeout.D(), MaxBodyBytes: cfg.Limits.MaxBodyBytes, MaxResponseBytes: t.MaxResponseBytes,
-			WriteError: func(w http.ResponseWriter, _ *http.Request, err error) { bhttp.WriteError(w, err, metaURL) },
+			// An internal failure of the proxy (a response that cannot be
+			// masked) is logged once, by the broker, before it is written.
+			WriteError: func(w http.ResponseWriter, _ *http.Request, err error) {
+				door.WriteError(w, a.broker.Report(err), metaURL)
+			},
 		}, a.broker, a.log)
 		if err != nil {
 			return fmt.Errorf("passthrough.http[%d]: %w", i, err)
 		}
-		mux.Handle(h.PathPrefix+"/", bhttp.Recover(a.log, p))
+		mux.Handle(h.PathPrefix+"/", door.Recover(a.broker, p))
 	}
 	return nil
 }

@@ -16,7 +16,7 @@ import (
 	"github.com/toolgate/toolgate/broker"
 	"github.com/toolgate/toolgate/broker/auth"
 	"github.com/toolgate/toolgate/broker/brokertest"
-	bhttp "github.com/toolgate/toolgate/broker/httpapi"
+	"github.com/toolgate/toolgate/broker/door"
 	"github.com/toolgate/toolgate/connectors/httpproxy"
 	"github.com/toolgate/toolgate/internal/config"
 	"github.com/toolgate/toolgate/policy"
@@ -78,7 +78,7 @@ func setup(t *testing.T) (*httptest.Server, *target, string, *brokertest.Recorde
 	}
 	p, err := httpproxy.New(httpproxy.Config{PathPrefix: "/proxy/billing", Target: "billing", BaseURL: up.URL,
 		Headers:    map[string]string{"X-Api-Key": "sk_live_target_secret"},
-		WriteError: func(w http.ResponseWriter, r *http.Request, err error) { bhttp.WriteError(w, err, "") }}, b, nil)
+		WriteError: func(w http.ResponseWriter, r *http.Request, err error) { door.WriteError(w, b.Report(err), "") }}, b, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,15 +45,25 @@ type Env struct {
 // New returns a broker wired with the fakes.
 func New(t testing.TB) *Env {
 	t.Helper()
+	return NewWith(t, nil)
+}
+
+// NewWith is New with mod applied to the broker's config.
+func NewWith(t testing.TB, mod func(*broker.Config)) *Env {
+	t.Helper()
 	env := &Env{Exec: &Executor{}, Recorder: &Recorder{}, Catalog: NewCatalog()}
-	b, err := broker.New(broker.Config{
+	cfg := broker.Config{
 		Live:      broker.Live{Catalog: env.Catalog, Policy: decider{}, Masker: masker{}},
 		Targets:   map[string]broker.Executor{"crm": env.Exec, "billing": env.Exec},
 		Auth:      authenticator{},
 		Recorder:  env.Recorder,
 		Approvals: approvals{},
 		Now:       func() time.Time { return time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC) },
-	})
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	b, err := broker.New(cfg)
 	if err != nil {
 		t.Fatalf("broker.New: %v", err)
 	}
