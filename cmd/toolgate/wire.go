@@ -18,7 +18,7 @@ import (
 	"github.com/toolgate/toolgate/broker/auth"
 	bhttp "github.com/toolgate/toolgate/broker/httpapi"
 	bmcp "github.com/toolgate/toolgate/broker/mcp"
-	"github.com/toolgate/toolgate/connectors/httpapi"
+	"github.com/toolgate/toolgate/connectors/httptarget"
 	"github.com/toolgate/toolgate/connectors/postgres"
 	"github.com/toolgate/toolgate/connectors/sqlite"
 	"github.com/toolgate/toolgate/internal/config"
@@ -340,7 +340,7 @@ func openTargets(ctx context.Context, cfg *config.Config, log *zap.Logger, close
 			*closers = append(*closers, func() { _ = c.Close() })
 			out[name] = c
 		case "http":
-			c, err := httpapi.New(httpapi.Config{Name: name, BaseURL: t.BaseURL, Headers: t.Headers, Timeout: t.Timeout.D(), MaxResponseBytes: t.MaxResponseBytes}, log)
+			c, err := httptarget.New(httptarget.Config{Name: name, BaseURL: t.BaseURL, Headers: t.Headers, Timeout: t.Timeout.D(), MaxResponseBytes: t.MaxResponseBytes}, log)
 			if err != nil {
 				return nil, fmt.Errorf("target %s: %w", name, err)
 			}
