@@ -180,7 +180,7 @@ func TestBrokerExactlyOnce(t *testing.T) {
 }
 
 func TestBrokerFailedExecutionIsNotRetried(t *testing.T) {
-	e := newEnv(t, sqliteDB(t), approvals.SQLite)
+	e := newEnv(t, sqliteDB(t))
 	exec := &countingExec{fail: true}
 	b, caller := pipeline(t, e, exec)
 	ctx := context.Background()

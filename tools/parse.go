@@ -12,13 +12,7 @@ import (
 	"strings"
 
 	"github.com/toolgate/toolgate/broker"
-)
-
-// Target kinds a tool can run against.
-const (
-	KindPostgres = "postgres"
-	KindSQLite   = "sqlite"
-	KindHTTP     = "http"
+	"github.com/toolgate/toolgate/internal/config"
 )
 
 // namePattern is the tool name rule: what the function-calling APIs of
@@ -78,10 +72,10 @@ func parse(ps *problems, data []byte, targets map[string]string) *broker.Tool {
 	}
 	tool.Title, _ = stringField(ps, top, "", "title", false)
 	tool.Description, _ = stringField(ps, top, "", "description", false)
-	targetKind := ""
+	var kind config.TargetKind
 	if target, ok := stringField(ps, top, "", "target", true); ok {
 		tool.Target = target
-		targetKind = checkTarget(ps, target, targets)
+		kind = checkTarget(ps, target, targets)
 	}
 
 	var in *compiledSchema
@@ -126,14 +120,10 @@ func parse(ps *problems, data []byte, targets map[string]string) *broker.Tool {
 	case !hasSQL && !hasHTTP:
 		ps.addf("", "declares neither sql nor http: a tool needs exactly one of them to say what it runs")
 	case hasSQL:
-		if targetKind == KindHTTP {
-			ps.addf("/sql", "target %q is an http target; sql needs a postgres or sqlite target", tool.Target)
-		}
+		checkRuns(ps, "/sql", tool.Target, kind, config.RunsSQL)
 		sp.sql = parseSQL(ps, rawSQL, args)
 	case hasHTTP:
-		if targetKind == KindPostgres || targetKind == KindSQLite {
-			ps.addf("/http", "target %q is a %s target; http needs an http target", tool.Target, targetKind)
-		}
+		checkRuns(ps, "/http", tool.Target, kind, config.RunsHTTP)
 		sp.http = parseHTTP(ps, rawHTTP, args)
 	}
 	sp.lines = ps.lines
@@ -387,8 +377,15 @@ func checkName(ps *problems, name string) {
 	}
 }
 
+// checkRuns reports an operation the target's kind does not run.
+func checkRuns(ps *problems, at, target string, kind config.TargetKind, runs string) {
+	if kind.Name != "" && kind.Runs != runs {
+		ps.addf(at, "target %q is %s target; %s needs %s target", target, config.KindPhrase(kind.Name), runs, config.KindPhrase(config.KindsRunning(runs)))
+	}
+}
+
 // checkTarget reports an unknown target and returns the target's kind.
-func checkTarget(ps *problems, target string, targets map[string]string) string {
+func checkTarget(ps *problems, target string, targets map[string]string) config.TargetKind {
 	kind, ok := targets[target]
 	if !ok {
 		names := make([]string, 0, len(targets))
@@ -401,14 +398,24 @@ func checkTarget(ps *problems, target string, targets map[string]string) string 
 		} else {
 			ps.addf("/target", "unknown target %q: configured targets are %s", target, strings.Join(names, ", "))
 		}
-		return ""
+		return config.TargetKind{}
 	}
-	switch kind {
-	case KindPostgres, KindSQLite, KindHTTP:
-		return kind
+	k, ok := config.KindOf(kind)
+	if !ok || k.Runs == "" {
+		ps.addf("/target", "target %q has kind %q, which tools cannot use (kinds are %s)", target, kind, toolKinds())
 	}
-	ps.addf("/target", "target %q has kind %q, which tools cannot use (kinds are postgres, sqlite, http)", target, kind)
-	return ""
+	return k
+}
+
+// toolKinds names the kinds whose targets tools can run against.
+func toolKinds() string {
+	var names []string
+	for _, k := range config.Kinds() {
+		if k.Runs != "" {
+			names = append(names, k.Name)
+		}
+	}
+	return strings.Join(names, ", ")
 }
 
 func parseAnnotations(ps *problems, raw json.RawMessage) broker.Annotations {

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/toolgate/toolgate/broker"
+	"github.com/toolgate/toolgate/internal/config"
 )
 
 // mustParse parses one declaration or fails the test.
@@ -125,7 +126,7 @@ func TestValidateArgsListsEveryProblem(t *testing.T) {
 	decl, _ := json.Marshal(map[string]any{"name": "crm_many", "target": "crm",
 		"input_schema": map[string]any{"type": "object", "properties": props},
 		"sql":          map[string]any{"statement": "SELECT 1"}})
-	tool, probs := Parse("many.json", decl, map[string]string{"crm": KindPostgres})
+	tool, probs := Parse("many.json", decl, map[string]string{"crm": config.KindPostgres})
 	if len(probs) > 0 {
 		t.Fatal(probs)
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/toolgate/toolgate/approvals/webhook"
 	"github.com/toolgate/toolgate/broker"
 	"github.com/toolgate/toolgate/broker/brokertest"
+	"github.com/toolgate/toolgate/internal/db"
 	"github.com/toolgate/toolgate/internal/db/dbtest"
 	_ "modernc.org/sqlite"
 )
@@ -174,7 +175,7 @@ func newEnvWrapped(t *testing.T, mode string, wrap func(approvals.Announcer) app
 	if _, err := db.Exec(dbtest.Schema(t, "sqlite")); err != nil {
 		t.Fatal(err)
 	}
-	st, _ := approvals.NewStore(db, approvals.SQLite)
+	st, _ := approvals.NewStore(useSQLite(t, db))
 	n, err := aslack.New(aslack.Config{Mode: mode, BotToken: "xoxb-test", AppToken: "xapp-test", SigningSecret: secret,
 		Channel: channel, APIURL: f.srv.URL + "/", TeamID: team, AppID: app,
 		Users: map[string]string{"U_LINKED": "user:ben@example.com"}})
@@ -581,4 +582,14 @@ func TestSlackSelfApprovalByLetterCase(t *testing.T) {
 			t.Errorf("reply = %v", e.slack.last("chat.postEphemeral"))
 		}
 	}
+}
+
+// useSQLite wraps a migrated SQLite pool as the stores take it.
+func useSQLite(t testing.TB, pool *sql.DB) *db.DB {
+	t.Helper()
+	d, err := db.Use(pool, db.DriverSQLite, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/toolgate/toolgate/broker"
 	"github.com/toolgate/toolgate/broker/httpapi"
 	"github.com/toolgate/toolgate/broker/httpapi/doortest"
+	"github.com/toolgate/toolgate/internal/db"
 	"github.com/toolgate/toolgate/internal/db/dbtest"
 	_ "modernc.org/sqlite"
 )
@@ -38,7 +39,7 @@ func newApprovalsServer(t *testing.T) *approvalsEnv {
 	if _, err := db.Exec(dbtest.Schema(t, "sqlite")); err != nil {
 		t.Fatal(err)
 	}
-	st, err := approvals.NewStore(db, approvals.SQLite)
+	st, err := approvals.NewStore(useSQLite(t, db))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,4 +141,14 @@ func TestApprovalsAPI(t *testing.T) {
 	if len(ap.Votes) != 1 || ap.Votes[0].Channel != "http" || ap.Votes[0].Reason != "looks right" {
 		t.Errorf("votes = %+v", ap.Votes)
 	}
+}
+
+// useSQLite wraps a migrated SQLite pool as the stores take it.
+func useSQLite(t testing.TB, pool *sql.DB) *db.DB {
+	t.Helper()
+	d, err := db.Use(pool, db.DriverSQLite, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }

@@ -38,13 +38,13 @@ func checkConnect(ctx context.Context, cfg *config.Config, cat *tools.Catalog, c
 	for _, name := range sortedTargetNames(cfg) {
 		t := cfg.Targets[name]
 		switch {
-		case t.Kind == "sqlite":
+		case t.SQLite != nil:
 			probs = append(probs, prepareSQLite(ctx, cfg, name, byTarget[name], connect)...)
 		case !connect:
-		case t.Kind == "postgres":
+		case t.Postgres != nil:
 			probs = append(probs, preparePostgres(ctx, cfg, name, byTarget[name], timeout)...)
-		case t.Kind == "http":
-			if err := reachHTTP(ctx, t.BaseURL, timeout); err != nil {
+		case t.HTTP != nil:
+			if err := reachHTTP(ctx, t.HTTP.BaseURL, timeout); err != nil {
 				probs = append(probs, cfg.Problem("targets."+name+".base_url", "cannot reach the target: "+err.Error()).String())
 			}
 		}
@@ -66,7 +66,7 @@ func sortedTargetNames(cfg *config.Config) []string {
 func preparePostgres(ctx context.Context, cfg *config.Config, target string, ts []*broker.Tool, timeout time.Duration) problemList {
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	conn, err := pgx.Connect(cctx, cfg.Targets[target].DSN)
+	conn, err := pgx.Connect(cctx, cfg.Targets[target].Postgres.DSN)
 	if err != nil {
 		return problemList{cfg.Problem("targets."+target, "cannot connect to the database: "+connectError(err)).String()}
 	}
@@ -186,7 +186,7 @@ func argTypes(schema json.RawMessage) map[string][]string {
 // prepareSQLite prepares each tool's statement on the database file,
 // opened read-only. A missing file is a problem only with --connect.
 func prepareSQLite(ctx context.Context, cfg *config.Config, target string, ts []*broker.Tool, connect bool) problemList {
-	path := cfg.Targets[target].Path
+	path := cfg.Targets[target].SQLite.Path
 	if _, err := os.Stat(path); err != nil {
 		if connect {
 			return problemList{cfg.Problem("targets."+target+".path", "cannot open the database: "+pathReason(err)).String()}

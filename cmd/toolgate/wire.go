@@ -18,9 +18,6 @@ import (
 	"github.com/toolgate/toolgate/broker/auth"
 	bhttp "github.com/toolgate/toolgate/broker/httpapi"
 	bmcp "github.com/toolgate/toolgate/broker/mcp"
-	"github.com/toolgate/toolgate/connectors/httptarget"
-	"github.com/toolgate/toolgate/connectors/postgres"
-	"github.com/toolgate/toolgate/connectors/sqlite"
 	"github.com/toolgate/toolgate/internal/config"
 	"github.com/toolgate/toolgate/internal/db"
 	"github.com/toolgate/toolgate/internal/metrics"
@@ -316,40 +313,6 @@ func metricLabels(cfg *config.Config, st *static) metrics.Labels {
 		l.Targets = append(l.Targets, name)
 	}
 	return l
-}
-
-// openTargets connects every configured target. Connectors connect lazily,
-// so a target that is down at start makes its calls fail with
-// target_unavailable rather than stopping the server.
-func openTargets(ctx context.Context, cfg *config.Config, log *zap.Logger, closers *[]func()) (map[string]broker.Executor, error) {
-	out := map[string]broker.Executor{}
-	for name, t := range cfg.Targets {
-		switch t.Kind {
-		case "postgres":
-			c, err := postgres.New(ctx, postgres.Config{Name: name, DSN: t.DSN, ReadOnly: t.ReadOnly, MaxRows: t.MaxRows, StatementTimeout: t.StatementTimeout.D(), MaxConns: int32(t.MaxConns)}, log)
-			if err != nil {
-				return nil, fmt.Errorf("target %s: %w", name, err)
-			}
-			*closers = append(*closers, c.Close)
-			out[name] = c
-		case "sqlite":
-			c, err := sqlite.New(sqlite.Config{Name: name, Path: t.Path, ReadOnly: t.ReadOnly, MaxRows: t.MaxRows, StatementTimeout: t.StatementTimeout.D()}, log)
-			if err != nil {
-				return nil, fmt.Errorf("target %s: %w", name, err)
-			}
-			*closers = append(*closers, func() { _ = c.Close() })
-			out[name] = c
-		case "http":
-			c, err := httptarget.New(httptarget.Config{Name: name, BaseURL: t.BaseURL, Headers: t.Headers, Timeout: t.Timeout.D(), MaxResponseBytes: t.MaxResponseBytes}, log)
-			if err != nil {
-				return nil, fmt.Errorf("target %s: %w", name, err)
-			}
-			out[name] = c
-		default:
-			return nil, fmt.Errorf("target %s: unknown kind %q", name, t.Kind)
-		}
-	}
-	return out, nil
 }
 
 // purgeCounters forgets budget counters whose window has passed every hour,

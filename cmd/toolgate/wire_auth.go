@@ -20,7 +20,7 @@ import (
 // grant service on the store. The grant service records grant_minted and
 // grant_revoked events with rec.
 func openAuth(cfg *config.Config, store *db.DB, pol auth.GraphInfo, rec broker.Recorder, now func() time.Time, log *zap.Logger) (*auth.Authenticator, *auth.Grants, error) {
-	grantStore, err := auth.NewSQLGrantStore(store.SQL(), store.Driver())
+	grantStore, err := auth.NewSQLGrantStore(store)
 	if err != nil {
 		return nil, nil, fmt.Errorf("grant store: %w", err)
 	}
@@ -48,18 +48,16 @@ func openAuth(cfg *config.Config, store *db.DB, pol auth.GraphInfo, rec broker.R
 // starts their background loops.
 func openApprovals(bg context.Context, a *app, store *db.DB, masker approvals.Masker, rec broker.Recorder) (*approvals.Service, *slack.Notifier, error) {
 	cfg, log := a.cfg, a.log
-	dialect := approvals.SQLite
 	var notifier approvals.Notifier
 	if store.Driver() == db.DriverPostgres {
-		dialect = approvals.Postgres
-		pn, err := approvals.NewPGNotifier(store.SQL(), cfg.Store.DSN, log)
+		pn, err := approvals.NewPGNotifier(store, log)
 		if err != nil {
 			return nil, nil, fmt.Errorf("approval notifier: %w", err)
 		}
 		a.background(bg, "approval-notifier", pn.Listen)
 		notifier = pn
 	}
-	astore, err := approvals.NewStore(store.SQL(), dialect)
+	astore, err := approvals.NewStore(store)
 	if err != nil {
 		return nil, nil, fmt.Errorf("approval store: %w", err)
 	}

@@ -18,10 +18,10 @@ func (a *app) openPassthrough(mux *http.ServeMux, metaURL string) error {
 	cfg := a.cfg
 	for i, l := range cfg.Passthrough.Postgres {
 		t, ok := cfg.Targets[l.Target]
-		if !ok || t.Kind != "postgres" {
+		if !ok || t.Postgres == nil {
 			return fmt.Errorf("passthrough.postgres[%d]: target %q is not a postgres target", i, l.Target)
 		}
-		pc := pgwire.Config{Listen: l.Listen, Target: l.Target, DSN: t.DSN}
+		pc := pgwire.Config{Listen: l.Listen, Target: l.Target, DSN: t.Postgres.DSN}
 		if l.TLSCert != "" || l.TLSKey != "" {
 			cert, err := tls.LoadX509KeyPair(l.TLSCert, l.TLSKey)
 			if err != nil {
@@ -41,12 +41,12 @@ func (a *app) openPassthrough(mux *http.ServeMux, metaURL string) error {
 	}
 	for i, h := range cfg.Passthrough.HTTP {
 		t, ok := cfg.Targets[h.Target]
-		if !ok || t.Kind != "http" {
+		if !ok || t.HTTP == nil {
 			return fmt.Errorf("passthrough.http[%d]: target %q is not an http target", i, h.Target)
 		}
 		p, err := httpproxy.New(httpproxy.Config{
-			PathPrefix: h.PathPrefix, Target: h.Target, BaseURL: t.BaseURL, Headers: t.Headers,
-			Timeout: t.Timeout.D(), MaxBodyBytes: cfg.Limits.MaxBodyBytes, MaxResponseBytes: t.MaxResponseBytes,
+			PathPrefix: h.PathPrefix, Target: h.Target, BaseURL: t.HTTP.BaseURL, Headers: t.HTTP.Headers,
+			Timeout: t.HTTP.Timeout.D(), MaxBodyBytes: cfg.Limits.MaxBodyBytes, MaxResponseBytes: t.HTTP.MaxResponseBytes,
 			// An internal failure of the proxy (a response that cannot be
 			// masked) is logged once, by the broker, before it is written.
 			WriteError: func(w http.ResponseWriter, _ *http.Request, err error) {

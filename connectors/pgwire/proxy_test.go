@@ -96,7 +96,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = store.Close() })
-	gs, err := auth.NewSQLGrantStore(store.SQL(), store.Driver())
+	gs, err := auth.NewSQLGrantStore(store)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -47,10 +47,9 @@ func (c *Config) applyDefaults() {
 		if c.Store.Driver == "sqlite" {
 			c.Store.Path = resolve(dir, c.Store.Path)
 		}
-		for name, t := range c.Targets {
-			if t.Kind == "sqlite" {
-				t.Path = resolve(dir, t.Path)
-				c.Targets[name] = t
+		for _, t := range c.Targets {
+			if sec := t.Section(); sec != nil {
+				sec.resolve(dir)
 			}
 		}
 	}
@@ -90,22 +89,10 @@ func (c *Config) Validate() error {
 		seen[k.Name] = true
 	}
 	for i, p := range c.Passthrough.Postgres {
-		t, ok := c.Targets[p.Target]
-		switch {
-		case !ok:
-			add(fmt.Sprintf("passthrough.postgres[%d].target", i), "no target named %q", p.Target)
-		case t.Kind != "postgres":
-			add(fmt.Sprintf("passthrough.postgres[%d].target", i), "target %q is %s, the Postgres passthrough needs a postgres target", p.Target, t.Kind)
-		}
+		c.passthroughTarget(add, fmt.Sprintf("passthrough.postgres[%d].target", i), "postgres", "Postgres", p.Target)
 	}
 	for i, p := range c.Passthrough.HTTP {
-		t, ok := c.Targets[p.Target]
-		switch {
-		case !ok:
-			add(fmt.Sprintf("passthrough.http[%d].target", i), "no target named %q", p.Target)
-		case t.Kind != "http":
-			add(fmt.Sprintf("passthrough.http[%d].target", i), "target %q is %s, the HTTP passthrough needs an http target", p.Target, t.Kind)
-		}
+		c.passthroughTarget(add, fmt.Sprintf("passthrough.http[%d].target", i), "http", "HTTP", p.Target)
 	}
 	for _, g := range sortedKeys(c.Graphs) {
 		for _, n := range sortedKeys(c.Graphs[g].Nodes) {
@@ -120,6 +107,19 @@ func (c *Config) Validate() error {
 		return ps
 	}
 	return nil
+}
+
+// passthroughTarget reports a passthrough entry (at path, in section) whose
+// target does not exist or is of a kind the section cannot serve.
+func (c *Config) passthroughTarget(add func(path, format string, args ...any), path, section, label, target string) {
+	t, ok := c.Targets[target]
+	if !ok {
+		add(path, "no target named %q", target)
+		return
+	}
+	if k, _ := KindOf(t.Kind); k.Passthrough != section {
+		add(path, "target %q is %s, the %s passthrough needs %s target", target, t.Kind, label, KindPhrase(KindsServedBy(section)))
+	}
 }
 
 // TargetKinds maps each target name to its kind.
