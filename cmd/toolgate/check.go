@@ -22,6 +22,11 @@ func checkCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			for i, l := range cfg.Passthrough.Postgres {
+				for _, w := range lock2Warnings(l, i) {
+					fmt.Fprintf(cmd.ErrOrStderr(), "%s: warning: %s\n", file, w)
+				}
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d tools, %d targets, %d graphs)\n", file, len(st.catalog.Tools()), len(cfg.Targets), len(cfg.Graphs))
 			return nil
 		},
