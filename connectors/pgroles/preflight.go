@@ -190,7 +190,7 @@ func PrivilegedFix(user string, why []string) string {
 		if w == "superuser" {
 			fix = append(fix, "ALTER ROLE "+pgx.Identifier{user}.Sanitize()+" NOSUPERUSER")
 		} else {
-			fix = append(fix, "REVOKE "+w+" FROM "+pgx.Identifier{user}.Sanitize())
+			fix = append(fix, "REVOKE "+w+" FROM "+pgx.Identifier{user}.Sanitize()+", or from the role it holds it through")
 		}
 	}
 	return fmt.Sprintf("passthrough sessions would run as %s, which is %s: with it a fooled proxy could run programs or read files on the database host or every table; use a login without it (%s) or set allow_privileged_login: true to accept the risk",
