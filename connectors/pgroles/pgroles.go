@@ -143,12 +143,12 @@ type Provisioner struct {
 
 // roleState is this instance's view of one provisioned role.
 type roleState struct {
-	mu   sync.Mutex
-	id   identity
+	mu    sync.Mutex
+	id    identity
 	spec  string    // fingerprint of the spec last provisioned; "" forces ensure
 	until time.Time // the grant's expiry, zero for a node identity
 	refs  int
-	used time.Time
+	used  time.Time
 }
 
 // New returns a provisioner for a valid config. It connects lazily.
