@@ -168,3 +168,23 @@ func controlProgram(t *testing.T, e *lock2Env) {
 	}
 	_ = os.Remove(path)
 }
+
+// TestLock2RoleRepairedAfterPasswordChange: a session may change its own
+// role's password (PostgreSQL lets any role); the next session's login is
+// refused, the role provisioned again, and the login retried once.
+func TestLock2RoleRepairedAfterPasswordChange(t *testing.T) {
+	e := newLock2Env(t, false, true)
+	for i, line := range []string{"x Q SET default_transaction_read_only = off | Q ALTER ROLE CURRENT_USER PASSWORD 'stolen' | S", "q SELECT name FROM customers WHERE id = 1"} {
+		c, err := parseCase(i, line, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := runCase(e.addr(), e.grantID, e.token, c)
+		if err != nil || out.closed || len(out.errs) > 0 {
+			t.Fatalf("%s: %+v, %v", line, out, err)
+		}
+		if i == 1 && (len(out.rows) != 1 || out.rows[0][0] != "Ada") {
+			t.Fatalf("after the password change: rows %v", out.rows)
+		}
+	}
+}
