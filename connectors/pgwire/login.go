@@ -32,6 +32,20 @@ func (s *session) login(ctx context.Context, cfg *pgconn.Config) (func(error), e
 	return release, nil
 }
 
+// upstreamError is the safe error a client gets when its session could not
+// connect upstream.
+func upstreamError(err error, target string) error {
+	var be *broker.Error
+	if errors.As(err, &be) {
+		return err
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "53300" {
+		return broker.Errorf(broker.CodeTargetUnavailable, "this grant already has as many sessions on target %s as its database role allows (role_conn_limit)", target)
+	}
+	return broker.Errorf(broker.CodeTargetUnavailable, "target %s is unavailable", target)
+}
+
 // loginRefused reports whether the server refused the login itself
 // (SQLSTATE class 28): a provisioned role is then provisioned again and
 // the login retried once.

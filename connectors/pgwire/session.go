@@ -144,9 +144,7 @@ func (s *session) run(raw net.Conn) {
 	hc, release, err := s.connectUpstream(ctx)
 	if err != nil {
 		s.log().Warn("target connection failed", zap.Error(err))
-		if be := (*broker.Error)(nil); !errors.As(err, &be) {
-			err = broker.Errorf(broker.CodeTargetUnavailable, "target %s is unavailable", s.srv.cfg.Target)
-		}
+		err = upstreamError(err, s.srv.cfg.Target)
 		s.fatal("08006", err)
 		s.setReason("target unavailable")
 		return
