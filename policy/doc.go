@@ -51,4 +51,15 @@
 // allow. It must never skip a deny rule because it could not evaluate it,
 // and it must never put argument or scope values into error messages.
 // Explain evaluates the rules but calls nothing and charges no budget.
+//
+// Backtest decides recorded calls and passthrough statements again under a
+// candidate Engine, with the same precedence as Decide but three-valued
+// conditions: everything a record does not hold exactly (a masked
+// argument, a grant's scope, the caller's groups and email) is a CEL
+// unknown, so a decision that depends on one is reported as unknown, never
+// guessed. A record made by a baseline Engine of the same version proves
+// which of its conditions held, and settles the same conditions in the
+// candidate. Backtest calls nothing and charges no budget; it counts the
+// candidate's budgets in memory from the records. It reads records through
+// an iterator: policy never opens the audit store itself.
 package policy

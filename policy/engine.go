@@ -29,6 +29,8 @@ type Engine struct {
 	acts      sync.Pool
 	// pass holds the passthrough policies (passthrough.go).
 	pass map[*nodePolicy]map[string]*passPolicy
+	// catalog is the tool catalog the policy was compiled against.
+	catalog broker.Catalog
 }
 
 // Compile-time proofs of the broker interfaces Engine implements.

@@ -108,6 +108,7 @@ func New(cfg Config) (*Engine, error) {
 		log:       cfg.Logger,
 		costLimit: cfg.CostLimit,
 		version:   Version(cfg.Graphs),
+		catalog:   cfg.Catalog,
 	}
 	e.acts.New = func() any { return new(activation) }
 	for _, g := range sortedKeys(cfg.Graphs) {

@@ -12,7 +12,7 @@ import (
 )
 
 func checkCmd() *cobra.Command {
-	var file string
+	var file, backtest string
 	cmd := &cobra.Command{
 		Use:   "check",
 		Short: "Validate a config, its tools and its policy; print every problem as file: path: reason",
@@ -28,10 +28,14 @@ func checkCmd() *cobra.Command {
 				}
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d tools, %d targets, %d graphs)\n", file, len(st.catalog.Tools()), len(cfg.Targets), len(cfg.Graphs))
+			if backtest != "" {
+				return checkBacktest(cmd, cfg, st.policy, backtest)
+			}
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&file, "config", "toolgate.yaml", "config file")
+	cmd.Flags().StringVar(&backtest, "backtest", "", "also decide the calls recorded since this time (7d, 168h, a date) under this config and print what would change")
 	return cmd
 }
 

@@ -61,7 +61,7 @@ func policyCmd() *cobra.Command {
 	for _, f := range []string{"graph", "node", "tool"} {
 		_ = explain.MarkFlagRequired(f)
 	}
-	cmd.AddCommand(explain)
+	cmd.AddCommand(explain, policyBacktestCmd())
 	return cmd
 }
 
