@@ -12,6 +12,7 @@ import (
 	"github.com/toolgate/toolgate/broker"
 	"github.com/toolgate/toolgate/broker/auth"
 	"github.com/toolgate/toolgate/connectors/pgroles"
+	"github.com/toolgate/toolgate/connectors/pgwire"
 	"github.com/toolgate/toolgate/internal/config"
 	"github.com/toolgate/toolgate/policy/mask"
 )
@@ -36,7 +37,10 @@ func (g grantLiveness) GrantLive(ctx context.Context, id string, now time.Time) 
 	return true, gr.RevokedAt.IsZero() && now.Before(gr.ExpiresAt), nil
 }
 
-var _ pgroles.Grants = grantLiveness{}
+var (
+	_ pgroles.Grants       = grantLiveness{}
+	_ pgwire.UpstreamLogin = (*pgroles.Provisioner)(nil)
+)
 
 // passAccess is the current policy's passthrough entry of a caller for
 // target, as the role provisioner needs it.
