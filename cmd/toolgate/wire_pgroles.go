@@ -21,24 +21,8 @@ import (
 // revoked grant's role keeps its privileges.
 const roleSweepEvery = 2 * time.Second
 
-// grantLiveness answers the role sweeper from the grant store.
-type grantLiveness struct{ store auth.GrantStore }
-
-// GrantLive reports whether the grant exists and is neither revoked nor
-// expired at now.
-func (g grantLiveness) GrantLive(ctx context.Context, id string, now time.Time) (bool, bool, error) {
-	gr, err := g.store.Get(ctx, id)
-	if errors.Is(err, auth.ErrGrantNotFound) {
-		return false, false, nil
-	}
-	if err != nil {
-		return false, false, err
-	}
-	return true, gr.RevokedAt.IsZero() && now.Before(gr.ExpiresAt), nil
-}
-
 var (
-	_ pgroles.Grants       = grantLiveness{}
+	_ pgroles.Grants       = (*auth.SQLGrantStore)(nil)
 	_ pgwire.UpstreamLogin = (*pgroles.Provisioner)(nil)
 )
 
@@ -50,15 +34,7 @@ func (a *app) passAccess(target string) pgroles.PolicyFunc {
 		if !ok {
 			return pgroles.Access{}, false
 		}
-		acc := pgroles.Access{Tables: pa.Tables}
-		for _, s := range pa.Statements {
-			switch s {
-			case broker.ClassRead:
-				acc.Read = true
-			case broker.ClassWrite:
-				acc.Write = true
-			}
-		}
+		acc := pgroles.ClassAccess(pa.Statements, pa.Tables)
 		if pa.Role != nil {
 			acc.Declared = &pgroles.Login{User: pa.Role.User, Password: pa.Role.Password}
 		}
@@ -70,7 +46,7 @@ func (a *app) passAccess(target string) pgroles.PolicyFunc {
 // of its target, checked before the listener opens, and its sweeper. A
 // check that fails refuses the start; a target that cannot be reached
 // only delays the checks to the first session.
-func (a *app) openRoles(ctx context.Context, i int, l config.PostgresListener, grants auth.GrantStore) (*pgroles.Provisioner, error) {
+func (a *app) openRoles(ctx context.Context, i int, l config.PostgresListener, grants *auth.SQLGrantStore) (*pgroles.Provisioner, error) {
 	cfg := a.cfg
 	t := cfg.Targets[l.Target]
 	declared, provision := declaredRoles(cfg, l.Target)
@@ -78,7 +54,7 @@ func (a *app) openRoles(ctx context.Context, i int, l config.PostgresListener, g
 		Target: l.Target, DSN: t.DSN, StatementTimeout: t.StatementTimeout.D(), ReadOnly: t.ReadOnly,
 		ConnLimit: l.RoleConnLimit, Deny: denyColumns(cfg, t), Provision: provision && !l.SessionsAsAdmin,
 		Declared: declared, SessionsAsAdmin: l.SessionsAsAdmin, AllowPrivileged: l.AllowPrivilegedLogin,
-		Policy: a.passAccess(l.Target), Grants: grantLiveness{grants}, Logger: a.log,
+		Policy: a.passAccess(l.Target), Grants: grants, Logger: a.log,
 	}
 	if cfg.Passthrough.RoleKey != "" {
 		pc.Key = []byte(cfg.Passthrough.RoleKey)

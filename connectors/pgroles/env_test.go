@@ -166,28 +166,13 @@ func (e *env) grant(t *testing.T, id string, ttl time.Duration) broker.Caller {
 	return broker.Caller{Context: broker.Context{Graph: "g", Node: "n", Run: "r1"}, Binding: &broker.Binding{GrantID: id, Graph: "g", Node: "n", ExpiresAt: g.ExpiresAt}}
 }
 
-// liveness is the grant store as the sweeper asks it (cmd/toolgate wires
-// the same thing).
-type liveness struct{ s *auth.SQLGrantStore }
-
-func (l liveness) GrantLive(ctx context.Context, id string, now time.Time) (bool, bool, error) {
-	g, err := l.s.Get(ctx, id)
-	if errors.Is(err, auth.ErrGrantNotFound) {
-		return false, false, nil
-	}
-	if err != nil {
-		return false, false, err
-	}
-	return true, g.RevokedAt.IsZero() && now.Before(g.ExpiresAt), nil
-}
-
 // provisioner returns a provisioner over the admin login whose policy is
 // access for every caller of graph g.
 func (e *env) provisioner(t *testing.T, access *pgroles.Access, mod func(*pgroles.Config)) *pgroles.Provisioner {
 	t.Helper()
 	cfg := pgroles.Config{
 		Target: "crm", DSN: e.adminDSN, Key: []byte("a shared role key, 32 bytes long"), StatementTimeout: 5 * time.Second,
-		Deny: []string{"customers.card_number"}, Provision: true, Grants: liveness{e.grants}, Logger: e.log,
+		Deny: []string{"customers.card_number"}, Provision: true, Grants: e.grants, Logger: e.log,
 		Policy: pgroles.PolicyFunc(func(c broker.Caller) (pgroles.Access, bool) {
 			if c.Graph != "g" || access == nil {
 				return pgroles.Access{}, false

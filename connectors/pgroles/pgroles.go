@@ -31,6 +31,17 @@ type Access struct {
 	Declared *Login
 }
 
+// ClassAccess is the access of a passthrough entry's statement classes
+// ("read", "write"; "ddl" is never provisioned) and table globs.
+func ClassAccess(statements, tables []string) Access {
+	acc := Access{Tables: tables}
+	for _, s := range statements {
+		acc.Read = acc.Read || s == broker.ClassRead
+		acc.Write = acc.Write || s == broker.ClassWrite
+	}
+	return acc
+}
+
 // Login is a database login. Password is a secret.
 type Login struct {
 	User, Password string

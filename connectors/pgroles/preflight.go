@@ -212,7 +212,7 @@ func describe(why []string) []string {
 // publicWrites lists what PUBLIC (every role, so every provisioned one)
 // may write on the target, each with the statement that removes it.
 func publicWrites(ctx context.Context, conn *pgx.Conn) ([]string, error) {
-	rows, err := conn.Query(ctx, `SELECT 'PUBLIC may CREATE in schema ' || quote_ident(n.nspname) || ': REVOKE CREATE ON SCHEMA ' || quote_ident(n.nspname) || ' FROM PUBLIC'
+	return texts(ctx, conn, `SELECT 'PUBLIC may CREATE in schema ' || quote_ident(n.nspname) || ': REVOKE CREATE ON SCHEMA ' || quote_ident(n.nspname) || ' FROM PUBLIC'
 FROM pg_catalog.pg_namespace n, LATERAL pg_catalog.aclexplode(n.nspacl) a
 WHERE a.grantee = 0 AND a.privilege_type = 'CREATE'
 UNION ALL
@@ -222,8 +222,4 @@ UNION ALL
 SELECT 'PUBLIC may create large objects: REVOKE EXECUTE ON FUNCTION ' || f || ' FROM PUBLIC'
 FROM unnest(ARRAY['lo_create(oid)', 'lo_creat(integer)', 'lo_from_bytea(oid, bytea)']) f
 WHERE pg_catalog.has_function_privilege('public', f, 'EXECUTE')`)
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, pgx.RowTo[string])
 }

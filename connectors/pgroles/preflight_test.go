@@ -47,7 +47,7 @@ func TestPreflightRefusals(t *testing.T) {
 		{"sessions as an unprivileged admin", func(c *pgroles.Config) { c.DSN, c.SessionsAsAdmin, c.Provision = e.dsn(lim, "pw"), true, false }, nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			cfg := pgroles.Config{Target: "crm", DSN: e.adminDSN, Provision: true, Grants: liveness{e.grants}, Logger: e.log,
+			cfg := pgroles.Config{Target: "crm", DSN: e.adminDSN, Provision: true, Grants: e.grants, Logger: e.log,
 				Policy: pgroles.PolicyFunc(func(broker.Caller) (pgroles.Access, bool) { return pgroles.Access{}, false })}
 			c.mod(&cfg)
 			p, err := pgroles.New(cfg)
@@ -129,7 +129,7 @@ func TestPreflightWarnsOfPublicWrites(t *testing.T) {
 func TestUnreachableTarget(t *testing.T) {
 	e := newEnv(t)
 	p, err := pgroles.New(pgroles.Config{Target: "crm", DSN: "postgres://x:y@127.0.0.1:1/db?sslmode=disable&connect_timeout=2", Provision: true,
-		Grants: liveness{e.grants}, Policy: pgroles.PolicyFunc(func(broker.Caller) (pgroles.Access, bool) { return pgroles.Access{Read: true}, true })})
+		Grants: e.grants, Policy: pgroles.PolicyFunc(func(broker.Caller) (pgroles.Access, bool) { return pgroles.Access{Read: true}, true })})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -65,6 +65,20 @@ func matches(globs []string, schema, rel string) bool {
 	return false
 }
 
+// querier is a transaction or a connection.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// texts runs a query of one text column and returns its values.
+func texts(ctx context.Context, q querier, sql string, args ...any) ([]string, error) {
+	rows, err := q.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
 // splitColumn splits a mask key into schema, table and column.
 func splitColumn(key string) (schema, table, col string, ok bool) {
 	parts := strings.Split(key, ".")
@@ -145,11 +159,7 @@ func grantRelation(ctx context.Context, tx pgx.Tx, want map[priv]bool, r relatio
 		}
 		return nil
 	}
-	rows, err := tx.Query(ctx, `SELECT attname::text FROM pg_catalog.pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum`, r.oid)
-	if err != nil {
-		return err
-	}
-	cols, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	cols, err := texts(ctx, tx, `SELECT attname::text FROM pg_catalog.pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum`, r.oid)
 	if err != nil {
 		return err
 	}

@@ -119,11 +119,7 @@ func settings(ctx context.Context, tx pgx.Tx, name, db string, sp spec) error {
 // stripMemberships revokes every role the role was made a member of:
 // toolgate grants none, so any is someone else's addition.
 func stripMemberships(ctx context.Context, tx pgx.Tx, name string, oid uint32) error {
-	rows, err := tx.Query(ctx, `SELECT r.rolname::text FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles r ON r.oid = m.roleid WHERE m.member = $1`, oid)
-	if err != nil {
-		return err
-	}
-	held, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	held, err := texts(ctx, tx, `SELECT r.rolname::text FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles r ON r.oid = m.roleid WHERE m.member = $1`, oid)
 	if err != nil {
 		return err
 	}

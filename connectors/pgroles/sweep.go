@@ -196,11 +196,7 @@ func revokeAll(ctx context.Context, tx pgx.Tx, name string, oid uint32, db strin
 			return err
 		}
 	}
-	rows, err := tx.Query(ctx, `SELECT n.nspname::text FROM pg_catalog.pg_namespace n, LATERAL pg_catalog.aclexplode(n.nspacl) a WHERE a.grantee = $1`, oid)
-	if err != nil {
-		return err
-	}
-	schemas, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	schemas, err := texts(ctx, tx, `SELECT n.nspname::text FROM pg_catalog.pg_namespace n, LATERAL pg_catalog.aclexplode(n.nspacl) a WHERE a.grantee = $1`, oid)
 	if err != nil {
 		return err
 	}

@@ -181,7 +181,7 @@ func BenchmarkPgbench(b *testing.B) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	roles, err := pgroles.New(pgroles.Config{Target: "crm", DSN: direct, Provision: true, ConnLimit: 64, Policy: accessOf(pol, "crm"), Grants: storeLiveness{gs}})
+	roles, err := pgroles.New(pgroles.Config{Target: "crm", DSN: direct, Provision: true, ConnLimit: 64, Policy: accessOf(pol, "crm"), Grants: gs})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package pgwire_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -147,7 +146,7 @@ func newLock2Env(t *testing.T, lock1, lock2 bool) *lock2Env {
 	}
 	roles, err := pgroles.New(pgroles.Config{Target: "crm", DSN: e.adminDSN, Key: []byte("lock2 test role key, 32 bytes.."),
 		StatementTimeout: 3 * time.Second, Deny: []string{"customers.card_number"}, Provision: true,
-		Policy: accessOf(pol, "crm"), Grants: storeLiveness{gs}})
+		Policy: accessOf(pol, "crm"), Grants: gs})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,26 +181,8 @@ func accessOf(pol *policy.Engine, target string) pgroles.PolicyFunc {
 		if !ok {
 			return pgroles.Access{}, false
 		}
-		acc := pgroles.Access{Tables: pa.Tables}
-		for _, s := range pa.Statements {
-			acc.Read = acc.Read || s == broker.ClassRead
-			acc.Write = acc.Write || s == broker.ClassWrite
-		}
-		return acc, true
+		return pgroles.ClassAccess(pa.Statements, pa.Tables), true
 	}
-}
-
-type storeLiveness struct{ s *auth.SQLGrantStore }
-
-func (l storeLiveness) GrantLive(ctx context.Context, id string, now time.Time) (bool, bool, error) {
-	g, err := l.s.Get(ctx, id)
-	if errors.Is(err, auth.ErrGrantNotFound) {
-		return false, false, nil
-	}
-	if err != nil {
-		return false, false, err
-	}
-	return true, g.RevokedAt.IsZero() && now.Before(g.ExpiresAt), nil
 }
 
 func (e *lock2Env) addr() string { return e.srv.Addr().(*net.TCPAddr).String() }
