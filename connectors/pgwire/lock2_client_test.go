@@ -118,6 +118,28 @@ func unescape(s string) string {
 	return b.String()
 }
 
+// startup answers the proxy's password request and reads up to
+// ReadyForQuery; errs are a refusal.
+func startup(fe *pgproto3.Frontend, password string) ([]pgproto3.ErrorResponse, error) {
+	for {
+		msg, err := fe.Receive()
+		if err != nil {
+			return nil, fmt.Errorf("startup: %w", err)
+		}
+		switch m := msg.(type) {
+		case *pgproto3.AuthenticationCleartextPassword:
+			fe.Send(&pgproto3.PasswordMessage{Password: password})
+			if err := fe.Flush(); err != nil {
+				return nil, err
+			}
+		case *pgproto3.ErrorResponse:
+			return []pgproto3.ErrorResponse{*m}, nil
+		case *pgproto3.ReadyForQuery:
+			return nil, nil
+		}
+	}
+}
+
 // outcome is what the client saw.
 type outcome struct {
 	rows   [][]string
@@ -144,24 +166,10 @@ func runCase(addr, user, password string, c wireCase) (outcome, error) {
 	if err := fe.Flush(); err != nil {
 		return out, err
 	}
-	for ready := false; !ready; {
-		msg, err := fe.Receive()
-		if err != nil {
-			return out, fmt.Errorf("startup: %w", err)
-		}
-		switch m := msg.(type) {
-		case *pgproto3.AuthenticationCleartextPassword:
-			fe.Send(&pgproto3.PasswordMessage{Password: password})
-			if err := fe.Flush(); err != nil {
-				return out, err
-			}
-		case *pgproto3.ErrorResponse:
-			out.errs = append(out.errs, *m)
-			out.closed = true
-			return out, nil // refused at startup (e.g. an encoding lock 1 refuses)
-		case *pgproto3.ReadyForQuery:
-			ready = true
-		}
+	if errs, err := startup(fe, password); err != nil || len(errs) > 0 {
+		// Refused at startup (e.g. an encoding lock 1 refuses).
+		out.errs, out.closed = errs, true
+		return out, err
 	}
 	for _, m := range c.msgs {
 		fe.Send(m)

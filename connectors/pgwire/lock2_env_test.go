@@ -87,63 +87,8 @@ func newLock2Env(t *testing.T, lock1, lock2 bool) *lock2Env {
 	pg := testenv.Postgres(t)
 	su := pg.CreateDB(t)
 	e := &lock2Env{pg: pg, su: su, db: testenv.DBName(su), marker: pg.SocketDir()}
-	admin := "adm_" + e.db
-	if len(admin) > 63 {
-		admin = admin[:63]
-	}
-	e.adminDSN = (&url.URL{Scheme: "postgres", User: url.UserPassword(admin, "admin-pw"), Host: "127.0.0.1:" + strconv.Itoa(pg.Port()),
-		Path: "/" + e.db, RawQuery: "sslmode=disable"}).String()
-	conn, err := pgx.Connect(ctx, su)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = conn.Exec(ctx, fmt.Sprintf(lock2Schema, canaryCards[0], canaryCards[1], pgx.Identifier{admin}.Sanitize(), pgx.Identifier{e.db}.Sanitize()))
-	if err == nil {
-		// dblink when the contrib package is installed: its attacks then
-		// meet the real function.
-		_, _ = conn.Exec(ctx, "CREATE EXTENSION IF NOT EXISTS dblink")
-	}
-	conn.Close(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	store, err := db.Open(ctx, db.Config{Driver: "sqlite", Path: filepath.Join(t.TempDir(), "tg.db")}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = store.Close() })
-	gs, err := auth.NewSQLGrantStore(store.SQL(), store.Driver())
-	if err != nil {
-		t.Fatal(err)
-	}
-	authn, err := auth.New(auth.Config{Grants: gs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cat, _ := tools.NewCatalog()
-	pol, err := policy.New(policy.Config{Graphs: lock2Graphs(), Catalog: cat})
-	if err != nil {
-		t.Fatal(err)
-	}
-	grants, err := auth.NewGrants(auth.GrantsConfig{Store: gs, Graphs: pol})
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := grants.Mint(ctx, broker.Principal{Subject: "key:bot", Method: broker.AuthAPIKey},
-		auth.MintRequest{Graph: "shop", RunID: "run-1", Nodes: []string{"reader"}, TTL: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.grantID, e.token = g.GrantID, g.Tokens["reader"]
-	m, err := mask.New(mask.Config{Targets: map[string]mask.TargetConfig{"crm": {Rules: map[string]string{"customers.card_number": mask.ActionDeny}}}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := broker.New(broker.Config{Catalog: cat, Auth: authn, Graphs: pol, Policy: pol, Masker: m, Recorder: &brokertest.Recorder{}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e.seed(t)
+	b, pol, gs := e.pipeline(t)
 	roles, err := pgroles.New(pgroles.Config{Target: "crm", DSN: e.adminDSN, Key: []byte("lock2 test role key, 32 bytes.."),
 		StatementTimeout: 3 * time.Second, Deny: []string{"customers.card_number"}, Provision: true,
 		Policy: accessOf(pol, "crm"), Grants: gs})
@@ -183,6 +128,74 @@ func accessOf(pol *policy.Engine, target string) pgroles.PolicyFunc {
 		}
 		return pgroles.ClassAccess(pa.Statements, pa.Tables), true
 	}
+}
+
+// seed creates the tables, canary rows and the non-superuser admin.
+func (e *lock2Env) seed(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	admin := "adm_" + e.db
+	if len(admin) > 63 {
+		admin = admin[:63]
+	}
+	e.adminDSN = (&url.URL{Scheme: "postgres", User: url.UserPassword(admin, "admin-pw"), Host: "127.0.0.1:" + strconv.Itoa(e.pg.Port()),
+		Path: "/" + e.db, RawQuery: "sslmode=disable"}).String()
+	conn, err := pgx.Connect(ctx, e.su)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, fmt.Sprintf(lock2Schema, canaryCards[0], canaryCards[1], pgx.Identifier{admin}.Sanitize(), pgx.Identifier{e.db}.Sanitize()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// dblink when the contrib package is installed: its attacks then meet
+	// the real function.
+	_, _ = conn.Exec(ctx, "CREATE EXTENSION IF NOT EXISTS dblink")
+}
+
+// pipeline is the real broker (SQLite grant store, policy, deny mask) with
+// a read grant minted for node reader.
+func (e *lock2Env) pipeline(t *testing.T) (*broker.Broker, *policy.Engine, *auth.SQLGrantStore) {
+	t.Helper()
+	ctx := context.Background()
+	store, err := db.Open(ctx, db.Config{Driver: "sqlite", Path: filepath.Join(t.TempDir(), "tg.db")}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	gs, err := auth.NewSQLGrantStore(store.SQL(), store.Driver())
+	if err != nil {
+		t.Fatal(err)
+	}
+	authn, err := auth.New(auth.Config{Grants: gs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, _ := tools.NewCatalog()
+	pol, err := policy.New(policy.Config{Graphs: lock2Graphs(), Catalog: cat})
+	if err != nil {
+		t.Fatal(err)
+	}
+	grants, err := auth.NewGrants(auth.GrantsConfig{Store: gs, Graphs: pol})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := grants.Mint(ctx, broker.Principal{Subject: "key:bot", Method: broker.AuthAPIKey},
+		auth.MintRequest{Graph: "shop", RunID: "run-1", Nodes: []string{"reader"}, TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.grantID, e.token = g.GrantID, g.Tokens["reader"]
+	m, err := mask.New(mask.Config{Targets: map[string]mask.TargetConfig{"crm": {Rules: map[string]string{"customers.card_number": mask.ActionDeny}}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := broker.New(broker.Config{Catalog: cat, Auth: authn, Graphs: pol, Policy: pol, Masker: m, Recorder: &brokertest.Recorder{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, pol, gs
 }
 
 func (e *lock2Env) addr() string { return e.srv.Addr().(*net.TCPAddr).String() }
