@@ -34,6 +34,8 @@ type passPolicy struct {
 	// decisions caches decisions when no rule reads statement.text: the
 	// decision is then a function of the caller and the classification.
 	decisions *decisionCache
+	// role is the operator-declared database login (passgrant.go).
+	role *config.PassthroughRole
 }
 
 // decisionCacheSize bounds a decisionCache; a full cache is emptied.
@@ -135,7 +137,7 @@ func (l *loader) passthrough(e *Engine, graphs map[string]config.Graph) map[*nod
 }
 
 func (l *loader) passPolicy(env *cel.Env, p string, pc config.PassthroughPolicy) *passPolicy {
-	pp := &passPolicy{path: p, statements: map[string]bool{}, methods: map[string]bool{}}
+	pp := &passPolicy{path: p, statements: map[string]bool{}, methods: map[string]bool{}, role: pc.Role}
 	for _, s := range pc.Statements {
 		switch s {
 		case broker.ClassRead, broker.ClassWrite, broker.ClassDDL:

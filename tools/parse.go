@@ -31,7 +31,7 @@ var (
 	sqlKeys        = []string{"statement", "args", "max_rows"}
 	httpKeys       = []string{"method", "path", "query", "body"}
 	annotationKeys = []string{"title", "readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint"}
-	maskActions    = []string{"redact", "last4", "email", "hash", "null", "drop"}
+	maskActions    = []string{"redact", "last4", "email", "hash", "null", "drop", "deny"}
 	detectorNames  = []string{"card", "email", "ssn", "iban", "jwt", "secret", "private_key"}
 	httpMethods    = []string{"GET", "POST", "PUT", "PATCH", "DELETE"}
 )

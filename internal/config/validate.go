@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sort"
+	"strings"
 )
 
 // Defaults for keys left out.
@@ -110,8 +111,18 @@ func (c *Config) Validate() error {
 	for _, g := range sortedKeys(c.Graphs) {
 		for _, n := range sortedKeys(c.Graphs[g].Nodes) {
 			for _, t := range sortedKeys(c.Graphs[g].Nodes[n].Passthrough) {
-				if _, ok := c.Targets[t]; !ok {
-					add(fmt.Sprintf("graphs.%s.nodes.%s.passthrough.%s", g, n, t), "no target named %q", t)
+				p := fmt.Sprintf("graphs.%s.nodes.%s.passthrough.%s", g, n, t)
+				target, ok := c.Targets[t]
+				if !ok {
+					add(p, "no target named %q", t)
+					continue
+				}
+				if r := c.Graphs[g].Nodes[n].Passthrough[t].Role; r != nil {
+					if target.Kind != "postgres" {
+						add(p+".role", "a role applies to postgres targets only; %q is %s", t, target.Kind)
+					} else if why := badRoleName(r.User); why != "" {
+						add(p+".role.user", "%s", why)
+					}
 				}
 			}
 		}
@@ -120,6 +131,27 @@ func (c *Config) Validate() error {
 		return ps
 	}
 	return nil
+}
+
+// ReservedRolePrefix starts the names of the database roles toolgate
+// provisions for passthrough sessions (connectors/pgroles); an operator's
+// role may not use it.
+const ReservedRolePrefix = "toolgate_pt_"
+
+// badRoleName says what is wrong with a declared database login name, ""
+// when nothing is.
+func badRoleName(name string) string {
+	switch {
+	case len(name) > 63:
+		return fmt.Sprintf("role name %q is longer than PostgreSQL's 63 bytes", name)
+	case strings.ContainsRune(name, 0):
+		return "role name contains a NUL byte"
+	case strings.HasPrefix(strings.ToLower(name), ReservedRolePrefix):
+		return fmt.Sprintf("role name %q starts with %s, which toolgate reserves for the roles it provisions", name, ReservedRolePrefix)
+	case strings.HasPrefix(strings.ToLower(name), "pg_"):
+		return fmt.Sprintf("role name %q starts with pg_, which PostgreSQL reserves for its predefined roles", name)
+	}
+	return ""
 }
 
 // TargetKinds maps each target name to its kind.

@@ -25,6 +25,9 @@
 //	        stable so auditors can join on it
 //	null    JSON null
 //	drop    the key (or array element) is removed
+//	deny    as drop in results; on a Postgres passthrough target's
+//	        "table.column" rule, the database itself withholds the column
+//	        (the per-grant role gets no privilege on it, connectors/pgroles)
 //
 // # Output-schema rule
 //
@@ -81,7 +84,8 @@
 //
 // MaskCell masks one text cell of a Postgres DataRow: the target's
 // "table.column" rule (else a global rule with that exact key), then the
-// target's result detectors. null and drop turn the cell into SQL NULL.
+// target's result detectors. null, drop and deny turn the cell into SQL
+// NULL.
 //
 // # What it must never do
 //
