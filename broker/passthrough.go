@@ -38,9 +38,11 @@ type Statement struct {
 	// Tables are the relations the statement names, schema-qualified
 	// where the text qualified them, lower case.
 	Tables []string `json:"tables,omitempty"`
-	// Functions are the functions the statement calls that have side
-	// effects (set_config, pg_read_file, dblink, ...). Policy refuses them
-	// unless a rule explicitly allows the statement.
+	// Functions are the functions, casts and operators the statement
+	// calls that are not on the proxy's list of side-effect-free built-ins
+	// ("ts_stat", "util.slugify", "regclass", "operator ==="), and markers
+	// such as "copy file or program". Policy refuses them unless the
+	// node's passthrough entry lists them or a rule allows the statement.
 	Functions []string `json:"functions,omitempty"`
 	// Text is the statement text (SQL). It is masked before it is recorded
 	// or shown to approvers.
