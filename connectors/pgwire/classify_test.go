@@ -194,3 +194,48 @@ func TestClassifySplitsText(t *testing.T) {
 		t.Fatalf("second = %+v", sts[1])
 	}
 }
+
+// TestClassifyOrdinaryReads: what clients and agents commonly send reads
+// as plain reads that call nothing off the built-in lists.
+func TestClassifyOrdinaryReads(t *testing.T) {
+	for _, sql := range []string{
+		`SELECT "customers"."id" FROM "customers" WHERE "customers"."id" = $1 LIMIT $2`,
+		"SELECT * FROM customers WHERE name ILIKE $1 AND name NOT LIKE 'x%' AND name ~ '^A' AND name !~* 'z'",
+		"SELECT count(*), count(DISTINCT id), avg(id)::numeric(10,2), max(name), min(id) FROM customers",
+		"SELECT id FROM customers ORDER BY id DESC NULLS LAST LIMIT 1 OFFSET 0",
+		"SELECT now()::date, EXTRACT(EPOCH FROM now()), date_trunc('day', now()) AT TIME ZONE 'UTC', interval '1 day' * 2",
+		"SELECT $1::text, CAST($2 AS varchar(20)), $3::uuid, $4::bigint, $5::double precision, $6::timestamp without time zone, $7::character varying, $8::bool, NULL::int, $9::int[]",
+		"SELECT coalesce(name, ''), nullif(name, ''), greatest(1, 2), least(1, 2), CASE WHEN id > 1 THEN 'a' ELSE 'b' END FROM customers",
+		"SELECT name FROM customers WHERE id = ANY($1::int[]) OR id IN (SELECT customer_id FROM orders)",
+		"SELECT jsonb_agg(c), json_agg(c.name), row_to_json(c), to_jsonb(c) FROM customers c GROUP BY c.id",
+		"SELECT '{\"a\":1}'::jsonb -> 'a', '{\"a\":1}'::jsonb ->> 'a', '{\"a\":1}'::jsonb @> '{\"a\":1}', '{\"a\":[1]}'::jsonb #> '{a,0}', jsonb_path_query('{}', '$.a')",
+		"SELECT version(), pg_catalog.version(), current_schema(), current_database(), current_user, session_user",
+		"SHOW server_version",
+		"SHOW transaction isolation level",
+		"SELECT name || ' ' || id::text, to_char(now(), 'YYYY-MM-DD'), md5(name), split_part(name, ' ', 1), length(name), upper(name) FROM customers",
+		"SELECT array_length(ARRAY[1, 2], 1), unnest(ARRAY['a']), string_to_array('a,b', ','), array_agg(id ORDER BY id) FROM customers",
+		"SELECT * FROM generate_series(1, 10) AS g(i) CROSS JOIN LATERAL (SELECT i * 2) x",
+		"SELECT gen_random_uuid(), random(), round(random() * 10)::int, abs(-1), sqrt(4), power(2, 3), mod(5, 2), ceil(1.5), floor(1.5)",
+		"SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY id), lag(id) OVER w, rank() OVER w, row_number() OVER (PARTITION BY name) FROM customers WINDOW w AS (ORDER BY id) ",
+		"SELECT xmlelement(name a, 'x'), xmlforest(name), xpath('/a', '<a/>'::xml), json_build_object('a', 1), json_object('{a,b}')",
+		"SELECT '[1,2]'::int4range @> 1, to_tsvector('english', 'x') @@ to_tsquery('x'), 'english'::regconfig, '192.168.0.1'::inet << '192.168.0.0/16'::cidr",
+		"SELECT id FROM customers WHERE created_at BETWEEN now() - interval '7 days' AND now() AND name IS NOT NULL AND NOT (id IS DISTINCT FROM 1)",
+		"SELECT regexp_replace(name, '[0-9]', '', 'g'), regexp_matches(name, 'a'), substring(name FROM 1 FOR 3), position('a' IN name), trim(name), lpad(name, 10), concat_ws(',', name, id) FROM customers",
+		"SELECT json_object_keys('{}'), jsonb_each('{}'), jsonb_array_elements('[]'), json_typeof('1'), jsonb_set('{}', '{a}', '1')",
+		"WITH RECURSIVE t(n) AS (VALUES (1) UNION ALL SELECT n + 1 FROM t WHERE n < 10) SELECT sum(n) FROM t",
+		"SELECT DISTINCT ON (name) name, id FROM customers ORDER BY name, id",
+		"SELECT * FROM customers c JOIN orders o USING (id) LEFT JOIN orders p ON p.id = c.id WHERE EXISTS (SELECT 1 FROM orders WHERE orders.id = c.id)",
+		"SELECT format('%s-%I-%L', name, 'col', 'v'), quote_ident(name), encode(sha256(name::bytea), 'hex'), decode('00', 'hex') FROM customers",
+		"SELECT age(now(), '2020-01-01'), make_date(2020, 1, 1), justify_days(interval '40 days'), to_timestamp(0), isfinite(now())",
+		"EXPLAIN (FORMAT JSON) SELECT * FROM customers WHERE id = 1",
+		"BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+		"COMMIT",
+	} {
+		sts := Classify(sql)
+		for _, st := range sts {
+			if st.Unclassified != "" || st.Class != broker.ClassRead || len(st.Functions) > 0 {
+				t.Errorf("Classify(%q) = class %s, functions %v, unclassified %q; want a plain read", sql, st.Class, st.Functions, st.Unclassified)
+			}
+		}
+	}
+}
