@@ -56,6 +56,25 @@ type Statement struct {
 	Unclassified string `json:"unclassified,omitempty"`
 }
 
+// PlainIdentifier reports whether a part of a name in Statement.Functions
+// is written without double quotes: [a-z_][a-z0-9_$]*. Other parts are
+// double-quoted, inner quotes doubled, as PostgreSQL spells them.
+func PlainIdentifier(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c == '_':
+		case i > 0 && (c >= '0' && c <= '9' || c == '$'):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
 // StatementCall is one statement handed to the broker by a passthrough
 // proxy.
 type StatementCall struct {

@@ -3,6 +3,8 @@ package policy
 import (
 	"fmt"
 	"strings"
+
+	"github.com/toolgate/toolgate/broker"
 )
 
 // sideEffecting are functions known to change state, read files or server
@@ -66,7 +68,7 @@ func functionName(entry string) string {
 		if i := strings.LastIndexByte(op, '.'); i >= 0 {
 			schema, sym = op[:i], op[i+1:]
 		}
-		if schema != "" && !plainIdent(schema) || sym == "" || strings.Trim(sym, "+-*/<>=~!@#%^&|`?") != "" {
+		if schema != "" && !broker.PlainIdentifier(schema) || sym == "" || strings.Trim(sym, "+-*/<>=~!@#%^&|`?") != "" {
 			return fmt.Sprintf("%q is not an operator name: write operator <symbol> or operator <schema>.<symbol>", entry)
 		}
 		return ""
@@ -99,7 +101,7 @@ func splitName(s string) ([]string, bool) {
 				break
 			}
 			part = strings.ReplaceAll(s[1:end-1], `""`, `"`)
-			if part == "" || plainIdent(part) {
+			if part == "" || broker.PlainIdentifier(part) {
 				return nil, false
 			}
 			s = s[end:]
@@ -109,7 +111,7 @@ func splitName(s string) ([]string, bool) {
 				i = len(s)
 			}
 			part, s = s[:i], s[i:]
-			if !plainIdent(part) {
+			if !broker.PlainIdentifier(part) {
 				return nil, false
 			}
 		}
@@ -122,22 +124,4 @@ func splitName(s string) ([]string, bool) {
 		}
 		s = s[1:]
 	}
-}
-
-// plainIdent reports whether s is an identifier that needs no quotes:
-// [a-z_][a-z0-9_$]*.
-func plainIdent(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c == '_':
-		case i > 0 && (c >= '0' && c <= '9' || c == '$'):
-		default:
-			return false
-		}
-	}
-	return true
 }

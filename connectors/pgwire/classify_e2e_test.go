@@ -2,6 +2,7 @@ package pgwire_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"strings"
 	"testing"
@@ -26,32 +27,35 @@ func seedAttacks(t *testing.T, e *env) {
 		GRANT SELECT ON notes, secrets TO toolgate_app;`)
 }
 
-// direct1 runs SQL on the target as the superuser, failing the test on
-// error.
-func (e *env) direct1(t *testing.T, sql string) {
+// superuser runs f on a connection to the target as the superuser, for
+// setup and checks, and closes it.
+func (e *env) superuser(t *testing.T, f func(c *pgx.Conn) error) {
 	t.Helper()
 	c, err := pgx.Connect(context.Background(), e.direct)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close(context.Background())
-	if _, err := c.Exec(context.Background(), sql); err != nil {
-		t.Fatalf("%s: %v", sql, err)
+	if err := f(c); err != nil {
+		t.Fatal(err)
 	}
+}
+
+// direct1 runs SQL on the target as the superuser, failing the test on
+// error.
+func (e *env) direct1(t *testing.T, sql string) {
+	t.Helper()
+	e.superuser(t, func(c *pgx.Conn) error {
+		_, err := c.Exec(context.Background(), sql)
+		return err
+	})
 }
 
 // scalar runs a one-value query on the target as the superuser.
 func (e *env) scalar(t *testing.T, sql string) string {
 	t.Helper()
-	c, err := pgx.Connect(context.Background(), e.direct)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(context.Background())
 	var v any
-	if err := c.QueryRow(context.Background(), sql).Scan(&v); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
+	e.superuser(t, func(c *pgx.Conn) error { return c.QueryRow(context.Background(), sql).Scan(&v) })
 	return fmt.Sprint(v)
 }
 
@@ -68,7 +72,8 @@ func (e *env) serverSaw(t *testing.T, marker string) bool {
 // with 42501 naming want, and the server never saw it.
 func refused(t *testing.T, e *env, c *pgx.Conn, sql, want string) {
 	t.Helper()
-	marker := fmt.Sprintf("probe_%d", len(sql)*7919+strings.Count(sql, " "))
+	sum := sha256.Sum256([]byte(sql))
+	marker := fmt.Sprintf("probe_%x", sum[:8])
 	_, err := c.Exec(context.Background(), sql+" /* "+marker+" */", pgx.QueryExecModeSimpleProtocol)
 	if sqlstate(err) != "42501" || !strings.Contains(err.Error(), want) {
 		t.Fatalf("%s: %v, want 42501 naming %q", sql, err, want)

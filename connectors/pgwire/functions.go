@@ -1,6 +1,10 @@
 package pgwire
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/toolgate/toolgate/broker"
+)
 
 // builtinFunctions are the built-in PostgreSQL functions a passthrough
 // statement may call without a rule: each computes its result from its
@@ -148,7 +152,7 @@ func qualifiedName(parts []string, operator bool) string {
 		if i > 0 {
 			b.WriteByte('.')
 		}
-		if operator && i == len(parts)-1 || plainIdent(p) {
+		if operator && i == len(parts)-1 || broker.PlainIdentifier(p) {
 			b.WriteString(p)
 			continue
 		}
@@ -157,23 +161,6 @@ func qualifiedName(parts []string, operator bool) string {
 		b.WriteByte('"')
 	}
 	return b.String()
-}
-
-// plainIdent reports whether s needs no quotes: [a-z_][a-z0-9_$]*.
-func plainIdent(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c == '_':
-		case i > 0 && (c >= '0' && c <= '9' || c == '$'):
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // builtin reports whether a function or type name, as the parser gives
