@@ -291,6 +291,32 @@ func (w *walkResult) walk(m protoreflect.Message, depth int) {
 		w.funcs[markTooDeep] = true
 		return
 	}
+	if w.visit(m, depth) {
+		return
+	}
+	if with := withClause(m); with != nil {
+		defer w.popScope(len(w.scope))
+		w.with(with, depth)
+	}
+	m.Range(func(fd protoreflect.FieldDescriptor, val protoreflect.Value) bool {
+		switch {
+		case fd.Name() == "with_clause":
+			// Walked above, with its scope.
+		case fd.IsList() && fd.Message() != nil:
+			l := val.List()
+			for i := 0; i < l.Len(); i++ {
+				w.walk(l.Get(i).Message(), depth+1)
+			}
+		case fd.Message() != nil && !fd.IsMap():
+			w.walk(val.Message(), depth+1)
+		}
+		return true
+	})
+}
+
+// visit records what one message says about the statement; done means it
+// also walked the message's children.
+func (w *walkResult) visit(m protoreflect.Message, depth int) (done bool) {
 	switch v := m.Interface().(type) {
 	case *pg_query.RangeVar:
 		w.relation(v)
@@ -302,7 +328,7 @@ func (w *walkResult) walk(m protoreflect.Message, depth int) {
 		if v.Arg != nil {
 			w.walk(v.Arg.ProtoReflect(), depth+1)
 		}
-		return
+		return true
 	case *pg_query.TypeName:
 		w.typeName(v, w.declTypes)
 	case *pg_query.A_Expr:
@@ -324,37 +350,17 @@ func (w *walkResult) walk(m protoreflect.Message, depth int) {
 	case *pg_query.InsertStmt, *pg_query.UpdateStmt, *pg_query.DeleteStmt, *pg_query.MergeStmt:
 		w.modifies = true
 	case *pg_query.SelectStmt:
-		if len(v.LockingClause) > 0 {
-			w.locks = true
-		}
-		if v.IntoClause != nil {
-			w.into = true
-		}
+		w.locks = w.locks || len(v.LockingClause) > 0
+		w.into = w.into || v.IntoClause != nil
 	case *pg_query.WithClause:
 		// A WITH clause met outside its statement: its names are visible
 		// only inside it (fail closed: more names count as tables).
-		defer w.popScope(len(w.scope))
+		n := len(w.scope)
 		w.with(v, depth)
-		return
-	}
-	if with := withClause(m); with != nil {
-		defer w.popScope(len(w.scope))
-		w.with(with, depth)
-	}
-	m.Range(func(fd protoreflect.FieldDescriptor, val protoreflect.Value) bool {
-		switch {
-		case fd.Name() == "with_clause":
-			// Walked above, with its scope.
-		case fd.IsList() && fd.Message() != nil:
-			l := val.List()
-			for i := 0; i < l.Len(); i++ {
-				w.walk(l.Get(i).Message(), depth+1)
-			}
-		case fd.Message() != nil && !fd.IsMap():
-			w.walk(val.Message(), depth+1)
-		}
+		w.popScope(n)
 		return true
-	})
+	}
+	return false
 }
 
 // withClause is the WITH clause of a SELECT, INSERT, UPDATE, DELETE or
