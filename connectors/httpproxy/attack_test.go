@@ -211,6 +211,10 @@ func TestHTTPProxyContentEncodings(t *testing.T) {
 		}
 		_, _ = w.Write(b.body)
 	}), nil)
+	head, _ := http.NewRequest("HEAD", srv.URL+"/proxy/billing/v1/invoices/deflate", nil)
+	if status, _, body, _ := call(t, srv.URL, key, head); status != 200 {
+		t.Fatalf("HEAD of an encoded resource: %d %s", status, body)
+	}
 	for path, want := range map[string]int{"/gzip": 200, "/x-gzip": 200, "/deflate": 200, "/rawdeflat": 200, "/stacked": 200,
 		"/text": 200, "/br": 502, "/zstd": 502, "/bomb": 502, "/corrupt": 502} {
 		t.Run(path, func(t *testing.T) {

@@ -205,6 +205,11 @@ func contentCodings(h http.Header) []string {
 // readBody decodes the body's content codings and reads it whole, at most
 // MaxResponseBytes once decoded.
 func (p *Proxy) readBody(body io.Reader, codings []string) ([]byte, error) {
+	br := bufio.NewReader(body)
+	if _, err := br.Peek(1); errors.Is(err, io.EOF) {
+		return nil, nil // no body (HEAD, 204, 304): nothing to decode
+	}
+	body = br
 	for i := len(codings) - 1; i >= 0; i-- {
 		dec, err := decoder(codings[i], body)
 		if err != nil {
