@@ -243,9 +243,10 @@ func (b *Broker) Statement(ctx context.Context, sc StatementCall) (StatementDeci
 
 // StatementDeferred is Statement for a proxy that overlaps the audit write
 // with the execution of a plain read: for an allowed statement of class
-// read that calls nothing off the built-in function lists and needed no approval, it
-// returns before the record is durable, with commit, which the proxy must
-// call and see succeed before it releases any of the statement's results
+// read that calls nothing off the built-in function lists and needed no
+// approval, it returns before the record is durable, with commit, which
+// the proxy must call and see succeed before it releases any of the
+// statement's results
 // (DESIGN §8: the record is durable before the result is returned). Every
 // other statement, and every refusal, is recorded before it returns, and
 // commit is nil.
