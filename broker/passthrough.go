@@ -246,10 +246,9 @@ func (b *Broker) Statement(ctx context.Context, sc StatementCall) (StatementDeci
 // read that calls nothing off the built-in function lists and needed no
 // approval, it returns before the record is durable, with commit, which
 // the proxy must call and see succeed before it releases any of the
-// statement's results
-// (DESIGN §8: the record is durable before the result is returned). Every
-// other statement, and every refusal, is recorded before it returns, and
-// commit is nil.
+// statement's results (DESIGN §8: the record is durable before the result
+// is returned). Every other statement, and every refusal, is recorded
+// before it returns, and commit is nil.
 func (b *Broker) StatementDeferred(ctx context.Context, sc StatementCall) (StatementDecision, func(context.Context) error, error) {
 	return b.decideStatement(ctx, sc, true)
 }
