@@ -152,27 +152,21 @@ func TestHTTPProxyMasksHeaders(t *testing.T) {
 	}
 }
 
-func gzipped(s string) []byte {
+// encoded compresses s with gzip, zlib (deflate as RFC 9110 means it) or
+// raw deflate.
+func encoded(kind, s string) []byte {
 	var b bytes.Buffer
-	zw := gzip.NewWriter(&b)
-	_, _ = zw.Write([]byte(s))
-	_ = zw.Close()
-	return b.Bytes()
-}
-
-func zlibbed(s string) []byte {
-	var b bytes.Buffer
-	zw := zlib.NewWriter(&b)
-	_, _ = zw.Write([]byte(s))
-	_ = zw.Close()
-	return b.Bytes()
-}
-
-func deflated(s string) []byte {
-	var b bytes.Buffer
-	zw, _ := flate.NewWriter(&b, flate.BestSpeed)
-	_, _ = zw.Write([]byte(s))
-	_ = zw.Close()
+	var w io.WriteCloser
+	switch kind {
+	case "gzip":
+		w = gzip.NewWriter(&b)
+	case "zlib":
+		w = zlib.NewWriter(&b)
+	default:
+		w, _ = flate.NewWriter(&b, flate.BestSpeed)
+	}
+	_, _ = w.Write([]byte(s))
+	_ = w.Close()
 	return b.Bytes()
 }
 
@@ -188,15 +182,15 @@ func TestHTTPProxyContentEncodings(t *testing.T) {
 		coding string
 		body   []byte
 	}{
-		"/gzip":      {"gzip", gzipped(doc)},
-		"/x-gzip":    {"x-gzip", gzipped(doc)},
-		"/deflate":   {"deflate", zlibbed(doc)},
-		"/rawdeflat": {"deflate", deflated(doc)},
-		"/stacked":   {"gzip, deflate", zlibbed(string(gzipped(doc)))},
-		"/text":      {"deflate", zlibbed("card " + cardA)},
+		"/gzip":      {"gzip", encoded("gzip", doc)},
+		"/x-gzip":    {"x-gzip", encoded("gzip", doc)},
+		"/deflate":   {"deflate", encoded("zlib", doc)},
+		"/rawdeflat": {"deflate", encoded("flate", doc)},
+		"/stacked":   {"gzip, deflate", encoded("zlib", string(encoded("gzip", doc)))},
+		"/text":      {"deflate", encoded("zlib", "card "+cardA)},
 		"/br":        {"br", []byte("\x1b\x00\x00not really brotli " + cardA)},
 		"/zstd":      {"zstd", []byte(doc)},
-		"/bomb":      {"deflate", zlibbed(bomb)},
+		"/bomb":      {"deflate", encoded("zlib", bomb)},
 		"/corrupt":   {"gzip, deflate", []byte("not deflate " + cardA)},
 		"/empty":     {"deflate", nil},
 	}
