@@ -33,6 +33,17 @@ const (
 	CodeInternal          Code = "internal"
 )
 
+// The codes of effect previews and matched runs.
+const (
+	// CodeApprovalStale: an approved call's real run would affect other
+	// rows than its preview showed; it was rolled back.
+	CodeApprovalStale Code = "approval_stale"
+	// CodePreviewUnavailable: a call's effect cannot be previewed (the
+	// tool opts out, or the statement cannot run in a rolled-back
+	// transaction without effects of its own).
+	CodePreviewUnavailable Code = "preview_unavailable"
+)
+
 // HTTPStatus is the HTTP status a front door answers with for the code.
 func (c Code) HTTPStatus() int {
 	switch c {
@@ -50,6 +61,10 @@ func (c Code) HTTPStatus() int {
 		return http.StatusAccepted
 	case CodeApprovalExpired:
 		return http.StatusGone
+	case CodeApprovalStale:
+		return http.StatusConflict
+	case CodePreviewUnavailable:
+		return http.StatusUnprocessableEntity
 	case CodeBudgetExceeded:
 		return http.StatusTooManyRequests
 	case CodeTargetUnavailable, CodeAuditUnavailable, CodeUnavailable:
@@ -111,6 +126,9 @@ var (
 	ErrAuditUnavailable  = &Error{Code: CodeAuditUnavailable}
 	ErrBudgetExceeded    = &Error{Code: CodeBudgetExceeded}
 )
+
+// ErrApprovalStale matches CodeApprovalStale with errors.Is.
+var ErrApprovalStale = &Error{Code: CodeApprovalStale}
 
 // Errorf returns an *Error with a formatted safe message.
 func Errorf(code Code, format string, args ...any) *Error {
