@@ -295,4 +295,3 @@ var (
 	_ broker.Previewer         = (*Connector)(nil)
 	_ broker.ExpectingExecutor = (*Connector)(nil)
 )
-

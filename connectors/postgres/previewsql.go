@@ -16,12 +16,12 @@ import (
 // matches a prefix.
 var previewRefused = []string{
 	"nextval", "setval", // sequences are not transactional
-	"dblink*",                                          // the remote side commits on its own
-	"pg_advisory_lock*", "pg_try_advisory_lock*",       // session locks outlive the transaction
-	"pg_advisory_unlock*",                              // and so does releasing them
-	"set_config",                                       // could lift the preview's timeouts
-	"lo_import", "lo_export", "pg_file_*",              // server files
-	"pg_terminate_backend", "pg_cancel_backend",        // other sessions
+	"dblink*",                                    // the remote side commits on its own
+	"pg_advisory_lock*", "pg_try_advisory_lock*", // session locks outlive the transaction
+	"pg_advisory_unlock*",                 // and so does releasing them
+	"set_config",                          // could lift the preview's timeouts
+	"lo_import", "lo_export", "pg_file_*", // server files
+	"pg_terminate_backend", "pg_cancel_backend", // other sessions
 	"pg_reload_conf", "pg_rotate_logfile", "pg_promote", // the server
 	"pg_switch_wal", "pg_create_restore_point", "pg_logical_emit_message",
 	"pg_stat_reset*", "pg_log_backend_memory_contexts",
