@@ -77,9 +77,9 @@ func TestPreviewPlanHTTP(t *testing.T) {
 
 func TestPreviewPlanUnavailable(t *testing.T) {
 	for file, want := range map[string]string{
-		"testdata/load/preview/sql_off.json":    "no preview available: the tool opts out: order numbers come from a sequence, which a rolled-back preview would still consume",
-		"testdata/load/preview/sqlite_off.json": "no preview available: the tool opts out: a trigger mails the customer",
-		"testdata/load/good_http/billing_refund.json":   "no preview available: the tool declares no preview request",
+		"testdata/load/preview/sql_off.json":          "no preview available: the tool opts out: order numbers come from a sequence, which a rolled-back preview would still consume",
+		"testdata/load/preview/sqlite_off.json":       "no preview available: the tool opts out: a trigger mails the customer",
+		"testdata/load/good_http/billing_refund.json": "no preview available: the tool declares no preview request",
 	} {
 		data, err := os.ReadFile(file)
 		if err != nil {
