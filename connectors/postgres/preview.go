@@ -119,8 +119,9 @@ func runPreview(ctx context.Context, conn *pgx.Conn, plan previewPlan, args []an
 	if opt.ReadOnly || plan.read {
 		begin = "BEGIN READ ONLY"
 	}
-	begin += "; SET LOCAL statement_timeout = " + strconv.FormatInt(opt.Timeout.Milliseconds(), 10) +
-		"; SET LOCAL lock_timeout = " + strconv.FormatInt(opt.LockTimeout.Milliseconds(), 10)
+	// At least 1ms each: 0 would turn the bound off.
+	begin += "; SET LOCAL statement_timeout = " + strconv.FormatInt(max(1, opt.Timeout.Milliseconds()), 10) +
+		"; SET LOCAL lock_timeout = " + strconv.FormatInt(max(1, opt.LockTimeout.Milliseconds()), 10)
 	if _, err := conn.Exec(qctx, begin); err != nil {
 		return broker.Preview{}, false, previewError(ctx, opt, err)
 	}
