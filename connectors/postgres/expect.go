@@ -27,20 +27,13 @@ func (c *Connector) ExecuteExpecting(ctx context.Context, op broker.Operation, w
 	maxRows, sql := c.rowCap(op.SQL), c.statementText(op)
 	ctx, cancel := c.backstop(ctx)
 	defer cancel()
-	conn, err := c.acquire(ctx)
+	// Any way out but a COMMIT that succeeded leaves nothing changed:
+	// release rolls back an open transaction.
+	pc, release, err := c.session(ctx)
 	if err != nil {
 		return broker.Output{}, err
 	}
-	defer conn.Release()
-	pc := conn.Conn()
-	defer func() {
-		// Any way out but a COMMIT that succeeded leaves nothing changed.
-		if !pc.IsClosed() && pc.PgConn().TxStatus() != 'I' {
-			if err := rollback(pc); err != nil {
-				c.log.Warn("matched run rollback failed; the connection was closed", zap.Error(err))
-			}
-		}
-	}()
+	defer release()
 	if !sessionSafe(sql) {
 		// The statement may change session state that outlives its
 		// transaction: the connection is not reused.

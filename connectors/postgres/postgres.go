@@ -165,17 +165,11 @@ func (c *Connector) Execute(ctx context.Context, op broker.Operation) (broker.Ou
 	ctx, cancel := c.backstop(ctx)
 	defer cancel()
 
-	conn, err := c.acquire(ctx)
+	pc, release, err := c.session(ctx)
 	if err != nil {
 		return broker.Output{}, err
 	}
-	defer conn.Release()
-	pc := conn.Conn()
-	defer func() {
-		if !pc.IsClosed() && pc.PgConn().TxStatus() != 'I' {
-			_, _ = pc.Exec(context.WithoutCancel(ctx), "ROLLBACK")
-		}
-	}()
+	defer release()
 	var (
 		rows     pgx.Rows
 		finish   func() error
@@ -328,6 +322,25 @@ func (c *Connector) backstop(ctx context.Context) (context.Context, context.Canc
 		return context.WithTimeout(ctx, c.cfg.StatementTimeout+c.cfg.ConnectTimeout)
 	}
 	return ctx, func() {}
+}
+
+// session acquires a pooled connection. release rolls back a transaction
+// a failed call left open (closing the connection when that fails) and
+// returns the connection to the pool.
+func (c *Connector) session(ctx context.Context) (pc *pgx.Conn, release func(), err error) {
+	conn, err := c.acquire(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	pc = conn.Conn()
+	return pc, func() {
+		if !pc.IsClosed() && pc.PgConn().TxStatus() != 'I' {
+			if err := rollback(pc); err != nil {
+				c.log.Warn("rollback failed; the connection was closed", zap.Error(err))
+			}
+		}
+		conn.Release()
+	}, nil
 }
 
 // acquire gets a pooled connection, waiting at most ConnectTimeout.
