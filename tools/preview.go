@@ -2,7 +2,6 @@ package tools
 
 import (
 	"encoding/json"
-	"strconv"
 	"strings"
 
 	"github.com/toolgate/toolgate/broker"
@@ -130,15 +129,10 @@ func parseTolerance(ps *problems, raw json.RawMessage) broker.Tolerance {
 		return tol
 	}
 	if v, ok := fields["rows"]; ok {
-		var n json.Number
-		rows, err := int64(0), strict(v, &n)
-		if err == nil {
-			rows, err = strconv.ParseInt(n.String(), 10, 64)
-		}
-		if err != nil || rows < 0 {
-			ps.addf("/preview/tolerance/rows", "must be a whole number ≥ 0: how many rows more or fewer than previewed the approved run may change")
-		} else {
+		if rows, ok := wholeNumber(v, 64); ok {
 			tol.Rows = rows
+		} else {
+			ps.addf("/preview/tolerance/rows", "must be a whole number ≥ 0: how many rows more or fewer than previewed the approved run may change")
 		}
 	}
 	if v, ok := fields["percent"]; ok {

@@ -57,15 +57,10 @@ func parseSQL(ps *problems, raw json.RawMessage, base string, keys []string, arg
 		}
 	}
 	if rawMax, ok := fields["max_rows"]; ok {
-		var n json.Number
-		v, err := int64(0), strict(rawMax, &n)
-		if err == nil {
-			v, err = strconv.ParseInt(n.String(), 10, 32)
-		}
-		if err != nil || v < 0 {
-			ps.addf(base+"/max_rows", "must be a whole number ≥ 0 (0 means the target's default)")
-		} else {
+		if v, ok := wholeNumber(rawMax, 32); ok {
 			sp.maxRows = int(v)
+		} else {
+			ps.addf(base+"/max_rows", "must be a whole number ≥ 0 (0 means the target's default)")
 		}
 	}
 	if sp.statement != "" {
@@ -79,6 +74,16 @@ func parseSQL(ps *problems, raw json.RawMessage, base string, keys []string, arg
 		checkStatement(ps, base, sp.statement, len(sp.args), argsOK, names)
 	}
 	return sp
+}
+
+// wholeNumber decodes raw as an integer ≥ 0 that fits in bits.
+func wholeNumber(raw json.RawMessage, bits int) (int64, bool) {
+	var n json.Number
+	if strict(raw, &n) != nil {
+		return 0, false
+	}
+	v, err := strconv.ParseInt(n.String(), 10, bits)
+	return v, err == nil && v >= 0
 }
 
 // sqlScan is what scanning a statement found.
