@@ -192,6 +192,7 @@ func TestPreviewRefusals(t *testing.T) {
 		{"truncate", `TRUNCATE promo`, "this statement is TRUNCATE"},
 		{"call", `CALL do_things()`, "this statement is CALL"},
 		{"select into", `SELECT * INTO copy FROM promo`, "SELECT INTO"},
+		{"select for update", `SELECT id FROM promo WHERE tier = 'a' FOR UPDATE`, "must not lock rows"},
 		{"parse error", `UPDATE promo SET`, "parser rejected"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -112,8 +112,11 @@ func planNode(node *pg_query.Node, serverMajor int) (previewPlan, *[]*pg_query.N
 		}
 		return previewPlan{note: fmt.Sprintf("only the row count: MERGE returns no rows before PostgreSQL 17 (the target runs %d)", serverMajor)}, nil, nil
 	case *pg_query.Node_SelectStmt:
-		if n.SelectStmt.IntoClause != nil {
+		switch {
+		case n.SelectStmt.IntoClause != nil:
 			return previewPlan{}, nil, broker.NoPreview(broker.CodePreviewUnavailable, "SELECT INTO creates a table; a preview runs INSERT, UPDATE, DELETE, MERGE or a SELECT")
+		case len(n.SelectStmt.LockingClause) > 0:
+			return previewPlan{}, nil, broker.NoPreview(broker.CodePreviewUnavailable, "a preview query runs READ ONLY and must not lock rows (FOR UPDATE or FOR SHARE)")
 		}
 		return previewPlan{read: true, image: broker.ImageBefore}, nil, nil
 	}
