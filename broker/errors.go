@@ -24,9 +24,10 @@ const (
 	CodeApprovalPending  Code = "approval_pending"
 	CodeApprovalDenied   Code = "approval_denied"
 	CodeApprovalExpired  Code = "approval_expired"
-	// CodeApprovalStale refuses a call whose approval was given under a rule
-	// that has since changed; the call was not run, and calling again
-	// requests a new approval.
+	// CodeApprovalStale refuses a call whose approval no longer holds: it
+	// was given under a rule that has since changed, or the approved run
+	// would affect other rows than its preview showed (rolled back). The
+	// call did not run; calling again requests a new approval.
 	CodeApprovalStale     Code = "approval_stale"
 	CodeBudgetExceeded    Code = "budget_exceeded"
 	CodeTargetUnavailable Code = "target_unavailable"
@@ -35,6 +36,14 @@ const (
 	CodeAuditUnavailable  Code = "audit_unavailable"
 	CodeUnavailable       Code = "unavailable"
 	CodeInternal          Code = "internal"
+)
+
+// The codes of effect previews.
+const (
+	// CodePreviewUnavailable: a call's effect cannot be previewed (the
+	// tool opts out, or the statement cannot run in a rolled-back
+	// transaction without effects of its own).
+	CodePreviewUnavailable Code = "preview_unavailable"
 )
 
 // HTTPStatus is the HTTP status a front door answers with for the code.
@@ -56,6 +65,8 @@ func (c Code) HTTPStatus() int {
 		return http.StatusGone
 	case CodeApprovalStale:
 		return http.StatusConflict
+	case CodePreviewUnavailable:
+		return http.StatusUnprocessableEntity
 	case CodeBudgetExceeded:
 		return http.StatusTooManyRequests
 	case CodeTargetUnavailable, CodeAuditUnavailable, CodeUnavailable:
@@ -117,6 +128,9 @@ var (
 	ErrAuditUnavailable  = &Error{Code: CodeAuditUnavailable}
 	ErrBudgetExceeded    = &Error{Code: CodeBudgetExceeded}
 )
+
+// ErrApprovalStale matches CodeApprovalStale with errors.Is.
+var ErrApprovalStale = &Error{Code: CodeApprovalStale}
 
 // Errorf returns an *Error with a formatted safe message.
 func Errorf(code Code, format string, args ...any) *Error {
