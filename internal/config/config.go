@@ -135,7 +135,7 @@ type PassthroughPolicy struct {
 	// call without a rule: names as PostgreSQL spells them ("lower_ascii",
 	// "util.slugify", `"MixedCase"`, "operator ~>").
 	Functions []string `yaml:"functions" json:"functions,omitempty"`
-	Rules      []Rule   `yaml:"rules" json:"rules,omitempty"`
+	Rules     []Rule   `yaml:"rules" json:"rules,omitempty"`
 	// Role is an operator-managed database login the node's Postgres
 	// passthrough sessions run as, instead of a role toolgate provisions.
 	Role *PassthroughRole `yaml:"role" json:"role,omitempty"`
