@@ -6,7 +6,8 @@ receiver.py on each decision, and the receiver resumes the thread with the SDK.
           └──────────────────────────▶ receiver.py ───────────────────┘
 
 Nothing leaves the machine: the tests turn off LangGraph's analytics, version
-check and tracing, and `langgraph dev` gets no LangSmith key.
+check and tracing, `langgraph dev` gets no LangSmith key, and its HTTP(S)
+proxy is a loopback sink that must see no connection.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import asyncio
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -36,6 +39,28 @@ QUIET = {
     "LANGCHAIN_TRACING_V2": "false",
 }
 NOT_PASSED = ("LANGSMITH_API_KEY", "LANGCHAIN_API_KEY", "LANGGRAPH_CLOUD_LICENSE_KEY", "LANGSMITH_ENDPOINT")
+
+
+class Sink:
+    """A loopback listener standing in for the internet: it counts and drops connections."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            conn.close()
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 def wait_http(url: str, process: subprocess.Popen[bytes], log: Path, seconds: float = 90) -> None:
@@ -61,14 +86,16 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-def child_env(extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in NOT_PASSED}
-    return {**env, **QUIET, **extra}
+def child_env(extra: dict[str, str], sink: Sink) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in NOT_PASSED and not k.lower().endswith("_proxy")}
+    proxy = {"HTTP_PROXY": sink.url, "HTTPS_PROXY": sink.url, "ALL_PROXY": sink.url, "NO_PROXY": "127.0.0.1,localhost"}
+    return {**env, **QUIET, **proxy, **extra}
 
 
 @pytest.fixture(scope="module")
 def stack(toolgate_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("server")
+    sink = Sink()
     receiver_port, langgraph_port = free_port(), free_port()
 
     # toolgate dev prepares the data dir (keys, demo database, quickstart);
@@ -105,7 +132,7 @@ def stack(toolgate_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             cwd=tmp,  # its .langgraph_api folder goes here
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=child_env({"TOOLGATE_URL": toolgate.mcp_url, "TOOLGATE_KEY": keys["agent_key"]}),
+            env=child_env({"TOOLGATE_URL": toolgate.mcp_url, "TOOLGATE_KEY": keys["agent_key"]}, sink),
         )
     langgraph_url = f"http://127.0.0.1:{langgraph_port}"
     rx_log = tmp / "receiver.log"
@@ -114,16 +141,17 @@ def stack(toolgate_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             [sys.executable, str(EXAMPLE / "receiver.py")],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=child_env({"TOOLGATE_WEBHOOK_SECRET": SECRET, "LANGGRAPH_URL": langgraph_url, "LANGGRAPH_ASSISTANT": "support-bot", "PORT": str(receiver_port)}),
+            env=child_env({"TOOLGATE_WEBHOOK_SECRET": SECRET, "LANGGRAPH_URL": langgraph_url, "LANGGRAPH_ASSISTANT": "support-bot", "PORT": str(receiver_port)}, sink),
         )
     try:
         wait_http(f"{langgraph_url}/ok", langgraph, lg_log)
         wait_http(f"http://127.0.0.1:{receiver_port}/", receiver, rx_log)
-        yield {"toolgate": toolgate, "langgraph_url": langgraph_url, "receiver_log": rx_log, "langgraph_log": lg_log}
+        yield {"toolgate": toolgate, "langgraph_url": langgraph_url, "receiver_log": rx_log, "sink": sink}
     finally:
         stop(receiver)
         stop(langgraph)
         toolgate.stop()
+        sink.close()
 
 
 @pytest.fixture
@@ -189,3 +217,27 @@ async def test_a_denial_decided_in_toolgate_reaches_the_model_on_the_server(stac
     assert result["status"] == "error" and "approval_denied" in result["content"], result
     assert "approval_denied" in done["values"]["messages"][-1]["content"]
     assert tg.refunds(103) == start
+
+
+async def test_parallel_approvals_decided_together_each_resume_and_run_once(stack: dict[str, Any], client: Any) -> None:
+    """Two webhooks for one thread race: the second finds the thread busy (503) and toolgate retries."""
+    tg: Server = stack["toolgate"]
+    r104, r103, everything = tg.refunds(104), tg.refunds(103), tg.all_refunds()
+    thread = await client.threads.create()
+    request = "refund 250 on order 104 and refund 300 on order 103"
+    first = await client.runs.create(thread["thread_id"], "support-bot", input={"messages": [{"role": "human", "content": request}]})
+    paused = await wait_thread(client, thread["thread_id"], lambda t: t["status"] == "interrupted")
+    pauses = [p for ps in paused["interrupts"].values() for p in ps]
+    assert len(pauses) == 2 and len({p["value"]["approval_id"] for p in pauses}) == 2
+    for pause in pauses:
+        await tg.decide(pause["value"]["approval_id"], "approve")
+    done = await wait_thread(client, thread["thread_id"], lambda t: t["status"] == "idle" and len(messages_of(t, "tool")) == 2)
+    assert all(m["status"] == "success" for m in messages_of(done, "tool"))
+    assert (tg.refunds(104), tg.refunds(103), tg.all_refunds()) == (r104 + 1, r103 + 1, everything + 2)
+    assert len(await tg.executed(first["run_id"], "billing_refund")) == 2
+    assert len([m for m in messages_of(done, "ai") if m.get("tool_calls")]) == 1
+
+
+def test_nothing_left_the_machine(stack: dict[str, Any]) -> None:
+    """Runs after the cases above: LangGraph Server and the receiver reached out to no one."""
+    assert stack["sink"].connections == 0
