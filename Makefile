@@ -38,7 +38,7 @@ test-py:
 	$(call py_venv,.venv,requirements-test.txt,constraints.txt)
 	$(call py_venv,.venv-floor,requirements-floor.txt,constraints-floor.txt)
 	cd $(PY_EXAMPLE) && .venv/bin/python -m pytest
-	cd $(PY_EXAMPLE) && .venv-floor/bin/python -m pytest tests/test_graph.py tests/test_identity.py
+	cd $(PY_EXAMPLE) && .venv-floor/bin/python -m pytest tests/test_graph.py tests/test_identity.py tests/test_readme.py
 
 test-go:
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)

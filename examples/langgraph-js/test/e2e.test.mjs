@@ -7,13 +7,13 @@
 import assert from "node:assert/strict";
 import { spawn, execFileSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 
 import { AIMessage, HumanMessage } from "@langchain/core/messages";
 import { Command } from "@langchain/langgraph";
@@ -364,6 +364,50 @@ describe("toolgate unreachable", () => {
       await p.client.close();
     }
   });
+});
+
+test("the README's JS snippet runs as written", async () => {
+  // Only the placeholders change: URL, key, ids, the chat model (the scripted
+  // one) and the human's approval. The snippet's imports stay at the top of a
+  // module written next to toolgate.mjs, so "./toolgate.mjs" resolves as documented.
+  const readme = readFileSync(path.join(repoRoot, "README.md"), "utf8");
+  const rest = readme.slice(readme.indexOf("<!-- README snippet js:"));
+  const start = rest.indexOf("```js\n") + "```js\n".length;
+  const approveLine = "// ... a human approves (Slack, POST /v1/approvals/{id}/approve, or `toolgate approvals approve`) ...";
+  const code = rest
+    .slice(start, rest.indexOf("```\n", start))
+    .replace('"http://127.0.0.1:8080/mcp"', JSON.stringify(`${base}/mcp`))
+    .replace('"tgk_..."', JSON.stringify(keys.agent_key))
+    .replace('"t-1"', JSON.stringify(randomUUID()))
+    .replace('"r-1"', JSON.stringify(randomUUID()))
+    .replace(approveLine, "for (const i of out.__interrupt__) await approve(i.value.approval_id);");
+  assert.ok(!code.includes(approveLine) && code.includes("await approve("), "the README snippet lost its approval line");
+  const lines = code.split("\n");
+  const file = path.join(here, "..", ".readme-snippet.generated.mjs");
+  writeFileSync(
+    file,
+    [...lines.filter((l) => l.startsWith("import ")), "export default async function snippet({ chatModel, approve }) {", ...lines.filter((l) => !l.startsWith("import ")), "return out;", "}"].join("\n"),
+  );
+  try {
+    const { default: snippet } = await import(pathToFileURL(file).href);
+    const chatModel = new ScriptedChatModel(demoScript);
+    const start102 = refunds(102);
+    const out = await snippet({
+      chatModel,
+      approve: async (approvalId) => {
+        assert.equal(refunds(102), start102, "nothing ran before the approval");
+        await decide(approvalId, "approve");
+      },
+    });
+    assert.equal(out.__interrupt__, undefined);
+    const [result] = toolMessages(out);
+    assert.notEqual(result.status, "error", contentText(result.content));
+    assert.match(contentText(result.content), /"order_id":102/);
+    assert.equal(refunds(102), start102 + 1);
+    askedOncePerTurn(chatModel);
+  } finally {
+    rmSync(file, { force: true });
+  }
 });
 
 test("the server log holds no key", () => {

@@ -224,8 +224,9 @@ async def test_a_hung_toolgate_fails_the_call_within_the_timeout(server: Server,
     [msg] = tool_messages(out)
     assert msg.status == "error"
     assert "could not be reached (no answer within 1.5 s); the tool was not run" in msg.content, msg.content
-    # The adapters' default read timeout is 300 s: the call ended long before it.
-    assert elapsed < 60, elapsed
+    # Bounded by the 1.5 s timeout, not by the helper's default (30 s) or the
+    # adapters' read timeout (300 s).
+    assert elapsed < 20, elapsed
     with pytest.raises(ToolgateError, match="toolgate_unreachable"):
         await tg.tools("triage")
 
