@@ -37,6 +37,7 @@ test-py:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "test-py needs Python 3.11+")'
 	$(call py_venv,.venv,requirements-test.txt,constraints.txt)
 	$(call py_venv,.venv-floor,requirements-floor.txt,constraints-floor.txt)
+	cd $(PY_EXAMPLE) && .venv/bin/ruff check && .venv/bin/ruff format --check && .venv/bin/mypy
 	cd $(PY_EXAMPLE) && .venv/bin/python -m pytest
 	cd $(PY_EXAMPLE) && .venv-floor/bin/python -m pytest tests/test_graph.py tests/test_identity.py tests/test_readme.py
 

@@ -2,7 +2,7 @@
 //
 //   const tg = new Toolgate({ url: "http://127.0.0.1:8080/mcp", apiKey, graph: "support-bot" });
 //   const billingTools = await tg.tools("billing");   // LangChain tools, listed as node "billing"
-//   ... use them in a ToolNode inside the "billing" node ...
+//   ... run them with a ToolNode named "billing" (see graph.mjs and the README) ...
 //   await tg.close();
 //
 // What the helper does on every tool call:
@@ -12,7 +12,9 @@
 //   - approvals: an `approval_pending` result becomes interrupt({approval_id,
 //     expires_at, message, ...}); on resume the same call (same args, same run)
 //     is sent again, and toolgate runs it exactly once. A denied approval comes
-//     back as a tool error the model can read ("approval_denied: ...").
+//     back as a tool error the model can read ("approval_denied: ..."). Dispatch
+//     each tool call to the ToolNode as its own task (Send), so an approval
+//     pauses and resumes only its own call.
 //   - grants (optional): startRun() mints per-node grant tokens
 //     (POST /v1/grants) that replace the API key for that run; end() revokes them.
 //

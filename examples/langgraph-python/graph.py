@@ -88,7 +88,9 @@ class ScriptedChatModel(BaseChatModel):
 
 def turn_key(messages: Sequence[BaseMessage]) -> str:
     """A fingerprint of the conversation a model is asked about."""
-    parts = [[m.type, m.content, [c["id"] for c in getattr(m, "tool_calls", None) or []], getattr(m, "tool_call_id", None)] for m in messages]
+    parts = [
+        [m.type, m.content, [c["id"] for c in getattr(m, "tool_calls", None) or []], getattr(m, "tool_call_id", None)] for m in messages
+    ]
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 

@@ -104,7 +104,13 @@ def handler(secret: bytes, client: SyncLangGraphClient, assistant: str) -> type[
                 # answer: a 5xx makes toolgate retry with backoff.
                 self.log_message("resume of thread %s failed: %s %s", event["thread"], type(err).__name__, getattr(err, "status_code", ""))
                 return self.answer(503)
-            self.log_message("approval %s %s: thread %s %s", event["approval_id"], event["outcome"], event["thread"], f"resumed by run {run}" if run else "has nothing waiting on it")
+            self.log_message(
+                "approval %s %s: thread %s %s",
+                event["approval_id"],
+                event["outcome"],
+                event["thread"],
+                f"resumed by run {run}" if run else "has nothing waiting on it",
+            )
             return self.answer(204)
 
         def answer(self, status: int) -> None:

@@ -9,11 +9,18 @@ from typing import Any
 import httpx
 import pytest
 from conftest import Proxy, Server, new_config
-from graph import ScriptedChatModel, build_graph, connect, content_text, demo_script, new_call_id
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
+from graph import (
+    ScriptedChatModel,
+    build_graph,
+    connect,
+    content_text,
+    demo_script,
+    new_call_id,
+)
 from toolgate_langgraph import Toolgate, ToolgateError
 
 
@@ -197,7 +204,9 @@ async def test_a_call_outside_a_graph_or_without_a_run_is_refused_before_it_is_s
         await find.ainvoke({"email": "ada@example.com"})
     # A graph invoked without a run id.
     with pytest.raises(ToolgateError, match="no run id"):
-        await app_with(tools, scripted()).ainvoke({"messages": [HumanMessage("find ada@example.com")]}, {"configurable": {"thread_id": "t"}})
+        await app_with(tools, scripted()).ainvoke(
+            {"messages": [HumanMessage("find ada@example.com")]}, {"configurable": {"thread_id": "t"}}
+        )
     assert proxy.connections == listed, "nothing was sent"
 
 

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from toolgate_langgraph import Identity, Toolgate, ToolgateError, identity_from, node_path
+from toolgate_langgraph import (
+    Identity,
+    Toolgate,
+    ToolgateError,
+    identity_from,
+    node_path,
+)
 
 
 @pytest.mark.parametrize(
@@ -67,5 +73,7 @@ def test_unidentified(config: dict | None, why: str) -> None:
 
 def test_a_value_no_header_can_carry_is_refused() -> None:
     with pytest.raises(ToolgateError) as err:
-        identity_from({"metadata": {"langgraph_node": "triage"}, "configurable": {"run_id": "r1", "thread_id": "t\r\nX-Toolgate-Node: billing"}}, "g")
+        identity_from(
+            {"metadata": {"langgraph_node": "triage"}, "configurable": {"run_id": "r1", "thread_id": "t\r\nX-Toolgate-Node: billing"}}, "g"
+        )
     assert err.value.code == "invalid_identity"

@@ -11,8 +11,9 @@ import uuid
 from typing import Any
 
 from conftest import REPO, Server
-from graph import ScriptedChatModel, demo_script
 from langchain_core.messages import ToolMessage
+
+from graph import ScriptedChatModel, demo_script
 
 APPROVE_LINE = "# ... a human approves (Slack, POST /v1/approvals/{id}/approve, or `toolgate approvals approve`) ..."
 

@@ -127,8 +127,18 @@ def stack(toolgate_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     lg_log = tmp / "langgraph.log"
     with open(lg_log, "wb") as log:
         langgraph = subprocess.Popen(
-            [str(bin_dir / "langgraph"), "dev", "--config", str(tmp / "langgraph.json"), "--no-browser", "--no-reload",
-             "--host", "127.0.0.1", "--port", str(langgraph_port)],
+            [
+                str(bin_dir / "langgraph"),
+                "dev",
+                "--config",
+                str(tmp / "langgraph.json"),
+                "--no-browser",
+                "--no-reload",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(langgraph_port),
+            ],
             cwd=tmp,  # its .langgraph_api folder goes here
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -141,7 +151,15 @@ def stack(toolgate_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             [sys.executable, str(EXAMPLE / "receiver.py")],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=child_env({"TOOLGATE_WEBHOOK_SECRET": SECRET, "LANGGRAPH_URL": langgraph_url, "LANGGRAPH_ASSISTANT": "support-bot", "PORT": str(receiver_port)}, sink),
+            env=child_env(
+                {
+                    "TOOLGATE_WEBHOOK_SECRET": SECRET,
+                    "LANGGRAPH_URL": langgraph_url,
+                    "LANGGRAPH_ASSISTANT": "support-bot",
+                    "PORT": str(receiver_port),
+                },
+                sink,
+            ),
         )
     try:
         wait_http(f"{langgraph_url}/ok", langgraph, lg_log)
@@ -178,7 +196,9 @@ async def test_an_approval_decided_in_toolgate_resumes_the_server_thread_and_run
     tg: Server = stack["toolgate"]
     start, everything = tg.refunds(104), tg.all_refunds()
     thread = await client.threads.create()
-    first = await client.runs.create(thread["thread_id"], "support-bot", input={"messages": [{"role": "human", "content": "refund 250 on order 104"}]})
+    first = await client.runs.create(
+        thread["thread_id"], "support-bot", input={"messages": [{"role": "human", "content": "refund 250 on order 104"}]}
+    )
     paused = await wait_thread(client, thread["thread_id"], lambda t: t["status"] == "interrupted")
     [[pause]] = paused["interrupts"].values()
     assert pause["value"]["type"] == "toolgate_approval"
@@ -208,7 +228,9 @@ async def test_a_denial_decided_in_toolgate_reaches_the_model_on_the_server(stac
     tg: Server = stack["toolgate"]
     start = tg.refunds(103)
     thread = await client.threads.create()
-    await client.runs.create(thread["thread_id"], "support-bot", input={"messages": [{"role": "human", "content": "refund 300 on order 103"}]})
+    await client.runs.create(
+        thread["thread_id"], "support-bot", input={"messages": [{"role": "human", "content": "refund 300 on order 103"}]}
+    )
     paused = await wait_thread(client, thread["thread_id"], lambda t: t["status"] == "interrupted")
     [[pause]] = paused["interrupts"].values()
     await tg.decide(pause["value"]["approval_id"], "deny")

@@ -49,16 +49,10 @@ def pending_of(result: CallToolResult) -> dict[str, Any] | None:
     return None
 
 
-try:
-    _Group: type[BaseException] = BaseExceptionGroup  # type: ignore[name-defined]
-except NameError:  # Python 3.10: anyio depends on the backport
-    from exceptiongroup import BaseExceptionGroup as _Group
-
-
 def _leaves(exc: BaseException) -> Iterator[BaseException]:
     """The exceptions inside (possibly nested) exception groups."""
-    if isinstance(exc, _Group):
-        for inner in exc.exceptions:  # type: ignore[attr-defined]
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
             yield from _leaves(inner)
     else:
         yield exc
@@ -146,7 +140,7 @@ class Toolgate:
             raise ToolgateError(
                 "unidentified",
                 "this toolgate tool was called without a LangGraph ToolRuntime, so the call was not "
-                "sent; call it from a ToolNode (langgraph-prebuilt >= 1.0.2)",
+                "sent; call it from a ToolNode (langgraph-prebuilt >= 1.0.5)",
             )
         config = getattr(runtime, "config", None)
         tool_call_id = getattr(runtime, "tool_call_id", None)
@@ -175,12 +169,15 @@ class Toolgate:
         """One request to toolgate, bounded by the timeout; failures become error results."""
         try:
             with anyio.fail_after(self.timeout):
-                return await handler(call)
+                result = await handler(call)
         except Exception as exc:
             why = self._failure(exc)
             if why is None:
                 raise
             return CallToolResult(content=[TextContent(type="text", text=f"{why[0]}: {why[1]}")], isError=True)
+        if not isinstance(result, CallToolResult):
+            raise TypeError(f"the MCP tool call answered {type(result).__name__}, not a CallToolResult")
+        return result
 
     def _failure(self, exc: BaseException) -> tuple[str, str] | None:
         """(code, message) for a failure to reach toolgate, or None for anything else."""
@@ -250,7 +247,7 @@ class Toolgate:
         if res.is_error:
             raise _api_error(res, "minting grants failed")
         out = res.json()
-        if not isinstance(out.get("tokens"), dict) or not out.get("grant_id"):
+        if not isinstance(out, dict) or not isinstance(out.get("tokens"), dict) or not out.get("grant_id"):
             raise ToolgateError("bad_response", "POST /v1/grants answered without grant_id and tokens")
         return out
 
@@ -285,9 +282,8 @@ def _api_error(res: httpx.Response, what: str) -> ToolgateError:
 
 def _text_of(result: CallToolResult) -> str | None:
     """The text of a result made of text blocks only, else None."""
-    if not all(isinstance(block, TextContent) for block in result.content):
-        return None
-    return "\n".join(block.text for block in result.content)
+    texts = [block.text for block in result.content if isinstance(block, TextContent)]
+    return "\n".join(texts) if len(texts) == len(result.content) else None
 
 
 def _as_message(result: CallToolResult, name: str, tool_call_id: str | None) -> CallToolResult | ToolMessage:
