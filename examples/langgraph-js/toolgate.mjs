@@ -109,10 +109,16 @@ export function pendingOf(content) {
   return undefined;
 }
 
-/** asText gives the model the text of a result made of text blocks only (the JSON toolgate sent). */
+/**
+ * asText gives the model the text of a result made of text blocks only (the
+ * JSON toolgate sent). The adapters answer one text block with structured
+ * content as a single block object, several blocks as an array.
+ */
 function asText(content) {
-  if (!Array.isArray(content) || !content.every((b) => b?.type === "text")) return content;
-  return content.map((b) => b.text).join("\n");
+  if (typeof content === "string") return content;
+  const blocks = Array.isArray(content) ? content : [content];
+  if (!blocks.every((b) => b?.type === "text" && typeof b.text === "string")) return content;
+  return blocks.map((b) => b.text).join("\n");
 }
 
 export class Toolgate {
