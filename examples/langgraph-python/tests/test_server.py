@@ -102,9 +102,12 @@ def stack(toolgate_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     # toolgate serve then runs that quickstart with approvals.on_decision set.
     data = tmp / "data"
     start_toolgate(toolgate_bin, ["dev", "--data", str(data)], data).stop()
-    config = yaml.safe_load((data / "quickstart" / "toolgate.yaml").read_text())
+    # Its config is <data>/toolgate.yaml (older builds: <data>/quickstart/toolgate.yaml
+    # with TOOLGATE_DEV_* placeholders, set below); paths in it are relative to it.
+    dev_config = next(p for p in (data / "toolgate.yaml", data / "quickstart" / "toolgate.yaml") if p.exists())
+    config = yaml.safe_load(dev_config.read_text())
     config["approvals"]["on_decision"] = {"url": f"http://127.0.0.1:{receiver_port}/toolgate", "secret": "${TOOLGATE_WEBHOOK_SECRET}"}
-    served = data / "quickstart" / "served.yaml"
+    served = dev_config.parent / "served.yaml"
     served.write_text(json.dumps(config))  # JSON is YAML
     keys = json.loads((data / "dev-keys.json").read_text())
     env = {
