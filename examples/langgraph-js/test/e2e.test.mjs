@@ -345,7 +345,7 @@ describe("toolgate unreachable", () => {
       const elapsed = Date.now() - started;
       const [msg] = toolMessages(out);
       assert.equal(msg.status, "error");
-      assert.match(contentText(msg.content), /toolgate_unreachable: toolgate at http:\/\/127\.0\.0\.1:\d+ could not be reached \(no answer within 1500 ms\); the tool was not run/);
+      assert.match(contentText(msg.content), /^toolgate_unreachable: toolgate at http:\/\/127\.0\.0\.1:\d+ could not be reached \(no answer within 1500 ms\); the tool was not run$/);
       assert.ok(elapsed < 5000, `took ${elapsed} ms`);
     } finally {
       await p.stop();
@@ -360,7 +360,8 @@ describe("toolgate unreachable", () => {
       const out = await buildGraph({ tools: p.nodeTools }).invoke({ messages: [new HumanMessage("find ada@example.com")] }, newConfig());
       const [msg] = toolMessages(out);
       assert.equal(msg.status, "error");
-      assert.match(contentText(msg.content), /toolgate_unreachable: toolgate at http:\/\/127\.0\.0\.1:\d+ could not be reached \((ECONNREFUSED|UND_ERR_SOCKET)\); the tool was not run/);
+      assert.match(contentText(msg.content), /^toolgate_unreachable: toolgate at http:\/\/127\.0\.0\.1:\d+ could not be reached \((ECONNREFUSED|UND_ERR_SOCKET)\); the tool was not run$/);
+      assert.match(contentText(out.messages.at(-1).content), /toolgate_unreachable/, "the model read it");
     } finally {
       await p.client.close();
     }
