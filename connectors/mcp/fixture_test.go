@@ -56,7 +56,7 @@ type fixture struct {
 	srv      *server.MCPServer
 	calls    atomic.Int64
 	sessions atomic.Int64
-	mu    sync.Mutex
+	mu       sync.Mutex
 	// refused records what the server's own requests to the client got.
 	refused []string
 }
@@ -66,7 +66,8 @@ func newFixture(echoVersion string) *fixture {
 	hooks := &server.Hooks{}
 	hooks.AddBeforeCallTool(func(context.Context, any, *mcp.CallToolRequest) { fx.calls.Add(1) })
 	hooks.AddOnRegisterSession(func(context.Context, server.ClientSession) { fx.sessions.Add(1) })
-	fx.srv = server.NewMCPServer("fixture", "1.0.0", server.WithToolCapabilities(true), server.WithHooks(hooks))
+	// Three tools a page: listing follows cursors.
+	fx.srv = server.NewMCPServer("fixture", "1.0.0", server.WithToolCapabilities(true), server.WithHooks(hooks), server.WithPaginationLimit(3))
 	fx.setEcho(echoVersion)
 	add := func(name, desc, schema string, h server.ToolHandlerFunc) {
 		fx.srv.AddTool(mcp.NewToolWithRawSchema(name, desc, json.RawMessage(schema)), h)

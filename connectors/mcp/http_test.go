@@ -40,6 +40,9 @@ func TestHTTPCallsShareOneSession(t *testing.T) {
 		!strings.Contains(string(echo.OutputSchema), `"echo"`) {
 		t.Fatalf("echo = %+v (tools %v)", echo, names)
 	}
+	if len(snap.Entries) != 10 {
+		t.Errorf("%d tools listed across pages, want 10", len(snap.Entries))
+	}
 	if e, _ := snap.Entry("dotted.name"); e.State != StateInvalid || !strings.Contains(e.Reason, "rename") {
 		t.Errorf("dotted.name entry = %+v, want invalid with advice to rename", e)
 	}

@@ -14,7 +14,9 @@ type transportLog struct{ log *zap.Logger }
 
 func newTransportLogger(log *zap.Logger) *slog.Logger { return slog.New(transportLog{log: log}) }
 
-func (h transportLog) Enabled(context.Context, slog.Level) bool { return h.log.Core().Enabled(zap.DebugLevel) }
+func (h transportLog) Enabled(context.Context, slog.Level) bool {
+	return h.log.Core().Enabled(zap.DebugLevel)
+}
 
 func (h transportLog) Handle(_ context.Context, r slog.Record) error {
 	h.log.Debug("mcp transport: "+r.Message, zap.String("level", r.Level.String()))
