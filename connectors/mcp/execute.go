@@ -51,7 +51,7 @@ func (u *Upstream) Execute(ctx context.Context, op broker.Operation) (broker.Out
 	if err != nil {
 		return broker.Output{}, u.callError(ctx, entry.Name, err)
 	}
-	return u.output(entry.Name, raw)
+	return u.output(entry, raw)
 }
 
 // callable returns the entry of an upstream tool that may be called now,
@@ -96,8 +96,10 @@ type callResult struct {
 }
 
 // output turns a tools/call result into the Output document, or an isError
-// result into a target_error carrying its text.
-func (u *Upstream) output(name string, raw json.RawMessage) (broker.Output, error) {
+// result into a target_error carrying its text. Structured content must
+// match the tool's output schema, if it has one.
+func (u *Upstream) output(e Entry, raw json.RawMessage) (broker.Output, error) {
+	name := e.Name
 	var r callResult
 	if err := json.Unmarshal(raw, &r); err != nil {
 		return broker.Output{}, broker.Wrap(broker.CodeTargetError, err, fmt.Sprintf("upstream tool %s answered with something that is not a tool result", name))
@@ -116,6 +118,11 @@ func (u *Upstream) output(name string, raw json.RawMessage) (broker.Output, erro
 	}
 	if r.IsError {
 		return broker.Output{}, broker.Errorf(broker.CodeTargetError, "upstream tool %s reported an error: %s", name, errorText(r.Content))
+	}
+	if len(sc) > 0 && e.schemas != nil && e.Definition != nil && e.Definition.OutputSchema != nil {
+		if err := validateOutput(e.schemas, sc); err != nil {
+			return broker.Output{}, broker.Wrap(broker.CodeTargetError, err, fmt.Sprintf("upstream tool %s answered with structuredContent that does not match its output schema", name))
+		}
 	}
 	var b bytes.Buffer
 	b.Grow(len(raw) + 32)
@@ -163,4 +170,16 @@ func clip(s string) string {
 		cut--
 	}
 	return s[:cut] + "…"
+}
+
+// validateOutput checks structured content against the output schema,
+// numbers kept exact.
+func validateOutput(s Schemas, sc json.RawMessage) error {
+	dec := json.NewDecoder(bytes.NewReader(sc))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return err
+	}
+	return s.ValidateOutput(v)
 }

@@ -61,13 +61,14 @@ type fixture struct {
 	refused []string
 }
 
-func newFixture(echoVersion string) *fixture {
+func newFixture(echoVersion string, opts ...server.ServerOption) *fixture {
 	fx := &fixture{}
 	hooks := &server.Hooks{}
 	hooks.AddBeforeCallTool(func(context.Context, any, *mcp.CallToolRequest) { fx.calls.Add(1) })
 	hooks.AddOnRegisterSession(func(context.Context, server.ClientSession) { fx.sessions.Add(1) })
 	// Three tools a page: listing follows cursors.
-	fx.srv = server.NewMCPServer("fixture", "1.0.0", server.WithToolCapabilities(true), server.WithHooks(hooks), server.WithPaginationLimit(3))
+	opts = append([]server.ServerOption{server.WithToolCapabilities(true), server.WithHooks(hooks), server.WithPaginationLimit(3)}, opts...)
+	fx.srv = server.NewMCPServer("fixture", "1.0.0", opts...)
 	fx.setEcho(echoVersion)
 	add := func(name, desc, schema string, h server.ToolHandlerFunc) {
 		fx.srv.AddTool(mcp.NewToolWithRawSchema(name, desc, json.RawMessage(schema)), h)
@@ -79,6 +80,11 @@ func newFixture(echoVersion string) *fixture {
 	})
 	add("ask", "Asks the client for sampling, elicitation or roots.", `{"type":"object","properties":{"what":{"enum":["sampling","elicitation","roots"]}},"required":["what"]}`, fx.ask)
 	add("dotted.name", "A name function-calling APIs reject.", `{"type":"object"}`, text("never"))
+	shape := mcp.NewToolWithRawSchema("shape", "Returns structured content that breaks its output schema.", json.RawMessage(`{"type":"object"}`))
+	shape.RawOutputSchema = json.RawMessage(`{"type":"object","properties":{"n":{"type":"integer"}},"required":["n"]}`)
+	fx.srv.AddTool(shape, func(context.Context, mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		return mcp.NewToolResultStructured(map[string]any{"n": "not a number"}, "n"), nil
+	})
 	add("pid", "Returns the server's process id.", `{"type":"object"}`, func(context.Context, mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		return mcp.NewToolResultText(strconv.Itoa(os.Getpid())), nil
 	})

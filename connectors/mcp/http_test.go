@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mark3labs/mcp-go/server"
+
 	"github.com/toolgate/toolgate/broker"
 )
 
@@ -40,8 +42,8 @@ func TestHTTPCallsShareOneSession(t *testing.T) {
 		!strings.Contains(string(echo.OutputSchema), `"echo"`) {
 		t.Fatalf("echo = %+v (tools %v)", echo, names)
 	}
-	if len(snap.Entries) != 10 {
-		t.Errorf("%d tools listed across pages, want 10", len(snap.Entries))
+	if len(snap.Entries) != 11 {
+		t.Errorf("%d tools listed across pages, want 11", len(snap.Entries))
 	}
 	if e, _ := snap.Entry("dotted.name"); e.State != StateInvalid || !strings.Contains(e.Reason, "rename") {
 		t.Errorf("dotted.name entry = %+v, want invalid with advice to rename", e)
@@ -248,6 +250,7 @@ func TestUpstreamErrors(t *testing.T) {
 		says string
 	}{
 		{"isError result", "fx_fail", nil, broker.CodeTargetError, "reported an error: boom: the widget is broken"},
+		{"result breaking the output schema", "fx_shape", nil, broker.CodeTargetError, "does not match its output schema"},
 		{"oversized JSON body", "fx_big", map[string]any{"n": 200 << 10}, broker.CodeTargetError, "exceeds max_result_bytes (65536 bytes)"},
 		{"oversized event stream", "fx_big", map[string]any{"n": 200 << 10, "progress": true}, broker.CodeTargetError, "exceeds max_result_bytes"},
 		{"timeout", "fx_slow", map[string]any{"ms": 5000}, broker.CodeTargetUnavailable, "did not answer within 1s"},
@@ -327,5 +330,36 @@ func TestUpstreamDownAndBack(t *testing.T) {
 	ev.wait(t, "evaluated after reconnect", evaluated("reconnect"))
 	if _, err := call(t, u, ctx, "fx_echo", map[string]any{"text": "back"}); err != nil {
 		t.Fatalf("after the upstream came back: %v", err)
+	}
+}
+
+// TestQuarantineWithoutAnnouncement: an upstream that changes a definition
+// without notifications/tools/list_changed is caught by the periodic
+// listing.
+func TestQuarantineWithoutAnnouncement(t *testing.T) {
+	fx := newFixture("v1", server.WithToolCapabilities(false))
+	h := startHTTP(t, fx)
+	ctx := context.Background()
+	lockPath := filepath.Join(t.TempDir(), "tools.lock")
+	cfg := Config{Name: "fx", URL: h.url(), ToolsLock: lockPath}
+	pinAll(t, ctx, cfg, lockPath)
+	ev := newEvents()
+	opt, _ := testOptions(ev)
+	opt.HealthInterval = 100 * time.Millisecond
+	u := startUpstream(t, cfg, opt)
+	if _, err := call(t, u, ctx, "fx_echo", map[string]any{"text": "before"}); err != nil {
+		t.Fatal(err)
+	}
+	fx.setEcho("v2")
+	ev.wait(t, "quarantined", isKind(EventQuarantined))
+	e := ev.wait(t, "evaluated", isKind(EventEvaluated))
+	if e.Trigger != "poll" {
+		t.Errorf("evaluated on %q, want poll", e.Trigger)
+	}
+	_, err := rawCall(u, "echo", `{"text":"after"}`)
+	wantCode(t, err, broker.CodeToolDefinitionChanged, "description")
+	time.Sleep(300 * time.Millisecond) // more polls, nothing new to report
+	if n := ev.count(EventEvaluated); n != 2 {
+		t.Errorf("%d evaluations reported, want 2 (start and the change)", n)
 	}
 }

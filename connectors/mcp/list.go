@@ -36,19 +36,22 @@ func List(ctx context.Context, cfg Config, opt Options) ([]Definition, []Entry, 
 
 // evaluate lists the tools on s, checks them against the pins and
 // publishes the snapshot. A failed listing ends the session.
-func (u *Upstream) evaluate(s *session, trigger string) {
+func (u *Upstream) evaluate(s *session, trigger string) error {
 	ctx, cancel := context.WithTimeout(u.ctx, u.cfg.Timeout)
 	defs, bad, err := s.listTools(ctx)
 	cancel()
 	if err != nil {
 		s.markLost(err.Error())
-		return
+		return err
 	}
 	pins, lockErr := u.pins()
 	snap := evaluate(evaluation{cfg: u.cfg, pins: pins, lockErr: lockErr, defs: defs, bad: bad, compile: u.opt.Compile})
 	snap.Connected = true
-	u.snap.Store(snap)
-	u.report(snap, trigger)
+	old := u.snap.Swap(snap)
+	if trigger != "poll" || old == nil || !old.Connected || old.signature != snap.signature {
+		u.report(snap, trigger)
+	}
+	return nil
 }
 
 // pins reads this target's pins from the lock file.

@@ -55,6 +55,9 @@ type Entry struct {
 	Reason string
 	// Definition is the listed definition, nil for a removed tool.
 	Definition *Definition
+	// schemas are the compiled schemas of an exposed tool.
+	schemas Schemas
+	digest  string
 }
 
 // Snapshot is one evaluation of an upstream's tools against the pins. It
@@ -71,6 +74,9 @@ type Snapshot struct {
 	// Entries are every listed or pinned upstream tool, sorted by Tool.
 	Entries []Entry
 	byTool  map[string]int
+	// signature sums up the entries, to tell whether a poll found a
+	// change worth reporting.
+	signature string
 }
 
 // Entry returns the entry of an upstream tool.
@@ -117,10 +123,15 @@ func evaluate(ev evaluation) *Snapshot {
 		listed[d.Tool] = true
 		e := Entry{Tool: d.Tool, Definition: d}
 		e.Name, e.Reason = ev.cfg.catalogName(d.Tool)
-		if e.Reason != "" {
-			e.State = StateInvalid
-		} else {
-			e.State, e.Changes, e.Reason = ev.pinState(*d)
+		got, err := d.pin()
+		switch {
+		case err != nil:
+			e.State, e.Reason = StateInvalid, fmt.Sprintf("the definition of upstream tool %q cannot be digested: %v", d.Tool, err)
+		case e.Reason != "":
+			e.State, e.digest = StateInvalid, got.Digest
+		default:
+			e.digest = got.Digest
+			e.State, e.Changes, e.Reason = ev.pinState(*d, got)
 		}
 		entries = append(entries, e)
 		if e.Name != "" {
@@ -162,20 +173,22 @@ func evaluate(ev evaluation) *Snapshot {
 			e.State, e.Reason = StateInvalid, reason
 			continue
 		}
+		e.schemas = tool.Spec.(*toolSpec).schemas
 		snap.Tools = append(snap.Tools, tool)
 	}
+	var sig strings.Builder
+	for _, e := range entries {
+		fmt.Fprintf(&sig, "%q %q %s %v %s %q\n", e.Tool, e.Name, e.State, e.Changes, e.digest, e.Reason)
+	}
+	snap.signature = sig.String()
 	sort.Slice(snap.Tools, func(i, j int) bool { return snap.Tools[i].Name < snap.Tools[j].Name })
 	return snap
 }
 
 // pinState compares a definition with its pin and the target's expose rule.
-func (ev evaluation) pinState(d Definition) (State, []Part, string) {
+func (ev evaluation) pinState(d Definition, got ToolPin) (State, []Part, string) {
 	if ev.lockErr != nil {
 		return StateInvalid, nil, fmt.Sprintf("the tools lock cannot be read, so no tool of target %s is exposed", ev.cfg.Name)
-	}
-	got, err := d.pin()
-	if err != nil {
-		return StateInvalid, nil, fmt.Sprintf("the definition of upstream tool %q cannot be digested: %v", d.Tool, err)
 	}
 	c := compare(ev.pins, d.Tool, got)
 	switch {

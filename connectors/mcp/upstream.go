@@ -51,8 +51,8 @@ type Options struct {
 	BaseEnv []string
 	// ClientVersion is the version toolgate reports in clientInfo.
 	ClientVersion string
-	// HealthInterval is how often an idle session is pinged; 0 means 15s,
-	// negative turns pings off.
+	// HealthInterval is how often the tools are listed again, which also
+	// checks that the session is alive; 0 means 15s, negative turns it off.
 	HealthInterval time.Duration
 	// MinBackoff and MaxBackoff bound the wait between reconnection
 	// attempts; 0 means 250ms and 30s.
@@ -222,8 +222,7 @@ func (u *Upstream) run() {
 		u.sess.Store(s)
 		u.log.Info("connected to the upstream MCP server")
 		u.emit(Event{Kind: EventConnected})
-		u.evaluate(s, trigger)
-		u.reportFirst(nil)
+		u.reportFirst(u.evaluate(s, trigger))
 		u.serve(s)
 		u.sess.Store(nil)
 		s.close()
@@ -262,12 +261,9 @@ func (u *Upstream) serve(s *session) {
 		case <-u.refresh:
 			u.evaluate(s, "refresh")
 		case <-tick:
-			ctx, cancel := context.WithTimeout(u.ctx, u.cfg.Timeout)
-			_, err := s.request(ctx, s.nextID(), "ping", nil)
-			cancel()
-			if err != nil && u.ctx.Err() == nil {
-				s.markLost("ping failed: " + describe(err))
-			}
+			// Listing again both checks the session and catches an
+			// upstream that changes a definition without announcing it.
+			_ = u.evaluate(s, "poll")
 		}
 	}
 }
