@@ -3,10 +3,11 @@ package mcp
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 )
@@ -91,7 +92,7 @@ func (c Config) Validate() error {
 		if err := checkURL(c.URL); err != "" {
 			add("url %s", err)
 		}
-		for _, name := range sortedKeys(c.Headers) {
+		for _, name := range slices.Sorted(maps.Keys(c.Headers)) {
 			if err := checkHeader(name, c.Headers[name]); err != "" {
 				add("header %s %s", name, err)
 			}
@@ -108,7 +109,7 @@ func (c Config) Validate() error {
 				add("command[%d] contains a NUL byte", i)
 			}
 		}
-		for _, k := range sortedKeys(c.Env) {
+		for _, k := range slices.Sorted(maps.Keys(c.Env)) {
 			if k == "" || strings.ContainsAny(k, "=\x00") || strings.ContainsRune(c.Env[k], 0) {
 				add("env %q is not a valid environment variable", k)
 			}
@@ -127,7 +128,7 @@ func (c Config) Validate() error {
 		add("prefix %q may hold only letters, digits, \"_\" and \"-\"", c.Prefix)
 	}
 	seen := map[string]string{}
-	for _, from := range sortedKeys(c.Rename) {
+	for _, from := range slices.Sorted(maps.Keys(c.Rename)) {
 		to := c.Rename[from]
 		switch {
 		case from == "":
@@ -201,14 +202,4 @@ func checkHeader(name, value string) string {
 		return "is set by the MCP transport and cannot be configured"
 	}
 	return ""
-}
-
-// sortedKeys returns m's keys in order, so problems come in a stable order.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

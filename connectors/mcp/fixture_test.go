@@ -299,6 +299,24 @@ func testOptions(ev *events) (Options, *observer.ObservedLogs) {
 	}, logs
 }
 
+// serveFixture serves a new fixture over streamable HTTP.
+func serveFixture(t testing.TB, opts ...server.ServerOption) (*fixture, *httpUpstream) {
+	fx := newFixture("v1", opts...)
+	return fx, startHTTP(t, fx)
+}
+
+// connect starts a connector with testOptions, adjusted by edit when it is
+// not nil, and closes it when the test ends.
+func connect(t testing.TB, cfg Config, edit func(*Options)) (*Upstream, *events, *observer.ObservedLogs) {
+	t.Helper()
+	ev := newEvents()
+	opt, logs := testOptions(ev)
+	if edit != nil {
+		edit(&opt)
+	}
+	return startUpstream(t, cfg, opt), ev, logs
+}
+
 // startUpstream starts a connector and closes it when the test ends.
 func startUpstream(t testing.TB, cfg Config, opt Options) *Upstream {
 	t.Helper()

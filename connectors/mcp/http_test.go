@@ -19,11 +19,8 @@ import (
 // definitions, calls return content and structured content, and sixteen
 // concurrent callers share one upstream session.
 func TestHTTPCallsShareOneSession(t *testing.T) {
-	fx := newFixture("v1")
-	h := startHTTP(t, fx)
-	ev := newEvents()
-	opt, _ := testOptions(ev)
-	u := startUpstream(t, Config{Name: "fx", URL: h.url(), Expose: ExposeAll}, opt)
+	fx, h := serveFixture(t)
+	u, ev, _ := connect(t, Config{Name: "fx", URL: h.url(), Expose: ExposeAll}, nil)
 
 	snap := u.Snapshot()
 	if !snap.Connected {
@@ -94,15 +91,14 @@ func TestHTTPCallsShareOneSession(t *testing.T) {
 // TestProgressRelayed: upstream progress reaches the caller's
 // broker.ProgressFunc; its text only through Options.Redact.
 func TestProgressRelayed(t *testing.T) {
-	h := startHTTP(t, newFixture("v1"))
+	_, h := serveFixture(t)
 	for _, redact := range []bool{false, true} {
 		t.Run(fmt.Sprintf("redact=%v", redact), func(t *testing.T) {
-			ev := newEvents()
-			opt, _ := testOptions(ev)
-			if redact {
-				opt.Redact = func(s string) string { return strings.ReplaceAll(s, "sk_live_0123456789abcdef", "[key]") }
-			}
-			u := startUpstream(t, Config{Name: "fx", URL: h.url(), Expose: ExposeAll}, opt)
+			u, _, _ := connect(t, Config{Name: "fx", URL: h.url(), Expose: ExposeAll}, func(opt *Options) {
+				if redact {
+					opt.Redact = func(s string) string { return strings.ReplaceAll(s, "sk_live_0123456789abcdef", "[key]") }
+				}
+			})
 			var mu sync.Mutex
 			var got []string
 			ctx := broker.WithProgress(context.Background(), func(p, total float64, msg string) {
@@ -131,16 +127,13 @@ func TestProgressRelayed(t *testing.T) {
 // calls are refused without reaching the upstream, and pinning again (or
 // changing it back) releases it.
 func TestQuarantineOnListChanged(t *testing.T) {
-	fx := newFixture("v1")
-	h := startHTTP(t, fx)
+	fx, h := serveFixture(t)
 	ctx := context.Background()
 	lockPath := filepath.Join(t.TempDir(), "tools.lock")
 	cfg := Config{Name: "fx", URL: h.url(), ToolsLock: lockPath}
 	pinAll(t, ctx, cfg, lockPath)
 
-	ev := newEvents()
-	opt, _ := testOptions(ev)
-	u := startUpstream(t, cfg, opt)
+	u, ev, _ := connect(t, cfg, nil)
 	if _, err := call(t, u, ctx, "fx_echo", map[string]any{"text": "before"}); err != nil {
 		t.Fatalf("pinned tool: %v", err)
 	}
@@ -181,11 +174,8 @@ func TestQuarantineOnListChanged(t *testing.T) {
 // TestUnpinnedToolsHidden: with expose: pinned (the default), a tool with
 // no pin is not listed and its calls are refused.
 func TestUnpinnedToolsHidden(t *testing.T) {
-	fx := newFixture("v1")
-	h := startHTTP(t, fx)
-	ev := newEvents()
-	opt, _ := testOptions(ev)
-	u := startUpstream(t, Config{Name: "fx", URL: h.url(), ToolsLock: filepath.Join(t.TempDir(), "tools.lock")}, opt)
+	fx, h := serveFixture(t)
+	u, _, _ := connect(t, Config{Name: "fx", URL: h.url(), ToolsLock: filepath.Join(t.TempDir(), "tools.lock")}, nil)
 	if n := len(u.Snapshot().Tools); n != 0 {
 		t.Fatalf("%d tools exposed without a pin", n)
 	}
@@ -199,11 +189,8 @@ func TestUnpinnedToolsHidden(t *testing.T) {
 // TestRefusals: each refusal names its reason, and nothing reaches the
 // upstream.
 func TestRefusals(t *testing.T) {
-	fx := newFixture("v1")
-	h := startHTTP(t, fx)
-	ev := newEvents()
-	opt, _ := testOptions(ev)
-	u := startUpstream(t, Config{Name: "fx", URL: h.url(), Expose: ExposeAll}, opt)
+	fx, h := serveFixture(t)
+	u, _, _ := connect(t, Config{Name: "fx", URL: h.url(), Expose: ExposeAll}, nil)
 	for _, c := range []struct {
 		name       string
 		tool, args string
@@ -236,11 +223,8 @@ func TestRefusals(t *testing.T) {
 // body and as an event stream) and a timeout each map to their code, and
 // the session serves the next call.
 func TestUpstreamErrors(t *testing.T) {
-	fx := newFixture("v1")
-	h := startHTTP(t, fx)
-	ev := newEvents()
-	opt, _ := testOptions(ev)
-	u := startUpstream(t, Config{Name: "fx", URL: h.url(), Expose: ExposeAll, MaxResultBytes: 64 << 10, Timeout: time.Second}, opt)
+	_, h := serveFixture(t)
+	u, ev, _ := connect(t, Config{Name: "fx", URL: h.url(), Expose: ExposeAll, MaxResultBytes: 64 << 10, Timeout: time.Second}, nil)
 	ctx := context.Background()
 	for _, c := range []struct {
 		name string
@@ -278,11 +262,8 @@ func TestUpstreamErrors(t *testing.T) {
 // from the upstream are refused with a clear error, reported, and the
 // call fails with target_error.
 func TestUpstreamRequestsRefused(t *testing.T) {
-	fx := newFixture("v1")
-	h := startHTTP(t, fx)
-	ev := newEvents()
-	opt, _ := testOptions(ev)
-	u := startUpstream(t, Config{Name: "fx", URL: h.url(), Expose: ExposeAll}, opt)
+	fx, h := serveFixture(t)
+	u, ev, _ := connect(t, Config{Name: "fx", URL: h.url(), Expose: ExposeAll}, nil)
 	for _, what := range []string{"sampling", "elicitation", "roots"} {
 		t.Run(what, func(t *testing.T) {
 			_, err := call(t, u, context.Background(), "fx_ask", map[string]any{"what": what})
@@ -302,12 +283,8 @@ func TestUpstreamRequestsRefused(t *testing.T) {
 // target_unavailable; when it returns, the connector re-initialises,
 // evaluates again and calls work.
 func TestUpstreamDownAndBack(t *testing.T) {
-	fx := newFixture("v1")
-	h := startHTTP(t, fx)
-	ev := newEvents()
-	opt, _ := testOptions(ev)
-	opt.HealthInterval = 100 * time.Millisecond
-	u := startUpstream(t, Config{Name: "fx", URL: h.url(), Expose: ExposeAll, Timeout: 2 * time.Second}, opt)
+	fx, h := serveFixture(t)
+	u, ev, _ := connect(t, Config{Name: "fx", URL: h.url(), Expose: ExposeAll, Timeout: 2 * time.Second}, func(opt *Options) { opt.HealthInterval = 100 * time.Millisecond })
 	ctx := context.Background()
 	if _, err := call(t, u, ctx, "fx_echo", map[string]any{"text": "up"}); err != nil {
 		t.Fatal(err)
@@ -337,16 +314,12 @@ func TestUpstreamDownAndBack(t *testing.T) {
 // without notifications/tools/list_changed is caught by the periodic
 // listing.
 func TestQuarantineWithoutAnnouncement(t *testing.T) {
-	fx := newFixture("v1", server.WithToolCapabilities(false))
-	h := startHTTP(t, fx)
+	fx, h := serveFixture(t, server.WithToolCapabilities(false))
 	ctx := context.Background()
 	lockPath := filepath.Join(t.TempDir(), "tools.lock")
 	cfg := Config{Name: "fx", URL: h.url(), ToolsLock: lockPath}
 	pinAll(t, ctx, cfg, lockPath)
-	ev := newEvents()
-	opt, _ := testOptions(ev)
-	opt.HealthInterval = 100 * time.Millisecond
-	u := startUpstream(t, cfg, opt)
+	u, ev, _ := connect(t, cfg, func(opt *Options) { opt.HealthInterval = 100 * time.Millisecond })
 	if _, err := call(t, u, ctx, "fx_echo", map[string]any{"text": "before"}); err != nil {
 		t.Fatal(err)
 	}

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 )
 
@@ -68,8 +70,8 @@ func ParseLock(data []byte) (*Lock, error) {
 	if l.Targets == nil {
 		l.Targets = map[string]TargetPins{}
 	}
-	for _, target := range sortedKeys(l.Targets) {
-		for _, tool := range sortedKeys(l.Targets[target]) {
+	for _, target := range slices.Sorted(maps.Keys(l.Targets)) {
+		for _, tool := range slices.Sorted(maps.Keys(l.Targets[target])) {
 			if err := l.Targets[target][tool].check(); err != nil {
 				return nil, fmt.Errorf("the tools lock pin of %s tool %q %w", target, tool, err)
 			}

@@ -112,11 +112,8 @@ var everythingTools = []string{"echo", "get-sum", "get-structured-content", "get
 func TestEverythingStdio(t *testing.T) {
 	bin := npmBin(t)
 	t.Setenv("TOOLGATE_TEST_SECRET", "toolgate-own-secret")
-	ev := newEvents()
-	opt, _ := testOptions(ev)
-	cfg := Config{Name: "everything", Command: []string{filepath.Join(bin, "mcp-server-everything"), "stdio"},
-		Env: map[string]string{"EVERYTHING_CONFIGURED": "yes"}, Expose: ExposeAll, Timeout: 20 * time.Second}
-	u := startUpstream(t, cfg, opt)
+	u, ev, _ := connect(t, Config{Name: "everything", Command: []string{filepath.Join(bin, "mcp-server-everything"), "stdio"},
+		Env: map[string]string{"EVERYTHING_CONFIGURED": "yes"}, Expose: ExposeAll, Timeout: 20 * time.Second}, nil)
 	checkEverything(t, u)
 
 	var defs []Definition
@@ -221,10 +218,8 @@ func TestEverythingStreamableHTTP(t *testing.T) {
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	waitListening(t, addr)
 
-	ev := newEvents()
-	opt, _ := testOptions(ev)
-	u := startUpstream(t, Config{Name: "everything", URL: "http://" + addr + "/mcp", Expose: ExposeAll,
-		Headers: map[string]string{"X-Team": "toolgate"}, Timeout: 20 * time.Second}, opt)
+	u, _, _ := connect(t, Config{Name: "everything", URL: "http://" + addr + "/mcp", Expose: ExposeAll,
+		Headers: map[string]string{"X-Team": "toolgate"}, Timeout: 20 * time.Second}, nil)
 	checkEverything(t, u)
 }
 
@@ -240,10 +235,8 @@ func TestFilesystemStdio(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(outside, "secret.txt"), []byte("the launch codes"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ev := newEvents()
-	opt, _ := testOptions(ev)
-	u := startUpstream(t, Config{Name: "files", Command: []string{filepath.Join(bin, "mcp-server-filesystem"), root},
-		Prefix: "fs_", Rename: map[string]string{"read_text_file": "share_read"}, Expose: ExposeAll, Timeout: 20 * time.Second}, opt)
+	u, _, _ := connect(t, Config{Name: "files", Command: []string{filepath.Join(bin, "mcp-server-filesystem"), root},
+		Prefix: "fs_", Rename: map[string]string{"read_text_file": "share_read"}, Expose: ExposeAll, Timeout: 20 * time.Second}, nil)
 	if e, _ := u.Snapshot().Entry("read_text_file"); e.Name != "share_read" || e.State != StateExposed {
 		t.Fatalf("read_text_file = %+v", e)
 	}

@@ -65,11 +65,9 @@ func pidOf(t testing.TB, u *Upstream, tool string) int {
 // handed to mcp-go; its call fails with target_error and the same process
 // serves the next call.
 func TestStdioOversizedLine(t *testing.T) {
-	ev := newEvents()
-	opt, _ := testOptions(ev)
 	cfg := stdioConfig(t)
 	cfg.MaxResultBytes = 64 << 10
-	u := startUpstream(t, cfg, opt)
+	u, ev, _ := connect(t, cfg, nil)
 	pid := pidOf(t, u, "fx_pid")
 	for _, withProgress := range []bool{false, true} {
 		_, err := call(t, u, context.Background(), "fx_big", map[string]any{"n": 1 << 20, "progress": withProgress})
@@ -86,9 +84,7 @@ func TestStdioOversizedLine(t *testing.T) {
 // TestStdioSupervision: a stdio server that dies is reaped, restarted and
 // re-initialised, and calls work again.
 func TestStdioSupervision(t *testing.T) {
-	ev := newEvents()
-	opt, _ := testOptions(ev)
-	u := startUpstream(t, stdioConfig(t), opt)
+	u, ev, _ := connect(t, stdioConfig(t), nil)
 	first := pidOf(t, u, "fx_pid")
 	if err := syscall.Kill(first, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -109,9 +105,7 @@ func TestStdioSupervision(t *testing.T) {
 // configured secrets removed.
 func TestStdioEnvironmentAndStderr(t *testing.T) {
 	t.Setenv("TOOLGATE_TEST_SECRET", "toolgate-own-secret")
-	ev := newEvents()
-	opt, logs := testOptions(ev)
-	u := startUpstream(t, stdioConfig(t), opt)
+	u, _, logs := connect(t, stdioConfig(t), nil)
 	out, err := call(t, u, context.Background(), "fx_env", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -137,8 +131,9 @@ func TestStdioEnvironmentAndStderr(t *testing.T) {
 	}
 }
 
-// TestCloseLeavesNothing: Close kills the server's whole process group and
-// every goroutine the connector started ends, over stdio and HTTP alike.
+// TestCloseLeavesNothing: a restart and Close each end the server's whole
+// process group, and every goroutine the connector started ends, over
+// stdio and HTTP alike.
 func TestCloseLeavesNothing(t *testing.T) {
 	base := runtime.NumGoroutine()
 	ev := newEvents()
@@ -150,8 +145,15 @@ func TestCloseLeavesNothing(t *testing.T) {
 	if err := u.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	server := pidOf(t, u, "fx_pid")
-	grandchild := pidOf(t, u, "fx_spawn")
+	first, firstChild := pidOf(t, u, "fx_pid"), pidOf(t, u, "fx_spawn")
+	if err := syscall.Kill(first, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	ev.wait(t, "evaluated after restart", evaluated("reconnect"))
+	if alive(first) || alive(firstChild) {
+		t.Errorf("after a restart: old server alive %v, its child alive %v", alive(first), alive(firstChild))
+	}
+	second, secondChild := pidOf(t, u, "fx_pid"), pidOf(t, u, "fx_spawn")
 	for i := 0; i < 20; i++ {
 		if _, err := call(t, u, context.Background(), "fx_echo", map[string]any{"text": "x"}); err != nil {
 			t.Fatal(err)
@@ -161,12 +163,11 @@ func TestCloseLeavesNothing(t *testing.T) {
 	if err := u.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if alive(server) || alive(grandchild) {
-		t.Errorf("after Close: server alive %v, its child alive %v", alive(server), alive(grandchild))
+	if alive(second) || alive(secondChild) {
+		t.Errorf("after Close: server alive %v, its child alive %v", alive(second), alive(secondChild))
 	}
 
-	fx := newFixture("v1")
-	h := startHTTP(t, fx)
+	_, h := serveFixture(t)
 	hu, err := New(Config{Name: "fx", URL: h.url(), Expose: ExposeAll}, opt)
 	if err != nil {
 		t.Fatal(err)
