@@ -89,34 +89,9 @@ func (c Config) Validate() error {
 	case c.URL != "" && len(c.Command) > 0:
 		add("set url or command, not both")
 	case c.URL != "":
-		if err := checkURL(c.URL); err != "" {
-			add("url %s", err)
-		}
-		for _, name := range slices.Sorted(maps.Keys(c.Headers)) {
-			if err := checkHeader(name, c.Headers[name]); err != "" {
-				add("header %s %s", name, err)
-			}
-		}
-		if len(c.Env) > 0 {
-			add("env applies to a stdio server (command), not to url")
-		}
+		c.checkHTTP(add)
 	default:
-		if strings.TrimSpace(c.Command[0]) == "" {
-			add("command[0] must name the program to run")
-		}
-		for i, a := range c.Command {
-			if strings.ContainsRune(a, 0) {
-				add("command[%d] contains a NUL byte", i)
-			}
-		}
-		for _, k := range slices.Sorted(maps.Keys(c.Env)) {
-			if k == "" || strings.ContainsAny(k, "=\x00") || strings.ContainsRune(c.Env[k], 0) {
-				add("env %q is not a valid environment variable", k)
-			}
-		}
-		if len(c.Headers) > 0 {
-			add("headers apply to a streamable HTTP server (url), not to command")
-		}
+		c.checkStdio(add)
 	}
 	if c.Timeout < 0 {
 		add("timeout must not be negative")
@@ -127,6 +102,50 @@ func (c Config) Validate() error {
 	if c.Prefix != "" && !namePattern.MatchString(c.Prefix) {
 		add("prefix %q may hold only letters, digits, \"_\" and \"-\"", c.Prefix)
 	}
+	c.checkRename(add)
+	if c.Expose != "" && c.Expose != ExposePinned && c.Expose != ExposeAll {
+		add("expose must be %q or %q, got %q", ExposePinned, ExposeAll, c.Expose)
+	}
+	return errors.Join(errs...)
+}
+
+// problemf records one problem of a config.
+type problemf func(format string, args ...any)
+
+func (c Config) checkHTTP(add problemf) {
+	if err := checkURL(c.URL); err != "" {
+		add("url %s", err)
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.Headers)) {
+		if err := checkHeader(name, c.Headers[name]); err != "" {
+			add("header %s %s", name, err)
+		}
+	}
+	if len(c.Env) > 0 {
+		add("env applies to a stdio server (command), not to url")
+	}
+}
+
+func (c Config) checkStdio(add problemf) {
+	if strings.TrimSpace(c.Command[0]) == "" {
+		add("command[0] must name the program to run")
+	}
+	for i, a := range c.Command {
+		if strings.ContainsRune(a, 0) {
+			add("command[%d] contains a NUL byte", i)
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(c.Env)) {
+		if k == "" || strings.ContainsAny(k, "=\x00") || strings.ContainsRune(c.Env[k], 0) {
+			add("env %q is not a valid environment variable", k)
+		}
+	}
+	if len(c.Headers) > 0 {
+		add("headers apply to a streamable HTTP server (url), not to command")
+	}
+}
+
+func (c Config) checkRename(add problemf) {
 	seen := map[string]string{}
 	for _, from := range slices.Sorted(maps.Keys(c.Rename)) {
 		to := c.Rename[from]
@@ -140,10 +159,6 @@ func (c Config) Validate() error {
 		}
 		seen[to] = from
 	}
-	if c.Expose != "" && c.Expose != ExposePinned && c.Expose != ExposeAll {
-		add("expose must be %q or %q, got %q", ExposePinned, ExposeAll, c.Expose)
-	}
-	return errors.Join(errs...)
 }
 
 // withDefaults returns c with its zero values filled in.

@@ -116,26 +116,65 @@ type evaluation struct {
 // exposed, and builds the exposed tools.
 func evaluate(ev evaluation) *Snapshot {
 	entries := append([]Entry(nil), ev.bad...)
-	owners := map[string][]int{} // catalog name → entry indexes
 	listed := map[string]bool{}
 	for i := range ev.defs {
-		d := &ev.defs[i]
-		listed[d.Tool] = true
-		e := Entry{Tool: d.Tool, Definition: d}
-		e.Name, e.Reason = ev.cfg.catalogName(d.Tool)
-		got, err := d.pin()
-		switch {
-		case err != nil:
-			e.State, e.Reason = StateInvalid, fmt.Sprintf("the definition of upstream tool %q cannot be digested: %v", d.Tool, err)
-		case e.Reason != "":
-			e.State, e.digest = StateInvalid, got.Digest
-		default:
-			e.digest = got.Digest
-			e.State, e.Changes, e.Reason = ev.pinState(*d, got)
+		listed[ev.defs[i].Tool] = true
+		entries = append(entries, ev.entry(&ev.defs[i]))
+	}
+	refuseCollisions(entries)
+	for tool := range ev.pins {
+		if !listed[tool] {
+			entries = append(entries, Entry{Tool: tool, State: StateRemoved,
+				Reason: fmt.Sprintf("upstream tool %q is pinned but the server no longer lists it", tool)})
 		}
-		entries = append(entries, e)
+	}
+	sort.SliceStable(entries, func(i, j int) bool { return entries[i].Tool < entries[j].Tool })
+	snap := &Snapshot{Target: ev.cfg.Name, Entries: entries, byTool: make(map[string]int, len(entries))}
+	var sig strings.Builder
+	for i := range entries {
+		e := &entries[i]
+		if _, dup := snap.byTool[e.Tool]; !dup {
+			snap.byTool[e.Tool] = i
+		}
+		if e.State == StateExposed {
+			if tool, reason := ev.build(*e); reason != "" {
+				e.State, e.Reason = StateInvalid, reason
+			} else {
+				e.schemas = tool.Spec.(*toolSpec).schemas
+				snap.Tools = append(snap.Tools, tool)
+			}
+		}
+		fmt.Fprintf(&sig, "%q %q %s %v %s %q\n", e.Tool, e.Name, e.State, e.Changes, e.digest, e.Reason)
+	}
+	snap.signature = sig.String()
+	sort.Slice(snap.Tools, func(i, j int) bool { return snap.Tools[i].Name < snap.Tools[j].Name })
+	return snap
+}
+
+// entry names a listed definition and compares it with its pin.
+func (ev evaluation) entry(d *Definition) Entry {
+	e := Entry{Tool: d.Tool, Definition: d}
+	e.Name, e.Reason = ev.cfg.catalogName(d.Tool)
+	got, err := d.pin()
+	switch {
+	case err != nil:
+		e.State, e.Reason = StateInvalid, fmt.Sprintf("the definition of upstream tool %q cannot be digested: %v", d.Tool, err)
+	case e.Reason != "":
+		e.State, e.digest = StateInvalid, got.Digest
+	default:
+		e.digest = got.Digest
+		e.State, e.Changes, e.Reason = ev.pinState(*d, got)
+	}
+	return e
+}
+
+// refuseCollisions makes every entry whose catalog name another entry
+// also has invalid: neither may shadow the other.
+func refuseCollisions(entries []Entry) {
+	owners := map[string][]int{}
+	for i, e := range entries {
 		if e.Name != "" {
-			owners[e.Name] = append(owners[e.Name], len(entries)-1)
+			owners[e.Name] = append(owners[e.Name], i)
 		}
 	}
 	for name, idx := range owners {
@@ -152,37 +191,6 @@ func evaluate(ev evaluation) *Snapshot {
 			entries[i].Reason = fmt.Sprintf("upstream tools %s all map to catalog name %q; give them distinct names with rename", strings.Join(tools, " and "), name)
 		}
 	}
-	for tool := range ev.pins {
-		if !listed[tool] {
-			entries = append(entries, Entry{Tool: tool, State: StateRemoved,
-				Reason: fmt.Sprintf("upstream tool %q is pinned but the server no longer lists it", tool)})
-		}
-	}
-	sort.SliceStable(entries, func(i, j int) bool { return entries[i].Tool < entries[j].Tool })
-	snap := &Snapshot{Target: ev.cfg.Name, Entries: entries, byTool: make(map[string]int, len(entries))}
-	for i := range entries {
-		e := &entries[i]
-		if _, dup := snap.byTool[e.Tool]; !dup {
-			snap.byTool[e.Tool] = i
-		}
-		if e.State != StateExposed {
-			continue
-		}
-		tool, reason := ev.build(*e)
-		if reason != "" {
-			e.State, e.Reason = StateInvalid, reason
-			continue
-		}
-		e.schemas = tool.Spec.(*toolSpec).schemas
-		snap.Tools = append(snap.Tools, tool)
-	}
-	var sig strings.Builder
-	for _, e := range entries {
-		fmt.Fprintf(&sig, "%q %q %s %v %s %q\n", e.Tool, e.Name, e.State, e.Changes, e.digest, e.Reason)
-	}
-	snap.signature = sig.String()
-	sort.Slice(snap.Tools, func(i, j int) bool { return snap.Tools[i].Name < snap.Tools[j].Name })
-	return snap
 }
 
 // pinState compares a definition with its pin and the target's expose rule.
