@@ -57,7 +57,11 @@ func (u *Upstream) Execute(ctx context.Context, op broker.Operation) (broker.Out
 // callable returns the entry of an upstream tool that may be called now,
 // or the refusal.
 func (u *Upstream) callable(tool string) (Entry, error) {
-	e, ok := u.Snapshot().Entry(tool)
+	snap := u.snap.Load()
+	if snap == nil {
+		return Entry{}, broker.Errorf(broker.CodeTargetUnavailable, "upstream MCP server %s has not been reached yet, so its tools are unknown", u.cfg.Name)
+	}
+	e, ok := snap.Entry(tool)
 	switch {
 	case !ok:
 		return e, broker.Errorf(broker.CodeUnknownTool, "upstream MCP server %s lists no tool %q", u.cfg.Name, tool)

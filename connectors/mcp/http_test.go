@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -334,5 +335,38 @@ func TestQuarantineWithoutAnnouncement(t *testing.T) {
 	time.Sleep(300 * time.Millisecond) // more polls, nothing new to report
 	if n := ev.count(EventEvaluated); n != 2 {
 		t.Errorf("%d evaluations reported, want 2 (start and the change)", n)
+	}
+}
+
+// TestUpstreamDownAtStart: Start reports why it cannot connect, calls are
+// refused as target_unavailable, and the connector keeps trying until the
+// upstream appears; Start after Close is refused.
+func TestUpstreamDownAtStart(t *testing.T) {
+	fx := newFixture("v1")
+	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	ev := newEvents()
+	opt, _ := testOptions(ev)
+	u, err := New(Config{Name: "fx", URL: "http://" + addr + "/mcp", Expose: ExposeAll}, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	err = u.Start(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("Start = %v, want the reason it cannot connect", err)
+	}
+	_, err = rawCall(u, "echo", `{"text":"x"}`)
+	wantCode(t, err, broker.CodeTargetUnavailable, "has not been reached yet")
+
+	h := &httpUpstream{t: t, fx: fx, addr: addr}
+	h.start()
+	defer h.stop()
+	ev.wait(t, "evaluated", evaluated("start"))
+	if _, err := call(t, u, context.Background(), "fx_echo", map[string]any{"text": "late"}); err != nil {
+		t.Fatal(err)
+	}
+	_ = u.Close()
+	if err := u.Start(context.Background()); err != errClosed {
+		t.Errorf("Start after Close = %v", err)
 	}
 }

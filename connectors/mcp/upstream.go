@@ -75,7 +75,9 @@ type Upstream struct {
 
 	ctx       context.Context
 	cancel    context.CancelFunc
-	started   atomic.Bool
+	life      sync.Mutex // orders Start and Close
+	started   bool
+	closed    bool
 	done      chan struct{}
 	first     chan error
 	firstOnce sync.Once
@@ -147,10 +149,18 @@ func newUpstream(cfg Config, opt Options) (*Upstream, error) {
 // the first attempt: nil once the tools are listed and evaluated, else why
 // it failed. The connector keeps trying either way until Close.
 func (u *Upstream) Start(ctx context.Context) error {
-	if !u.started.CompareAndSwap(false, true) {
+	u.life.Lock()
+	switch {
+	case u.closed:
+		u.life.Unlock()
+		return errClosed
+	case u.started:
+		u.life.Unlock()
 		return errors.New("mcp target " + u.cfg.Name + ": already started")
 	}
+	u.started = true
 	go u.run()
+	u.life.Unlock()
 	select {
 	case err := <-u.first:
 		return err
@@ -163,8 +173,12 @@ func (u *Upstream) Start(ctx context.Context) error {
 // and waits for every goroutine the connector started.
 func (u *Upstream) Close() error {
 	u.closeOnce.Do(func() {
+		u.life.Lock()
+		u.closed = true
+		started := u.started
+		u.life.Unlock()
 		u.cancel()
-		if u.started.Load() {
+		if started {
 			<-u.done
 		}
 		if u.httpBase != nil {
