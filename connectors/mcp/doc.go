@@ -80,7 +80,9 @@
 // stdio line is never held past the cap (an oversized response is replaced
 // by an error for its request id and the session lives on), an HTTP body
 // or event-stream event is cut at the cap, and the call is refused with
-// target_error; results are not truncated. Upstream progress is relayed to
+// target_error; results are not truncated. The cap holds for every
+// message, tools/list pages included: an upstream whose listing exceeds it
+// cannot be used, and the log says why. Upstream progress is relayed to
 // the broker.ProgressFunc in the call's context (broker.WithProgress);
 // its message text only through Options.Redact. Upstream requests for
 // sampling, elicitation or roots are refused with a JSON-RPC error saying

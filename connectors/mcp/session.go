@@ -189,6 +189,9 @@ func (s *session) lostReason() string {
 // returns the raw result. Errors are errTooLarge, *rpcError, *lostError
 // (the session is then marked lost) or the context's error.
 func (s *session) request(ctx context.Context, id mcpgo.RequestId, method string, params any) (json.RawMessage, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err // nothing sent, nothing to cancel
+	}
 	st := &callState{}
 	resp, err := s.tr.SendRequest(withCallState(ctx, st), transport.JSONRPCRequest{
 		JSONRPC: mcpgo.JSONRPC_VERSION, ID: id, Method: method, Params: params,
