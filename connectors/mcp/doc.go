@@ -30,7 +30,8 @@
 // attempt) and keeps one session per upstream, shared by every call:
 // requests carry ids of their own, so concurrent calls multiplex on it. A
 // session is lost when a stdio server exits, a request fails at the
-// transport, the server forgets the session, or a periodic ping fails; the
+// transport, the server forgets the session, or the periodic listing of
+// its tools (every 15s, which also catches unannounced changes) fails; the
 // connector then reconnects and re-initialises with jittered exponential
 // backoff (250ms to 30s). A stdio server runs in a process group of its own
 // with only a neutral environment (Options.BaseEnv, from NeutralEnv) plus
@@ -61,9 +62,10 @@
 // its pin is quarantined (StateChanged): not in Snapshot.Tools, its calls
 // refused with tool_definition_changed naming what changed. A tool with no
 // pin is exposed only with expose: all. Tools are evaluated at start, on
-// reconnect, on notifications/tools/list_changed and on Refresh; each
-// evaluation publishes an immutable Snapshot and sends events to
-// Options.OnEvent (EventEvaluated, EventQuarantined). While the upstream is
+// reconnect, on notifications/tools/list_changed, on Refresh and at each
+// periodic listing; each evaluation publishes an immutable Snapshot and
+// sends events to Options.OnEvent (EventEvaluated, EventQuarantined; a
+// periodic listing only when something changed). While the upstream is
 // down the last snapshot's tools stay listed and their calls fail with
 // target_unavailable.
 //
