@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"reflect"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -292,7 +293,7 @@ func (s *session) onRequest(_ context.Context, req transport.JSONRPCRequest) (*t
 type callParams struct {
 	Name      string          `json:"name"`
 	Arguments json.RawMessage `json:"arguments"`
-	Meta      callMeta        `json:"_meta"`
+	Meta      *callMeta       `json:"_meta,omitempty"`
 }
 
 type callMeta struct {
@@ -300,13 +301,27 @@ type callMeta struct {
 }
 
 // callTool calls an upstream tool, relaying its progress to the caller's
-// broker.ProgressFunc.
+// broker.ProgressFunc when the caller asked for progress. Only then does
+// the request carry a progress token: parsing _meta costs the upstream.
 func (s *session) callTool(ctx context.Context, tool string, args json.RawMessage) (json.RawMessage, error) {
 	id := s.nextID()
-	token := id.Value().(string)
-	s.progress.Store(token, broker.ProgressFrom(ctx))
-	defer s.progress.Delete(token)
-	return s.request(ctx, id, string(mcpgo.MethodToolsCall), callParams{Name: tool, Arguments: args, Meta: callMeta{ProgressToken: token}})
+	params := callParams{Name: tool, Arguments: args}
+	if f := broker.ProgressFrom(ctx); wantsProgress(f) {
+		token := id.Value().(string)
+		params.Meta = &callMeta{ProgressToken: token}
+		s.progress.Store(token, f)
+		defer s.progress.Delete(token)
+	}
+	return s.request(ctx, id, string(mcpgo.MethodToolsCall), params)
+}
+
+// wantsProgress reports whether f is a caller's ProgressFunc rather than
+// the no-op broker.ProgressFrom returns when the context carries none. The
+// broker offers no "has progress" test, so the no-op is recognised by its
+// code pointer.
+func wantsProgress(f broker.ProgressFunc) bool {
+	none := broker.ProgressFrom(context.Background())
+	return reflect.ValueOf(f).Pointer() != reflect.ValueOf(none).Pointer()
 }
 
 // listTools lists every tool, following pages. Definitions that cannot
