@@ -85,7 +85,10 @@ func startProcess(cfg Config, base []string, log *zap.Logger, redact func(string
 	closeAll(theirs)
 	if err != nil {
 		closeAll(ours)
-		return nil, fmt.Errorf("start %s: %w", cfg.Command[0], errors.Unwrap(err))
+		if inner := errors.Unwrap(err); inner != nil {
+			err = inner // the reason, without the path repeated
+		}
+		return nil, fmt.Errorf("start %s: %w", cfg.Command[0], err)
 	}
 	p := &process{cmd: cmd, stdin: ours[0], stdout: ours[1], stderr: ours[2], exited: make(chan struct{}), stderrDone: make(chan struct{})}
 	go func() {

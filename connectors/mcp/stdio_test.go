@@ -197,3 +197,19 @@ func checkGoroutines(t testing.TB, base int) {
 		t.Errorf("goroutines: %d before, %d after Close\n%s", base, n, buf[:runtime.Stack(buf, true)])
 	}
 }
+
+// TestStdioMissingProgram: a server that cannot start is reported, and
+// its calls are refused as target_unavailable.
+func TestStdioMissingProgram(t *testing.T) {
+	u, err := New(Config{Name: "gone", Command: []string{"/nonexistent/mcp-server"}, Expose: ExposeAll}, Options{Compile: compile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	err = u.Start(context.Background())
+	if err == nil || err.Error() != "start /nonexistent/mcp-server: no such file or directory" {
+		t.Fatalf("Start = %v", err)
+	}
+	_, err = rawCall(u, "echo", `{}`)
+	wantCode(t, err, broker.CodeTargetUnavailable, "has not been reached yet")
+}
