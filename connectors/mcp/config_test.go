@@ -1,6 +1,7 @@
 package mcp
 
 import (
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +16,7 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 	with := func(base Config, edit func(*Config)) Config {
-		base.Headers, base.Env = copyMap(base.Headers), copyMap(base.Env)
+		base.Headers, base.Env = maps.Clone(base.Headers), maps.Clone(base.Env)
 		edit(&base)
 		return base
 	}
@@ -59,17 +60,6 @@ func TestConfigValidate(t *testing.T) {
 	if _, err := New(http, Options{}); err == nil || !strings.Contains(err.Error(), "Options.Compile") {
 		t.Errorf("New without a compiler: %v", err)
 	}
-}
-
-func copyMap(m map[string]string) map[string]string {
-	if m == nil {
-		return nil
-	}
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
 }
 
 func TestNeutralEnv(t *testing.T) {
