@@ -1,10 +1,14 @@
 GO ?= go
 PKGS := ./...
+# The version `toolgate --version` prints; the Dockerfile takes the same
+# value as its VERSION build argument.
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
 .PHONY: run test test-go test-fuzz test-js test-py bench lint build
 
 build:
-	$(GO) build -o bin/toolgate ./cmd/toolgate
+	@echo "building bin/toolgate $(VERSION) (the first build compiles the PostgreSQL parser and takes a minute or two)"
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/toolgate ./cmd/toolgate
 
 run: build
 	./bin/toolgate dev
@@ -36,7 +40,7 @@ test-fuzz:
 		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg; \
 	done
 
-# bench runs the DESIGN §11 measurements one after another and prints one
+# bench runs the performance measurements one after another and prints one
 # summary table (internal/benchreport); it exits 1 when a target is missed.
 # BENCH_FLAGS passes flags to it, e.g. BENCH_FLAGS='-cpuprofile /tmp/mcp.prof'.
 # Passthrough hook: declare BenchmarkPgbench (reporting x-direct and

@@ -14,16 +14,21 @@ type Code string
 
 // The stable error codes (DESIGN §10).
 const (
-	CodeUnauthenticated   Code = "unauthenticated"
-	CodeForbidden         Code = "forbidden"
-	CodeInvalidArguments  Code = "invalid_arguments"
-	CodeInvalidRequest    Code = "invalid_request"
-	CodeUnknownTool       Code = "unknown_tool"
-	CodeNotFound          Code = "not_found"
-	CodePayloadTooLarge   Code = "payload_too_large"
-	CodeApprovalPending   Code = "approval_pending"
-	CodeApprovalDenied    Code = "approval_denied"
-	CodeApprovalExpired   Code = "approval_expired"
+	CodeUnauthenticated  Code = "unauthenticated"
+	CodeForbidden        Code = "forbidden"
+	CodeInvalidArguments Code = "invalid_arguments"
+	CodeInvalidRequest   Code = "invalid_request"
+	CodeUnknownTool      Code = "unknown_tool"
+	CodeNotFound         Code = "not_found"
+	CodePayloadTooLarge  Code = "payload_too_large"
+	CodeApprovalPending  Code = "approval_pending"
+	CodeApprovalDenied   Code = "approval_denied"
+	CodeApprovalExpired  Code = "approval_expired"
+	// CodeApprovalStale refuses a call whose approval no longer holds: it
+	// was given under a rule that has since changed, or the approved run
+	// would affect other rows than its preview showed (rolled back). The
+	// call did not run; calling again requests a new approval.
+	CodeApprovalStale     Code = "approval_stale"
 	CodeBudgetExceeded    Code = "budget_exceeded"
 	CodeTargetUnavailable Code = "target_unavailable"
 	CodeTargetError       Code = "target_error"
@@ -31,6 +36,14 @@ const (
 	CodeAuditUnavailable  Code = "audit_unavailable"
 	CodeUnavailable       Code = "unavailable"
 	CodeInternal          Code = "internal"
+)
+
+// The codes of effect previews.
+const (
+	// CodePreviewUnavailable: a call's effect cannot be previewed (the
+	// tool opts out, or the statement cannot run in a rolled-back
+	// transaction without effects of its own).
+	CodePreviewUnavailable Code = "preview_unavailable"
 )
 
 // CodeToolDefinitionChanged refuses a call to an upstream MCP tool whose
@@ -54,6 +67,10 @@ func (c Code) HTTPStatus() int {
 		return http.StatusAccepted
 	case CodeApprovalExpired:
 		return http.StatusGone
+	case CodeApprovalStale:
+		return http.StatusConflict
+	case CodePreviewUnavailable:
+		return http.StatusUnprocessableEntity
 	case CodeBudgetExceeded:
 		return http.StatusTooManyRequests
 	case CodeTargetUnavailable, CodeAuditUnavailable, CodeUnavailable:
@@ -78,9 +95,20 @@ type Error struct {
 	// Field names the offending input (an argument, a config path, a header)
 	// when there is one.
 	Field string
+	// Problems lists every offending input when a check found several
+	// (e.g. each argument that breaks the input schema, up to a cap);
+	// Field is then the first one's and Message lists them all.
+	Problems []Problem
 	// Cause is the underlying error. It is not part of Error() and is never
 	// sent to a client.
 	Cause error
+}
+
+// Problem is one offending input of a refusal: where (an argument as a
+// JSON pointer, a config path, a header) and what is wrong, safe to show.
+type Problem struct {
+	Field   string `json:"field"`
+	Message string `json:"message"`
 }
 
 // Error returns "code: message", safe to show.
@@ -106,6 +134,9 @@ var (
 	ErrAuditUnavailable  = &Error{Code: CodeAuditUnavailable}
 	ErrBudgetExceeded    = &Error{Code: CodeBudgetExceeded}
 )
+
+// ErrApprovalStale matches CodeApprovalStale with errors.Is.
+var ErrApprovalStale = &Error{Code: CodeApprovalStale}
 
 // Errorf returns an *Error with a formatted safe message.
 func Errorf(code Code, format string, args ...any) *Error {

@@ -19,10 +19,13 @@ const (
 	EventApprovalDecided   EventKind = "approval_decided"
 	EventApprovalConsumed  EventKind = "approval_consumed"
 	EventApprovalExpired   EventKind = "approval_expired"
-	EventSessionOpened     EventKind = "passthrough_session_opened"
-	EventStatement         EventKind = "passthrough_statement"
-	EventSessionClosed     EventKind = "passthrough_session_closed"
-	EventPolicyReloaded    EventKind = "policy_reloaded"
+	// EventApprovalStale: a pending or unused approval no longer counts
+	// because its governing rule changed.
+	EventApprovalStale  EventKind = "approval_stale"
+	EventSessionOpened  EventKind = "passthrough_session_opened"
+	EventStatement      EventKind = "passthrough_statement"
+	EventSessionClosed  EventKind = "passthrough_session_closed"
+	EventPolicyReloaded EventKind = "policy_reloaded"
 )
 
 // Status is how a call ended.

@@ -31,6 +31,14 @@
 //     counts in fixed one-minute windows across runs. Budgets may sit on the
 //     graph, on a node (counted per caller node path) and on tools (under
 //     budgets.tools, counted per tool pattern). A refused call costs nothing.
+//     Calls are counted by Decide, each with one atomic add; rows are
+//     reserved by ReserveRows right before the call runs (its row cap, or
+//     what is left of the budget) and settled to the rows it returned, so
+//     concurrent calls cannot overrun a budget.
+//   - An approve decision carries RuleVersion, a hash of its rule's list,
+//     tool, effect, condition, approvers and min_approvals: the approval
+//     gate binds approvals to it, so only a change to that rule makes them
+//     stale.
 //
 // Conditions see args (each input-schema property typed: integer → int,
 // number → double, string, boolean, array → list, object → map; so

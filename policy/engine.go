@@ -38,7 +38,7 @@ var (
 	_ broker.Decider     = (*Engine)(nil)
 	_ broker.GraphAccess = (*Engine)(nil)
 	_ broker.Binder      = (*Engine)(nil)
-	_ broker.RowMeter    = (*Engine)(nil)
+	_ broker.RowBudget   = (*Engine)(nil)
 )
 
 type graphPolicy struct {
@@ -74,6 +74,8 @@ type ruleDecl struct {
 	effect broker.Effect
 	// tool is the rule's glob, "*" when the rule names none.
 	tool string
+	// version identifies the rule for the approvals it governs (ruleVersion).
+	version string
 }
 
 // ruleRef is a rule applied to one tool, with its condition compiled
@@ -263,7 +265,7 @@ func (e *Engine) decide(ctx context.Context, tp *toolPolicy, act *activation) (b
 }
 
 func (e *Engine) decision(r *ruleRef) broker.Decision {
-	d := broker.Decision{Effect: r.effect, Rule: r.path, Reason: r.rule.Reason, PolicyVersion: e.version}
+	d := broker.Decision{Effect: r.effect, Rule: r.path, Reason: r.rule.Reason, PolicyVersion: e.version, RuleVersion: r.version}
 	if r.effect == broker.EffectApprove {
 		d.Approvers = r.rule.Approvers
 		d.MinApprovals = r.rule.MinApprovals

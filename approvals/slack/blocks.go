@@ -34,8 +34,12 @@ func blocks(r approvals.Request) []slack.Block {
 			approved++
 		}
 	}
+	asked := code(r.Principal)
+	if r.Via != "" {
+		asked += " via " + code(r.Via)
+	}
 	fields := []*slack.TextBlockObject{
-		md("*Requested by*\n" + code(r.Principal)),
+		md("*Requested by*\n" + asked),
 		md("*Graph / node / run*\n" + code(r.Graph) + " / " + code(r.Node) + " / " + code(r.Run)),
 		md("*Tool*\n" + code(r.Tool)),
 		md("*Target*\n" + code(r.Target)),

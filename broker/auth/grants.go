@@ -168,7 +168,8 @@ func (s *Grants) Mint(ctx context.Context, p broker.Principal, req MintRequest) 
 	}
 	now := s.now().UTC().Truncate(time.Millisecond)
 	g := Grant{ID: id, Graph: req.Graph, Run: req.RunID, Thread: req.ThreadID, Nodes: nodes, Scope: scope,
-		CreatedBy: p.Subject, CreatedAt: now, ExpiresAt: now.Add(ttl)}
+		CreatedBy: p.Subject, Minter: p, CreatedAt: now, ExpiresAt: now.Add(ttl)}
+	g.Minter = minterOf(g)
 	tokens := make(map[string]string, len(nodes))
 	hashes := make(map[string]string, len(nodes))
 	for _, n := range nodes {
@@ -320,6 +321,7 @@ func (a *Authenticator) authenticateGrant(ctx context.Context, token string) (br
 	if !a.now().Before(g.ExpiresAt) {
 		return broker.Principal{}, nil, broker.Errorf(broker.CodeUnauthenticated, "the grant token has expired")
 	}
-	p := broker.Principal{Subject: "grant:" + g.ID, Method: broker.AuthGrant, TokenID: g.ID}
+	minter := g.Minter
+	p := broker.Principal{Subject: "grant:" + g.ID, Method: broker.AuthGrant, TokenID: g.ID, Minter: &minter}
 	return p, &broker.Binding{GrantID: g.ID, Graph: g.Graph, Node: node, Run: g.Run, Thread: g.Thread, Scope: g.Scope, ExpiresAt: g.ExpiresAt}, nil
 }

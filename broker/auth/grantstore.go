@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
+	"github.com/toolgate/toolgate/broker"
 	"github.com/toolgate/toolgate/internal/db"
 )
 
@@ -23,6 +25,11 @@ type Grant struct {
 	Scope  map[string]any
 	// CreatedBy is the subject of the principal that minted the grant.
 	CreatedBy string
+	// Minter is the principal that minted the grant (subject and verified
+	// email in normal form, auth method; no groups): the human or service
+	// behind every call made with the grant's tokens. Grants stored before
+	// it was kept have only CreatedBy as Minter.Subject.
+	Minter    broker.Principal
 	CreatedAt time.Time
 	ExpiresAt time.Time
 	// RevokedAt is zero while the grant is not revoked.
@@ -98,14 +105,18 @@ func (s *SQLGrantStore) Create(ctx context.Context, g Grant, tokenHashes map[str
 	if err != nil {
 		return fmt.Errorf("encode scope: %w", err)
 	}
+	minter, err := json.Marshal(minterOf(g))
+	if err != nil {
+		return fmt.Errorf("encode minter: %w", err)
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }()
-	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO grants (id, graph, run_id, thread_id, nodes, scope, created_by, created_at, expires_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-		g.ID, g.Graph, g.Run, g.Thread, string(nodes), string(scopeJSON), g.CreatedBy, ms(g.CreatedAt), ms(g.ExpiresAt)); err != nil {
+	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO grants (id, graph, run_id, thread_id, nodes, scope, created_by, created_at, expires_at, minter)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		g.ID, g.Graph, g.Run, g.Thread, string(nodes), string(scopeJSON), g.CreatedBy, ms(g.CreatedAt), ms(g.ExpiresAt), string(minter)); err != nil {
 		return fmt.Errorf("insert grant %s: %w", g.ID, err)
 	}
 	for node, hash := range tokenHashes {
@@ -119,7 +130,17 @@ func (s *SQLGrantStore) Create(ctx context.Context, g Grant, tokenHashes map[str
 	return nil
 }
 
-const grantColumns = `g.id, g.graph, g.run_id, g.thread_id, g.nodes, g.scope, g.created_by, g.created_at, g.expires_at, g.revoked_at`
+const grantColumns = `g.id, g.graph, g.run_id, g.thread_id, g.nodes, g.scope, g.created_by, g.created_at, g.expires_at, g.revoked_at, g.minter`
+
+// minterOf is what is stored of a grant's minter: the names that identify
+// that one human or service, never its groups or OAuth client.
+func minterOf(g Grant) broker.Principal {
+	m := g.Minter
+	if m.Subject == "" {
+		m.Subject = g.CreatedBy
+	}
+	return broker.Principal{Subject: broker.PrincipalName(m.Subject), Email: strings.ToLower(m.Email), Method: m.Method}
+}
 
 // Lookup implements GrantStore.
 func (s *SQLGrantStore) Lookup(ctx context.Context, tokenHash string) (Grant, string, error) {
@@ -191,10 +212,11 @@ func scanGrant(row interface{ Scan(...any) error }, extra ...any) (Grant, error)
 	var (
 		g                Grant
 		nodes, scope     string
+		minter           string
 		created, expires int64
 		revoked          sql.NullInt64
 	)
-	dest := append([]any{&g.ID, &g.Graph, &g.Run, &g.Thread, &nodes, &scope, &g.CreatedBy, &created, &expires, &revoked}, extra...)
+	dest := append([]any{&g.ID, &g.Graph, &g.Run, &g.Thread, &nodes, &scope, &g.CreatedBy, &created, &expires, &revoked, &minter}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return Grant{}, ErrGrantNotFound
@@ -207,6 +229,12 @@ func scanGrant(row interface{ Scan(...any) error }, extra ...any) (Grant, error)
 	if err := json.Unmarshal([]byte(scope), &g.Scope); err != nil {
 		return Grant{}, fmt.Errorf("decode scope of grant %s: %w", g.ID, err)
 	}
+	if minter != "" {
+		if err := json.Unmarshal([]byte(minter), &g.Minter); err != nil {
+			return Grant{}, fmt.Errorf("decode minter of grant %s: %w", g.ID, err)
+		}
+	}
+	g.Minter = minterOf(g)
 	g.CreatedAt, g.ExpiresAt = fromMS(created), fromMS(expires)
 	if revoked.Valid {
 		g.RevokedAt = fromMS(revoked.Int64)

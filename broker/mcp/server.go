@@ -85,12 +85,30 @@ func New(p broker.Pipeline, opts Options) (*Server, error) {
 
 	streamable := server.NewStreamableHTTPServer(s.mcp,
 		server.WithStreamableHTTPLogger(slog.New(zapHandler{log: s.log.Named("mcp-go")})),
+		server.WithSessionIdManagerResolver(sessions{}),
 	)
 	s.http = httpapi.Recover(s.log, s.capBody(httpapi.Authenticate(p, opts.ResourceMetadataURL,
 		func(w http.ResponseWriter, r *http.Request, c broker.Caller) {
+			if !s.ownSession(w, r, c) {
+				return
+			}
 			streamable.ServeHTTP(w, r.WithContext(withCall(r.Context(), c, DoorHTTP)))
 		})))
 	return s, nil
+}
+
+// ownSession refuses, with 404 as for an unknown session, a request that
+// names an Mcp-Session-Id not minted for its caller's principal, graph and
+// node, whatever its method. Requests of the 2026-07-28 revision carry no
+// session (mcp-go ignores the header there).
+func (s *Server) ownSession(w http.ResponseWriter, r *http.Request, c broker.Caller) bool {
+	id := r.Header.Get(server.HeaderKeySessionID)
+	if id == "" || mcpgo.IsModernProtocol(r.Header.Get(mcpgo.HeaderProtocolVersion)) || sessionOwnedBy(id, c) {
+		return true
+	}
+	s.log.Info("mcp request with another caller's session refused", zap.String("principal", c.Principal.Subject), zap.String("method", r.Method))
+	httpapi.WriteError(w, broker.Errorf(broker.CodeNotFound, "no MCP session %s for this caller; a session belongs to the principal, graph and node that initialized it, so initialize a new one", id), s.opts.ResourceMetadataURL)
+	return false
 }
 
 // SetCatalog replaces the tools the server lists and accepts with the tools
@@ -288,12 +306,16 @@ func (s *Server) progress(ctx context.Context, token mcpgo.ProgressToken) broker
 }
 
 // errorResult is the isError tool result for a refusal or failure: text
-// "<code>: <message>" and structuredContent {"error":{"code","message"}}.
+// "<code>: <message>" and structuredContent {"error":{"code","message",
+// "field"?,"problems"?}}.
 // The cause is never included.
 func errorResult(e *broker.Error) *mcpgo.CallToolResult {
 	detail := map[string]any{"code": e.Code, "message": e.Message}
 	if e.Field != "" {
 		detail["field"] = e.Field
+	}
+	if len(e.Problems) > 0 {
+		detail["problems"] = e.Problems
 	}
 	return &mcpgo.CallToolResult{
 		Content:           []mcpgo.Content{mcpgo.NewTextContent(string(e.Code) + ": " + e.Message)},

@@ -63,7 +63,7 @@ type backtestEnv struct {
 func newBacktestEnv(t *testing.T) *backtestEnv {
 	t.Helper()
 	dir := t.TempDir()
-	if err := copyFS(quickstart.Files, dir); err != nil {
+	if err := os.CopyFS(dir, quickstart.Files); err != nil {
 		t.Fatal(err)
 	}
 	seed, err := os.ReadFile(filepath.Join(dir, "seed.sql"))
@@ -276,7 +276,7 @@ func TestPolicyBacktestCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	elsewhere := t.TempDir()
-	if err := copyFS(quickstart.Files, elsewhere); err != nil {
+	if err := os.CopyFS(elsewhere, quickstart.Files); err != nil {
 		t.Fatal(err)
 	}
 	nostore := writeBacktestConfig(t, elsewhere, "toolgate", "graphs.yaml")

@@ -28,7 +28,8 @@ type backtestQuery struct {
 }
 
 func policyBacktestCmd() *cobra.Command {
-	var file, candidate, since, until, format string
+	cf := configFlag{readOnly: true}
+	var candidate, since, until, format string
 	var q backtestQuery
 	cmd := &cobra.Command{
 		Use:   "backtest",
@@ -41,21 +42,20 @@ func policyBacktestCmd() *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if format != "text" && format != "json" {
-				fmt.Fprintf(cmd.ErrOrStderr(), "toolgate: --format: unknown format %q; use text or json\n", format)
-				return exitError{2}
+				return fail(2, "--format: unknown format %q; use text or json", format)
 			}
 			now := time.Now()
 			var err error
 			if q.since, err = backtestTime("since", since, now); err != nil {
-				return refuse(cmd, err)
+				return refuse(err)
 			}
 			if q.until, err = backtestTime("until", until, now); err != nil {
-				return refuse(cmd, err)
+				return refuse(err)
 			}
 			if err := (recordings.Filter{Since: q.since, Until: q.until}).Validate(); err != nil {
-				return refuse(cmd, err)
+				return refuse(err)
 			}
-			baseCfg, base, err := loadBacktestPolicy(cmd, file)
+			baseCfg, base, err := loadBacktestPolicy(cmd, cf.path(cmd))
 			if err != nil {
 				return err
 			}
@@ -65,13 +65,13 @@ func policyBacktestCmd() *cobra.Command {
 			}
 			rep, err := runBacktest(cmd.Context(), baseCfg, q, policy.BacktestConfig{Candidate: cand, Baseline: base, Node: q.node, Tool: q.tool})
 			if err != nil {
-				return refuse(cmd, err)
+				return refuse(err)
 			}
 			return writeBacktest(cmd, rep, format)
 		},
 	}
+	cf.register(cmd)
 	f := cmd.Flags()
-	f.StringVar(&file, "config", "toolgate.yaml", "the config whose store holds the records (and whose policy made them)")
 	f.StringVar(&candidate, "candidate", "", "the config whose policy the records are decided again under")
 	f.StringVar(&since, "since", "", "from this time (RFC 3339, a date, or a duration ago like 24h or 7d)")
 	f.StringVar(&until, "until", "", "before this time (same forms as --since)")
@@ -93,8 +93,7 @@ func loadBacktestPolicy(cmd *cobra.Command, file string) (*config.Config, *polic
 	}
 	st, err := compile(cfg, noBudgets(), zap.NewNop())
 	if err != nil {
-		fmt.Fprintln(cmd.ErrOrStderr(), err)
-		return nil, nil, exitError{1}
+		return nil, nil, printProblems(cmd, 1, file, err)
 	}
 	return cfg, st.policy, nil
 }
@@ -165,14 +164,14 @@ func backtestTime(flag, val string, now time.Time) (time.Time, error) {
 func checkBacktest(cmd *cobra.Command, cfg *config.Config, pol *policy.Engine, since string) error {
 	t, err := backtestTime("backtest", since, time.Now())
 	if err != nil {
-		return refuse(cmd, err)
+		return refuse(err)
 	}
 	if t.IsZero() {
-		return refuse(cmd, &broker.Error{Code: broker.CodeInvalidRequest, Field: "backtest", Message: "give a duration ago (7d, 168h) or a date"})
+		return refuse(&broker.Error{Code: broker.CodeInvalidRequest, Field: "backtest", Message: "give a duration ago (7d, 168h) or a date"})
 	}
 	rep, err := runBacktest(cmd.Context(), cfg, backtestQuery{since: t}, policy.BacktestConfig{Candidate: pol, Baseline: pol})
 	if err != nil {
-		return refuse(cmd, err)
+		return refuse(err)
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "backtest of the records since %s:\n", t.UTC().Format(time.RFC3339))
 	return rep.WriteText(cmd.OutOrStdout())

@@ -32,7 +32,7 @@ func openAuth(cfg *config.Config, store *db.DB, pol auth.GraphInfo, rec broker.R
 		acfg.APIKeys = append(acfg.APIKeys, auth.APIKey{Name: k.Name, SHA256: k.SHA256})
 	}
 	if o := cfg.Auth.OIDC; o != nil {
-		acfg.OIDC = &auth.OIDCConfig{Issuer: o.Issuer, Audience: o.Audience, GroupsClaim: o.GroupsClaim, Algorithms: o.Algorithms}
+		acfg.OIDC = &auth.OIDCConfig{Issuer: o.Issuer, Audience: o.Audience, GroupsClaim: o.GroupsClaim, Algorithms: o.Algorithms, AssumeEmailVerified: o.AssumeEmailVerified}
 	}
 	authn, err := auth.New(acfg)
 	if err != nil {

@@ -16,10 +16,23 @@ type Config struct {
 	Recordings  Recordings        `yaml:"recordings" json:"recordings"`
 	Passthrough Passthrough       `yaml:"passthrough" json:"passthrough"`
 	Limits      Limits            `yaml:"limits" json:"limits"`
+	Metrics     Metrics           `yaml:"metrics" json:"metrics"`
 
 	// File is the path the config was loaded from; relative paths inside
 	// it (tools_dir, store.path, target paths) resolve against its folder.
 	File string `yaml:"-" json:"-"`
+	// lines maps each config path to its line in File.
+	lines map[string]int
+}
+
+// Line returns the line in File of a config path such as
+// "graphs.g.nodes.n.allow[1]", or of its nearest parent that is in the file;
+// 0 when it is unknown (a Config built in code).
+func (c *Config) Line(path string) int { return lineOf(c.lines, path) }
+
+// Problem is a problem at a config path, located at its line in File.
+func (c *Config) Problem(path, reason string) Problem {
+	return Problem{File: c.File, Line: c.Line(path), Path: path, Reason: reason}
 }
 
 // Store is where grants, approvals, budgets and recordings live.
@@ -45,6 +58,9 @@ type OIDC struct {
 	Audience    string   `yaml:"audience" json:"audience"`
 	GroupsClaim string   `yaml:"groups_claim" json:"groups_claim,omitempty"`
 	Algorithms  []string `yaml:"algorithms" json:"algorithms,omitempty"`
+	// AssumeEmailVerified trusts an email claim that comes without an
+	// email_verified claim, for issuers that only issue verified emails.
+	AssumeEmailVerified bool `yaml:"assume_email_verified" json:"assume_email_verified,omitempty"`
 }
 
 // APIKey is an API key, stored only as the SHA-256 of the key.
@@ -115,7 +131,20 @@ type PassthroughPolicy struct {
 	Tables     []string `yaml:"tables" json:"tables,omitempty"`
 	Methods    []string `yaml:"methods" json:"methods,omitempty"`
 	Paths      []string `yaml:"paths" json:"paths,omitempty"`
+	// Functions extend the built-in list of functions a statement may
+	// call without a rule: names as PostgreSQL spells them ("lower_ascii",
+	// "util.slugify", `"MixedCase"`, "operator ~>").
+	Functions []string `yaml:"functions" json:"functions,omitempty"`
 	Rules      []Rule   `yaml:"rules" json:"rules,omitempty"`
+	// Role is an operator-managed database login the node's Postgres
+	// passthrough sessions run as, instead of a role toolgate provisions.
+	Role *PassthroughRole `yaml:"role" json:"role,omitempty"`
+}
+
+// PassthroughRole is a database login declared by the operator.
+type PassthroughRole struct {
+	User     string `yaml:"user" json:"user"`
+	Password string `yaml:"password" json:"-"` // secret
 }
 
 // Approvals configures the approval gate.
@@ -170,6 +199,11 @@ type Recordings struct {
 type Passthrough struct {
 	Postgres []PostgresListener `yaml:"postgres" json:"postgres,omitempty"`
 	HTTP     []HTTPPrefix       `yaml:"http" json:"http,omitempty"`
+	// RoleKey derives the passwords of the database roles toolgate
+	// provisions for passthrough sessions (HMAC-SHA256); every instance
+	// serving a target must share it. Secret, use ${ENV}. Empty: a random
+	// key per process.
+	RoleKey string `yaml:"role_key" json:"-"`
 }
 
 // PostgresListener is one Postgres wire proxy listener.
@@ -178,12 +212,32 @@ type PostgresListener struct {
 	Target  string `yaml:"target" json:"target"`
 	TLSCert string `yaml:"tls_cert" json:"tls_cert,omitempty"`
 	TLSKey  string `yaml:"tls_key" json:"tls_key,omitempty"`
+	// SessionsAsAdmin lets sessions run as the target's dsn login instead
+	// of per-grant roles (lock 2 off); toolgate warns at every start.
+	SessionsAsAdmin bool `yaml:"sessions_as_admin" json:"sessions_as_admin,omitempty"`
+	// AllowPrivilegedLogin lets sessions run as a superuser or a member
+	// of the server-file/program/all-data roles; toolgate warns at every
+	// start.
+	AllowPrivilegedLogin bool `yaml:"allow_privileged_login" json:"allow_privileged_login,omitempty"`
+	// RoleConnLimit is the CONNECTION LIMIT of each provisioned role
+	// (default 10).
+	RoleConnLimit int `yaml:"role_conn_limit" json:"role_conn_limit,omitempty"`
 }
 
 // HTTPPrefix is one HTTP passthrough mount.
 type HTTPPrefix struct {
 	PathPrefix string `yaml:"path_prefix" json:"path_prefix"`
 	Target     string `yaml:"target" json:"target"`
+	// PassContentTypes are the media types ("image/png", "image/*") whose
+	// bodies pass unmasked; any other body toolgate cannot mask is refused.
+	PassContentTypes []string `yaml:"pass_content_types" json:"pass_content_types,omitempty"`
+}
+
+// Metrics configures GET /metrics.
+type Metrics struct {
+	// Token, when set, is the bearer token /metrics requires
+	// (Authorization: Bearer <token>); secret, use ${ENV}.
+	Token string `yaml:"token" json:"-"`
 }
 
 // Limits are request limits.

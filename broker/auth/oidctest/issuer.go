@@ -50,8 +50,10 @@ type Issuer struct {
 	ecKey   *ecdsa.PrivateKey
 	foreign *rsa.PrivateKey
 
-	mu    sync.Mutex
-	extra []jose.JSONWebKey
+	mu      sync.Mutex
+	extra   []jose.JSONWebKey
+	retired map[string]bool
+	header  http.Header
 
 	down        atomic.Bool
 	discoveries atomic.Int64
@@ -113,6 +115,29 @@ func (is *Issuer) RotateIn(t testing.TB, kid string) TokenOption {
 	return func(o *tokenOpts) { o.alg, o.key, o.kid = "RS256", k, kid }
 }
 
+// Retire removes the key kid from the published key set, as an issuer does
+// after a rotation: tokens it signed must stop verifying once a verifier's
+// cached copy expires.
+func (is *Issuer) Retire(kid string) {
+	is.mu.Lock()
+	defer is.mu.Unlock()
+	if is.retired == nil {
+		is.retired = map[string]bool{}
+	}
+	is.retired[kid] = true
+}
+
+// SetJWKSHeader sets a header on every key set response from now on (e.g.
+// Cache-Control: max-age=60, or Expires).
+func (is *Issuer) SetJWKSHeader(name, value string) {
+	is.mu.Lock()
+	defer is.mu.Unlock()
+	if is.header == nil {
+		is.header = http.Header{}
+	}
+	is.header.Set(name, value)
+}
+
 func (is *Issuer) serveDiscovery(w http.ResponseWriter, r *http.Request) {
 	if is.down.Load() {
 		http.Error(w, "down", http.StatusServiceUnavailable)
@@ -142,8 +167,17 @@ func (is *Issuer) serveJWKS(w http.ResponseWriter, r *http.Request) {
 	}
 	is.mu.Lock()
 	keys = append(keys, is.extra...)
+	published := keys[:0]
+	for _, k := range keys {
+		if !is.retired[k.KeyID] {
+			published = append(published, k)
+		}
+	}
+	for name, v := range is.header {
+		w.Header()[name] = v
+	}
 	is.mu.Unlock()
-	writeJSON(w, jose.JSONWebKeySet{Keys: keys})
+	writeJSON(w, jose.JSONWebKeySet{Keys: published})
 }
 
 func writeJSON(w http.ResponseWriter, v any) {
