@@ -14,7 +14,7 @@ import "encoding/json"
 // of its own, so its Operation method refuses. On any problem it returns a
 // *LoadError listing them all.
 func CompileSchemas(source string, input, output json.RawMessage) (*Spec, error) {
-	ps := &problems{file: source}
+	ps := &problems{file: source, lines: map[string]int{}}
 	sp := &Spec{}
 	if len(input) == 0 {
 		ps.addf("/input_schema", "is required: a tool's arguments are described by a JSON Schema with \"type\": \"object\"")
@@ -29,6 +29,9 @@ func CompileSchemas(source string, input, output json.RawMessage) (*Spec, error)
 		}
 	}
 	if len(ps.list) > 0 {
+		for i := range ps.list {
+			ps.list[i].Line = 0 // the schema is not a file a person edits
+		}
 		return nil, &LoadError{Problems: ps.list}
 	}
 	return sp, nil
@@ -37,7 +40,7 @@ func CompileSchemas(source string, input, output json.RawMessage) (*Spec, error)
 // schemaSyntax runs checkSyntax on a schema document and reports its
 // problems under path.
 func schemaSyntax(ps *problems, raw json.RawMessage, path string) bool {
-	sub := &problems{file: ps.file}
+	sub := &problems{file: ps.file, lines: map[string]int{}}
 	ok := checkSyntax(sub, raw)
 	for _, p := range sub.list {
 		p.Path = path + p.Path
