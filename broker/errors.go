@@ -46,6 +46,10 @@ const (
 	CodePreviewUnavailable Code = "preview_unavailable"
 )
 
+// CodeToolDefinitionChanged refuses a call to an upstream MCP tool whose
+// definition no longer matches its pin in the tools lock file.
+const CodeToolDefinitionChanged Code = "tool_definition_changed"
+
 // HTTPStatus is the HTTP status a front door answers with for the code.
 func (c Code) HTTPStatus() int {
 	switch c {
@@ -73,6 +77,8 @@ func (c Code) HTTPStatus() int {
 		return http.StatusServiceUnavailable
 	case CodeTargetError:
 		return http.StatusBadGateway
+	case CodeToolDefinitionChanged:
+		return http.StatusConflict
 	case CodeTimeout:
 		return http.StatusGatewayTimeout
 	default:
