@@ -555,7 +555,7 @@ func TestForeignErrorsAreReportedOnce(t *testing.T) {
 // outputSpec is fakeSpec with an output schema: results must have rows.
 type outputSpec struct{ fakeSpec }
 
-func (outputSpec) ValidateOutput(doc json.RawMessage) error {
+func (outputSpec) CheckOutput(doc json.RawMessage) error {
 	if !strings.Contains(string(doc), `"rows"`) {
 		return errors.New("at '': missing property 'rows'")
 	}

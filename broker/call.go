@@ -155,7 +155,7 @@ func operation(t *Tool, req Request, traceParent string) (Operation, error) {
 // the outcome into the event.
 func (b *Broker) answer(p *passage, pt *prepared, out Output) (Result, error) {
 	if pt.output != nil {
-		if err := pt.output.ValidateOutput(out.Value); err != nil {
+		if err := pt.output.CheckOutput(out.Value); err != nil {
 			return Result{}, Wrap(CodeInternal, err, "the target's result does not match the tool's output schema, so it is withheld")
 		}
 	}

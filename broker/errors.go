@@ -21,9 +21,10 @@ const (
 	CodeApprovalPending  Code = "approval_pending"
 	CodeApprovalDenied   Code = "approval_denied"
 	CodeApprovalExpired  Code = "approval_expired"
-	// CodeApprovalStale refuses a call whose approval was given under a rule
-	// that has since changed; the call was not run, and calling again
-	// requests a new approval.
+	// CodeApprovalStale refuses a call whose approval no longer holds: it
+	// was given under a rule that has since changed, or the approved run
+	// would affect other rows than its preview showed (rolled back). The
+	// call did not run; calling again requests a new approval.
 	CodeApprovalStale     Code = "approval_stale"
 	CodeBudgetExceeded    Code = "budget_exceeded"
 	CodeTargetUnavailable Code = "target_unavailable"
@@ -33,6 +34,18 @@ const (
 	CodeUnavailable       Code = "unavailable"
 	CodeInternal          Code = "internal"
 )
+
+// The codes of effect previews.
+const (
+	// CodePreviewUnavailable: a call's effect cannot be previewed (the
+	// tool opts out, or the statement cannot run in a rolled-back
+	// transaction without effects of its own).
+	CodePreviewUnavailable Code = "preview_unavailable"
+)
+
+// CodeToolDefinitionChanged refuses a call to an upstream MCP tool whose
+// definition no longer matches its pin in the tools lock file.
+const CodeToolDefinitionChanged Code = "tool_definition_changed"
 
 // Error is a refusal or failure with a stable code and a message that is safe
 // to show an agent: it never contains a secret, a token or an unmasked value.
@@ -86,6 +99,9 @@ var (
 	ErrAuditUnavailable  = &Error{Code: CodeAuditUnavailable}
 	ErrBudgetExceeded    = &Error{Code: CodeBudgetExceeded}
 )
+
+// ErrApprovalStale matches CodeApprovalStale with errors.Is.
+var ErrApprovalStale = &Error{Code: CodeApprovalStale}
 
 // Errorf returns an *Error with a formatted safe message.
 func Errorf(code Code, format string, args ...any) *Error {

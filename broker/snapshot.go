@@ -66,7 +66,7 @@ type prepared struct {
 	mask ToolMask
 	// output checks results against the output schema; nil when the
 	// tool's spec cannot.
-	output OutputValidator
+	output OutputChecker
 }
 
 // Catalog is the snapshot's tool catalog.
@@ -96,7 +96,7 @@ func newSnapshot(l Live, gen uint64) (*Snapshot, error) {
 			continue
 		}
 		pt := &prepared{tool: t, mask: m}
-		pt.output, _ = t.Spec.(OutputValidator)
+		pt.output, _ = t.Spec.(OutputChecker)
 		s.tools[t.Name] = pt
 		s.sorted = append(s.sorted, pt)
 	}

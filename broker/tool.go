@@ -46,16 +46,16 @@ type ToolSpec interface {
 	Operation(args map[string]any) (Operation, error)
 }
 
-// OutputValidator is an optional ability of a ToolSpec: the tool declares
+// OutputChecker is an optional ability of a ToolSpec: the tool declares
 // an output schema, and a connector's result must match it. The broker
 // checks the result as the connector returned it, before masking (a mask
 // may change a value's type: last4 or hash turn a number into a string),
 // and a result that does not match is an internal failure: it is withheld
 // and logged under an incident id.
-type OutputValidator interface {
-	// ValidateOutput reports how doc breaks the output schema; nil when it
+type OutputChecker interface {
+	// CheckOutput reports how doc breaks the output schema; nil when it
 	// matches or the tool declares none.
-	ValidateOutput(doc json.RawMessage) error
+	CheckOutput(doc json.RawMessage) error
 }
 
 // Catalog resolves tools by name.
@@ -65,11 +65,13 @@ type Catalog interface {
 	Tools() []*Tool
 }
 
-// Operation is what a connector executes: exactly one of SQL or HTTP is set.
+// Operation is what a connector executes: exactly one of SQL, HTTP or MCP
+// is set.
 type Operation struct {
 	Target string
 	SQL    *SQLOperation
 	HTTP   *HTTPOperation
+	MCP    *MCPOperation
 	// Comment is context to attach to the operation for the target's own
 	// logs (e.g. an SQLCommenter comment); connectors may ignore it.
 	Comment map[string]string
@@ -93,6 +95,16 @@ type HTTPOperation struct {
 	Query url.Values
 	// Body is the JSON body, nil for none.
 	Body json.RawMessage
+}
+
+// MCPOperation calls one tool of an upstream MCP server.
+type MCPOperation struct {
+	// Tool is the tool's name on the upstream server, before any prefix or
+	// rename gave it its catalog name.
+	Tool string
+	// Args is the JSON object of arguments, validated against the tool's
+	// input schema.
+	Args json.RawMessage
 }
 
 // Output is what a connector returns.

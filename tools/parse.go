@@ -21,11 +21,11 @@ var namePattern = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,64}$`)
 
 // Keys a declaration may hold, per object.
 var (
-	topKeys        = []string{"$schema", "name", "title", "description", "target", "input_schema", "output_schema", "sql", "http", "annotations", "mask", "detectors"}
+	topKeys        = []string{"$schema", "name", "title", "description", "target", "input_schema", "output_schema", "sql", "http", "preview", "preview_reason", "annotations", "mask", "detectors"}
 	sqlKeys        = []string{"statement", "args", "max_rows"}
 	httpKeys       = []string{"method", "path", "query", "body"}
 	annotationKeys = []string{"title", "readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint"}
-	maskActions    = []string{"redact", "last4", "email", "hash", "null", "drop"}
+	maskActions    = []string{"redact", "last4", "email", "hash", "null", "drop", "deny"}
 	detectorNames  = []string{"card", "email", "ssn", "iban", "jwt", "secret", "private_key"}
 	httpMethods    = []string{"GET", "POST", "PUT", "PATCH", "DELETE"}
 )
@@ -121,11 +121,19 @@ func parse(ps *problems, data []byte, targets map[string]string) *broker.Tool {
 		ps.addf("", "declares neither sql nor http: a tool needs exactly one of them to say what it runs")
 	case hasSQL:
 		checkRuns(ps, "/sql", tool.Target, kind, config.RunsSQL)
-		sp.sql = parseSQL(ps, rawSQL, args)
+		sp.sql = parseSQL(ps, rawSQL, "/sql", sqlKeys, args)
 	case hasHTTP:
 		checkRuns(ps, "/http", tool.Target, kind, config.RunsHTTP)
-		sp.http = parseHTTP(ps, rawHTTP, args)
+		sp.http = parseHTTP(ps, rawHTTP, "/http", args)
 	}
+	op := ""
+	switch {
+	case hasSQL && !hasHTTP:
+		op = config.RunsSQL
+	case hasHTTP && !hasSQL:
+		op = config.RunsHTTP
+	}
+	sp.preview = parsePreview(ps, top, op, kind.Name, args)
 	sp.lines = ps.lines
 	tool.Spec = sp
 	return tool

@@ -23,6 +23,8 @@ type Spec struct {
 	output *jsonschema.Schema
 	sql    *sqlSpec
 	http   *httpSpec
+	// preview is the declared preview; nil when the tool declares none.
+	preview *previewSpec
 	// lines maps JSON pointers of the declaration to their lines.
 	lines map[string]int
 }
@@ -108,13 +110,22 @@ func argsError(all []argProblem, cause error) *broker.Error {
 	return &broker.Error{Code: broker.CodeInvalidArguments, Field: all[0].field, Message: msg, Problems: ps, Cause: cause}
 }
 
-var _ broker.OutputValidator = (*Spec)(nil)
+var _ broker.OutputChecker = (*Spec)(nil)
 
-// ValidateOutput checks a connector's result document, as the connector
+// ValidateOutput checks a decoded result document (numbers as json.Number)
+// against the output schema, if the tool declares one.
+func (s *Spec) ValidateOutput(v any) error {
+	if s == nil || s.output == nil {
+		return nil
+	}
+	return s.output.Validate(v)
+}
+
+// CheckOutput checks a connector's result document, as the connector
 // returned it (before masking), against the output schema; nil when it
 // matches or the tool declares none. The error can quote values of the
 // result: it is for the log, masked, never for the caller.
-func (s *Spec) ValidateOutput(doc json.RawMessage) error {
+func (s *Spec) CheckOutput(doc json.RawMessage) error {
 	if s == nil || s.output == nil {
 		return nil
 	}
@@ -122,7 +133,7 @@ func (s *Spec) ValidateOutput(doc json.RawMessage) error {
 	if err != nil {
 		return fmt.Errorf("the result is not JSON: %w", err)
 	}
-	return s.output.Validate(v)
+	return s.ValidateOutput(v)
 }
 
 type argProblem struct {
@@ -260,15 +271,11 @@ func (s *Spec) Operation(args map[string]any) (broker.Operation, error) {
 	case s == nil:
 		return broker.Operation{}, broker.Errorf(broker.CodeInternal, "the tool has no compiled operation")
 	case s.sql != nil:
-		bound := make([]any, len(s.sql.args))
-		for i, name := range s.sql.args {
-			v, err := sqlValue(name, args[name])
-			if err != nil {
-				return broker.Operation{}, err
-			}
-			bound[i] = v
+		op, err := s.sql.bind(args)
+		if err != nil {
+			return broker.Operation{}, err
 		}
-		return broker.Operation{SQL: &broker.SQLOperation{Statement: s.sql.statement, Args: bound, MaxRows: s.sql.maxRows}}, nil
+		return broker.Operation{SQL: op}, nil
 	case s.http != nil:
 		op, err := s.http.bind(args)
 		if err != nil {
@@ -277,6 +284,19 @@ func (s *Spec) Operation(args map[string]any) (broker.Operation, error) {
 		return broker.Operation{HTTP: op}, nil
 	}
 	return broker.Operation{}, broker.Errorf(broker.CodeInternal, "the tool has no compiled operation")
+}
+
+// bind binds args to the statement's placeholders, in args order.
+func (q *sqlSpec) bind(args map[string]any) (*broker.SQLOperation, error) {
+	bound := make([]any, len(q.args))
+	for i, name := range q.args {
+		v, err := sqlValue(name, args[name])
+		if err != nil {
+			return nil, err
+		}
+		bound[i] = v
+	}
+	return &broker.SQLOperation{Statement: q.statement, Args: bound, MaxRows: q.maxRows}, nil
 }
 
 // sqlValue converts one argument into a driver value. A missing argument

@@ -420,9 +420,9 @@ func TestValidateArgsRefAndDateTime(t *testing.T) {
 	}
 }
 
-// TestValidateOutput: a result is checked against the output schema as the
+// TestCheckOutput: a result is checked against the output schema as the
 // connector returned it; a tool without one accepts any result.
-func TestValidateOutput(t *testing.T) {
+func TestCheckOutput(t *testing.T) {
 	tool := mustParse(t, `{
   "name": "crm_find_customer", "target": "crm",
   "input_schema": {"type": "object"},
@@ -440,12 +440,12 @@ func TestValidateOutput(t *testing.T) {
 		{`{"status":200,"body":{}}`, false},
 		{`not json`, false},
 	} {
-		if err := sp.ValidateOutput(json.RawMessage(c.doc)); (err == nil) != c.ok {
-			t.Errorf("ValidateOutput(%s) = %v, want ok %v", c.doc, err, c.ok)
+		if err := sp.CheckOutput(json.RawMessage(c.doc)); (err == nil) != c.ok {
+			t.Errorf("CheckOutput(%s) = %v, want ok %v", c.doc, err, c.ok)
 		}
 	}
 	bare := mustParse(t, `{"name": "t", "target": "crm", "input_schema": {"type": "object"}, "sql": {"statement": "SELECT 1"}}`)
-	if err := bare.Spec.(*Spec).ValidateOutput(json.RawMessage(`[1]`)); err != nil {
+	if err := bare.Spec.(*Spec).CheckOutput(json.RawMessage(`[1]`)); err != nil {
 		t.Errorf("a tool without output_schema refused a result: %v", err)
 	}
 }

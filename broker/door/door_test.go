@@ -54,6 +54,7 @@ func TestWriteError(t *testing.T) {
 		broker.CodeForbidden: 403, broker.CodeApprovalPending: 202, broker.CodeApprovalStale: 409,
 		broker.CodeBudgetExceeded: 429, broker.CodeTargetError: 502, broker.CodeAuditUnavailable: 503,
 		broker.CodeTimeout: 504, broker.CodeInternal: 500, broker.Code("new_code"): 500,
+		broker.CodePreviewUnavailable: 422, broker.CodeToolDefinitionChanged: 409,
 	} {
 		if got := door.Status(code); got != status {
 			t.Errorf("Status(%s) = %d, want %d", code, got, status)

@@ -25,8 +25,10 @@ func Status(c broker.Code) int {
 		return http.StatusAccepted
 	case broker.CodeApprovalExpired:
 		return http.StatusGone
-	case broker.CodeApprovalStale:
+	case broker.CodeApprovalStale, broker.CodeToolDefinitionChanged:
 		return http.StatusConflict
+	case broker.CodePreviewUnavailable:
+		return http.StatusUnprocessableEntity
 	case broker.CodeBudgetExceeded:
 		return http.StatusTooManyRequests
 	case broker.CodeTargetUnavailable, broker.CodeAuditUnavailable, broker.CodeUnavailable:

@@ -294,7 +294,7 @@ func openAppClock(ctx context.Context, cfg *config.Config, log *zap.Logger, now 
 		defer cancel()
 		return store.SQL().PingContext(ctx)
 	}))
-	if err := a.openPassthrough(mux, metaURL); err != nil {
+	if err := a.openPassthrough(bg, mux, metaURL); err != nil {
 		return nil, err
 	}
 	a.handler = mux

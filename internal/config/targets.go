@@ -183,9 +183,9 @@ type HTTPTarget struct {
 	MaxResponseBytes int64             `yaml:"max_response_bytes" json:"max_response_bytes,omitempty"`
 }
 
-func (*PostgresTarget) resolve(string) {}
+func (*PostgresTarget) resolve(string)     {}
 func (s *SQLiteTarget) resolve(dir string) { s.Path = resolve(dir, s.Path) }
-func (*HTTPTarget) resolve(string)     {}
+func (*HTTPTarget) resolve(string)         {}
 
 // Credentials is the DSN's password.
 func (p *PostgresTarget) Credentials() []Credential {
