@@ -4,14 +4,12 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
-	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,7 +22,6 @@ import (
 	"github.com/toolgate/toolgate/approvals/webhook"
 	"github.com/toolgate/toolgate/broker"
 	"github.com/toolgate/toolgate/broker/brokertest"
-	"github.com/toolgate/toolgate/internal/db"
 	"github.com/toolgate/toolgate/internal/db/dbtest"
 	_ "modernc.org/sqlite"
 )
@@ -167,15 +164,7 @@ func newEnv(t *testing.T, mode string) *env { return newEnvWrapped(t, mode, nil)
 func newEnvWrapped(t *testing.T, mode string, wrap func(approvals.Announcer) approvals.Announcer) *env {
 	t.Helper()
 	f := newFakeSlack(t)
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "tg.db")+"?_pragma=busy_timeout(5000)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if _, err := db.Exec(dbtest.Schema(t, "sqlite")); err != nil {
-		t.Fatal(err)
-	}
-	st, _ := approvals.NewStore(useSQLite(t, db))
+	st, _ := approvals.NewStore(dbtest.SQLite(t))
 	n, err := aslack.New(aslack.Config{Mode: mode, BotToken: "xoxb-test", AppToken: "xapp-test", SigningSecret: secret,
 		Channel: channel, APIURL: f.srv.URL + "/", TeamID: team, AppID: app,
 		Users: map[string]string{"U_LINKED": "user:ben@example.com"}})
@@ -582,14 +571,4 @@ func TestSlackSelfApprovalByLetterCase(t *testing.T) {
 			t.Errorf("reply = %v", e.slack.last("chat.postEphemeral"))
 		}
 	}
-}
-
-// useSQLite wraps a migrated SQLite pool as the stores take it.
-func useSQLite(t testing.TB, pool *sql.DB) *db.DB {
-	t.Helper()
-	d, err := db.Use(pool, db.DriverSQLite, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
 }

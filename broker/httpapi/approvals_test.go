@@ -2,10 +2,8 @@ package httpapi_test
 
 import (
 	"context"
-	"database/sql"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +12,6 @@ import (
 	"github.com/toolgate/toolgate/broker"
 	"github.com/toolgate/toolgate/broker/httpapi"
 	"github.com/toolgate/toolgate/broker/httpapi/doortest"
-	"github.com/toolgate/toolgate/internal/db"
 	"github.com/toolgate/toolgate/internal/db/dbtest"
 	_ "modernc.org/sqlite"
 )
@@ -31,15 +28,7 @@ type approvalsEnv struct {
 // on a SQLite file; doortest's API keys authenticate (key:alpha, key:beta).
 func newApprovalsServer(t *testing.T) *approvalsEnv {
 	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "tg.db")+"?_pragma=busy_timeout(5000)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if _, err := db.Exec(dbtest.Schema(t, "sqlite")); err != nil {
-		t.Fatal(err)
-	}
-	st, err := approvals.NewStore(useSQLite(t, db))
+	st, err := approvals.NewStore(dbtest.SQLite(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,14 +130,4 @@ func TestApprovalsAPI(t *testing.T) {
 	if len(ap.Votes) != 1 || ap.Votes[0].Channel != "http" || ap.Votes[0].Reason != "looks right" {
 		t.Errorf("votes = %+v", ap.Votes)
 	}
-}
-
-// useSQLite wraps a migrated SQLite pool as the stores take it.
-func useSQLite(t testing.TB, pool *sql.DB) *db.DB {
-	t.Helper()
-	d, err := db.Use(pool, db.DriverSQLite, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/toolgate/toolgate/approvals"
+	"github.com/toolgate/toolgate/approvals/slack"
 	"github.com/toolgate/toolgate/broker"
 	"github.com/toolgate/toolgate/broker/auth"
 	bhttp "github.com/toolgate/toolgate/broker/httpapi"
@@ -193,93 +194,105 @@ func openAppClock(ctx context.Context, cfg *config.Config, log *zap.Logger, now 
 			a.Close()
 		}
 	}()
+	if err := a.openStores(ctx, bg); err != nil {
+		return nil, err
+	}
+	st, err := compile(cfg, a.counters, log)
+	if err != nil {
+		return nil, err
+	}
+	if a.targets, err = openTargets(ctx, cfg, log, &a.closers); err != nil {
+		return nil, err
+	}
+	// Everything that records goes through the metrics recorder, which
+	// counts what the store accepted for /metrics.
+	a.metrics = metrics.NewRecorder(a.recorder)
+	a.metrics.SetLabels(metricLabels(cfg, st))
+	authn, grants, err := openAuth(cfg, a.store, livePolicy{a}, a.metrics, a.now, log)
+	if err != nil {
+		return nil, err
+	}
+	a.grants = grants
+	svc, slackN, err := openApprovals(bg, a, a.store, st.masker, a.metrics)
+	if err != nil {
+		return nil, err
+	}
+	a.approver = svc
+	a.broker, err = broker.New(broker.Config{
+		Live: st.live(cfg), Targets: a.targets, Auth: authn, Recorder: a.metrics, Approvals: svc,
+		Logger: log, Now: a.now, RecordResults: cfg.Recordings.Results == "masked",
+	})
+	if err != nil {
+		return nil, err
+	}
+	if a.handler, err = a.routes(bg, slackN); err != nil {
+		return nil, err
+	}
+	ok = true
+	return a, nil
+}
+
+// openStores opens the store and what lives in it beside grants and
+// approvals: the recordings (with their retention loop) and the budget
+// counters (with their purge loop).
+func (a *app) openStores(ctx, bg context.Context) error {
+	cfg, log := a.cfg, a.log
 	store, err := db.Open(ctx, db.Config{Driver: cfg.Store.Driver, Path: cfg.Store.Path, DSN: cfg.Store.DSN}, log)
 	if err != nil {
-		return nil, fmt.Errorf("open store (%s): %w", cfg.Store.Driver, err)
+		return fmt.Errorf("open store (%s): %w", cfg.Store.Driver, err)
 	}
 	a.store = store
 	a.closers = append(a.closers, func() { _ = store.Close() })
-
-	rec, err := recordings.NewStore(store, recordingsConfig(cfg), log)
+	rc := recordingsConfig(cfg)
+	rc.Now = a.now
+	rec, err := recordings.NewStore(store, rc, log)
 	if err != nil {
-		return nil, fmt.Errorf("open recordings: %w", err)
+		return fmt.Errorf("open recordings: %w", err)
 	}
 	a.recorder = rec
 	a.closers = append(a.closers, func() { _ = rec.Close() })
 	if keep := cfg.Recordings.Retention.D(); keep > 0 {
 		a.background(bg, "retention", func(ctx context.Context) error { return rec.RunRetention(ctx, keep, time.Hour) })
 	}
-
 	// Budgets live in the store, so they hold across restarts and are
 	// shared by every instance on it.
-	budgets, err := counters.New(store, nil)
+	budgets, err := counters.New(store, a.now)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	a.background(bg, "budget counters purge", func(ctx context.Context) error {
 		return purgeCounters(ctx, budgets, cfg.Recordings.Retention.D(), a.now, log)
 	})
 	a.counters = budgets
-	st, err := compile(cfg, a.counters, log)
-	if err != nil {
-		return nil, err
-	}
-	targets, err := openTargets(ctx, cfg, log, &a.closers)
-	if err != nil {
-		return nil, err
-	}
-	a.targets = targets
-	// Everything that records goes through the metrics recorder, which
-	// counts what the store accepted for /metrics.
-	mrec := metrics.NewRecorder(rec)
-	mrec.SetLabels(metricLabels(cfg, st))
-	a.metrics = mrec
-	authn, grants, err := openAuth(cfg, store, livePolicy{a}, mrec, a.now, log)
-	if err != nil {
-		return nil, err
-	}
-	a.grants = grants
-	svc, slackN, err := openApprovals(bg, a, store, st.masker, mrec)
-	if err != nil {
-		return nil, err
-	}
-	a.approver = svc
-	b, err := broker.New(broker.Config{
-		Live:          st.live(cfg),
-		Targets:       targets,
-		Auth:          authn,
-		Recorder:      mrec,
-		Approvals:     svc,
-		Logger:        log,
-		Now:           a.now,
-		RecordResults: cfg.Recordings.Results == "masked",
-	})
-	if err != nil {
-		return nil, err
-	}
-	a.broker = b
+	return nil
+}
 
+// routes is the HTTP handler: the MCP door, the HTTP API, the Slack
+// interactions endpoint, the protected-resource metadata, the probes,
+// /metrics and the HTTP passthrough mounts (opening the Postgres
+// passthrough listeners too).
+func (a *app) routes(bg context.Context, slackN *slack.Notifier) (http.Handler, error) {
+	cfg, b := a.cfg, a.broker
 	metaURL := strings.TrimRight(cfg.PublicURL, "/") + "/.well-known/oauth-protected-resource"
-	srv, err := bmcp.New(b, bmcp.Options{Name: "toolgate", Version: version, ResourceMetadataURL: metaURL, Logger: log})
+	srv, err := bmcp.New(b, bmcp.Options{Name: "toolgate", Version: version, ResourceMetadataURL: metaURL, Logger: a.log})
 	if err != nil {
 		return nil, fmt.Errorf("mcp: %w", err)
 	}
 	a.mcp = srv
-
 	mux := http.NewServeMux()
 	mux.Handle("/mcp", srv.Handler())
 	mux.Handle("/mcp/", srv.Handler())
-	apiOpts := bhttp.Options{Logger: log, MaxBodyBytes: cfg.Limits.MaxBodyBytes, ResourceMetadataURL: metaURL}
+	apiOpts := bhttp.Options{Logger: a.log, MaxBodyBytes: cfg.Limits.MaxBodyBytes, ResourceMetadataURL: metaURL}
 	mux.Handle("/v1/", bhttp.New(b, apiOpts))
-	audit := bhttp.NewAudit(b, auditStore{rec}, cfg.Auth.Auditors, apiOpts)
+	audit := bhttp.NewAudit(b, auditStore{a.recorder}, cfg.Auth.Auditors, apiOpts)
 	mux.Handle("/v1/audit/", audit)
 	mux.Handle("/v1/runs/", audit)
-	mux.Handle("/v1/approvals", bhttp.NewApprovals(b, svc, apiOpts))
-	mux.Handle("/v1/approvals/", bhttp.NewApprovals(b, svc, apiOpts))
-	mux.Handle("/v1/grants", bhttp.NewGrants(b, grantService{grants}, apiOpts))
-	mux.Handle("/v1/grants/", bhttp.NewGrants(b, grantService{grants}, apiOpts))
+	mux.Handle("/v1/approvals", bhttp.NewApprovals(b, a.approver, apiOpts))
+	mux.Handle("/v1/approvals/", bhttp.NewApprovals(b, a.approver, apiOpts))
+	mux.Handle("/v1/grants", bhttp.NewGrants(b, grantService{a.grants, a.now}, apiOpts))
+	mux.Handle("/v1/grants/", bhttp.NewGrants(b, grantService{a.grants, a.now}, apiOpts))
 	if slackN != nil && cfg.Approvals.Slack.Mode == "http" {
-		mux.Handle("/slack/interactions", slackN.Handler(svc))
+		mux.Handle("/slack/interactions", slackN.Handler(a.approver))
 	}
 	prm := server.ProtectedResourceMetadataConfig{Resource: strings.TrimRight(cfg.PublicURL, "/") + "/mcp", BearerMethodsSupported: []string{"header"}}
 	if cfg.Auth.OIDC != nil {
@@ -287,19 +300,17 @@ func openAppClock(ctx context.Context, cfg *config.Config, log *zap.Logger, now 
 	}
 	mux.Handle("/.well-known/oauth-protected-resource", server.NewProtectedResourceMetadataHandler(prm))
 	mux.Handle("/.well-known/oauth-protected-resource/", server.NewProtectedResourceMetadataHandler(prm))
-	mux.Handle("/metrics", mrec.Handler(cfg.Metrics.Token))
+	mux.Handle("/metrics", a.metrics.Handler(cfg.Metrics.Token))
 	mux.Handle("/healthz", bhttp.Health())
 	mux.Handle("/readyz", bhttp.Ready(func(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
-		return store.SQL().PingContext(ctx)
+		return a.store.SQL().PingContext(ctx)
 	}))
 	if err := a.openPassthrough(bg, mux, metaURL); err != nil {
 		return nil, err
 	}
-	a.handler = mux
-	ok = true
-	return a, nil
+	return mux, nil
 }
 
 // metricLabels are the names a /metrics tool label may take: the catalog's

@@ -84,21 +84,20 @@ func KindOf(name string) (TargetKind, bool) {
 // KindsRunning names the kinds whose tools declare the operation runs, in
 // Kinds order, e.g. "postgres or sqlite" for RunsSQL.
 func KindsRunning(runs string) string {
-	var names []string
-	for _, k := range Kinds() {
-		if k.Runs == runs {
-			names = append(names, k.Name)
-		}
-	}
-	return strings.Join(names, " or ")
+	return kindNames(func(k TargetKind) bool { return k.Runs == runs })
 }
 
 // KindsServedBy names the kinds the passthrough section serves, e.g.
 // "postgres" for "postgres".
 func KindsServedBy(passthrough string) string {
+	return kindNames(func(k TargetKind) bool { return k.Passthrough == passthrough })
+}
+
+// kindNames joins the names of the kinds that match with "or".
+func kindNames(match func(TargetKind) bool) string {
 	var names []string
 	for _, k := range Kinds() {
-		if k.Passthrough == passthrough {
+		if match(k) {
 			names = append(names, k.Name)
 		}
 	}
