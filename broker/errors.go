@@ -35,6 +35,10 @@ const (
 	CodeAuditUnavailable  Code = "audit_unavailable"
 	CodeUnavailable       Code = "unavailable"
 	CodeInternal          Code = "internal"
+	// CodeOwnerDisabled refuses a credential, grant, graph or approval
+	// request whose accountable principal (the caller itself, a key's owner
+	// or creator, a grant's minter, every owner of a graph) is disabled.
+	CodeOwnerDisabled Code = "owner_disabled"
 )
 
 // HTTPStatus is the HTTP status a front door answers with for the code.
@@ -42,7 +46,7 @@ func (c Code) HTTPStatus() int {
 	switch c {
 	case CodeUnauthenticated:
 		return http.StatusUnauthorized
-	case CodeForbidden, CodeApprovalDenied:
+	case CodeForbidden, CodeApprovalDenied, CodeOwnerDisabled:
 		return http.StatusForbidden
 	case CodeInvalidArguments, CodeInvalidRequest:
 		return http.StatusBadRequest
