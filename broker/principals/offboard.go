@@ -109,6 +109,15 @@ func (s *Service) closeSessions(ctx context.Context, suspended, revokedKeys []st
 		Detail: map[string]any{"sessions": n, "suspended": suspended, "revoked_keys": revokedKeys}})
 }
 
+// KeyRevoked ends at once the local sessions of a key made at run time
+// that was just revoked here; other instances end theirs on their next
+// read of the state.
+func (s *Service) KeyRevoked(ctx context.Context, name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closeSessions(ctx, nil, []string{name})
+}
+
 // Run reads the state every Config.Poll until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
 	t := time.NewTicker(s.cfg.Poll)
