@@ -355,7 +355,9 @@ func (d scimDirectory) ReplaceUser(ctx context.Context, u scim.User) (scim.User,
 	return toSCIM(got), err
 }
 
-func (d scimDirectory) DeleteUser(ctx context.Context, id string) error { return d.s.DeleteUser(ctx, id) }
+func (d scimDirectory) DeleteUser(ctx context.Context, id string) error {
+	return d.s.DeleteUser(ctx, id)
+}
 
 // slackDecider refuses the Slack votes of suspended approvers: Slack users
 // map to principals without broker.Identify, so the offboarding check is
