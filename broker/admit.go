@@ -25,3 +25,11 @@ func admitted(ctx context.Context, a Authenticator, c Caller) (Caller, error) {
 	}
 	return c, nil
 }
+
+// AuthenticatorFunc adapts a function to Authenticator.
+type AuthenticatorFunc func(ctx context.Context, token string) (Principal, *Binding, error)
+
+// Authenticate calls f.
+func (f AuthenticatorFunc) Authenticate(ctx context.Context, token string) (Principal, *Binding, error) {
+	return f(ctx, token)
+}

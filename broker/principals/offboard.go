@@ -81,6 +81,19 @@ func (s *Service) load(ctx context.Context) (*snapshot, error) {
 	return sn, nil
 }
 
+// root follows a suspended key to the disabled principal it is suspended
+// for (a key owned by a suspended key is suspended for that key's owner).
+func (sn *snapshot) root(key string) string {
+	for i := 0; i < 8; i++ {
+		owner, ok := sn.keys[key]
+		if !ok {
+			return key
+		}
+		key = owner
+	}
+	return key
+}
+
 // closeSessions ends the local sessions of newly suspended principals and
 // revoked keys, and records how many it ended.
 func (s *Service) closeSessions(ctx context.Context, suspended, revokedKeys []string) {
@@ -202,8 +215,8 @@ func (s *Service) suspend(ctx context.Context, by broker.Principal, source, reas
 	}
 	snap := s.snap.Load()
 	out := Outcome{Principal: names[0], Disabled: true, Changed: len(changed) > 0}
-	for k, owner := range snap.keys {
-		if slices.Contains(names, owner) {
+	for k := range snap.keys {
+		if slices.Contains(names, snap.root(k)) {
 			out.Keys = append(out.Keys, k)
 		}
 	}

@@ -95,17 +95,17 @@ func (s *Store) States(ctx context.Context) ([]State, error) {
 	return out, rows.Err()
 }
 
-// flag names a column of principal_states that disables.
-type flag string
+// stateFlag names a column of principal_states that disables.
+type stateFlag string
 
 const (
-	adminFlag flag = "admin_disabled"
-	scimFlag  flag = "scim_disabled"
+	adminFlag stateFlag = "admin_disabled"
+	scimFlag  stateFlag = "scim_disabled"
 )
 
 // set sets one flag of each principal and returns the principals whose
 // effective state (disabled or not) changed. It runs in one transaction.
-func (s *Store) set(ctx context.Context, f flag, principals []string, on bool, scimID, reason, by string, at time.Time) (changed []string, err error) {
+func (s *Store) set(ctx context.Context, f stateFlag, principals []string, on bool, scimID, reason, by string, at time.Time) (changed []string, err error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("set principal state: %w", err)

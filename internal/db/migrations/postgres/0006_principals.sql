@@ -43,7 +43,7 @@ CREATE INDEX principal_states_changed_at ON principal_states (changed_at);
 -- and user:<email> for each email.
 CREATE TABLE scim_users (
     id           TEXT PRIMARY KEY,
-    user_name    TEXT NOT NULL UNIQUE,
+    user_name    TEXT NOT NULL,
     external_id  TEXT NOT NULL DEFAULT '',
     display_name TEXT NOT NULL DEFAULT '',
     emails       TEXT NOT NULL DEFAULT '[]',
@@ -52,6 +52,8 @@ CREATE TABLE scim_users (
     created_at   BIGINT NOT NULL,
     updated_at   BIGINT NOT NULL
 );
+-- userName is unique regardless of case, as SCIM compares it.
+CREATE UNIQUE INDEX scim_users_user_name ON scim_users (lower(user_name));
 
 -- Why a grant was revoked: '' (revoked by a principal of its graph) or
 -- 'owner_disabled' (the principal that minted it was disabled).
