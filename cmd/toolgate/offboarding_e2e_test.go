@@ -80,7 +80,9 @@ func newOffboardingEnv(t *testing.T) *offboardingEnv {
 	idp := oidctest.New(t, oidctest.Options{})
 	k8s := oidctest.New(t, oidctest.Options{})
 	portA, portB := freePort(t), freePort(t)
-	e := prepareE2E(t, func(string) string { return strings.Replace(offboardingConfig, "PASSTHROUGH_PORT", fmt.Sprint(portA), 1) })
+	e := prepareE2E(t, func(string) string {
+		return strings.Replace(offboardingConfig, "PASSTHROUGH_PORT", fmt.Sprint(portA), 1)
+	})
 	b := strings.Replace(offboardingConfig, "PASSTHROUGH_PORT", fmt.Sprint(portB), 1)
 	if err := os.WriteFile(filepath.Join(e.dir, "toolgate-b.yaml"), []byte(b), 0o644); err != nil {
 		t.Fatal(err)
