@@ -176,6 +176,11 @@ func (s *SQLGrantStore) List(ctx context.Context, f GrantFilter) ([]Grant, error
 	}
 	query += ` ORDER BY g.created_at DESC, g.id LIMIT ?`
 	args = append(args, f.Limit)
+	return s.grants(ctx, query, args...)
+}
+
+// grants runs a query of grantColumns and scans every row.
+func (s *SQLGrantStore) grants(ctx context.Context, query string, args ...any) ([]Grant, error) {
 	rows, err := s.db.QueryContext(ctx, s.q(query), args...)
 	if err != nil {
 		return nil, fmt.Errorf("list grants: %w", err)

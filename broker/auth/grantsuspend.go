@@ -23,20 +23,7 @@ var _ GrantSuspender = (*SQLGrantStore)(nil)
 
 // LiveGrants implements GrantSuspender.
 func (s *SQLGrantStore) LiveGrants(ctx context.Context, now time.Time) ([]Grant, error) {
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT `+grantColumns+` FROM grants g WHERE g.revoked_at IS NULL AND g.expires_at > ? ORDER BY g.created_at, g.id`), ms(now))
-	if err != nil {
-		return nil, fmt.Errorf("list live grants: %w", err)
-	}
-	defer rows.Close()
-	var out []Grant
-	for rows.Next() {
-		g, err := scanGrant(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, g)
-	}
-	return out, rows.Err()
+	return s.grants(ctx, `SELECT `+grantColumns+` FROM grants g WHERE g.revoked_at IS NULL AND g.expires_at > ? ORDER BY g.created_at, g.id`, ms(now))
 }
 
 // RevokeWithReason implements GrantSuspender.

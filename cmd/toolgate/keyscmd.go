@@ -8,19 +8,15 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	bhttp "github.com/toolgate/toolgate/broker/httpapi"
 )
 
-// keyJSON is a key as the keys API returns it (never the key itself, but
-// in the answer of create).
+// keyJSON is a key as the keys API returns it; Key is set only in the
+// answer of create.
 type keyJSON struct {
-	Name      string     `json:"name"`
-	Key       string     `json:"key"`
-	Source    string     `json:"source"`
-	Owner     string     `json:"owner"`
-	CreatedBy string     `json:"created_by"`
-	ExpiresAt *time.Time `json:"expires_at"`
-	LastUsed  *time.Time `json:"last_used_at"`
-	Status    string     `json:"status"`
+	bhttp.KeyInfo
+	Key string `json:"key"`
 }
 
 func keysCmd() *cobra.Command {
