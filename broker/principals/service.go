@@ -163,6 +163,9 @@ func (s *Service) Check(c broker.Caller) error {
 	if snap == nil || time.Since(snap.loaded) > s.cfg.MaxStale {
 		return broker.Errorf(broker.CodeUnavailable, "whether %s is disabled cannot be checked right now (the store does not answer); try again", c.Principal.Subject)
 	}
+	if len(snap.disabled) == 0 {
+		return nil // nobody is disabled, so nothing is suspended
+	}
 	p := c.Principal
 	for _, n := range personal(p) {
 		if why := snap.why(n); why != "" {
