@@ -59,7 +59,8 @@ func (a *app) openPassthrough(bg context.Context, mux *http.ServeMux, metaURL st
 		p, err := httpproxy.New(httpproxy.Config{
 			PathPrefix: h.PathPrefix, Target: h.Target, BaseURL: t.BaseURL, Headers: t.Headers,
 			Timeout: t.Timeout.D(), MaxBodyBytes: cfg.Limits.MaxBodyBytes, MaxResponseBytes: t.MaxResponseBytes,
-			WriteError: func(w http.ResponseWriter, _ *http.Request, err error) { bhttp.WriteError(w, err, metaURL) },
+			PassContentTypes: h.PassContentTypes,
+			WriteError:       func(w http.ResponseWriter, _ *http.Request, err error) { bhttp.WriteError(w, err, metaURL) },
 		}, a.broker, a.log)
 		if err != nil {
 			return fmt.Errorf("passthrough.http[%d]: %w", i, err)

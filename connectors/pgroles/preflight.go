@@ -221,5 +221,8 @@ WHERE pg_catalog.has_database_privilege('public', current_database(), 'TEMPORARY
 UNION ALL
 SELECT 'PUBLIC may create large objects: REVOKE EXECUTE ON FUNCTION ' || f || ' FROM PUBLIC'
 FROM unnest(ARRAY['lo_create(oid)', 'lo_creat(integer)', 'lo_from_bytea(oid, bytea)']) f
-WHERE pg_catalog.has_function_privilege('public', f, 'EXECUTE')`)
+WHERE pg_catalog.has_function_privilege('public', f, 'EXECUTE')
+UNION ALL
+SELECT 'any role may prepare transactions that outlive its session (max_prepared_transactions = ' || current_setting('max_prepared_transactions') || '); toolgate rolls back those of its roles at every sweep: set max_prepared_transactions = 0 unless the target uses two-phase commit'
+WHERE current_setting('max_prepared_transactions')::int > 0`)
 }

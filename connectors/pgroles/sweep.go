@@ -51,8 +51,9 @@ const listSQL = `SELECT r.oid, r.rolname::text, r.rolcanlogin, NULLIF(r.rolvalid
   current_database()::text
 FROM pg_catalog.pg_roles r WHERE r.rolname LIKE 'toolgate\_pt\_%'`
 
-// Sweep retires the roles toolgate provisioned for this target that must
-// not log in any more: a revoked or expired grant's, a node identity's
+// Sweep rolls back the transactions toolgate's roles prepared (two-phase
+// commit: no privilege can forbid it), then retires the roles toolgate
+// provisioned for this target that must not log in any more: a revoked or expired grant's, a node identity's
 // that nobody uses, one left disabled by an earlier sweep; then it brings
 // the roles of open sessions up to a reloaded policy. Roles without
 // toolgate's marker, or provisioned for another target or database, are
@@ -66,10 +67,18 @@ func (p *Provisioner) Sweep(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var errs []error
+	ours := map[string]bool{}
+	for _, r := range roles {
+		if id, ok := parseMarker(r.name, r.comment); ok && id.Target == p.cfg.Target && id.DB == r.db {
+			ours[r.name] = true
+		}
+	}
+	// Prepared transactions first: a role is retired only once nothing of
+	// it is left running.
+	errs := []error{p.rollbackPrepared(ctx, ours)}
 	for _, r := range roles {
 		id, ok := parseMarker(r.name, r.comment)
-		if !ok || id.Target != p.cfg.Target || id.DB != r.db {
+		if !ok || !ours[r.name] {
 			continue
 		}
 		if why := p.retireReason(ctx, id, r); why != "" {

@@ -8,6 +8,15 @@
 // before the server sees it (lock 1). DataRows are masked by column on
 // the way back.
 //
+// Classification (Classify) describes what a statement is: its class
+// (read, write, ddl, other; two-phase commit and READ WRITE transaction
+// modes are not reads), the relations it names (CTE names hide a table
+// only where PostgreSQL sees them), and every function, cast and operator
+// it calls that is not on the built-in lists of functions.go (functions
+// that read only their arguments, a clock or a random source). A change
+// of client encoding or of the session's role is refused here, whatever
+// policy says.
+//
 // The proxy decides nothing itself: policy, approvals and recording live
 // behind the Pipeline interface, implemented by *broker.Broker. It must
 // never forward a statement the pipeline did not allow, never show the

@@ -195,7 +195,11 @@ type PassthroughPolicy struct {
 	Tables     []string `yaml:"tables" json:"tables,omitempty"`
 	Methods    []string `yaml:"methods" json:"methods,omitempty"`
 	Paths      []string `yaml:"paths" json:"paths,omitempty"`
-	Rules      []Rule   `yaml:"rules" json:"rules,omitempty"`
+	// Functions extend the built-in list of functions a statement may
+	// call without a rule: names as PostgreSQL spells them ("lower_ascii",
+	// "util.slugify", `"MixedCase"`, "operator ~>").
+	Functions []string `yaml:"functions" json:"functions,omitempty"`
+	Rules     []Rule   `yaml:"rules" json:"rules,omitempty"`
 	// Role is an operator-managed database login the node's Postgres
 	// passthrough sessions run as, instead of a role toolgate provisions.
 	Role *PassthroughRole `yaml:"role" json:"role,omitempty"`
@@ -288,6 +292,9 @@ type PostgresListener struct {
 type HTTPPrefix struct {
 	PathPrefix string `yaml:"path_prefix" json:"path_prefix"`
 	Target     string `yaml:"target" json:"target"`
+	// PassContentTypes are the media types ("image/png", "image/*") whose
+	// bodies pass unmasked; any other body toolgate cannot mask is refused.
+	PassContentTypes []string `yaml:"pass_content_types" json:"pass_content_types,omitempty"`
 }
 
 // Metrics configures GET /metrics.

@@ -112,6 +112,11 @@ func (c *Config) Validate() error {
 		case t.Kind != "http":
 			add(fmt.Sprintf("passthrough.http[%d].target", i), "target %q is %s, the HTTP passthrough needs an http target", p.Target, t.Kind)
 		}
+		for j, ct := range p.PassContentTypes {
+			if maskedMedia(ct) {
+				add(fmt.Sprintf("passthrough.http[%d].pass_content_types[%d]", i, j), "%s is text, JSON or XML, which toolgate masks; only binary types can be declared to pass unmasked", ct)
+			}
+		}
 	}
 	for _, g := range sortedKeys(c.Graphs) {
 		for _, n := range sortedKeys(c.Graphs[g].Nodes) {
@@ -157,6 +162,14 @@ func badRoleName(name string) string {
 		return fmt.Sprintf("role name %q starts with pg_, which PostgreSQL reserves for its predefined roles", name)
 	}
 	return ""
+}
+
+// maskedMedia reports media types the HTTP passthrough masks as text or
+// JSON, which a route cannot declare to pass unmasked.
+func maskedMedia(t string) bool {
+	typ, sub, _ := strings.Cut(t, "/")
+	return typ == "text" || sub == "json" || sub == "xml" || sub == "yaml" || sub == "javascript" ||
+		strings.HasSuffix(sub, "+json") || strings.HasSuffix(sub, "+xml") || strings.HasSuffix(sub, "+yaml")
 }
 
 // TargetKinds maps each target name to its kind.

@@ -364,6 +364,7 @@ func serve(bin, dir string, ra runAs) (*PG, error) {
 		"-c", "synchronous_commit=off",
 		"-c", "full_page_writes=off",
 		"-c", "max_connections=200",
+		"-c", "max_prepared_transactions=10",
 		"-c", "shared_buffers=32MB",
 		"-c", "password_encryption=scram-sha-256",
 	)
