@@ -10,6 +10,9 @@ const (
 	AuthAPIKey AuthMethod = "api_key"
 	AuthOIDC   AuthMethod = "oidc"
 	AuthGrant  AuthMethod = "grant"
+	// AuthWorkload is a workload identity token (a Kubernetes service
+	// account token, a CI OIDC token) from an issuer in auth.workload.
+	AuthWorkload AuthMethod = "workload"
 	// AuthLocal is the local stdio front door: the operator who started the
 	// process, identified by configuration, not by a token.
 	AuthLocal AuthMethod = "local"
@@ -18,7 +21,7 @@ const (
 // Principal is who is calling, as proven by a credential.
 type Principal struct {
 	// Subject is the principal name: "key:<name>", "user:<email|sub>",
-	// "client:<azp>", "grant:<id>".
+	// "client:<azp>", "grant:<id>", "workload:<issuer>:<sub>".
 	Subject string `json:"subject"`
 	Email   string `json:"email,omitempty"`
 	// Groups are the principal's groups, without the "group:" prefix.
