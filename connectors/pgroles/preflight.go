@@ -162,10 +162,14 @@ func (p *Provisioner) checkLogin(ctx context.Context, cfg *pgconn.Config, user s
 }
 
 // Privileged lists what makes the connection's login unfit for passthrough
-// sessions: "superuser" and each of the privileged predefined roles it is
-// a member of, directly or through other roles.
+// sessions: "superuser", each of the privileged predefined roles it is a
+// member of, directly or through other roles, and "createrole" on
+// PostgreSQL 15 and older, where CREATEROLE may grant itself any of them.
 func Privileged(ctx context.Context, conn *pgconn.PgConn) ([]string, error) {
 	res := conn.ExecParams(ctx, `SELECT 'superuser' FROM pg_catalog.pg_roles WHERE rolname = current_user AND rolsuper
+UNION ALL
+SELECT 'createrole' FROM pg_catalog.pg_roles WHERE rolname = current_user AND rolcreaterole AND NOT rolsuper
+	AND pg_catalog.current_setting('server_version_num')::int < 160000
 UNION ALL
 SELECT rolname::text FROM pg_catalog.pg_roles WHERE rolname = ANY($1::text[]) AND pg_catalog.pg_has_role(current_user, oid, 'MEMBER')`,
 		[][]byte{[]byte("{" + strings.Join(privilegedRoles, ",") + "}")}, nil, nil, nil).Read()
@@ -187,9 +191,12 @@ SELECT rolname::text FROM pg_catalog.pg_roles WHERE rolname = ANY($1::text[]) AN
 func PrivilegedFix(user string, why []string) string {
 	fix := make([]string, 0, len(why))
 	for _, w := range why {
-		if w == "superuser" {
+		switch w {
+		case "superuser":
 			fix = append(fix, "ALTER ROLE "+pgx.Identifier{user}.Sanitize()+" NOSUPERUSER")
-		} else {
+		case "createrole":
+			fix = append(fix, "ALTER ROLE "+pgx.Identifier{user}.Sanitize()+" NOCREATEROLE")
+		default:
 			fix = append(fix, "REVOKE "+w+" FROM "+pgx.Identifier{user}.Sanitize()+", or from the role it holds it through")
 		}
 	}
@@ -200,9 +207,12 @@ func PrivilegedFix(user string, why []string) string {
 func describe(why []string) []string {
 	out := make([]string, len(why))
 	for i, w := range why {
-		if w == "superuser" {
+		switch w {
+		case "superuser":
 			out[i] = "a superuser"
-		} else {
+		case "createrole":
+			out[i] = "CREATEROLE on PostgreSQL 15 or older (which may grant itself any predefined role)"
+		default:
 			out[i] = "a member of " + w
 		}
 	}
