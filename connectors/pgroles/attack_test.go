@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -66,5 +67,60 @@ func TestAttackDeclaredCreateRoleGrantsItselfServerPrograms(t *testing.T) {
 	user, _, _, err := sp.UpstreamLogin(ctx, broker.Caller{Context: broker.Context{Graph: "g", Node: "n"}})
 	if broker.CodeOf(err) != broker.CodeForbidden || !strings.Contains(err.Error(), "CREATEROLE") || user != "" {
 		t.Fatalf("session as the CREATEROLE login: %q, %v", user, err)
+	}
+}
+
+// TestAttackPublicPrivilegesReachProvisionedRoles: what PUBLIC may do,
+// every provisioned role may do, whatever its grant: read a table granted
+// to PUBLIC (or one of its columns), and run a SECURITY DEFINER function
+// as its owner, which PostgreSQL lets PUBLIC execute by default and which
+// a session reaches through attribute notation or an operator that lock 1
+// cannot see; with the read-only default switched off, such a function
+// writes. Preflight said nothing of it. It now warns of each, with the
+// statement that removes it, and once those ran the role can do neither.
+func TestAttackPublicPrivilegesReachProvisionedRoles(t *testing.T) {
+	e := newEnv(t)
+	e.exec(t, `CREATE TABLE pub (x text); INSERT INTO pub VALUES ('public row'); GRANT SELECT ON pub TO PUBLIC;
+		CREATE TABLE pubcol (x text, y text); INSERT INTO pubcol VALUES ('col row', 'hidden'); GRANT SELECT (x) ON pubcol TO PUBLIC;
+		CREATE FUNCTION touch(customers) RETURNS int LANGUAGE sql SECURITY DEFINER AS 'UPDATE notes SET secret = ''overwritten''; SELECT 1';
+		ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO PUBLIC;`)
+	p := e.provisioner(t, &pgroles.Access{Read: true, Tables: []string{"customers"}}, func(c *pgroles.Config) { c.Deny = nil })
+	conn, _ := e.login(t, p, e.grant(t, "gr_pub", time.Hour))
+	ctx := context.Background()
+
+	mustRun(t, conn, "SELECT x FROM pub")
+	mustRun(t, conn, "SELECT x FROM pubcol")
+	mustRun(t, conn, "SET default_transaction_read_only = off")
+	mustRun(t, conn, "SELECT c.touch FROM customers c") // attribute notation: no function call for lock 1
+	if got := e.query(t, "SELECT secret FROM notes"); got != "overwritten" {
+		t.Fatalf("the attack this test guards against did not write: notes = %q", got)
+	}
+
+	w, err := p.Preflight(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(w, "\n")
+	var fixes []string
+	for _, want := range []string{"REVOKE ALL ON pub FROM PUBLIC", "REVOKE ALL (x) ON pubcol FROM PUBLIC",
+		"REVOKE EXECUTE ON FUNCTION touch(customers) FROM PUBLIC",
+		"ALTER DEFAULT PRIVILEGES FOR ROLE postgres IN SCHEMA public REVOKE ALL ON TABLES FROM PUBLIC"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("warnings lack %q:\n%s", want, got)
+		}
+		fixes = append(fixes, want)
+	}
+	e.exec(t, strings.Join(fixes, "; "))
+	if w, err := p.Preflight(ctx); err != nil || len(w) != 1 {
+		t.Fatalf("after the fixes: warnings %v, %v", w, err)
+	}
+	e.exec(t, "UPDATE notes SET secret = 'the secret note'")
+	fresh, _ := e.login(t, p, e.grant(t, "gr_pub2", time.Hour))
+	mustFail(t, fresh, "42501", "SELECT x FROM pub")
+	mustFail(t, fresh, "42501", "SELECT x FROM pubcol")
+	mustRun(t, fresh, "SET default_transaction_read_only = off")
+	mustFail(t, fresh, "42501", "SELECT c.touch FROM customers c")
+	if got := e.query(t, "SELECT secret FROM notes"); got != "the secret note" {
+		t.Fatalf("notes = %q", got)
 	}
 }

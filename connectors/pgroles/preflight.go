@@ -31,7 +31,8 @@ var ErrUnreachable = errors.New("the target could not be reached")
 // or all-data role) unless AllowPrivileged. Its error names the fix. It
 // returns warnings for PUBLIC privileges that let any role write (CREATE on
 // a schema, TEMPORARY on the database, creating large objects), which no
-// role toolgate provisions can be denied.
+// role toolgate provisions can be denied, and for relations, columns and
+// SECURITY DEFINER functions PUBLIC may use.
 func (p *Provisioner) Preflight(ctx context.Context) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
@@ -220,7 +221,10 @@ func describe(why []string) []string {
 }
 
 // publicWrites lists what PUBLIC (every role, so every provisioned one)
-// may write on the target, each with the statement that removes it.
+// may do on the target beyond any grant, each with the statement that
+// removes it: create in a schema or temporary tables, create large
+// objects, read or write a relation or a column, run a SECURITY DEFINER
+// function (as its owner), get privileges on relations created later.
 func publicWrites(ctx context.Context, conn *pgx.Conn) ([]string, error) {
 	return texts(ctx, conn, `SELECT 'PUBLIC may CREATE in schema ' || quote_ident(n.nspname) || ': REVOKE CREATE ON SCHEMA ' || quote_ident(n.nspname) || ' FROM PUBLIC'
 FROM pg_catalog.pg_namespace n, LATERAL pg_catalog.aclexplode(n.nspacl) a
@@ -232,6 +236,27 @@ UNION ALL
 SELECT 'PUBLIC may create large objects: REVOKE EXECUTE ON FUNCTION ' || f || ' FROM PUBLIC'
 FROM unnest(ARRAY['lo_create(oid)', 'lo_creat(integer)', 'lo_from_bytea(oid, bytea)']) f
 WHERE pg_catalog.has_function_privilege('public', f, 'EXECUTE')
+UNION ALL
+SELECT 'PUBLIC may ' || string_agg(DISTINCT a.privilege_type, ', ') || ' ' || c.oid::regclass::text || ' whatever a grant says: REVOKE ALL ON ' || c.oid::regclass::text || ' FROM PUBLIC'
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace, LATERAL pg_catalog.aclexplode(c.relacl) a
+WHERE a.grantee = 0 AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp_)'
+GROUP BY c.oid
+UNION ALL
+SELECT 'PUBLIC may ' || string_agg(DISTINCT a.privilege_type, ', ') || ' column ' || quote_ident(att.attname) || ' of ' || c.oid::regclass::text || ' whatever a grant says: REVOKE ALL (' || quote_ident(att.attname) || ') ON ' || c.oid::regclass::text || ' FROM PUBLIC'
+FROM pg_catalog.pg_attribute att JOIN pg_catalog.pg_class c ON c.oid = att.attrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace,
+  LATERAL pg_catalog.aclexplode(att.attacl) a
+WHERE a.grantee = 0 AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp_)'
+GROUP BY c.oid, att.attname
+UNION ALL
+SELECT 'PUBLIC may run SECURITY DEFINER function ' || p.oid::regprocedure::text || ' with the privileges of ' || quote_ident(pg_catalog.pg_get_userbyid(p.proowner)) || ', which a session can reach through an operator or attribute notation toolgate cannot see: REVOKE EXECUTE ON FUNCTION ' || p.oid::regprocedure::text || ' FROM PUBLIC'
+FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+WHERE p.prosecdef AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND pg_catalog.has_function_privilege('public', p.oid, 'EXECUTE')
+UNION ALL
+SELECT 'PUBLIC gets ' || string_agg(DISTINCT a.privilege_type, ', ') || ' on the ' || CASE d.defaclobjtype WHEN 'r' THEN 'tables' WHEN 'S' THEN 'sequences' ELSE 'functions' END || ' ' || quote_ident(pg_catalog.pg_get_userbyid(d.defaclrole)) || ' creates' || coalesce(' in schema ' || quote_ident(n.nspname), '') || ': ALTER DEFAULT PRIVILEGES FOR ROLE ' || quote_ident(pg_catalog.pg_get_userbyid(d.defaclrole)) || coalesce(' IN SCHEMA ' || quote_ident(n.nspname), '') || ' REVOKE ALL ON ' || CASE d.defaclobjtype WHEN 'r' THEN 'TABLES' WHEN 'S' THEN 'SEQUENCES' ELSE 'FUNCTIONS' END || ' FROM PUBLIC'
+FROM pg_catalog.pg_default_acl d LEFT JOIN pg_catalog.pg_namespace n ON n.oid = d.defaclnamespace, LATERAL pg_catalog.aclexplode(d.defaclacl) a
+WHERE a.grantee = 0 AND d.defaclobjtype IN ('r', 'S')
+GROUP BY d.defaclrole, d.defaclobjtype, n.nspname
 UNION ALL
 SELECT 'any role may prepare transactions that outlive its session (max_prepared_transactions = ' || current_setting('max_prepared_transactions') || '); toolgate rolls back those of its roles at every sweep: set max_prepared_transactions = 0 unless the target uses two-phase commit'
 WHERE current_setting('max_prepared_transactions')::int > 0`)
