@@ -94,3 +94,45 @@ func TestAttackHTTPProxyServletDotSegment(t *testing.T) {
 		t.Fatalf("a plain ;parameter: %d %s", status, body)
 	}
 }
+
+// TestAttackHTTPProxyJSONMethodField: Laravel reads the members of a JSON
+// body as its form fields, so a POST allowed by policy whose JSON body
+// says {"_method": "DELETE"} is routed as a DELETE. Such a body (any
+// JSON media type, the member in any case or \u-escaped) is refused with
+// 400 invalid_request and the target sees nothing; "_method" nested
+// deeper, or in a body that is not JSON, is not a field and passes.
+func TestAttackHTTPProxyJSONMethodField(t *testing.T) {
+	var seen hits
+	srv, key, _ := setupWith(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { seen.add(r) }), nil)
+	post := func(ct, body string) *http.Request {
+		r, _ := http.NewRequest("POST", srv.URL+"/proxy/billing/v1/invoices/7", strings.NewReader(body))
+		r.Header.Set("Content-Type", ct)
+		return r
+	}
+	for _, req := range []*http.Request{
+		post("application/json", `{"amount": 5, "_method": "DELETE"}`),
+		post("application/json; charset=utf-8", `{"_METHOD": "delete"}`),
+		post("application/vnd.api+json", `{"\u005fmethod": "DELETE"}`),
+		post("text/json", `{"_method": "PUT"}`),
+	} {
+		status, code, body, _ := call(t, srv.URL, key, req)
+		if status != 400 || code != string(broker.CodeInvalidRequest) || !strings.Contains(string(body), "_method") {
+			t.Errorf("status %d code %q, want 400 invalid_request naming _method: %s", status, code, body)
+		}
+	}
+	if got := seen.list(); len(got) != 0 {
+		t.Fatalf("the target saw %v", got)
+	}
+	for _, req := range []*http.Request{
+		post("application/json", `{"order": {"_method": "x"}, "amount": 5}`),
+		post("application/json", `["_method"]`),
+		post("text/plain", `{"_method": "DELETE"}`),
+	} {
+		if status, _, body, _ := call(t, srv.URL, key, req); status != 200 {
+			t.Errorf("a body without a _method field: %d %s", status, body)
+		}
+	}
+	if got := seen.list(); len(got) != 3 {
+		t.Fatalf("the target saw %v", got)
+	}
+}

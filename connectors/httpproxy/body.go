@@ -68,11 +68,14 @@ func hasMethodParam(q string) bool {
 }
 
 // checkForm refuses a form body with a "_method" field (Rails, Laravel and
-// Symfony read it as the method). It reads such bodies whole, within
-// MaxBodyBytes, and puts them back for forwarding.
+// Symfony read it as the method), and a JSON body whose top-level object
+// has one (Laravel reads a JSON body's members as the form's). It reads
+// such bodies whole, within MaxBodyBytes, and puts them back for
+// forwarding.
 func (p *Proxy) checkForm(w http.ResponseWriter, r *http.Request) error {
 	mt, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if mt != "application/x-www-form-urlencoded" && mt != "multipart/form-data" || r.Body == nil {
+	isJSON := strings.Contains(mt, "/json") || strings.Contains(mt, "+json") // as Laravel's isJson reads it
+	if mt != "application/x-www-form-urlencoded" && mt != "multipart/form-data" && !isJSON || r.Body == nil {
 		return nil
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, p.cfg.MaxBodyBytes))
@@ -81,6 +84,17 @@ func (p *Proxy) checkForm(w http.ResponseWriter, r *http.Request) error {
 	}
 	r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
 	refuse := broker.Errorf(broker.CodeInvalidRequest, "the form carries _method, which could make the target see another method than policy decided on; send the request with its real method")
+	if isJSON {
+		var members map[string]json.RawMessage
+		if json.Unmarshal(body, &members) == nil {
+			for k := range members {
+				if strings.EqualFold(strings.TrimSpace(k), "_method") {
+					return refuse
+				}
+			}
+		}
+		return nil
+	}
 	if mt == "application/x-www-form-urlencoded" {
 		if hasMethodParam(string(body)) {
 			return refuse
