@@ -24,6 +24,11 @@ type Principal struct {
 	// "client:<azp>", "grant:<id>", "workload:<issuer>:<sub>".
 	Subject string `json:"subject"`
 	Email   string `json:"email,omitempty"`
+	// IdPSubject is the OIDC "sub" claim: the person's stable name at the
+	// identity provider, kept when Subject names the verified email, so
+	// tokens of one person with and without an email claim are known as one
+	// person ("user:<sub>" is among PersonalNames).
+	IdPSubject string `json:"idp_subject,omitempty"`
 	// Groups are the principal's groups, without the "group:" prefix.
 	Groups []string   `json:"groups,omitempty"`
 	Method AuthMethod `json:"auth_method"`
@@ -69,14 +74,18 @@ func (p Principal) Requester() Principal {
 }
 
 // PersonalNames returns, in normal form, the names that identify this one
-// human or service and its requester: the subject and the verified email,
-// and the same of the grant's minter. Groups and OAuth clients are shared
+// human or service and its requester: the subject, the verified email and
+// the OIDC subject ("user:<sub>", the name a token of the same person
+// without a verified email has), and the same of the grant's minter. Groups and OAuth clients are shared
 // by many people, so they are not personal. These are the names that may
 // never approve a call this principal made.
 func (p Principal) PersonalNames() []string {
 	names := []string{p.Subject}
 	if p.Email != "" {
 		names = append(names, "user:"+p.Email)
+	}
+	if p.IdPSubject != "" {
+		names = append(names, "user:"+p.IdPSubject)
 	}
 	if p.Minter != nil {
 		names = append(names, p.Minter.PersonalNames()...)

@@ -26,7 +26,7 @@ type Grant struct {
 	// CreatedBy is the subject of the principal that minted the grant.
 	CreatedBy string
 	// Minter is the principal that minted the grant (subject and verified
-	// email in normal form, auth method; no groups): the human or service
+	// email in normal form, OIDC subject, auth method; no groups): the human or service
 	// behind every call made with the grant's tokens. Grants stored before
 	// it was kept have only CreatedBy as Minter.Subject.
 	Minter    broker.Principal
@@ -146,7 +146,7 @@ func minterOf(g Grant) broker.Principal {
 	if m.Subject == "" {
 		m.Subject = g.CreatedBy
 	}
-	return broker.Principal{Subject: broker.PrincipalName(m.Subject), Email: strings.ToLower(m.Email), Method: m.Method}
+	return broker.Principal{Subject: broker.PrincipalName(m.Subject), Email: strings.ToLower(m.Email), IdPSubject: m.IdPSubject, Method: m.Method}
 }
 
 // Lookup implements GrantStore.

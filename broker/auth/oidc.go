@@ -205,7 +205,8 @@ func (v *oidcVerifier) authenticate(ctx context.Context, token string) (broker.P
 	if err != nil {
 		return broker.Principal{}, broker.Errorf(broker.CodeUnauthenticated, "the OIDC token's %q claim must be a string or a list of strings", v.claim)
 	}
-	p := broker.Principal{Subject: broker.PrincipalName("user:" + c.Subject), Groups: groups, Method: broker.AuthOIDC, Client: c.AZP}
+	p := broker.Principal{Subject: broker.PrincipalName("user:" + c.Subject), Groups: groups, Method: broker.AuthOIDC, Client: c.AZP,
+		IdPSubject: c.Subject}
 	if c.Email != "" && v.emailVerified(raw["email_verified"]) {
 		p.Subject = broker.PrincipalName("user:" + c.Email)
 		p.Email = strings.TrimPrefix(p.Subject, "user:")
