@@ -127,7 +127,7 @@ func (b *Broker) Identify(ctx context.Context, cr Credentials) (Caller, error) {
 	s := b.live.Load()
 	p, binding, err := b.cfg.Auth.Authenticate(ctx, cr.Token)
 	if err != nil {
-		if CodeOf(err) == CodeUnauthenticated {
+		if code := CodeOf(err); code == CodeUnauthenticated || code == CodeOwnerDisabled {
 			return Caller{}, err
 		}
 		// The authenticator failed, not the credential: an internal
@@ -145,7 +145,7 @@ func (b *Broker) Identify(ctx context.Context, cr Credentials) (Caller, error) {
 		if c.Thread == "" {
 			c.Thread = cr.Claimed.Thread
 		}
-		return c, nil
+		return admitted(ctx, b.cfg.Auth, c)
 	}
 	c.Context = cr.Claimed
 	if c.Node != "" && c.Graph == "" {
@@ -154,7 +154,7 @@ func (b *Broker) Identify(ctx context.Context, cr Credentials) (Caller, error) {
 	if c.Graph != "" && !s.live.Policy.MayActAs(p, c.Graph) {
 		return Caller{}, Errorf(CodeForbidden, "principal %s may not act as graph %q", p.Subject, c.Graph)
 	}
-	return c, nil
+	return admitted(ctx, b.cfg.Auth, c)
 }
 
 // checkBinding refuses headers that contradict a grant token.

@@ -109,11 +109,21 @@ func applyMigration(t testing.TB, db *sql.DB, flavour string) {
 func stores(t *testing.T) map[string]*SQLGrantStore {
 	t.Helper()
 	out := map[string]*SQLGrantStore{}
-	s, err := NewSQLGrantStore(useDB(t, openSQLite(t), "sqlite"))
-	if err != nil {
-		t.Fatal(err)
+	for flavour, d := range storeDBs(t) {
+		s, err := NewSQLGrantStore(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[flavour] = s
 	}
-	out["sqlite"] = s
+	return out
+}
+
+// storeDBs returns databases with the whole store schema: SQLite always,
+// Postgres (a schema of its own) when the throwaway PostgreSQL runs.
+func storeDBs(t *testing.T) map[string]*db.DB {
+	t.Helper()
+	out := map[string]*db.DB{"sqlite": useDB(t, openSQLite(t), "sqlite")}
 	if dsn := testenv.Postgres(t).CreateDB(t); dsn != "" {
 		db, err := sql.Open("pgx", dsn)
 		if err != nil {
@@ -133,11 +143,7 @@ func stores(t *testing.T) map[string]*SQLGrantStore {
 			db.Close()
 		})
 		applyMigration(t, db, "postgres")
-		ps, err := NewSQLGrantStore(useDB(t, db, "postgres"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		out["postgres"] = ps
+		out["postgres"] = useDB(t, db, "postgres")
 	}
 	return out
 }

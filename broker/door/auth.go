@@ -22,6 +22,12 @@ type Reporter interface {
 	Report(err error) *broker.Error
 }
 
+// ReportFunc adapts a function to Reporter.
+type ReportFunc func(err error) *broker.Error
+
+// Report calls f.
+func (f ReportFunc) Report(err error) *broker.Error { return f(err) }
+
 // Authenticate returns a handler that identifies the caller of every request
 // before next runs: it extracts the bearer token and X-Toolgate-* headers and
 // calls p.Identify once. Missing or bad credentials get a 401 with the

@@ -13,7 +13,7 @@ func Status(c broker.Code) int {
 	switch c {
 	case broker.CodeUnauthenticated:
 		return http.StatusUnauthorized
-	case broker.CodeForbidden, broker.CodeApprovalDenied:
+	case broker.CodeForbidden, broker.CodeApprovalDenied, broker.CodeOwnerDisabled:
 		return http.StatusForbidden
 	case broker.CodeInvalidArguments, broker.CodeInvalidRequest:
 		return http.StatusBadRequest

@@ -56,6 +56,7 @@ type Server struct {
 	log  *zap.Logger
 	mcp  *server.MCPServer
 	http http.Handler
+	open openRequests
 	// routed is the generation of the snapshot whose tools mcp-go's
 	// table routes; routeMu orders updates.
 	routed  atomic.Uint64
@@ -102,7 +103,9 @@ func New(p Pipeline, opts Options) (*Server, error) {
 			if !s.ownSession(w, r, c) {
 				return
 			}
-			streamable.ServeHTTP(w, r.WithContext(withCall(r.Context(), c, DoorHTTP)))
+			ctx, done := s.open.track(r.Context(), c)
+			defer done()
+			streamable.ServeHTTP(w, r.WithContext(withCall(ctx, c, DoorHTTP)))
 		})))
 	return s, nil
 }
@@ -167,10 +170,15 @@ func (s *Server) ServeStdio(ctx context.Context, in io.Reader, out io.Writer, cr
 	if err != nil {
 		return err
 	}
+	ctx, done := s.open.track(ctx, c)
+	defer done()
 	stdio := server.NewStdioServer(s.mcp)
 	stdio.SetErrorLogger(zap.NewStdLog(s.log.Named("mcp-go")))
 	stdio.SetContextFunc(func(ctx context.Context) context.Context { return withCall(ctx, c, DoorStdio) })
 	err = stdio.Listen(ctx, in, out)
+	if cause := context.Cause(ctx); errors.Is(cause, errSessionClosed) {
+		return cause
+	}
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, io.EOF) {
 		return nil
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/toolgate/toolgate/broker/auth"
 	bhttp "github.com/toolgate/toolgate/broker/httpapi"
 	bmcp "github.com/toolgate/toolgate/broker/mcp"
+	"github.com/toolgate/toolgate/broker/principals"
 	"github.com/toolgate/toolgate/internal/config"
 	"github.com/toolgate/toolgate/internal/db"
 	"github.com/toolgate/toolgate/internal/metrics"
@@ -138,6 +139,8 @@ type app struct {
 	grants   *auth.Grants
 	metrics  *metrics.Recorder
 	approver *approvals.Service
+	// off is keys, owners and offboarding.
+	off *offboarding
 	// counters hold budget counts; they outlive reloads.
 	counters policy.Counters
 	// targets are the connectors, by target name.
@@ -208,19 +211,26 @@ func openAppClock(ctx context.Context, cfg *config.Config, log *zap.Logger, now 
 	// counts what the store accepted for /metrics.
 	a.metrics = metrics.NewRecorder(a.recorder)
 	a.metrics.SetLabels(metricLabels(cfg, st))
-	authn, grants, err := openAuth(cfg, a.store, livePolicy{a}, a.metrics, a.now, log)
+	ap, err := openAuth(cfg, a.store, livePolicy{a}, a.metrics, a.now, log)
 	if err != nil {
 		return nil, err
 	}
-	a.grants = grants
+	a.grants = ap.grants
+	a.background(bg, "key-usage", ap.usage.Run)
 	svc, slackN, err := openApprovals(bg, a, a.store, st.masker, a.metrics)
 	if err != nil {
 		return nil, err
 	}
 	a.approver = svc
+	if err := a.openOffboarding(bg, ap.keyStore, a.metrics); err != nil {
+		return nil, err
+	}
+	if slackN != nil && cfg.Approvals.Slack.Mode == "socket" {
+		a.background(bg, "slack-socket-mode", func(ctx context.Context) error { return slackN.RunSocketMode(ctx, slackDecider{svc, a.off.svc}) })
+	}
 	a.broker, err = broker.New(broker.Config{
-		Live: st.live(cfg), Targets: a.targets, Auth: authn, Recorder: a.metrics, Approvals: svc,
-		Logger: log, Now: a.now, RecordResults: cfg.Recordings.Results == "masked",
+		Live: st.live(cfg), Targets: a.targets, Auth: principals.NewGate(ap.authn, a.off.svc), Recorder: a.metrics,
+		Approvals: svc, Logger: log, Now: a.now, RecordResults: cfg.Recordings.Results == "masked",
 	})
 	if err != nil {
 		return nil, err
@@ -279,6 +289,7 @@ func (a *app) routes(bg context.Context, slackN *slack.Notifier) (http.Handler, 
 		return nil, fmt.Errorf("mcp: %w", err)
 	}
 	a.mcp = srv
+	a.off.svc.AddCloser(srv)
 	mux := http.NewServeMux()
 	mux.Handle("/mcp", srv.Handler())
 	mux.Handle("/mcp/", srv.Handler())
@@ -291,8 +302,11 @@ func (a *app) routes(bg context.Context, slackN *slack.Notifier) (http.Handler, 
 	mux.Handle("/v1/approvals/", bhttp.NewApprovals(b, a.approver, apiOpts))
 	mux.Handle("/v1/grants", bhttp.NewGrants(b, grantService{a.grants, a.now}, apiOpts))
 	mux.Handle("/v1/grants/", bhttp.NewGrants(b, grantService{a.grants, a.now}, apiOpts))
+	if err := a.mountOffboarding(mux, b, apiOpts); err != nil {
+		return nil, err
+	}
 	if slackN != nil && cfg.Approvals.Slack.Mode == "http" {
-		mux.Handle("/slack/interactions", slackN.Handler(a.approver))
+		mux.Handle("/slack/interactions", slackN.Handler(slackDecider{a.approver, a.off.svc}))
 	}
 	prm := server.ProtectedResourceMetadataConfig{Resource: strings.TrimRight(cfg.PublicURL, "/") + "/mcp", BearerMethodsSupported: []string{"header"}}
 	if cfg.Auth.OIDC != nil {

@@ -44,6 +44,16 @@ func (l livePolicy) HasNode(graph, node string) bool {
 	return ok && e.HasNode(graph, node)
 }
 
+// Owners asks the live policy who owns graph; nobody before a policy is
+// loaded.
+func (l livePolicy) Owners(graph string) []string {
+	e, ok := l.engine()
+	if !ok {
+		return nil
+	}
+	return e.Owners(graph)
+}
+
 // ValidateScope asks the live policy.
 func (l livePolicy) ValidateScope(graph string, scope map[string]any) error {
 	e, ok := l.engine()

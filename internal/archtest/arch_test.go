@@ -113,6 +113,7 @@ var doors = map[string][]string{
 	"broker/mcp":     {"broker", "broker/door"},
 	"broker/httpapi": {"broker", "broker/door"},
 	"broker/console": {"broker", "broker/door"},
+	"broker/scim":    {"broker", "broker/door"},
 	"broker/door":    {"broker"},
 }
 

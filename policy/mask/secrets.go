@@ -255,6 +255,9 @@ func SecretsFromConfig(c config.Config) []Secret {
 	add("masking.hash_key", c.Masking.HashKey)
 	add("recordings.checkpoint_key", c.Recordings.CheckpointKey)
 	add("metrics.token", c.Metrics.Token)
+	if c.Auth.SCIM != nil {
+		add("auth.scim.token", c.Auth.SCIM.Token)
+	}
 	return out
 }
 
