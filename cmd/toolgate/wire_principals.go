@@ -228,7 +228,7 @@ func (s principalService) AccessReview(ctx context.Context, p broker.Principal, 
 	if !auth.IsAdmin(p, cfg.Auth.Admins) && !auth.IsAdmin(p, cfg.Auth.Auditors) {
 		return nil, broker.Errorf(broker.CodeForbidden, "principal %s is neither an admin (auth.admins) nor an auditor (auth.auditors) and may not read the access review", p.Subject)
 	}
-	in, err := reviewInput(ctx, cfg, s.a.store, time.Now(), stale)
+	in, err := reviewInput(ctx, cfg, s.a.store, s.a.now(), stale)
 	if err != nil {
 		return nil, broker.Wrap(broker.CodeUnavailable, err, "the store could not be read for the access review")
 	}
