@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"regexp"
 	"slices"
 	"sort"
@@ -461,7 +462,7 @@ func parseMask(ps *problems, raw json.RawMessage) map[string]string {
 		return nil
 	}
 	mask := make(map[string]string, len(fields))
-	for _, path := range sortedKeys(fields) {
+	for _, path := range slices.Sorted(maps.Keys(fields)) {
 		at := pointer("/mask", path)
 		var action string
 		if strict(fields[path], &action) != nil {
@@ -488,7 +489,7 @@ func parseDetectors(ps *problems, raw json.RawMessage) map[string]bool {
 		return nil
 	}
 	det := make(map[string]bool, len(fields))
-	for _, name := range sortedKeys(fields) {
+	for _, name := range slices.Sorted(maps.Keys(fields)) {
 		at := pointer("/detectors", name)
 		if !slices.Contains(detectorNames, name) {
 			ps.addf(at, "unknown detector %q: detectors are %s", name, strings.Join(detectorNames, ", "))
@@ -502,15 +503,6 @@ func parseDetectors(ps *problems, raw json.RawMessage) map[string]bool {
 		det[name] = on
 	}
 	return det
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // compactJSON returns raw without insignificant whitespace.
@@ -542,5 +534,5 @@ func (a argNames) listProps() string {
 	if len(a.props) == 0 {
 		return " (it declares no properties)"
 	}
-	return " (properties are " + strings.Join(sortedKeys(a.props), ", ") + ")"
+	return " (properties are " + strings.Join(slices.Sorted(maps.Keys(a.props)), ", ") + ")"
 }

@@ -3,7 +3,9 @@ package tools
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -115,7 +117,7 @@ func checkStatement(ps *problems, base, stmt string, nargs int, argsOK bool, nam
 			ps.addf(at, "contains the template marker %q: %s", pat, spliceRule)
 		}
 	}
-	for _, name := range sortedKeys(names) {
+	for _, name := range slices.Sorted(maps.Keys(names)) {
 		if strings.Contains(stmt, "{"+name+"}") && !strings.Contains(stmt, "{{"+name+"}}") && !strings.Contains(stmt, "${"+name+"}") {
 			ps.addf(at, "contains {%s}, which looks like the argument %q spliced into the text: %s", name, name, spliceRule)
 		}

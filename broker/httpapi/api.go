@@ -68,6 +68,32 @@ func allow(next http.Handler, methods ...string) http.Handler {
 	})
 }
 
+// callerHandler serves a request of an identified caller.
+type callerHandler = func(http.ResponseWriter, *http.Request, broker.Caller)
+
+// byMethod authenticates a request and hands it to the handler of its
+// method, write (POST or DELETE) or read (GET and HEAD); any other method
+// is answered 405 (Allow names POST before the reads, DELETE after them).
+// A nil handler is not offered.
+func byMethod(p broker.Pipeline, meta, write string, onWrite, onRead callerHandler) http.Handler {
+	var methods []string
+	if onRead != nil {
+		methods = append(methods, http.MethodGet, http.MethodHead)
+	}
+	if onWrite != nil && write == http.MethodPost {
+		methods = append([]string{write}, methods...)
+	} else if onWrite != nil {
+		methods = append(methods, write)
+	}
+	return allow(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == write {
+			door.Authenticate(p, meta, onWrite).ServeHTTP(w, r)
+			return
+		}
+		door.Authenticate(p, meta, onRead).ServeHTTP(w, r)
+	}), methods...)
+}
+
 // toolJSON is one tool in the GET /v1/tools listing.
 type toolJSON struct {
 	Name         string             `json:"name"`

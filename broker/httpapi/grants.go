@@ -91,20 +91,8 @@ func NewGrants(p broker.Pipeline, svc GrantService, opts Options) http.Handler {
 	g := &grantsAPI{p: p, svc: svc, opts: opts, log: opts.Logger}
 	meta := opts.ResourceMetadataURL
 	mux := http.NewServeMux()
-	mux.Handle("/v1/grants", allow(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPost {
-			door.Authenticate(p, meta, g.mint).ServeHTTP(w, r)
-			return
-		}
-		door.Authenticate(p, meta, g.list).ServeHTTP(w, r)
-	}), http.MethodPost, http.MethodGet, http.MethodHead))
-	mux.Handle("/v1/grants/{id}", allow(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodDelete {
-			door.Authenticate(p, meta, g.revoke).ServeHTTP(w, r)
-			return
-		}
-		door.Authenticate(p, meta, g.get).ServeHTTP(w, r)
-	}), http.MethodGet, http.MethodHead, http.MethodDelete))
+	mux.Handle("/v1/grants", byMethod(p, meta, http.MethodPost, g.mint, g.list))
+	mux.Handle("/v1/grants/{id}", byMethod(p, meta, http.MethodDelete, g.revoke, g.get))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		door.WriteError(w, broker.Errorf(broker.CodeNotFound, "no endpoint %s %s", r.Method, r.URL.Path), meta)
 	})

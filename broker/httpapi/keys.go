@@ -68,14 +68,8 @@ func NewKeys(p broker.Pipeline, svc KeyService, opts Options) http.Handler {
 	k := &keysAPI{p: p, svc: svc, opts: opts, log: opts.Logger}
 	meta := opts.ResourceMetadataURL
 	mux := http.NewServeMux()
-	mux.Handle("/v1/keys", allow(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPost {
-			door.Authenticate(p, meta, k.create).ServeHTTP(w, r)
-			return
-		}
-		door.Authenticate(p, meta, k.list).ServeHTTP(w, r)
-	}), http.MethodPost, http.MethodGet, http.MethodHead))
-	mux.Handle("/v1/keys/{name}", allow(door.Authenticate(p, meta, k.revoke), http.MethodDelete))
+	mux.Handle("/v1/keys", byMethod(p, meta, http.MethodPost, k.create, k.list))
+	mux.Handle("/v1/keys/{name}", byMethod(p, meta, http.MethodDelete, k.revoke, nil))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		door.WriteError(w, broker.Errorf(broker.CodeNotFound, "no endpoint %s %s", r.Method, r.URL.Path), meta)
 	})

@@ -6,10 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -35,7 +35,7 @@ func checkConnect(ctx context.Context, cfg *config.Config, cat *tools.Catalog, c
 		byTarget[t.Target] = append(byTarget[t.Target], t)
 	}
 	var probs problemList
-	for _, name := range sortedTargetNames(cfg) {
+	for _, name := range slices.Sorted(maps.Keys(cfg.Targets)) {
 		t := cfg.Targets[name]
 		switch {
 		case t.SQLite != nil:
@@ -50,15 +50,6 @@ func checkConnect(ctx context.Context, cfg *config.Config, cat *tools.Catalog, c
 		}
 	}
 	return probs
-}
-
-func sortedTargetNames(cfg *config.Config) []string {
-	names := make([]string, 0, len(cfg.Targets))
-	for n := range cfg.Targets {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
 }
 
 // preparePostgres prepares each tool's statement on one connection and

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"slices"
@@ -44,7 +45,7 @@ func configuredKeys(cfg *config.Config) ([]auth.APIKey, error) {
 // added to the system's roots for that issuer only.
 func workloadIssuers(cfg *config.Config) ([]auth.WorkloadConfig, error) {
 	var out []auth.WorkloadConfig
-	for _, name := range sortedNames(cfg.Auth.Workload) {
+	for _, name := range slices.Sorted(maps.Keys(cfg.Auth.Workload)) {
 		w := cfg.Auth.Workload[name]
 		wc := auth.WorkloadConfig{Name: name, Issuer: w.Issuer, Audience: w.Audience, Algorithms: w.Algorithms, MaxLifetime: w.MaxLifetime.D(), Claims: w.Claims}
 		if w.CAFile != "" {
@@ -64,15 +65,6 @@ func workloadIssuers(cfg *config.Config) ([]auth.WorkloadConfig, error) {
 		out = append(out, wc)
 	}
 	return out, nil
-}
-
-func sortedNames[V any](m map[string]V) []string {
-	names := make([]string, 0, len(m))
-	for n := range m {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	return names
 }
 
 // openOffboarding builds the principals service on the store: keys it
@@ -239,11 +231,11 @@ func (s principalService) AccessReview(ctx context.Context, p broker.Principal, 
 // the store.
 func reviewInput(ctx context.Context, cfg *config.Config, store *db.DB, now time.Time, stale time.Duration) (principals.ReviewInput, error) {
 	in := principals.ReviewInput{Now: now, Stale: stale, Admins: cfg.Auth.Admins, Auditors: cfg.Auth.Auditors, Disabled: map[string]time.Time{}}
-	for _, name := range sortedNames(cfg.Graphs) {
+	for _, name := range slices.Sorted(maps.Keys(cfg.Graphs)) {
 		g := cfg.Graphs[name]
 		in.Graphs = append(in.Graphs, principals.ReviewGraph{Name: name, Principals: g.Principals, Owners: g.Owners})
 		in.Approvers = append(in.Approvers, approverRoles("graphs."+name+".rules", g.Rules)...)
-		for _, n := range sortedNames(g.Nodes) {
+		for _, n := range slices.Sorted(maps.Keys(g.Nodes)) {
 			in.Approvers = append(in.Approvers, approverRoles("graphs."+name+".nodes."+n+".rules", g.Nodes[n].Rules)...)
 		}
 	}

@@ -2,7 +2,9 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"reflect"
+	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v4"
@@ -197,7 +199,7 @@ func (*SQLiteTarget) Credentials() []Credential { return nil }
 // Credentials are the header values and the base URL's password.
 func (h *HTTPTarget) Credentials() []Credential {
 	out := []Credential{{Key: "base_url", Value: h.BaseURL, In: CredentialURLPassword}}
-	for _, name := range sortedKeys(h.Headers) {
+	for _, name := range slices.Sorted(maps.Keys(h.Headers)) {
 		out = append(out, Credential{Key: "headers." + name, Value: h.Headers[name]})
 	}
 	return out

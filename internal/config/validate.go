@@ -2,8 +2,9 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 )
 
@@ -105,9 +106,9 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
-	for _, g := range sortedKeys(c.Graphs) {
-		for _, n := range sortedKeys(c.Graphs[g].Nodes) {
-			for _, t := range sortedKeys(c.Graphs[g].Nodes[n].Passthrough) {
+	for _, g := range slices.Sorted(maps.Keys(c.Graphs)) {
+		for _, n := range slices.Sorted(maps.Keys(c.Graphs[g].Nodes)) {
+			for _, t := range slices.Sorted(maps.Keys(c.Graphs[g].Nodes[n].Passthrough)) {
 				p := fmt.Sprintf("graphs.%s.nodes.%s.passthrough.%s", g, n, t)
 				target, ok := c.Targets[t]
 				if !ok {
@@ -179,13 +180,4 @@ func (c *Config) TargetKinds() map[string]string {
 		m[name] = t.Kind
 	}
 	return m
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

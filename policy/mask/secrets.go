@@ -5,7 +5,9 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"unicode/utf16"
@@ -221,7 +223,7 @@ func SecretsFromConfig(c config.Config) []Secret {
 			out = append(out, Secret{Where: where, Value: v})
 		}
 	}
-	for _, name := range sortedKeys(c.Targets) {
+	for _, name := range slices.Sorted(maps.Keys(c.Targets)) {
 		sec := c.Targets[name].Section()
 		if sec == nil {
 			continue
