@@ -100,7 +100,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = store.Close() })
-	gs, err := auth.NewSQLGrantStore(store.SQL(), store.Driver())
+	gs, err := auth.NewSQLGrantStore(store)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +123,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	rec := &brokertest.Recorder{}
-	b, err := broker.New(broker.Config{Catalog: cat, Auth: authn, Graphs: pol, Policy: pol, Masker: m, Recorder: rec})
+	b, err := broker.New(broker.Config{Live: broker.Live{Catalog: cat, Policy: pol, Masker: m, Routes: []broker.Route{{Kind: broker.KindSQL, Target: "crm"}}}, Auth: authn, Recorder: rec})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -130,25 +130,6 @@ func (k APIKey) ExpiresAt() (time.Time, error) {
 	return t, nil
 }
 
-// Target is a privileged backend.
-type Target struct {
-	Kind             string            `yaml:"kind" json:"kind"` // postgres | sqlite | http
-	DSN              string            `yaml:"dsn" json:"-"`     // postgres; secret
-	Path             string            `yaml:"path" json:"path,omitempty"`
-	ReadOnly         bool              `yaml:"read_only" json:"read_only,omitempty"`
-	MaxRows          int               `yaml:"max_rows" json:"max_rows,omitempty"`
-	StatementTimeout Duration          `yaml:"statement_timeout" json:"statement_timeout,omitempty"`
-	MaxConns         int               `yaml:"max_conns" json:"max_conns,omitempty"`
-	BaseURL          string            `yaml:"base_url" json:"base_url,omitempty"`
-	Headers          map[string]string `yaml:"headers" json:"-"` // secret values
-	Timeout          Duration          `yaml:"timeout" json:"timeout,omitempty"`
-	MaxResponseBytes int64             `yaml:"max_response_bytes" json:"max_response_bytes,omitempty"`
-	// Mask maps "table.column" (passthrough) or gjson paths to actions.
-	Mask map[string]string `yaml:"mask" json:"mask,omitempty"`
-	// Detectors switches detectors off (or on) for this target.
-	Detectors map[string]bool `yaml:"detectors" json:"detectors,omitempty"`
-}
-
 // Graph is one LangGraph graph's policy.
 type Graph struct {
 	Principals []string `yaml:"principals" json:"principals,omitempty"`

@@ -2,8 +2,9 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 )
 
@@ -52,10 +53,9 @@ func (c *Config) applyDefaults() {
 			w.CAFile = resolve(dir, w.CAFile)
 			c.Auth.Workload[name] = w
 		}
-		for name, t := range c.Targets {
-			if t.Kind == "sqlite" {
-				t.Path = resolve(dir, t.Path)
-				c.Targets[name] = t
+		for _, t := range c.Targets {
+			if sec := t.Section(); sec != nil {
+				sec.resolve(dir)
 			}
 		}
 	}
@@ -96,31 +96,19 @@ func (c *Config) Validate() error {
 		seen[k.Name] = true
 	}
 	for i, p := range c.Passthrough.Postgres {
-		t, ok := c.Targets[p.Target]
-		switch {
-		case !ok:
-			add(fmt.Sprintf("passthrough.postgres[%d].target", i), "no target named %q", p.Target)
-		case t.Kind != "postgres":
-			add(fmt.Sprintf("passthrough.postgres[%d].target", i), "target %q is %s, the Postgres passthrough needs a postgres target", p.Target, t.Kind)
-		}
+		c.passthroughTarget(add, fmt.Sprintf("passthrough.postgres[%d].target", i), "postgres", "Postgres", p.Target)
 	}
 	for i, p := range c.Passthrough.HTTP {
-		t, ok := c.Targets[p.Target]
-		switch {
-		case !ok:
-			add(fmt.Sprintf("passthrough.http[%d].target", i), "no target named %q", p.Target)
-		case t.Kind != "http":
-			add(fmt.Sprintf("passthrough.http[%d].target", i), "target %q is %s, the HTTP passthrough needs an http target", p.Target, t.Kind)
-		}
+		c.passthroughTarget(add, fmt.Sprintf("passthrough.http[%d].target", i), "http", "HTTP", p.Target)
 		for j, ct := range p.PassContentTypes {
 			if maskedMedia(ct) {
 				add(fmt.Sprintf("passthrough.http[%d].pass_content_types[%d]", i, j), "%s is text, JSON or XML, which toolgate masks; only binary types can be declared to pass unmasked", ct)
 			}
 		}
 	}
-	for _, g := range sortedKeys(c.Graphs) {
-		for _, n := range sortedKeys(c.Graphs[g].Nodes) {
-			for _, t := range sortedKeys(c.Graphs[g].Nodes[n].Passthrough) {
+	for _, g := range slices.Sorted(maps.Keys(c.Graphs)) {
+		for _, n := range slices.Sorted(maps.Keys(c.Graphs[g].Nodes)) {
+			for _, t := range slices.Sorted(maps.Keys(c.Graphs[g].Nodes[n].Passthrough)) {
 				p := fmt.Sprintf("graphs.%s.nodes.%s.passthrough.%s", g, n, t)
 				target, ok := c.Targets[t]
 				if !ok {
@@ -128,7 +116,7 @@ func (c *Config) Validate() error {
 					continue
 				}
 				if r := c.Graphs[g].Nodes[n].Passthrough[t].Role; r != nil {
-					if target.Kind != "postgres" {
+					if target.Postgres == nil {
 						add(p+".role", "a role applies to postgres targets only; %q is %s", t, target.Kind)
 					} else if why := badRoleName(r.User); why != "" {
 						add(p+".role.user", "%s", why)
@@ -141,6 +129,19 @@ func (c *Config) Validate() error {
 		return ps
 	}
 	return nil
+}
+
+// passthroughTarget reports a passthrough entry (at path, in section) whose
+// target does not exist or is of a kind the section cannot serve.
+func (c *Config) passthroughTarget(add func(path, format string, args ...any), path, section, label, target string) {
+	t, ok := c.Targets[target]
+	if !ok {
+		add(path, "no target named %q", target)
+		return
+	}
+	if k, _ := KindOf(t.Kind); k.Passthrough != section {
+		add(path, "target %q is %s, the %s passthrough needs %s target", target, t.Kind, label, KindPhrase(KindsServedBy(section)))
+	}
 }
 
 // ReservedRolePrefix starts the names of the database roles toolgate
@@ -179,13 +180,4 @@ func (c *Config) TargetKinds() map[string]string {
 		m[name] = t.Kind
 	}
 	return m
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
