@@ -62,6 +62,16 @@ func graphs() map[string]config.Graph {
 					},
 				}}},
 				"writer": {Passthrough: map[string]config.PassthroughPolicy{"crm": {Statements: []string{"read", "write"}, Tables: []string{"customers"}}}},
+				// setter may change session settings, as an operator's allow
+				// rule would let it.
+				"setter": {Passthrough: map[string]config.PassthroughPolicy{"crm": {
+					Statements: []string{"read"},
+					Tables:     []string{"customers"},
+					Rules: []config.Rule{
+						{When: "statement.command == 'SET'", Effect: "allow"},
+						{When: "statement.functions == ['set_config']", Effect: "allow"},
+					},
+				}}},
 				"nopass": {},
 			},
 		},
@@ -69,6 +79,12 @@ func graphs() map[string]config.Graph {
 }
 
 func newEnv(t *testing.T) *env {
+	t.Helper()
+	return newEnvWith(t, nil)
+}
+
+// newEnvWith is newEnv with the proxy's config changed by adjust.
+func newEnvWith(t *testing.T, adjust func(*pgwire.Config)) *env {
 	t.Helper()
 	ctx := context.Background()
 	pg := testenv.Postgres(t)
@@ -123,8 +139,12 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := pgwire.New(pgwire.Config{Listen: "127.0.0.1:0", Target: "crm", DSN: pg.PasswordDSN(name),
-		StartupTimeout: 500 * time.Millisecond, IdentifyEvery: time.Nanosecond, MaxMessageBytes: 1 << 20}, b, testLogger(t))
+	cfg := pgwire.Config{Listen: "127.0.0.1:0", Target: "crm", DSN: pg.PasswordDSN(name),
+		StartupTimeout: 500 * time.Millisecond, IdentifyEvery: time.Nanosecond, MaxMessageBytes: 1 << 20}
+	if adjust != nil {
+		adjust(&cfg)
+	}
+	srv, err := pgwire.New(cfg, b, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package pgwire
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"fmt"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -96,29 +97,60 @@ func (s *session) maskCell(c column, v []byte) ([]byte, bool) {
 	if c.ruled && c.key == "" {
 		return nil, true
 	}
-	text := v
-	if c.up == pgtype.BinaryFormatCode {
-		t, err := s.rowConverter().toText(c.oid, v)
-		if err != nil {
-			return nil, true
-		}
-		text = t
+	plain, ok := s.plainValue(c, v)
+	if !ok {
+		return nil, true
 	}
-	mv, masked := s.srv.pipe.MaskCell(s.srv.cfg.Target, c.key, text)
+	mv, masked := s.srv.pipe.MaskCell(s.srv.cfg.Target, c.key, plain)
 	if !masked {
-		mv = text
 		if c.up == c.out {
 			return v, false
 		}
+		mv = plain
 	}
-	if mv == nil || c.out == pgtype.TextFormatCode {
-		return mv, masked
+	if mv == nil {
+		return nil, masked
 	}
-	b, err := s.rowConverter().toBinary(c.oid, mv)
-	if err != nil {
+	out, ok := s.encodeValue(c, mv)
+	if !ok {
 		return nil, true
 	}
-	return b, masked
+	return out, masked
+}
+
+// plainValue is the form of a cell the masker reads: its text, and for
+// bytea the bytes themselves (so convert_to(card_number, ...) is read as
+// the digits it holds, not as their hex).
+func (s *session) plainValue(c column, v []byte) ([]byte, bool) {
+	switch {
+	case c.oid == pgtype.ByteaOID && c.up == pgtype.BinaryFormatCode:
+		return v, true
+	case c.oid == pgtype.ByteaOID:
+		if !bytes.HasPrefix(v, []byte(`\x`)) {
+			return nil, false
+		}
+		raw := make([]byte, hex.DecodedLen(len(v)-2))
+		_, err := hex.Decode(raw, v[2:])
+		return raw, err == nil
+	case c.up == pgtype.BinaryFormatCode:
+		t, err := s.rowConverter().toText(c.oid, v)
+		return t, err == nil
+	}
+	return v, true
+}
+
+// encodeValue turns a plain value into the format the client asked for.
+func (s *session) encodeValue(c column, plain []byte) ([]byte, bool) {
+	switch {
+	case c.oid == pgtype.ByteaOID && c.out == pgtype.BinaryFormatCode:
+		return plain, true
+	case c.oid == pgtype.ByteaOID:
+		return append([]byte(`\x`), hex.EncodeToString(plain)...), true
+	case c.out == pgtype.TextFormatCode:
+		return plain, true
+	}
+	b, err := s.rowConverter().toBinary(c.oid, plain)
+	return b, err == nil
 }
 
 // rowConverter is the upstream relay's converter.
