@@ -143,6 +143,7 @@ type Server struct {
 	cancels map[cancelKey]cancelTarget
 	// perGrant counts open sessions by connKey.
 	perGrant map[string]int
+	sessions map[*session]struct{}
 	closed   bool
 
 	catalog *catalog
@@ -177,7 +178,7 @@ func New(cfg Config, pipe Pipeline, log *zap.Logger) (*Server, error) {
 		return nil, fmt.Errorf("pgwire: target %s: invalid dsn", cfg.Target)
 	}
 	s := &Server{cfg: cfg, pipe: pipe, log: log.With(zap.String("target", cfg.Target)), up: up,
-		conns: map[net.Conn]struct{}{}, cancels: map[cancelKey]cancelTarget{}, perGrant: map[string]int{}}
+		conns: map[net.Conn]struct{}{}, cancels: map[cancelKey]cancelTarget{}, perGrant: map[string]int{}, sessions: map[*session]struct{}{}}
 	s.catalog = &catalog{up: up, tables: map[uint32]*tableInfo{}}
 	s.classes = newClassCache()
 	return s, nil
@@ -336,7 +337,15 @@ func (s *Server) serve(raw net.Conn) {
 		s.fatal(conn, "28000", "toolgate requires TLS on this listener (sslmode=require)")
 		return
 	}
-	sess := &session{srv: s, client: conn, remote: raw.RemoteAddr().String(), params: startup.Parameters, minor: startup.ProtocolVersion & 0xffff}
+	sess := &session{srv: s, client: conn, remote: raw.RemoteAddr().String(), params: startup.Parameters, minor: startup.ProtocolVersion & 0xffff, tr: newTracker()}
+	s.mu.Lock()
+	s.sessions[sess] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.sessions, sess)
+		s.mu.Unlock()
+	}()
 	sess.run(raw)
 }
 

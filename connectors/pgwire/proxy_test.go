@@ -84,7 +84,7 @@ func newEnv(t *testing.T) *env {
 }
 
 // newEnvWith is newEnv with the proxy's config changed by adjust.
-func newEnvWith(t *testing.T, adjust func(*pgwire.Config)) *env {
+func newEnvWith(t testing.TB, adjust func(*pgwire.Config)) *env {
 	t.Helper()
 	ctx := context.Background()
 	pg := testenv.Postgres(t)
@@ -577,7 +577,7 @@ func TestProxyPsqlAndPgbench(t *testing.T) {
 	}
 }
 
-func testLogger(t *testing.T) *zap.Logger {
+func testLogger(t testing.TB) *zap.Logger {
 	if os.Getenv("PGWIRE_DEBUG") == "" {
 		return nil
 	}

@@ -169,7 +169,6 @@ func (s *session) connect(ctx context.Context) (*pgconn.HijackedConn, bool) {
 		return nil, false
 	}
 	s.up = hc.Conn
-	s.tr = newTracker()
 	for k, v := range hc.ParameterStatuses {
 		s.tr.parameterStatus(k, v)
 		if err := s.watchParam(k, v); err != nil {
