@@ -102,7 +102,9 @@ func TestConverterRefuses(t *testing.T) {
 		}
 	}
 	date := []pgproto3.FieldDescription{{Name: []byte("d"), DataTypeOID: 1082}}
-	if why := c.explain(date, []int16{1}, func(k string) string { return map[string]string{"DateStyle": "German, DMY", "IntervalStyle": "postgres"}[k] }); !strings.Contains(why, "DateStyle") {
+	if why := c.explain(date, []int16{1}, func(k string) string {
+		return map[string]string{"DateStyle": "German, DMY", "IntervalStyle": "postgres"}[k]
+	}); !strings.Contains(why, "DateStyle") {
 		t.Errorf("binary date under DateStyle German: %q", why)
 	}
 }

@@ -6,11 +6,13 @@ import (
 	"maps"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/toolgate/toolgate/broker"
+	"github.com/toolgate/toolgate/connectors/pgwire"
 )
 
 // fuzzStatements are what the fuzzed messages parse and query. Each marks
@@ -123,7 +125,8 @@ func FuzzProtocol(f *testing.F) {
 	} {
 		f.Add(seed)
 	}
-	e := newEnvWith(f, nil) // one proxy per fuzz process, a session per input
+	// One proxy per fuzz process, a session per input.
+	e := newEnvWith(f, func(c *pgwire.Config) { c.StartupTimeout = 20 * time.Second })
 	f.Fuzz(func(t *testing.T, in []byte) {
 		from := e.rec.Len()
 		closed := len(e.rec.OfKind(broker.EventSessionClosed))
