@@ -21,7 +21,9 @@ func (a *app) openPassthrough(mux *http.ServeMux, metaURL string) error {
 		if !ok || t.Kind != "postgres" {
 			return fmt.Errorf("passthrough.postgres[%d]: target %q is not a postgres target", i, l.Target)
 		}
-		pc := pgwire.Config{Listen: l.Listen, Target: l.Target, DSN: t.DSN}
+		pc := pgwire.Config{Listen: l.Listen, Target: l.Target, DSN: t.DSN,
+			StatementTimeout: t.StatementTimeout.D(), ReadOnly: t.ReadOnly, MaxConnsPerGrant: l.MaxConnsPerGrant,
+			MaxMessageBytes: l.MaxMessageBytes, MaxRowBytes: l.MaxRowBytes, MaxCellBytes: l.MaxCellBytes}
 		if l.TLSCert != "" || l.TLSKey != "" {
 			cert, err := tls.LoadX509KeyPair(l.TLSCert, l.TLSKey)
 			if err != nil {

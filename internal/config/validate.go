@@ -97,6 +97,9 @@ func (c *Config) Validate() error {
 		case t.Kind != "postgres":
 			add(fmt.Sprintf("passthrough.postgres[%d].target", i), "target %q is %s, the Postgres passthrough needs a postgres target", p.Target, t.Kind)
 		}
+		if p.MaxCellBytes > 0 && p.MaxRowBytes > 0 && p.MaxCellBytes > p.MaxRowBytes {
+			add(fmt.Sprintf("passthrough.postgres[%d].max_cell_bytes", i), "%d is more than max_row_bytes (%d): a value cannot be larger than its row", p.MaxCellBytes, p.MaxRowBytes)
+		}
 	}
 	for i, p := range c.Passthrough.HTTP {
 		t, ok := c.Targets[p.Target]
