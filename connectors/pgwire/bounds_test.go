@@ -119,6 +119,7 @@ func TestBoundsLargeCell(t *testing.T) {
 // goes on.
 func TestBoundsCellAndMessage(t *testing.T) {
 	e := newEnvWith(t, func(c *pgwire.Config) { c.MaxCellBytes = 1 << 20 })
+	before := runtime.NumGoroutine()
 	ctx := context.Background()
 	c := e.connect(t, "support-bot/triage", e.key)
 	var v string
@@ -146,6 +147,8 @@ func TestBoundsCellAndMessage(t *testing.T) {
 	if limits != 2 {
 		t.Fatalf("refusals recorded: %q", e.deniedTexts())
 	}
+	_ = e.srv.Close()
+	checkGoroutines(t, before)
 }
 
 // TestBoundsFastpathRecorded: the fastpath function call is refused and the

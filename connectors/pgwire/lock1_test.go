@@ -3,6 +3,9 @@ package pgwire_test
 import (
 	"context"
 	"fmt"
+	"net"
+	"os/exec"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -230,11 +233,19 @@ func TestEncodingStartupRefused(t *testing.T) {
 // byte, so a pipelined SJIS smuggle never runs.
 func TestEncodingChangeEndsSession(t *testing.T) {
 	smuggle := "SELECT E'\x81\x5c'; " + pwn + "; --'"
-	for _, change := range []string{"SET client_encoding = 'SJIS'", "SELECT set_config('client_encoding', 'SJIS', false)", "SET standard_conforming_strings = off"} {
+	for _, change := range []string{"SET client_encoding = 'SJIS'", "SELECT set_config('client_encoding', 'SJIS', false)", "SET standard_conforming_strings = off", "extended"} {
 		t.Run(change, func(t *testing.T) {
 			e := newEnv(t)
+			before := runtime.NumGoroutine()
 			r := e.raw(t, "support-bot/setter", nil)
-			r.send(&pgproto3.Query{String: change}, &pgproto3.Query{String: smuggle})
+			if change == "extended" {
+				// The SET, Sync, then the smuggle: the proxy holds what
+				// follows the Sync until the SET's batch is answered.
+				r.send(&pgproto3.Parse{Query: "SET client_encoding = 'SJIS'"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{},
+					&pgproto3.Parse{Query: smuggle}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+			} else {
+				r.send(&pgproto3.Query{String: change}, &pgproto3.Query{String: smuggle})
+			}
 			got := r.until(2)
 			if !has(got, "E:57P01") || got[len(got)-1] != "EOF" {
 				t.Fatalf("answers %v: want the session ended (57P01)", got)
@@ -246,6 +257,8 @@ func TestEncodingChangeEndsSession(t *testing.T) {
 			if !strings.Contains(fmt.Sprint(closed.Detail["reason"]), "session setting changed") {
 				t.Fatalf("session end recorded as %v", closed.Detail)
 			}
+			_ = e.srv.Close()
+			checkGoroutines(t, before)
 		})
 	}
 }
@@ -263,6 +276,30 @@ func (e *env) decisions() []broker.Event {
 
 func sleepShort() { time.Sleep(25 * time.Millisecond) }
 
+// TestBarrierInBatch: after a statement that may change session settings,
+// the next message of its batch must be Sync; anything else is refused.
+func TestBarrierInBatch(t *testing.T) {
+	e := newEnv(t)
+	r := e.raw(t, "support-bot/setter", nil)
+	r.send(&pgproto3.Parse{Query: "SET client_encoding = 'SJIS'"}, &pgproto3.Bind{}, &pgproto3.Execute{},
+		&pgproto3.Parse{Query: "SELECT E'\x81\x5c'; " + pwn + "; --'"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	got := r.until(1)
+	if !has(got, "C:SET") || !has(got, "E:42501") {
+		t.Fatalf("answers %v: want the SET, then a refusal", got)
+	}
+	// The refusal rolled the SET back with its transaction.
+	r.send(&pgproto3.Query{String: "SHOW client_encoding"})
+	if got := r.until(1); !has(got, "D:UTF8") {
+		t.Fatalf("after the refused batch: %v", got)
+	}
+	if name := e.adaName(t); name != "Ada" {
+		t.Fatalf("the smuggled UPDATE ran: name = %q", name)
+	}
+	if d := e.deniedTexts(); len(d) != 1 || !strings.Contains(d[0], "followed by Sync") {
+		t.Fatalf("denied records %q", d)
+	}
+}
+
 // waitClosed waits for the session end record.
 func (e *env) waitClosed(t *testing.T) broker.Event {
 	t.Helper()
@@ -274,4 +311,34 @@ func (e *env) waitClosed(t *testing.T) broker.Event {
 	}
 	t.Fatal("no session end recorded")
 	return broker.Event{}
+}
+
+// TestPsqlEncodingAndExpressions: psql with another client encoding is
+// told how to connect; in UTF8, expressions over the card are masked.
+func TestPsqlEncodingAndExpressions(t *testing.T) {
+	psql, err := exec.LookPath("psql")
+	if err != nil {
+		t.Skip("psql is not installed")
+	}
+	e := newEnv(t)
+	port := fmt.Sprint(e.srv.Addr().(*net.TCPAddr).Port)
+	run := func(enc string, sql ...string) (string, error) {
+		args := []string{"-X", "-A", "-t", "-h", "127.0.0.1", "-p", port, "-U", "support-bot/triage", "-d", "x"}
+		for _, q := range sql {
+			args = append(args, "-c", q)
+		}
+		cmd := exec.Command(psql, args...)
+		cmd.Env = append(cmd.Environ(), "PGPASSWORD="+e.key, "PGSSLMODE=disable", "PGCLIENTENCODING="+enc)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	out, err := run("SJIS", "SELECT 1")
+	if err == nil || !strings.Contains(out, "PGCLIENTENCODING=UTF8") {
+		t.Fatalf("psql with SJIS: %v\n%s", err, out)
+	}
+	out, err = run("UTF8", "SELECT card_number::bigint FROM customers WHERE id = 1", "SELECT convert_to(card_number, 'UTF8') FROM customers WHERE id = 1",
+		"SELECT ARRAY[card_number] FROM customers WHERE id = 1")
+	if err != nil || strings.Contains(out, card) || strings.Contains(out, "34313131313131313131313131313131") || strings.Count(out, "1111") != 2 {
+		t.Fatalf("psql: %v\n%s", err, out)
+	}
 }
