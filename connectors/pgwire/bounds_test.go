@@ -180,3 +180,32 @@ func TestUnknownMessageRecorded(t *testing.T) {
 		t.Fatalf("denied records %q", d)
 	}
 }
+
+// TestCopyFrom: COPY FROM STDIN runs as a simple query for a node that may
+// write; through the extended protocol it is refused.
+func TestCopyFrom(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	c := e.connect(t, "support-bot/writer", e.key)
+	n, err := c.CopyFrom(ctx, pgx.Identifier{"customers"}, []string{"id", "name"}, pgx.CopyFromRows([][]any{{int32(7), "Cy"}, {int32(8), "Di"}}))
+	if err != nil || n != 2 {
+		t.Fatalf("CopyFrom: %d, %v", n, err)
+	}
+	if got := e.customerCount(t); got != 50004 {
+		t.Fatalf("customers = %d after COPY FROM", got)
+	}
+	r := e.raw(t, "support-bot/writer", nil)
+	r.send(&pgproto3.Parse{Query: "COPY customers (id, name) FROM STDIN"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	if got := r.until(1); !has(got, "E:42501") {
+		t.Fatalf("extended COPY FROM: %v", got)
+	}
+	// A reader may not COPY FROM at all; nothing was read as data.
+	r = e.raw(t, "support-bot/triage", nil)
+	r.send(&pgproto3.Query{String: "COPY customers (id, name) FROM STDIN"}, &pgproto3.CopyData{Data: []byte("9\tEve\n")}, &pgproto3.CopyDone{}, &pgproto3.Query{String: "SELECT 1"})
+	if got := r.until(2); !has(got, "E:42501") || !has(got, "D:1") {
+		t.Fatalf("COPY FROM as a reader: %v", got)
+	}
+	if got := e.customerCount(t); got != 50004 {
+		t.Fatalf("customers = %d after refused COPY FROM", got)
+	}
+}

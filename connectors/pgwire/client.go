@@ -327,33 +327,44 @@ func (s *session) paramsTooLarge(params [][]byte) string {
 // binaryPlan learns the result columns of st (asking the server when no
 // Describe of it was answered yet) and explains why a column asked for in
 // binary cannot be served ("" when all can). ok is false when the server
-// skipped the Describe: the Bind is then skipped too.
+// skips the batch: the Bind is then skipped too.
 func (s *session) binaryPlan(name string, st *prepared, formats []int16) (ok bool, why string, err error) {
-	fields, known := s.tr.describedFields(st)
-	if !known {
-		if !s.tr.isDescribing(st) {
-			b, _ := (&pgproto3.Describe{ObjectType: 'S', Name: name}).Encode(nil)
-			if !s.tr.describeStmt(name, st, true) {
-				return false, "", nil
+	for {
+		fields, known := s.tr.describedFields(st)
+		if known {
+			if s.binConv == nil {
+				s.binConv = newConverter()
 			}
-			if err := s.forward(b); err != nil {
-				return false, "", err
-			}
+			return true, s.binConv.explain(fields, formats, s.tr.param), nil
 		}
-		if err := s.forward([]byte{'H', 0, 0, 0, 4}); err != nil { // Flush
-			return false, "", err
-		}
-		if err := s.upW.Flush(); err != nil {
-			return false, "", err
-		}
-		if fields, known = s.tr.awaitDescribed(st); !known {
+		if s.tr.skipping() {
 			return false, "", nil
 		}
+		if err := s.describeFirst(name, st); err != nil {
+			return false, "", err
+		}
 	}
-	if s.binConv == nil {
-		s.binConv = newConverter()
+}
+
+// describeFirst asks the server to describe st unless a Describe of it is
+// on its way, and waits for the answer.
+func (s *session) describeFirst(name string, st *prepared) error {
+	if !s.tr.isDescribing(st) && s.tr.describeStmt(name, st, true) {
+		b, _ := (&pgproto3.Describe{ObjectType: 'S', Name: name}).Encode(nil)
+		if err := s.forward(b); err != nil {
+			return err
+		}
 	}
-	return true, s.binConv.explain(fields, formats, s.tr.param), nil
+	if err := s.forward([]byte{'H', 0, 0, 0, 4}); err != nil { // Flush
+		return err
+	}
+	if err := s.upW.Flush(); err != nil {
+		return err
+	}
+	if !s.tr.awaitDescribed(st) {
+		return errEOF
+	}
+	return nil
 }
 
 // describe forwards a Describe of what the server will hold by that name.

@@ -270,15 +270,15 @@ func (t *tracker) isDescribing(st *prepared) bool {
 	return st.describing
 }
 
-// awaitDescribed waits until the Describe of st sent is answered; false
-// means it was skipped (or the tracker closed).
-func (t *tracker) awaitDescribed(st *prepared) ([]pgproto3.FieldDescription, bool) {
+// awaitDescribed waits until no Describe of st is pending; false means
+// the tracker was closed.
+func (t *tracker) awaitDescribed(st *prepared) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for !st.described && !t.closed && t.describeQueued(st) {
 		t.cond.Wait()
 	}
-	return st.fields, st.described
+	return !t.closed
 }
 
 func (t *tracker) describeQueued(st *prepared) bool {
@@ -421,12 +421,21 @@ func (t *tracker) head() *op {
 	return t.queue[0]
 }
 
-// pop resolves the head op; t.mu is held.
+// pop resolves the head op; t.mu is held. A Describe that did not run
+// leaves its target undescribed, to be asked again.
 func (t *tracker) pop(state opState) *op {
 	o := t.queue[0]
 	t.queue[0] = nil
 	t.queue = t.queue[1:]
 	o.state = state
+	if state != opDone {
+		switch {
+		case o.kind == opDescribeStmt && o.stmt != nil:
+			o.stmt.describing = o.stmt.described
+		case o.kind == opDescribePortal && o.port != nil:
+			o.port.describing = o.port.described
+		}
+	}
 	t.cond.Broadcast()
 	return o
 }

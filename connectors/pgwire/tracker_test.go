@@ -271,3 +271,18 @@ func TestTrackerCloseWakesWaiters(t *testing.T) {
 		t.Fatal("await after close reported success")
 	}
 }
+
+// TestTrackerSkippedDescribe: a Describe the server skipped leaves its
+// statement to be described again.
+func TestTrackerSkippedDescribe(t *testing.T) {
+	tr := newTracker()
+	st := tr.parse("s", "SELECT 1", nil, false)
+	p := tr.bind("", &prepared{sql: "SELECT 1/0"}, nil, false)
+	tr.execute(p, nil, false, false)
+	tr.describeStmt("s", st, false)
+	tr.sync()
+	answer(t, tr, "1", "2", "E", "ZI")
+	if tr.isDescribing(st) || !tr.needsDescribe(&portal{stmt: st}) {
+		t.Fatal("a skipped Describe still counts as sent")
+	}
+}
