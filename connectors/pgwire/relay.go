@@ -187,15 +187,14 @@ func (s *session) onRowDescription(res *result, msg []byte) ([]byte, step, error
 	if err := rd.Decode(msg[5:]); err != nil {
 		return nil, step{}, err
 	}
-	fields := copyFields(rd.Fields)
-	st, err := s.tr.rowDescription(fields)
+	st, err := s.tr.rowDescription(rd.Fields)
 	if err != nil {
 		return nil, st, err
 	}
 	switch {
 	case st.op.kind == opQuery:
 		res.op = st.op
-		res.cols, err = s.columns(fields, nil)
+		res.cols, err = s.columns(rd.Fields, nil)
 		return msg, st, err
 	case st.op.kind == opDescribePortal && st.op.port != nil && anyBinary(st.op.port.formats):
 		for i := range rd.Fields {
@@ -205,15 +204,6 @@ func (s *session) onRowDescription(res *result, msg []byte) ([]byte, step, error
 		return out, st, err
 	}
 	return msg, st, nil
-}
-
-func copyFields(in []pgproto3.FieldDescription) []pgproto3.FieldDescription {
-	out := make([]pgproto3.FieldDescription, len(in))
-	for i, f := range in {
-		out[i] = f
-		out[i].Name = append([]byte(nil), f.Name...)
-	}
-	return out
 }
 
 // onDataRow masks one row of the running Execute or Query.

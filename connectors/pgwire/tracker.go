@@ -514,14 +514,27 @@ func (t *tracker) rowDescription(fields []pgproto3.FieldDescription) (step, erro
 	return step{op: h, internal: h.internal, done: []*op{h}}, nil
 }
 
-// described stores a Describe's answer on what it described.
+// described stores a copy of a Describe's answer on what it described.
 func (t *tracker) described(h *op, fields []pgproto3.FieldDescription) {
 	switch {
 	case h.kind == opDescribeStmt && h.stmt != nil:
-		h.stmt.fields, h.stmt.described = fields, true
+		h.stmt.fields, h.stmt.described = copyFields(fields), true
 	case h.kind == opDescribePortal && h.port != nil:
-		h.port.fields, h.port.described = fields, true
+		h.port.fields, h.port.described = copyFields(fields), true
 	}
+}
+
+// copyFields copies fields out of a message buffer that will be reused.
+func copyFields(in []pgproto3.FieldDescription) []pgproto3.FieldDescription {
+	if in == nil {
+		return nil
+	}
+	out := make([]pgproto3.FieldDescription, len(in))
+	for i, f := range in {
+		out[i] = f
+		out[i].Name = append([]byte(nil), f.Name...)
+	}
+	return out
 }
 
 // noData applies NoData, the answer to a Describe of something that
@@ -651,7 +664,7 @@ func (t *tracker) readyForQuery(status byte) (step, error) {
 	}
 	t.tx = status
 	if status == 'I' {
-		t.portals = map[string]*portal{}
+		clear(t.portals)
 	}
 	t.pop(state)
 	return step{op: h, done: []*op{h}}, nil
