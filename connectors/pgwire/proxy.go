@@ -337,7 +337,12 @@ func (s *Server) serve(raw net.Conn) {
 		s.fatal(conn, "28000", "toolgate requires TLS on this listener (sslmode=require)")
 		return
 	}
-	sess := &session{srv: s, client: conn, remote: raw.RemoteAddr().String(), params: startup.Parameters, minor: startup.ProtocolVersion & 0xffff, tr: newTracker()}
+	s.runSession(&session{srv: s, client: conn, remote: raw.RemoteAddr().String(), params: startup.Parameters,
+		minor: startup.ProtocolVersion & 0xffff, tr: newTracker()}, raw)
+}
+
+// runSession runs a session, known to the server while it lasts.
+func (s *Server) runSession(sess *session, raw net.Conn) {
 	s.mu.Lock()
 	s.sessions[sess] = struct{}{}
 	s.mu.Unlock()
