@@ -178,10 +178,10 @@ func (s *session) query(ctx context.Context, msg []byte) error {
 		s.commits = s.commits[:0] // nothing of a refused query runs
 		return s.sendRefusalQuery(err)
 	}
-	o := s.tr.query(&inflight{ids: ids, start: time.Now()}, taints(sts...), copiesIn(sts))
+	o := s.tr.query(&inflight{caller: s.caller, ids: ids, start: time.Now()}, taints(sts...), copiesIn(sts))
 	if o == nil {
 		_ = s.release(ctx)
-		s.finishTag(&inflight{ids: ids}, errSkipped)
+		s.finishTag(&inflight{caller: s.caller, ids: ids}, errSkipped)
 		return nil
 	}
 	s.mu.Lock()
@@ -405,7 +405,7 @@ func (s *session) execute(ctx context.Context, msg []byte) error {
 		}
 		return s.refuseDecided(err)
 	}
-	tag := &inflight{ids: ids, start: time.Now()}
+	tag := &inflight{caller: s.caller, ids: ids, start: time.Now()}
 	if s.tr.needsDescribe(p) && s.tr.describePortal(e.Portal, p, true) {
 		b, _ := (&pgproto3.Describe{ObjectType: 'P', Name: e.Portal}).Encode(nil)
 		if err := s.forward(b); err != nil {

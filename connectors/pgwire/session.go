@@ -65,7 +65,9 @@ type session struct {
 // inflight is the audit side of an allowed Execute or Query: one record
 // id per statement, in order, and the counts of the one running now.
 type inflight struct {
-	ids   []string
+	// caller is the caller the statements were decided for.
+	caller broker.Caller
+	ids    []string
 	next  int
 	start time.Time
 	rows  int
