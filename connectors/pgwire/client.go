@@ -237,32 +237,27 @@ func (s *session) parse(ctx context.Context, msg []byte) error {
 
 // stmtFor is tracker.stmtFor that waits for an undecided earlier batch.
 func (s *session) stmtFor(name string) (*prepared, error) {
-	for {
-		st, wait := s.tr.stmtFor(name)
-		if wait == nil {
-			return st, nil
-		}
-		if err := s.upW.Flush(); err != nil {
-			return nil, err
-		}
-		if !s.tr.await(wait) {
-			return nil, errEOF
-		}
-	}
+	return awaitLookup(s, func() (*prepared, *op) { return s.tr.stmtFor(name) })
 }
 
 // portalFor is tracker.portalFor that waits for an undecided earlier batch.
 func (s *session) portalFor(name string) (*portal, error) {
+	return awaitLookup(s, func() (*portal, *op) { return s.tr.portalFor(name) })
+}
+
+// awaitLookup runs a tracker lookup until no earlier batch's unanswered
+// message decides it, sending what is buffered upstream first.
+func awaitLookup[T any](s *session, lookup func() (T, *op)) (T, error) {
 	for {
-		p, wait := s.tr.portalFor(name)
+		v, wait := lookup()
 		if wait == nil {
-			return p, nil
+			return v, nil
 		}
 		if err := s.upW.Flush(); err != nil {
-			return nil, err
+			return v, err
 		}
 		if !s.tr.await(wait) {
-			return nil, errEOF
+			return v, errEOF
 		}
 	}
 }

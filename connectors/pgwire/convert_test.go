@@ -38,14 +38,21 @@ var refusedInBinary = []string{
 	"ARRAY[now()]", "'pg_class'::regclass", "ARRAY[ROW(1)]",
 }
 
-func TestConverterMatchesServer(t *testing.T) {
+// connectDirect opens a connection straight to a fresh test database.
+func connectDirect(t *testing.T) *pgconn.PgConn {
+	t.Helper()
 	pg := testenv.Postgres(t)
-	ctx := context.Background()
-	conn, err := pgconn.Connect(ctx, pg.PasswordDSN(testenv.DBName(pg.CreateDB(t))))
+	conn, err := pgconn.Connect(context.Background(), pg.PasswordDSN(testenv.DBName(pg.CreateDB(t))))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close(ctx)
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	return conn
+}
+
+func TestConverterMatchesServer(t *testing.T) {
+	ctx := context.Background()
+	conn := connectDirect(t)
 	params := map[string]string{"DateStyle": conn.ParameterStatus("DateStyle"), "IntervalStyle": conn.ParameterStatus("IntervalStyle")}
 	c := newConverter()
 	for _, expr := range binaryCases {
@@ -77,13 +84,8 @@ func TestConverterMatchesServer(t *testing.T) {
 }
 
 func TestConverterRefuses(t *testing.T) {
-	pg := testenv.Postgres(t)
 	ctx := context.Background()
-	conn, err := pgconn.Connect(ctx, pg.PasswordDSN(testenv.DBName(pg.CreateDB(t))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := connectDirect(t)
 	iso := map[string]string{"DateStyle": "ISO, MDY", "IntervalStyle": "postgres"}
 	c := newConverter()
 	for _, expr := range append(refusedInBinary, "1") {

@@ -25,19 +25,7 @@ import (
 const pwn = "UPDATE customers SET name = 'pwned' WHERE id = 1"
 
 // adaName reads customer 1's name straight from the database.
-func (e *env) adaName(t *testing.T) string {
-	t.Helper()
-	c, err := pgx.Connect(context.Background(), e.direct)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(context.Background())
-	var name string
-	if err := c.QueryRow(context.Background(), "SELECT name FROM customers WHERE id = 1").Scan(&name); err != nil {
-		t.Fatal(err)
-	}
-	return name
-}
+func (e *env) adaName(t *testing.T) string { return e.customerName(t, 1) }
 
 func (e *env) raw(t *testing.T, user string, params map[string]string) *raw {
 	t.Helper()

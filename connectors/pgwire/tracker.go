@@ -178,42 +178,53 @@ func (t *tracker) parse(name, sql string, info any, internal bool) *prepared {
 func (t *tracker) stmtFor(name string) (*prepared, *op) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for i := len(t.queue) - 1; i >= 0; i-- {
-		o := t.queue[i]
-		touches := o.taint || (o.kind == opParse || o.kind == opCloseStmt) && o.name == name || o.kind == opQuery && name == ""
-		if !touches {
-			continue
-		}
-		if o.batch < t.batch {
-			return nil, o
-		}
-		if o.kind == opParse {
-			return o.stmt, nil
-		}
-		return nil, nil
+	o, wait := t.decider(func(o *op) bool {
+		return (o.kind == opParse || o.kind == opCloseStmt) && o.name == name || o.kind == opQuery && name == ""
+	})
+	switch {
+	case wait != nil:
+		return nil, wait
+	case o == nil:
+		return t.stmts[name], nil
+	case o.kind == opParse:
+		return o.stmt, nil
 	}
-	return t.stmts[name], nil
+	return nil, nil
 }
 
 // portalFor is stmtFor for portals.
 func (t *tracker) portalFor(name string) (*portal, *op) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	o, wait := t.decider(func(o *op) bool {
+		return (o.kind == opBind || o.kind == opClosePortal) && o.name == name || o.kind == opQuery && name == ""
+	})
+	switch {
+	case wait != nil:
+		return nil, wait
+	case o == nil:
+		return t.portals[name], nil
+	case o.kind == opBind:
+		return o.port, nil
+	}
+	return nil, nil
+}
+
+// decider finds the last unanswered message that touches a name (or
+// taints every name): in the current batch it decides (nil when none);
+// in an earlier one it is returned as wait. t.mu is held.
+func (t *tracker) decider(touches func(*op) bool) (o, wait *op) {
 	for i := len(t.queue) - 1; i >= 0; i-- {
 		o := t.queue[i]
-		touches := o.taint || (o.kind == opBind || o.kind == opClosePortal) && o.name == name || o.kind == opQuery && name == ""
-		if !touches {
+		if !o.taint && !touches(o) {
 			continue
 		}
 		if o.batch < t.batch {
 			return nil, o
 		}
-		if o.kind == opBind {
-			return o.port, nil
-		}
-		return nil, nil
+		return o, nil
 	}
-	return t.portals[name], nil
+	return nil, nil
 }
 
 // bind records a Bind of st (from stmtFor) into a portal and returns the
