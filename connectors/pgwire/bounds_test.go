@@ -179,6 +179,15 @@ func TestUnknownMessageRecorded(t *testing.T) {
 	if d := e.deniedTexts(); len(d) != 1 || !strings.Contains(d[0], "message type") {
 		t.Fatalf("denied records %q", d)
 	}
+	// A Bind that does not decode.
+	r = e.raw(t, "support-bot/triage", nil)
+	_, _ = r.conn.Write([]byte{'B', 0, 0, 0, 6, 'x', 0})
+	if got := r.until(1); !has(got, "E:08P01") {
+		t.Fatalf("a malformed Bind: %v", got)
+	}
+	if d := e.deniedTexts(); len(d) != 2 || !strings.Contains(d[1], "malformed Bind") {
+		t.Fatalf("denied records %q", d)
+	}
 }
 
 // TestCopyFrom: COPY FROM STDIN runs as a simple query for a node that may

@@ -104,6 +104,16 @@ func messageName(typ byte) string {
 	return fmt.Sprintf("message %q", typ)
 }
 
+// errMalformed is a client message that does not decode.
+type errMalformed struct {
+	typ byte
+	err error
+}
+
+func (e errMalformed) Error() string { return fmt.Sprintf("malformed %s: %v", messageName(e.typ), e.err) }
+
+func malformed(typ byte, err error) error { return errMalformed{typ: typ, err: err} }
+
 // clientMessage handles one client message.
 func (s *session) clientMessage(ctx context.Context, msg []byte) error {
 	typ := msg[0]
@@ -164,7 +174,7 @@ func (s *session) query(ctx context.Context, msg []byte) error {
 	}
 	var q pgproto3.Query
 	if err := q.Decode(msg[5:]); err != nil {
-		return err
+		return malformed(msg[0], err)
 	}
 	sts := s.srv.classes.classify(q.String)
 	for i := range sts {
@@ -219,7 +229,7 @@ func (s *session) parse(ctx context.Context, msg []byte) error {
 	}
 	var p pgproto3.Parse
 	if err := p.Decode(msg[5:]); err != nil {
-		return err
+		return malformed(msg[0], err)
 	}
 	sts := s.srv.classes.classify(p.Query)
 	st := sts[0]
@@ -277,7 +287,7 @@ func statementOf(st *prepared) (broker.Statement, bool) {
 func (s *session) bind(ctx context.Context, msg []byte) error {
 	var b pgproto3.Bind
 	if err := b.Decode(msg[5:]); err != nil {
-		return err
+		return malformed(msg[0], err)
 	}
 	st, err := s.stmtFor(b.PreparedStatement)
 	if err != nil || s.tr.skipping() {
@@ -366,7 +376,7 @@ func (s *session) describeFirst(name string, st *prepared) error {
 func (s *session) describe(ctx context.Context, msg []byte) error {
 	var d pgproto3.Describe
 	if err := d.Decode(msg[5:]); err != nil {
-		return err
+		return malformed(msg[0], err)
 	}
 	if d.ObjectType == 'S' {
 		st, err := s.stmtFor(d.Name)
@@ -386,7 +396,7 @@ func (s *session) describe(ctx context.Context, msg []byte) error {
 func (s *session) execute(ctx context.Context, msg []byte) error {
 	var e pgproto3.Execute
 	if err := e.Decode(msg[5:]); err != nil {
-		return err
+		return malformed(msg[0], err)
 	}
 	p, err := s.portalFor(e.Portal)
 	if err != nil || s.tr.skipping() {
@@ -445,7 +455,7 @@ func (s *session) bound(st *broker.Statement) {
 func (s *session) closeMessage(msg []byte) error {
 	var c pgproto3.Close
 	if err := c.Decode(msg[5:]); err != nil {
-		return err
+		return malformed(msg[0], err)
 	}
 	ok := false
 	if c.ObjectType == 'S' {

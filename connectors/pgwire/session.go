@@ -68,11 +68,11 @@ type inflight struct {
 	// caller is the caller the statements were decided for.
 	caller broker.Caller
 	ids    []string
-	next  int
-	start time.Time
-	rows  int
-	bytes int
-	mask  int
+	next   int
+	start  time.Time
+	rows   int
+	bytes  int
+	mask   int
 }
 
 func (s *session) log() *zap.Logger { return s.srv.log }
@@ -216,12 +216,20 @@ func (s *session) relay(ctx context.Context, cR *bufio.Reader) {
 		defer relay.Done()
 		if err := s.relayUpstream(bufio.NewReaderSize(s.up, 64<<10)); err != nil && !isClosed(err) {
 			s.log().Warn("upstream relay ended", zap.String("session", s.id), zap.Error(err))
+			s.setReason("toolgate could not follow the server's answers")
+			s.fatal("08P01", broker.Errorf(broker.CodeTargetError, "toolgate could not follow the server's answers and ended the session"))
 		}
 		s.tr.close()
 		_ = s.client.Close()
 	}()
 	if err := s.relayClient(ctx, cR); err != nil && !isClosed(err) {
 		s.log().Warn("client relay ended", zap.String("session", s.id), zap.Error(err))
+		var m errMalformed
+		if errors.As(err, &m) {
+			_, _ = s.decide(ctx, []broker.Statement{protocolStatement(m.Error())}, false)
+			s.setReason("protocol violation")
+			s.fatal("08P01", broker.Errorf(broker.CodeInvalidRequest, "%s", m.Error()))
+		}
 	}
 	s.mu.Lock()
 	s.closing = true
