@@ -6,13 +6,11 @@ import (
 	"maps"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/toolgate/toolgate/broker"
-	"github.com/toolgate/toolgate/connectors/pgwire"
 )
 
 // fuzzStatements are what the fuzzed messages parse and query. Each marks
@@ -126,7 +124,7 @@ func FuzzProtocol(f *testing.F) {
 		f.Add(seed)
 	}
 	// One proxy per fuzz process, a session per input.
-	e := newEnvWith(f, func(c *pgwire.Config) { c.StartupTimeout = 20 * time.Second })
+	e := newEnv(f)
 	f.Fuzz(func(t *testing.T, in []byte) {
 		from := e.rec.Len()
 		closed := len(e.rec.OfKind(broker.EventSessionClosed))

@@ -78,7 +78,7 @@ func graphs() map[string]config.Graph {
 	}
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	return newEnvWith(t, nil)
 }
@@ -140,7 +140,7 @@ func newEnvWith(t testing.TB, adjust func(*pgwire.Config)) *env {
 		t.Fatal(err)
 	}
 	cfg := pgwire.Config{Listen: "127.0.0.1:0", Target: "crm", DSN: pg.PasswordDSN(name),
-		StartupTimeout: 500 * time.Millisecond, IdentifyEvery: time.Nanosecond, MaxMessageBytes: 1 << 20}
+		StartupTimeout: 10 * time.Second, IdentifyEvery: time.Nanosecond, MaxMessageBytes: 1 << 20}
 	if adjust != nil {
 		adjust(&cfg)
 	}
@@ -463,7 +463,7 @@ func TestProxyAuditDownFailsClosed(t *testing.T) {
 }
 
 func TestProxyStartupTimeoutAndMalformed(t *testing.T) {
-	e := newEnv(t)
+	e := newEnvWith(t, func(c *pgwire.Config) { c.StartupTimeout = 500 * time.Millisecond })
 	addr := e.srv.Addr().String()
 	// A client that never finishes startup is dropped.
 	c, err := net.Dial("tcp", addr)
