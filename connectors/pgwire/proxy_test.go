@@ -159,7 +159,7 @@ func (e *env) dsn(user, password string) string {
 	return fmt.Sprintf("host=127.0.0.1 port=%d user=%s password=%s dbname=whatever sslmode=disable", e.srv.Addr().(*net.TCPAddr).Port, user, password)
 }
 
-func (e *env) connect(t *testing.T, user, password string) *pgx.Conn {
+func (e *env) connect(t testing.TB, user, password string) *pgx.Conn {
 	t.Helper()
 	c, err := pgx.Connect(context.Background(), e.dsn(user, password))
 	if err != nil {

@@ -22,6 +22,9 @@ var (
 type result struct {
 	op   *op
 	cols []column
+	// row and out are reused from row to row.
+	row pgproto3.DataRow
+	out []byte
 }
 
 // relayUpstream copies server messages to the client: it feeds the
@@ -222,7 +225,7 @@ func (s *session) onDataRow(res *result, msg []byte) ([]byte, step, error) {
 		// Rows nobody described cannot be masked: end the session.
 		return nil, st, errors.New("DataRow without a row description; refusing to pass it unmasked")
 	}
-	out, masked, err := s.maskRow(msg, res.cols)
+	out, masked, err := s.maskRow(res, msg)
 	if err != nil {
 		return nil, st, err
 	}

@@ -56,10 +56,10 @@ func (s *session) columns(fields []pgproto3.FieldDescription, formats []int16) (
 	return cols, nil
 }
 
-// maskRow masks one DataRow; it returns the message (re-encoded when a cell
-// changed) and the number of cells masked.
-func (s *session) maskRow(msg []byte, cols []column) ([]byte, int, error) {
-	var dr pgproto3.DataRow
+// maskRow masks one DataRow; it returns the message (re-encoded into
+// res.out when a cell changed) and the number of cells masked.
+func (s *session) maskRow(res *result, msg []byte) ([]byte, int, error) {
+	dr, cols := &res.row, res.cols
 	if err := dr.Decode(msg[5:]); err != nil {
 		return nil, 0, err
 	}
@@ -86,7 +86,8 @@ func (s *session) maskRow(msg []byte, cols []column) ([]byte, int, error) {
 	if !changed {
 		return msg, 0, nil
 	}
-	out, err := dr.Encode(nil)
+	out, err := dr.Encode(res.out[:0])
+	res.out = shrink(out)
 	return out, n, err
 }
 
