@@ -110,7 +110,9 @@ type errMalformed struct {
 	err error
 }
 
-func (e errMalformed) Error() string { return fmt.Sprintf("malformed %s: %v", messageName(e.typ), e.err) }
+func (e errMalformed) Error() string {
+	return fmt.Sprintf("malformed %s: %v", messageName(e.typ), e.err)
+}
 
 func malformed(typ byte, err error) error { return errMalformed{typ: typ, err: err} }
 
