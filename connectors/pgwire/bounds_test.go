@@ -132,7 +132,7 @@ func TestBoundsCellAndMessage(t *testing.T) {
 	r.send(&pgproto3.Query{String: "SELECT '" + big + "'"}, &pgproto3.Query{String: "SELECT 1"})
 	got := r.until(2)
 	if !has(got, "E:42501") || !has(got, "D:1") {
-		t.Fatalf("oversized query: %v, want a refusal and a usable session", got)
+		t.Fatalf("oversized query: %v, want a refusal and a usable session (denied: %q)", got, e.deniedTexts())
 	}
 	r.send(&pgproto3.Parse{Query: "SELECT $1::text"}, &pgproto3.Bind{Parameters: [][]byte{[]byte(big[:(1<<20)+1])}}, &pgproto3.Execute{}, &pgproto3.Sync{})
 	if got := r.until(1); !has(got, "E:42501") {
