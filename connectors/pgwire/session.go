@@ -350,6 +350,12 @@ func (s *session) connectUpstream(ctx context.Context) (*pgconn.HijackedConn, er
 	if err != nil {
 		return nil, err
 	}
+	// pgconn may still have a background read in progress on the socket;
+	// it would take the server's next answer from the relay.
+	if err := pc.SyncConn(ctx); err != nil {
+		_ = pc.Close(ctx)
+		return nil, err
+	}
 	hc, err := pc.Hijack()
 	if err != nil {
 		_ = pc.Close(ctx)
