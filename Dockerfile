@@ -1,6 +1,6 @@
 # toolgate: one binary on a distroless base, running as non-root.
 #
-#   docker build -t toolgate .
+#   docker build -t toolgate --build-arg VERSION=$(git describe --always --dirty) .
 #   docker run --rm -p 8080:8080 -v $PWD/toolgate.yaml:/etc/toolgate/toolgate.yaml:ro toolgate
 #
 # The Postgres passthrough classifies statements with the real PostgreSQL

@@ -69,7 +69,7 @@ func (e *countingExec) Execute(context.Context, broker.Operation) (broker.Output
 }
 
 // pipeline is a real broker whose approval gate is e's Service.
-func pipeline(t *testing.T, e *env, exec *countingExec) (*broker.Broker, broker.Caller) {
+func pipeline(t *testing.T, e *env, exec broker.Executor) (*broker.Broker, broker.Caller) {
 	t.Helper()
 	b, err := broker.New(broker.Config{
 		Catalog:   fixedCatalog{tool: &broker.Tool{Name: "billing_refund", Target: "billing", Spec: passSpec{}}},

@@ -1,14 +1,23 @@
 // Package approvals is the approval gate of DESIGN §6: durable approval
-// requests bound to a call (caller, graph, node, run, tool, SHA-256 of the
-// canonical arguments, policy version, expiry), the votes of approvers, and
-// the single-use claim that lets an approved call run exactly once.
+// requests bound to a call (the caller's credential identity, graph, node,
+// run, tool, SHA-256 of the canonical arguments, the version of the
+// governing rule, expiry), the votes of approvers, and the single-use claim
+// that lets an approved call run exactly once.
 //
-// Every channel (Slack, the HTTP API, the CLI) decides through
-// Service.Decide, which enforces the approver rules in one place. Every
-// status change is a conditional UPDATE on the current status, so a
+// Every request records who asked: the human or service principal behind
+// the call, for a grant token the principal that minted the grant. Every
+// channel (Slack, the HTTP API, the CLI, the console) decides through
+// Service.Decide, which enforces the approver rules in one place, comparing
+// principal names in one normal form (broker.PrincipalName), so who asked
+// cannot approve under any alias. A vote and the decision it causes are one
+// conditional transaction, so an acknowledged vote has taken effect; every
+// other status change is a conditional UPDATE on the current status, so a
 // replayed click, a duplicate delivery or a second broker instance never
-// changes a request twice. Waiters wake through a Notifier: in-process, or
-// Postgres LISTEN/NOTIFY across instances.
+// changes a request twice. At most one request per call is pending (a
+// partial unique index), so concurrent identical calls converge on it. A
+// request whose rule changed (RuleVersion) is stale and no longer counts.
+// Waiters wake through a Notifier: in-process, or Postgres LISTEN/NOTIFY
+// across instances.
 //
 // The package must never store or show unmasked arguments or results, never
 // let a requester approve their own call, never run a call on an approval

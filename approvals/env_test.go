@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"github.com/toolgate/toolgate/internal/testenv"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -16,6 +15,7 @@ import (
 	"github.com/toolgate/toolgate/approvals"
 	"github.com/toolgate/toolgate/broker"
 	"github.com/toolgate/toolgate/broker/brokertest"
+	"github.com/toolgate/toolgate/internal/db/dbtest"
 	_ "modernc.org/sqlite"
 )
 
@@ -68,14 +68,10 @@ func (c *clock) Add(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// migration reads the approvals migration of a dialect.
+// migration is the whole store schema of a dialect.
 func migration(t testing.TB, dialect string) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "internal", "db", "migrations", dialect, "0004_approvals.sql"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
+	return dbtest.Schema(t, dialect)
 }
 
 // sqliteDB opens a fresh SQLite file with the approvals schema.

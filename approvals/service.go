@@ -2,6 +2,8 @@ package approvals
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,8 +16,10 @@ import (
 )
 
 // Announcer shows approval requests to humans (a Slack channel): Announce
-// posts a new request and returns a handle on the message, Update redraws
-// it after a vote, a decision, an expiry or the execution.
+// posts a new request and returns a handle on the message ("" for none),
+// Update redraws it after a vote, a decision, an expiry, a stale mark or the
+// execution. Update is called for every change, also for a request whose
+// Ref is "" (nothing was posted, or posting failed).
 type Announcer interface {
 	Announce(ctx context.Context, r Request) (ref string, err error)
 	Update(ctx context.Context, r Request) error
@@ -135,77 +139,132 @@ func storeErr(err error) error {
 	return broker.Wrap(broker.CodeUnavailable, err, "the approval store is unavailable, so the call is refused; retry later")
 }
 
-// Await finds the approval request of the call (the one it names with
-// ResumeID, else the newest one for the same graph, node, run, tool and
-// arguments) or creates one, then waits up to Config.Wait for a decision.
-// ApprovalApproved means this call claimed the approval and must run now;
-// ApprovalConsumed carries the result of the call that already ran.
+// Await finds the approval request the call is bound to (the one it names
+// with ResumeID, else the live one for the same graph, node, run, tool,
+// arguments and caller) or creates one, then waits up to Config.Wait for a
+// decision. Concurrent identical calls converge on one request. A request
+// whose governing rule changed since it was made (a reload) is marked stale
+// and the call is refused with approval_stale; the next call makes a new
+// request. ApprovalApproved means this call claimed the approval and must
+// run now; ApprovalConsumed carries the result of the call that already ran.
 func (s *Service) Await(ctx context.Context, req broker.ApprovalRequest) (broker.ApprovalOutcome, error) {
 	if req.Tool == nil || req.ArgsHash == "" {
 		return broker.ApprovalOutcome{}, broker.Errorf(broker.CodeInternal, "approval requested without a tool or an arguments hash")
 	}
-	var (
-		r   Request
-		err error
-	)
-	switch {
-	case req.ResumeID != "":
-		r, err = s.store.get(ctx, req.ResumeID)
-		if errors.Is(err, errNotFound) || (err == nil && !sameCall(r, req)) {
-			return broker.ApprovalOutcome{}, broker.Errorf(broker.CodeForbidden,
-				"approval %s is not an approval of this call (the graph, node, run, tool and arguments must all match); call again without %s to request a new approval",
-				req.ResumeID, broker.HeaderApproval)
-		}
-	default:
-		statuses := []broker.ApprovalStatus{broker.ApprovalPending, broker.ApprovalApproved, broker.ApprovalExecuting}
-		if req.Caller.Run != "" {
-			// Within one run a repeat gets the recorded outcome; without a
-			// run id there is no way to tell a repeat from a new call.
-			statuses = append(statuses, broker.ApprovalDenied, broker.ApprovalConsumed)
-		}
-		r, err = s.store.findCall(ctx, req.Caller.Graph, req.Caller.Node, req.Caller.Run, req.Tool.Name, req.ArgsHash, statuses)
-		if errors.Is(err, errNotFound) {
-			r, err = s.create(ctx, req)
-			if err != nil {
-				return broker.ApprovalOutcome{}, err
-			}
-		}
-	}
+	r, err := s.bound(ctx, req)
 	if err != nil {
-		return broker.ApprovalOutcome{}, storeErr(err)
+		return broker.ApprovalOutcome{}, err
+	}
+	if version := RuleVersion(req.Decision); r.RuleVersion != version && (r.Status == broker.ApprovalPending || r.Status == broker.ApprovalApproved) {
+		return broker.ApprovalOutcome{}, s.stale(ctx, r)
 	}
 	return s.wait(ctx, r.ID)
 }
 
+// bound returns the request the call is bound to, creating it if needed.
+func (s *Service) bound(ctx context.Context, req broker.ApprovalRequest) (Request, error) {
+	if req.ResumeID != "" {
+		r, err := s.store.get(ctx, req.ResumeID)
+		if errors.Is(err, errNotFound) || (err == nil && !sameCall(r, req)) {
+			return Request{}, broker.Errorf(broker.CodeForbidden,
+				"approval %s is not an approval of this call (the graph, node, run, tool, arguments and caller must all match); call again without %s to request a new approval",
+				req.ResumeID, broker.HeaderApproval)
+		}
+		if err != nil {
+			return Request{}, storeErr(err)
+		}
+		return r, nil
+	}
+	statuses := []broker.ApprovalStatus{broker.ApprovalPending, broker.ApprovalApproved, broker.ApprovalExecuting}
+	if req.Caller.Run != "" {
+		// Within one run a repeat gets the recorded outcome; without a
+		// run id there is no way to tell a repeat from a new call.
+		statuses = append(statuses, broker.ApprovalDenied, broker.ApprovalConsumed)
+	}
+	key := keyOf(req)
+	// A lost race to create the request means another call made it: find
+	// that one. The loop ends because each round either finds a request or
+	// creates one, except when the winner's request left pending at once.
+	for attempt := 0; attempt < 3; attempt++ {
+		r, err := s.store.findCall(ctx, key, statuses)
+		if err == nil {
+			return r, nil
+		}
+		if !errors.Is(err, errNotFound) {
+			return Request{}, storeErr(err)
+		}
+		r, created, err := s.create(ctx, req)
+		if err != nil || created {
+			return r, err
+		}
+	}
+	return Request{}, broker.Errorf(broker.CodeUnavailable, "the approval request for this call kept changing while it was being made; retry")
+}
+
+// keyOf is the binding of a call: what a request must match to serve it.
+func keyOf(req broker.ApprovalRequest) callKey {
+	c := req.Caller
+	return callKey{graph: c.Graph, node: c.Node, run: c.Run, tool: req.Tool.Name, argsHash: req.ArgsHash, caller: broker.PrincipalName(c.Principal.Subject)}
+}
+
 // sameCall reports whether r was requested by the call req describes.
 func sameCall(r Request, req broker.ApprovalRequest) bool {
-	c := req.Caller
-	return r.Graph == c.Graph && r.Node == c.Node && r.Run == c.Run && r.Tool == req.Tool.Name && r.ArgsHash == req.ArgsHash
+	k := keyOf(req)
+	return r.Graph == k.graph && r.Node == k.node && r.Run == k.run && r.Tool == k.tool && r.ArgsHash == k.argsHash && r.Caller == k.caller
 }
 
-// requesters are the names that may never approve the caller's call. Groups
-// are not among them: a requester's group may hold other approvers.
-func requesters(c broker.Caller) []string {
-	names := []string{c.Principal.Subject}
-	if c.Principal.Email != "" && c.Principal.Subject != "user:"+c.Principal.Email {
-		names = append(names, "user:"+c.Principal.Email)
+// RuleVersion is what an approval is bound to of the rule that asked for
+// it: the decider's Decision.RuleVersion, else a hash of the rule's config
+// path, its approvers (in normal form, sorted) and min_approvals. When the
+// version a call's decision carries differs from its request's, the request
+// is stale.
+func RuleVersion(d broker.Decision) string {
+	if d.RuleVersion != "" {
+		return d.RuleVersion
 	}
-	return names
+	approvers := broker.PrincipalNames(d.Approvers)
+	slices.Sort(approvers)
+	b, _ := json.Marshal([]any{d.Rule, approvers, max(1, d.MinApprovals)})
+	sum := sha256.Sum256(b)
+	return "r_" + hex.EncodeToString(sum[:8])
 }
 
-// create stores, records and announces a new pending request.
-func (s *Service) create(ctx context.Context, req broker.ApprovalRequest) (Request, error) {
+// stale marks r stale (its rule changed since it was made), records and
+// announces that, and returns the refusal for the call that found it.
+func (s *Service) stale(ctx context.Context, r Request) error {
+	why := "the rule " + r.Rule + " changed after this request was made, so its approval no longer counts"
+	changed, err := s.store.transition(ctx, r.ID, r.Status, broker.ApprovalStale, why, s.now().UTC())
+	if err != nil {
+		return storeErr(err)
+	}
+	if changed {
+		ev := s.event(r, broker.EventApprovalStale, "")
+		ev.Detail = map[string]any{"was": string(r.Status), "rule_version": r.RuleVersion}
+		if err := s.cfg.Recorder.Record(ctx, ev); err != nil {
+			s.log.Error("stale approval not recorded", zap.String("approval", r.ID), zap.Error(err))
+		}
+		s.wake(ctx, r.ID)
+		s.redraw(ctx, r.ID)
+	}
+	return broker.Errorf(broker.CodeApprovalStale,
+		"approval %s was given under rule %s as it was before the configuration changed; it no longer counts and the action was not performed. Call again to request a new approval", r.ID, r.Rule)
+}
+
+// create stores, records and announces a new pending request. created is
+// false, and nothing else happened, when the call already had a pending
+// request (a concurrent identical call made it first).
+func (s *Service) create(ctx context.Context, req broker.ApprovalRequest) (r Request, created bool, err error) {
 	dec := req.Decision
 	if len(dec.Approvers) == 0 {
-		return Request{}, broker.Errorf(broker.CodeForbidden, "rule %s requires approval but names no approvers, so the call is refused", dec.Rule)
+		return Request{}, false, broker.Errorf(broker.CodeForbidden, "rule %s requires approval but names no approvers, so the call is refused", dec.Rule)
 	}
 	canonical, err := json.Marshal(req.Args)
 	if err != nil {
-		return Request{}, broker.Wrap(broker.CodeInternal, err, "the arguments could not be encoded for the approval request")
+		return Request{}, false, broker.Wrap(broker.CodeInternal, err, "the arguments could not be encoded for the approval request")
 	}
 	masked, err := s.cfg.Masker.MaskRecord(canonical)
 	if err != nil {
-		return Request{}, broker.Wrap(broker.CodeInternal, err, "the arguments could not be masked for the approval request, so the call is refused")
+		return Request{}, false, broker.Wrap(broker.CodeInternal, err, "the arguments could not be masked for the approval request, so the call is refused")
 	}
 	timeout := dec.Timeout
 	if timeout <= 0 {
@@ -213,37 +272,28 @@ func (s *Service) create(ctx context.Context, req broker.ApprovalRequest) (Reque
 	}
 	now := s.now().UTC()
 	c := req.Caller
-	r := Request{
+	r = Request{
 		ApprovalInfo: broker.ApprovalInfo{
-			ID: broker.NewID("ap"), Status: broker.ApprovalPending, Principal: c.Principal.Subject,
+			ID: broker.NewID("ap"), Status: broker.ApprovalPending, Principal: broker.PrincipalName(c.Principal.Requester().Subject),
 			Graph: c.Graph, Node: c.Node, Run: c.Run, Thread: c.Thread, Tool: req.Tool.Name, Target: req.Tool.Target,
-			Args: masked, ArgsHash: req.ArgsHash, Rule: dec.Rule, PolicyVersion: dec.PolicyVersion,
+			Args: masked, ArgsHash: req.ArgsHash, Rule: dec.Rule, PolicyVersion: dec.PolicyVersion, RuleVersion: RuleVersion(dec),
 			Approvers: slices.Clone(dec.Approvers), MinApprovals: max(1, dec.MinApprovals),
 			CreatedAt: now, ExpiresAt: now.Add(timeout),
 		},
-		Requesters: requesters(c),
+		Requesters: c.Principal.PersonalNames(),
+		Caller:     keyOf(req).caller,
 	}
-	if err := s.store.insert(ctx, r); err != nil {
-		return Request{}, storeErr(err)
+	if r.Caller != r.Principal {
+		r.Via = r.Caller
+	}
+	if created, err = s.store.insert(ctx, r); err != nil || !created {
+		return Request{}, false, err
 	}
 	detail := map[string]any{"approvers": r.Approvers, "min_approvals": r.MinApprovals, "expires_at": r.ExpiresAt, "announced": false}
-	if s.cfg.Announcer != nil {
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.AnnounceTimeout)
-		ref, err := s.cfg.Announcer.Announce(actx, r)
-		cancel()
-		if err != nil {
-			// The request stays pending and decidable through the API.
-			s.log.Error("approval request could not be announced; it stays decidable through the API",
-				zap.String("approval", r.ID), zap.String("error", s.cfg.Masker.MaskText(err.Error())))
-			detail["announce_error"] = s.cfg.Masker.MaskText(err.Error())
-		} else {
-			detail["announced"] = true
-			r.Ref = ref
-			if err := s.store.setRef(ctx, r.ID, ref); err != nil {
-				s.log.Error("approval message ref not stored", zap.String("approval", r.ID), zap.Error(err))
-			}
-		}
+	if r.Via != "" {
+		detail["via"] = r.Via
 	}
+	s.announce(ctx, &r, detail)
 	ev := s.event(r, broker.EventApprovalRequested, "")
 	ev.AuthMethod, ev.TokenID, ev.ToolCallID = string(c.Principal.Method), c.Principal.TokenID, c.ToolCallID
 	ev.Detail = detail
@@ -252,10 +302,37 @@ func (s *Service) create(ctx context.Context, req broker.ApprovalRequest) (Reque
 		if _, cerr := s.store.transition(context.WithoutCancel(ctx), r.ID, broker.ApprovalPending, broker.ApprovalCancelled, "the audit store was unavailable", now); cerr != nil {
 			s.log.Error("unrecorded approval request could not be cancelled", zap.String("approval", r.ID), zap.Error(cerr))
 		}
+		s.wake(ctx, r.ID)
 		s.redraw(ctx, r.ID)
-		return Request{}, broker.Wrap(broker.CodeAuditUnavailable, err, "the audit store is unavailable, so no approval was requested; retry later")
+		return Request{}, false, broker.Wrap(broker.CodeAuditUnavailable, err, "the audit store is unavailable, so no approval was requested; retry later")
 	}
-	return r, nil
+	return r, true, nil
+}
+
+// announce posts a new request to the announcer and stores its message
+// reference; a failure is logged and noted in detail, and the request stays
+// decidable through the API.
+func (s *Service) announce(ctx context.Context, r *Request, detail map[string]any) {
+	if s.cfg.Announcer == nil {
+		return
+	}
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.AnnounceTimeout)
+	ref, err := s.cfg.Announcer.Announce(actx, *r)
+	cancel()
+	if err != nil {
+		s.log.Error("approval request could not be announced; it stays decidable through the API",
+			zap.String("approval", r.ID), zap.String("error", s.cfg.Masker.MaskText(err.Error())))
+		detail["announce_error"] = s.cfg.Masker.MaskText(err.Error())
+		return
+	}
+	detail["announced"] = true
+	r.Ref = ref
+	if ref == "" {
+		return
+	}
+	if err := s.store.setRef(ctx, r.ID, ref); err != nil {
+		s.log.Error("approval message ref not stored", zap.String("approval", r.ID), zap.Error(err))
+	}
 }
 
 // wait follows request id until it is decided, claimed or consumed, or
@@ -303,6 +380,9 @@ func (s *Service) wait(ctx context.Context, id string) (broker.ApprovalOutcome, 
 			out.Result = r.Result
 			return out, nil
 		default: // denied, expired, cancelled
+			if r.Status == broker.ApprovalCancelled && r.ErrorCode == string(broker.CodeOwnerDisabled) {
+				return broker.ApprovalOutcome{}, broker.Errorf(broker.CodeOwnerDisabled, "approval %s was refused: %s; the action was not performed", r.ID, r.ErrorMessage)
+			}
 			return out, nil
 		}
 		if timedOut {
@@ -352,108 +432,120 @@ func deciders(r Request) []string {
 }
 
 // Decide records approver's vote on request id through channel ("slack",
-// "http", "cli") and decides the request when the vote settles it: any deny
-// denies, min_approvals distinct approvers approve. It returns the status
-// after the vote. Refusals change nothing: an unknown id (not_found), a
-// principal who is not an approver or who requested the call (forbidden), a
-// request already decided (invalid_request) or expired (approval_expired),
-// a second vote by the same principal (invalid_request).
+// "http", "cli", the console) and decides the request when the vote settles
+// it: any deny denies, min_approvals distinct approvers approve. The vote
+// and the status change it causes are one conditional transaction, so a
+// vote that is acknowledged has taken effect: an acknowledged deny always
+// denies. It returns the status after the vote. This is the one place the
+// approver rules live, for every channel. Refusals change nothing: an
+// unknown id (not_found); a principal who is not an approver, or who asked
+// for the call under any alias (its subject or verified email, in normal
+// form, or for a grant token the principal that minted the grant)
+// (forbidden); a request already decided (invalid_request) or expired
+// (approval_expired); a second vote by the same principal (invalid_request).
 func (s *Service) Decide(ctx context.Context, id string, approver broker.Principal, approve bool, reason, channel string) (broker.ApprovalStatus, error) {
-	r, err := s.store.get(ctx, id)
-	if errors.Is(err, errNotFound) {
-		return "", broker.Errorf(broker.CodeNotFound, "no approval request %s", id)
+	r, err := s.pendingRequest(ctx, id)
+	if err != nil {
+		return r.Status, err
 	}
+	if approver.Method == broker.AuthGrant {
+		return r.Status, broker.Errorf(broker.CodeForbidden, "a grant token acts as a node of its graph and cannot decide approvals; use your own credential")
+	}
+	names := approver.Names()
+	if approve && (broker.MatchPrincipal(names, r.Requesters) || broker.MatchPrincipal(approver.PersonalNames(), []string{r.Principal, r.Caller})) {
+		return r.Status, broker.Errorf(broker.CodeForbidden, "%s asked for this call and may not approve it; another approver (%s) must", approver.Subject, strings.Join(r.Approvers, ", "))
+	}
+	if !broker.MatchPrincipal(names, r.Approvers) {
+		return r.Status, broker.Errorf(broker.CodeForbidden, "%s may not decide approval %s; only %s may", approver.Subject, id, strings.Join(r.Approvers, ", "))
+	}
+	now := s.now().UTC()
+	voter := broker.PrincipalName(approver.Subject)
+	vote := broker.ApprovalVote{Approver: voter, Approve: approve, Reason: s.cfg.Masker.MaskText(reason), Channel: channel, Time: now}
+	why := ""
+	if !approve {
+		if why = vote.Reason; why == "" {
+			why = "denied by " + voter
+		}
+	}
+	out, to, err := s.store.castVote(ctx, id, vote, r.MinApprovals, why)
 	if err != nil {
 		return "", storeErr(err)
 	}
-	now := s.now().UTC()
-	if r.Status == broker.ApprovalPending && !now.Before(r.ExpiresAt) {
+	switch out {
+	case voteDuplicate:
+		return r.Status, broker.Errorf(broker.CodeInvalidRequest, "%s already voted on approval %s; a vote counts once", voter, id)
+	case voteNotPending:
+		// Another vote, the sweeper or a stale mark came first.
+		cur, err := s.pendingRequest(ctx, id)
+		if err == nil {
+			err = broker.Errorf(broker.CodeUnavailable, "approval %s changed while the vote was being recorded; nothing was decided, try again", id)
+		}
+		return cur.Status, err
+	}
+	recErr := s.recordVote(ctx, r, approver, vote, to)
+	if to != "" {
+		s.wake(ctx, id)
+	}
+	s.redraw(ctx, id)
+	status := to
+	if status == "" {
+		status = broker.ApprovalPending
+	}
+	if recErr != nil {
+		s.log.Error("approval vote not recorded", zap.String("approval", id), zap.Error(recErr))
+		return status, broker.Wrap(broker.CodeAuditUnavailable, recErr, "the vote was counted but the audit store is unavailable; check the audit trail")
+	}
+	return status, nil
+}
+
+// pendingRequest loads request id for a vote and refuses unless it is
+// pending and unexpired (an overdue request is expired on the way).
+func (s *Service) pendingRequest(ctx context.Context, id string) (Request, error) {
+	r, err := s.Get(ctx, id)
+	if err != nil {
+		return Request{}, err
+	}
+	if r.Status == broker.ApprovalPending && !s.now().Before(r.ExpiresAt) {
 		if _, err := s.expire(ctx, id); err != nil {
-			return "", storeErr(err)
+			return Request{}, storeErr(err)
 		}
 		r.Status = broker.ApprovalExpired
 	}
 	switch r.Status {
 	case broker.ApprovalPending:
+		return r, nil
 	case broker.ApprovalExpired:
-		return r.Status, broker.Errorf(broker.CodeApprovalExpired, "approval %s expired at %s; nothing was decided", id, r.ExpiresAt.Format(time.RFC3339))
+		return r, broker.Errorf(broker.CodeApprovalExpired, "approval %s expired at %s; nothing was decided", id, r.ExpiresAt.Format(time.RFC3339))
 	default:
-		return r.Status, broker.Errorf(broker.CodeInvalidRequest, "approval %s is already %s; nothing was changed", id, r.Status)
+		return r, broker.Errorf(broker.CodeInvalidRequest, "approval %s is already %s; nothing was changed", id, r.Status)
 	}
-	names := approver.Names()
-	if approve && intersects(names, r.Requesters) {
-		return r.Status, broker.Errorf(broker.CodeForbidden, "%s requested this call and may not approve it; another approver (%s) must", approver.Subject, strings.Join(r.Approvers, ", "))
-	}
-	if !intersects(names, r.Approvers) {
-		return r.Status, broker.Errorf(broker.CodeForbidden, "%s may not decide approval %s; only %s may", approver.Subject, id, strings.Join(r.Approvers, ", "))
-	}
-	vote := broker.ApprovalVote{Approver: approver.Subject, Approve: approve, Reason: s.cfg.Masker.MaskText(reason), Channel: channel, Time: now}
-	added, err := s.store.vote(ctx, id, vote)
-	if err != nil {
-		return "", storeErr(err)
-	}
-	if !added {
-		return r.Status, broker.Errorf(broker.CodeInvalidRequest, "%s already voted on approval %s; a vote counts once", approver.Subject, id)
-	}
-	ev := s.event(r, broker.EventApprovalVoted, channel)
-	ev.Principal, ev.AuthMethod, ev.TokenID = approver.Subject, string(approver.Method), approver.TokenID
-	ev.Detail = map[string]any{"approve": approve, "reason": vote.Reason, "channel": channel, "requester": r.Principal}
-	recErr := s.cfg.Recorder.Record(ctx, ev)
-
-	to := broker.ApprovalDenied
-	if approve {
-		n, err := s.store.approvals(ctx, id)
-		if err != nil {
-			return "", storeErr(err)
-		}
-		to = ""
-		if n >= r.MinApprovals {
-			to = broker.ApprovalApproved
-		}
-	}
-	if to != "" {
-		why := ""
-		if to == broker.ApprovalDenied {
-			why = vote.Reason
-			if why == "" {
-				why = "denied by " + approver.Subject
-			}
-		}
-		changed, err := s.store.transition(ctx, id, broker.ApprovalPending, to, why, now)
-		if err != nil {
-			return "", storeErr(err)
-		}
-		if changed {
-			r.Status = to
-			dev := s.event(r, broker.EventApprovalDecided, channel)
-			dev.Decision = string(to)
-			dev.Principal = approver.Subject
-			dev.Detail = map[string]any{"status": string(to), "reason": why, "requester": r.Principal}
-			if err := s.cfg.Recorder.Record(ctx, dev); err != nil && recErr == nil {
-				recErr = err
-			}
-			s.wake(ctx, id)
-		}
-	}
-	s.redraw(ctx, id)
-	cur, err := s.store.get(ctx, id)
-	if err != nil {
-		return "", storeErr(err)
-	}
-	if recErr != nil {
-		s.log.Error("approval vote not recorded", zap.String("approval", id), zap.Error(recErr))
-		return cur.Status, broker.Wrap(broker.CodeAuditUnavailable, recErr, "the vote was counted but the audit store is unavailable; check the audit trail")
-	}
-	return cur.Status, nil
 }
 
-func intersects(a, b []string) bool {
-	for _, x := range a {
-		if slices.Contains(b, x) {
-			return true
+// recordVote records a counted vote and, when it decided the request, the
+// decision.
+func (s *Service) recordVote(ctx context.Context, r Request, approver broker.Principal, vote broker.ApprovalVote, to broker.ApprovalStatus) error {
+	ev := s.event(r, broker.EventApprovalVoted, vote.Channel)
+	ev.Principal, ev.AuthMethod, ev.TokenID = vote.Approver, string(approver.Method), approver.TokenID
+	ev.Detail = map[string]any{"approve": vote.Approve, "reason": vote.Reason, "channel": vote.Channel, "requester": r.Principal}
+	recErr := s.cfg.Recorder.Record(ctx, ev)
+	if to == "" {
+		return recErr
+	}
+	why := ""
+	if to == broker.ApprovalDenied {
+		if why = vote.Reason; why == "" {
+			why = "denied by " + vote.Approver
 		}
 	}
-	return false
+	r.Status = to
+	dev := s.event(r, broker.EventApprovalDecided, vote.Channel)
+	dev.Decision = string(to)
+	dev.Principal = vote.Approver
+	dev.Detail = map[string]any{"status": string(to), "reason": why, "requester": r.Principal}
+	if err := s.cfg.Recorder.Record(ctx, dev); err != nil && recErr == nil {
+		recErr = err
+	}
+	return recErr
 }
 
 // Complete stores the outcome of the call that claimed approval id and
@@ -627,7 +719,9 @@ func (s *Service) wake(ctx context.Context, id string) {
 	}
 }
 
-// redraw updates the announced message of id to its current state.
+// redraw tells the announcer request id changed. It is called for every
+// change, also when the request has no message (Ref ""): an announcer that
+// follows decisions (the on_decision webhook) needs them all.
 func (s *Service) redraw(ctx context.Context, id string) {
 	if s.cfg.Announcer == nil {
 		return
@@ -635,7 +729,7 @@ func (s *Service) redraw(ctx context.Context, id string) {
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.AnnounceTimeout)
 	defer cancel()
 	r, err := s.store.get(actx, id)
-	if err != nil || r.Ref == "" {
+	if err != nil {
 		return
 	}
 	if err := s.cfg.Announcer.Update(actx, r); err != nil {

@@ -27,10 +27,14 @@ const (
 // (broker.ApprovalInfo) plus what only the gate needs.
 type Request struct {
 	broker.ApprovalInfo
-	// Requesters are the principal names that may never approve this
-	// request: the caller's subject and email, and the grant's creator when
-	// known.
+	// Requesters are the principal names, in normal form, that may never
+	// approve this request: the caller's subject and verified email and,
+	// for a grant token, those of the principal that minted the grant.
 	Requesters []string `json:"-"`
+	// Caller is the credential identity the request is bound to (the
+	// caller's subject in normal form); only a call made with it runs on
+	// the approval.
+	Caller string `json:"-"`
 	// Ref is the notifier's handle on its message (Slack "channel:ts").
 	Ref string `json:"-"`
 	// Result is the masked result of the approved call, set once consumed.
@@ -41,15 +45,17 @@ type Request struct {
 }
 
 // Store keeps approval requests and votes in SQLite or Postgres (the tables
-// of migration 0004_approvals). It is safe for concurrent use by several
-// Services, in one process or several.
+// of migrations 0004_approvals and 0005_identity). It is safe for
+// concurrent use by several Services, in one process or several: a vote and
+// the status change it causes are one transaction, and at most one request
+// per call is pending (a partial unique index).
 type Store struct {
 	db      *sql.DB
 	dialect Dialect
 }
 
-// NewStore returns a Store on db, whose schema must include migration
-// 0004_approvals.
+// NewStore returns a Store on db, whose schema must include migrations
+// 0004_approvals and 0005_identity.
 func NewStore(db *sql.DB, dialect Dialect) (*Store, error) {
 	if db == nil {
 		return nil, errors.New("approvals store: nil database")
@@ -77,21 +83,28 @@ var errNotFound = errors.New("approval not found")
 
 const columns = `id, status, principal, requesters, graph, node, run_id, thread, tool, target, args, args_hash,
 	rule, policy_version, approvers, min_approvals, reason, result, error_code, error_message, announce_ref,
-	created_at, expires_at, decided_at`
+	created_at, expires_at, decided_at, caller, rule_version`
 
-// insert stores a new pending request.
-func (s *Store) insert(ctx context.Context, r Request) error {
+// insert stores a new pending request. created is false when the call
+// already has a pending request (another instance or goroutine made it
+// first): the caller then finds that one instead.
+func (s *Store) insert(ctx context.Context, r Request) (created bool, err error) {
 	req, _ := json.Marshal(r.Requesters)
 	apv, _ := json.Marshal(r.Approvers)
-	_, err := s.db.ExecContext(ctx, s.q(`INSERT INTO approvals (`+columns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, '', '', '', ?, ?, NULL)`),
+	res, err := s.db.ExecContext(ctx, s.q(`INSERT INTO approvals (`+columns+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, '', '', '', ?, ?, NULL, ?, ?)
+		ON CONFLICT DO NOTHING`),
 		r.ID, string(r.Status), r.Principal, string(req), r.Graph, r.Node, r.Run, r.Thread, r.Tool, r.Target,
 		string(r.Args), r.ArgsHash, r.Rule, r.PolicyVersion, string(apv), r.MinApprovals, r.Reason,
-		micros(r.CreatedAt), micros(r.ExpiresAt))
+		micros(r.CreatedAt), micros(r.ExpiresAt), r.Caller, r.RuleVersion)
 	if err != nil {
-		return fmt.Errorf("insert approval %s: %w", r.ID, err)
+		return false, fmt.Errorf("insert approval %s: %w", r.ID, err)
 	}
-	return nil
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("insert approval %s: %w", r.ID, err)
+	}
+	return n == 1, nil
 }
 
 type scanner interface{ Scan(dest ...any) error }
@@ -107,7 +120,7 @@ func scanRequest(sc scanner) (Request, error) {
 	)
 	err := sc.Scan(&r.ID, &status, &r.Principal, &req, &r.Graph, &r.Node, &r.Run, &r.Thread, &r.Tool, &r.Target,
 		&args, &r.ArgsHash, &r.Rule, &r.PolicyVersion, &apv, &r.MinApprovals, &r.Reason, &result,
-		&r.ErrorCode, &r.ErrorMessage, &r.Ref, &created, &expires, &decided)
+		&r.ErrorCode, &r.ErrorMessage, &r.Ref, &created, &expires, &decided, &r.Caller, &r.RuleVersion)
 	if err != nil {
 		return Request{}, err
 	}
@@ -123,6 +136,9 @@ func scanRequest(sc scanner) (Request, error) {
 		return Request{}, fmt.Errorf("approval %s: approvers: %w", r.ID, err)
 	}
 	r.CreatedAt, r.ExpiresAt = fromMicros(created), fromMicros(expires)
+	if r.Caller != r.Principal {
+		r.Via = r.Caller
+	}
 	if decided.Valid {
 		r.DecidedAt = fromMicros(decided.Int64)
 	}
@@ -144,17 +160,26 @@ func (s *Store) get(ctx context.Context, id string) (Request, error) {
 	return r, nil
 }
 
-// findCall returns the newest request for the call tuple in one of
-// statuses; errNotFound when there is none.
-func (s *Store) findCall(ctx context.Context, graph, node, run, tool, argsHash string, statuses []broker.ApprovalStatus) (Request, error) {
+// callKey is what binds a request to a call: graph, node, run, tool, the
+// SHA-256 of the arguments and the caller's credential identity.
+type callKey struct {
+	graph, node, run, tool, argsHash, caller string
+}
+
+// findCall returns the request the call is bound to among those in one of
+// statuses; errNotFound when there is none. A live request (executing, then
+// approved, then pending; at most one is pending) comes before a finished
+// one (consumed, then denied), and among equals the newest.
+func (s *Store) findCall(ctx context.Context, k callKey, statuses []broker.ApprovalStatus) (Request, error) {
 	marks := strings.TrimSuffix(strings.Repeat("?, ", len(statuses)), ", ")
-	args := []any{graph, node, run, tool, argsHash}
+	args := []any{k.graph, k.node, k.run, k.tool, k.argsHash, k.caller}
 	for _, st := range statuses {
 		args = append(args, string(st))
 	}
 	r, err := scanRequest(s.db.QueryRowContext(ctx, s.q(`SELECT `+columns+` FROM approvals
-		WHERE graph = ? AND node = ? AND run_id = ? AND tool = ? AND args_hash = ? AND status IN (`+marks+`)
-		ORDER BY created_at DESC, id LIMIT 1`), args...))
+		WHERE graph = ? AND node = ? AND run_id = ? AND tool = ? AND args_hash = ? AND caller = ? AND status IN (`+marks+`)
+		ORDER BY CASE status WHEN 'executing' THEN 0 WHEN 'approved' THEN 1 WHEN 'pending' THEN 2 WHEN 'consumed' THEN 3 ELSE 4 END,
+			created_at DESC, id LIMIT 1`), args...))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Request{}, errNotFound
 	}
@@ -190,34 +215,77 @@ func (s *Store) votes(ctx context.Context, id string) ([]broker.ApprovalVote, er
 	return out, rows.Err()
 }
 
-// vote records one approver's vote; added is false when this approver had
-// already voted on the request (the vote counts once).
-func (s *Store) vote(ctx context.Context, id string, v broker.ApprovalVote) (added bool, err error) {
+// voteOutcome is what castVote did.
+type voteOutcome int
+
+const (
+	// voteCounted: the vote is stored, with the status change it caused.
+	voteCounted voteOutcome = iota
+	// voteNotPending: the request was no longer pending (or had expired);
+	// nothing was stored.
+	voteNotPending
+	// voteDuplicate: this approver had already voted; nothing was stored.
+	voteDuplicate
+)
+
+// castVote stores one vote and the decision it causes as one conditional
+// transaction: the request must be pending and unexpired at now, the
+// approver must not have voted, and a deny (or the min-th distinct approval)
+// moves the request to denied (approved) in the same commit. So a vote that
+// is counted has always taken effect, and a request changes from pending
+// exactly once however many votes race. decided is the new status when the
+// vote decided the request, "" otherwise.
+func (s *Store) castVote(ctx context.Context, id string, v broker.ApprovalVote, minApprovals int, denyReason string) (out voteOutcome, decided broker.ApprovalStatus, err error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, "", fmt.Errorf("vote on %s: %w", id, err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	// Take the request (a row lock on Postgres, the write lock on SQLite)
+	// while it is still pending; a racing vote waits here and then finds
+	// it decided.
+	res, err := tx.ExecContext(ctx, s.q(`UPDATE approvals SET status = status WHERE id = ? AND status = ? AND expires_at > ?`),
+		id, string(broker.ApprovalPending), micros(v.Time))
+	if err != nil {
+		return 0, "", fmt.Errorf("vote on %s: %w", id, err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return voteNotPending, "", err
+	}
 	approve := 0
 	if v.Approve {
 		approve = 1
 	}
-	res, err := s.db.ExecContext(ctx, s.q(`INSERT INTO approval_votes (approval_id, approver, approve, reason, channel, created_at)
+	res, err = tx.ExecContext(ctx, s.q(`INSERT INTO approval_votes (approval_id, approver, approve, reason, channel, created_at)
 		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (approval_id, approver) DO NOTHING`),
 		id, v.Approver, approve, v.Reason, v.Channel, micros(v.Time))
 	if err != nil {
-		return false, fmt.Errorf("record vote on %s: %w", id, err)
+		return 0, "", fmt.Errorf("record vote on %s: %w", id, err)
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return false, fmt.Errorf("record vote on %s: %w", id, err)
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return voteDuplicate, "", err
 	}
-	return n == 1, nil
-}
-
-// approvals counts the distinct approvers who approved.
-func (s *Store) approvals(ctx context.Context, id string) (int, error) {
-	var n int
-	err := s.db.QueryRowContext(ctx, s.q(`SELECT COUNT(DISTINCT approver) FROM approval_votes WHERE approval_id = ? AND approve = 1`), id).Scan(&n)
-	if err != nil {
-		return 0, fmt.Errorf("count approvals of %s: %w", id, err)
+	to, reason := broker.ApprovalDenied, denyReason
+	if v.Approve {
+		var n int
+		if err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(DISTINCT approver) FROM approval_votes WHERE approval_id = ? AND approve = 1`), id).Scan(&n); err != nil {
+			return 0, "", fmt.Errorf("count approvals of %s: %w", id, err)
+		}
+		to, reason = "", ""
+		if n >= minApprovals {
+			to = broker.ApprovalApproved
+		}
 	}
-	return n, nil
+	if to != "" {
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE approvals SET status = ?, decided_at = ?, reason = CASE WHEN ? = '' THEN reason ELSE ? END WHERE id = ? AND status = ?`),
+			string(to), micros(v.Time), reason, reason, id, string(broker.ApprovalPending)); err != nil {
+			return 0, "", fmt.Errorf("decide %s: %w", id, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, "", fmt.Errorf("vote on %s: %w", id, err)
+	}
+	return voteCounted, to, nil
 }
 
 // transition moves a request from one status to another; changed is false

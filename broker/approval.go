@@ -20,6 +20,11 @@ const (
 	// ApprovalExecuting is an approved request whose call is running: one
 	// repeat of the call claimed it, and no other repeat may run it.
 	ApprovalExecuting ApprovalStatus = "executing"
+	// ApprovalStale is a request, pending or approved but unused, whose
+	// governing rule changed (a reload changed its condition, approvers or
+	// min_approvals): it no longer counts, and the next call makes a new
+	// request.
+	ApprovalStale ApprovalStatus = "stale"
 )
 
 // ApprovalRequest is a call that policy sent for approval.
@@ -76,9 +81,16 @@ type ApprovalVote struct {
 // ApprovalInfo is an approval request as shown to approvers and auditors.
 // Everything in it is masked.
 type ApprovalInfo struct {
-	ID            string          `json:"id"`
-	Status        ApprovalStatus  `json:"status"`
-	Principal     string          `json:"principal"`
+	ID     string         `json:"id"`
+	Status ApprovalStatus `json:"status"`
+	// Principal is who asked: the human or service principal behind the
+	// call (for a grant token, the principal that minted the grant), in
+	// normal form. Neither it nor any of its aliases may approve.
+	Principal string `json:"principal"`
+	// Via is the credential the call came with when it is not Principal
+	// itself ("grant:gr_…"). The approval is bound to it: only a call made
+	// with the same credential identity runs on it.
+	Via           string          `json:"via,omitempty"`
 	Graph         string          `json:"graph,omitempty"`
 	Node          string          `json:"node,omitempty"`
 	Run           string          `json:"run,omitempty"`
@@ -89,10 +101,13 @@ type ApprovalInfo struct {
 	ArgsHash      string          `json:"args_hash"`
 	Rule          string          `json:"rule,omitempty"`
 	PolicyVersion string          `json:"policy_version,omitempty"`
-	Approvers     []string        `json:"approvers"`
-	MinApprovals  int             `json:"min_approvals"`
-	Reason        string          `json:"reason,omitempty"`
-	CreatedAt     time.Time       `json:"created_at"`
-	ExpiresAt     time.Time       `json:"expires_at"`
-	Votes         []ApprovalVote  `json:"votes,omitempty"`
+	// RuleVersion identifies the governing rule as it was when the request
+	// was made (Decision.RuleVersion); when it changes, the request is stale.
+	RuleVersion  string         `json:"rule_version,omitempty"`
+	Approvers    []string       `json:"approvers"`
+	MinApprovals int            `json:"min_approvals"`
+	Reason       string         `json:"reason,omitempty"`
+	CreatedAt    time.Time      `json:"created_at"`
+	ExpiresAt    time.Time      `json:"expires_at"`
+	Votes        []ApprovalVote `json:"votes,omitempty"`
 }

@@ -121,7 +121,7 @@ func (b *Broker) Identify(ctx context.Context, cr Credentials) (Caller, error) {
 	}
 	p, binding, err := cfg.Auth.Authenticate(ctx, cr.Token)
 	if err != nil {
-		if CodeOf(err) == CodeUnauthenticated {
+		if code := CodeOf(err); code == CodeUnauthenticated || code == CodeOwnerDisabled {
 			return Caller{}, err
 		}
 		e, id := AsError(err)
@@ -138,7 +138,7 @@ func (b *Broker) Identify(ctx context.Context, cr Credentials) (Caller, error) {
 		if c.Thread == "" {
 			c.Thread = cr.Claimed.Thread
 		}
-		return c, nil
+		return admitted(ctx, cfg.Auth, c)
 	}
 	c.Context = cr.Claimed
 	if c.Node != "" && c.Graph == "" {
@@ -147,7 +147,7 @@ func (b *Broker) Identify(ctx context.Context, cr Credentials) (Caller, error) {
 	if c.Graph != "" && !cfg.Graphs.MayActAs(p, c.Graph) {
 		return Caller{}, Errorf(CodeForbidden, "principal %s may not act as graph %q", p.Subject, c.Graph)
 	}
-	return c, nil
+	return admitted(ctx, cfg.Auth, c)
 }
 
 // checkBinding refuses headers that contradict a grant token.
@@ -338,7 +338,8 @@ func (b *Broker) run(ctx context.Context, cfg *Config, call Call, ev *Event) (re
 		return Result{}, err
 	}
 
-	dec, err := cfg.Policy.Decide(ctx, Request{Caller: c, Tool: tool, Args: args, Now: cfg.Now()})
+	req := Request{Caller: c, Tool: tool, Args: args, Now: cfg.Now()}
+	dec, err := cfg.Policy.Decide(ctx, req)
 	if err != nil {
 		ev.Status = StatusDenied
 		if CodeOf(err) == CodeInternal {
@@ -350,50 +351,18 @@ func (b *Broker) run(ctx context.Context, cfg *Config, call Call, ev *Event) (re
 	switch dec.Effect {
 	case EffectAllow:
 	case EffectApprove:
-		if cfg.Approvals == nil {
-			ev.Status = StatusDenied
-			return Result{}, Errorf(CodeForbidden, "tool %q needs approval (%s) but no approval channel is configured, so the call is refused", tool.Name, dec.Rule)
+		held, done, aerr := b.approval(ctx, cfg, call, req, dec, ev)
+		if done || aerr != nil {
+			return held, aerr
 		}
-		out, aerr := cfg.Approvals.Await(ctx, ApprovalRequest{Caller: c, Tool: tool, Args: args, ArgsHash: ev.ArgsHash, Decision: dec, ResumeID: call.ApprovalID})
-		if aerr != nil {
-			ev.Status = StatusDenied
-			return Result{}, aerr
-		}
-		ev.ApprovalID = out.ID
-		switch out.Status {
-		case ApprovalApproved:
-			// This call holds the approval: report how it ends, so repeats
-			// answer the recorded result instead of running again.
-			if rec, ok := cfg.Approvals.(ApprovalRecorder); ok {
-				defer func() {
-					if cerr := rec.Complete(context.WithoutCancel(ctx), out.ID, res.Value, err); cerr != nil {
-						cfg.Logger.Error("approval outcome not recorded", zap.String("approval", out.ID), zap.Error(cerr))
-					}
-				}()
-			}
-		case ApprovalConsumed:
-			// The approved call already ran: answer its recorded result.
-			ev.Status = StatusOK
-			ev.Bytes = len(out.Result)
-			return Result{Value: out.Result}, nil
-		case ApprovalPending:
-			ev.Status = StatusPending
-			return Result{Pending: &Pending{
-				Status:     string(CodeApprovalPending),
-				ApprovalID: out.ID,
-				ExpiresAt:  out.ExpiresAt,
-				Message:    fmt.Sprintf("The action was NOT performed: tool %s is waiting for approval %s (until %s). Call again with the same arguments once it is approved.", tool.Name, out.ID, out.ExpiresAt.UTC().Format(time.RFC3339)),
-			}}, nil
-		case ApprovalExpired:
-			ev.Status = StatusDenied
-			return Result{}, Errorf(CodeApprovalExpired, "approval %s expired before a decision; the action was not performed", out.ID)
-		default:
-			ev.Status = StatusDenied
-			msg := fmt.Sprintf("approval %s was %s; the action was not performed", out.ID, out.Status)
-			if out.Reason != "" {
-				msg += ": " + out.Reason
-			}
-			return Result{}, &Error{Code: CodeApprovalDenied, Message: cfg.Masker.MaskText(msg)}
+		// This call holds the approval: report how it ends, so repeats
+		// answer the recorded result instead of running again.
+		if rec, ok := cfg.Approvals.(ApprovalRecorder); ok {
+			defer func() {
+				if cerr := rec.Complete(context.WithoutCancel(ctx), ev.ApprovalID, res.Value, err); cerr != nil {
+					cfg.Logger.Error("approval outcome not recorded", zap.String("approval", ev.ApprovalID), zap.Error(cerr))
+				}
+			}()
 		}
 	default:
 		ev.Status = StatusDenied
@@ -403,8 +372,63 @@ func (b *Broker) run(ctx context.Context, cfg *Config, call Call, ev *Event) (re
 		}
 		return Result{}, Errorf(CodeForbidden, "%s", msg)
 	}
+	return b.execute(ctx, cfg, call, req, ev)
+}
 
-	op, err := tool.Spec.Operation(args)
+// approval holds an approve decision at the approval gate. done is false
+// only when this call claimed the approval and must run now; otherwise the
+// answer (pending, the recorded result, a refusal) is final.
+func (b *Broker) approval(ctx context.Context, cfg *Config, call Call, req Request, dec Decision, ev *Event) (res Result, done bool, err error) {
+	tool := req.Tool
+	if cfg.Approvals == nil {
+		ev.Status = StatusDenied
+		return Result{}, true, Errorf(CodeForbidden, "tool %q needs approval (%s) but no approval channel is configured, so the call is refused", tool.Name, dec.Rule)
+	}
+	out, err := cfg.Approvals.Await(ctx, ApprovalRequest{Caller: req.Caller, Tool: tool, Args: req.Args, ArgsHash: ev.ArgsHash, Decision: dec, ResumeID: call.ApprovalID})
+	if err != nil {
+		ev.Status = StatusDenied
+		return Result{}, true, err
+	}
+	ev.ApprovalID = out.ID
+	switch out.Status {
+	case ApprovalApproved:
+		return Result{}, false, nil
+	case ApprovalConsumed:
+		// The approved call already ran: answer its recorded result.
+		ev.Status = StatusOK
+		ev.Bytes = len(out.Result)
+		return Result{Value: out.Result}, true, nil
+	case ApprovalPending:
+		ev.Status = StatusPending
+		return Result{Pending: &Pending{
+			Status:     string(CodeApprovalPending),
+			ApprovalID: out.ID,
+			ExpiresAt:  out.ExpiresAt,
+			Message:    fmt.Sprintf("The action was NOT performed: tool %s is waiting for approval %s (until %s). Call again with the same arguments once it is approved.", tool.Name, out.ID, out.ExpiresAt.UTC().Format(time.RFC3339)),
+		}}, true, nil
+	case ApprovalExpired:
+		ev.Status = StatusDenied
+		return Result{}, true, Errorf(CodeApprovalExpired, "approval %s expired before a decision; the action was not performed", out.ID)
+	case ApprovalStale:
+		ev.Status = StatusDenied
+		return Result{}, true, Errorf(CodeApprovalStale, "approval %s no longer counts because its rule changed; the action was not performed. Call again to request a new approval", out.ID)
+	default:
+		ev.Status = StatusDenied
+		msg := fmt.Sprintf("approval %s was %s; the action was not performed", out.ID, out.Status)
+		if out.Reason != "" {
+			msg += ": " + out.Reason
+		}
+		return Result{}, true, &Error{Code: CodeApprovalDenied, Message: cfg.Masker.MaskText(msg)}
+	}
+}
+
+// execute runs an allowed (or approved) call: rows reserved, the connector,
+// the reservation settled to the rows the call returned, the result masked.
+// Once the connector ran, its result is never withheld for a budget: what
+// the target did and what the audit record says agree.
+func (b *Broker) execute(ctx context.Context, cfg *Config, call Call, req Request, ev *Event) (Result, error) {
+	tool, c := req.Tool, req.Caller
+	op, err := tool.Spec.Operation(req.Args)
 	if err != nil {
 		return Result{}, err
 	}
@@ -417,21 +441,28 @@ func (b *Broker) run(ctx context.Context, cfg *Config, call Call, ev *Event) (re
 	if !ok {
 		return Result{}, Errorf(CodeTargetUnavailable, "target %q of tool %q is not configured", tool.Target, tool.Name)
 	}
+	rsv, err := reserveRows(ctx, cfg, req, exec, &op)
+	if err != nil {
+		ev.Status = StatusDenied
+		return Result{}, err
+	}
 	execStart := cfg.Now()
 	out, err := exec.Execute(ctx, op)
 	ev.ExecMS = float64(cfg.Now().Sub(execStart).Microseconds()) / 1000
+	if rsv.Settle != nil {
+		rows := 0
+		if err == nil {
+			rows = out.Rows
+		}
+		rsv.Settle(context.WithoutCancel(ctx), rows)
+	}
 	if err != nil {
 		var e *Error
 		if errors.As(err, &e) {
 			// Target errors can echo values: mask before anyone sees them.
-			return Result{}, &Error{Code: e.Code, Message: cfg.Masker.MaskText(e.Message), Field: e.Field, Cause: e.Cause}
+			return Result{}, &Error{Code: e.Code, Message: cfg.Masker.MaskText(e.Message), Field: e.Field, Problems: maskProblems(cfg.Masker, e.Problems), Cause: e.Cause}
 		}
 		return Result{}, err
-	}
-	if m, ok := cfg.Policy.(RowMeter); ok {
-		if err := m.MeterRows(ctx, Request{Caller: c, Tool: tool, Args: args, Now: cfg.Now()}, out.Rows); err != nil {
-			return Result{}, err
-		}
 	}
 	masked, stats, err := cfg.Masker.MaskResult(tool, out.Value)
 	if err != nil {
@@ -445,6 +476,35 @@ func (b *Broker) run(ctx context.Context, cfg *Config, call Call, ev *Event) (re
 		}
 	}
 	return Result{Value: masked, Rows: out.Rows}, nil
+}
+
+// reserveRows reserves the call's rows with the policy's rows budgets
+// before it runs, and lowers the operation's row cap to the reservation.
+func reserveRows(ctx context.Context, cfg *Config, req Request, exec Executor, op *Operation) (RowReservation, error) {
+	rb, ok := cfg.Policy.(RowBudget)
+	if !ok {
+		return RowReservation{}, nil
+	}
+	want := -1
+	if rc, ok := exec.(RowCapper); ok {
+		want = rc.RowCap(*op)
+	}
+	rsv, err := rb.ReserveRows(ctx, req, want)
+	if err != nil || !rsv.Limited || op.SQL == nil {
+		return rsv, err
+	}
+	if rsv.Rows < 1 {
+		if rsv.Settle != nil {
+			rsv.Settle(context.WithoutCancel(ctx), 0)
+		}
+		return RowReservation{}, Errorf(CodeBudgetExceeded, "a rows budget of this call is used up, so it was not run")
+	}
+	if want < 0 || rsv.Rows < want {
+		sq := *op.SQL
+		sq.MaxRows = rsv.Rows
+		op.SQL = &sq
+	}
+	return rsv, nil
 }
 
 // decodeArgs decodes a JSON object of arguments, numbers as json.Number.
@@ -561,3 +621,15 @@ type Pipeline interface {
 }
 
 var _ Pipeline = (*Broker)(nil)
+
+// maskProblems masks the messages of a target error's problems.
+func maskProblems(m Masker, ps []Problem) []Problem {
+	if len(ps) == 0 {
+		return nil
+	}
+	out := make([]Problem, len(ps))
+	for i, p := range ps {
+		out[i] = Problem{Field: p.Field, Message: m.MaskText(p.Message)}
+	}
+	return out
+}

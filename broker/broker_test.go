@@ -35,7 +35,18 @@ func (fakeGraphs) MayActAs(p Principal, graph string) bool {
 
 // fakePolicy allows "read" to every node; "refund" is allowed, approve when
 // amount > 100; "explode" makes policy fail.
-type fakePolicy struct{ meterErr error }
+type fakePolicy struct {
+	rsv    *rowLedger // rows budget; nil for none
+	rsvErr error
+}
+
+// rowLedger records what a rows budget reserved and settled.
+type rowLedger struct {
+	mu      sync.Mutex
+	grant   int
+	want    []int
+	settled []int
+}
 
 func (fakePolicy) Visible(c Caller, t *Tool) bool { return t.Name != "hidden" }
 func (fakePolicy) Decide(_ context.Context, r Request) (Decision, error) {
@@ -51,7 +62,22 @@ func (fakePolicy) Decide(_ context.Context, r Request) (Decision, error) {
 	}
 	return Decision{Effect: EffectAllow, Rule: "allow[0]"}, nil
 }
-func (p fakePolicy) MeterRows(context.Context, Request, int) error { return p.meterErr }
+func (p fakePolicy) ReserveRows(_ context.Context, _ Request, want int) (RowReservation, error) {
+	if p.rsvErr != nil {
+		return RowReservation{}, p.rsvErr
+	}
+	if p.rsv == nil {
+		return RowReservation{}, nil
+	}
+	p.rsv.mu.Lock()
+	defer p.rsv.mu.Unlock()
+	p.rsv.want = append(p.rsv.want, want)
+	return RowReservation{Limited: true, Rows: p.rsv.grant, Settle: func(_ context.Context, rows int) {
+		p.rsv.mu.Lock()
+		defer p.rsv.mu.Unlock()
+		p.rsv.settled = append(p.rsv.settled, rows)
+	}}, nil
+}
 
 type fakeBinder struct{}
 
@@ -113,6 +139,14 @@ func (e *fakeExec) Execute(_ context.Context, op Operation) (Output, error) {
 		return Output{}, e.err
 	}
 	return Output{Value: json.RawMessage(e.out), Rows: 1}, nil
+}
+
+// RowCap is a target whose calls return at most 50 rows.
+func (e *fakeExec) RowCap(op Operation) int {
+	if op.SQL != nil && op.SQL.MaxRows > 0 {
+		return op.SQL.MaxRows
+	}
+	return 50
 }
 
 func (e *fakeExec) count() int { e.mu.Lock(); defer e.mu.Unlock(); return len(e.ops) }
@@ -347,13 +381,34 @@ func TestAuditFailureWithholdsResult(t *testing.T) {
 	}
 }
 
-func TestMeterErrorWithholdsResult(t *testing.T) {
+// TestRowsReservedBeforeRunning: a rows budget is asked before the target
+// runs, with the call's row cap. A refusal runs nothing; a smaller grant
+// lowers the call's max_rows; the reservation is settled with the rows the
+// call returned, and the result is answered (never withheld after the
+// target ran).
+func TestRowsReservedBeforeRunning(t *testing.T) {
 	e := newEnv(t, func(c *Config) {
-		c.Policy = fakePolicy{meterErr: Errorf(CodeBudgetExceeded, "rows_per_run 10 exceeded")}
+		c.Policy = fakePolicy{rsvErr: Errorf(CodeBudgetExceeded, "rows_per_run 10 is used up")}
 	})
 	res, err := e.b.Call(context.Background(), Call{Caller: e.caller(t, "tgk_good", "triage"), Tool: "read", Args: json.RawMessage(`{"q":1}`)})
-	if CodeOf(err) != CodeBudgetExceeded || res.Value != nil {
+	if CodeOf(err) != CodeBudgetExceeded || res.Value != nil || e.exec.count() != 0 {
+		t.Fatalf("res = %+v, err = %v, %d executions; want refused before running", res, err, e.exec.count())
+	}
+	if last := e.rec.last(t); last.Status != StatusDenied || last.Rows != 0 {
+		t.Errorf("record of the refused call = %+v", last)
+	}
+
+	led := &rowLedger{grant: 3}
+	e = newEnv(t, func(c *Config) { c.Policy = fakePolicy{rsv: led} })
+	res, err = e.b.Call(context.Background(), Call{Caller: e.caller(t, "tgk_good", "triage"), Tool: "read", Args: json.RawMessage(`{"q":1}`)})
+	if err != nil || res.Value == nil {
 		t.Fatalf("res = %+v, err = %v", res, err)
+	}
+	if len(led.want) != 1 || led.want[0] != 50 || e.exec.ops[0].SQL.MaxRows != 3 {
+		t.Errorf("reserved %v, ran with max_rows %d; want 50 asked and 3 granted", led.want, e.exec.ops[0].SQL.MaxRows)
+	}
+	if len(led.settled) != 1 || led.settled[0] != 1 || e.rec.last(t).Rows != 1 {
+		t.Errorf("settled %v, recorded %d rows; want 1 and 1", led.settled, e.rec.last(t).Rows)
 	}
 }
 

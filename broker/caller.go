@@ -10,6 +10,9 @@ const (
 	AuthAPIKey AuthMethod = "api_key"
 	AuthOIDC   AuthMethod = "oidc"
 	AuthGrant  AuthMethod = "grant"
+	// AuthWorkload is a workload identity token (a Kubernetes service
+	// account token, a CI OIDC token) from an issuer in auth.workload.
+	AuthWorkload AuthMethod = "workload"
 	// AuthLocal is the local stdio front door: the operator who started the
 	// process, identified by configuration, not by a token.
 	AuthLocal AuthMethod = "local"
@@ -18,9 +21,14 @@ const (
 // Principal is who is calling, as proven by a credential.
 type Principal struct {
 	// Subject is the principal name: "key:<name>", "user:<email|sub>",
-	// "client:<azp>", "grant:<id>".
+	// "client:<azp>", "grant:<id>", "workload:<issuer>:<sub>".
 	Subject string `json:"subject"`
 	Email   string `json:"email,omitempty"`
+	// IdPSubject is the OIDC "sub" claim: the person's stable name at the
+	// identity provider, kept when Subject names the verified email, so
+	// tokens of one person with and without an email claim are known as one
+	// person ("user:<sub>" is among PersonalNames).
+	IdPSubject string `json:"idp_subject,omitempty"`
 	// Groups are the principal's groups, without the "group:" prefix.
 	Groups []string   `json:"groups,omitempty"`
 	Method AuthMethod `json:"auth_method"`
@@ -30,24 +38,59 @@ type Principal struct {
 	// Client is the OAuth client the token was issued to (the OIDC "azp"
 	// claim), "" when unknown.
 	Client string `json:"client,omitempty"`
+	// Minter is, for a grant token, the principal that minted the grant:
+	// the human or service behind every call made with it. Nil for every
+	// other credential.
+	Minter *Principal `json:"minter,omitempty"`
 }
 
-// Names returns every principal name this principal answers to: its subject,
-// "group:<g>" for each group, "user:<email>" when an email is known and
-// "client:<azp>" when the OAuth client is known.
+// Names returns every principal name this principal answers to, in normal
+// form (PrincipalName): its subject, "group:<g>" for each group,
+// "user:<email>" when an email is known and "client:<azp>" when the OAuth
+// client is known. A grant's minter is not among them: a grant token acts
+// as its graph's node, not as the person who minted it.
 func (p Principal) Names() []string {
 	names := make([]string, 0, 3+len(p.Groups))
 	names = append(names, p.Subject)
-	if p.Email != "" && p.Subject != "user:"+p.Email {
+	if p.Email != "" {
 		names = append(names, "user:"+p.Email)
 	}
 	for _, g := range p.Groups {
 		names = append(names, "group:"+g)
 	}
-	if p.Client != "" && p.Subject != "client:"+p.Client {
+	if p.Client != "" {
 		names = append(names, "client:"+p.Client)
 	}
-	return names
+	return PrincipalNames(names)
+}
+
+// Requester is who asked: for a grant token the principal that minted the
+// grant, for every other credential the principal itself.
+func (p Principal) Requester() Principal {
+	if p.Minter != nil {
+		return *p.Minter
+	}
+	return p
+}
+
+// PersonalNames returns, in normal form, the names that identify this one
+// human or service and its requester: the subject, the verified email and
+// the OIDC subject ("user:<sub>", the name a token of the same person
+// without a verified email has), and the same of the grant's minter. Groups and OAuth clients are shared
+// by many people, so they are not personal. These are the names that may
+// never approve a call this principal made.
+func (p Principal) PersonalNames() []string {
+	names := []string{p.Subject}
+	if p.Email != "" {
+		names = append(names, "user:"+p.Email)
+	}
+	if p.IdPSubject != "" {
+		names = append(names, "user:"+p.IdPSubject)
+	}
+	if p.Minter != nil {
+		names = append(names, p.Minter.PersonalNames()...)
+	}
+	return PrincipalNames(names)
 }
 
 // Binding is what a grant token fixes about its bearer: these values cannot

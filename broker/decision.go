@@ -25,6 +25,12 @@ type Decision struct {
 	Reason string `json:"reason,omitempty"`
 	// PolicyVersion is a hash of the loaded policy.
 	PolicyVersion string `json:"policy_version,omitempty"`
+	// RuleVersion is a hash of the deciding rule alone (for approve: its
+	// place, tool, condition, approvers and min_approvals), so an approval
+	// survives reloads that leave its rule alone and goes stale when the
+	// rule changes. Empty when the decider does not set one; the approval
+	// gate then derives it from Rule, Approvers and MinApprovals.
+	RuleVersion string `json:"rule_version,omitempty"`
 	// Approvers and MinApprovals apply to EffectApprove.
 	Approvers    []string      `json:"approvers,omitempty"`
 	MinApprovals int           `json:"min_approvals,omitempty"`
@@ -50,11 +56,34 @@ type Decider interface {
 	Visible(caller Caller, tool *Tool) bool
 }
 
-// RowMeter is an optional ability of a Decider: after a call ran, it learns
-// how many rows the call returned (rows budgets). An error fails the call
-// closed: its result is withheld.
-type RowMeter interface {
-	MeterRows(ctx context.Context, req Request, rows int) error
+// RowBudget is an optional ability of a Decider: rows budgets, reserved
+// before a call runs so that concurrent calls cannot overrun them.
+type RowBudget interface {
+	// ReserveRows reserves rows for req, which Decide allowed, right before
+	// it runs. want is the most rows the call can return (its row cap), or
+	// a negative number when the connector cannot say. The reservation
+	// says how many rows the call may return; the broker lowers the call's
+	// row cap to it. A budget with nothing left refuses with
+	// budget_exceeded and nothing runs. Settle must be called once the call
+	// ended, with the rows it returned (0 when it failed).
+	ReserveRows(ctx context.Context, req Request, want int) (RowReservation, error)
+}
+
+// RowReservation is rows reserved for one call.
+type RowReservation struct {
+	// Limited is set when a rows budget applies; Rows is then the most rows
+	// the call may return.
+	Limited bool
+	Rows    int
+	// Settle turns the reservation into the rows the call returned; nil
+	// when nothing was reserved.
+	Settle func(ctx context.Context, rows int)
+}
+
+// RowCapper is an optional ability of an Executor: the most rows op can
+// return (its max_rows, else the target's), for rows budgets to reserve.
+type RowCapper interface {
+	RowCap(op Operation) int
 }
 
 // Binder forces arguments from a grant scope (DESIGN §5 bind).

@@ -14,16 +14,21 @@ type Code string
 
 // The stable error codes (DESIGN §10).
 const (
-	CodeUnauthenticated   Code = "unauthenticated"
-	CodeForbidden         Code = "forbidden"
-	CodeInvalidArguments  Code = "invalid_arguments"
-	CodeInvalidRequest    Code = "invalid_request"
-	CodeUnknownTool       Code = "unknown_tool"
-	CodeNotFound          Code = "not_found"
-	CodePayloadTooLarge   Code = "payload_too_large"
-	CodeApprovalPending   Code = "approval_pending"
-	CodeApprovalDenied    Code = "approval_denied"
-	CodeApprovalExpired   Code = "approval_expired"
+	CodeUnauthenticated  Code = "unauthenticated"
+	CodeForbidden        Code = "forbidden"
+	CodeInvalidArguments Code = "invalid_arguments"
+	CodeInvalidRequest   Code = "invalid_request"
+	CodeUnknownTool      Code = "unknown_tool"
+	CodeNotFound         Code = "not_found"
+	CodePayloadTooLarge  Code = "payload_too_large"
+	CodeApprovalPending  Code = "approval_pending"
+	CodeApprovalDenied   Code = "approval_denied"
+	CodeApprovalExpired  Code = "approval_expired"
+	// CodeApprovalStale refuses a call whose approval no longer holds: it
+	// was given under a rule that has since changed, or the approved run
+	// would affect other rows than its preview showed (rolled back). The
+	// call did not run; calling again requests a new approval.
+	CodeApprovalStale     Code = "approval_stale"
 	CodeBudgetExceeded    Code = "budget_exceeded"
 	CodeTargetUnavailable Code = "target_unavailable"
 	CodeTargetError       Code = "target_error"
@@ -31,14 +36,30 @@ const (
 	CodeAuditUnavailable  Code = "audit_unavailable"
 	CodeUnavailable       Code = "unavailable"
 	CodeInternal          Code = "internal"
+	// CodeOwnerDisabled refuses a credential, grant, graph or approval
+	// request whose accountable principal (the caller itself, a key's owner
+	// or creator, a grant's minter, every owner of a graph) is disabled.
+	CodeOwnerDisabled Code = "owner_disabled"
 )
+
+// The codes of effect previews.
+const (
+	// CodePreviewUnavailable: a call's effect cannot be previewed (the
+	// tool opts out, or the statement cannot run in a rolled-back
+	// transaction without effects of its own).
+	CodePreviewUnavailable Code = "preview_unavailable"
+)
+
+// CodeToolDefinitionChanged refuses a call to an upstream MCP tool whose
+// definition no longer matches its pin in the tools lock file.
+const CodeToolDefinitionChanged Code = "tool_definition_changed"
 
 // HTTPStatus is the HTTP status a front door answers with for the code.
 func (c Code) HTTPStatus() int {
 	switch c {
 	case CodeUnauthenticated:
 		return http.StatusUnauthorized
-	case CodeForbidden, CodeApprovalDenied:
+	case CodeForbidden, CodeApprovalDenied, CodeOwnerDisabled:
 		return http.StatusForbidden
 	case CodeInvalidArguments, CodeInvalidRequest:
 		return http.StatusBadRequest
@@ -50,12 +71,18 @@ func (c Code) HTTPStatus() int {
 		return http.StatusAccepted
 	case CodeApprovalExpired:
 		return http.StatusGone
+	case CodeApprovalStale:
+		return http.StatusConflict
+	case CodePreviewUnavailable:
+		return http.StatusUnprocessableEntity
 	case CodeBudgetExceeded:
 		return http.StatusTooManyRequests
 	case CodeTargetUnavailable, CodeAuditUnavailable, CodeUnavailable:
 		return http.StatusServiceUnavailable
 	case CodeTargetError:
 		return http.StatusBadGateway
+	case CodeToolDefinitionChanged:
+		return http.StatusConflict
 	case CodeTimeout:
 		return http.StatusGatewayTimeout
 	default:
@@ -72,9 +99,20 @@ type Error struct {
 	// Field names the offending input (an argument, a config path, a header)
 	// when there is one.
 	Field string
+	// Problems lists every offending input when a check found several
+	// (e.g. each argument that breaks the input schema, up to a cap);
+	// Field is then the first one's and Message lists them all.
+	Problems []Problem
 	// Cause is the underlying error. It is not part of Error() and is never
 	// sent to a client.
 	Cause error
+}
+
+// Problem is one offending input of a refusal: where (an argument as a
+// JSON pointer, a config path, a header) and what is wrong, safe to show.
+type Problem struct {
+	Field   string `json:"field"`
+	Message string `json:"message"`
 }
 
 // Error returns "code: message", safe to show.
@@ -100,6 +138,9 @@ var (
 	ErrAuditUnavailable  = &Error{Code: CodeAuditUnavailable}
 	ErrBudgetExceeded    = &Error{Code: CodeBudgetExceeded}
 )
+
+// ErrApprovalStale matches CodeApprovalStale with errors.Is.
+var ErrApprovalStale = &Error{Code: CodeApprovalStale}
 
 // Errorf returns an *Error with a formatted safe message.
 func Errorf(code Code, format string, args ...any) *Error {

@@ -129,24 +129,31 @@ func TestThroughBroker(t *testing.T) {
 	}
 }
 
-func TestRowsBudgetWithholdsResult(t *testing.T) {
+// TestRowsBudgetThroughBroker: a rows budget is reserved before the call
+// runs (a connector that cannot say how many rows it returns reserves all
+// that is left) and settled to the rows it returned; a result is never
+// withheld after the target ran, and a used-up budget refuses before
+// anything runs.
+func TestRowsBudgetThroughBroker(t *testing.T) {
 	g := supportBot()
 	sb := g["support-bot"]
 	sb.Budgets = config.Budgets{RowsPerRun: 3}
 	g["support-bot"] = sb
-	b, ran, _ := pipeline(t, g)
+	b, ran, events := pipeline(t, g)
 	ctx := context.Background()
 	c, err := b.Identify(ctx, broker.Credentials{Token: "key", Claimed: broker.Context{Graph: "support-bot", Node: "triage", Run: "r1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	call := broker.Call{Caller: c, Tool: "crm_list_orders", Args: json.RawMessage(`{}`)}
-	if _, err := b.Call(ctx, call); err != nil {
-		t.Fatal(err)
-	}
-	res, err := b.Call(ctx, call)
-	if broker.CodeOf(err) != broker.CodeBudgetExceeded || res.Value != nil {
-		t.Fatalf("second call = %+v, %v; want the result withheld", res, err)
+	for i := range 2 {
+		res, err := b.Call(ctx, call)
+		if err != nil || res.Value == nil {
+			t.Fatalf("call %d = %+v, %v; want its result", i, res, err)
+		}
+		if last := (*events)[len(*events)-1]; last.Status != broker.StatusOK || last.Rows != 2 {
+			t.Fatalf("call %d recorded %+v", i, last)
+		}
 	}
 	if _, err := b.Call(ctx, call); broker.CodeOf(err) != broker.CodeBudgetExceeded || ran.Load() != 2 {
 		t.Fatalf("third call = %v after %d runs; want refused before running", err, ran.Load())

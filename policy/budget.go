@@ -216,26 +216,119 @@ func counterError(err error) error {
 	return broker.Wrap(broker.CodeUnavailable, err, "the budget store is unavailable, so the call is refused; retry later")
 }
 
-// MeterRows charges the rows a call returned against its rows budgets. When
-// a budget is exceeded the error is budget_exceeded and the broker withholds
-// the result.
-func (e *Engine) MeterRows(ctx context.Context, req broker.Request, rows int) error {
+// ReserveRows reserves rows of every rows budget that applies to req before
+// the call runs (broker.RowBudget), so that concurrent calls cannot overrun
+// them. want is the call's row cap (negative when unknown: then whatever is
+// left is reserved). Each budget's counter is raised by the reservation in
+// one atomic add; a budget with less left than want grants what is left,
+// and a budget with nothing left refuses with budget_exceeded, refunding
+// the reservation and the call's charge on the call budgets, so a refused
+// call costs nothing. Settle turns the reservation into the rows the call
+// returned.
+func (e *Engine) ReserveRows(ctx context.Context, req broker.Request, want int) (broker.RowReservation, error) {
 	_, _, tp, _ := e.lookup(req.Caller, req.Tool)
-	if tp == nil || rows <= 0 {
-		return nil
+	if tp == nil {
+		return broker.RowReservation{}, nil
 	}
+	now, err := requestTime(&req)
+	if err != nil {
+		return broker.RowReservation{}, err
+	}
+	r := &rowReservation{e: e, grant: want}
 	for _, b := range tp.budgets {
 		if !b.rows() {
 			continue
 		}
-		key, label := b.key(req.Caller, req.Now)
-		total, err := e.counters.Add(ctx, key, int64(rows), b.window)
-		if err != nil {
-			return counterError(err)
-		}
-		if total > b.limit {
-			return broker.Errorf(broker.CodeBudgetExceeded, "budget %s is exceeded (%d rows), so this result is withheld (%s)", label, total, b.path)
+		if err := r.reserve(ctx, b, req.Caller, now); err != nil {
+			r.release(ctx)
+			e.refundCalls(ctx, tp, req.Caller, now)
+			return broker.RowReservation{}, err
 		}
 	}
+	if len(r.keys) == 0 {
+		return broker.RowReservation{}, nil
+	}
+	r.shrink(ctx)
+	return broker.RowReservation{Limited: true, Rows: r.grant, Settle: r.settle}, nil
+}
+
+// rowReservation is rows reserved on several budgets for one call.
+type rowReservation struct {
+	e *Engine
+	// grant is the rows every budget granted (the least of them); negative
+	// until a budget granted some when want was unknown.
+	grant int
+	keys  []string
+	held  []int // rows reserved on keys[i]
+}
+
+// reserve takes up to r.grant rows (all that is left when unknown) of
+// budget b.
+func (r *rowReservation) reserve(ctx context.Context, b *budget, c broker.Caller, now time.Time) error {
+	key, label := b.key(c, now)
+	want := int64(r.grant)
+	if want < 0 || want > b.limit {
+		want = b.limit
+	}
+	total, err := r.e.counters.Add(ctx, key, want, b.window)
+	if err != nil {
+		return counterError(err)
+	}
+	r.keys, r.held = append(r.keys, key), append(r.held, int(want))
+	used := total - want
+	if used >= b.limit {
+		return broker.Errorf(broker.CodeBudgetExceeded, "budget %s is used up (%d rows), so the call was not run (%s)", label, used, b.path)
+	}
+	if left := b.limit - used; left < want {
+		r.e.add(ctx, key, left-want)
+		r.held[len(r.held)-1] = int(left)
+	}
+	if h := r.held[len(r.held)-1]; r.grant < 0 || h < r.grant {
+		r.grant = h
+	}
 	return nil
+}
+
+// shrink gives back what a budget reserved beyond the grant of the others.
+func (r *rowReservation) shrink(ctx context.Context) {
+	for i, k := range r.keys {
+		if extra := r.held[i] - r.grant; extra > 0 {
+			r.e.add(ctx, k, int64(-extra))
+			r.held[i] = r.grant
+		}
+	}
+}
+
+// release gives every reserved row back.
+func (r *rowReservation) release(ctx context.Context) {
+	for i, k := range r.keys {
+		r.e.add(ctx, k, int64(-r.held[i]))
+	}
+}
+
+// settle turns the reservation into the rows the call returned.
+func (r *rowReservation) settle(ctx context.Context, rows int) {
+	for i, k := range r.keys {
+		if d := rows - r.held[i]; d != 0 {
+			r.e.add(ctx, k, int64(d))
+		}
+	}
+}
+
+// add changes a counter where a failure cannot be returned (refunds and
+// settling after the call ran); it is logged.
+func (e *Engine) add(ctx context.Context, key string, delta int64) {
+	if _, err := e.counters.Add(context.WithoutCancel(ctx), key, delta, 0); err != nil {
+		e.log.Warn("budget counter not adjusted", zap.String("key", key), zap.Int64("delta", delta), zap.Error(err))
+	}
+}
+
+// refundCalls gives back the call Decide charged on each call budget of tp.
+func (e *Engine) refundCalls(ctx context.Context, tp *toolPolicy, c broker.Caller, now time.Time) {
+	for _, b := range tp.budgets {
+		if !b.rows() {
+			key, _ := b.key(c, now)
+			e.add(ctx, key, -1)
+		}
+	}
 }

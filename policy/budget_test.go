@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -128,16 +129,79 @@ func TestRowsPerRun(t *testing.T) {
 	if _, err := e.Decide(ctx, req); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.MeterRows(ctx, req, 60); err != nil {
-		t.Fatal(err)
+	// A call with a cap of 60 rows reserves 60 and settles to what it read.
+	r, err := e.ReserveRows(ctx, req, 60)
+	if err != nil || !r.Limited || r.Rows != 60 {
+		t.Fatalf("reserve 60 = %+v, %v", r, err)
 	}
-	if _, err := e.Decide(ctx, req); err != nil {
-		t.Fatal(err)
+	r.Settle(ctx, 60)
+	// 40 are left: a call that could read 50 is granted 40.
+	if r, err = e.ReserveRows(ctx, req, 50); err != nil || r.Rows != 40 {
+		t.Fatalf("reserve 50 with 40 left = %+v, %v", r, err)
 	}
-	wantExceeded(t, e.MeterRows(ctx, req, 50), "rows_per_run 100 for run r1 of graph support-bot")
+	r.Settle(ctx, 10)
+	// It read 10, so 30 are left again; an unknown cap takes them all.
+	if r, err = e.ReserveRows(ctx, req, -1); err != nil || r.Rows != 30 {
+		t.Fatalf("reserve unknown with 30 left = %+v, %v", r, err)
+	}
+	r.Settle(ctx, 30)
+	_, err = e.ReserveRows(ctx, req, 1)
+	wantExceeded(t, err, "rows_per_run 100 for run r1 of graph support-bot")
 	// Once used up, the next call is refused before it runs.
-	_, err := e.Decide(ctx, req)
+	_, err = e.Decide(ctx, req)
 	wantExceeded(t, err, "rows_per_run 100 for run r1")
+	// A call no rows budget covers reserves nothing.
+	if r, err := e.ReserveRows(ctx, request(t, caller("support-bot", "refund", "r1"), "crm_find_customer", `{}`), 5); err != nil || r.Limited {
+		t.Errorf("unbudgeted reserve = %+v, %v", r, err)
+	}
+}
+
+// TestRowsReservationUnderConcurrency: with rows_per_run: 2, dozens of
+// calls reserving at once (each able to return one row, or up to 1000)
+// are granted at most two rows in total, every refusal is budget_exceeded,
+// and refused calls give their call-budget charge back. Repeated.
+func TestRowsReservationUnderConcurrency(t *testing.T) {
+	for _, want := range []int{1, 1000} {
+		for round := range 10 {
+			counters := NewMemoryCounters()
+			e := newEngine(t, budgeted(config.Budgets{RowsPerRun: 2, CallsPerRun: 100}, config.Budgets{}), counters)
+			req := request(t, caller("support-bot", "triage", fmt.Sprint("r", round)), "crm_list_orders", `{}`)
+			ctx := context.Background()
+			var granted, decided atomic.Int64
+			var wg sync.WaitGroup
+			for range 32 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if _, err := e.Decide(ctx, req); err != nil {
+						if broker.CodeOf(err) != broker.CodeBudgetExceeded {
+							t.Error(err)
+						}
+						return
+					}
+					decided.Add(1)
+					r, err := e.ReserveRows(ctx, req, want)
+					if err != nil {
+						if broker.CodeOf(err) != broker.CodeBudgetExceeded {
+							t.Error(err)
+						}
+						return
+					}
+					granted.Add(int64(r.Rows))
+					r.Settle(ctx, r.Rows) // the call returned all it was granted
+				}()
+			}
+			wg.Wait()
+			if g := granted.Load(); g > 2 || g < 1 {
+				t.Fatalf("want %d round %d: granted %d rows in total, want 1 or 2 (never more than the budget)", want, round, g)
+			}
+			rows, _ := counters.Add(ctx, "budget/rows_per_run/g=support-bot/run="+fmt.Sprint("r", round), 0, 0)
+			calls, _ := counters.Add(ctx, "budget/calls_per_run/g=support-bot/run="+fmt.Sprint("r", round), 0, 0)
+			if rows != granted.Load() || calls > decided.Load() {
+				t.Fatalf("counters: %d rows (granted %d), %d calls (decided %d)", rows, granted.Load(), calls, decided.Load())
+			}
+		}
+	}
 }
 
 func TestBudgetsFailClosed(t *testing.T) {
@@ -151,8 +215,8 @@ func TestBudgetsFailClosed(t *testing.T) {
 	if _, err := e.Decide(context.Background(), req); broker.CodeOf(err) != broker.CodeUnavailable || strings.Contains(err.Error(), "connection refused") {
 		t.Fatalf("Decide with the store down = %v, want unavailable without the cause", err)
 	}
-	if err := e.MeterRows(context.Background(), req, 1); broker.CodeOf(err) != broker.CodeUnavailable {
-		t.Fatalf("MeterRows with the store down = %v", err)
+	if _, err := e.ReserveRows(context.Background(), req, 1); broker.CodeOf(err) != broker.CodeUnavailable {
+		t.Fatalf("ReserveRows with the store down = %v", err)
 	}
 	if adds.Load() == 0 {
 		t.Fatal("the store was never asked")

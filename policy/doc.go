@@ -31,6 +31,14 @@
 //     counts in fixed one-minute windows across runs. Budgets may sit on the
 //     graph, on a node (counted per caller node path) and on tools (under
 //     budgets.tools, counted per tool pattern). A refused call costs nothing.
+//     Calls are counted by Decide, each with one atomic add; rows are
+//     reserved by ReserveRows right before the call runs (its row cap, or
+//     what is left of the budget) and settled to the rows it returned, so
+//     concurrent calls cannot overrun a budget.
+//   - An approve decision carries RuleVersion, a hash of its rule's list,
+//     tool, effect, condition, approvers and min_approvals: the approval
+//     gate binds approvals to it, so only a change to that rule makes them
+//     stale.
 //
 // Conditions see args (each input-schema property typed: integer → int,
 // number → double, string, boolean, array → list, object → map; so
@@ -51,4 +59,15 @@
 // allow. It must never skip a deny rule because it could not evaluate it,
 // and it must never put argument or scope values into error messages.
 // Explain evaluates the rules but calls nothing and charges no budget.
+//
+// Backtest decides recorded calls and passthrough statements again under a
+// candidate Engine, with the same precedence as Decide but three-valued
+// conditions: everything a record does not hold exactly (a masked
+// argument, a grant's scope, the caller's groups and email) is a CEL
+// unknown, so a decision that depends on one is reported as unknown, never
+// guessed. A record made by a baseline Engine of the same version proves
+// which of its conditions held, and settles the same conditions in the
+// candidate. Backtest calls nothing and charges no budget; it counts the
+// candidate's budgets in memory from the records. It reads records through
+// an iterator: policy never opens the audit store itself.
 package policy

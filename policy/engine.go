@@ -29,6 +29,8 @@ type Engine struct {
 	acts      sync.Pool
 	// pass holds the passthrough policies (passthrough.go).
 	pass map[*nodePolicy]map[string]*passPolicy
+	// catalog is the tool catalog the policy was compiled against.
+	catalog broker.Catalog
 }
 
 // Compile-time proofs of the broker interfaces Engine implements.
@@ -36,14 +38,16 @@ var (
 	_ broker.Decider     = (*Engine)(nil)
 	_ broker.GraphAccess = (*Engine)(nil)
 	_ broker.Binder      = (*Engine)(nil)
-	_ broker.RowMeter    = (*Engine)(nil)
+	_ broker.RowBudget   = (*Engine)(nil)
 )
 
 type graphPolicy struct {
 	name       string
 	path       string
 	principals map[string]bool
-	scope      props
+	// owners are the graph's owners in normal form (graphs.<g>.owners).
+	owners []string
+	scope  props
 	// scopeSchema validates grant scopes; nil when the graph declares none.
 	scopeSchema *jsonschema.Schema
 	rules       []*ruleDecl
@@ -72,6 +76,8 @@ type ruleDecl struct {
 	effect broker.Effect
 	// tool is the rule's glob, "*" when the rule names none.
 	tool string
+	// version identifies the rule for the approvals it governs (ruleVersion).
+	version string
 }
 
 // ruleRef is a rule applied to one tool, with its condition compiled
@@ -261,7 +267,7 @@ func (e *Engine) decide(ctx context.Context, tp *toolPolicy, act *activation) (b
 }
 
 func (e *Engine) decision(r *ruleRef) broker.Decision {
-	d := broker.Decision{Effect: r.effect, Rule: r.path, Reason: r.rule.Reason, PolicyVersion: e.version}
+	d := broker.Decision{Effect: r.effect, Rule: r.path, Reason: r.rule.Reason, PolicyVersion: e.version, RuleVersion: r.version}
 	if r.effect == broker.EffectApprove {
 		d.Approvers = r.rule.Approvers
 		d.MinApprovals = r.rule.MinApprovals

@@ -108,6 +108,7 @@ func New(cfg Config) (*Engine, error) {
 		log:       cfg.Logger,
 		costLimit: cfg.CostLimit,
 		version:   Version(cfg.Graphs),
+		catalog:   cfg.Catalog,
 	}
 	e.acts.New = func() any { return new(activation) }
 	for _, g := range sortedKeys(cfg.Graphs) {
@@ -124,6 +125,21 @@ func New(cfg Config) (*Engine, error) {
 	}
 	cfg.Logger.Debug("policy loaded", zap.Int("graphs", len(e.graphs)), zap.String("version", e.version))
 	return e, nil
+}
+
+// ruleVersion identifies a rule for the approvals it governs
+// (broker.Decision.RuleVersion): a hash of the rule list it is in (its
+// config path without the index, so adding or removing another rule does
+// not change it), its tool glob, effect, condition text, approvers (in
+// normal form, sorted) and min_approvals. A reload that changes any of
+// these makes the rule's pending and unused approvals stale; edits anywhere
+// else do not.
+func ruleVersion(list string, r config.Rule) string {
+	approvers := broker.PrincipalNames(r.Approvers)
+	sort.Strings(approvers)
+	b, _ := json.Marshal([]any{list, r.Tool, r.Effect, strings.TrimSpace(r.When), approvers, max(1, r.MinApprovals)})
+	sum := sha256.Sum256(b)
+	return "r_" + hex.EncodeToString(sum[:8])
 }
 
 // Version returns the policy version of a graphs configuration: the first
@@ -173,8 +189,10 @@ func (l *loader) graph(name string, g config.Graph) *graphPolicy {
 		if strings.TrimSpace(p) == "" {
 			l.problem(fmt.Sprintf("%s.principals[%d]", gpath, i), "a principal may not be empty")
 		}
-		gp.principals[p] = true
+		// Compared with the caller's names in normal form (Principal.Names).
+		gp.principals[broker.PrincipalName(p)] = true
 	}
+	gp.owners = broker.PrincipalNames(g.Owners)
 	gp.scope = schemaProps(g.ScopeSchema)
 	if len(g.ScopeSchema) > 0 {
 		sch, err := compileScopeSchema(g.ScopeSchema)
@@ -222,7 +240,7 @@ func (l *loader) rules(prefix string, rs []config.Rule, allowed map[string]bool)
 	out := make([]*ruleDecl, 0, len(rs))
 	for i, r := range rs {
 		rp := fmt.Sprintf("%s[%d]", prefix, i)
-		d := &ruleDecl{path: rp, rule: r, effect: broker.Effect(r.Effect), tool: r.Tool}
+		d := &ruleDecl{path: rp, rule: r, effect: broker.Effect(r.Effect), tool: r.Tool, version: ruleVersion(prefix, r)}
 		ok := true
 		switch d.effect {
 		case broker.EffectAllow, broker.EffectDeny, broker.EffectApprove:

@@ -1,6 +1,6 @@
 // Package recordings is toolgate's audit store: it makes every broker.Event
 // durable in a tamper-evident hash chain, and reads it back for auditors
-// (Verify, Export, Trace and WriteTimeline) and for retention (Purge).
+// (Verify, Export, Events, Trace and WriteTimeline) and for retention (Purge).
 //
 // # Durability
 //

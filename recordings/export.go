@@ -3,6 +3,7 @@ package recordings
 import (
 	"bufio"
 	"context"
+	"database/sql"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
@@ -102,13 +103,7 @@ func (s *Store) Export(ctx context.Context, f Filter, format string, w io.Writer
 	if err := f.Validate(); err != nil {
 		return 0, err
 	}
-	where, args := f.where()
-	q := "SELECT chain, seq, event, prev_hash, hash FROM audit_events" + where + " ORDER BY time_ns, chain, seq"
-	if f.Limit > 0 {
-		q += " LIMIT ?"
-		args = append(args, f.Limit)
-	}
-	rows, err := s.db.SQL().QueryContext(ctx, s.db.Rebind(q), args...)
+	rows, err := s.selectEvents(ctx, f, "chain, seq, event, prev_hash, hash")
 	if err != nil {
 		return 0, fmt.Errorf("recordings: export: %w", err)
 	}
@@ -156,6 +151,18 @@ func (s *Store) Export(ctx context.Context, f Filter, format string, w io.Writer
 		}
 	}
 	return n, bw.Flush()
+}
+
+// selectEvents queries columns of the records f selects, oldest first (by
+// time, then chain and seq).
+func (s *Store) selectEvents(ctx context.Context, f Filter, columns string) (*sql.Rows, error) {
+	where, args := f.where()
+	q := "SELECT " + columns + " FROM audit_events" + where + " ORDER BY time_ns, chain, seq"
+	if f.Limit > 0 {
+		q += " LIMIT ?"
+		args = append(args, f.Limit)
+	}
+	return s.db.SQL().QueryContext(ctx, s.db.Rebind(q), args...)
 }
 
 func writeJSONL(w *bufio.Writer, chain string, seq int64, prev, hash, event string) error {

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strings"
 	"sync"
@@ -795,6 +796,39 @@ func exportSuite(t *testing.T, open opener) {
 		}
 		if buf.String() != strings.Join(recordings.CSVColumns, ",")+"\n" {
 			t.Fatalf("csv = %q, want the header only", buf.String())
+		}
+	})
+
+	t.Run("EventsMatchExport", func(t *testing.T) {
+		base := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+		for _, f := range []recordings.Filter{{}, {Graph: "support-bot", Node: "triage"}, {Since: base.Add(3 * time.Second), Limit: 4}, {Run: "none"}} {
+			want := exportJSONL(t, s, f)
+			var got []broker.Event
+			for ev, err := range s.Events(context.Background(), f) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, ev)
+			}
+			if len(got) != len(want) {
+				t.Fatalf("Events(%+v) yielded %d records, Export %d", f, len(got), len(want))
+			}
+			for i := range got {
+				if !reflect.DeepEqual(got[i], want[i].Event) {
+					t.Fatalf("Events(%+v)[%d] = %+v, want %+v", f, i, got[i], want[i].Event)
+				}
+			}
+		}
+		n := 0
+		for _, err := range s.Events(context.Background(), recordings.Filter{Limit: -1}) {
+			n++
+			var be *broker.Error
+			if !errors.As(err, &be) || be.Field != "limit" {
+				t.Fatalf("Events with a bad filter yielded %v, want the refusal", err)
+			}
+		}
+		if n != 1 {
+			t.Fatalf("Events with a bad filter yielded %d times, want once", n)
 		}
 	})
 

@@ -22,7 +22,14 @@ var _ broker.Catalog = (*Catalog)(nil)
 // Load reads every *.json file directly in dir (sorted by name, not
 // recursive) and parses each against targets (target name → kind:
 // "postgres", "sqlite" or "http"). On any problem it returns a *LoadError
-// listing every problem found in every file.
+// listing every problem found in every file, each with its line.
+//
+// With problems, Load still returns a catalog, for cross-reference checks
+// only (`toolgate check` compiles the policy against it, so one broken file
+// reports its own problems, not "matches no tool" wherever its tool is
+// named): it holds the tools that loaded, plus a stand-in for each broken
+// declaration whose name could be read, whose Spec refuses every call.
+// Nothing may serve a catalog that came with an error.
 func Load(dir string, targets map[string]string) (*Catalog, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -30,7 +37,8 @@ func Load(dir string, targets map[string]string) (*Catalog, error) {
 	}
 	var all []Problem
 	var tools []*broker.Tool
-	for _, e := range entries { // os.ReadDir sorts by file name
+	nameLines := map[string]int{} // file → line of its "name"
+	for _, e := range entries {   // os.ReadDir sorts by file name
 		if e.IsDir() || !strings.HasSuffix(e.Name(), ".json") {
 			continue
 		}
@@ -40,9 +48,14 @@ func Load(dir string, targets map[string]string) (*Catalog, error) {
 			all = append(all, Problem{File: file, Reason: "cannot read the file: " + pathError(err)})
 			continue
 		}
-		tool, problems := Parse(file, data, targets)
-		if len(problems) > 0 {
-			all = append(all, problems...)
+		ps := &problems{file: file, lines: map[string]int{}}
+		tool := parse(ps, data, targets)
+		nameLines[file] = ps.line("/name")
+		if len(ps.list) > 0 {
+			all = append(all, ps.list...)
+			if tool != nil && namePattern.MatchString(tool.Name) {
+				tools = append(tools, standIn(tool))
+			}
 			continue
 		}
 		tools = append(tools, tool)
@@ -50,12 +63,36 @@ func Load(dir string, targets map[string]string) (*Catalog, error) {
 	cat, err := NewCatalog(tools...)
 	var le *LoadError
 	if errors.As(err, &le) {
-		all = append(all, le.Problems...)
+		for _, p := range le.Problems {
+			p.Line = nameLines[p.File]
+			all = append(all, p)
+		}
+		cat, _ = NewCatalog(unique(tools)...)
 	}
 	if len(all) > 0 {
-		return nil, &LoadError{Problems: all}
+		return cat, &LoadError{Problems: all}
 	}
 	return cat, nil
+}
+
+// standIn is a broken declaration's tool as far as it could be read, with
+// an empty Spec, which refuses every call.
+func standIn(t *broker.Tool) *broker.Tool {
+	return &broker.Tool{Name: t.Name, Title: t.Title, Description: t.Description, Target: t.Target,
+		InputSchema: t.InputSchema, Annotations: t.Annotations, Source: t.Source, Spec: &Spec{}}
+}
+
+// unique drops the second and later tools of one name.
+func unique(tools []*broker.Tool) []*broker.Tool {
+	seen := map[string]bool{}
+	var out []*broker.Tool
+	for _, t := range tools {
+		if t != nil && t.Spec != nil && !seen[t.Name] {
+			seen[t.Name] = true
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // pathError is an os error's reason without the path repeated.

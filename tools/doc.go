@@ -5,11 +5,19 @@
 // executes.
 //
 // Load reads a folder of declarations and reports every problem it finds,
-// each with file, JSON path and reason, so `toolgate check` can list them
-// all at once. A Catalog is immutable after construction and satisfies
+// each with file, line, JSON path and reason, so `toolgate check` can list
+// them all at once; with problems it still returns the catalog of what
+// loaded (broken files stand in with a Spec that refuses every call), for
+// cross-reference checks only. A declaration may name the shipped JSON
+// Schema (package tools/schema) in "$schema"; the loader ignores it. A Catalog is immutable after construction and satisfies
 // broker.Catalog. Each tool's compiled Spec satisfies broker.ToolSpec:
-// ValidateArgs refuses bad arguments with a one-sentence
-// broker.CodeInvalidArguments error, and Operation binds arguments.
+// ValidateArgs refuses bad arguments with a broker.CodeInvalidArguments
+// error listing every problem with its field, and Operation binds
+// arguments. It also satisfies broker.PreviewPlanner: PreviewPlan binds a
+// declared preview query or request (or the tool's own statement, for a
+// dry run) and refuses, with preview_unavailable and the declared reason,
+// a tool that opts out with "preview": false. A preview request is always
+// a GET.
 //
 // The package must never splice an argument into SQL text: a statement is
 // fixed at load, its placeholders are $1..$n, and arguments only ever travel

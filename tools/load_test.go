@@ -54,8 +54,8 @@ func loadOutcome(t *testing.T, dir string) string {
 	cat, err := Load(dir, testTargets)
 	var b strings.Builder
 	if err != nil {
-		if cat != nil {
-			t.Errorf("Load returned both a catalog and an error")
+		if cat == nil {
+			t.Errorf("Load returned no catalog with its problems")
 		}
 		var le *LoadError
 		if !errors.As(err, &le) {
@@ -71,6 +71,16 @@ func loadOutcome(t *testing.T, dir string) string {
 			p.File = strings.TrimPrefix(filepath.ToSlash(p.File), filepath.ToSlash(dir)+"/")
 			b.WriteString(p.String())
 			b.WriteByte('\n')
+		}
+		for _, tool := range cat.Tools() {
+			if sp := tool.Spec.(*Spec); sp.sql == nil && sp.http == nil {
+				if _, err := sp.Operation(map[string]any{}); err == nil {
+					t.Errorf("stand-in %s builds an operation", tool.Name)
+				}
+				b.WriteString("stand-in " + tool.Name + "\n")
+				continue
+			}
+			b.WriteString("ok " + tool.Name + " (" + tool.Target + ")\n")
 		}
 		return b.String()
 	}
@@ -110,6 +120,11 @@ func TestLoadErrorText(t *testing.T) {
 		{File: "b.json", Reason: "not valid JSON"},
 	}}
 	want := "2 problems in tool declarations:\n  a.json: /sql/statement: holds more than one statement\n  b.json: /: not valid JSON"
+	if err.Error() != want {
+		t.Errorf("Error() =\n%s\nwant\n%s", err.Error(), want)
+	}
+	err.Problems[0].Line = 7
+	want = "2 problems in tool declarations:\n  a.json:7: /sql/statement: holds more than one statement\n  b.json: /: not valid JSON"
 	if err.Error() != want {
 		t.Errorf("Error() =\n%s\nwant\n%s", err.Error(), want)
 	}

@@ -21,16 +21,17 @@ const (
 	KindHTTP     = "http"
 )
 
-// namePattern is the tool name rule of DESIGN §4.
+// namePattern is the tool name rule: what the function-calling APIs of
+// the models behind agents accept.
 var namePattern = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,64}$`)
 
 // Keys a declaration may hold, per object.
 var (
-	topKeys        = []string{"name", "title", "description", "target", "input_schema", "output_schema", "sql", "http", "annotations", "mask", "detectors"}
+	topKeys        = []string{"$schema", "name", "title", "description", "target", "input_schema", "output_schema", "sql", "http", "preview", "preview_reason", "annotations", "mask", "detectors"}
 	sqlKeys        = []string{"statement", "args", "max_rows"}
 	httpKeys       = []string{"method", "path", "query", "body"}
 	annotationKeys = []string{"title", "readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint"}
-	maskActions    = []string{"redact", "last4", "email", "hash", "null", "drop"}
+	maskActions    = []string{"redact", "last4", "email", "hash", "null", "drop", "deny"}
 	detectorNames  = []string{"card", "email", "ssn", "iban", "jwt", "secret", "private_key"}
 	httpMethods    = []string{"GET", "POST", "PUT", "PATCH", "DELETE"}
 )
@@ -45,7 +46,7 @@ const (
 // configured targets (name → kind) and returns the tool with its compiled
 // Spec, or every problem found. It never returns both.
 func Parse(file string, data []byte, targets map[string]string) (*broker.Tool, []Problem) {
-	ps := &problems{file: file}
+	ps := &problems{file: file, lines: map[string]int{}}
 	tool := parse(ps, data, targets)
 	if len(ps.list) > 0 {
 		return nil, ps.list
@@ -67,6 +68,9 @@ func parse(ps *problems, data []byte, targets map[string]string) *broker.Tool {
 	}
 	tool := &broker.Tool{Source: ps.file}
 	sp := &Spec{}
+	// "$schema" points editors at tools/schema/tool.schema.json; toolgate
+	// only checks that it is a string.
+	_, _ = stringField(ps, top, "", "$schema", false)
 
 	tool.Name, _ = stringField(ps, top, "", "name", true)
 	if _, present := top["name"]; present {
@@ -125,13 +129,22 @@ func parse(ps *problems, data []byte, targets map[string]string) *broker.Tool {
 		if targetKind == KindHTTP {
 			ps.addf("/sql", "target %q is an http target; sql needs a postgres or sqlite target", tool.Target)
 		}
-		sp.sql = parseSQL(ps, rawSQL, args)
+		sp.sql = parseSQL(ps, rawSQL, "/sql", sqlKeys, args)
 	case hasHTTP:
 		if targetKind == KindPostgres || targetKind == KindSQLite {
 			ps.addf("/http", "target %q is a %s target; http needs an http target", tool.Target, targetKind)
 		}
-		sp.http = parseHTTP(ps, rawHTTP, args)
+		sp.http = parseHTTP(ps, rawHTTP, "/http", args)
 	}
+	op := ""
+	switch {
+	case hasSQL && !hasHTTP:
+		op = "sql"
+	case hasHTTP && !hasSQL:
+		op = "http"
+	}
+	sp.preview = parsePreview(ps, top, op, targetKind, args)
+	sp.lines = ps.lines
 	tool.Spec = sp
 	return tool
 }
@@ -186,7 +199,8 @@ func checkSyntax(ps *problems, data []byte) bool {
 			break
 		}
 		if err != nil {
-			ps.addf("", "not valid JSON: %s", syntaxMessage(data, err))
+			msg, line := syntaxMessage(data, err)
+			ps.list = append(ps.list, Problem{File: ps.file, Line: line, Reason: "not valid JSON: " + msg})
 			return false
 		}
 		if len(stack) == 0 {
@@ -199,6 +213,9 @@ func checkSyntax(ps *problems, data []byte) bool {
 		}
 		if len(stack) > 0 {
 			f := stack[len(stack)-1]
+			if !f.object {
+				ps.lines[child()], _ = lineCol(data, dec.InputOffset())
+			}
 			if f.object && f.expect {
 				if d, isDelim := tok.(json.Delim); isDelim && d == '}' {
 					stack = stack[:len(stack)-1]
@@ -206,6 +223,9 @@ func checkSyntax(ps *problems, data []byte) bool {
 					continue
 				}
 				key, _ := tok.(string)
+				if _, seen := ps.lines[pointer(f.path, key)]; !seen {
+					ps.lines[pointer(f.path, key)], _ = lineCol(data, dec.InputOffset())
+				}
 				if f.keys[key] {
 					ps.addf(pointer(f.path, key), "duplicate key %q: each key may appear once, so what a reviewer reads is what runs", key)
 					ok = false
@@ -233,17 +253,19 @@ func checkSyntax(ps *problems, data []byte) bool {
 	return ok
 }
 
-// syntaxMessage turns a decoding error into "reason at line L, column C".
-func syntaxMessage(data []byte, err error) string {
+// syntaxMessage turns a decoding error into "reason at line L, column C"
+// and the line.
+func syntaxMessage(data []byte, err error) (string, int) {
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
 		line, col := lineCol(data, se.Offset)
-		return fmt.Sprintf("%s at line %d, column %d", se.Error(), line, col)
+		return fmt.Sprintf("%s at line %d, column %d", se.Error(), line, col), line
 	}
+	line, _ := lineCol(data, int64(len(data)))
 	if errors.Is(err, io.ErrUnexpectedEOF) {
-		return "the document ends in the middle of a value"
+		return "the document ends in the middle of a value", line
 	}
-	return err.Error()
+	return err.Error(), line
 }
 
 func lineCol(data []byte, offset int64) (int, int) {

@@ -2,24 +2,31 @@ package tools
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 )
 
-// Problem is one thing wrong with a tool declaration: the file, a
-// JSON-pointer location inside it (like /sql/statement) and the reason.
+// Problem is one thing wrong with a tool declaration: the file, the line
+// in it, a JSON-pointer location (like /sql/statement) and the reason.
 type Problem struct {
-	File   string
+	File string
+	// Line is the line of Path in File (1-based; 0 when unknown).
+	Line   int
 	Path   string
 	Reason string
 }
 
-// String returns "file: path: reason".
+// String returns "file:line: path: reason".
 func (p Problem) String() string {
 	path := p.Path
 	if path == "" {
 		path = "/"
 	}
-	return p.File + ": " + path + ": " + p.Reason
+	loc := p.File
+	if p.Line > 0 {
+		loc += ":" + strconv.Itoa(p.Line)
+	}
+	return loc + ": " + path + ": " + p.Reason
 }
 
 // LoadError lists every problem found while loading tool declarations, not
@@ -47,11 +54,28 @@ func (e *LoadError) Error() string {
 type problems struct {
 	file string
 	list []Problem
+	// lines maps the JSON pointer of each key and array item to its line.
+	lines map[string]int
 }
 
 // addf records a problem at path.
 func (ps *problems) addf(path, format string, args ...any) {
-	ps.list = append(ps.list, Problem{File: ps.file, Path: path, Reason: fmt.Sprintf(format, args...)})
+	ps.list = append(ps.list, Problem{File: ps.file, Line: ps.line(path), Path: path, Reason: fmt.Sprintf(format, args...)})
+}
+
+// line returns the line of path or of its nearest parent that was seen; 1
+// for the document itself.
+func (ps *problems) line(path string) int {
+	for {
+		if l, ok := ps.lines[path]; ok {
+			return l
+		}
+		i := strings.LastIndexByte(path, '/')
+		if i < 0 {
+			return 1
+		}
+		path = path[:i]
+	}
 }
 
 // pointerToken escapes one JSON pointer token (RFC 6901).

@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/big"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -21,14 +22,41 @@ type Spec struct {
 	output *jsonschema.Schema
 	sql    *sqlSpec
 	http   *httpSpec
+	// preview is the declared preview; nil when the tool declares none.
+	preview *previewSpec
+	// lines maps JSON pointers of the declaration to their lines.
+	lines map[string]int
+}
+
+// Line returns the line of a JSON pointer (like "/sql/statement") in the
+// declaration's file, or of its nearest parent; 0 when it is unknown.
+func (s *Spec) Line(pointer string) int {
+	if s == nil || s.lines == nil {
+		return 0
+	}
+	return (&problems{lines: s.lines}).line(pointer)
 }
 
 var _ broker.ToolSpec = (*Spec)(nil)
 
+// SQL returns the declared statement and the argument names its $n bind,
+// or ok false when the tool runs an HTTP request.
+func (s *Spec) SQL() (statement string, args []string, ok bool) {
+	if s == nil || s.sql == nil {
+		return "", nil, false
+	}
+	return s.sql.statement, append([]string(nil), s.sql.args...), true
+}
+
+// MaxArgProblems caps the problems one refusal lists.
+const MaxArgProblems = 10
+
 // ValidateArgs checks args (decoded by encoding/json with UseNumber) against
 // the input schema. On failure it returns a *broker.Error with
-// CodeInvalidArguments whose Field is a JSON pointer to the first offending
-// argument and whose message names it without echoing its value.
+// CodeInvalidArguments that lists every problem (up to MaxArgProblems) in
+// its message and in Problems, each with a JSON pointer to the offending
+// argument; Field is the first one's. Messages name arguments without
+// echoing their values.
 func (s *Spec) ValidateArgs(args map[string]any) error {
 	if s == nil || s.input == nil {
 		return broker.Errorf(broker.CodeInternal, "the tool has no compiled input schema")
@@ -45,19 +73,40 @@ func (s *Spec) ValidateArgs(args map[string]any) error {
 		return broker.Wrap(broker.CodeInvalidArguments, err, "the arguments could not be validated against the input schema")
 	}
 	var all []argProblem
+	seen := map[argProblem]bool{}
 	for _, leaf := range leaves(ve) {
-		all = append(all, describe(leaf)...)
+		for _, p := range describe(leaf) {
+			if !seen[p] {
+				seen[p] = true
+				all = append(all, p)
+			}
+		}
 	}
 	if len(all) == 0 {
 		return &broker.Error{Code: broker.CodeInvalidArguments, Message: "the arguments do not match the tool's input schema", Cause: err}
 	}
-	msg := all[0].message
-	if n := len(all) - 1; n == 1 {
-		msg += " (and 1 more problem)"
-	} else if n > 1 {
-		msg += fmt.Sprintf(" (and %d more problems)", n)
+	// The validator's order follows map iteration: sort for a stable answer.
+	sort.SliceStable(all, func(i, j int) bool { return all[i].field < all[j].field })
+	return argsError(all, err)
+}
+
+// argsError is the refusal listing problems, at most MaxArgProblems of them.
+func argsError(all []argProblem, cause error) *broker.Error {
+	shown := all[:min(len(all), MaxArgProblems)]
+	ps := make([]broker.Problem, len(shown))
+	msgs := make([]string, len(shown))
+	for i, p := range shown {
+		ps[i] = broker.Problem{Field: p.field, Message: p.message}
+		msgs[i] = p.message
 	}
-	return &broker.Error{Code: broker.CodeInvalidArguments, Field: all[0].field, Message: msg, Cause: err}
+	msg := msgs[0]
+	if len(all) > 1 {
+		msg = fmt.Sprintf("%d problems with the arguments: %s", len(all), strings.Join(msgs, "; "))
+		if n := len(all) - len(shown); n > 0 {
+			msg += fmt.Sprintf("; and %d more", n)
+		}
+	}
+	return &broker.Error{Code: broker.CodeInvalidArguments, Field: all[0].field, Message: msg, Problems: ps, Cause: cause}
 }
 
 // ValidateOutput checks a result document against the output schema, if the
@@ -204,15 +253,11 @@ func (s *Spec) Operation(args map[string]any) (broker.Operation, error) {
 	case s == nil:
 		return broker.Operation{}, broker.Errorf(broker.CodeInternal, "the tool has no compiled operation")
 	case s.sql != nil:
-		bound := make([]any, len(s.sql.args))
-		for i, name := range s.sql.args {
-			v, err := sqlValue(name, args[name])
-			if err != nil {
-				return broker.Operation{}, err
-			}
-			bound[i] = v
+		op, err := s.sql.bind(args)
+		if err != nil {
+			return broker.Operation{}, err
 		}
-		return broker.Operation{SQL: &broker.SQLOperation{Statement: s.sql.statement, Args: bound, MaxRows: s.sql.maxRows}}, nil
+		return broker.Operation{SQL: op}, nil
 	case s.http != nil:
 		op, err := s.http.bind(args)
 		if err != nil {
@@ -221,6 +266,19 @@ func (s *Spec) Operation(args map[string]any) (broker.Operation, error) {
 		return broker.Operation{HTTP: op}, nil
 	}
 	return broker.Operation{}, broker.Errorf(broker.CodeInternal, "the tool has no compiled operation")
+}
+
+// bind binds args to the statement's placeholders, in args order.
+func (q *sqlSpec) bind(args map[string]any) (*broker.SQLOperation, error) {
+	bound := make([]any, len(q.args))
+	for i, name := range q.args {
+		v, err := sqlValue(name, args[name])
+		if err != nil {
+			return nil, err
+		}
+		bound[i] = v
+	}
+	return &broker.SQLOperation{Statement: q.statement, Args: bound, MaxRows: q.maxRows}, nil
 }
 
 // sqlValue converts one argument into a driver value. A missing argument

@@ -3,6 +3,7 @@ package tools
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/url"
 	"os"
 	"reflect"
@@ -62,7 +63,7 @@ func TestValidateArgs(t *testing.T) {
 		{name: "integer written as float is an integer", args: `{"email": "ana@example.com", "amount": 1, "count": 3.0}`},
 		{name: "big integer", args: `{"email": "ana@example.com", "amount": 123456789012345678901234567890}`},
 		{name: "missing required", args: `{"amount": 1}`, field: "/email", message: `missing required "email"`},
-		{name: "nil arguments", args: "", field: "/email", message: `missing required "email" (and 1 more problem)`},
+		{name: "nil arguments", args: "", field: "/amount", message: `2 problems with the arguments: missing required "amount"; missing required "email"`},
 		{name: "wrong type", args: `{"email": "ana@example.com", "amount": "12"}`, field: "/amount", message: `"amount" must be a number, got string`},
 		{name: "float for integer", args: `{"email": "ana@example.com", "amount": 1, "count": 3.5}`, field: "/count", message: `"count" must be an integer, got number`},
 		{name: "extra property", args: `{"email": "ana@example.com", "amount": 1, "x": true}`, field: "/x", message: `unexpected argument "x": the tool does not declare it`},
@@ -72,7 +73,7 @@ func TestValidateArgs(t *testing.T) {
 		{name: "nested", args: `{"email": "ana@example.com", "amount": 1, "customer": {"id": "7"}}`, field: "/customer/id", message: `"customer/id" must be an integer, got string`},
 		{name: "nested missing", args: `{"email": "ana@example.com", "amount": 1, "customer": {}}`, field: "/customer/id", message: `missing required "customer/id"`},
 		{name: "nested extra", args: `{"email": "ana@example.com", "amount": 1, "customer": {"id": 1, "pw": "x"}}`, field: "/customer/pw", message: `unexpected property "pw" in "customer"`},
-		{name: "several", args: `{"email": 5, "amount": "x", "y": 1}`, message: "(and 2 more problems)"},
+		{name: "several", args: `{"email": 5, "amount": "x", "y": 1}`, field: "/amount", message: `3 problems with the arguments: "amount" must be a number, got string; "email" must be a string, got number; unexpected argument "y": the tool does not declare it`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -109,6 +110,43 @@ func TestValidateArgs(t *testing.T) {
 				t.Errorf("message leaks schema internals: %s", be.Message)
 			}
 		})
+	}
+}
+
+// TestValidateArgsListsEveryProblem: each problem is listed with its
+// field, up to MaxArgProblems, and the rest are counted.
+func TestValidateArgsListsEveryProblem(t *testing.T) {
+	props, args := map[string]any{}, map[string]any{}
+	for i := range MaxArgProblems + 2 {
+		name := fmt.Sprintf("a%02d", i)
+		props[name] = map[string]any{"type": "integer"}
+		args[name] = "not a number"
+	}
+	decl, _ := json.Marshal(map[string]any{"name": "crm_many", "target": "crm",
+		"input_schema": map[string]any{"type": "object", "properties": props},
+		"sql":          map[string]any{"statement": "SELECT 1"}})
+	tool, probs := Parse("many.json", decl, map[string]string{"crm": KindPostgres})
+	if len(probs) > 0 {
+		t.Fatal(probs)
+	}
+	var be *broker.Error
+	if !errors.As(tool.Spec.ValidateArgs(args), &be) {
+		t.Fatal("want a *broker.Error")
+	}
+	if len(be.Problems) != MaxArgProblems || be.Field != "/a00" {
+		t.Fatalf("problems = %d, field %q", len(be.Problems), be.Field)
+	}
+	for i, p := range be.Problems {
+		want := fmt.Sprintf("/a%02d", i)
+		if p.Field != want || !strings.Contains(p.Message, want[1:]) || !strings.Contains(be.Message, p.Message) {
+			t.Errorf("problem %d = %+v; message %q", i, p, be.Message)
+		}
+	}
+	if !strings.HasPrefix(be.Message, "12 problems with the arguments: ") || !strings.HasSuffix(be.Message, "; and 2 more") {
+		t.Errorf("message = %q", be.Message)
+	}
+	if strings.Contains(be.Message, "not a number") {
+		t.Errorf("message echoes a value: %q", be.Message)
 	}
 }
 

@@ -143,6 +143,9 @@ func (n *Notifier) Announce(ctx context.Context, r approvals.Request) (string, e
 // Update redraws the request's message: votes so far, then the outcome
 // with the buttons removed.
 func (n *Notifier) Update(ctx context.Context, r approvals.Request) error {
+	if r.Ref == "" {
+		return nil // never posted: nothing to redraw
+	}
 	ch, ts, ok := strings.Cut(r.Ref, ":")
 	if !ok {
 		return fmt.Errorf("approval %s has no slack message", r.ID)
@@ -211,8 +214,8 @@ func (n *Notifier) principal(ctx context.Context, userID string) (broker.Princip
 		return broker.Principal{}, broker.Errorf(broker.CodeForbidden, "the click carries no Slack user")
 	}
 	if name, ok := n.cfg.Users[userID]; ok {
-		p := broker.Principal{Subject: name, Method: AuthSlack, TokenID: "slack:" + userID}
-		if email, ok := strings.CutPrefix(name, "user:"); ok && strings.Contains(email, "@") {
+		p := broker.Principal{Subject: broker.PrincipalName(name), Method: AuthSlack, TokenID: "slack:" + userID}
+		if email, ok := strings.CutPrefix(p.Subject, "user:"); ok && strings.Contains(email, "@") {
 			p.Email = email
 		}
 		return p, nil
@@ -231,8 +234,8 @@ func (n *Notifier) principal(ctx context.Context, userID string) (broker.Princip
 	case u.Profile.Email == "" || !u.IsEmailConfirmed:
 		return broker.Principal{}, broker.Errorf(broker.CodeForbidden, "your Slack account has no confirmed email and no link in approvals.slack.users, so toolgate cannot tell who you are")
 	}
-	email := strings.ToLower(u.Profile.Email)
-	return broker.Principal{Subject: "user:" + email, Email: email, Method: AuthSlack, TokenID: "slack:" + userID}, nil
+	subject := broker.PrincipalName("user:" + u.Profile.Email)
+	return broker.Principal{Subject: subject, Email: strings.TrimPrefix(subject, "user:"), Method: AuthSlack, TokenID: "slack:" + userID}, nil
 }
 
 // ephemeral answers the clicking user only.

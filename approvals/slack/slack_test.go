@@ -7,10 +7,10 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -21,8 +21,10 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/toolgate/toolgate/approvals"
 	aslack "github.com/toolgate/toolgate/approvals/slack"
+	"github.com/toolgate/toolgate/approvals/webhook"
 	"github.com/toolgate/toolgate/broker"
 	"github.com/toolgate/toolgate/broker/brokertest"
+	"github.com/toolgate/toolgate/internal/db/dbtest"
 	_ "modernc.org/sqlite"
 )
 
@@ -154,9 +156,14 @@ type env struct {
 	n     *aslack.Notifier
 	svc   *approvals.Service
 	rec   *brokertest.Recorder
+	asked int // requests made by ask, each in its own run
 }
 
-func newEnv(t *testing.T, mode string) *env {
+func newEnv(t *testing.T, mode string) *env { return newEnvWrapped(t, mode, nil) }
+
+// newEnvWrapped is newEnv whose service announces through wrap(slack),
+// e.g. the approvals.on_decision webhook wrapping Slack as toolgate wires it.
+func newEnvWrapped(t *testing.T, mode string, wrap func(approvals.Announcer) approvals.Announcer) *env {
 	t.Helper()
 	f := newFakeSlack(t)
 	db, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "tg.db")+"?_pragma=busy_timeout(5000)")
@@ -164,11 +171,7 @@ func newEnv(t *testing.T, mode string) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	schema, err := os.ReadFile("../../internal/db/migrations/sqlite/0004_approvals.sql")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Exec(string(schema)); err != nil {
+	if _, err := db.Exec(dbtest.Schema(t, "sqlite")); err != nil {
 		t.Fatal(err)
 	}
 	st, _ := approvals.NewStore(db, approvals.SQLite)
@@ -179,7 +182,11 @@ func newEnv(t *testing.T, mode string) *env {
 		t.Fatal(err)
 	}
 	rec := &brokertest.Recorder{}
-	svc, err := approvals.New(approvals.Config{Store: st, Masker: masker{}, Recorder: rec, Announcer: n, Wait: time.Millisecond})
+	var ann approvals.Announcer = n
+	if wrap != nil {
+		ann = wrap(n)
+	}
+	svc, err := approvals.New(approvals.Config{Store: st, Masker: masker{}, Recorder: rec, Announcer: ann, Wait: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,8 +196,12 @@ func newEnv(t *testing.T, mode string) *env {
 // ask creates a pending request for ana or ben and returns it.
 func (e *env) ask(t *testing.T) approvals.Request {
 	t.Helper()
+	run := "r1"
+	if e.asked++; e.asked > 1 {
+		run = "r1-" + strconv.Itoa(e.asked)
+	}
 	out, err := e.svc.Await(context.Background(), broker.ApprovalRequest{
-		Caller:   broker.Caller{Principal: broker.Principal{Subject: "key:support-bot"}, Context: broker.Context{Graph: "support-bot", Node: "refund", Run: "r1"}},
+		Caller:   broker.Caller{Principal: broker.Principal{Subject: "key:support-bot"}, Context: broker.Context{Graph: "support-bot", Node: "refund", Run: run}},
 		Tool:     &broker.Tool{Name: "billing_refund", Target: "billing"},
 		Args:     map[string]any{"order_id": "o-1", "card": card},
 		ArgsHash: "h1",
@@ -207,9 +218,10 @@ func (e *env) ask(t *testing.T) approvals.Request {
 	return r
 }
 
-// click is a block_actions payload for a button of r's message.
+// click is a block_actions payload for a button of r's message, as Slack
+// sends it: the channel and timestamp of the message Slack posted.
 func click(r approvals.Request, user, action string) string {
-	ch, ts, _ := strings.Cut(r.Ref, ":")
+	ch, ts := channel, r.Ref[strings.LastIndex(r.Ref, ":")+1:]
 	b, _ := json.Marshal(map[string]any{
 		"type": "block_actions", "team": map[string]any{"id": team}, "api_app_id": app,
 		"user": map[string]any{"id": user}, "channel": map[string]any{"id": ch},
@@ -470,5 +482,103 @@ func TestExpiryUpdatesTheMessage(t *testing.T) {
 	}
 	if got, _ := e.svc.Get(context.Background(), r.ID); got.Status != broker.ApprovalExpired {
 		t.Errorf("status = %s", got.Status)
+	}
+}
+
+// TestSlackWithDecisionWebhook: with approvals.on_decision set, the webhook
+// wraps Slack. Clicks still decide (the stored message reference is
+// Slack's own), the message is redrawn, and the decision reaches the
+// webhook receiver once.
+func TestSlackWithDecisionWebhook(t *testing.T) {
+	got := make(chan []byte, 4)
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got <- b
+	}))
+	defer receiver.Close()
+	var wh *webhook.Notifier
+	e := newEnvWrapped(t, aslack.ModeHTTP, func(next approvals.Announcer) approvals.Announcer {
+		var err error
+		wh, err = webhook.New(webhook.Config{URL: receiver.URL, Secret: "webhook-secret-0123456789", Next: next, Client: receiver.Client()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return wh
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = wh.Run(ctx) }()
+	srv := httptest.NewServer(e.n.Handler(e.svc))
+	defer srv.Close()
+	now := strconv.FormatInt(time.Now().Unix(), 10)
+
+	for _, tc := range []struct {
+		action  string
+		user    string
+		status  broker.ApprovalStatus
+		outcome string
+	}{
+		{aslack.ActionApprove, "U_ANA", broker.ApprovalApproved, "approved"},
+		{aslack.ActionDeny, "U_BEN", broker.ApprovalDenied, "denied"},
+	} {
+		r := e.ask(t)
+		updates := e.slack.count("chat.update")
+		ephemerals := e.slack.count("chat.postEphemeral")
+		body := form(click(r, tc.user, tc.action))
+		if st := post(t, srv, "", body, now, sign(now, body)); st != 200 {
+			t.Fatalf("status = %d", st)
+		}
+		e.n.Wait()
+		cur, _ := e.svc.Get(context.Background(), r.ID)
+		if cur.Status != tc.status || len(cur.Votes) != 1 || cur.Votes[0].Channel != aslack.Channel {
+			t.Fatalf("after the %s click: %s %+v (ephemeral: %v)", tc.action, cur.Status, cur.Votes, e.slack.last("chat.postEphemeral"))
+		}
+		if e.slack.count("chat.postEphemeral") != ephemerals {
+			t.Errorf("the click was answered with a refusal: %v", e.slack.last("chat.postEphemeral"))
+		}
+		if e.slack.count("chat.update") == updates {
+			t.Error("the Slack message was not redrawn")
+		}
+		select {
+		case b := <-got:
+			if !strings.Contains(string(b), `"approval_id":"`+r.ID+`"`) || !strings.Contains(string(b), `"outcome":"`+tc.outcome+`"`) {
+				t.Errorf("webhook body = %s", b)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("the decision did not reach the webhook")
+		}
+	}
+}
+
+// TestSlackSelfApprovalByLetterCase: a requester whose OIDC email is
+// Ana@Example.COM cannot approve her own call from Slack, where her email is
+// Ana@Example.com: names are compared in one normal form.
+func TestSlackSelfApprovalByLetterCase(t *testing.T) {
+	e := newEnv(t, aslack.ModeHTTP)
+	srv := httptest.NewServer(e.n.Handler(e.svc))
+	defer srv.Close()
+	anaOIDC := broker.Principal{Subject: "user:Ana@Example.COM", Email: "Ana@Example.COM", Method: broker.AuthOIDC}
+	for _, requester := range []broker.Principal{anaOIDC, {Subject: "grant:gr_1", Method: broker.AuthGrant, Minter: &anaOIDC}} {
+		out, err := e.svc.Await(context.Background(), broker.ApprovalRequest{
+			Caller:   broker.Caller{Principal: requester, Context: broker.Context{Graph: "support-bot", Node: "refund", Run: "r-" + requester.Subject}},
+			Tool:     &broker.Tool{Name: "billing_refund", Target: "billing"},
+			Args:     map[string]any{"order_id": "o-1"},
+			ArgsHash: "h1",
+			Decision: broker.Decision{Effect: broker.EffectApprove, Rule: "r", Approvers: []string{"user:ana@example.com", "user:ben@example.com"}, MinApprovals: 1},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, _ := e.svc.Get(context.Background(), out.ID)
+		now := strconv.FormatInt(time.Now().Unix(), 10)
+		body := form(click(r, "U_ANA", aslack.ActionApprove))
+		post(t, srv, "", body, now, sign(now, body))
+		e.n.Wait()
+		if cur, _ := e.svc.Get(context.Background(), r.ID); cur.Status != broker.ApprovalPending || len(cur.Votes) != 0 {
+			t.Fatalf("requester %s approved her own call from Slack: %s %+v", requester.Subject, cur.Status, cur.Votes)
+		}
+		if !strings.Contains(e.slack.last("chat.postEphemeral").Get("text"), "may not approve it") {
+			t.Errorf("reply = %v", e.slack.last("chat.postEphemeral"))
+		}
 	}
 }

@@ -27,10 +27,6 @@ import (
 // SignatureHeader carries "t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">".
 const SignatureHeader = "X-Toolgate-Signature"
 
-// refPrefix marks the announcement refs of a Notifier; what follows is the
-// ref of the wrapped announcer, if any.
-const refPrefix = "webhook|"
-
 // Event is the body of one delivery.
 type Event struct {
 	ApprovalID string    `json:"approval_id"`
@@ -39,7 +35,7 @@ type Event struct {
 	Graph      string    `json:"graph,omitempty"`
 	Node       string    `json:"node,omitempty"`
 	Tool       string    `json:"tool"`
-	Outcome    string    `json:"outcome"` // approved | denied | expired
+	Outcome    string    `json:"outcome"` // approved | denied | expired | stale
 	DecidedAt  time.Time `json:"decided_at"`
 }
 
@@ -151,34 +147,35 @@ func New(cfg Config) (*Notifier, error) {
 	}, nil
 }
 
-// Announce passes the request to the wrapped announcer. The ref it returns
-// is never empty, so the approval service calls Update on every change even
-// when the wrapped announcer is absent or failed.
+// Announce passes the request to the wrapped announcer and returns its ref
+// unchanged, so the wrapped announcer (Slack) recognises its own messages
+// ("" when there is none or it failed). The approval service calls Update
+// on every change whatever the ref, so decisions reach the webhook either
+// way.
 func (n *Notifier) Announce(ctx context.Context, r approvals.Request) (string, error) {
 	if n.cfg.Next == nil {
-		return refPrefix, nil
+		return "", nil
 	}
 	ref, err := n.cfg.Next.Announce(ctx, r)
 	if err != nil {
-		// The decision must still reach the webhook: keep our ref.
+		// The decision must still reach the webhook: report no message.
 		msg := "details withheld"
 		if n.cfg.Masker != nil {
 			msg = n.cfg.Masker.MaskText(err.Error())
 		}
 		n.log.Error("approval request could not be announced; it stays decidable through the API", zap.String("approval", r.ID), zap.String("error", msg))
-		return refPrefix, nil
+		return "", nil
 	}
-	return refPrefix + ref, nil
+	return ref, nil
 }
 
-// Update passes the change to the wrapped announcer and, the first time it
-// sees the request decided, queues a delivery. It never waits for one.
+// Update passes the change to the wrapped announcer when it has a message
+// for the request and, the first time it sees the request decided, queues
+// a delivery. It never waits for one.
 func (n *Notifier) Update(ctx context.Context, r approvals.Request) error {
 	var err error
-	if inner := strings.TrimPrefix(r.Ref, refPrefix); n.cfg.Next != nil && inner != "" && inner != r.Ref {
-		nr := r
-		nr.Ref = inner
-		err = n.cfg.Next.Update(ctx, nr)
+	if n.cfg.Next != nil && r.Ref != "" {
+		err = n.cfg.Next.Update(ctx, r)
 	}
 	if ev, ok := n.decision(r); ok && n.remember(r.ID) {
 		select {
@@ -202,6 +199,8 @@ func (n *Notifier) decision(r approvals.Request) (Event, bool) {
 		outcome = "denied"
 	case broker.ApprovalExpired:
 		outcome = "expired"
+	case broker.ApprovalStale:
+		outcome = "stale"
 	default:
 		return Event{}, false
 	}

@@ -60,7 +60,7 @@ func request(id string, status broker.ApprovalStatus) approvals.Request {
 			ID: id, Status: status, Graph: "support-bot", Node: "billing", Run: "run-1", Thread: "thread-1",
 			Tool: "billing_refund", Args: json.RawMessage(`{"order_id":104,"amount":250,"card":"4242424242424242"}`),
 		},
-		Ref:       "webhook|",
+		Ref:       "",
 		DecidedAt: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC),
 	}
 }
@@ -225,8 +225,8 @@ func TestUpdateQueuesEachDecisionOnceWithoutBlocking(t *testing.T) {
 	n, _ := newNotifier(t, rc.srv.URL, func(c *webhook.Config) { c.Next = next; c.QueueSize = 1 })
 
 	ref, err := n.Announce(context.Background(), request("ap_5", broker.ApprovalPending))
-	if err != nil || ref != "webhook|C1:123.456" {
-		t.Fatalf("Announce = %q, %v", ref, err)
+	if err != nil || ref != "C1:123.456" {
+		t.Fatalf("Announce = %q, %v; want the wrapped announcer's own ref", ref, err)
 	}
 	r := request("ap_5", broker.ApprovalPending)
 	r.Ref = ref
@@ -272,14 +272,32 @@ func TestUpdateQueuesEachDecisionOnceWithoutBlocking(t *testing.T) {
 }
 
 func TestWrappedAnnouncerFailureStillDelivers(t *testing.T) {
-	n, _ := newNotifier(t, "http://127.0.0.1:1/hook", func(c *webhook.Config) { c.Next = &announcer{fail: true} })
+	next := &announcer{fail: true}
+	rc := newReceiver(t, 200)
+	n, _ := newNotifier(t, rc.srv.URL, func(c *webhook.Config) { c.Next = next })
 	ref, err := n.Announce(context.Background(), request("ap_7", broker.ApprovalPending))
-	if err != nil || ref != "webhook|" {
-		t.Fatalf("Announce = %q, %v; want our own ref so decisions still reach the webhook", ref, err)
+	if err != nil || ref != "" {
+		t.Fatalf("Announce = %q, %v; want no message and no error", ref, err)
 	}
-	alone, _ := newNotifier(t, "http://127.0.0.1:1/hook", nil)
-	if ref, err := alone.Announce(context.Background(), request("ap_8", broker.ApprovalPending)); err != nil || ref == "" {
-		t.Fatalf("Announce without a wrapped announcer = %q, %v; want a non-empty ref", ref, err)
+	// The service updates every change, message or not: the decision is
+	// delivered, and the wrapped announcer is not asked to redraw a message
+	// it never posted.
+	r := request("ap_7", broker.ApprovalDenied)
+	if err := n.Update(context.Background(), r); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = n.Run(ctx) }()
+	select {
+	case <-rc.got:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no delivery")
+	}
+	next.mu.Lock()
+	defer next.mu.Unlock()
+	if len(next.updates) != 0 {
+		t.Errorf("the wrapped announcer was asked to update %v", next.updates)
 	}
 }
 

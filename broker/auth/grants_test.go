@@ -5,9 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"github.com/toolgate/toolgate/internal/testenv"
-	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -19,6 +18,8 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/toolgate/toolgate/broker"
+	"github.com/toolgate/toolgate/internal/db/dbtest"
+	"github.com/toolgate/toolgate/internal/testenv"
 )
 
 // fakeGraphs is a GraphInfo over a literal table: graph → principals and
@@ -87,12 +88,8 @@ func openSQLite(t testing.TB) *sql.DB {
 
 func applyMigration(t testing.TB, db *sql.DB, flavour string) {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "internal", "db", "migrations", flavour, "0003_grants.sql"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Exec(string(b)); err != nil {
-		t.Fatalf("apply 0003_grants.sql (%s): %v", flavour, err)
+	if _, err := db.Exec(dbtest.Schema(t, flavour)); err != nil {
+		t.Fatalf("apply the store schema (%s): %v", flavour, err)
 	}
 }
 
@@ -101,11 +98,21 @@ func applyMigration(t testing.TB, db *sql.DB, flavour string) {
 func stores(t *testing.T) map[string]*SQLGrantStore {
 	t.Helper()
 	out := map[string]*SQLGrantStore{}
-	s, err := NewSQLGrantStore(openSQLite(t), "sqlite")
-	if err != nil {
-		t.Fatal(err)
+	for flavour, db := range storeDBs(t) {
+		s, err := NewSQLGrantStore(db, flavour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[flavour] = s
 	}
-	out["sqlite"] = s
+	return out
+}
+
+// storeDBs returns databases with the whole store schema: SQLite always,
+// Postgres (a schema of its own) when the throwaway PostgreSQL runs.
+func storeDBs(t *testing.T) map[string]*sql.DB {
+	t.Helper()
+	out := map[string]*sql.DB{"sqlite": openSQLite(t)}
 	if dsn := testenv.Postgres(t).CreateDB(t); dsn != "" {
 		db, err := sql.Open("pgx", dsn)
 		if err != nil {
@@ -125,11 +132,7 @@ func stores(t *testing.T) map[string]*SQLGrantStore {
 			db.Close()
 		})
 		applyMigration(t, db, "postgres")
-		ps, err := NewSQLGrantStore(db, "postgres")
-		if err != nil {
-			t.Fatal(err)
-		}
-		out["postgres"] = ps
+		out["postgres"] = db
 	}
 	return out
 }
@@ -408,4 +411,46 @@ func mustStore(t testing.TB) *SQLGrantStore {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// TestGrantTokenCarriesMinter: a grant token's principal carries the
+// principal that minted the grant (subject and verified email in normal
+// form, no groups), so the call's requester is the human or service behind
+// it. A grant stored before minters were kept falls back to created_by.
+func TestGrantTokenCarriesMinter(t *testing.T) {
+	for name, s := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			e := newGrantsEnv(t, s)
+			ctx := context.Background()
+			ana := broker.Principal{Subject: "user:Ana@Example.COM", Email: "Ana@Example.COM", Groups: []string{"operators"}, Method: broker.AuthOIDC, Client: "langgraph"}
+			res, err := e.grants.Mint(ctx, ana, MintRequest{Graph: "support-bot", RunID: "run-1", Nodes: []string{"triage"}, TTL: time.Minute, Scope: map[string]any{"customer_id": 1}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, _, err := e.auth.Authenticate(ctx, res.Tokens["triage"])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Minter == nil || p.Minter.Subject != "user:ana@example.com" || p.Minter.Email != "ana@example.com" || p.Minter.Method != broker.AuthOIDC || len(p.Minter.Groups) != 0 || p.Minter.Client != "" {
+				t.Fatalf("minter = %+v", p.Minter)
+			}
+			if got := p.Requester().Subject; got != "user:ana@example.com" {
+				t.Errorf("requester = %q", got)
+			}
+			if names := p.PersonalNames(); !slices.Contains(names, "user:ana@example.com") || !slices.Contains(names, "grant:"+res.GrantID) {
+				t.Errorf("personal names = %v", names)
+			}
+			if slices.Contains(p.Names(), "user:ana@example.com") {
+				t.Errorf("the grant token answers to its minter's name: %v", p.Names())
+			}
+			// A grant from before minters were stored.
+			if _, err := s.db.Exec(s.q(`UPDATE grants SET minter = '' WHERE id = ?`), res.GrantID); err != nil {
+				t.Fatal(err)
+			}
+			p, _, err = e.auth.Authenticate(ctx, res.Tokens["triage"])
+			if err != nil || p.Minter == nil || p.Minter.Subject != "user:ana@example.com" {
+				t.Fatalf("legacy grant minter = %+v, %v", p.Minter, err)
+			}
+		})
+	}
 }

@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
+	"github.com/toolgate/toolgate/broker"
 	"github.com/toolgate/toolgate/internal/db"
 )
 
@@ -23,11 +25,23 @@ type Grant struct {
 	Scope  map[string]any
 	// CreatedBy is the subject of the principal that minted the grant.
 	CreatedBy string
+	// Minter is the principal that minted the grant (subject and verified
+	// email in normal form, OIDC subject, auth method; no groups): the human or service
+	// behind every call made with the grant's tokens. Grants stored before
+	// it was kept have only CreatedBy as Minter.Subject.
+	Minter    broker.Principal
 	CreatedAt time.Time
 	ExpiresAt time.Time
 	// RevokedAt is zero while the grant is not revoked.
 	RevokedAt time.Time
+	// RevokedReason is why it was revoked: "" by a principal of its graph,
+	// RevokedOwnerDisabled when the principal that minted it was disabled.
+	RevokedReason string
 }
+
+// RevokedOwnerDisabled is the RevokedReason of a grant revoked because the
+// principal that minted it (or the owner of the key that did) was disabled.
+const RevokedOwnerDisabled = "owner_disabled"
 
 // ErrGrantNotFound is returned by a GrantStore for an unknown grant id or
 // token hash.
@@ -98,14 +112,18 @@ func (s *SQLGrantStore) Create(ctx context.Context, g Grant, tokenHashes map[str
 	if err != nil {
 		return fmt.Errorf("encode scope: %w", err)
 	}
+	minter, err := json.Marshal(minterOf(g))
+	if err != nil {
+		return fmt.Errorf("encode minter: %w", err)
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }()
-	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO grants (id, graph, run_id, thread_id, nodes, scope, created_by, created_at, expires_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-		g.ID, g.Graph, g.Run, g.Thread, string(nodes), string(scopeJSON), g.CreatedBy, ms(g.CreatedAt), ms(g.ExpiresAt)); err != nil {
+	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO grants (id, graph, run_id, thread_id, nodes, scope, created_by, created_at, expires_at, minter)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		g.ID, g.Graph, g.Run, g.Thread, string(nodes), string(scopeJSON), g.CreatedBy, ms(g.CreatedAt), ms(g.ExpiresAt), string(minter)); err != nil {
 		return fmt.Errorf("insert grant %s: %w", g.ID, err)
 	}
 	for node, hash := range tokenHashes {
@@ -119,7 +137,17 @@ func (s *SQLGrantStore) Create(ctx context.Context, g Grant, tokenHashes map[str
 	return nil
 }
 
-const grantColumns = `g.id, g.graph, g.run_id, g.thread_id, g.nodes, g.scope, g.created_by, g.created_at, g.expires_at, g.revoked_at`
+const grantColumns = `g.id, g.graph, g.run_id, g.thread_id, g.nodes, g.scope, g.created_by, g.created_at, g.expires_at, g.revoked_at, g.minter, g.revoked_reason`
+
+// minterOf is what is stored of a grant's minter: the names that identify
+// that one human or service, never its groups or OAuth client.
+func minterOf(g Grant) broker.Principal {
+	m := g.Minter
+	if m.Subject == "" {
+		m.Subject = g.CreatedBy
+	}
+	return broker.Principal{Subject: broker.PrincipalName(m.Subject), Email: strings.ToLower(m.Email), IdPSubject: m.IdPSubject, Method: m.Method}
+}
 
 // Lookup implements GrantStore.
 func (s *SQLGrantStore) Lookup(ctx context.Context, tokenHash string) (Grant, string, error) {
@@ -148,6 +176,11 @@ func (s *SQLGrantStore) List(ctx context.Context, f GrantFilter) ([]Grant, error
 	}
 	query += ` ORDER BY g.created_at DESC, g.id LIMIT ?`
 	args = append(args, f.Limit)
+	return s.grants(ctx, query, args...)
+}
+
+// grants runs a query of grantColumns and scans every row.
+func (s *SQLGrantStore) grants(ctx context.Context, query string, args ...any) ([]Grant, error) {
 	rows, err := s.db.QueryContext(ctx, s.q(query), args...)
 	if err != nil {
 		return nil, fmt.Errorf("list grants: %w", err)
@@ -191,10 +224,11 @@ func scanGrant(row interface{ Scan(...any) error }, extra ...any) (Grant, error)
 	var (
 		g                Grant
 		nodes, scope     string
+		minter           string
 		created, expires int64
 		revoked          sql.NullInt64
 	)
-	dest := append([]any{&g.ID, &g.Graph, &g.Run, &g.Thread, &nodes, &scope, &g.CreatedBy, &created, &expires, &revoked}, extra...)
+	dest := append([]any{&g.ID, &g.Graph, &g.Run, &g.Thread, &nodes, &scope, &g.CreatedBy, &created, &expires, &revoked, &minter, &g.RevokedReason}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return Grant{}, ErrGrantNotFound
@@ -207,6 +241,12 @@ func scanGrant(row interface{ Scan(...any) error }, extra ...any) (Grant, error)
 	if err := json.Unmarshal([]byte(scope), &g.Scope); err != nil {
 		return Grant{}, fmt.Errorf("decode scope of grant %s: %w", g.ID, err)
 	}
+	if minter != "" {
+		if err := json.Unmarshal([]byte(minter), &g.Minter); err != nil {
+			return Grant{}, fmt.Errorf("decode minter of grant %s: %w", g.ID, err)
+		}
+	}
+	g.Minter = minterOf(g)
 	g.CreatedAt, g.ExpiresAt = fromMS(created), fromMS(expires)
 	if revoked.Valid {
 		g.RevokedAt = fromMS(revoked.Int64)

@@ -56,6 +56,17 @@ type OIDCConfig struct {
 	// triggered by an unknown key id, so forged tokens cannot make toolgate
 	// hammer the issuer; 10s when zero.
 	KeyRefreshInterval time.Duration
+	// KeyMaxAge is the longest the issuer's keys are trusted without
+	// fetching them again, so a key the issuer removed stops verifying
+	// tokens; the JWKS response's Cache-Control max-age or Expires shortens
+	// it (never below KeyRefreshInterval). 1h when zero.
+	KeyMaxAge time.Duration
+	// AssumeEmailVerified trusts the "email" claim of a token that carries
+	// no "email_verified" claim, for issuers that only ever issue verified
+	// emails and omit the claim (auth.oidc.assume_email_verified). An
+	// explicit "email_verified": false is never trusted. Off by default: an
+	// email counts only with "email_verified": true.
+	AssumeEmailVerified bool
 }
 
 // Validate checks the OIDC config.
@@ -75,8 +86,8 @@ func (c OIDCConfig) Validate() error {
 			return fmt.Errorf("oidc algorithm %q is not accepted; use one of %s", a, strings.Join(acceptableAlgorithms, ", "))
 		}
 	}
-	if c.DiscoveryTimeout < 0 || c.RetryAfter < 0 || c.KeyRefreshInterval < 0 {
-		return fmt.Errorf("oidc discovery timeout, retry and key refresh intervals must not be negative")
+	if c.DiscoveryTimeout < 0 || c.RetryAfter < 0 || c.KeyRefreshInterval < 0 || c.KeyMaxAge < 0 {
+		return fmt.Errorf("oidc discovery timeout, retry and key refresh intervals and key max age must not be negative")
 	}
 	return nil
 }
@@ -121,6 +132,9 @@ func newOIDCVerifier(cfg OIDCConfig, now func() time.Time, log *zap.Logger) *oid
 	if v.cfg.KeyRefreshInterval == 0 {
 		v.cfg.KeyRefreshInterval = 10 * time.Second
 	}
+	if v.cfg.KeyMaxAge == 0 {
+		v.cfg.KeyMaxAge = time.Hour
+	}
 	return v
 }
 
@@ -154,7 +168,7 @@ func (v *oidcVerifier) idTokenVerifier(ctx context.Context) (*oidc.IDTokenVerifi
 		v.failedAt, v.lastErr = v.now(), fmt.Errorf("oidc discovery at %s: no jwks_uri", v.cfg.Issuer)
 		return nil, v.lastErr
 	}
-	ks := &keySet{url: meta.JWKSURI, client: v.client, now: v.now, minRefresh: v.cfg.KeyRefreshInterval}
+	ks := &keySet{url: meta.JWKSURI, client: v.client, now: v.now, minRefresh: v.cfg.KeyRefreshInterval, maxAge: v.cfg.KeyMaxAge}
 	for _, a := range v.algs {
 		ks.algs = append(ks.algs, jose.SignatureAlgorithm(a))
 	}
@@ -166,39 +180,22 @@ func (v *oidcVerifier) idTokenVerifier(ctx context.Context) (*oidc.IDTokenVerifi
 
 // oidcClaims are the claims toolgate reads besides the registered ones.
 type oidcClaims struct {
-	Subject       string `json:"sub"`
-	Email         string `json:"email"`
-	EmailVerified *bool  `json:"email_verified"`
-	AZP           string `json:"azp"`
-	JTI           string `json:"jti"`
+	Subject string `json:"sub"`
+	Email   string `json:"email"`
+	AZP     string `json:"azp"`
+	JTI     string `json:"jti"`
 }
 
 // authenticate verifies a JWT and returns its principal. Every failure is
 // unauthenticated, its message free of the token; the cause is logged
 // without the token.
 func (v *oidcVerifier) authenticate(ctx context.Context, token string) (broker.Principal, error) {
-	if alg, ok := jwtAlg(token); !ok {
-		return broker.Principal{}, broker.Errorf(broker.CodeUnauthenticated, "the bearer token is not a well-formed JWT")
-	} else if !slices.Contains(v.algs, alg) {
-		return broker.Principal{}, broker.Errorf(broker.CodeUnauthenticated, "the OIDC token's signing algorithm is not accepted; accepted: %s", strings.Join(v.algs, ", "))
-	}
-	verifier, err := v.idTokenVerifier(ctx)
+	idt, raw, err := v.verify(ctx, token)
 	if err != nil {
-		v.log.Warn("oidc issuer unreachable", zap.String("issuer", v.cfg.Issuer), zap.Error(err))
-		return broker.Principal{}, broker.Wrap(broker.CodeUnauthenticated, errUnreachable, "the identity provider could not be reached; try again shortly")
-	}
-	idt, err := verifier.Verify(ctx, token)
-	if err != nil {
-		msg := verifyMessage(err)
-		v.log.Debug("oidc token refused", zap.String("reason", msg), zap.String("cause", scrub(err.Error(), token)))
-		return broker.Principal{}, broker.Errorf(broker.CodeUnauthenticated, "%s", msg)
+		return broker.Principal{}, err
 	}
 	var c oidcClaims
-	var raw map[string]json.RawMessage
 	if err := idt.Claims(&c); err != nil {
-		return broker.Principal{}, broker.Errorf(broker.CodeUnauthenticated, "the OIDC token's claims could not be read")
-	}
-	if err := idt.Claims(&raw); err != nil {
 		return broker.Principal{}, broker.Errorf(broker.CodeUnauthenticated, "the OIDC token's claims could not be read")
 	}
 	if c.Subject == "" {
@@ -208,9 +205,11 @@ func (v *oidcVerifier) authenticate(ctx context.Context, token string) (broker.P
 	if err != nil {
 		return broker.Principal{}, broker.Errorf(broker.CodeUnauthenticated, "the OIDC token's %q claim must be a string or a list of strings", v.claim)
 	}
-	p := broker.Principal{Subject: "user:" + c.Subject, Groups: groups, Method: broker.AuthOIDC, Client: c.AZP}
-	if c.Email != "" && (c.EmailVerified == nil || *c.EmailVerified) {
-		p.Subject, p.Email = "user:"+c.Email, c.Email
+	p := broker.Principal{Subject: broker.PrincipalName("user:" + c.Subject), Groups: groups, Method: broker.AuthOIDC, Client: c.AZP,
+		IdPSubject: c.Subject}
+	if c.Email != "" && v.emailVerified(raw["email_verified"]) {
+		p.Subject = broker.PrincipalName("user:" + c.Email)
+		p.Email = strings.TrimPrefix(p.Subject, "user:")
 	}
 	p.TokenID = c.JTI
 	if p.TokenID == "" {
@@ -218,6 +217,49 @@ func (v *oidcVerifier) authenticate(ctx context.Context, token string) (broker.P
 		p.TokenID = "sha256:" + hex.EncodeToString(sum[:8])
 	}
 	return p, nil
+}
+
+// verify checks a JWT's algorithm, signature, issuer, audience and expiry
+// and returns it with its raw claims. Every failure is unauthenticated, its
+// message free of the token; the cause is logged without the token.
+func (v *oidcVerifier) verify(ctx context.Context, token string) (*oidc.IDToken, map[string]json.RawMessage, error) {
+	if alg, ok := jwtAlg(token); !ok {
+		return nil, nil, broker.Errorf(broker.CodeUnauthenticated, "the bearer token is not a well-formed JWT")
+	} else if !slices.Contains(v.algs, alg) {
+		return nil, nil, broker.Errorf(broker.CodeUnauthenticated, "the OIDC token's signing algorithm is not accepted; accepted: %s", strings.Join(v.algs, ", "))
+	}
+	verifier, err := v.idTokenVerifier(ctx)
+	if err != nil {
+		v.log.Warn("oidc issuer unreachable", zap.String("issuer", v.cfg.Issuer), zap.Error(err))
+		return nil, nil, broker.Wrap(broker.CodeUnauthenticated, errUnreachable, "the identity provider could not be reached; try again shortly")
+	}
+	idt, err := verifier.Verify(ctx, token)
+	if err != nil {
+		msg := verifyMessage(err)
+		v.log.Debug("oidc token refused", zap.String("reason", msg), zap.String("cause", scrub(err.Error(), token)))
+		return nil, nil, broker.Errorf(broker.CodeUnauthenticated, "%s", msg)
+	}
+	var raw map[string]json.RawMessage
+	if err := idt.Claims(&raw); err != nil {
+		return nil, nil, broker.Errorf(broker.CodeUnauthenticated, "the OIDC token's claims could not be read")
+	}
+	return idt, raw, nil
+}
+
+// emailVerified reports whether a token's email counts: its
+// "email_verified" claim is true (or the string "true", as some issuers send
+// it), or the claim is absent and the issuer is configured to issue only
+// verified emails. Anything else (false, "false", null, another type) does
+// not count.
+func (v *oidcVerifier) emailVerified(raw json.RawMessage) bool {
+	switch strings.TrimSpace(string(raw)) {
+	case "true", `"true"`:
+		return true
+	case "":
+		return v.cfg.AssumeEmailVerified
+	default:
+		return false
+	}
 }
 
 // groupsClaim reads a groups claim that is a string or a list of strings.

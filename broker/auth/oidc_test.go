@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -309,5 +310,107 @@ func TestOIDCIssuerConnectionRefused(t *testing.T) {
 	_, _, err = a.Authenticate(context.Background(), is.Token(map[string]any{"iss": "http://" + addr}))
 	if broker.CodeOf(err) != broker.CodeUnauthenticated || !strings.Contains(err.Error(), "identity provider could not be reached") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestOIDCEmailNeedsVerification: an email claim makes the principal
+// user:<email> only with "email_verified": true. A token that omits the
+// claim (an IdP that leaves it out, or a forged profile) acts as
+// user:<sub>, so an approver or auditor listed by email cannot be
+// impersonated; the per-issuer opt-in assume_email_verified trusts an
+// absent claim, never an explicit false. Emails are compared lower-cased.
+func TestOIDCEmailNeedsVerification(t *testing.T) {
+	is := oidctest.New(t, oidctest.Options{})
+	strict := newOIDCAuth(t, is, nil, nil)
+	lenient, err := New(Config{OIDC: &OIDCConfig{Issuer: is.URL, Audience: "toolgate", HTTPClient: is.Client(), AssumeEmailVerified: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name           string
+		claims         map[string]any
+		strict, lenien string
+	}{
+		{"no email_verified claim", map[string]any{"sub": "u-mallory", "email": "boss@example.com"}, "user:u-mallory", "user:boss@example.com"},
+		{"email_verified false", map[string]any{"sub": "u-mallory", "email": "boss@example.com", "email_verified": false}, "user:u-mallory", "user:u-mallory"},
+		{"email_verified null", map[string]any{"sub": "u-mallory", "email": "boss@example.com", "email_verified": "null"}, "user:u-mallory", "user:u-mallory"},
+		{"email_verified \"false\"", map[string]any{"sub": "u-mallory", "email": "boss@example.com", "email_verified": "false"}, "user:u-mallory", "user:u-mallory"},
+		{"email_verified 1", map[string]any{"sub": "u-mallory", "email": "boss@example.com", "email_verified": 1}, "user:u-mallory", "user:u-mallory"},
+		{"email_verified true", map[string]any{"sub": "u-ana", "email": "Ana@Example.COM", "email_verified": true}, "user:ana@example.com", "user:ana@example.com"},
+		{"email_verified \"true\"", map[string]any{"sub": "u-ana", "email": "ana@example.com", "email_verified": "true"}, "user:ana@example.com", "user:ana@example.com"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tok := is.Token(tc.claims)
+			for _, c := range []struct {
+				a    *Authenticator
+				want string
+			}{{strict, tc.strict}, {lenient, tc.lenien}} {
+				p, _, err := c.a.Authenticate(context.Background(), tok)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if p.Subject != c.want {
+					t.Errorf("subject = %q, want %q", p.Subject, c.want)
+				}
+				if c.want == "user:u-mallory" && (p.Email != "" || slices.Contains(p.Names(), "user:boss@example.com")) {
+					t.Errorf("an unverified email counts: %+v names %v", p, p.Names())
+				}
+			}
+		})
+	}
+}
+
+// TestOIDCRemovedKeyStopsVerifying: the key set is cached no longer than
+// its Cache-Control max-age (or Expires, or 1h without either); a key the
+// issuer has removed stops verifying tokens once the cache expires, and
+// expired keys are not used when the issuer cannot be reached.
+func TestOIDCRemovedKeyStopsVerifying(t *testing.T) {
+	for _, tc := range []struct {
+		name, header, value string
+		alive, expired      time.Duration
+	}{
+		{"cache-control max-age", "Cache-Control", "public, max-age=60", 50 * time.Second, 61 * time.Second},
+		{"no-store is the refresh interval", "Cache-Control", "no-store", 5 * time.Second, 11 * time.Second},
+		{"expires", "Expires", "", 100 * time.Second, 121 * time.Second},
+		{"no cache headers: one hour", "", "", 59 * time.Minute, 61 * time.Minute},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := &clock{t: time.Now()}
+			is := oidctest.New(t, oidctest.Options{Now: clk.Now})
+			value := tc.value
+			if tc.header == "Expires" {
+				value = clk.Now().Add(2 * time.Minute).UTC().Format(http.TimeFormat)
+			}
+			if tc.header != "" {
+				is.SetJWKSHeader(tc.header, value)
+			}
+			a := newOIDCAuth(t, is, clk.Now, nil)
+			ctx := context.Background()
+			old := is.Token(nil) // signed with rsa-1, valid for an hour and more
+			if _, _, err := a.Authenticate(ctx, old); err != nil {
+				t.Fatal(err)
+			}
+			next := is.RotateIn(t, "rsa-2")
+			is.Retire(oidctest.RSAKeyID)
+			clk.Add(tc.alive)
+			if _, _, err := a.Authenticate(ctx, old); err != nil {
+				t.Fatalf("within the cache lifetime: %v", err)
+			}
+			clk.Add(tc.expired - tc.alive)
+			long := is.Token(map[string]any{"exp": clk.Now().Add(time.Hour).Unix()})
+			if _, _, err := a.Authenticate(ctx, long); broker.CodeOf(err) != broker.CodeUnauthenticated {
+				t.Fatalf("a token of the removed key after the cache expired: %v, want unauthenticated", err)
+			}
+			if _, _, err := a.Authenticate(ctx, is.Token(map[string]any{"exp": clk.Now().Add(time.Hour).Unix()}, next)); err != nil {
+				t.Fatalf("a token of the new key: %v", err)
+			}
+			// Expired keys are not used while the issuer is down.
+			clk.Add(2 * time.Hour)
+			is.SetDown(true)
+			tok := is.Token(map[string]any{"exp": clk.Now().Add(time.Hour).Unix()}, next)
+			if _, _, err := a.Authenticate(ctx, tok); broker.CodeOf(err) != broker.CodeUnauthenticated {
+				t.Fatalf("expired keys with the issuer down: %v, want unauthenticated", err)
+			}
+		})
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"slices"
 
 	"github.com/toolgate/toolgate/broker"
 	"go.uber.org/zap"
@@ -57,14 +56,14 @@ func NewApprovals(p broker.Pipeline, svc ApprovalService, opts Options) http.Han
 }
 
 // mayView reports whether principal p may see request r: it is one of its
-// approvers or its requester.
+// approvers, who asked for it, or the credential it was asked with (names
+// compared in normal form).
 func mayView(r broker.ApprovalInfo, p broker.Principal) bool {
-	for _, n := range p.Names() {
-		if n == r.Principal || slices.Contains(r.Approvers, n) {
-			return true
-		}
+	asked := []string{r.Principal}
+	if r.Via != "" {
+		asked = append(asked, r.Via)
 	}
-	return false
+	return broker.MatchPrincipal(p.PersonalNames(), asked) || broker.MatchPrincipal(p.Names(), r.Approvers)
 }
 
 func (a *approvalsAPI) list(w http.ResponseWriter, r *http.Request, c broker.Caller) {

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,6 +14,7 @@ import (
 	"github.com/toolgate/toolgate/broker"
 	"github.com/toolgate/toolgate/broker/httpapi"
 	"github.com/toolgate/toolgate/broker/httpapi/doortest"
+	"github.com/toolgate/toolgate/internal/db/dbtest"
 	_ "modernc.org/sqlite"
 )
 
@@ -35,11 +35,7 @@ func newApprovalsServer(t *testing.T) *approvalsEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	schema, err := os.ReadFile("../../internal/db/migrations/sqlite/0004_approvals.sql")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Exec(string(schema)); err != nil {
+	if _, err := db.Exec(dbtest.Schema(t, "sqlite")); err != nil {
 		t.Fatal(err)
 	}
 	st, err := approvals.NewStore(db, approvals.SQLite)

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -147,11 +146,9 @@ func NewAudit(p broker.Pipeline, store AuditStore, auditors []string, opts Optio
 // auditor lets next run only for callers listed in auth.auditors.
 func (a *auditAPI) auditor(next func(http.ResponseWriter, *http.Request, broker.Caller)) func(http.ResponseWriter, *http.Request, broker.Caller) {
 	return func(w http.ResponseWriter, r *http.Request, c broker.Caller) {
-		for _, n := range c.Principal.Names() {
-			if slices.Contains(a.auditors, n) {
-				next(w, r, c)
-				return
-			}
+		if broker.MatchPrincipal(c.Principal.Names(), a.auditors) {
+			next(w, r, c)
+			return
 		}
 		WriteError(w, broker.Errorf(broker.CodeForbidden,
 			"principal %s may not read audit records; list it (or one of its groups) in auth.auditors", c.Principal.Subject), a.opts.ResourceMetadataURL)

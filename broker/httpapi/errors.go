@@ -10,15 +10,17 @@ import (
 	"go.uber.org/zap"
 )
 
-// errorBody is the JSON error envelope: {"error": {"code", "message", "field"?}}.
+// errorBody is the JSON error envelope: {"error": {"code", "message",
+// "field"?, "problems"?: [{"field", "message"}]}}.
 type errorBody struct {
 	Error errorDetail `json:"error"`
 }
 
 type errorDetail struct {
-	Code    broker.Code `json:"code"`
-	Message string      `json:"message"`
-	Field   string      `json:"field,omitempty"`
+	Code     broker.Code      `json:"code"`
+	Message  string           `json:"message"`
+	Field    string           `json:"field,omitempty"`
+	Problems []broker.Problem `json:"problems,omitempty"`
 }
 
 // WriteError writes err as the JSON error envelope with the status of its
@@ -35,7 +37,7 @@ func WriteError(w http.ResponseWriter, err error, resourceMetadataURL string) (i
 	if e.Code == broker.CodeUnauthenticated && w.Header().Get("WWW-Authenticate") == "" {
 		w.Header().Set("WWW-Authenticate", Challenge(resourceMetadataURL, ""))
 	}
-	WriteJSON(w, e.Code.HTTPStatus(), errorBody{Error: errorDetail{Code: e.Code, Message: e.Message, Field: e.Field}})
+	WriteJSON(w, e.Code.HTTPStatus(), errorBody{Error: errorDetail{Code: e.Code, Message: e.Message, Field: e.Field, Problems: e.Problems}})
 	return incident
 }
 

@@ -10,12 +10,16 @@
 // may not call, goes to broker.Pipeline.Call, so the broker refuses and
 // records it; a tool the catalog does not hold is a JSON-RPC error.
 //
-// Sessions: the streamable HTTP server keeps mcp-go's default session
-// manager, which mints an Mcp-Session-Id at initialize and checks its format
-// but keeps no per-process table, so 2025-06-18/2025-11-25 clients get
-// sessions that also work across several broker instances, and nothing
-// grows without bound. 2026-07-28 requests carry no session at all. Sessions
-// hold protocol state only; the caller is re-identified on every request.
+// Sessions: an Mcp-Session-Id is minted at initialize for the caller that
+// initialized it and bound to its principal, graph and node
+// ("mcp-session-<nonce>.<sum>", sum = SHA-256 of the nonce and that
+// identity), so no per-process table is needed: sessions work across
+// broker instances and restarts, and nothing grows without bound. A
+// request presenting a session id that was not minted for its own
+// identity is answered 404, as an unknown session, on every method: POST,
+// the GET notification stream (which mcp-go itself does not check) and
+// DELETE. 2026-07-28 requests carry no session at all. Sessions hold
+// protocol state only; the caller is re-identified on every request.
 //
 // Tools are copied from the catalog at New and on SetCatalog. tools/list is
 // narrowed per caller by an after-list hook, not mcp-go's WithToolFilter:
@@ -24,6 +28,7 @@
 //
 // The package holds no policy. It must never decide whether a call is
 // allowed, never take identity from the MCP session id, clientInfo or
-// tool arguments, never disable mcp-go's DNS-rebinding protection, and never
+// tool arguments, never serve a session to anyone but the identity it was
+// minted for, never disable mcp-go's DNS-rebinding protection, and never
 // send a client a Go error's cause, a token or an unmasked value.
 package mcp

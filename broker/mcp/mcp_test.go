@@ -317,7 +317,10 @@ func TestHTTPRefusals(t *testing.T) {
 }
 
 // TestIdentityNotFromSession checks that a session minted for one node does
-// not carry its identity: the headers of each request decide.
+// not carry its identity: every request is identified by its own
+// credentials and headers, and a request whose identity is not the one the
+// session was minted for (here: the same principal claiming another node)
+// is refused as an unknown session instead of served.
 func TestIdentityNotFromSession(t *testing.T) {
 	_, srv := newServer(t)
 	status, hdr, body := rawPost(t, srv, initBody, map[string]string{
@@ -347,8 +350,13 @@ func TestIdentityNotFromSession(t *testing.T) {
 	}
 	status, _, body = rawPost(t, srv, list, with(map[string]string{
 		"Authorization": "Bearer " + doortest.TokenAlpha, broker.HeaderGraph: doortest.Graph, broker.HeaderNode: "triage"}))
-	if status != 200 || strings.Contains(body, doortest.ToolRefund) || !strings.Contains(body, doortest.ToolFindCustomer) {
-		t.Errorf("listing follows the session, not the request: %d %s", status, body)
+	if status != 404 || strings.Contains(body, doortest.ToolRefund) || strings.Contains(body, doortest.ToolFindCustomer) {
+		t.Errorf("the refund node's session used as triage: %d %s; want 404 and no listing", status, body)
+	}
+	status, _, body = rawPost(t, srv, list, with(map[string]string{
+		"Authorization": "Bearer " + doortest.TokenAlpha, broker.HeaderGraph: doortest.Graph, broker.HeaderNode: "refund"}))
+	if status != 200 || !strings.Contains(body, doortest.ToolRefund) || strings.Contains(body, doortest.ToolFindCustomer) {
+		t.Errorf("the session's own caller: %d %s", status, body)
 	}
 }
 

@@ -48,6 +48,7 @@ type Server struct {
 	log  *zap.Logger
 	mcp  *server.MCPServer
 	http http.Handler
+	open openRequests
 }
 
 // New builds the MCP front door for the tools in opts.Catalog.
@@ -85,12 +86,32 @@ func New(p broker.Pipeline, opts Options) (*Server, error) {
 
 	streamable := server.NewStreamableHTTPServer(s.mcp,
 		server.WithStreamableHTTPLogger(slog.New(zapHandler{log: s.log.Named("mcp-go")})),
+		server.WithSessionIdManagerResolver(sessions{}),
 	)
 	s.http = httpapi.Recover(s.log, s.capBody(httpapi.Authenticate(p, opts.ResourceMetadataURL,
 		func(w http.ResponseWriter, r *http.Request, c broker.Caller) {
-			streamable.ServeHTTP(w, r.WithContext(withCall(r.Context(), c, DoorHTTP)))
+			if !s.ownSession(w, r, c) {
+				return
+			}
+			ctx, done := s.open.track(r.Context(), c)
+			defer done()
+			streamable.ServeHTTP(w, r.WithContext(withCall(ctx, c, DoorHTTP)))
 		})))
 	return s, nil
+}
+
+// ownSession refuses, with 404 as for an unknown session, a request that
+// names an Mcp-Session-Id not minted for its caller's principal, graph and
+// node, whatever its method. Requests of the 2026-07-28 revision carry no
+// session (mcp-go ignores the header there).
+func (s *Server) ownSession(w http.ResponseWriter, r *http.Request, c broker.Caller) bool {
+	id := r.Header.Get(server.HeaderKeySessionID)
+	if id == "" || mcpgo.IsModernProtocol(r.Header.Get(mcpgo.HeaderProtocolVersion)) || sessionOwnedBy(id, c) {
+		return true
+	}
+	s.log.Info("mcp request with another caller's session refused", zap.String("principal", c.Principal.Subject), zap.String("method", r.Method))
+	httpapi.WriteError(w, broker.Errorf(broker.CodeNotFound, "no MCP session %s for this caller; a session belongs to the principal, graph and node that initialized it, so initialize a new one", id), s.opts.ResourceMetadataURL)
+	return false
 }
 
 // SetCatalog replaces the tools the server lists and accepts with the tools
@@ -129,10 +150,15 @@ func (s *Server) ServeStdio(ctx context.Context, in io.Reader, out io.Writer, cr
 	if err != nil {
 		return err
 	}
+	ctx, done := s.open.track(ctx, c)
+	defer done()
 	stdio := server.NewStdioServer(s.mcp)
 	stdio.SetErrorLogger(zap.NewStdLog(s.log.Named("mcp-go")))
 	stdio.SetContextFunc(func(ctx context.Context) context.Context { return withCall(ctx, c, DoorStdio) })
 	err = stdio.Listen(ctx, in, out)
+	if cause := context.Cause(ctx); errors.Is(cause, errSessionClosed) {
+		return cause
+	}
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, io.EOF) {
 		return nil
 	}
@@ -288,12 +314,16 @@ func (s *Server) progress(ctx context.Context, token mcpgo.ProgressToken) broker
 }
 
 // errorResult is the isError tool result for a refusal or failure: text
-// "<code>: <message>" and structuredContent {"error":{"code","message"}}.
+// "<code>: <message>" and structuredContent {"error":{"code","message",
+// "field"?,"problems"?}}.
 // The cause is never included.
 func errorResult(e *broker.Error) *mcpgo.CallToolResult {
 	detail := map[string]any{"code": e.Code, "message": e.Message}
 	if e.Field != "" {
 		detail["field"] = e.Field
+	}
+	if len(e.Problems) > 0 {
+		detail["problems"] = e.Problems
 	}
 	return &mcpgo.CallToolResult{
 		Content:           []mcpgo.Content{mcpgo.NewTextContent(string(e.Code) + ": " + e.Message)},

@@ -14,7 +14,7 @@ import (
 func approvalsCmd() *cobra.Command {
 	var sf serverFlags
 	cmd := &cobra.Command{Use: "approvals", Short: "List and decide approval requests on a running server"}
-	sf.register(cmd)
+	sf.register(cmd, "your API key or OIDC token; to approve or deny you must be one of the request's approvers, and not its requester")
 	cmd.AddCommand(approvalsListCmd(&sf), approvalsDecideCmd(&sf, "approve"), approvalsDecideCmd(&sf, "deny"))
 	return cmd
 }

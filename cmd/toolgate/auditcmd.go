@@ -62,38 +62,34 @@ func recordingsConfig(cfg *config.Config) recordings.Config {
 }
 
 // openRecordings opens the store a config names for reading, with no server.
-// It prints config and store problems itself and returns exit code 2.
+// Config and store problems end the verb with exit code 2.
 func openRecordings(cmd *cobra.Command, file string) (*recordings.Store, func(), error) {
-	cfg, err := config.Load(file, os.LookupEnv)
+	cfg, err := loadConfig(cmd, file, 2)
 	if err != nil {
-		fmt.Fprintln(cmd.ErrOrStderr(), err)
-		return nil, nil, exitError{2}
+		return nil, nil, err
 	}
 	ctx := cmd.Context()
 	d, err := db.Open(ctx, db.Config{Driver: cfg.Store.Driver, Path: cfg.Store.Path, DSN: cfg.Store.DSN}, zap.NewNop())
 	if err != nil {
-		fmt.Fprintf(cmd.ErrOrStderr(), "toolgate: open store (%s): %v\n", cfg.Store.Driver, err)
-		return nil, nil, exitError{2}
+		return nil, nil, fail(2, "open store (%s): %v", cfg.Store.Driver, err)
 	}
 	rec, err := recordings.NewStore(d, recordingsConfig(cfg), zap.NewNop())
 	if err != nil {
 		_ = d.Close()
-		fmt.Fprintf(cmd.ErrOrStderr(), "toolgate: open recordings: %v\n", err)
-		return nil, nil, exitError{2}
+		return nil, nil, fail(2, "open recordings: %v", err)
 	}
 	return rec, func() { _ = rec.Close(); _ = d.Close() }, nil
 }
 
-// refuse prints a refusal's message and returns exit code 2.
-func refuse(cmd *cobra.Command, err error) error {
+// refuse turns a refusal into exit code 2 with its message ("--field:
+// message" when it names a flag).
+func refuse(err error) error {
 	var be *broker.Error
 	if errors.As(err, &be) {
 		if be.Field != "" {
-			fmt.Fprintf(cmd.ErrOrStderr(), "toolgate: --%s: %s\n", be.Field, be.Message)
-		} else {
-			fmt.Fprintf(cmd.ErrOrStderr(), "toolgate: %s\n", be.Message)
+			return fail(2, "--%s: %s", be.Field, be.Message)
 		}
-		return exitError{2}
+		return fail(2, "%s", be.Message)
 	}
 	return err
 }
@@ -105,7 +101,8 @@ func auditCmd() *cobra.Command {
 }
 
 func auditExportCmd() *cobra.Command {
-	var file, out string
+	cf := configFlag{readOnly: true}
+	var out string
 	filters := []string{"graph", "node", "run", "thread", "tool", "kind", "since", "until", "format", "limit"}
 	vals := map[string]*string{}
 	cmd := &cobra.Command{
@@ -121,9 +118,9 @@ func auditExportCmd() *cobra.Command {
 			}
 			q, err := bhttp.ParseAuditQuery(v, time.Now())
 			if err != nil {
-				return refuse(cmd, err)
+				return refuse(err)
 			}
-			rec, done, err := openRecordings(cmd, file)
+			rec, done, err := openRecordings(cmd, cf.path(cmd))
 			if err != nil {
 				return err
 			}
@@ -133,8 +130,7 @@ func auditExportCmd() *cobra.Command {
 			if out != "" && out != "-" {
 				f, err = os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 				if err != nil {
-					fmt.Fprintf(cmd.ErrOrStderr(), "toolgate: --out: %v\n", err)
-					return exitError{2}
+					return fail(2, "--out: %v", err)
 				}
 				w = f
 			}
@@ -145,7 +141,7 @@ func auditExportCmd() *cobra.Command {
 				}
 			}
 			if err != nil {
-				return refuse(cmd, err)
+				return refuse(err)
 			}
 			if f != nil {
 				fmt.Fprintf(cmd.ErrOrStderr(), "wrote %d records to %s\n", n, out)
@@ -153,7 +149,7 @@ func auditExportCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&file, "config", "toolgate.yaml", "config file")
+	cf.register(cmd)
 	cmd.Flags().StringVar(&out, "out", "", "write to this file (mode 0600) instead of stdout")
 	help := map[string]string{
 		"graph": "only this graph", "node": "only this node path", "run": "only this run", "thread": "only this thread",
@@ -172,7 +168,7 @@ func auditExportCmd() *cobra.Command {
 }
 
 func auditVerifyCmd() *cobra.Command {
-	var file string
+	cf := configFlag{readOnly: true}
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "verify",
@@ -182,15 +178,14 @@ func auditVerifyCmd() *cobra.Command {
 			"and 2 when it could not check (bad config, store down).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			rec, done, err := openRecordings(cmd, file)
+			rec, done, err := openRecordings(cmd, cf.path(cmd))
 			if err != nil {
 				return err
 			}
 			defer done()
 			rep, err := rec.Verify(cmd.Context())
 			if err != nil {
-				fmt.Fprintf(cmd.ErrOrStderr(), "toolgate: audit verify: %v\n", err)
-				return exitError{2}
+				return fail(2, "%v", err)
 			}
 			w := cmd.OutOrStdout()
 			if asJSON {
@@ -200,12 +195,12 @@ func auditVerifyCmd() *cobra.Command {
 				writeReport(w, rep)
 			}
 			if !rep.OK() {
-				return exitError{1}
+				return exitError{code: 1}
 			}
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&file, "config", "toolgate.yaml", "config file")
+	cf.register(cmd)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
 	return cmd
 }
@@ -230,25 +225,24 @@ func writeReport(w io.Writer, rep recordings.Report) {
 }
 
 func replayCmd() *cobra.Command {
-	var file string
+	cf := configFlag{readOnly: true}
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "replay RUN",
 		Short: "Print the timeline of a run (tool calls, decisions, approvals, passthrough statements)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			rec, done, err := openRecordings(cmd, file)
+			rec, done, err := openRecordings(cmd, cf.path(cmd))
 			if err != nil {
 				return err
 			}
 			defer done()
 			evs, err := auditStore{rec}.RunTrace(cmd.Context(), args[0])
 			if err != nil {
-				return refuse(cmd, err)
+				return refuse(err)
 			}
 			if len(evs) == 0 {
-				fmt.Fprintf(cmd.ErrOrStderr(), "toolgate: no events are recorded for run %q\n", args[0])
-				return exitError{1}
+				return fail(1, "no events are recorded for run %q", args[0])
 			}
 			w := cmd.OutOrStdout()
 			if asJSON {
@@ -265,7 +259,7 @@ func replayCmd() *cobra.Command {
 			return recordings.WriteTimeline(w, evs)
 		},
 	}
-	cmd.Flags().StringVar(&file, "config", "toolgate.yaml", "config file")
+	cf.register(cmd)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the trace as JSON (the body of GET /v1/runs/{run}/trace)")
 	return cmd
 }

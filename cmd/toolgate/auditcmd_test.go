@@ -5,7 +5,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -66,23 +65,12 @@ func auditFixture(t *testing.T) (cfgPath, dbPath string) {
 	return cfgPath, dbPath
 }
 
-// runCLI runs the toolgate command line in-process and returns its exit
-// code, as main would compute it.
+// runAuditCLI runs the toolgate command line in-process and returns its
+// exit code, as main computes it.
 func runAuditCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	root := newRoot(&out, &errb)
-	root.SetArgs(args)
-	err := root.ExecuteContext(context.Background())
-	var ee exitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		code = ee.code
-	default:
-		fmt.Fprintln(&errb, "toolgate:", err)
-		code = 1
-	}
+	code = run(context.Background(), args, &out, &errb)
 	return code, out.String(), errb.String()
 }
 

@@ -30,7 +30,7 @@ import (
 	"github.com/toolgate/toolgate/internal/testenv"
 )
 
-// The MCP overhead comparison (DESIGN §11): one tools/call through
+// The MCP overhead comparison (a performance target): one tools/call through
 // toolgate's full pipeline against a bare mcp-go server running the same
 // SQL on the same pgx pool. Both are served over loopback HTTP in this
 // process and driven by the same mcp-go client setup.

@@ -29,9 +29,10 @@ type serverFlags struct {
 // nor TOOLGATE_SERVER names one.
 const DefaultServer = "http://127.0.0.1:8080"
 
-func (f *serverFlags) register(cmd *cobra.Command) {
+// register adds the flags to cmd; whose says whose token the verb needs.
+func (f *serverFlags) register(cmd *cobra.Command, whose string) {
 	cmd.PersistentFlags().StringVar(&f.server, "server", "", "toolgate server URL (default $TOOLGATE_SERVER or "+DefaultServer+")")
-	cmd.PersistentFlags().StringVar(&f.token, "token", "", "bearer token: an API key or OIDC token of a graph principal (default $TOOLGATE_TOKEN; prefer the variable, flags show in ps)")
+	cmd.PersistentFlags().StringVar(&f.token, "token", "", "bearer token: "+whose+" (default $TOOLGATE_TOKEN; prefer the variable, flags show in ps)")
 	cmd.PersistentFlags().DurationVar(&f.timeout, "timeout", 30*time.Second, "request timeout")
 }
 
@@ -50,27 +51,24 @@ func (f *serverFlags) client(cmd *cobra.Command) (*apiClient, error) {
 	}
 	u, err := url.Parse(server)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		fmt.Fprintf(cmd.ErrOrStderr(), "toolgate: --server must be an http(s) URL like %s\n", DefaultServer)
-		return nil, exitError{2}
+		return nil, fail(2, "--server must be an http(s) URL like %s", DefaultServer)
 	}
 	if token == "" {
-		fmt.Fprintln(cmd.ErrOrStderr(), "toolgate: a token is required: set TOOLGATE_TOKEN or pass --token")
-		return nil, exitError{2}
+		return nil, fail(2, "a token is required: set TOOLGATE_TOKEN or pass --token")
 	}
-	return &apiClient{base: strings.TrimRight(server, "/"), token: token, hc: &http.Client{Timeout: f.timeout}, stderr: cmd.ErrOrStderr()}, nil
+	return &apiClient{base: strings.TrimRight(server, "/"), token: token, hc: &http.Client{Timeout: f.timeout}}, nil
 }
 
 // apiClient calls a running toolgate's HTTP API. It never prints the token.
 type apiClient struct {
-	base   string
-	token  string
-	hc     *http.Client
-	stderr io.Writer
+	base  string
+	token string
+	hc    *http.Client
 }
 
 // do sends method path with body (JSON-encoded when not nil) and decodes a
-// 2xx answer into out (when not nil). A refusal is printed as "code:
-// message" and returned as exitError{1}; an unreachable server likewise.
+// 2xx answer into out (when not nil). A refusal is returned as an
+// exitError{1} reading "code: message"; an unreachable server likewise.
 // raw, when not nil, receives the answer body as is.
 func (c *apiClient) do(ctx context.Context, method, path string, body, out any, raw *[]byte) error {
 	var rd io.Reader
@@ -96,14 +94,12 @@ func (c *apiClient) do(ctx context.Context, method, path string, body, out any, 
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		fmt.Fprintf(c.stderr, "unavailable: cannot reach %s: %v\n", c.base, err)
-		return exitError{1}
+		return fail(1, "unavailable: cannot reach %s: %v", c.base, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
-		fmt.Fprintf(c.stderr, "unavailable: reading the answer of %s: %v\n", c.base, err)
-		return exitError{1}
+		return fail(1, "unavailable: reading the answer of %s: %v", c.base, err)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		var e struct {
@@ -114,23 +110,20 @@ func (c *apiClient) do(ctx context.Context, method, path string, body, out any, 
 			} `json:"error"`
 		}
 		if json.Unmarshal(b, &e) != nil || e.Error.Code == "" {
-			fmt.Fprintf(c.stderr, "http_%d: %s %s answered %s\n", resp.StatusCode, method, path, resp.Status)
-			return exitError{1}
+			return fail(1, "http_%d: %s %s answered %s", resp.StatusCode, method, path, resp.Status)
 		}
 		msg := e.Error.Message
 		if e.Error.Field != "" && !strings.Contains(msg, e.Error.Field) {
 			msg += " (field " + e.Error.Field + ")"
 		}
-		fmt.Fprintf(c.stderr, "%s: %s\n", e.Error.Code, msg)
-		return exitError{1}
+		return fail(1, "%s: %s", e.Error.Code, msg)
 	}
 	if raw != nil {
 		*raw = b
 	}
 	if out != nil && len(bytes.TrimSpace(b)) > 0 {
 		if err := json.Unmarshal(b, out); err != nil {
-			fmt.Fprintf(c.stderr, "internal: %s %s answered something that is not the expected JSON\n", method, path)
-			return exitError{1}
+			return fail(1, "internal: %s %s answered something that is not the expected JSON", method, path)
 		}
 	}
 	return nil

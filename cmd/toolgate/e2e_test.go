@@ -254,7 +254,7 @@ func TestE2ECheck(t *testing.T) {
 	cmd = exec.Command(bin, "check", "--config", "toolgate.yaml")
 	cmd.Dir, cmd.Env = dir, env
 	out, err = cmd.CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "bad.json: /name") || !strings.Contains(string(out), "/sql/statement") {
+	if err == nil || !strings.Contains(string(out), "bad.json:1: /name") || !strings.Contains(string(out), "/sql/statement") {
 		t.Fatalf("check of a bad tool: %v\n%s", err, out)
 	}
 }

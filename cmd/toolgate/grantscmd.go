@@ -31,7 +31,7 @@ type grantJSON struct {
 func grantsCmd() *cobra.Command {
 	var sf serverFlags
 	cmd := &cobra.Command{Use: "grants", Short: "Mint, read and revoke JIT grants on a running server"}
-	sf.register(cmd)
+	sf.register(cmd, "an API key or OIDC token of a principal of the graph (graphs.<g>.principals); a grant token cannot mint grants")
 	cmd.AddCommand(grantsCreateCmd(&sf), grantsGetCmd(&sf), grantsListCmd(&sf), grantsRevokeCmd(&sf))
 	return cmd
 }
@@ -54,8 +54,7 @@ func grantsCreateCmd(sf *serverFlags) *cobra.Command {
 			if scope != "" {
 				var s map[string]any
 				if err := json.Unmarshal([]byte(scope), &s); err != nil {
-					fmt.Fprintf(cmd.ErrOrStderr(), "invalid_arguments: --scope must be a JSON object like '{\"customer_id\": 42}'\n")
-					return exitError{2}
+					return fail(2, "invalid_arguments: --scope must be a JSON object like '{\"customer_id\": 42}'")
 				}
 				body["scope"] = s
 			}

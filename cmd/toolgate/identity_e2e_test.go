@@ -155,15 +155,7 @@ func (e *identityEnv) mint(t *testing.T, key, body string) (int, map[string]any)
 
 func (e *identityEnv) mintOK(t *testing.T, body string) (string, map[string]string) {
 	t.Helper()
-	status, out := e.mint(t, e.BotKey, body)
-	if status != 201 {
-		t.Fatalf("mint: %d %s", status, out["_raw"])
-	}
-	tokens := map[string]string{}
-	for n, v := range out["tokens"].(map[string]any) {
-		tokens[n] = v.(string)
-	}
-	return out["grant_id"].(string), tokens
+	return e.mintWith(t, e.BotKey, body)
 }
 
 // mcpPost sends one raw JSON-RPC initialize to /mcp, to see the HTTP answer
@@ -519,21 +511,21 @@ func TestE2EGrantsAndApprovalsCLI(t *testing.T) {
 		if status, out := e.callHTTP(t, res.Tokens["triage"], "triage", "crm_find_customer", `{"email":"ada@example.com"}`); status != 401 {
 			t.Errorf("revoked token: %d %s", status, out["_raw"])
 		}
-		// Refusals print "code: message" and exit non-zero.
+		// Refusals print "toolgate: <verb>: code: message" and exit non-zero.
 		code, _, errOut = runClient(t, e.URL, e.OtherKey, "grants", "create", "--graph", "support-bot", "--run", "r", "--node", "triage")
-		if code == 0 || !strings.HasPrefix(errOut, "forbidden: ") {
+		if code == 0 || !strings.HasPrefix(errOut, "toolgate: grants create: forbidden: ") {
 			t.Errorf("mint by a stranger: exit %d: %s", code, errOut)
 		}
 		code, _, errOut = runClient(t, e.URL, e.BotKey, "grants", "create", "--graph", "support-bot", "--run", "r", "--node", "payroll")
-		if code == 0 || !strings.HasPrefix(errOut, "invalid_arguments: ") || !strings.Contains(errOut, "payroll") {
+		if code == 0 || !strings.HasPrefix(errOut, "toolgate: grants create: invalid_arguments: ") || !strings.Contains(errOut, "payroll") {
 			t.Errorf("mint of an unknown node: exit %d: %s", code, errOut)
 		}
 		code, _, errOut = runClient(t, e.URL, "tgk_wrong", "grants", "get", res.GrantID)
-		if code == 0 || !strings.HasPrefix(errOut, "unauthenticated: ") || strings.Contains(errOut, "tgk_wrong") {
+		if code == 0 || !strings.HasPrefix(errOut, "toolgate: grants get: unauthenticated: ") || strings.Contains(errOut, "tgk_wrong") {
 			t.Errorf("bad token: exit %d: %s", code, errOut)
 		}
 		code, _, errOut = runClient(t, "http://127.0.0.1:1", e.BotKey, "grants", "get", res.GrantID)
-		if code == 0 || !strings.HasPrefix(errOut, "unavailable: ") || strings.Contains(errOut, e.BotKey) {
+		if code == 0 || !strings.HasPrefix(errOut, "toolgate: grants get: unavailable: ") || strings.Contains(errOut, e.BotKey) {
 			t.Errorf("server down: exit %d: %s", code, errOut)
 		}
 	})
@@ -556,7 +548,7 @@ func TestE2EGrantsAndApprovalsCLI(t *testing.T) {
 			t.Fatalf("approvals list: exit %d\n%s%s", code, listed, errOut)
 		}
 		code, _, errOut = runClient(t, e.URL, alice, "approvals", "approve", id, "--reason", "I trust me")
-		if code == 0 || !strings.HasPrefix(errOut, "forbidden: ") {
+		if code == 0 || !strings.HasPrefix(errOut, "toolgate: approvals approve: forbidden: ") {
 			t.Fatalf("self-approval: exit %d: %s", code, errOut)
 		}
 		code, outText, errOut := runClient(t, e.URL, bob, "approvals", "approve", id, "--reason", "checked")

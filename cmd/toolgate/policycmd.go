@@ -13,44 +13,53 @@ import (
 
 func policyCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "policy", Short: "Inspect policy decisions"}
-	var file, graph, node, tool, args, principal, scope, run string
+	cf := configFlag{readOnly: true}
+	var graph, node, tool, args, principal, scope, run string
 	explain := &cobra.Command{
 		Use:   "explain",
 		Short: "Print the decision for a call and every rule that matched or not, without calling anything",
-		Args:  cobra.NoArgs,
+		Long: "explain prints the decision the broker would take for a call and every rule that matched or not. " +
+			"It calls nothing and charges no budget. It exits 1 with \"refused\" when the call would be refused " +
+			"before a decision (arguments that break the tool's input schema, a rule that cannot be evaluated).",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, st, err := loadStatic(cmd, file)
+			_, st, err := loadStatic(cmd, cf.path(cmd))
 			if err != nil {
 				return err
 			}
 			t, ok := st.catalog.Lookup(tool)
 			if !ok {
-				fmt.Fprintf(cmd.ErrOrStderr(), "no tool named %q\n", tool)
-				return exitError{1}
+				return fail(1, "no tool named %q", tool)
 			}
 			a, err := decodeObject(args, "--args")
 			if err != nil {
-				fmt.Fprintln(cmd.ErrOrStderr(), err)
-				return exitError{1}
+				return fail(1, "%v", err)
 			}
 			caller := broker.Caller{Principal: broker.Principal{Subject: principal}, Context: broker.Context{Graph: graph, Node: node, Run: run}}
 			if scope != "" {
 				sc, err := decodeObject(scope, "--scope")
 				if err != nil {
-					fmt.Fprintln(cmd.ErrOrStderr(), err)
-					return exitError{1}
+					return fail(1, "%v", err)
 				}
 				caller.Binding = &broker.Binding{Graph: graph, Node: node, Run: run, Scope: sc}
 			}
 			out := cmd.OutOrStdout()
 			if err := t.Spec.ValidateArgs(a); err != nil {
-				fmt.Fprintf(out, "arguments: refused before policy: %v\n", err)
+				fmt.Fprintf(out, "call:     graph %q node %q tool %q\n", graph, node, tool)
+				fmt.Fprintf(out, "decision: refused before policy: %v\n", err)
+				return fail(1, "refused: the arguments break the input schema of %s; nothing would run", tool)
 			}
 			x := st.policy.Explain(broker.Request{Caller: caller, Tool: t, Args: a, Now: time.Now()})
-			return x.WriteText(out)
+			if err := x.WriteText(out); err != nil {
+				return err
+			}
+			if x.Err != nil {
+				return fail(1, "refused: %v", x.Err)
+			}
+			return nil
 		},
 	}
-	explain.Flags().StringVar(&file, "config", "toolgate.yaml", "config file")
+	cf.register(explain)
 	explain.Flags().StringVar(&graph, "graph", "", "graph name")
 	explain.Flags().StringVar(&node, "node", "", "node path")
 	explain.Flags().StringVar(&tool, "tool", "", "tool name")
@@ -61,7 +70,7 @@ func policyCmd() *cobra.Command {
 	for _, f := range []string{"graph", "node", "tool"} {
 		_ = explain.MarkFlagRequired(f)
 	}
-	cmd.AddCommand(explain)
+	cmd.AddCommand(explain, policyBacktestCmd())
 	return cmd
 }
 

@@ -2,54 +2,58 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/toolgate/toolgate/examples/quickstart"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
 
-// quickstartConfig writes the quickstart into a temp dir and sets the
-// variables `toolgate dev` would supply.
+// quickstartConfig writes the dev instance into a temp dir and returns its
+// config, which needs no environment variables.
 func quickstartConfig(t *testing.T) string {
 	t.Helper()
-	dir := t.TempDir()
-	if err := copyFS(quickstart.Files, dir); err != nil {
+	file, _, err := prepareDev(t.TempDir())
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv("TOOLGATE_DEV_DATA", dir)
-	t.Setenv("TOOLGATE_DEV_AGENT_KEY_SHA256", strings.Repeat("a", 64))
-	t.Setenv("TOOLGATE_DEV_APPROVER_KEY_SHA256", strings.Repeat("b", 64))
-	t.Setenv("TOOLGATE_DEV_MASK_KEY", "0123456789abcdef0123")
-	return filepath.Join(dir, "toolgate.yaml")
+	return file
 }
 
-// runCLI runs the root command in-process.
+// runCLI runs the command line in-process as main does and returns its
+// output; err is non-nil when the exit code is not 0.
 func runCLI(t *testing.T, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	root := newRoot(&out, &errb)
-	root.SetArgs(args)
-	err = root.Execute()
+	if code := run(context.Background(), args, &out, &errb); code != 0 {
+		err = fmt.Errorf("exit %d", code)
+	}
 	return out.String(), errb.String(), err
 }
 
 func TestPolicyExplainGolden(t *testing.T) {
 	cfg := quickstartConfig(t)
-	for _, c := range []struct{ name, node, tool, args string }{
-		{"allow", "billing", "billing_refund", `{"order_id":1,"amount":20,"reason":"broken"}`},
-		{"approve", "billing", "billing_refund", `{"order_id":1,"amount":250,"reason":"broken"}`},
-		{"deny_over_limit", "billing", "billing_refund", `{"order_id":1,"amount":9000,"reason":"broken"}`},
-		{"default_deny_other_node", "triage", "billing_refund", `{"order_id":1,"amount":20,"reason":"broken"}`},
-		{"bad_args", "triage", "crm_find_customer", `{"email":42}`},
+	for _, c := range []struct {
+		name, node, tool, args string
+		refused                bool
+	}{
+		{"allow", "billing", "billing_refund", `{"order_id":1,"amount":20,"reason":"broken"}`, false},
+		{"approve", "billing", "billing_refund", `{"order_id":1,"amount":250,"reason":"broken"}`, false},
+		{"deny_over_limit", "billing", "billing_refund", `{"order_id":1,"amount":9000,"reason":"broken"}`, false},
+		{"default_deny_other_node", "triage", "billing_refund", `{"order_id":1,"amount":20,"reason":"broken"}`, false},
+		{"bad_args", "triage", "crm_find_customer", `{"email":42}`, true},
+		{"bad_args_approve_rule", "billing", "billing_refund", `{"order_id":0,"amount":250,"reason":"x"}`, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			out, errOut, err := runCLI(t, "policy", "explain", "--config", cfg, "--graph", "support-bot", "--node", c.node, "--tool", c.tool, "--args", c.args, "--principal", "key:support-bot", "--run", "r1")
-			if err != nil {
+			switch {
+			case c.refused && (err == nil || !strings.Contains(errOut, "toolgate: policy explain: refused") || strings.Contains(out, "decision: approve") || strings.Contains(out, "decision: allow")):
+				t.Fatalf("explain of refused arguments: %v\n%s%s", err, out, errOut)
+			case !c.refused && err != nil:
 				t.Fatalf("explain: %v\n%s", err, errOut)
 			}
 			// The policy version hashes the config; keep goldens stable.

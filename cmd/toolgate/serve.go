@@ -17,28 +17,32 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/toolgate/toolgate/internal/config"
+	"github.com/toolgate/toolgate/policy/mask"
 )
 
 func serveCmd() *cobra.Command {
-	var file, listen string
+	var cf configFlag
+	var listen string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the toolgate server",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(cmd, file, 2)
+			cfg, err := loadConfig(cmd, cf.path(cmd), 2)
 			if err != nil {
 				return err
 			}
 			if listen != "" {
 				cfg.Listen = listen
 			}
-			log := newLogger(cmd.ErrOrStderr(), false)
+			// The log never shows a credential the config holds, whoever
+			// logs it.
+			log := newLogger(mask.RedactingWriter(cmd.ErrOrStderr(), mask.SecretsFromConfig(*cfg)), false)
 			defer func() { _ = log.Sync() }()
 			return serve(cmd.Context(), cfg, os.LookupEnv, log, nil)
 		},
 	}
-	cmd.Flags().StringVar(&file, "config", "toolgate.yaml", "config file")
+	cf.register(cmd)
 	cmd.Flags().StringVar(&listen, "listen", "", "listen address (overrides the config's listen)")
 	return cmd
 }

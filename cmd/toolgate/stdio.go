@@ -9,13 +9,13 @@ import (
 )
 
 func stdioCmd() *cobra.Command {
-	var file string
+	var cf configFlag
 	cmd := &cobra.Command{
 		Use:   "stdio",
 		Short: "Serve MCP over stdin/stdout for a local agent (credential from TOOLGATE_TOKEN, context from TOOLGATE_GRAPH/NODE/RUN/THREAD)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(cmd, file, 2)
+			cfg, err := loadConfig(cmd, cf.path(cmd), 2)
 			if err != nil {
 				return err
 			}
@@ -35,6 +35,6 @@ func stdioCmd() *cobra.Command {
 			return a.mcp.ServeStdio(cmd.Context(), cmd.InOrStdin(), cmd.OutOrStdout(), cr)
 		},
 	}
-	cmd.Flags().StringVar(&file, "config", "toolgate.yaml", "config file")
+	cf.register(cmd)
 	return cmd
 }

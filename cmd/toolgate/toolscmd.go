@@ -8,14 +8,14 @@ import (
 )
 
 func toolsCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "tools", Short: "Inspect the tool catalog"}
-	var file string
+	cmd := &cobra.Command{Use: "tools", Short: "List the tool catalog and draft new tools"}
+	cf := configFlag{readOnly: true}
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List the declared tools",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, st, err := loadStatic(cmd, file)
+			cfg, st, err := loadStatic(cmd, cf.path(cmd))
 			if err != nil {
 				return err
 			}
@@ -31,7 +31,7 @@ func toolsCmd() *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	list.Flags().StringVar(&file, "config", "toolgate.yaml", "config file")
-	cmd.AddCommand(list)
+	cf.register(list)
+	cmd.AddCommand(list, toolsScaffoldCmd())
 	return cmd
 }

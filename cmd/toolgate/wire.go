@@ -18,6 +18,7 @@ import (
 	"github.com/toolgate/toolgate/broker/auth"
 	bhttp "github.com/toolgate/toolgate/broker/httpapi"
 	bmcp "github.com/toolgate/toolgate/broker/mcp"
+	"github.com/toolgate/toolgate/broker/principals"
 	"github.com/toolgate/toolgate/connectors/httpapi"
 	"github.com/toolgate/toolgate/connectors/postgres"
 	"github.com/toolgate/toolgate/connectors/sqlite"
@@ -41,53 +42,78 @@ type static struct {
 }
 
 // problemList gathers load problems from every part of the config as
-// "file: path: reason" lines.
+// "file:line: path: reason" lines.
 type problemList []string
 
 func (p problemList) Error() string { return strings.Join(p, "\n") }
 
 // compile builds the static parts and reports every problem it finds.
 func compile(cfg *config.Config, counters policy.Counters, log *zap.Logger) (*static, error) {
-	var probs problemList
-	cat, err := tools.Load(cfg.ToolsDir, cfg.TargetKinds())
-	if err != nil {
-		var le *tools.LoadError
-		if errors.As(err, &le) {
-			for _, p := range le.Problems {
-				probs = append(probs, p.String())
-			}
-		} else {
-			probs = append(probs, fmt.Sprintf("%s: tools_dir: %v", cfg.File, err))
-		}
-		// Policy still compiles against an empty catalog so its own
-		// problems are reported too.
-		cat, _ = tools.NewCatalog()
-	}
-	pol, err := policy.New(policy.Config{Graphs: cfg.Graphs, Catalog: cat, Counters: counters, Logger: log})
-	if err != nil {
-		var le *policy.LoadError
-		if errors.As(err, &le) {
-			for _, p := range le.Problems {
-				probs = append(probs, fmt.Sprintf("%s: %s: %s", cfg.File, p.Path, p.Reason))
-			}
-		} else {
-			probs = append(probs, fmt.Sprintf("%s: graphs: %v", cfg.File, err))
-		}
-	}
-	m, err := mask.New(mask.FromConfig(*cfg), log)
-	if err != nil {
-		probs = append(probs, fmt.Sprintf("%s: masking: %v", cfg.File, err))
-	} else {
-		for _, t := range cat.Tools() {
-			if err := m.CheckTool(t); err != nil {
-				probs = append(probs, fmt.Sprintf("%s: /mask: %v", t.Source, err))
-			}
-		}
-	}
+	st, probs := compileAll(cfg, counters, log)
 	if len(probs) > 0 {
 		return nil, probs
 	}
-	return &static{catalog: cat, policy: pol, masker: m}, nil
+	return st, nil
+}
+
+// compileAll is compile that also returns what did compile when there are
+// problems: the catalog (with stand-ins for broken tool files) always, the
+// policy and masker when they compiled. Only `check` looks at it then.
+func compileAll(cfg *config.Config, counters policy.Counters, log *zap.Logger) (*static, problemList) {
+	var probs problemList
+	cat, err := tools.Load(cfg.ToolsDir, cfg.TargetKinds())
+	var le *tools.LoadError
+	switch {
+	case cat == nil:
+		probs = append(probs, cfg.Problem("tools_dir", toolsDirReason(err)).String())
+		cat, _ = tools.NewCatalog() // the policy's own problems are still reported
+	case errors.As(err, &le):
+		// The catalog holds what loaded plus stand-ins for broken files, so
+		// the policy below reports its own problems only.
+		for _, p := range le.Problems {
+			probs = append(probs, p.String())
+		}
+	}
+	pol, err := policy.New(policy.Config{Graphs: cfg.Graphs, Catalog: cat, Counters: counters, Logger: log})
+	var pe *policy.LoadError
+	switch {
+	case errors.As(err, &pe):
+		for _, p := range pe.Problems {
+			probs = append(probs, cfg.Problem(p.Path, p.Reason).String())
+		}
+	case err != nil:
+		probs = append(probs, cfg.Problem("graphs", err.Error()).String())
+	}
+	m, err := mask.New(mask.FromConfig(*cfg), log)
+	if err != nil {
+		probs = append(probs, cfg.Problem("masking", err.Error()).String())
+	} else {
+		for _, t := range cat.Tools() {
+			if err := m.CheckTool(t); err != nil {
+				probs = append(probs, toolProblem(t, "/mask", err.Error()))
+			}
+		}
+	}
+	return &static{catalog: cat, policy: pol, masker: m}, probs
+}
+
+// toolsDirReason is why the tools folder could not be read.
+func toolsDirReason(err error) string {
+	var le *tools.LoadError
+	if errors.As(err, &le) && len(le.Problems) > 0 {
+		p := le.Problems[0]
+		return p.File + ": " + p.Reason
+	}
+	return fmt.Sprint(err)
+}
+
+// toolProblem is a problem at a JSON pointer of a tool's declaration file.
+func toolProblem(t *broker.Tool, pointer, reason string) string {
+	line := 0
+	if sp, ok := t.Spec.(*tools.Spec); ok {
+		line = sp.Line(pointer)
+	}
+	return tools.Problem{File: t.Source, Line: line, Path: pointer, Reason: reason}.String()
 }
 
 // app is a running toolgate: store, connectors, broker and HTTP handler.
@@ -101,6 +127,8 @@ type app struct {
 	grants   *auth.Grants
 	metrics  *metrics.Recorder
 	approver *approvals.Service
+	// off is keys, owners and offboarding.
+	off *offboarding
 	// counters hold budget counts; they outlive reloads.
 	counters policy.Counters
 	// brokerCfg is the broker's current configuration; reload swaps its
@@ -192,21 +220,29 @@ func openApp(ctx context.Context, cfg *config.Config, log *zap.Logger) (*app, er
 	// Everything that records goes through the metrics recorder, which
 	// counts what the store accepted for /metrics.
 	mrec := metrics.NewRecorder(rec)
+	mrec.SetLabels(metricLabels(cfg, st))
 	a.metrics = mrec
-	authn, grants, err := openAuth(cfg, store, &a.live, mrec, log)
+	ap, err := openAuth(cfg, store, &a.live, mrec, log)
 	if err != nil {
 		return nil, err
 	}
-	a.grants = grants
+	a.grants = ap.grants
+	a.background(bg, "key-usage", ap.usage.Run)
 	svc, slackN, err := openApprovals(bg, a, store, st.masker, mrec)
 	if err != nil {
 		return nil, err
 	}
 	a.approver = svc
+	if err := a.openOffboarding(bg, ap.keyStore, mrec); err != nil {
+		return nil, err
+	}
+	if slackN != nil && cfg.Approvals.Slack.Mode == "socket" {
+		a.background(bg, "slack-socket-mode", func(ctx context.Context) error { return slackN.RunSocketMode(ctx, slackDecider{svc, a.off.svc}) })
+	}
 	a.brokerCfg = broker.Config{
 		Catalog:       st.catalog,
 		Targets:       targets,
-		Auth:          authn,
+		Auth:          principals.NewGate(ap.authn, a.off.svc),
 		Graphs:        st.policy,
 		Policy:        st.policy,
 		Binder:        st.policy,
@@ -228,6 +264,7 @@ func openApp(ctx context.Context, cfg *config.Config, log *zap.Logger) (*app, er
 		return nil, fmt.Errorf("mcp: %w", err)
 	}
 	a.mcp = srv
+	a.off.svc.AddCloser(srv)
 
 	mux := http.NewServeMux()
 	mux.Handle("/mcp", srv.Handler())
@@ -239,10 +276,13 @@ func openApp(ctx context.Context, cfg *config.Config, log *zap.Logger) (*app, er
 	mux.Handle("/v1/runs/", audit)
 	mux.Handle("/v1/approvals", bhttp.NewApprovals(b, svc, apiOpts))
 	mux.Handle("/v1/approvals/", bhttp.NewApprovals(b, svc, apiOpts))
-	mux.Handle("/v1/grants", bhttp.NewGrants(b, grantService{grants}, apiOpts))
-	mux.Handle("/v1/grants/", bhttp.NewGrants(b, grantService{grants}, apiOpts))
+	mux.Handle("/v1/grants", bhttp.NewGrants(b, grantService{a.grants}, apiOpts))
+	mux.Handle("/v1/grants/", bhttp.NewGrants(b, grantService{a.grants}, apiOpts))
+	if err := a.mountOffboarding(mux, b, apiOpts); err != nil {
+		return nil, err
+	}
 	if slackN != nil && cfg.Approvals.Slack.Mode == "http" {
-		mux.Handle("/slack/interactions", slackN.Handler(svc))
+		mux.Handle("/slack/interactions", slackN.Handler(slackDecider{svc, a.off.svc}))
 	}
 	prm := server.ProtectedResourceMetadataConfig{Resource: strings.TrimRight(cfg.PublicURL, "/") + "/mcp", BearerMethodsSupported: []string{"header"}}
 	if cfg.Auth.OIDC != nil {
@@ -250,19 +290,32 @@ func openApp(ctx context.Context, cfg *config.Config, log *zap.Logger) (*app, er
 	}
 	mux.Handle("/.well-known/oauth-protected-resource", server.NewProtectedResourceMetadataHandler(prm))
 	mux.Handle("/.well-known/oauth-protected-resource/", server.NewProtectedResourceMetadataHandler(prm))
-	mux.Handle("/metrics", mrec.Handler())
+	mux.Handle("/metrics", mrec.Handler(cfg.Metrics.Token))
 	mux.Handle("/healthz", bhttp.Health())
 	mux.Handle("/readyz", bhttp.Ready(func(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
 		return store.SQL().PingContext(ctx)
 	}))
-	if err := a.openPassthrough(mux, metaURL); err != nil {
+	if err := a.openPassthrough(bg, mux, metaURL); err != nil {
 		return nil, err
 	}
 	a.handler = mux
 	ok = true
 	return a, nil
+}
+
+// metricLabels are the names a /metrics tool label may take: the catalog's
+// tools and the passthrough pseudo-tools of the configured targets.
+func metricLabels(cfg *config.Config, st *static) metrics.Labels {
+	l := metrics.Labels{}
+	for _, t := range st.catalog.Tools() {
+		l.Tools = append(l.Tools, t.Name)
+	}
+	for name := range cfg.Targets {
+		l.Targets = append(l.Targets, name)
+	}
+	return l
 }
 
 // openTargets connects every configured target. Connectors connect lazily,

@@ -68,6 +68,7 @@ func (a *app) reload(ctx context.Context) error {
 	}
 	a.brokerCfg = bc
 	a.live.p.Store(st.policy)
+	a.metrics.SetLabels(metricLabels(a.cfg, st))
 	for _, section := range restartNeeded(a.cfg, cfg) {
 		a.log.Warn("config section changed but needs a restart to apply", zap.String("section", section))
 	}
@@ -89,7 +90,7 @@ func restartNeeded(old, cur *config.Config) []string {
 	for name, pair := range map[string][2]any{
 		"listen": {old.Listen, cur.Listen}, "store": {old.Store, cur.Store}, "targets": {old.Targets, cur.Targets},
 		"auth": {old.Auth, cur.Auth}, "approvals": {old.Approvals, cur.Approvals}, "passthrough": {old.Passthrough, cur.Passthrough},
-		"recordings": {old.Recordings, cur.Recordings}, "limits": {old.Limits, cur.Limits},
+		"recordings": {old.Recordings, cur.Recordings}, "limits": {old.Limits, cur.Limits}, "metrics": {old.Metrics, cur.Metrics},
 	} {
 		if !reflect.DeepEqual(pair[0], pair[1]) {
 			out = append(out, name)

@@ -113,7 +113,10 @@ type Connector struct {
 	log    *zap.Logger
 }
 
-var _ broker.Executor = (*Connector)(nil)
+var (
+	_ broker.Executor  = (*Connector)(nil)
+	_ broker.RowCapper = (*Connector)(nil)
+)
 
 // New returns a connector for a valid config. A nil logger logs nothing.
 func New(cfg Config, log *zap.Logger) (*Connector, error) {
@@ -198,6 +201,10 @@ func (c *Connector) URL(op *broker.HTTPOperation) (*url.URL, error) {
 	}
 	return u, nil
 }
+
+// RowCap is 0: an HTTP call returns a response, never rows, so a rows
+// budget reserves nothing for it (broker.RowCapper).
+func (c *Connector) RowCap(broker.Operation) int { return 0 }
 
 // Execute sends op.HTTP and returns {"status": code, "body": ...}.
 func (c *Connector) Execute(ctx context.Context, op broker.Operation) (broker.Output, error) {

@@ -49,11 +49,13 @@ func TestBoundsReadOnly(t *testing.T) {
 	if name := e.adaName(t); name != "Ada" {
 		t.Fatalf("a write ran on a read-only target: name = %q", name)
 	}
-	// Switching the default off ends the session.
-	r := e.raw(t, "support-bot/setter", nil)
-	r.send(&pgproto3.Query{String: "SET default_transaction_read_only = off"})
+	// Switching the default off (inside a function the classifier cannot
+	// see into) ends the session.
+	e.execDirect(t, settingsFunction)
+	r := e.raw(t, "support-bot/extended", nil)
+	r.send(&pgproto3.Query{String: "SELECT slugify('ro')"})
 	if got := r.until(1); !has(got, "E:57P01") {
-		t.Fatalf("SET default_transaction_read_only = off: %v", got)
+		t.Fatalf("default_transaction_read_only turned off: %v", got)
 	}
 }
 

@@ -216,23 +216,50 @@ func TestEncodingStartupRefused(t *testing.T) {
 	}
 }
 
-// TestEncodingChangeEndsSession: a session whose client_encoding changes
-// (here through an allowed SET) ends before the server reads another
-// byte, so a pipelined SJIS smuggle never runs.
-func TestEncodingChangeEndsSession(t *testing.T) {
+// settingsFunction is a user function a node may call (the env's
+// "extended" node lists slugify) that changes session settings, a route
+// the classifier cannot see into.
+const settingsFunction = `CREATE FUNCTION slugify(text) RETURNS text LANGUAGE plpgsql AS $f$BEGIN
+	CASE $1
+	WHEN 'enc' THEN PERFORM set_config('client_encoding', 'SJIS', false);
+	WHEN 'scs' THEN PERFORM set_config('standard_conforming_strings', 'off', false);
+	WHEN 'ro' THEN PERFORM set_config('default_transaction_read_only', 'off', false);
+	ELSE NULL;
+	END CASE;
+	RETURN $1;
+END$f$`
+
+func (e *env) execDirect(t *testing.T, sql string) {
+	t.Helper()
+	c, err := pgx.Connect(context.Background(), e.direct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	if _, err := c.Exec(context.Background(), sql); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSettingChangeEndsSession: a session whose client_encoding or
+// standard_conforming_strings changes (here inside a function the node may
+// call) ends before the server reads another byte, so a pipelined SJIS
+// smuggle never runs.
+func TestSettingChangeEndsSession(t *testing.T) {
 	smuggle := "SELECT E'\x81\x5c'; " + pwn + "; --'"
-	for _, change := range []string{"SET client_encoding = 'SJIS'", "SELECT set_config('client_encoding', 'SJIS', false)", "SET standard_conforming_strings = off", "extended"} {
-		t.Run(change, func(t *testing.T) {
+	for _, arg := range []string{"enc", "scs", "extended"} {
+		t.Run(arg, func(t *testing.T) {
 			e := newEnv(t)
+			e.execDirect(t, settingsFunction)
 			before := runtime.NumGoroutine()
-			r := e.raw(t, "support-bot/setter", nil)
-			if change == "extended" {
-				// The SET, Sync, then the smuggle: the proxy holds what
-				// follows the Sync until the SET's batch is answered.
-				r.send(&pgproto3.Parse{Query: "SET client_encoding = 'SJIS'"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{},
+			r := e.raw(t, "support-bot/extended", nil)
+			if arg == "extended" {
+				// The call, Sync, then the smuggle: the proxy holds what
+				// follows the Sync until the call's batch is answered.
+				r.send(&pgproto3.Parse{Query: "SELECT slugify('enc')"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{},
 					&pgproto3.Parse{Query: smuggle}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
 			} else {
-				r.send(&pgproto3.Query{String: change}, &pgproto3.Query{String: smuggle})
+				r.send(&pgproto3.Query{String: "SELECT slugify('" + arg + "')"}, &pgproto3.Query{String: smuggle})
 			}
 			got := r.until(2)
 			if !has(got, "E:57P01") || got[len(got)-1] != "EOF" {
@@ -251,6 +278,31 @@ func TestEncodingChangeEndsSession(t *testing.T) {
 	}
 }
 
+// TestBarrierInBatch: after a statement that may change session settings,
+// the next message of its batch must be Sync; anything else is refused.
+func TestBarrierInBatch(t *testing.T) {
+	e := newEnv(t)
+	e.execDirect(t, settingsFunction)
+	r := e.raw(t, "support-bot/extended", nil)
+	r.send(&pgproto3.Parse{Query: "SELECT slugify('enc')"}, &pgproto3.Bind{}, &pgproto3.Execute{},
+		&pgproto3.Parse{Query: "SELECT E'\\x81\\x5c'; " + pwn + "; --'"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	got := r.until(1)
+	if !has(got, "D:enc") || !has(got, "E:42501") {
+		t.Fatalf("answers %v: want the call, then a refusal", got)
+	}
+	// The refusal rolled the change back with its transaction.
+	r.send(&pgproto3.Query{String: "SHOW client_encoding"})
+	if got := r.until(1); !has(got, "D:UTF8") {
+		t.Fatalf("after the refused batch: %v", got)
+	}
+	if name := e.adaName(t); name != "Ada" {
+		t.Fatalf("the smuggled UPDATE ran: name = %q", name)
+	}
+	if d := e.deniedTexts(); len(d) != 1 || !strings.Contains(d[0], "followed by Sync") {
+		t.Fatalf("denied records %q", d)
+	}
+}
+
 // decisions are the statement records of decisions (not outcomes).
 func (e *env) decisions() []broker.Event {
 	var out []broker.Event
@@ -263,30 +315,6 @@ func (e *env) decisions() []broker.Event {
 }
 
 func sleepShort() { time.Sleep(25 * time.Millisecond) }
-
-// TestBarrierInBatch: after a statement that may change session settings,
-// the next message of its batch must be Sync; anything else is refused.
-func TestBarrierInBatch(t *testing.T) {
-	e := newEnv(t)
-	r := e.raw(t, "support-bot/setter", nil)
-	r.send(&pgproto3.Parse{Query: "SET client_encoding = 'SJIS'"}, &pgproto3.Bind{}, &pgproto3.Execute{},
-		&pgproto3.Parse{Query: "SELECT E'\x81\x5c'; " + pwn + "; --'"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
-	got := r.until(1)
-	if !has(got, "C:SET") || !has(got, "E:42501") {
-		t.Fatalf("answers %v: want the SET, then a refusal", got)
-	}
-	// The refusal rolled the SET back with its transaction.
-	r.send(&pgproto3.Query{String: "SHOW client_encoding"})
-	if got := r.until(1); !has(got, "D:UTF8") {
-		t.Fatalf("after the refused batch: %v", got)
-	}
-	if name := e.adaName(t); name != "Ada" {
-		t.Fatalf("the smuggled UPDATE ran: name = %q", name)
-	}
-	if d := e.deniedTexts(); len(d) != 1 || !strings.Contains(d[0], "followed by Sync") {
-		t.Fatalf("denied records %q", d)
-	}
-}
 
 // waitClosed waits for the session end record.
 func (e *env) waitClosed(t *testing.T) broker.Event {

@@ -94,6 +94,9 @@ func checkStartup(params map[string]string) error {
 // watchParam checks a server parameter the proxy's reading of the stream
 // depends on; an error ends the session.
 func (s *session) watchParam(name, value string) error {
+	if s.srv.lock1Off {
+		return nil
+	}
 	var bad bool
 	switch strings.ToLower(name) {
 	case "client_encoding":

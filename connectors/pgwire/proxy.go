@@ -77,6 +77,9 @@ type Config struct {
 	// MaxCellBytes caps one value of a result row or a Bind parameter; 0
 	// means 8 MiB.
 	MaxCellBytes int
+	// Login picks each session's database login (lock 2); nil runs every
+	// session as the DSN's login.
+	Login UpstreamLogin
 }
 
 // Validate reports what is wrong with the config.
@@ -141,13 +144,18 @@ type Server struct {
 	mu      sync.Mutex
 	conns   map[net.Conn]struct{}
 	cancels map[cancelKey]cancelTarget
-	// perGrant counts open sessions by connKey.
+	// perGrant counts open sessions by connKey; live holds them.
 	perGrant map[string]int
-	sessions map[*session]struct{}
+	live     map[*session]struct{}
 	closed   bool
+	// byRemote and sessions let CloseSessions find a session's connection.
+	byRemote map[string]net.Conn
+	sessions map[string]*openSession
 
 	catalog *catalog
 	classes *classCache
+	// lock1Off is a test switch (export_test.go), never configuration.
+	lock1Off bool
 }
 
 type cancelKey struct {
@@ -178,7 +186,9 @@ func New(cfg Config, pipe Pipeline, log *zap.Logger) (*Server, error) {
 		return nil, fmt.Errorf("pgwire: target %s: invalid dsn", cfg.Target)
 	}
 	s := &Server{cfg: cfg, pipe: pipe, log: log.With(zap.String("target", cfg.Target)), up: up,
-		conns: map[net.Conn]struct{}{}, cancels: map[cancelKey]cancelTarget{}, perGrant: map[string]int{}, sessions: map[*session]struct{}{}}
+		conns: map[net.Conn]struct{}{}, cancels: map[cancelKey]cancelTarget{}, perGrant: map[string]int{}, live: map[*session]struct{}{},
+		byRemote: map[string]net.Conn{}, sessions: map[string]*openSession{}}
+	s.pipe = closingPipe{Pipeline: pipe, srv: s}
 	s.catalog = &catalog{up: up, tables: map[uint32]*tableInfo{}}
 	s.classes = newClassCache()
 	return s, nil
@@ -247,8 +257,10 @@ func (s *Server) track(c net.Conn, add bool) bool {
 			return false
 		}
 		s.conns[c] = struct{}{}
+		s.byRemote[c.RemoteAddr().String()] = c
 	} else {
 		delete(s.conns, c)
+		delete(s.byRemote, c.RemoteAddr().String())
 	}
 	return true
 }
@@ -344,11 +356,11 @@ func (s *Server) serve(raw net.Conn) {
 // runSession runs a session, known to the server while it lasts.
 func (s *Server) runSession(sess *session, raw net.Conn) {
 	s.mu.Lock()
-	s.sessions[sess] = struct{}{}
+	s.live[sess] = struct{}{}
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
-		delete(s.sessions, sess)
+		delete(s.live, sess)
 		s.mu.Unlock()
 	}()
 	sess.run(raw)

@@ -62,16 +62,10 @@ func graphs() map[string]config.Graph {
 					},
 				}}},
 				"writer": {Passthrough: map[string]config.PassthroughPolicy{"crm": {Statements: []string{"read", "write"}, Tables: []string{"customers"}}}},
-				// setter may change session settings, as an operator's allow
-				// rule would let it.
-				"setter": {Passthrough: map[string]config.PassthroughPolicy{"crm": {
-					Statements: []string{"read"},
-					Tables:     []string{"customers"},
-					Rules: []config.Rule{
-						{When: "statement.command == 'SET'", Effect: "allow"},
-						{When: "statement.functions == ['set_config']", Effect: "allow"},
-					},
-				}}},
+				"setter": {Passthrough: map[string]config.PassthroughPolicy{"crm": {Statements: []string{"read"}, Tables: []string{"customers"},
+					Rules: []config.Rule{{When: "statement.command == 'SET' || 'set_config' in statement.functions", Effect: "allow"}}}}},
+				"extended": {Passthrough: map[string]config.PassthroughPolicy{"crm": {Statements: []string{"read"}, Tables: []string{"customers"},
+					Functions: []string{"slugify"}}}},
 				"nopass": {},
 			},
 		},

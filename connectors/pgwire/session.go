@@ -102,10 +102,11 @@ func (s *session) run(raw net.Conn) {
 		return
 	}
 	defer s.srv.release(s.caller)
-	hc, ok := s.connect(ctx)
+	hc, release, ok := s.connect(ctx)
 	if !ok {
 		return
 	}
+	defer release(nil)
 	defer s.up.Close()
 	key := s.srv.register(hc)
 	defer s.srv.unregister(key)
@@ -148,7 +149,7 @@ func (s *session) closeSession(ctx context.Context) {
 // admit refuses a session whose startup parameters toolgate cannot serve
 // or whose grant already holds its share of connections.
 func (s *session) admit() bool {
-	if err := checkStartup(s.params); err != nil {
+	if err := checkStartup(s.params); err != nil && !s.srv.lock1Off {
 		s.setReason(safeMessage(err))
 		s.fatal("22023", err)
 		return false
@@ -161,14 +162,16 @@ func (s *session) admit() bool {
 	return true
 }
 
-// connect opens the upstream session and checks the settings it reports.
-func (s *session) connect(ctx context.Context) (*pgconn.HijackedConn, bool) {
-	hc, err := s.connectUpstream(ctx)
+// connect opens the upstream session as the session's login and checks
+// the settings it reports; release must be called when the session ends.
+func (s *session) connect(ctx context.Context) (hc *pgconn.HijackedConn, release func(error), ok bool) {
+	hc, release, err := s.connectUpstream(ctx)
 	if err != nil {
 		s.log().Warn("target connection failed", zap.Error(err))
-		s.fatal("08006", broker.Errorf(broker.CodeTargetUnavailable, "target %s is unavailable", s.srv.cfg.Target))
+		err = upstreamError(err, s.srv.cfg.Target)
+		s.fatal("08006", err)
 		s.setReason("target unavailable")
-		return nil, false
+		return nil, nil, false
 	}
 	s.up = hc.Conn
 	for k, v := range hc.ParameterStatuses {
@@ -176,10 +179,11 @@ func (s *session) connect(ctx context.Context) (*pgconn.HijackedConn, bool) {
 		if err := s.watchParam(k, v); err != nil {
 			_ = s.up.Close()
 			s.endForParam(err)
-			return nil, false
+			release(nil)
+			return nil, nil, false
 		}
 	}
-	return hc, true
+	return hc, release, true
 }
 
 // greet finishes the client's startup with the server's parameters and
@@ -336,13 +340,35 @@ func (s *session) reidentify(ctx context.Context) error {
 	return nil
 }
 
-func (s *session) connectUpstream(ctx context.Context) (*pgconn.HijackedConn, error) {
-	cfg := s.srv.up.Copy()
+// connectUpstream logs in to the target as the session's login, once
+// more when the server refused a provisioned role's login.
+func (s *session) connectUpstream(ctx context.Context) (*pgconn.HijackedConn, func(error), error) {
+	for try := 0; ; try++ {
+		cfg := s.srv.up.Copy()
+		release, err := s.login(ctx, cfg)
+		if err != nil {
+			return nil, nil, err
+		}
+		hc, err := s.dial(ctx, cfg)
+		if err == nil {
+			return hc, release, nil
+		}
+		release(err)
+		if try > 0 || !loginRefused(err) || s.srv.cfg.Login == nil {
+			return nil, nil, err
+		}
+	}
+}
+
+func (s *session) dial(ctx context.Context, cfg *pgconn.Config) (*pgconn.HijackedConn, error) {
 	if cfg.RuntimeParams == nil {
 		cfg.RuntimeParams = map[string]string{}
 	}
 	for k, v := range upstreamParams(s.params, s.srv.cfg) {
 		cfg.RuntimeParams[k] = v
+	}
+	if v, ok := clientParam(s.params, "client_encoding"); ok && s.srv.lock1Off {
+		cfg.RuntimeParams["client_encoding"] = v // lock 1 switched off: as asked
 	}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()

@@ -58,7 +58,10 @@ type Connector struct {
 	log *zap.Logger
 }
 
-var _ broker.Executor = (*Connector)(nil)
+var (
+	_ broker.Executor  = (*Connector)(nil)
+	_ broker.RowCapper = (*Connector)(nil)
+)
 
 // New opens the database and checks that it can be read. A nil logger logs
 // nothing.
@@ -108,6 +111,21 @@ func (c *Connector) ReadOnly() bool { return c.cfg.ReadOnly }
 // Close closes the database.
 func (c *Connector) Close() error { return c.db.Close() }
 
+// RowCap returns the most rows op can return: its max_rows, else the
+// target's, else DefaultMaxRows. Rows budgets reserve it before the call
+// runs (broker.RowCapper).
+func (c *Connector) RowCap(op broker.Operation) int {
+	if op.SQL == nil {
+		return 0
+	}
+	for _, n := range []int{op.SQL.MaxRows, c.cfg.MaxRows} {
+		if n > 0 {
+			return n
+		}
+	}
+	return DefaultMaxRows
+}
+
 // Execute runs op.SQL in a transaction and returns its rows as JSON.
 func (c *Connector) Execute(ctx context.Context, op broker.Operation) (broker.Output, error) {
 	if op.SQL == nil {
@@ -116,13 +134,7 @@ func (c *Connector) Execute(ctx context.Context, op broker.Operation) (broker.Ou
 	if err := ctx.Err(); err != nil {
 		return broker.Output{}, c.contextError(ctx)
 	}
-	maxRows := op.SQL.MaxRows
-	if maxRows <= 0 {
-		maxRows = c.cfg.MaxRows
-	}
-	if maxRows <= 0 {
-		maxRows = DefaultMaxRows
-	}
+	maxRows := c.RowCap(op)
 	parent := ctx
 	if c.cfg.StatementTimeout > 0 {
 		var cancel context.CancelFunc

@@ -1,6 +1,9 @@
 package config
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Config is the whole toolgate.yaml document.
 type Config struct {
@@ -16,10 +19,23 @@ type Config struct {
 	Recordings  Recordings        `yaml:"recordings" json:"recordings"`
 	Passthrough Passthrough       `yaml:"passthrough" json:"passthrough"`
 	Limits      Limits            `yaml:"limits" json:"limits"`
+	Metrics     Metrics           `yaml:"metrics" json:"metrics"`
 
 	// File is the path the config was loaded from; relative paths inside
 	// it (tools_dir, store.path, target paths) resolve against its folder.
 	File string `yaml:"-" json:"-"`
+	// lines maps each config path to its line in File.
+	lines map[string]int
+}
+
+// Line returns the line in File of a config path such as
+// "graphs.g.nodes.n.allow[1]", or of its nearest parent that is in the file;
+// 0 when it is unknown (a Config built in code).
+func (c *Config) Line(path string) int { return lineOf(c.lines, path) }
+
+// Problem is a problem at a config path, located at its line in File.
+func (c *Config) Problem(path, reason string) Problem {
+	return Problem{File: c.File, Line: c.Line(path), Path: path, Reason: reason}
 }
 
 // Store is where grants, approvals, budgets and recordings live.
@@ -37,6 +53,45 @@ type Auth struct {
 	Auditors []string `yaml:"auditors" json:"auditors,omitempty"`
 	// GrantMaxTTL caps the TTL of JIT grants.
 	GrantMaxTTL Duration `yaml:"grant_max_ttl" json:"grant_max_ttl,omitempty"`
+	// Admins are principals allowed to manage API keys and disable or
+	// enable principals.
+	Admins []string `yaml:"admins" json:"admins,omitempty"`
+	// Keys configures the API keys made at run time (POST /v1/keys).
+	Keys Keys `yaml:"keys" json:"keys,omitempty"`
+	// SCIM, when set, serves SCIM 2.0 at /scim/v2 for the identity
+	// provider's user provisioning.
+	SCIM *SCIM `yaml:"scim" json:"scim,omitempty"`
+	// Workload names the workload identity issuers whose tokens are
+	// accepted as principals workload:<name>:<sub>.
+	Workload map[string]Workload `yaml:"workload" json:"workload,omitempty"`
+}
+
+// Keys configures API keys made at run time.
+type Keys struct {
+	// MaxTTL caps a key's lifetime (default 90d).
+	MaxTTL Duration `yaml:"max_ttl" json:"max_ttl,omitempty"`
+}
+
+// SCIM configures the SCIM 2.0 endpoint.
+type SCIM struct {
+	// Token is the bearer token the identity provider sends; secret, use
+	// ${ENV}.
+	Token string `yaml:"token" json:"-"`
+}
+
+// Workload is one workload identity issuer (a Kubernetes cluster, a CI
+// system).
+type Workload struct {
+	Issuer     string   `yaml:"issuer" json:"issuer"`
+	Audience   string   `yaml:"audience" json:"audience"`
+	Algorithms []string `yaml:"algorithms" json:"algorithms,omitempty"`
+	// MaxLifetime refuses tokens that live longer (default 2h).
+	MaxLifetime Duration `yaml:"max_lifetime" json:"max_lifetime,omitempty"`
+	// Claims are required claim values by JSON pointer.
+	Claims map[string][]string `yaml:"claims" json:"claims,omitempty"`
+	// CAFile is a PEM file of the CA certificates that sign the issuer's
+	// TLS certificate (a cluster's own CA), besides the system's.
+	CAFile string `yaml:"ca_file" json:"ca_file,omitempty"`
 }
 
 // OIDC configures the OIDC issuer whose tokens are accepted.
@@ -45,12 +100,34 @@ type OIDC struct {
 	Audience    string   `yaml:"audience" json:"audience"`
 	GroupsClaim string   `yaml:"groups_claim" json:"groups_claim,omitempty"`
 	Algorithms  []string `yaml:"algorithms" json:"algorithms,omitempty"`
+	// AssumeEmailVerified trusts an email claim that comes without an
+	// email_verified claim, for issuers that only issue verified emails.
+	AssumeEmailVerified bool `yaml:"assume_email_verified" json:"assume_email_verified,omitempty"`
 }
 
 // APIKey is an API key, stored only as the SHA-256 of the key.
 type APIKey struct {
 	Name   string `yaml:"name" json:"name"`
 	SHA256 string `yaml:"sha256" json:"sha256"`
+	// Owner is the principal accountable for the key.
+	Owner string `yaml:"owner" json:"owner,omitempty"`
+	// Expires is when the key stops working: RFC 3339 or a date (UTC).
+	Expires string `yaml:"expires" json:"expires,omitempty"`
+}
+
+// ExpiresAt parses Expires; zero when it is empty.
+func (k APIKey) ExpiresAt() (time.Time, error) {
+	if k.Expires == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339, k.Expires); err == nil {
+		return t, nil
+	}
+	t, err := time.Parse("2006-01-02", k.Expires)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("expires %q must be RFC 3339 (2026-12-31T00:00:00Z) or a date (2026-12-31)", k.Expires)
+	}
+	return t, nil
 }
 
 // Target is a privileged backend.
@@ -74,7 +151,10 @@ type Target struct {
 
 // Graph is one LangGraph graph's policy.
 type Graph struct {
-	Principals  []string        `yaml:"principals" json:"principals,omitempty"`
+	Principals []string `yaml:"principals" json:"principals,omitempty"`
+	// Owners are the principals accountable for the graph; when every one
+	// is disabled the graph is suspended.
+	Owners      []string        `yaml:"owners" json:"owners,omitempty"`
 	ScopeSchema map[string]any  `yaml:"scope_schema" json:"scope_schema,omitempty"`
 	Budgets     Budgets         `yaml:"budgets" json:"budgets,omitempty"`
 	Rules       []Rule          `yaml:"rules" json:"rules,omitempty"`
@@ -115,7 +195,20 @@ type PassthroughPolicy struct {
 	Tables     []string `yaml:"tables" json:"tables,omitempty"`
 	Methods    []string `yaml:"methods" json:"methods,omitempty"`
 	Paths      []string `yaml:"paths" json:"paths,omitempty"`
-	Rules      []Rule   `yaml:"rules" json:"rules,omitempty"`
+	// Functions extend the built-in list of functions a statement may
+	// call without a rule: names as PostgreSQL spells them ("lower_ascii",
+	// "util.slugify", `"MixedCase"`, "operator ~>").
+	Functions []string `yaml:"functions" json:"functions,omitempty"`
+	Rules     []Rule   `yaml:"rules" json:"rules,omitempty"`
+	// Role is an operator-managed database login the node's Postgres
+	// passthrough sessions run as, instead of a role toolgate provisions.
+	Role *PassthroughRole `yaml:"role" json:"role,omitempty"`
+}
+
+// PassthroughRole is a database login declared by the operator.
+type PassthroughRole struct {
+	User     string `yaml:"user" json:"user"`
+	Password string `yaml:"password" json:"-"` // secret
 }
 
 // Approvals configures the approval gate.
@@ -170,6 +263,11 @@ type Recordings struct {
 type Passthrough struct {
 	Postgres []PostgresListener `yaml:"postgres" json:"postgres,omitempty"`
 	HTTP     []HTTPPrefix       `yaml:"http" json:"http,omitempty"`
+	// RoleKey derives the passwords of the database roles toolgate
+	// provisions for passthrough sessions (HMAC-SHA256); every instance
+	// serving a target must share it. Secret, use ${ENV}. Empty: a random
+	// key per process.
+	RoleKey string `yaml:"role_key" json:"-"`
 }
 
 // PostgresListener is one Postgres wire proxy listener.
@@ -187,12 +285,32 @@ type PostgresListener struct {
 	MaxMessageBytes int `yaml:"max_message_bytes" json:"max_message_bytes,omitempty"`
 	MaxRowBytes     int `yaml:"max_row_bytes" json:"max_row_bytes,omitempty"`
 	MaxCellBytes    int `yaml:"max_cell_bytes" json:"max_cell_bytes,omitempty"`
+	// SessionsAsAdmin lets sessions run as the target's dsn login instead
+	// of per-grant roles (lock 2 off); toolgate warns at every start.
+	SessionsAsAdmin bool `yaml:"sessions_as_admin" json:"sessions_as_admin,omitempty"`
+	// AllowPrivilegedLogin lets sessions run as a superuser or a member
+	// of the server-file/program/all-data roles; toolgate warns at every
+	// start.
+	AllowPrivilegedLogin bool `yaml:"allow_privileged_login" json:"allow_privileged_login,omitempty"`
+	// RoleConnLimit is the CONNECTION LIMIT of each provisioned role
+	// (default 10).
+	RoleConnLimit int `yaml:"role_conn_limit" json:"role_conn_limit,omitempty"`
 }
 
 // HTTPPrefix is one HTTP passthrough mount.
 type HTTPPrefix struct {
 	PathPrefix string `yaml:"path_prefix" json:"path_prefix"`
 	Target     string `yaml:"target" json:"target"`
+	// PassContentTypes are the media types ("image/png", "image/*") whose
+	// bodies pass unmasked; any other body toolgate cannot mask is refused.
+	PassContentTypes []string `yaml:"pass_content_types" json:"pass_content_types,omitempty"`
+}
+
+// Metrics configures GET /metrics.
+type Metrics struct {
+	// Token, when set, is the bearer token /metrics requires
+	// (Authorization: Bearer <token>); secret, use ${ENV}.
+	Token string `yaml:"token" json:"-"`
 }
 
 // Limits are request limits.

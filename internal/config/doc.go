@@ -3,7 +3,7 @@
 // the shipped JSON Schema, and a list of every problem with file, path and
 // reason.
 //
-// The structs are the contract of DESIGN §4. Packages do not read YAML or
+// The structs are the configuration contract. Packages do not read YAML or
 // environment variables themselves: cmd/toolgate loads a Config here and
 // hands each package the typed values it needs. Config must never log a
 // resolved secret.

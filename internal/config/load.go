@@ -14,9 +14,9 @@ import (
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/santhosh-tekuri/jsonschema/v6/kind"
+	"go.yaml.in/yaml/v4"
 	"golang.org/x/text/language"
 	"golang.org/x/text/message"
-	"gopkg.in/yaml.v3"
 )
 
 // SchemaJSON is the JSON Schema of toolgate.yaml, shipped in the repo.
@@ -32,17 +32,17 @@ type Problem struct {
 	Reason string
 }
 
-// String formats the problem as "file: path: reason".
+// String formats the problem as "file:line: path: reason" (without the
+// line when it is unknown, and without the path for the whole file).
 func (p Problem) String() string {
 	loc := p.File
 	if p.Line > 0 {
 		loc += ":" + strconv.Itoa(p.Line)
 	}
-	path := p.Path
-	if path == "" {
-		path = "(root)"
+	if p.Path == "" {
+		return loc + ": " + p.Reason
 	}
-	return loc + ": " + path + ": " + p.Reason
+	return loc + ": " + p.Path + ": " + p.Reason
 }
 
 // Problems is every problem found in a configuration.
@@ -77,7 +77,7 @@ func Parse(file string, data []byte, env Env) (*Config, error) {
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, Problems{{File: file, Reason: "not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}}
+		return nil, yamlProblems(file, err)
 	}
 	if len(doc.Content) == 0 {
 		return nil, Problems{{File: file, Reason: "the file is empty"}}
@@ -89,7 +89,7 @@ func Parse(file string, data []byte, env Env) (*Config, error) {
 
 	var generic any
 	if err := root.Decode(&generic); err != nil {
-		return nil, append(probs, Problem{File: file, Reason: "cannot decode: " + err.Error()})
+		return nil, append(probs, yamlProblems(file, err)...)
 	}
 	generic, err := jsonCompatible(generic)
 	if err != nil {
@@ -107,6 +107,7 @@ func Parse(file string, data []byte, env Env) (*Config, error) {
 		return nil, Problems{{File: file, Reason: "cannot decode: " + strings.TrimPrefix(err.Error(), "yaml: ")}}
 	}
 	cfg.File = file
+	cfg.lines = lines
 	cfg.applyDefaults()
 	if err := cfg.Validate(); err != nil {
 		var ps Problems
@@ -120,6 +121,37 @@ func Parse(file string, data []byte, env Env) (*Config, error) {
 		return nil, err
 	}
 	return &cfg, nil
+}
+
+// yamlProblems turns a YAML parse or decode error into problems at the
+// line to fix: where an unclosed quote, bracket or brace starts, else where
+// the parser stopped.
+func yamlProblems(file string, err error) Problems {
+	var list []*yaml.LoadError
+	var les *yaml.LoadErrors
+	var le *yaml.LoadError
+	switch {
+	case errors.As(err, &les):
+		list = les.Errors
+	case errors.As(err, &le):
+		list = []*yaml.LoadError{le}
+	default:
+		return Problems{{File: file, Reason: "not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}}
+	}
+	var ps Problems
+	for _, e := range list {
+		line, reason := e.Mark.Line, e.Message
+		unclosed := strings.Contains(e.ContextMsg, "quoted scalar") || strings.Contains(e.ContextMsg, "flow")
+		switch {
+		case unclosed && e.ContextMark.Line > 0 && e.ContextMark.Line != line:
+			reason = fmt.Sprintf("%s (%s that starts here, column %d; the parser stopped at line %d)", reason, e.ContextMsg, e.ContextMark.Column, line)
+			line = e.ContextMark.Line
+		case e.Mark.Column > 0:
+			reason = fmt.Sprintf("%s (column %d)", reason, e.Mark.Column)
+		}
+		ps = append(ps, Problem{File: file, Line: line, Reason: "not valid YAML: " + reason})
+	}
+	return ps
 }
 
 // lineOf returns the line of path or of its nearest parent that exists.
@@ -149,7 +181,9 @@ func mustYAML(n *yaml.Node) []byte {
 // substitute replaces ${NAME} in scalar values with environment values and
 // records each path's line. "$${" is a literal "${".
 func substitute(n *yaml.Node, path string, env Env, file string, lines map[string]int, probs *Problems) {
-	lines[path] = n.Line
+	if _, keyed := lines[path]; !keyed {
+		lines[path] = n.Line // a mapping value keeps its key's line
+	}
 	switch n.Kind {
 	case yaml.MappingNode:
 		for i := 0; i+1 < len(n.Content); i += 2 {
@@ -319,9 +353,12 @@ func validateSchema(file string, v any, lines map[string]int) Problems {
 // patternHints says in words what the schema's patterns want.
 var patternHints = map[string]string{
 	`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h|d))+$`: "a duration (use e.g. 5s, 30m, 2h, 90d)",
-	`^(user|group|client|key):.+$`:                "a principal (user:<email>, group:<name>, client:<azp> or key:<name>)",
+	`^(user|group|client|key|workload):.+$`:       "a principal (user:<email>, group:<name>, client:<azp>, key:<name> or workload:<issuer>:<sub>)",
+	`^(user|client|key|workload):.+$`:             "an owner (user:<email>, client:<azp>, key:<name> or workload:<issuer>:<sub>; not a group)",
 	`^[0-9a-f]{64}$`:                              "a lowercase hex SHA-256 (sha256sum of the key)",
 	`^https?://`:                                  "an http(s) URL",
+	`^/`:                                          "a path or JSON pointer starting with /",
+	`^[a-z0-9][a-z0-9_-]{0,62}$`:                  "a workload issuer name (lower-case letters, digits, _ and -)",
 	`^scope(\.[a-zA-Z0-9_]+)+$`:                   "a scope reference like scope.customer_id",
 	`^[a-zA-Z0-9_-]{1,64}$`:                       "a valid name (letters, digits, _ and -, at most 64)",
 }

@@ -136,6 +136,11 @@ func sqliteDSN(path string) string {
 	q.Add("_pragma", "cache_size(-16000)")
 	q.Add("_pragma", "wal_autocheckpoint(4000)")
 	q.Set("_txlock", "immediate")
+	return sqliteURI(path, q)
+}
+
+// sqliteURI is the file: URI of path with the query q.
+func sqliteURI(path string, q url.Values) string {
 	escaped := strings.NewReplacer("%", "%25", "?", "%3F", "#", "%23").Replace(path)
 	return "file:" + escaped + "?" + q.Encode()
 }

@@ -9,6 +9,10 @@
 // feature: 0001 recordings, 0002 budgets and counters, 0003 grants,
 // 0004 approvals.
 //
+// OpenReadOnly opens an existing, migrated store for verbs that must never
+// change it (policy backtest): SQLite connections are query_only and
+// PostgreSQL transactions read-only, and it creates and migrates nothing.
+//
 // SQLite runs in WAL mode with synchronous=NORMAL: a committed transaction
 // survives the death of the process (kill -9), because the WAL is written
 // before the commit returns and is replayed on the next open; only an

@@ -19,6 +19,11 @@ const (
 	ActionHash   = "hash"
 	ActionNull   = "null"
 	ActionDrop   = "drop"
+	// ActionDeny withholds a column in the database itself: the per-grant
+	// role of a Postgres passthrough session gets no privilege on it (lock
+	// 2, see connectors/pgroles). Everywhere else (tool results, a cell
+	// that still reaches the proxy) it behaves as drop.
+	ActionDeny = "deny"
 )
 
 // MinHashKeyBytes is the shortest HashKey accepted when a rule uses hash.
@@ -43,6 +48,12 @@ type Config struct {
 	Detectors map[string]bool
 	// Targets holds per-target rules and switches, by target name.
 	Targets map[string]TargetConfig
+	// Secrets are the credentials toolgate injects; every spelling of each
+	// value (as is, JSON-escaped, URL-encoded, inside Basic/Bearer) is
+	// replaced by "[REDACTED:credential]" wherever masking runs: results,
+	// records, text, passthrough cells. Values shorter than MinSecretBytes
+	// are not redacted.
+	Secrets []Secret
 }
 
 // TargetConfig is one target's masking. Rules keys are gjson paths for
@@ -59,6 +70,7 @@ func FromConfig(c config.Config) Config {
 		Rules:     c.Masking.Rules,
 		Detectors: c.Masking.Detectors,
 		Targets:   make(map[string]TargetConfig, len(c.Targets)),
+		Secrets:   SecretsFromConfig(c),
 	}
 	if c.Masking.HashKey != "" {
 		out.HashKey = []byte(c.Masking.HashKey)
@@ -125,9 +137,9 @@ func ValidateDetectors(det map[string]bool) error {
 // validateRule checks one rule's action and path.
 func validateRule(path, action string) error {
 	switch action {
-	case ActionRedact, ActionLast4, ActionEmail, ActionHash, ActionNull, ActionDrop:
+	case ActionRedact, ActionLast4, ActionEmail, ActionHash, ActionNull, ActionDrop, ActionDeny:
 	default:
-		return fmt.Errorf("unknown action %q (known: redact, last4, email, hash, null, drop)", action)
+		return fmt.Errorf("unknown action %q (known: redact, last4, email, hash, null, drop, deny)", action)
 	}
 	_, err := compilePath(path)
 	return err

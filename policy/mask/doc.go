@@ -25,6 +25,9 @@
 //	        stable so auditors can join on it
 //	null    JSON null
 //	drop    the key (or array element) is removed
+//	deny    as drop in results; on a Postgres passthrough target's
+//	        "table.column" rule, the database itself withholds the column
+//	        (the per-grant role gets no privilege on it, connectors/pgroles)
 //
 // # Output-schema rule
 //
@@ -54,19 +57,41 @@
 // ("************4242"), anything else becomes "[REDACTED:<kind>]". Text
 // that spells a value with \uXXXX escapes (a string holding escaped JSON,
 // text that is not JSON, an error message) is masked in its decoded form.
-// Detectors find words: a card glued to letters ("x4242...") is not a
-// card, and an SSN must be written with dashes or spaces.
+// Cards and SSNs are looked for at the start of every run of digits,
+// whatever precedes or follows it ("x4242..." from 'x'||card, or a card in
+// an error message's quoted value); a run of more than 19 digits is masked
+// card by card when it splits wholly into Luhn-valid numbers of 13 to 19
+// digits (cards glued by string_agg or format). A card padded with other
+// digits, or any other reversible transform, is a different number: the
+// detectors are a net, not a lock. An SSN must be written with dashes or
+// spaces. The other detectors start at word boundaries.
 //
 // All detectors are on by default everywhere, except email, which is on
 // for MaskRecord and MaskText and, for results, only where the global
 // switches, the target or the tool turn it on. Switches merge defaults <
 // global < target < tool, so a tool or target may switch any detector off.
 //
+// # Injected credentials
+//
+// The credentials toolgate itself holds and injects (target header values
+// other than Accept, Content-Type and the like, DSN and base_url
+// passwords, Slack tokens and secrets, the webhook secret, keys; see
+// SecretsFromConfig) are redacted by value, before the detectors, wherever
+// masking runs: every string value and object key of a result or record,
+// free text, passthrough cells. Every spelling counts: as is, JSON-escaped
+// (also inside JSON text inside a string, or spelled with \uXXXX),
+// URL-encoded, and the parts of a "Bearer <token>" or "Basic <base64>"
+// value (the token, user:password, the password). A hit becomes
+// "[REDACTED:credential]" and is counted as "detector:credential". Values
+// shorter than MinSecretBytes would match ordinary text, so they are not
+// redacted; New logs where such a value is configured, never the value.
+//
 // # Passthrough cells
 //
 // MaskCell masks one text cell of a Postgres DataRow: the target's
 // "table.column" rule (else a global rule with that exact key), then the
-// target's result detectors. null and drop turn the cell into SQL NULL.
+// target's result detectors. null, drop and deny turn the cell into SQL
+// NULL.
 //
 // # What it must never do
 //

@@ -47,6 +47,7 @@ type Masker struct {
 	global  targetMasking // used for tools whose target has no entry
 	targets map[string]*targetMasking
 	record  detectorSet // detectors for MaskRecord and MaskText
+	secrets *secretSet  // credentials redacted by value; nil for none
 
 	// tools caches forTool by tool: a catalog's tools are read-only, and
 	// compiling a tool's rules on every call cost as much as masking. It
@@ -79,6 +80,12 @@ func New(cfg Config, log *zap.Logger) (*Masker, error) {
 		log:     log,
 		targets: make(map[string]*targetMasking, len(cfg.Targets)),
 		record:  detAll.apply(cfg.Detectors),
+	}
+	var skipped []string
+	m.secrets, skipped = newSecretSet(cfg.Secrets)
+	for _, where := range skipped {
+		log.Warn("a configured credential is too short to be redacted by value from results, records and logs",
+			zap.String("where", where), zap.Int("min_bytes", MinSecretBytes))
 	}
 	m.global = compileTarget(cfg.Rules, TargetConfig{}, cfg.Detectors)
 	for name, t := range cfg.Targets {
@@ -216,18 +223,25 @@ func (m *Masker) MaskRecord(doc []byte) ([]byte, error) {
 // MaskText masks free text with the record detectors. Text that spells a
 // value with \uXXXX escapes is masked in its decoded form.
 func (m *Masker) MaskText(s string) string {
-	out, _, changed := maskTextBytes([]byte(s), m.record)
+	out, _, changed := m.maskText([]byte(s), m.record)
 	if !changed {
 		return s
 	}
 	return string(out)
 }
 
+// maskText redacts known credentials in text, then masks detector hits.
+func (m *Masker) maskText(b []byte, det detectorSet) (out []byte, hits []hit, changed bool) {
+	b, n := m.secrets.redactText(b)
+	out, hits, changed = maskTextBytes(b, det)
+	return out, hits, changed || n > 0
+}
+
 // MaskCell masks one text cell of a passthrough DataRow. column is
 // "table.column"; the target's rule for it (else a global rule with that
 // exact key) applies, then the target's result detectors. It returns the
 // cell and whether it changed; a nil cell with true means the cell becomes
-// SQL NULL (actions null and drop).
+// SQL NULL (actions null, drop and deny).
 func (m *Masker) MaskCell(target, column string, value []byte) ([]byte, bool) {
 	tm := &m.global
 	if t, ok := m.targets[target]; ok {
@@ -236,25 +250,27 @@ func (m *Masker) MaskCell(target, column string, value []byte) ([]byte, bool) {
 	if action, ok := tm.cells[column]; ok {
 		w := walker{hashKey: m.hashKey}
 		switch action {
-		case ActionNull, ActionDrop:
+		case ActionNull, ActionDrop, ActionDeny:
 			return nil, true
 		}
 		return w.actOnText(action, value), true
 	}
-	out, _, changed := maskTextBytes(value, tm.detectors)
+	out, _, changed := m.maskText(value, tm.detectors)
 	return out, changed
 }
 
 // mask runs the walker and falls back to text for invalid JSON.
 func (m *Masker) mask(doc []byte, rules []rule, det detectorSet, stats broker.MaskStats) ([]byte, error) {
-	w := walker{in: doc, rules: rules, det: det, stats: stats, hashKey: m.hashKey}
+	w := walker{in: doc, rules: rules, det: det, stats: stats, hashKey: m.hashKey, sec: m.secrets}
 	out, err := w.run()
 	if err == nil {
 		return out, nil
 	}
 	if err == errSyntax {
-		w.ruleN, w.detN = nil, [8]int{} // forget counts from the partial walk
-		masked, hits, _ := maskTextBytes(doc, det)
+		w.ruleN, w.detN, w.secN = nil, [8]int{}, 0 // forget counts from the partial walk
+		red, n := m.secrets.redactText(doc)
+		w.secN = n
+		masked, hits, _ := maskTextBytes(red, det)
 		for _, h := range hits {
 			w.countDetector(h.kind)
 		}

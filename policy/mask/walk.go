@@ -40,9 +40,11 @@ type walker struct {
 	mac     hash.Hash
 	sum     []byte // HMAC output scratch
 	hits    []hit
-	dec     []byte // decoded string scratch
-	buf     []byte // masked string scratch
-	err     error  // an error from act, checked after each member
+	dec     []byte     // decoded string scratch
+	buf     []byte     // masked string scratch
+	err     error      // an error from act, checked after each member
+	sec     *secretSet // credentials redacted by value; nil for none
+	secN    int        // credentials redacted
 }
 
 // countDetector counts one hit of detector d.
@@ -64,6 +66,9 @@ func (w *walker) flushStats() {
 		if n > 0 {
 			w.stats[statKey(detectorSet(1)<<i)] += n
 		}
+	}
+	if w.secN > 0 {
+		w.stats[credentialStat] += w.secN
 	}
 }
 
@@ -317,6 +322,13 @@ func (w *walker) str() error {
 // emitString writes the string in[st:end+1] whose decoded content is s,
 // masking detector hits.
 func (w *walker) emitString(st, end int, s []byte, esc, hiBit bool) {
+	if w.sec != nil {
+		if red, n := w.sec.redactText(s); n > 0 {
+			w.secN += n
+			w.emitChanged(red)
+			return
+		}
+	}
 	// A string holding escaped JSON text ("{\"card\":\"\\u0034...") is
 	// looked at through its inner \uXXXX escapes too.
 	if w.det != 0 && esc && bytes.Contains(s, []byte(`\u`)) {
@@ -349,6 +361,23 @@ func (w *walker) emitString(st, end int, s []byte, esc, hiBit bool) {
 	}
 	w.buf = maskHits(w.buf[:0], s, w.hits)
 	w.out = appendQuoted(w.out, w.buf)
+	w.hits = w.hits[:0]
+}
+
+// emitChanged writes s, a string already changed from the input, with its
+// detector hits masked.
+func (w *walker) emitChanged(s []byte) {
+	if w.det != 0 {
+		w.hits = detect(s, w.det, w.hits[:0])
+	}
+	if len(w.hits) > 0 {
+		for _, h := range w.hits {
+			w.countDetector(h.kind)
+		}
+		w.buf = maskHits(w.buf[:0], s, w.hits)
+		s = w.buf
+	}
+	w.out = appendQuoted(w.out, s)
 	w.hits = w.hits[:0]
 }
 
@@ -626,7 +655,7 @@ func (w *walker) act(ri int, depth int) (drop bool) {
 			}
 		}
 		switch r.action {
-		case ActionDrop:
+		case ActionDrop, ActionDeny:
 			return true
 		case ActionNull:
 			w.out = append(w.out, "null"...)
@@ -642,7 +671,7 @@ func (w *walker) act(ri int, depth int) (drop bool) {
 	}
 	v := w.in[st:w.pos]
 	switch r.action {
-	case ActionDrop:
+	case ActionDrop, ActionDeny:
 		return true
 	case ActionNull:
 		w.out = append(w.out, "null"...)

@@ -50,8 +50,10 @@ type Issuer struct {
 	ecKey   *ecdsa.PrivateKey
 	foreign *rsa.PrivateKey
 
-	mu    sync.Mutex
-	extra []jose.JSONWebKey
+	mu      sync.Mutex
+	extra   []jose.JSONWebKey
+	retired map[string]bool
+	header  http.Header
 
 	down        atomic.Bool
 	discoveries atomic.Int64
@@ -113,6 +115,29 @@ func (is *Issuer) RotateIn(t testing.TB, kid string) TokenOption {
 	return func(o *tokenOpts) { o.alg, o.key, o.kid = "RS256", k, kid }
 }
 
+// Retire removes the key kid from the published key set, as an issuer does
+// after a rotation: tokens it signed must stop verifying once a verifier's
+// cached copy expires.
+func (is *Issuer) Retire(kid string) {
+	is.mu.Lock()
+	defer is.mu.Unlock()
+	if is.retired == nil {
+		is.retired = map[string]bool{}
+	}
+	is.retired[kid] = true
+}
+
+// SetJWKSHeader sets a header on every key set response from now on (e.g.
+// Cache-Control: max-age=60, or Expires).
+func (is *Issuer) SetJWKSHeader(name, value string) {
+	is.mu.Lock()
+	defer is.mu.Unlock()
+	if is.header == nil {
+		is.header = http.Header{}
+	}
+	is.header.Set(name, value)
+}
+
 func (is *Issuer) serveDiscovery(w http.ResponseWriter, r *http.Request) {
 	if is.down.Load() {
 		http.Error(w, "down", http.StatusServiceUnavailable)
@@ -142,8 +167,17 @@ func (is *Issuer) serveJWKS(w http.ResponseWriter, r *http.Request) {
 	}
 	is.mu.Lock()
 	keys = append(keys, is.extra...)
+	published := keys[:0]
+	for _, k := range keys {
+		if !is.retired[k.KeyID] {
+			published = append(published, k)
+		}
+	}
+	for name, v := range is.header {
+		w.Header()[name] = v
+	}
 	is.mu.Unlock()
-	writeJSON(w, jose.JSONWebKeySet{Keys: keys})
+	writeJSON(w, jose.JSONWebKeySet{Keys: published})
 }
 
 func writeJSON(w http.ResponseWriter, v any) {
@@ -278,3 +312,26 @@ func segment(v any) string {
 }
 
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+// ServiceAccountClaims are the claims of a Kubernetes projected service
+// account token for service account sa in namespace ns, bound to a pod,
+// issued for audience aud (the volume's audience) and valid for life:
+// iss, sub "system:serviceaccount:<ns>:<sa>", aud as a list, iat, nbf,
+// exp, jti and the "kubernetes.io" claim. Pass them to Token.
+func (is *Issuer) ServiceAccountClaims(ns, sa, aud string, life time.Duration) map[string]any {
+	now := is.now()
+	return map[string]any{
+		"sub": "system:serviceaccount:" + ns + ":" + sa,
+		"aud": []string{aud},
+		"iat": now.Unix(),
+		"nbf": now.Unix(),
+		"exp": now.Add(life).Unix(),
+		"jti": "8f2c1a7e-" + ns + "-" + sa,
+		"kubernetes.io": map[string]any{
+			"namespace":      ns,
+			"pod":            map[string]any{"name": sa + "-7d9f8c6b5-x2x7q", "uid": "4b1f6c1e-0f0e-4b7e-9a51-3f7c2d1e0a11"},
+			"serviceaccount": map[string]any{"name": sa, "uid": "c0a8e6f2-5d8b-4a53-8f5c-8a8c7b9e2d10"},
+			"node":           map[string]any{"name": "worker-1", "uid": "a1b2c3d4-0000-4000-8000-000000000001"},
+		},
+	}
+}

@@ -1,7 +1,10 @@
 package dbtest
 
 import (
+	"strings"
 	"testing"
+
+	"github.com/toolgate/toolgate/internal/db"
 
 	"github.com/toolgate/toolgate/internal/testenv"
 )
@@ -16,4 +19,21 @@ func Main(m *testing.M) { testenv.Main(m) }
 func Postgres(t testing.TB) string {
 	t.Helper()
 	return testenv.Postgres(t).CreateDB(t)
+}
+
+// Schema returns every migration of driver ("sqlite" or "postgres"), in
+// order, as one script: the whole current schema, for tests that open a
+// bare database/sql handle instead of db.Open.
+func Schema(t testing.TB, driver string) string {
+	t.Helper()
+	migs, err := db.Migrations(driver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, m := range migs {
+		b.WriteString(m.SQL)
+		b.WriteString("\n;\n")
+	}
+	return b.String()
 }
