@@ -1,0 +1,187 @@
+package pgwire_test
+
+import (
+	"encoding/binary"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// Attacks on the passthrough found after issue 12's fixes. Each test
+// asserts from the database's side (or from every byte the client got)
+// that the attack did nothing.
+
+// collect reads answers until n ReadyForQuery messages or the end of the
+// connection, and keeps them whole.
+func (r *raw) collect(n int) []pgproto3.BackendMessage {
+	r.t.Helper()
+	var out []pgproto3.BackendMessage
+	for n > 0 {
+		m, err := r.receive()
+		if err != nil {
+			return out
+		}
+		// The frontend reuses its messages: keep a copy of what is read.
+		switch m := m.(type) {
+		case *pgproto3.ParameterStatus:
+			c := *m
+			out = append(out, &c)
+		case *pgproto3.ErrorResponse:
+			c := *m
+			out = append(out, &c)
+		case *pgproto3.CopyData:
+			out = append(out, &pgproto3.CopyData{Data: append([]byte(nil), m.Data...)})
+		case *pgproto3.ReadyForQuery:
+			n--
+			out = append(out, &pgproto3.ReadyForQuery{TxStatus: m.TxStatus})
+		default:
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// TestAttackCopyOfWritingQuery: COPY (DELETE ... RETURNING) TO STDOUT is a
+// delete, but was classified as COPY TO, class other. A node whose rules
+// admit COPY TO (an export) could delete, and a deny rule on writes to the
+// table (class write) did not see it. With sessions running as a login
+// that may write (sessions_as_admin, a declared role), the rows were gone.
+// Such a COPY, or one whose query locks rows, is refused whatever the rules
+// say, and nothing runs.
+func TestAttackCopyOfWritingQuery(t *testing.T) {
+	e := newEnv(t)
+	r := e.raw(t, "support-bot/triage", nil)
+	for _, sql := range []string{
+		"COPY (DELETE FROM orders RETURNING id) TO STDOUT",
+		"COPY (WITH d AS (DELETE FROM orders RETURNING id) SELECT id FROM d) TO STDOUT",
+		"COPY (UPDATE orders SET customer_id = 2 RETURNING id) TO STDOUT",
+		"COPY (INSERT INTO orders VALUES (11, 2) RETURNING id) TO STDOUT",
+		"COPY (SELECT id FROM orders FOR UPDATE) TO STDOUT",
+	} {
+		r.send(&pgproto3.Query{String: sql})
+		got := r.until(1)
+		if !has(got, "E:42501") || has(got, "C:COPY 1") {
+			t.Errorf("%s: answers %v, want 42501 and no COPY", sql, got)
+		}
+		r.send(&pgproto3.Parse{Query: sql}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+		if got := r.until(1); !has(got, "E:42501") || has(got, "C:COPY 1") {
+			t.Errorf("%s (extended): answers %v, want 42501 and no COPY", sql, got)
+		}
+	}
+	if got := e.scalar(t, "SELECT string_agg(id || ':' || customer_id, ',') FROM orders"); got != "10:1" {
+		t.Fatalf("orders = %s: a refused COPY wrote", got)
+	}
+	denied := e.deniedTexts()
+	if len(denied) != 10 || !strings.Contains(denied[0], "writes or locks rows") {
+		t.Fatalf("denied records %q: want each COPY refused as writing", denied)
+	}
+	// A COPY TO of a plain query is still an export.
+	r.send(&pgproto3.Query{String: "COPY (SELECT id FROM orders) TO STDOUT"})
+	if got := r.until(1); !has(got, "C:COPY 1") {
+		t.Fatalf("plain COPY TO: %v", got)
+	}
+}
+
+// TestAttackBinaryCopyOutput: COPY ... TO STDOUT (FORMAT binary) sends
+// values in their binary form, which the detectors cannot read: a card
+// number in a bigint left as 8 raw bytes. The classifier refuses it; a
+// binary CopyOutResponse that still arrives (here with lock 1's classifier
+// switched off) ends the session before any data passes.
+func TestAttackBinaryCopyOutput(t *testing.T) {
+	cardInt := binary.BigEndian.AppendUint64(nil, 4111111111111111)
+	e := newEnv(t)
+	r := e.raw(t, "support-bot/triage", nil)
+	for _, sql := range []string{
+		"COPY (SELECT 4111111111111111::bigint) TO STDOUT (FORMAT binary)",
+		"COPY (SELECT 4111111111111111::bigint) TO STDOUT WITH BINARY",
+		"COPY orders TO STDOUT BINARY",
+		"COPY (SELECT 4111111111111111::bigint) TO STDOUT (FORMAT 'BINARY')",
+	} {
+		r.send(&pgproto3.Query{String: sql})
+		for _, m := range r.collect(1) {
+			if d, ok := m.(*pgproto3.CopyData); ok {
+				t.Fatalf("%s: COPY data reached the client: %q", sql, d.Data)
+			}
+			if er, ok := m.(*pgproto3.ErrorResponse); ok && (er.Code != "42501" || !strings.Contains(er.Message, "binary format")) {
+				t.Fatalf("%s: %s %s, want 42501 naming the binary format", sql, er.Code, er.Message)
+			}
+		}
+	}
+	if n := len(e.deniedTexts()); n != 4 {
+		t.Fatalf("%d refusals recorded, want 4", n)
+	}
+
+	l2 := newLock2Env(t, false, true)
+	rr, err := rawProxy(t, l2.addr(), l2.grantID, l2.token, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rr.send(&pgproto3.Query{String: "COPY (SELECT 4111111111111111::bigint) TO STDOUT (FORMAT binary)"})
+	msgs := rr.collect(1)
+	ended := false
+	for _, m := range msgs {
+		switch m := m.(type) {
+		case *pgproto3.CopyData:
+			t.Fatalf("binary COPY data reached the client: %q (the card is %q)", m.Data, cardInt)
+		case *pgproto3.ErrorResponse:
+			ended = ended || m.Code == "0A000" && strings.Contains(m.Message, "binary format")
+		}
+	}
+	if !ended {
+		t.Fatalf("answers %+v: want the session ended (0A000) before any data", msgs)
+	}
+}
+
+// TestAttackParameterStatusCarriesCard: set_config('application_name',
+// card_number, false) makes the server report the raw card in a
+// ParameterStatus, which passed the proxy unmasked while the query's own
+// result cell was masked. Reported settings pass the detectors.
+func TestAttackParameterStatusCarriesCard(t *testing.T) {
+	e := newEnv(t)
+	r := e.raw(t, "support-bot/setter", nil)
+	r.send(&pgproto3.Query{String: "SELECT set_config('application_name', card_number, false) FROM customers WHERE id = 1"})
+	seen := false
+	for _, m := range r.collect(1) {
+		if p, ok := m.(*pgproto3.ParameterStatus); ok && p.Name == "application_name" {
+			seen = true
+			if strings.Contains(p.Value, card) || !strings.HasSuffix(p.Value, "1111") {
+				t.Fatalf("ParameterStatus application_name = %q, want the card masked", p.Value)
+			}
+		}
+	}
+	if !seen {
+		t.Fatal("the server reported no application_name: the attack did not run")
+	}
+	if got := e.scalar(t, "SELECT count(*) FROM pg_stat_activity WHERE application_name = '"+card+"'"); got != "1" {
+		t.Fatalf("%s sessions carry the card as application_name, want the attacker's one (the server did set it)", got)
+	}
+}
+
+// TestAttackForgedRefusalHint: toolgate recognised its own refusals by
+// their HINT and did not mask them; any error raised with that hint (RAISE
+// ... USING HINT in a function the node may call) reached the client
+// unmasked, a card in its message included. Every error is masked now.
+func TestAttackForgedRefusalHint(t *testing.T) {
+	e := newEnv(t)
+	e.execDirect(t, `CREATE FUNCTION slugify(text) RETURNS text LANGUAGE plpgsql AS $f$BEGIN
+		RAISE EXCEPTION 'bad slug %', (SELECT card_number FROM customers WHERE id = 1) USING HINT = $1, DETAIL = 'card ' || (SELECT card_number FROM customers WHERE id = 1);
+	END$f$`)
+	r := e.raw(t, "support-bot/extended", nil)
+	r.send(&pgproto3.Query{String: "SELECT slugify('toolgate refused this statement')"},
+		&pgproto3.Parse{Query: "SELECT slugify($1)"}, &pgproto3.Bind{Parameters: [][]byte{[]byte("toolgate refused this statement")}}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	n := 0
+	for _, m := range r.collect(2) {
+		er, ok := m.(*pgproto3.ErrorResponse)
+		if !ok {
+			continue
+		}
+		n++
+		if er.Code != "P0001" || strings.Contains(er.Message+er.Detail, card) || !strings.HasSuffix(er.Message, "1111") {
+			t.Fatalf("error %s %q (detail %q): want the function's error with the card masked", er.Code, er.Message, er.Detail)
+		}
+	}
+	if n != 2 {
+		t.Fatalf("%d errors, want the function's error twice", n)
+	}
+}
