@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/toolgate/toolgate/internal/testenv"
 )
 
 // Attacks on the passthrough found after issue 12's fixes. Each test
@@ -183,5 +185,39 @@ func TestAttackForgedRefusalHint(t *testing.T) {
 	}
 	if n != 2 {
 		t.Fatalf("%d errors, want the function's error twice", n)
+	}
+}
+
+// TestAttackMaskedColumnThroughChildTable: mask rules are keyed by the
+// table a result column comes from, and an inheritance child or a
+// partition (both in pg_inherits) is another table holding the same
+// column: with customers.card_number masked last4, SELECT card_number FROM
+// a child of customers showed it raw, and COPY of the child passed the
+// check for masked columns. A column's parents' rules now apply to it.
+func TestAttackMaskedColumnThroughChildTable(t *testing.T) {
+	const odd = "1234567812345671" // fails the Luhn check: no detector masks it
+	e := newEnv(t)
+	e.direct1(t, `CREATE TABLE pgbench_kids () INHERITS (customers);
+		CREATE TABLE pgbench_grandkids () INHERITS (pgbench_kids);
+		INSERT INTO pgbench_kids VALUES (5, 'Eve', '`+odd+`');
+		INSERT INTO pgbench_grandkids VALUES (6, 'Fay', '`+odd+`');
+		GRANT SELECT ON pgbench_kids, pgbench_grandkids TO `+testenv.PasswordUser)
+	r := e.raw(t, "support-bot/triage", nil)
+	for _, sql := range []string{"SELECT card_number FROM pgbench_kids WHERE id = 5", "SELECT card_number FROM pgbench_grandkids",
+		"SELECT card_number FROM ONLY pgbench_kids", "SELECT card_number FROM customers WHERE id = 6"} {
+		r.send(&pgproto3.Query{String: sql})
+		if got := r.until(1); !has(got, "D:************5671") || strings.Contains(strings.Join(got, " "), odd) {
+			t.Errorf("%s: answers %v, want the card masked by its parent's rule", sql, got)
+		}
+	}
+	for _, sql := range []string{"COPY pgbench_kids TO STDOUT", "COPY pgbench_grandkids (card_number) TO STDOUT"} {
+		r.send(&pgproto3.Query{String: sql})
+		if got := r.until(1); !has(got, "E:42501") || strings.Contains(strings.Join(got, " "), odd) {
+			t.Errorf("%s: answers %v, want the COPY refused", sql, got)
+		}
+	}
+	r.send(&pgproto3.Query{String: "SELECT name FROM pgbench_grandkids"})
+	if got := r.until(1); !has(got, "D:Fay") {
+		t.Fatalf("an unmasked column of the child: %v", got)
 	}
 }

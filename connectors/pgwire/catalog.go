@@ -22,6 +22,9 @@ type catalog struct {
 type tableInfo struct {
 	name string
 	cols map[uint16]string
+	// parents are the names of the tables it inherits from or is a
+	// partition of, nearest first: their columns' mask rules apply to it.
+	parents []string
 }
 
 const catalogSQL = `SELECT n.nspname, c.relname, a.attnum::text, a.attname
@@ -30,26 +33,47 @@ JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0
 WHERE c.oid = $1::oid`
 
-// column returns "table.column" ("schema.table.column" outside public).
-func (c *catalog) column(ctx context.Context, oid uint32, att uint16) (string, error) {
+// parentsSQL lists the ancestors of a partition or an inheritance child,
+// nearest first.
+const parentsSQL = `WITH RECURSIVE up(oid, depth) AS (
+  SELECT i.inhparent, 1 FROM pg_catalog.pg_inherits i WHERE i.inhrelid = $1::oid
+  UNION ALL
+  SELECT i.inhparent, u.depth + 1 FROM pg_catalog.pg_inherits i JOIN up u ON i.inhrelid = u.oid
+)
+SELECT n.nspname, c.relname FROM up JOIN pg_catalog.pg_class c ON c.oid = up.oid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace ORDER BY up.depth`
+
+// keys are a column's masking keys: its own, then the same column of each
+// parent (a partition's rows are its parent's).
+func (t *tableInfo) keys(col string) []string {
+	out := []string{t.name + "." + col}
+	for _, p := range t.parents {
+		out = append(out, p+"."+col)
+	}
+	return out
+}
+
+// column returns the masking keys of a column: "table.column"
+// ("schema.table.column" outside public), then its parents' (tableInfo.keys).
+func (c *catalog) column(ctx context.Context, oid uint32, att uint16) ([]string, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	t := c.tables[oid]
 	if t == nil || t.cols[att] == "" {
 		var err error
 		if t, err = c.load(ctx, oid); err != nil {
-			return "", err
+			return nil, err
 		}
 	}
 	col, ok := t.cols[att]
 	if !ok {
-		return "", fmt.Errorf("table %d has no column %d", oid, att)
+		return nil, fmt.Errorf("table %d has no column %d", oid, att)
 	}
-	return t.name + "." + col, nil
+	return t.keys(col), nil
 }
 
 // tableColumns returns the masking keys of every column of a table, named
-// as a statement named it.
+// as a statement named it, its parents' included.
 func (c *catalog) tableColumns(ctx context.Context, name string) ([]string, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -70,9 +94,9 @@ func (c *catalog) tableColumns(ctx context.Context, name string) ([]string, erro
 	if err != nil {
 		return nil, err
 	}
-	keys := make([]string, 0, len(t.cols))
+	keys := make([]string, 0, len(t.cols)*(1+len(t.parents)))
 	for _, col := range t.cols {
-		keys = append(keys, t.name+"."+col)
+		keys = append(keys, t.keys(col)...)
 	}
 	return keys, nil
 }
@@ -105,19 +129,30 @@ func (c *catalog) load(ctx context.Context, oid uint32) (*tableInfo, error) {
 	}
 	t := &tableInfo{cols: map[uint16]string{}}
 	for _, row := range res.Rows {
-		schema, rel := string(row[0]), string(row[1])
-		t.name = rel
-		if schema != "public" {
-			t.name = schema + "." + rel
-		}
+		t.name = tableName(string(row[0]), string(row[1]))
 		n, err := strconv.Atoi(string(row[2]))
 		if err != nil {
 			continue
 		}
 		t.cols[uint16(n)] = string(row[3])
 	}
+	res = c.conn.ExecParams(ctx, parentsSQL, [][]byte{[]byte(strconv.FormatUint(uint64(oid), 10))}, nil, nil, nil).Read()
+	if res.Err != nil {
+		return nil, res.Err
+	}
+	for _, row := range res.Rows {
+		t.parents = append(t.parents, tableName(string(row[0]), string(row[1])))
+	}
 	c.tables[oid] = t
 	return t, nil
+}
+
+// tableName is a table's name in masking keys: bare in schema public.
+func tableName(schema, rel string) string {
+	if schema == "public" {
+		return rel
+	}
+	return schema + "." + rel
 }
 
 func (c *catalog) close() {
