@@ -48,6 +48,12 @@ func (s *session) relayUpstream(r *bufio.Reader) error {
 			}
 			return err
 		}
+		// A query's answers, its outcome records included, wait until
+		// its decision records are durable: an outcome is never recorded
+		// before the decision it reports on.
+		if !s.wait() {
+			return errEOF
+		}
 		out, err := s.serverMessage(&res, msg)
 		if err != nil {
 			return err
@@ -55,9 +61,6 @@ func (s *session) relayUpstream(r *bufio.Reader) error {
 		buf = shrink(msg)
 		if out == nil {
 			continue
-		}
-		if !s.wait() {
-			return errEOF
 		}
 		if err := s.toClient(out, r.Buffered() == 0); err != nil {
 			return err
