@@ -62,6 +62,10 @@ const (
 	CodePreviewUnavailable Code = "preview_unavailable"
 )
 
+// CodeHeadersTooLarge refuses a request whose header fields are over the
+// listener's cap (limits.max_header_bytes); nothing ran.
+const CodeHeadersTooLarge Code = "headers_too_large"
+
 // CodeToolDefinitionChanged refuses a call to an upstream MCP tool whose
 // definition no longer matches its pin in the tools lock file.
 const CodeToolDefinitionChanged Code = "tool_definition_changed"

@@ -163,11 +163,21 @@ func newEnv(t *testing.T, mode string) *env { return newEnvWrapped(t, mode, nil)
 // e.g. the approvals.on_decision webhook wrapping Slack as toolgate wires it.
 func newEnvWrapped(t *testing.T, mode string, wrap func(approvals.Announcer) approvals.Announcer) *env {
 	t.Helper()
+	return newEnvWith(t, mode, wrap, nil)
+}
+
+// newEnvWith is newEnvWrapped with mod applied to the notifier's config.
+func newEnvWith(t *testing.T, mode string, wrap func(approvals.Announcer) approvals.Announcer, mod func(*aslack.Config)) *env {
+	t.Helper()
 	f := newFakeSlack(t)
 	st, _ := approvals.NewStore(dbtest.SQLite(t))
-	n, err := aslack.New(aslack.Config{Mode: mode, BotToken: "xoxb-test", AppToken: "xapp-test", SigningSecret: secret,
+	cfg := aslack.Config{Mode: mode, BotToken: "xoxb-test", AppToken: "xapp-test", SigningSecret: secret,
 		Channel: channel, APIURL: f.srv.URL + "/", TeamID: team, AppID: app,
-		Users: map[string]string{"U_LINKED": "user:ben@example.com"}})
+		Users: map[string]string{"U_LINKED": "user:ben@example.com"}}
+	if mod != nil {
+		mod(&cfg)
+	}
+	n, err := aslack.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,10 +221,16 @@ func (e *env) ask(t *testing.T) approvals.Request {
 // click is a block_actions payload for a button of r's message, as Slack
 // sends it: the channel and timestamp of the message Slack posted.
 func click(r approvals.Request, user, action string) string {
+	return clickBy(r, map[string]any{"id": user, "team_id": team}, action)
+}
+
+// clickBy is click by the user object as Slack describes the clicking
+// user (id, team_id).
+func clickBy(r approvals.Request, user map[string]any, action string) string {
 	ch, ts := channel, r.Ref[strings.LastIndex(r.Ref, ":")+1:]
 	b, _ := json.Marshal(map[string]any{
 		"type": "block_actions", "team": map[string]any{"id": team}, "api_app_id": app,
-		"user": map[string]any{"id": user}, "channel": map[string]any{"id": ch},
+		"user": user, "channel": map[string]any{"id": ch},
 		"container": map[string]any{"type": "message", "message_ts": ts, "channel_id": ch},
 		"message":   map[string]any{"ts": ts},
 		"actions":   []any{map[string]any{"action_id": action, "block_id": "toolgate_decision", "value": r.ID, "type": "button"}},
@@ -316,6 +332,8 @@ func TestHTTPInteractions(t *testing.T) {
 		{"another message", strings.Replace(click(r, "U_ANA", aslack.ActionApprove), `"message_ts":"`, `"message_ts":"9`, 1), "does not belong"},
 		{"another workspace", strings.Replace(click(r, "U_ANA", aslack.ActionApprove), team, "T0OTHER", 1), "another Slack workspace"},
 		{"another app", strings.Replace(click(r, "U_ANA", aslack.ActionApprove), app, "A0OTHER", 1), "another Slack app"},
+		{"Slack Connect member of another workspace", clickBy(r, map[string]any{"id": "U_ANA", "team_id": "T0PARTNER"}, aslack.ActionApprove), "belongs to another workspace"},
+		{"user without a team", clickBy(r, map[string]any{"id": "U_ANA"}, aslack.ActionApprove), "belongs to another workspace"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := e.slack.count("chat.postEphemeral")
@@ -570,5 +588,47 @@ func TestSlackSelfApprovalByLetterCase(t *testing.T) {
 		if !strings.Contains(e.slack.last("chat.postEphemeral").Get("text"), "may not approve it") {
 			t.Errorf("reply = %v", e.slack.last("chat.postEphemeral"))
 		}
+	}
+}
+
+// TestEnterpriseOrganization: with enterprise_id set, a click must come
+// from that Enterprise Grid organization, and Slack's habit of reporting
+// the organization as a user's team is accepted; a user of a partner
+// organization in a shared channel is still refused, with an ephemeral
+// reply, and decides nothing.
+func TestEnterpriseOrganization(t *testing.T) {
+	const org = "E0ORG"
+	e := newEnvWith(t, aslack.ModeHTTP, nil, func(c *aslack.Config) { c.EnterpriseID = org })
+	srv := httptest.NewServer(e.n.Handler(e.svc))
+	defer srv.Close()
+	r := e.ask(t)
+	inOrg := func(payload, enterprise string) string {
+		return strings.Replace(payload, `"team":{"id":"`+team+`"}`, `"team":{"enterprise_id":"`+enterprise+`","id":"`+team+`"}`, 1)
+	}
+	now := strconv.FormatInt(time.Now().Unix(), 10)
+	for _, tc := range []struct{ name, payload, want string }{
+		{"another organization", inOrg(click(r, "U_ANA", aslack.ActionApprove), "E0OTHER"), "outside the Slack organization"},
+		{"no organization", click(r, "U_ANA", aslack.ActionApprove), "outside the Slack organization"},
+		{"partner organization's user", inOrg(clickBy(r, map[string]any{"id": "U_ANA", "team_id": "E0PARTNER"}, aslack.ActionApprove), org), "belongs to another workspace"},
+	} {
+		body := form(tc.payload)
+		if got := post(t, srv, "", body, now, sign(now, body)); got != 200 {
+			t.Fatalf("%s: status = %d", tc.name, got)
+		}
+		e.n.Wait()
+		if reply := e.slack.last("chat.postEphemeral").Get("text"); !strings.Contains(reply, tc.want) {
+			t.Errorf("%s: ephemeral reply %q, want one containing %q", tc.name, reply, tc.want)
+		}
+		if got, _ := e.svc.Get(context.Background(), r.ID); got.Status != broker.ApprovalPending || len(got.Votes) != 0 {
+			t.Fatalf("%s: refused click decided something: %s, %d votes", tc.name, got.Status, len(got.Votes))
+		}
+	}
+	body := form(inOrg(clickBy(r, map[string]any{"id": "U_ANA", "team_id": org}, aslack.ActionApprove), org))
+	if got := post(t, srv, "", body, now, sign(now, body)); got != 200 {
+		t.Fatalf("status = %d", got)
+	}
+	e.n.Wait()
+	if got, _ := e.svc.Get(context.Background(), r.ID); got.Status != broker.ApprovalApproved {
+		t.Fatalf("a click of the organization was not counted: %s %+v", got.Status, got.Votes)
 	}
 }

@@ -21,6 +21,8 @@ func Status(c broker.Code) int {
 		return http.StatusNotFound
 	case broker.CodePayloadTooLarge:
 		return http.StatusRequestEntityTooLarge
+	case broker.CodeHeadersTooLarge:
+		return http.StatusRequestHeaderFieldsTooLarge
 	case broker.CodeApprovalPending:
 		return http.StatusAccepted
 	case broker.CodeApprovalExpired:
