@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
-	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"io"
@@ -15,12 +14,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	_ "modernc.org/sqlite"
+
+	"github.com/toolgate/toolgate/approvals/slack/slacktest"
 )
 
 // doorsConfig serves testdata/e2e's tools plus a write tool on a
@@ -65,19 +64,19 @@ const renameTool = `{
 
 type doorsEnv struct {
 	*e2eEnv
-	slack  *slackAPI
+	slack  *slacktest.API
 	secret string
 }
 
 func newDoorsE2E(t *testing.T) *doorsEnv {
 	t.Helper()
-	slackFake := newSlackAPI(t)
+	slackFake, slackURL := newSlackAPI(t)
 	secret := "e2e-signing-secret-0123456789abcdef"
 	e := prepareE2E(t, func(string) string { return doorsConfig })
 	if err := os.WriteFile(filepath.Join(e.dir, "tools", "crm_rename_customer.json"), []byte(renameTool), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	e.env = append(e.env, "E2E_SLACK_URL="+slackFake.URL, "E2E_SLACK_SECRET="+secret)
+	e.env = append(e.env, "E2E_SLACK_URL="+slackURL, "E2E_SLACK_SECRET="+secret)
 	e.tgProcess = e.start(t)
 	return &doorsEnv{e2eEnv: e, slack: slackFake, secret: secret}
 }
@@ -85,16 +84,7 @@ func newDoorsE2E(t *testing.T) *doorsEnv {
 // audited counts the audit records matching where.
 func (e *doorsEnv) audited(t *testing.T, where string, args ...any) int {
 	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(e.Dir, "toolgate.db")+"?mode=ro&_pragma=busy_timeout(5000)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	var n int
-	if err := db.QueryRow(`SELECT COUNT(*) FROM audit_events WHERE `+where, args...).Scan(&n); err != nil {
-		t.Fatalf("read the audit trail: %v", err)
-	}
-	return n
+	return auditCount(t, e.Dir, where, args...)
 }
 
 // customerName reads a customer's name straight from the database.
@@ -113,24 +103,11 @@ func (e *doorsEnv) customerName(t *testing.T, id int) string {
 	return name
 }
 
-// sendRaw makes a request with headers (pairs) and returns the status and
-// body.
+// sendRaw is send (offboarding_e2e_test.go) answering the body as text.
 func sendRaw(t *testing.T, method, url, body string, headers ...string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	status, out := send(t, method, url, "", body, headers...)
+	return status, out["_raw"].(string)
 }
 
 // TestE2EDoors plays an attacker at the doors of the real binary: every
@@ -293,19 +270,19 @@ func (e *doorsEnv) slackConnect(t *testing.T) {
 	if status != 202 || id == "" {
 		t.Fatalf("call: %d %s, want 202 approval_pending", status, out["_raw"])
 	}
-	within(t, 5*time.Second, "the approval message is posted", func() bool { return e.slack.count("chat.postMessage") == 1 })
+	within(t, 5*time.Second, "the approval message is posted", func() bool { return e.slack.Count("chat.postMessage") == 1 })
 
-	partner := e.slack.click(id, "U_ANA", "T0PARTNER")
-	if got := e.postSlack(t, partner); got != 200 {
+	const ts = "1700000000.00011" // the message's timestamp: the fake's first answer
+	if got := e.postSlack(t, slackClick(id, ts, "U_ANA", "T0PARTNER")); got != 200 {
 		t.Fatalf("interaction: %d", got)
 	}
 	within(t, 5*time.Second, "the ephemeral refusal", func() bool {
-		return strings.Contains(e.slack.last("chat.postEphemeral").Get("text"), "another workspace")
+		return strings.Contains(e.slack.Last("chat.postEphemeral").Get("text"), "another workspace")
 	})
 	if status, out := call(); status != 202 {
 		t.Fatalf("after the partner's click: %d %s, want still pending", status, out["_raw"])
 	}
-	if got := e.postSlack(t, e.slack.click(id, "U_ANA", "T0HOME")); got != 200 {
+	if got := e.postSlack(t, slackClick(id, ts, "U_ANA", "T0HOME")); got != 200 {
 		t.Fatalf("interaction: %d", got)
 	}
 	within(t, 5*time.Second, "the home workspace's click approves", func() bool {
@@ -326,63 +303,23 @@ func (e *doorsEnv) postSlack(t *testing.T, payload string) int {
 	return status
 }
 
-// slackAPI is the Slack Web API as the approval notifier uses it.
-type slackAPI struct {
-	URL   string
-	mu    sync.Mutex
-	calls map[string][]url.Values
-}
-
-const slackTS = "1700000000.000100"
-
-func newSlackAPI(t *testing.T) *slackAPI {
-	s := &slackAPI{calls: map[string][]url.Values{}}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_ = r.ParseForm()
-		method := strings.TrimPrefix(r.URL.Path, "/")
-		s.mu.Lock()
-		s.calls[method] = append(s.calls[method], r.Form)
-		s.mu.Unlock()
-		w.Header().Set("Content-Type", "application/json")
-		switch method {
-		case "chat.postMessage", "chat.update":
-			_, _ = w.Write([]byte(`{"ok":true,"channel":"C0APPROVALS","ts":"` + slackTS + `"}`))
-		case "chat.postEphemeral":
-			_, _ = w.Write([]byte(`{"ok":true,"message_ts":"1700000000.000200"}`))
-		case "users.info":
-			_, _ = w.Write([]byte(`{"ok":true,"user":{"id":"U_ANA","name":"ana","is_email_confirmed":true,"profile":{"email":"ana@example.com"}}}`))
-		default:
-			_, _ = w.Write([]byte(`{"ok":false,"error":"unknown_method"}`))
-		}
-	}))
+// newSlackAPI serves the fake Slack Web API; U_ANA is a full member with
+// a confirmed email.
+func newSlackAPI(t *testing.T) (*slacktest.API, string) {
+	api := slacktest.New(map[string]string{"U_ANA": `{"id":"U_ANA","name":"ana","is_email_confirmed":true,"profile":{"email":"ana@example.com"}}`})
+	srv := httptest.NewServer(api)
 	t.Cleanup(srv.Close)
-	s.URL = srv.URL
-	return s
+	return api, srv.URL
 }
 
-func (s *slackAPI) count(method string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.calls[method])
-}
-
-func (s *slackAPI) last(method string) url.Values {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if c := s.calls[method]; len(c) > 0 {
-		return c[len(c)-1]
-	}
-	return url.Values{}
-}
-
-// click is the block_actions payload of an Approve click on the approval
+// slackClick is the block_actions payload of an Approve click on the approval
 // message by user, a member of userTeam, made in the home workspace.
-func (s *slackAPI) click(approval, user, userTeam string) string {
+func slackClick(approval, ts, user, userTeam string) string {
 	b, _ := json.Marshal(map[string]any{
 		"type": "block_actions", "team": map[string]any{"id": "T0HOME"}, "api_app_id": "A0APP",
-		"user": map[string]any{"id": user, "team_id": userTeam}, "channel": map[string]any{"id": "C0APPROVALS"},
-		"container": map[string]any{"type": "message", "message_ts": slackTS, "channel_id": "C0APPROVALS"},
-		"message":   map[string]any{"ts": slackTS},
+		"user": map[string]any{"id": user, "team_id": userTeam}, "channel": map[string]any{"id": slacktest.Channel},
+		"container": map[string]any{"type": "message", "message_ts": ts, "channel_id": slacktest.Channel},
+		"message":   map[string]any{"ts": ts},
 		"actions":   []any{map[string]any{"action_id": "toolgate_approve", "block_id": "toolgate_decision", "value": approval, "type": "button"}},
 	})
 	return string(b)
