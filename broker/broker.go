@@ -178,11 +178,11 @@ func checkBinding(claimed Context, bd *Binding) error {
 }
 
 // ListTools returns the tools the caller may call, sorted by name, from one
-// snapshot, with one node lookup. A caller that names no graph or node,
-// or one policy does not declare, is refused (unidentified, unknown_graph,
-// unknown_node), never shown an empty list. Arguments the caller's node binds from
-// its grant scope are gone from their input schemas, so the model is never
-// asked for them.
+// snapshot, with one node lookup. A caller that names no graph or node, or
+// one policy does not declare, is refused (unidentified, unknown_graph,
+// unknown_node), never shown an empty list. Arguments the caller's node
+// binds from its grant scope are gone from their input schemas, so the
+// model is never asked for them.
 func (b *Broker) ListTools(_ context.Context, c Caller) ([]*Tool, error) {
 	if !c.verified {
 		return nil, Errorf(CodeUnauthenticated, "caller was not identified")

@@ -49,8 +49,8 @@ type Request struct {
 }
 
 // Policy is the policy engine as the broker sees it: one dependency. Its
-// optional abilities (Binder, RowBudget, PassthroughDecider, GraphIndex) are found
-// once, when a snapshot is built (NewSnapshot), never per call.
+// optional abilities (Binder, RowBudget, PassthroughDecider, GraphIndex)
+// are found once, when a snapshot is built (NewSnapshot), never per call.
 type Policy interface {
 	// MayActAs reports whether the principal may act as the graph (send
 	// its X-Toolgate-Graph).

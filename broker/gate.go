@@ -151,7 +151,7 @@ func (s *Snapshot) callerNode(c Caller) (Node, error) {
 		return n, nil
 	}
 	if s.graphs == nil {
-		return nil, Errorf(CodeUnknownNode, "graph %q has no node %q, or the graph is not declared", c.Graph, c.Node)
+		return nil, &Error{Code: CodeUnknownNode, Field: HeaderNode, Message: fmt.Sprintf("graph %q has no node %q, or the graph is not declared", c.Graph, c.Node)}
 	}
 	if !s.graphs.HasGraph(c.Graph) {
 		return nil, unknownGraph(c.Graph)
