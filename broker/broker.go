@@ -149,10 +149,15 @@ func (b *Broker) Identify(ctx context.Context, cr Credentials) (Caller, error) {
 	}
 	c.Context = cr.Claimed
 	if c.Node != "" && c.Graph == "" {
-		return Caller{}, Errorf(CodeInvalidRequest, "%s requires %s", HeaderNode, HeaderGraph)
+		return Caller{}, unidentified(c.Context)
 	}
-	if c.Graph != "" && !s.live.Policy.MayActAs(p, c.Graph) {
-		return Caller{}, Errorf(CodeForbidden, "principal %s may not act as graph %q", p.Subject, c.Graph)
+	if c.Graph != "" {
+		if s.graphs != nil && !s.graphs.HasGraph(c.Graph) {
+			return Caller{}, unknownGraph(c.Graph)
+		}
+		if !s.live.Policy.MayActAs(p, c.Graph) {
+			return Caller{}, Errorf(CodeForbidden, "principal %s may not act as graph %q", p.Subject, c.Graph)
+		}
 	}
 	return admitted(ctx, b.cfg.Auth, c)
 }
@@ -173,15 +178,20 @@ func checkBinding(claimed Context, bd *Binding) error {
 }
 
 // ListTools returns the tools the caller may call, sorted by name, from one
-// snapshot, with one node lookup. Arguments the caller's node binds from
-// its grant scope are gone from their input schemas, so the model is never
-// asked for them.
+// snapshot, with one node lookup. A caller that names no graph or node, or
+// one policy does not declare, is refused (unidentified, unknown_graph,
+// unknown_node), never shown an empty list. Arguments the caller's node
+// binds from its grant scope are gone from their input schemas, so the
+// model is never asked for them.
 func (b *Broker) ListTools(_ context.Context, c Caller) ([]*Tool, error) {
 	if !c.verified {
 		return nil, Errorf(CodeUnauthenticated, "caller was not identified")
 	}
 	s := b.live.Load()
-	n := s.live.Policy.Node(c)
+	n, err := s.callerNode(c)
+	if err != nil {
+		return nil, err
+	}
 	var out []*Tool
 	for _, pt := range s.sorted {
 		t := pt.tool

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -53,7 +54,22 @@ func (n fakeNode) Path() string { return "graphs.g.nodes." + string(n) }
 func (fakePolicy) MayActAs(p Principal, graph string) bool {
 	return graph == "g" && p.Subject == "key:bot"
 }
-func (fakePolicy) Node(c Caller) Node           { return fakeNode(c.Node) }
+
+// Graph g declares the nodes billing, refund and triage; graph other
+// declares none, and key:bot may not act as it.
+func (p fakePolicy) Node(c Caller) Node {
+	if c.Graph != "g" || !slices.Contains(p.NodeKeys(c.Graph), c.Node) {
+		return nil
+	}
+	return fakeNode(c.Node)
+}
+func (fakePolicy) HasGraph(graph string) bool { return graph == "g" || graph == "other" }
+func (fakePolicy) NodeKeys(graph string) []string {
+	if graph != "g" {
+		return nil
+	}
+	return []string{"billing", "refund", "triage"}
+}
 func (fakePolicy) Visible(n Node, t *Tool) bool { return n != nil && t.Name != "hidden" }
 func (fakePolicy) Decide(_ context.Context, r Request) (Decision, error) {
 	switch r.Tool.Name {
@@ -330,7 +346,8 @@ func TestIdentifyRefusals(t *testing.T) {
 		{"bad token", Credentials{Token: "tgk_bad"}, CodeUnauthenticated},
 		{"authenticator failure", Credentials{Token: "boom"}, CodeUnauthenticated},
 		{"graph not allowed", Credentials{Token: "tgk_good", Claimed: Context{Graph: "other"}}, CodeForbidden},
-		{"node without graph", Credentials{Token: "tgk_good", Claimed: Context{Node: "triage"}}, CodeInvalidRequest},
+		{"node without graph", Credentials{Token: "tgk_good", Claimed: Context{Node: "triage"}}, CodeUnidentified},
+		{"unknown graph", Credentials{Token: "tgk_good", Claimed: Context{Graph: "gg", Node: "triage"}}, CodeUnknownGraph},
 		{"grant with contradicting node", Credentials{Token: "tg_grant", Claimed: Context{Node: "triage"}}, CodeForbidden},
 		{"grant with contradicting run", Credentials{Token: "tg_grant", Claimed: Context{Run: "r2"}}, CodeForbidden},
 		{"grant with contradicting graph", Credentials{Token: "tg_grant", Claimed: Context{Graph: "h"}}, CodeForbidden},

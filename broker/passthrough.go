@@ -192,6 +192,9 @@ func (p *passage) mayConnect(target string) error {
 	if p.snap.pass == nil {
 		return Errorf(CodeForbidden, "passthrough is not enabled: the policy engine has no passthrough rules")
 	}
+	if _, err := p.snap.callerNode(c); err != nil {
+		return err
+	}
 	if !p.snap.pass.MayConnect(c, target) {
 		return Errorf(CodeForbidden, "node %q of graph %q has no passthrough entry for target %q, so it may not connect", c.Node, c.Graph, target)
 	}

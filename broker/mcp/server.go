@@ -84,6 +84,7 @@ func New(p Pipeline, opts Options) (*Server, error) {
 
 	hooks := &server.Hooks{}
 	hooks.AddOnRequestInitialization(func(context.Context, any, any) error { return s.route() })
+	hooks.AddOnRequestInitialization(s.refuseListing)
 	hooks.AddAfterListTools(s.listTools)
 	s.mcp = server.NewMCPServer(opts.Name, opts.Version,
 		server.WithToolCapabilities(false),
@@ -245,6 +246,32 @@ func (s *Server) listTools(ctx context.Context, _ any, _ *mcpgo.ListToolsRequest
 	for _, t := range tools {
 		res.Tools = append(res.Tools, toMCPTool(t))
 	}
+}
+
+// refuseListing answers a tools/list the broker refuses (a caller that
+// names no graph or node, or an unknown one) with a JSON-RPC error
+// (-32600) whose message is "<code>: <message>", so a client sees why
+// instead of an empty list. mcp-go hands this hook every request before
+// its method runs; only a message naming tools/list is decoded.
+func (s *Server) refuseListing(ctx context.Context, _ any, message any) error {
+	raw, ok := message.(json.RawMessage)
+	if !ok || !bytes.Contains(raw, []byte(`"tools/list"`)) {
+		return nil
+	}
+	var m struct {
+		Method string `json:"method"`
+	}
+	if json.Unmarshal(raw, &m) != nil || m.Method != string(mcpgo.MethodToolsList) {
+		return nil
+	}
+	cc, ok := callFrom(ctx)
+	if !ok {
+		return nil // listTools answers an empty list (fail closed)
+	}
+	if _, err := s.p.ListTools(ctx, cc.caller); err != nil {
+		return s.p.Report(err)
+	}
+	return nil
 }
 
 // handleCall hands one tools/call to the pipeline.

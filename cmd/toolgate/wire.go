@@ -17,6 +17,7 @@ import (
 	"github.com/toolgate/toolgate/approvals/slack"
 	"github.com/toolgate/toolgate/broker"
 	"github.com/toolgate/toolgate/broker/auth"
+	"github.com/toolgate/toolgate/broker/door"
 	bhttp "github.com/toolgate/toolgate/broker/httpapi"
 	bmcp "github.com/toolgate/toolgate/broker/mcp"
 	"github.com/toolgate/toolgate/broker/principals"
@@ -277,10 +278,11 @@ func (a *app) openStores(ctx, bg context.Context) error {
 	return nil
 }
 
-// routes is the HTTP handler: the MCP door, the HTTP API, the Slack
-// interactions endpoint, the protected-resource metadata, the probes,
-// /metrics and the HTTP passthrough mounts (opening the Postgres
-// passthrough listeners too).
+// routes is the HTTP handler: the MCP door (serving only pages of the
+// allowed origins), the HTTP API, the Slack interactions endpoint, the
+// protected-resource metadata, the probes, /metrics and the HTTP
+// passthrough mounts (opening the Postgres passthrough listeners too),
+// behind the cap on request headers.
 func (a *app) routes(bg context.Context, slackN *slack.Notifier) (http.Handler, error) {
 	cfg, b := a.cfg, a.broker
 	metaURL := strings.TrimRight(cfg.PublicURL, "/") + "/.well-known/oauth-protected-resource"
@@ -290,9 +292,13 @@ func (a *app) routes(bg context.Context, slackN *slack.Notifier) (http.Handler, 
 	}
 	a.mcp = srv
 	a.off.svc.AddCloser(srv)
+	origins, err := door.NewOrigins(cfg.PublicURL, cfg.AllowedOrigins...)
+	if err != nil {
+		return nil, fmt.Errorf("allowed_origins: %w", err)
+	}
 	mux := http.NewServeMux()
-	mux.Handle("/mcp", srv.Handler())
-	mux.Handle("/mcp/", srv.Handler())
+	mux.Handle("/mcp", origins.Check(srv.Handler()))
+	mux.Handle("/mcp/", origins.Check(srv.Handler()))
 	apiOpts := bhttp.Options{Logger: a.log, MaxBodyBytes: cfg.Limits.MaxBodyBytes, ResourceMetadataURL: metaURL}
 	mux.Handle("/v1/", bhttp.New(b, apiOpts))
 	audit := bhttp.NewAudit(b, auditStore{a.recorder}, cfg.Auth.Auditors, apiOpts)
@@ -324,7 +330,16 @@ func (a *app) routes(bg context.Context, slackN *slack.Notifier) (http.Handler, 
 	if err := a.openPassthrough(bg, mux, metaURL); err != nil {
 		return nil, err
 	}
-	return mux, nil
+	return door.CapHeaders(maxHeaderBytes(cfg), mux), nil
+}
+
+// maxHeaderBytes is the cap on a request's header fields
+// (limits.max_header_bytes, default 64 KiB).
+func maxHeaderBytes(cfg *config.Config) int {
+	if cfg.Limits.MaxHeaderBytes > 0 {
+		return cfg.Limits.MaxHeaderBytes
+	}
+	return config.DefaultMaxHeaderBytes
 }
 
 // metricLabels are the names a /metrics tool label may take: the catalog's

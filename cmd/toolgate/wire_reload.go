@@ -113,7 +113,7 @@ func (a *app) reload(ctx context.Context) error {
 func restartNeeded(old, cur *config.Config) []string {
 	var out []string
 	for name, pair := range map[string][2]any{
-		"listen": {old.Listen, cur.Listen}, "store": {old.Store, cur.Store}, "targets": {old.Targets, cur.Targets},
+		"listen": {old.Listen, cur.Listen}, "allowed_origins": {old.AllowedOrigins, cur.AllowedOrigins}, "store": {old.Store, cur.Store}, "targets": {old.Targets, cur.Targets},
 		"auth": {old.Auth, cur.Auth}, "approvals": {old.Approvals, cur.Approvals}, "passthrough": {old.Passthrough, cur.Passthrough},
 		"recordings": {old.Recordings, cur.Recordings}, "limits": {old.Limits, cur.Limits}, "metrics": {old.Metrics, cur.Metrics},
 	} {

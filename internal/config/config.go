@@ -7,19 +7,22 @@ import (
 
 // Config is the whole toolgate.yaml document.
 type Config struct {
-	Listen      string            `yaml:"listen" json:"listen,omitempty"`
-	PublicURL   string            `yaml:"public_url" json:"public_url,omitempty"`
-	Store       Store             `yaml:"store" json:"store"`
-	Auth        Auth              `yaml:"auth" json:"auth"`
-	Targets     map[string]Target `yaml:"targets" json:"targets,omitempty"`
-	ToolsDir    string            `yaml:"tools_dir" json:"tools_dir,omitempty"`
-	Graphs      map[string]Graph  `yaml:"graphs" json:"graphs,omitempty"`
-	Approvals   Approvals         `yaml:"approvals" json:"approvals"`
-	Masking     Masking           `yaml:"masking" json:"masking"`
-	Recordings  Recordings        `yaml:"recordings" json:"recordings"`
-	Passthrough Passthrough       `yaml:"passthrough" json:"passthrough"`
-	Limits      Limits            `yaml:"limits" json:"limits"`
-	Metrics     Metrics           `yaml:"metrics" json:"metrics"`
+	Listen    string `yaml:"listen" json:"listen,omitempty"`
+	PublicURL string `yaml:"public_url" json:"public_url,omitempty"`
+	// AllowedOrigins are the web page origins, beside public_url's, whose
+	// requests /mcp serves; a request from any other origin is refused.
+	AllowedOrigins []string          `yaml:"allowed_origins" json:"allowed_origins,omitempty"`
+	Store          Store             `yaml:"store" json:"store"`
+	Auth           Auth              `yaml:"auth" json:"auth"`
+	Targets        map[string]Target `yaml:"targets" json:"targets,omitempty"`
+	ToolsDir       string            `yaml:"tools_dir" json:"tools_dir,omitempty"`
+	Graphs         map[string]Graph  `yaml:"graphs" json:"graphs,omitempty"`
+	Approvals      Approvals         `yaml:"approvals" json:"approvals"`
+	Masking        Masking           `yaml:"masking" json:"masking"`
+	Recordings     Recordings        `yaml:"recordings" json:"recordings"`
+	Passthrough    Passthrough       `yaml:"passthrough" json:"passthrough"`
+	Limits         Limits            `yaml:"limits" json:"limits"`
+	Metrics        Metrics           `yaml:"metrics" json:"metrics"`
 
 	// File is the path the config was loaded from; relative paths inside
 	// it (tools_dir, store.path, target paths) resolve against its folder.
@@ -212,6 +215,15 @@ type Slack struct {
 	Channel       string            `yaml:"channel" json:"channel"`
 	APIURL        string            `yaml:"api_url" json:"api_url,omitempty"`
 	Users         map[string]string `yaml:"users" json:"users,omitempty"` // Slack user id -> principal
+	// TeamID, when set, is the workspace the app is installed in: clicks
+	// from any other workspace, or by a user of another (a Slack Connect
+	// member of a shared channel), are refused.
+	TeamID string `yaml:"team_id" json:"team_id,omitempty"`
+	// EnterpriseID, when set, is the Enterprise Grid organization clicks
+	// must come from; its users may then belong to any of its workspaces.
+	EnterpriseID string `yaml:"enterprise_id" json:"enterprise_id,omitempty"`
+	// AppID, when set, refuses interactions addressed to another app.
+	AppID string `yaml:"app_id" json:"app_id,omitempty"`
 }
 
 // OnDecision is a webhook called with each approval decision.
@@ -297,6 +309,9 @@ type Metrics struct {
 // Limits are request limits.
 type Limits struct {
 	MaxBodyBytes int64 `yaml:"max_body_bytes" json:"max_body_bytes,omitempty"`
+	// MaxHeaderBytes caps a request's header fields on the main listener
+	// (default 64 KiB); a request over it is refused with 431.
+	MaxHeaderBytes int `yaml:"max_header_bytes" json:"max_header_bytes,omitempty"`
 }
 
 // Duration is a time.Duration written as "5s", "30m" or "90d".

@@ -14,6 +14,8 @@ const (
 	DefaultStorePath    = "./data/toolgate.db"
 	DefaultToolsDir     = "./tools"
 	DefaultMaxBodyBytes = 1 << 20
+	// DefaultMaxHeaderBytes caps request headers (limits.max_header_bytes).
+	DefaultMaxHeaderBytes = 64 << 10
 )
 
 // applyDefaults fills keys left out and resolves relative paths against the
@@ -42,6 +44,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Limits.MaxBodyBytes == 0 {
 		c.Limits.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.Limits.MaxHeaderBytes == 0 {
+		c.Limits.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
 	if c.File != "" {
 		dir := filepath.Dir(c.File)

@@ -165,6 +165,8 @@ func (authenticator) Authenticate(_ context.Context, token string) (broker.Princ
 // crm tools and node "refund" may list orders and refund (with approval).
 type decider struct{}
 
+var _ broker.GraphIndex = decider{}
+
 // node is a caller's node as decider resolves it.
 type node struct{ graph, name string }
 
@@ -174,7 +176,24 @@ func (decider) MayActAs(p broker.Principal, graph string) bool {
 	return p.Subject == "key:alpha" && graph == Graph
 }
 
-func (decider) Node(c broker.Caller) broker.Node { return node{c.Graph, c.Node} }
+// Node resolves the nodes triage and refund of Graph; any other is unknown.
+func (d decider) Node(c broker.Caller) broker.Node {
+	if c.Graph != Graph || (c.Node != "triage" && c.Node != "refund") {
+		return nil
+	}
+	return node{c.Graph, c.Node}
+}
+
+// HasGraph declares Graph alone (broker.GraphIndex).
+func (decider) HasGraph(graph string) bool { return graph == Graph }
+
+// NodeKeys are Graph's nodes (broker.GraphIndex).
+func (decider) NodeKeys(graph string) []string {
+	if graph != Graph {
+		return nil
+	}
+	return []string{"refund", "triage"}
+}
 
 func allowed(n broker.Node, tool string) bool {
 	nd, _ := n.(node)
