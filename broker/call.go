@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 )
 
@@ -135,7 +134,7 @@ func (b *Broker) execute(ctx context.Context, p *passage, pt *prepared, req Requ
 		return Result{}, err
 	}
 	start := b.now()
-	ectx, sp := b.startSpan(ctx, SpanConnector, trace.WithSpanKind(trace.SpanKindClient))
+	ectx, sp := b.startClientSpan(ctx, SpanConnector)
 	out, err := exec.Execute(ectx, op)
 	sp.end(err)
 	p.ev.ExecMS = msSince(b.now(), start)

@@ -88,12 +88,23 @@ type MCPRequest struct {
 // span is a step's span; the zero span (tracing off) does nothing.
 type span struct{ s trace.Span }
 
-// startSpan starts a child of ctx's span, when tracing is on.
-func (b *Broker) startSpan(ctx context.Context, name string, opts ...trace.SpanStartOption) (context.Context, span) {
+// startSpan starts a child of ctx's span, when tracing is on. It takes no
+// options slice: a variadic one would escape to the tracer and cost an
+// allocation even when tracing is off.
+func (b *Broker) startSpan(ctx context.Context, name string) (context.Context, span) {
 	if b.tracer == nil {
 		return ctx, span{}
 	}
-	ctx, s := b.tracer.Start(ctx, name, opts...)
+	ctx, s := b.tracer.Start(ctx, name)
+	return ctx, span{s}
+}
+
+// startClientSpan is startSpan for a step that calls out (the connector).
+func (b *Broker) startClientSpan(ctx context.Context, name string) (context.Context, span) {
+	if b.tracer == nil {
+		return ctx, span{}
+	}
+	ctx, s := b.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient))
 	return ctx, span{s}
 }
 
@@ -214,7 +225,8 @@ func (b *Broker) statementSpan(ctx context.Context, sc StatementCall) (context.C
 	if len(st.Tables) > 0 {
 		attrs = append(attrs, AttrTables.StringSlice(st.Tables))
 	}
-	return b.startSpan(ctx, SpanStatement+" "+PassthroughTool(st.Kind, sc.Target), trace.WithAttributes(attrs...))
+	ctx, s := b.tracer.Start(ctx, SpanStatement+" "+PassthroughTool(st.Kind, sc.Target), trace.WithAttributes(attrs...))
+	return ctx, span{s}
 }
 
 func appendNonEmpty(attrs []attribute.KeyValue, k attribute.Key, v string) []attribute.KeyValue {

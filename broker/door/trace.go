@@ -12,7 +12,7 @@ import (
 // the caller's trace and its connectors propagate it; ctx as is when the
 // request carries none or an invalid one.
 func TraceContext(ctx context.Context, h http.Header) context.Context {
-	if h.Get("traceparent") == "" {
+	if len(h["Traceparent"]) == 0 { // the canonical key: Get would allocate it on every request
 		return ctx
 	}
 	return propagation.TraceContext{}.Extract(ctx, propagation.HeaderCarrier(h))
