@@ -17,7 +17,7 @@ def test_trace_context_of_the_current_span_becomes_headers() -> None:
     assert "traceparent" not in tg.headers_for(ident), "no span, no traceparent"
     with tracer.start_as_current_span("billing") as span:
         sc = span.get_span_context()
-        want = f"00-{sc.trace_id:032x}-{sc.span_id:016x}-01"
+        want = f"00-{sc.trace_id:032x}-{sc.span_id:016x}-{int(sc.trace_flags):02x}"
         assert trace_headers() == {"traceparent": want}
         headers = tg.headers_for(ident)
     assert headers["traceparent"] == want
