@@ -3,8 +3,9 @@
 // request's bearer credential and LangGraph headers (Credentials), one way
 // to authenticate a request (Authenticate: one broker Identify per
 // request), the JSON error envelope and the HTTP status of each error code
-// (WriteError, Status), the 401 challenge (Challenge), and panic recovery
-// (Recover).
+// (WriteError, Status), the 401 challenge (Challenge), panic recovery
+// (Recover), and the caller's W3C trace context from headers or MCP _meta
+// (TraceContext, MetaTraceContext).
 //
 // It translates between HTTP and the broker's vocabulary and nothing more:
 // it holds no policy, never decides whether a call is allowed, and never
