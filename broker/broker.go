@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 )
 
@@ -34,6 +35,9 @@ type Config struct {
 	MaxArgsBytes int
 	// MaxArgsDepth caps the nesting of a call's arguments; 0 means 32.
 	MaxArgsDepth int
+	// Tracer traces every call and passthrough statement (trace.go); nil
+	// means off, at no cost.
+	Tracer trace.Tracer
 }
 
 // Validate reports what is missing.
@@ -55,10 +59,11 @@ func (c Config) Validate() error {
 // replaces lives in one snapshot behind one atomic pointer: a call loads it
 // once and sees one whole configuration.
 type Broker struct {
-	cfg  Config
-	log  *zap.Logger
-	now  func() time.Time
-	live atomic.Pointer[Snapshot]
+	cfg    Config
+	log    *zap.Logger
+	now    func() time.Time
+	tracer trace.Tracer
+	live   atomic.Pointer[Snapshot]
 	// gen numbers snapshots; reloadMu orders Reloads.
 	gen      atomic.Uint64
 	reloadMu sync.Mutex
@@ -84,7 +89,7 @@ func New(cfg Config) (*Broker, error) {
 	if cfg.MaxArgsDepth <= 0 {
 		cfg.MaxArgsDepth = 32
 	}
-	b := &Broker{cfg: cfg, log: cfg.Logger, now: cfg.Now}
+	b := &Broker{cfg: cfg, log: cfg.Logger, now: cfg.Now, tracer: cfg.Tracer}
 	b.completer, _ = cfg.Approvals.(ApprovalRecorder)
 	if err := b.Reload(cfg.Live); err != nil {
 		return nil, err
@@ -118,6 +123,10 @@ func (b *Broker) Snapshot() *Snapshot { return b.live.Load() }
 // establishes the caller's LangGraph context. It is the only way to make a
 // Caller that Call accepts.
 func (b *Broker) Identify(ctx context.Context, cr Credentials) (Caller, error) {
+	return b.traced(ctx, cr, b.identify)
+}
+
+func (b *Broker) identify(ctx context.Context, cr Credentials) (Caller, error) {
 	if cr.Malformed {
 		return Caller{}, Errorf(CodeUnauthenticated, "the Authorization header must be \"Bearer <token>\"")
 	}
@@ -132,7 +141,7 @@ func (b *Broker) Identify(ctx context.Context, cr Credentials) (Caller, error) {
 		}
 		// The authenticator failed, not the credential: an internal
 		// failure, logged under an incident id the caller sees.
-		e := b.report(s, Wrap(CodeInternal, err, "the credential could not be verified"), zap.String("step", "identify"))
+		e := b.report(s, Wrap(CodeInternal, err, "the credential could not be verified"), traceOf(ctx), zap.String("step", "identify"))
 		return Caller{}, &Error{Code: CodeUnauthenticated, Message: e.Message, Cause: err, incident: e.incident}
 	}
 	c := Caller{Principal: p, verified: true}

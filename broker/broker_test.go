@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 )
@@ -479,12 +481,18 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-func TestTraceID(t *testing.T) {
-	if got := traceID("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"); got != "4bf92f3577b34da6a3ce929d0e0e4736" {
-		t.Errorf("traceID = %q", got)
+func TestTraceOf(t *testing.T) {
+	tid, _ := trace.TraceIDFromHex("4bf92f3577b34da6a3ce929d0e0e4736")
+	sid, _ := trace.SpanIDFromHex("00f067aa0ba902b7")
+	ctx := trace.ContextWithRemoteSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, Remote: true}))
+	if got := traceOf(ctx); got != "4bf92f3577b34da6a3ce929d0e0e4736" {
+		t.Errorf("traceOf(caller's context) = %q", got)
 	}
-	if got := traceID("junk"); len(got) != 32 {
-		t.Errorf("fresh trace id = %q", got)
+	if got := traceOf(context.Background()); got != "" {
+		t.Errorf("traceOf(no trace) = %q", got)
+	}
+	if a, b := newTraceID(), newTraceID(); len(a) != 32 || a == b {
+		t.Errorf("fresh trace ids = %q, %q", a, b)
 	}
 }
 

@@ -20,4 +20,10 @@
 // import those packages, nor net/http (the front doors speak HTTP). It must
 // never log or return a secret, a token or an unmasked value, and it fails
 // closed: when a check cannot answer, the call is refused.
+//
+// With a tracer (Config.Tracer, the OpenTelemetry API), each call and
+// passthrough statement is a span with one child per gate step (trace.go),
+// continuing the trace context the door put in the call's context; its
+// attributes are names, codes and ids, never an argument, a result, a
+// statement's text or a token. Without one, tracing costs nothing.
 package broker

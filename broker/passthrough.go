@@ -246,16 +246,22 @@ func (b *Broker) StatementDeferred(ctx context.Context, sc StatementCall) (State
 
 func (b *Broker) decideStatement(ctx context.Context, sc StatementCall, deferRead bool) (StatementDecision, func(context.Context) error, error) {
 	st := sc.Statement
+	sctx, sp := b.statementSpan(ctx, sc)
 	p := b.begin(&statementCall, sc.Caller, sc.Door)
 	p.ev.Target, p.ev.Tool = sc.Target, PassthroughTool(st.Kind, sc.Target)
-	dec, err := b.statement(ctx, p, sc)
+	p.ev.TraceID = traceOf(sctx)
+	dec, err := b.statement(sctx, p, sc)
 	err = b.finish(p, err)
+	sp.passageDone(&p.ev)
 	d := StatementDecision{ID: p.ev.ID, Decision: dec}
-	commit := func(ctx context.Context) error { return b.record(ctx, p) }
+	commit := func(ctx context.Context) error { return b.recordTraced(sp.into(ctx), p) }
 	if err == nil && deferRead && dec.Effect == EffectAllow && st.Kind == KindSQL && st.Class == ClassRead && len(st.Functions) == 0 {
+		sp.end(nil)
 		return d, commit, nil
 	}
-	if rerr := commit(ctx); rerr != nil {
+	rerr := commit(ctx)
+	sp.end(rerr)
+	if rerr != nil {
 		return StatementDecision{ID: p.ev.ID}, nil, rerr
 	}
 	return d, nil, err
@@ -276,12 +282,17 @@ func (b *Broker) statement(ctx context.Context, p *passage, sc StatementCall) (D
 		p.ev.Decision, p.ev.Rule = string(EffectDeny), "unclassified"
 		return Decision{}, Errorf(CodeForbidden, "the statement was refused: %s", p.snap.live.Masker.MaskText(st.Unclassified))
 	}
-	dec, err := p.snap.pass.DecideStatement(ctx, StatementRequest{Caller: p.caller, Target: sc.Target, Statement: st, Now: b.now()})
-	if err := p.decided(dec, err, fmt.Sprintf("this %s for node %q on target %q", describe(st), p.caller.Node, sc.Target)); err != nil {
+	pctx, sp := b.startSpan(ctx, SpanPolicy)
+	dec, err := p.snap.pass.DecideStatement(pctx, StatementRequest{Caller: p.caller, Target: sc.Target, Statement: st, Now: b.now()})
+	err = p.decided(dec, err, fmt.Sprintf("this %s for node %q on target %q", describe(st), p.caller.Node, sc.Target))
+	if sp.end(err); err != nil {
 		return Decision{}, err
 	}
 	if dec.Effect == EffectApprove {
-		return dec, b.approveStatement(ctx, p, sc, dec)
+		actx, sp := b.startSpan(ctx, SpanApproval)
+		err := b.approveStatement(actx, p, sc, dec)
+		sp.approved(p.ev.ApprovalID, err)
+		return dec, err
 	}
 	return dec, nil
 }

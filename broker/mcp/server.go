@@ -286,15 +286,15 @@ func (s *Server) handleCall(ctx context.Context, req mcpgo.CallToolRequest) (*mc
 		return errorResult(broker.Errorf(broker.CodeInvalidArguments, "arguments could not be encoded as JSON")), nil
 	}
 	call := broker.Call{
-		Caller:      cc.caller,
-		Door:        cc.door,
-		Tool:        req.Params.Name,
-		Args:        args,
-		ApprovalID:  strings.TrimSpace(req.Header.Get(broker.HeaderApproval)),
-		TraceParent: strings.TrimSpace(req.Header.Get("traceparent")),
+		Caller:     cc.caller,
+		Door:       cc.door,
+		Tool:       req.Params.Name,
+		Args:       args,
+		ApprovalID: strings.TrimSpace(req.Header.Get(broker.HeaderApproval)),
+		MCP:        mcpRequest(ctx, cc.door),
 	}
-	if call.TraceParent == "" {
-		call.TraceParent = metaString(req.Params.Meta, "traceparent")
+	if req.Params.Meta != nil {
+		ctx = door.MetaTraceContext(ctx, req.Params.Meta.AdditionalFields)
 	}
 	if call.ApprovalID == "" {
 		call.ApprovalID = metaString(req.Params.Meta, "toolgate/approval")
@@ -380,6 +380,17 @@ func rawArguments(req mcpgo.CallToolRequest) (json.RawMessage, error) {
 		return nil, nil
 	}
 	return json.Marshal(req.Params.Arguments)
+}
+
+// mcpRequest describes a tools/call request for its span.
+func mcpRequest(ctx context.Context, doorName string) broker.MCPRequest {
+	m := broker.MCPRequest{Method: string(mcpgo.MethodToolsCall), Protocol: server.RequestProtocolVersion(ctx), Transport: "tcp"}
+	if doorName == DoorStdio {
+		m.Transport = "pipe"
+	} else if cs := server.ClientSessionFromContext(ctx); cs != nil {
+		m.Session = cs.SessionID()
+	}
+	return m
 }
 
 // metaString reads a string field from a request's _meta.

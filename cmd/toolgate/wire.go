@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/mark3labs/mcp-go/server"
@@ -148,6 +150,9 @@ type app struct {
 	targets map[string]broker.Executor
 	// now is the clock every part of the app is given.
 	now func() time.Time
+	// tracer traces calls and passthrough requests; nil when tracing is
+	// off (telemetry.go).
+	tracer trace.Tracer
 	// env resolves ${ENV} when the config is reloaded.
 	env config.Env
 	// reloadMu serialises reloads.
@@ -198,6 +203,12 @@ func openAppClock(ctx context.Context, cfg *config.Config, log *zap.Logger, now 
 			a.Close()
 		}
 	}()
+	tel, err := openTelemetry(ctx, cfg.Telemetry, os.LookupEnv, log)
+	if err != nil {
+		return nil, err
+	}
+	a.tracer = tel.tracer
+	a.closers = append(a.closers, func() { tel.flush(log) })
 	if err := a.openStores(ctx, bg); err != nil {
 		return nil, err
 	}
@@ -231,7 +242,7 @@ func openAppClock(ctx context.Context, cfg *config.Config, log *zap.Logger, now 
 	}
 	a.broker, err = broker.New(broker.Config{
 		Live: st.live(cfg), Targets: a.targets, Auth: principals.NewGate(ap.authn, a.off.svc), Recorder: a.metrics,
-		Approvals: svc, Logger: log, Now: a.now, RecordResults: cfg.Recordings.Results == "masked",
+		Approvals: svc, Logger: log, Now: a.now, RecordResults: cfg.Recordings.Results == "masked", Tracer: a.tracer,
 	})
 	if err != nil {
 		return nil, err

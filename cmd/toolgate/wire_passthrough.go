@@ -61,7 +61,7 @@ func (a *app) openPassthrough(bg context.Context, mux *http.ServeMux, metaURL st
 		p, err := httpproxy.New(httpproxy.Config{
 			PathPrefix: h.PathPrefix, Target: h.Target, BaseURL: t.HTTP.BaseURL, Headers: t.HTTP.Headers,
 			Timeout: t.HTTP.Timeout.D(), MaxBodyBytes: cfg.Limits.MaxBodyBytes, MaxResponseBytes: t.HTTP.MaxResponseBytes,
-			PassContentTypes: h.PassContentTypes,
+			PassContentTypes: h.PassContentTypes, Tracer: a.tracer,
 			// An internal failure of the proxy (a response that cannot be
 			// masked) is logged once, by the broker, before it is written.
 			WriteError: func(w http.ResponseWriter, _ *http.Request, err error) {

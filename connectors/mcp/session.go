@@ -16,6 +16,8 @@ import (
 	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/client/transport"
 	mcpgo "github.com/mark3labs/mcp-go/mcp"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/toolgate/toolgate/broker"
@@ -318,7 +320,12 @@ type callParams struct {
 }
 
 type callMeta struct {
-	ProgressToken string `json:"progressToken"`
+	ProgressToken string `json:"progressToken,omitempty"`
+	// TraceParent and TraceState are the W3C trace context of the call
+	// (the broker's connector span, or the caller's), unprefixed as the
+	// OpenTelemetry MCP conventions write them.
+	TraceParent string `json:"traceparent,omitempty"`
+	TraceState  string `json:"tracestate,omitempty"`
 }
 
 // callTool calls an upstream tool, relaying its progress to the caller's
@@ -332,6 +339,14 @@ func (s *session) callTool(ctx context.Context, tool string, args json.RawMessag
 		params.Meta = &callMeta{ProgressToken: token}
 		s.progress.Store(token, &progressRelay{f: f})
 		defer s.progress.Delete(token)
+	}
+	if trace.SpanContextFromContext(ctx).IsValid() {
+		tc := propagation.MapCarrier{}
+		propagation.TraceContext{}.Inject(ctx, tc)
+		if params.Meta == nil {
+			params.Meta = &callMeta{}
+		}
+		params.Meta.TraceParent, params.Meta.TraceState = tc["traceparent"], tc["tracestate"]
 	}
 	return s.request(ctx, id, string(mcpgo.MethodToolsCall), params)
 }

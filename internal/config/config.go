@@ -23,6 +23,7 @@ type Config struct {
 	Passthrough    Passthrough       `yaml:"passthrough" json:"passthrough"`
 	Limits         Limits            `yaml:"limits" json:"limits"`
 	Metrics        Metrics           `yaml:"metrics" json:"metrics"`
+	Telemetry      Telemetry         `yaml:"telemetry" json:"telemetry"`
 
 	// File is the path the config was loaded from; relative paths inside
 	// it (tools_dir, store.path, target paths) resolve against its folder.
@@ -304,6 +305,30 @@ type Metrics struct {
 	// Token, when set, is the bearer token /metrics requires
 	// (Authorization: Bearer <token>); secret, use ${ENV}.
 	Token string `yaml:"token" json:"-"`
+}
+
+// Telemetry configures OpenTelemetry tracing. Tracing is off unless OTLP
+// names an endpoint here or the standard OTEL_* environment variables ask
+// for it (cmd/toolgate reads them).
+type Telemetry struct {
+	OTLP OTLP `yaml:"otlp" json:"otlp,omitempty"`
+	// SampleRatio is the share of the traces toolgate starts that are
+	// sampled (0 to 1, default 1); a caller's sampling decision is
+	// followed. Nil leaves it to OTEL_TRACES_SAMPLER.
+	SampleRatio *float64 `yaml:"sample_ratio" json:"sample_ratio,omitempty"`
+}
+
+// OTLP is where spans are exported.
+type OTLP struct {
+	// Endpoint is the collector's URL: for http/protobuf the base
+	// (http://collector:4318, spans go to /v1/traces) or a full
+	// .../v1/traces URL; for grpc http://collector:4317. http:// means
+	// without TLS.
+	Endpoint string `yaml:"endpoint" json:"endpoint,omitempty"`
+	// Protocol is "http/protobuf" (default) or "grpc".
+	Protocol string `yaml:"protocol" json:"protocol,omitempty"`
+	// Headers are sent with every export (an API key); secret, use ${ENV}.
+	Headers map[string]string `yaml:"headers" json:"-"`
 }
 
 // Limits are request limits.

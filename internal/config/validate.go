@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"maps"
+	"net/url"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -114,6 +115,7 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	c.Telemetry.OTLP.validate(add)
 	for _, g := range slices.Sorted(maps.Keys(c.Graphs)) {
 		for _, n := range slices.Sorted(maps.Keys(c.Graphs[g].Nodes)) {
 			for _, t := range slices.Sorted(maps.Keys(c.Graphs[g].Nodes[n].Passthrough)) {
@@ -137,6 +139,28 @@ func (c *Config) Validate() error {
 		return ps
 	}
 	return nil
+}
+
+// validate reports an OTLP endpoint that is not a plain http(s) URL (a
+// user:password in it would be a secret in the config: use headers) and
+// headers that could not be sent.
+func (o OTLP) validate(add func(path, format string, args ...any)) {
+	if o.Endpoint != "" {
+		u, err := url.Parse(o.Endpoint)
+		switch {
+		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+			add("telemetry.otlp.endpoint", "must be an http:// or https:// URL with a host")
+		case u.User != nil:
+			add("telemetry.otlp.endpoint", "must not carry credentials; send them in telemetry.otlp.headers")
+		case u.RawQuery != "" || u.Fragment != "":
+			add("telemetry.otlp.endpoint", "must not carry a query or fragment")
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(o.Headers)) {
+		if k == "" || strings.ContainsAny(k, " \t\r\n:") || strings.ContainsAny(o.Headers[k], "\r\n") {
+			add("telemetry.otlp.headers."+k, "a header name may not be empty or hold spaces or colons, and no value may hold a line break")
+		}
+	}
 }
 
 // passthroughTarget reports a passthrough entry (at path, in section) whose

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
+
 	"github.com/toolgate/toolgate/broker"
 	"github.com/toolgate/toolgate/broker/brokertest"
 )
@@ -267,10 +269,12 @@ type Executor struct {
 var _ broker.Executor = (*Executor)(nil)
 
 // Execute counts and returns a row.
-func (e *Executor) Execute(_ context.Context, op broker.Operation) (broker.Output, error) {
+func (e *Executor) Execute(ctx context.Context, op broker.Operation) (broker.Output, error) {
 	e.n.Add(1)
+	tc := propagation.MapCarrier{}
+	propagation.TraceContext{}.Inject(ctx, tc)
 	e.mu.Lock()
-	e.lastTraceParent = op.Comment["traceparent"]
+	e.lastTraceParent = tc["traceparent"]
 	e.mu.Unlock()
 	v := `{"rows":[{"id":1,"name":"Ada","card_number":"` + Card + `"}],"row_count":1,"truncated":false}`
 	return broker.Output{Value: json.RawMessage(v), Rows: 1, Bytes: len(v)}, nil
@@ -279,7 +283,8 @@ func (e *Executor) Execute(_ context.Context, op broker.Operation) (broker.Outpu
 // Count returns how many operations ran.
 func (e *Executor) Count() int { return int(e.n.Load()) }
 
-// LastTraceParent returns the traceparent the last operation carried.
+// LastTraceParent returns the traceparent a connector would have sent the
+// target for the last operation: its context's.
 func (e *Executor) LastTraceParent() string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
