@@ -34,6 +34,12 @@ type Config struct {
 	MaxArgsBytes int
 	// MaxArgsDepth caps the nesting of a call's arguments; 0 means 32.
 	MaxArgsDepth int
+	// PreviewRows caps the sample rows of an approval's effect preview
+	// (approvals.preview.max_rows); 0 means 20.
+	PreviewRows int
+	// PreviewBytes caps the size of a preview's masked sample
+	// (approvals.preview.max_bytes); 0 means 64 KiB.
+	PreviewBytes int
 }
 
 // Validate reports what is missing.
@@ -83,6 +89,12 @@ func New(cfg Config) (*Broker, error) {
 	}
 	if cfg.MaxArgsDepth <= 0 {
 		cfg.MaxArgsDepth = 32
+	}
+	if cfg.PreviewRows <= 0 {
+		cfg.PreviewRows = DefaultPreviewRows
+	}
+	if cfg.PreviewBytes <= 0 {
+		cfg.PreviewBytes = DefaultPreviewBytes
 	}
 	b := &Broker{cfg: cfg, log: cfg.Logger, now: cfg.Now}
 	b.completer, _ = cfg.Approvals.(ApprovalRecorder)

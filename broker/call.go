@@ -83,7 +83,8 @@ func (b *Broker) call(ctx context.Context, p *passage, call Call) (Result, error
 		return Result{}, err
 	}
 	if dec.Effect == EffectApprove {
-		answer, run, err := b.approve(ctx, p, ApprovalRequest{Caller: p.caller, Tool: pt.tool, Args: args, ArgsHash: p.ev.ArgsHash, Decision: dec, ResumeID: call.ApprovalID})
+		answer, run, err := b.approve(ctx, p, ApprovalRequest{Caller: p.caller, Tool: pt.tool, Args: args, ArgsHash: p.ev.ArgsHash, Decision: dec,
+			ResumeID: call.ApprovalID, Preview: b.toolPreview(p, pt, req, call.TraceParent)})
 		if !run || err != nil {
 			return answer, err
 		}
@@ -120,7 +121,7 @@ func (b *Broker) execute(ctx context.Context, p *passage, pt *prepared, req Requ
 		return Result{}, err
 	}
 	start := b.now()
-	out, err := exec.Execute(ctx, op)
+	out, err := run(ctx, p, exec, op)
 	p.ev.ExecMS = msSince(b.now(), start)
 	if rsv.Settle != nil {
 		rows := 0
@@ -130,9 +131,27 @@ func (b *Broker) execute(ctx context.Context, p *passage, pt *prepared, req Requ
 		rsv.Settle(context.WithoutCancel(ctx), rows)
 	}
 	if err != nil {
+		if CodeOf(err) == CodeApprovalStale {
+			p.ev.Status = StatusDenied
+		}
 		return Result{}, maskTargetError(p.snap.live.Masker, err)
 	}
 	return b.answer(p, pt, out)
+}
+
+// run executes op on exec. A call approved on a preview that counted the
+// rows it would change runs matched: in one transaction that commits only
+// when it changes as many rows (within the tool's tolerance), else is
+// rolled back and refused with approval_stale.
+func run(ctx context.Context, p *passage, exec Executor, op Operation) (Output, error) {
+	if p.expect == nil {
+		return exec.Execute(ctx, op)
+	}
+	matched, ok := exec.(ExpectingExecutor)
+	if !ok {
+		return Output{}, Errorf(CodeTargetUnavailable, "target %s cannot check the approved run against its preview (%s), so nothing was run", op.Target, rowCount(p.expect.RowsAffected))
+	}
+	return matched.ExecuteExpecting(ctx, op, *p.expect)
 }
 
 // operation binds the validated arguments into the tool's operation, with
@@ -142,12 +161,17 @@ func operation(t *Tool, req Request, traceParent string) (Operation, error) {
 	if err != nil {
 		return Operation{}, err
 	}
-	op.Target = t.Target
-	op.Comment = map[string]string{"graph": req.Caller.Graph, "node": req.Caller.Node, "run": req.Caller.Run}
-	if traceParent != "" {
-		op.Comment["traceparent"] = traceParent
-	}
+	op.Target, op.Comment = t.Target, opComment(req, traceParent)
 	return op, nil
+}
+
+// opComment is the caller's context as an operation's comment.
+func opComment(req Request, traceParent string) map[string]string {
+	c := map[string]string{"graph": req.Caller.Graph, "node": req.Caller.Node, "run": req.Caller.Run}
+	if traceParent != "" {
+		c["traceparent"] = traceParent
+	}
+	return c
 }
 
 // answer checks the connector's result against the tool's output schema

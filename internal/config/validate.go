@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Defaults for keys left out.
@@ -95,6 +96,7 @@ func (c *Config) Validate() error {
 		}
 		seen[k.Name] = true
 	}
+	c.validatePreviews(add)
 	for i, p := range c.Passthrough.Postgres {
 		c.passthroughTarget(add, fmt.Sprintf("passthrough.postgres[%d].target", i), "postgres", "Postgres", p.Target)
 	}
@@ -129,6 +131,30 @@ func (c *Config) Validate() error {
 		return ps
 	}
 	return nil
+}
+
+// validatePreviews checks each postgres target's preview bounds: at least
+// 1ms each (PostgreSQL's timeouts count milliseconds; 0 means the
+// default), and the lock wait within the preview's time.
+func (c *Config) validatePreviews(add func(path, format string, args ...any)) {
+	for _, name := range slices.Sorted(maps.Keys(c.Targets)) {
+		pg := c.Targets[name].Postgres
+		if pg == nil {
+			continue
+		}
+		p := "targets." + name
+		for _, k := range []struct {
+			key string
+			d   Duration
+		}{{"preview_timeout", pg.PreviewTimeout}, {"preview_lock_timeout", pg.PreviewLockTimeout}} {
+			if k.d > 0 && k.d.D() < time.Millisecond {
+				add(p+"."+k.key, "must be at least 1ms (0 or left out means the default)")
+			}
+		}
+		if pg.PreviewTimeout > 0 && pg.PreviewLockTimeout > pg.PreviewTimeout {
+			add(p+".preview_lock_timeout", "must not be longer than preview_timeout (%s): the preview ends first", pg.PreviewTimeout.D())
+		}
+	}
 }
 
 // passthroughTarget reports a passthrough entry (at path, in section) whose
