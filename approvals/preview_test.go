@@ -504,7 +504,9 @@ func TestPreviewPassthroughStatement(t *testing.T) {
 	if _, err := s.admin.Exec(ctx, fmt.Sprintf(`CREATE ROLE %s LOGIN PASSWORD 'pw-preview-1'; GRANT SELECT, UPDATE ON promo TO %[1]s`, role)); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _, _ = s.admin.Exec(context.Background(), fmt.Sprintf("DROP OWNED BY %s; DROP ROLE %[1]s", role)) })
+	t.Cleanup(func() {
+		_, _ = s.admin.Exec(context.Background(), fmt.Sprintf("DROP OWNED BY %s; DROP ROLE %[1]s", role))
+	})
 	cfg := s.admin.Config().Copy()
 	cfg.User, cfg.Password = role, "pw-preview-1"
 	text := "UPDATE promo SET tier = 'z', changed_by = current_user WHERE tier = 'a'"
