@@ -202,7 +202,11 @@ func capSample(p Preview, max int) Preview {
 func (b *Broker) statementPreview(p *passage, sc StatementCall) func(context.Context) ApprovalPreview {
 	return func(ctx context.Context) ApprovalPreview {
 		if sc.Preview == nil {
-			return ApprovalPreview{Unavailable: fmt.Sprintf("the %s passthrough does not preview statements", sc.Statement.Kind), Code: CodePreviewUnavailable}
+			why := "the sql passthrough does not preview statements"
+			if sc.Statement.Kind == KindHTTP {
+				why = "the http passthrough does not preview requests"
+			}
+			return ApprovalPreview{Unavailable: why, Code: CodePreviewUnavailable}
 		}
 		raw, err := sc.Preview(ctx)
 		if err != nil {
