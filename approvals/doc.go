@@ -25,7 +25,8 @@
 // back so the run matches it. A call refused because the data changed
 // since the preview (approval_stale) uses its request up: it ends stale
 // and the next call makes a new request with a fresh preview. Slack and
-// the CLI render a preview with PreviewHeadline and SampleTable.
+// the CLI say a request in the same words (show.go: VoteLine,
+// PreviewHeadline, SampleTable).
 //
 // The package must never store or show unmasked arguments or results, never
 // let a requester approve their own call, never run a call on an approval

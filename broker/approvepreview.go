@@ -51,15 +51,11 @@ func (p ApprovalPreview) Intact() bool {
 	return p.Unavailable != "" || p.Hash != "" && p.Hash == p.Sum()
 }
 
-// approvalPreviewJSON is an ApprovalPreview with a preview, as shown.
+// approvalPreviewJSON is an ApprovalPreview with a preview, as shown: the
+// Preview's members, then the tolerance.
 type approvalPreviewJSON struct {
-	RowsAffected int64           `json:"rows_affected"`
-	Sample       json.RawMessage `json:"sample"`
-	Truncated    bool            `json:"truncated"`
-	Image        string          `json:"image,omitempty"`
-	Note         string          `json:"note,omitempty"`
-	Hash         string          `json:"hash,omitempty"`
-	Tolerance    *Tolerance      `json:"tolerance,omitempty"`
+	Preview
+	Tolerance *Tolerance `json:"tolerance,omitempty"`
 }
 
 // noPreviewJSON is an ApprovalPreview without a preview, as shown.
@@ -75,8 +71,7 @@ func (p ApprovalPreview) MarshalJSON() ([]byte, error) {
 	if p.Unavailable != "" {
 		return json.Marshal(noPreviewJSON{Unavailable: p.Unavailable, Code: p.Code})
 	}
-	out := approvalPreviewJSON{RowsAffected: p.RowsAffected, Sample: p.Sample, Truncated: p.Truncated,
-		Image: p.Image, Note: p.Note, Hash: p.Hash}
+	out := approvalPreviewJSON{Preview: p.Preview}
 	if p.Tolerance != (Tolerance{}) {
 		out.Tolerance = &p.Tolerance
 	}
@@ -97,8 +92,7 @@ func (p *ApprovalPreview) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &shown); err != nil {
 		return err
 	}
-	*p = ApprovalPreview{Preview: Preview{RowsAffected: shown.RowsAffected, Sample: shown.Sample, Truncated: shown.Truncated,
-		Image: shown.Image, Note: shown.Note, Hash: shown.Hash}}
+	*p = ApprovalPreview{Preview: shown.Preview}
 	if bytes.Equal(bytes.TrimSpace(p.Sample), []byte("null")) {
 		p.Sample = nil
 	}

@@ -84,15 +84,7 @@ func blocks(r approvals.Request) []slack.Block {
 	}
 	var votes []string
 	for _, v := range r.Votes {
-		verb := "approved"
-		if !v.Approve {
-			verb = "denied"
-		}
-		line := fmt.Sprintf("%s %s via %s", v.Approver, verb, v.Channel)
-		if v.Reason != "" {
-			line += ": " + v.Reason
-		}
-		votes = append(votes, mrkdwn.Replace(line))
+		votes = append(votes, mrkdwn.Replace(approvals.VoteLine(v)))
 	}
 	if len(votes) > 0 || r.Status != broker.ApprovalPending {
 		text := "*Status:* " + mrkdwn.Replace(outcome(r))

@@ -145,15 +145,7 @@ func printApproval(w io.Writer, a broker.ApprovalInfo) error {
 	}
 	fmt.Fprintf(tw, "arguments\t%s\n", a.Args)
 	for _, v := range a.Votes {
-		verb := "approved"
-		if !v.Approve {
-			verb = "denied"
-		}
-		line := fmt.Sprintf("%s %s via %s", v.Approver, verb, v.Channel)
-		if v.Reason != "" {
-			line += ": " + v.Reason
-		}
-		fmt.Fprintf(tw, "vote\t%s\n", line)
+		fmt.Fprintf(tw, "vote\t%s\n", approvals.VoteLine(v))
 	}
 	fmt.Fprintf(tw, "preview\t%s\n", approvals.PreviewHeadline(a.Preview))
 	if err := tw.Flush(); err != nil {

@@ -12,8 +12,22 @@ import (
 	"github.com/toolgate/toolgate/broker"
 )
 
-// How a request's preview reads for people: one headline and a text table
-// of its (masked) sample, the same in Slack and the CLI.
+// How a request reads for people, the same in Slack and the CLI: its votes,
+// and its preview as one headline and a text table of the (masked) sample.
+
+// VoteLine says one vote in words: "user:ana@example.com approved via
+// slack: reason".
+func VoteLine(v broker.ApprovalVote) string {
+	verb := "approved"
+	if !v.Approve {
+		verb = "denied"
+	}
+	line := fmt.Sprintf("%s %s via %s", v.Approver, verb, v.Channel)
+	if v.Reason != "" {
+		line += ": " + v.Reason
+	}
+	return line
+}
 
 // PreviewHeadline says in one line what a request's preview shows: the
 // rows affected, which image the sample is, the tolerance, or why there is
