@@ -32,7 +32,9 @@ func (a *app) openPassthrough(bg context.Context, mux *http.ServeMux, metaURL st
 			return err
 		}
 		a.closers = append(a.closers, roles.Close)
-		pc := pgwire.Config{Listen: l.Listen, Target: l.Target, DSN: t.Postgres.DSN, Login: roles}
+		pc := pgwire.Config{Listen: l.Listen, Target: l.Target, DSN: t.Postgres.DSN, Login: roles,
+			StatementTimeout: t.Postgres.StatementTimeout.D(), ReadOnly: t.Postgres.ReadOnly, MaxConnsPerGrant: l.MaxConnsPerGrant,
+			MaxMessageBytes: l.MaxMessageBytes, MaxRowBytes: l.MaxRowBytes, MaxCellBytes: l.MaxCellBytes}
 		if l.TLSCert != "" || l.TLSKey != "" {
 			cert, err := tls.LoadX509KeyPair(l.TLSCert, l.TLSKey)
 			if err != nil {

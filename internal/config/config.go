@@ -269,6 +269,15 @@ type PostgresListener struct {
 	Target  string `yaml:"target" json:"target"`
 	TLSCert string `yaml:"tls_cert" json:"tls_cert,omitempty"`
 	TLSKey  string `yaml:"tls_key" json:"tls_key,omitempty"`
+	// MaxConnsPerGrant caps the open sessions of one grant (of one graph
+	// and node for API-key sessions); 0 means 10.
+	MaxConnsPerGrant int `yaml:"max_conns_per_grant" json:"max_conns_per_grant,omitempty"`
+	// MaxMessageBytes caps one protocol message in either direction; 0
+	// means 16 MiB. MaxRowBytes caps one result row (0: 16 MiB),
+	// MaxCellBytes one value of a row or one Bind parameter (0: 8 MiB).
+	MaxMessageBytes int `yaml:"max_message_bytes" json:"max_message_bytes,omitempty"`
+	MaxRowBytes     int `yaml:"max_row_bytes" json:"max_row_bytes,omitempty"`
+	MaxCellBytes    int `yaml:"max_cell_bytes" json:"max_cell_bytes,omitempty"`
 	// SessionsAsAdmin lets sessions run as the target's dsn login instead
 	// of per-grant roles (lock 2 off); toolgate warns at every start.
 	SessionsAsAdmin bool `yaml:"sessions_as_admin" json:"sessions_as_admin,omitempty"`

@@ -99,6 +99,9 @@ func (c *Config) Validate() error {
 	c.validatePreviews(add)
 	for i, p := range c.Passthrough.Postgres {
 		c.passthroughTarget(add, fmt.Sprintf("passthrough.postgres[%d].target", i), "postgres", "Postgres", p.Target)
+		if p.MaxCellBytes > 0 && p.MaxRowBytes > 0 && p.MaxCellBytes > p.MaxRowBytes {
+			add(fmt.Sprintf("passthrough.postgres[%d].max_cell_bytes", i), "%d is more than max_row_bytes (%d): a value cannot be larger than its row", p.MaxCellBytes, p.MaxRowBytes)
+		}
 	}
 	for i, p := range c.Passthrough.HTTP {
 		c.passthroughTarget(add, fmt.Sprintf("passthrough.http[%d].target", i), "http", "HTTP", p.Target)
