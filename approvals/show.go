@@ -187,12 +187,12 @@ func decodeRow(obj json.RawMessage) (orderedRow, bool) {
 }
 
 func cellText(v json.RawMessage) string {
+	if bytes.Equal(v, []byte("null")) {
+		return "NULL"
+	}
 	var s string
 	if json.Unmarshal(v, &s) == nil {
 		return s
-	}
-	if bytes.Equal(v, []byte("null")) {
-		return "NULL"
 	}
 	var c bytes.Buffer
 	if json.Compact(&c, v) != nil {

@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -188,4 +190,59 @@ func containsRow(table string, cells ...string) bool {
 		}
 	}
 	return false
+}
+
+// TestE2EPassthroughWritePreview: a passthrough write held for approval is
+// previewed as the grant's own database role (the after-image's name is
+// that role, not the admin login), masked by the target's column rules and
+// the detectors, changes nothing, and runs once approved.
+func TestE2EPassthroughWritePreview(t *testing.T) {
+	if _, err := exec.LookPath("psql"); err != nil {
+		t.Skip("psql is not installed")
+	}
+	port := freePort(t)
+	e := prepareE2E(t, func(y string) string {
+		y = strings.Replace(y, "read_only: true, max_rows: 100, statement_timeout: 5s}", "max_rows: 100, statement_timeout: 5s, mask: {customers.card_number: last4}}", 1)
+		y = strings.Replace(y, "      billing: {allow: [crm_list_orders]}",
+			"      billing:\n        allow: [crm_list_orders]\n        passthrough:\n"+
+				"          crm:\n            statements: [read, write]\n            tables: [customers]\n"+
+				"            rules: [{when: \"statement.class == 'write'\", effect: approve, approvers: [\"key:other\"]}]", 1)
+		return y + fmt.Sprintf("approvals: {wait: 1s}\npassthrough:\n  postgres: [{listen: \"127.0.0.1:%d\", target: crm}]\n", port)
+	})
+	e.tgProcess = e.start(t)
+	grant := mintGrant(t, e, "pt-preview", "billing")
+	url := pgURL(grant, "billing", port)
+	const stmt = "UPDATE customers SET name = current_user WHERE id IN (1, 2)"
+
+	_, stderr, err := runPsql(url, stmt)
+	i := strings.Index(stderr, "ap_")
+	if err == nil || !strings.Contains(stderr, "NOT run") || i < 0 {
+		t.Fatalf("held write: err=%v stderr=%q", err, stderr)
+	}
+	id := strings.FieldsFunc(stderr[i:], func(r rune) bool { return !(r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z') })[0]
+	code, out, errOut := runClient(t, e.URL, e.OtherKey, "approvals", "show", id)
+	if code != 0 || !strings.Contains(out, "rows affected: 2; below: 2 rows as they would be after the change") ||
+		!strings.Contains(out, "************4242") || !strings.Contains(out, "toolgate_pt_") ||
+		strings.Contains(out, "4242424242424242") || strings.Contains(out, "123-45-6789") {
+		t.Fatalf("approvals show: exit %d\n%s%s", code, out, errOut)
+	}
+	ctx := context.Background()
+	db, err := pgx.Connect(ctx, e.CRMDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(ctx)
+	var renamed int
+	if err := db.QueryRow(ctx, "SELECT count(*) FROM customers WHERE name LIKE 'toolgate_pt_%'").Scan(&renamed); err != nil || renamed != 0 {
+		t.Fatalf("the preview changed %d rows: %v", renamed, err)
+	}
+	if code, out, errOut := runClient(t, e.URL, e.OtherKey, "approvals", "approve", id); code != 0 {
+		t.Fatalf("approve: exit %d %s%s", code, out, errOut)
+	}
+	if out, stderr, err := runPsql(url, stmt); err != nil || out != "UPDATE 2" {
+		t.Fatalf("approved write: %q %s %v", out, stderr, err)
+	}
+	if err := db.QueryRow(ctx, "SELECT count(*) FROM customers WHERE name LIKE 'toolgate_pt_%'").Scan(&renamed); err != nil || renamed != 2 {
+		t.Fatalf("the approved write changed %d rows: %v", renamed, err)
+	}
 }
