@@ -38,6 +38,12 @@ type Config struct {
 	// Tracer traces every call and passthrough statement (trace.go); nil
 	// means off, at no cost.
 	Tracer trace.Tracer
+	// PreviewRows caps the sample rows of an approval's effect preview
+	// (approvals.preview.max_rows); 0 means 20.
+	PreviewRows int
+	// PreviewBytes caps the size of a preview's masked sample
+	// (approvals.preview.max_bytes); 0 means 64 KiB.
+	PreviewBytes int
 }
 
 // Validate reports what is missing.
@@ -88,6 +94,12 @@ func New(cfg Config) (*Broker, error) {
 	}
 	if cfg.MaxArgsDepth <= 0 {
 		cfg.MaxArgsDepth = 32
+	}
+	if cfg.PreviewRows <= 0 {
+		cfg.PreviewRows = DefaultPreviewRows
+	}
+	if cfg.PreviewBytes <= 0 {
+		cfg.PreviewBytes = DefaultPreviewBytes
 	}
 	b := &Broker{cfg: cfg, log: cfg.Logger, now: cfg.Now, tracer: cfg.Tracer}
 	b.completer, _ = cfg.Approvals.(ApprovalRecorder)

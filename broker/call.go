@@ -96,7 +96,8 @@ func (b *Broker) call(ctx context.Context, p *passage, call Call) (Result, error
 	}
 	if dec.Effect == EffectApprove {
 		actx, sp := b.startSpan(ctx, SpanApproval)
-		answer, run, err := b.approve(actx, p, ApprovalRequest{Caller: p.caller, Tool: pt.tool, Args: args, ArgsHash: p.ev.ArgsHash, Decision: dec, ResumeID: call.ApprovalID})
+		answer, run, err := b.approve(actx, p, ApprovalRequest{Caller: p.caller, Tool: pt.tool, Args: args, ArgsHash: p.ev.ArgsHash, Decision: dec,
+			ResumeID: call.ApprovalID, Preview: b.toolPreview(p, pt, req)})
 		sp.approved(p.ev.ApprovalID, err)
 		if !run || err != nil {
 			return answer, err
@@ -135,7 +136,7 @@ func (b *Broker) execute(ctx context.Context, p *passage, pt *prepared, req Requ
 	}
 	start := b.now()
 	ectx, sp := b.startClientSpan(ctx, SpanConnector)
-	out, err := exec.Execute(ectx, op)
+	out, err := run(ectx, p, exec, op)
 	sp.end(err)
 	p.ev.ExecMS = msSince(b.now(), start)
 	if rsv.Settle != nil {
@@ -146,12 +147,30 @@ func (b *Broker) execute(ctx context.Context, p *passage, pt *prepared, req Requ
 		rsv.Settle(context.WithoutCancel(ctx), rows)
 	}
 	if err != nil {
+		if CodeOf(err) == CodeApprovalStale {
+			p.ev.Status = StatusDenied
+		}
 		return Result{}, maskTargetError(p.snap.live.Masker, err)
 	}
 	_, sp = b.startSpan(ctx, SpanMask)
 	res, err := b.answer(p, pt, out)
 	sp.end(err)
 	return res, err
+}
+
+// run executes op on exec. A call approved on a preview that counted the
+// rows it would change runs matched: in one transaction that commits only
+// when it changes as many rows (within the tool's tolerance), else is
+// rolled back and refused with approval_stale.
+func run(ctx context.Context, p *passage, exec Executor, op Operation) (Output, error) {
+	if p.expect == nil {
+		return exec.Execute(ctx, op)
+	}
+	matched, ok := exec.(ExpectingExecutor)
+	if !ok {
+		return Output{}, Errorf(CodeTargetUnavailable, "target %s cannot check the approved run against its preview (%s), so nothing was run", op.Target, rowCount(p.expect.RowsAffected))
+	}
+	return matched.ExecuteExpecting(ctx, op, *p.expect)
 }
 
 // operation binds the validated arguments into the tool's operation, with
@@ -163,9 +182,15 @@ func operation(t *Tool, req Request) (Operation, error) {
 	if err != nil {
 		return Operation{}, err
 	}
-	op.Target = t.Target
-	op.Comment = map[string]string{"graph": req.Caller.Graph, "node": req.Caller.Node, "run": req.Caller.Run}
+	op.Target, op.Comment = t.Target, opComment(req)
 	return op, nil
+}
+
+// opComment is the caller's context as an operation's comment. The trace
+// context is not in it: connectors propagate the span context their ctx
+// carries.
+func opComment(req Request) map[string]string {
+	return map[string]string{"graph": req.Caller.Graph, "node": req.Caller.Node, "run": req.Caller.Run}
 }
 
 // answer checks the connector's result against the tool's output schema

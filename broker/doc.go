@@ -10,6 +10,12 @@
 // (finish.go) records it and logs an internal failure, once, under an
 // incident id the caller sees.
 //
+// At the approve step a held call's effect is previewed (approvepreview.go:
+// the connector's dry run, masked like a result and capped) for the
+// approval gate to store with the request; the call that runs on the
+// approval must then match the preview's row count (ExecuteExpecting), or
+// nothing changes and it is refused with approval_stale.
+//
 // What a reload replaces (catalog, policy, masking) is one Snapshot,
 // prepared when the configuration loads (each tool's masking compiled, the
 // policy engine's optional abilities found) and swapped atomically by

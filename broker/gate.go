@@ -86,6 +86,9 @@ type passage struct {
 	ev     Event
 	// claimed is set when this passage claimed an approval and runs on it.
 	claimed bool
+	// expect is what the run on a claimed approval must match: the count
+	// of the request's preview. nil runs unmatched.
+	expect *Expectation
 }
 
 // begin starts a passage on the live snapshot.
@@ -296,7 +299,7 @@ func (b *Broker) approve(ctx context.Context, p *passage, req ApprovalRequest) (
 	switch out.Status {
 	case ApprovalApproved:
 		p.claimed = true
-		return Result{}, true, nil
+		return Result{}, true, p.matchPreview(out)
 	case ApprovalConsumed:
 		if k.replays {
 			p.ev.Status, p.ev.Bytes = StatusOK, len(out.Result)
@@ -322,6 +325,27 @@ func (b *Broker) approve(ctx context.Context, p *passage, req ApprovalRequest) (
 		}
 		return Result{}, false, &Error{Code: CodeApprovalDenied, Message: p.snap.live.Masker.MaskText(msg)}
 	}
+}
+
+// matchPreview makes the run on a claimed approval match the preview its
+// approvers saw: the stored preview must be the one its hash was taken
+// over (else nothing runs), and its row count is what the run must change.
+func (p *passage) matchPreview(out ApprovalOutcome) error {
+	if out.Preview == nil {
+		return nil
+	}
+	if !out.Preview.Intact() {
+		p.ev.Status = StatusDenied
+		return Errorf(CodeInternal, "the stored preview of approval %s does not match its hash, so %s is refused", out.ID, p.kind.it)
+	}
+	if want, ok := out.Preview.Expectation(); ok {
+		p.expect = &want
+		if p.ev.Detail == nil {
+			p.ev.Detail = map[string]any{}
+		}
+		p.ev.Detail["preview_rows"], p.ev.Detail["preview_hash"] = want.RowsAffected, out.Preview.Hash
+	}
+	return nil
 }
 
 // pendingResult answers a tool call whose approval is pending: not an

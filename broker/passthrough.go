@@ -84,6 +84,13 @@ type StatementCall struct {
 	Statement Statement
 	// ApprovalID is the approval the caller resumes, "" when none.
 	ApprovalID string
+	// Preview, when the proxy can, previews the statement's effect for
+	// approvers (called only when the statement is held for a new
+	// approval): it runs the statement in a transaction that is always
+	// rolled back, on a connection of the session's own database role,
+	// never the target's admin login (postgres.PreviewConn). It returns the
+	// rows unmasked; the broker masks them. nil: no preview.
+	Preview func(ctx context.Context) (Preview, error)
 }
 
 // StatementDecision is the broker's answer to an allowed statement.
@@ -339,7 +346,8 @@ func (b *Broker) approveStatement(ctx context.Context, p *passage, sc StatementC
 		}
 		masked[k] = v
 	}
-	_, run, err := b.approve(ctx, p, ApprovalRequest{Caller: p.caller, Tool: tool, Args: masked, ArgsHash: p.ev.ArgsHash, Decision: dec, ResumeID: sc.ApprovalID})
+	_, run, err := b.approve(ctx, p, ApprovalRequest{Caller: p.caller, Tool: tool, Args: masked, ArgsHash: p.ev.ArgsHash, Decision: dec,
+		ResumeID: sc.ApprovalID, Preview: b.statementPreview(p, sc)})
 	if !run || err != nil {
 		return err
 	}

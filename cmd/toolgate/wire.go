@@ -243,6 +243,7 @@ func openAppClock(ctx context.Context, cfg *config.Config, log *zap.Logger, now 
 	a.broker, err = broker.New(broker.Config{
 		Live: st.live(cfg), Targets: a.targets, Auth: principals.NewGate(ap.authn, a.off.svc), Recorder: a.metrics,
 		Approvals: svc, Logger: log, Now: a.now, RecordResults: cfg.Recordings.Results == "masked", Tracer: a.tracer,
+		PreviewRows: cfg.Approvals.Preview.MaxRows, PreviewBytes: cfg.Approvals.Preview.MaxBytes,
 	})
 	if err != nil {
 		return nil, err

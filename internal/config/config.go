@@ -205,6 +205,18 @@ type Approvals struct {
 	StaleAfter Duration    `yaml:"stale_after" json:"stale_after,omitempty"`
 	Slack      *Slack      `yaml:"slack" json:"slack,omitempty"`
 	OnDecision *OnDecision `yaml:"on_decision" json:"on_decision,omitempty"`
+	// Preview bounds the effect preview a held call's request shows.
+	Preview ApprovalPreview `yaml:"preview" json:"preview,omitempty"`
+}
+
+// ApprovalPreview bounds effect previews (approvals.preview): how many rows
+// the sample holds and how large it may be once masked. The time a preview
+// may take is the target's (targets.<t>.preview_timeout).
+type ApprovalPreview struct {
+	// MaxRows caps the sample rows; 0 means 20.
+	MaxRows int `yaml:"max_rows" json:"max_rows,omitempty"`
+	// MaxBytes caps the masked sample's size; 0 means 64 KiB.
+	MaxBytes int `yaml:"max_bytes" json:"max_bytes,omitempty"`
 }
 
 // Slack configures the Slack notifier.

@@ -171,6 +171,12 @@ type PostgresTarget struct {
 	MaxRows          int      `yaml:"max_rows" json:"max_rows,omitempty"`
 	StatementTimeout Duration `yaml:"statement_timeout" json:"statement_timeout,omitempty"`
 	MaxConns         int      `yaml:"max_conns" json:"max_conns,omitempty"`
+	// PreviewTimeout bounds an approval's effect preview on the target
+	// (never longer than StatementTimeout); 0 means 5s.
+	PreviewTimeout Duration `yaml:"preview_timeout" json:"preview_timeout,omitempty"`
+	// PreviewLockTimeout bounds how long a preview waits for a row lock
+	// another transaction holds; 0 means 1s.
+	PreviewLockTimeout Duration `yaml:"preview_lock_timeout" json:"preview_lock_timeout,omitempty"`
 }
 
 // SQLiteTarget is a SQLite database file (kind sqlite).

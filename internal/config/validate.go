@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Defaults for keys left out.
@@ -101,6 +102,7 @@ func (c *Config) Validate() error {
 		}
 		seen[k.Name] = true
 	}
+	c.validatePreviews(add)
 	for i, p := range c.Passthrough.Postgres {
 		c.passthroughTarget(add, fmt.Sprintf("passthrough.postgres[%d].target", i), "postgres", "Postgres", p.Target)
 		if p.MaxCellBytes > 0 && p.MaxRowBytes > 0 && p.MaxCellBytes > p.MaxRowBytes {
@@ -159,6 +161,30 @@ func (o OTLP) validate(add func(path, format string, args ...any)) {
 	for _, k := range slices.Sorted(maps.Keys(o.Headers)) {
 		if k == "" || strings.ContainsAny(k, " \t\r\n:") || strings.ContainsAny(o.Headers[k], "\r\n") {
 			add("telemetry.otlp.headers."+k, "a header name may not be empty or hold spaces or colons, and no value may hold a line break")
+		}
+	}
+}
+
+// validatePreviews checks each postgres target's preview bounds: at least
+// 1ms each (PostgreSQL's timeouts count milliseconds; 0 means the
+// default), and the lock wait within the preview's time.
+func (c *Config) validatePreviews(add func(path, format string, args ...any)) {
+	for _, name := range slices.Sorted(maps.Keys(c.Targets)) {
+		pg := c.Targets[name].Postgres
+		if pg == nil {
+			continue
+		}
+		p := "targets." + name
+		for _, k := range []struct {
+			key string
+			d   Duration
+		}{{"preview_timeout", pg.PreviewTimeout}, {"preview_lock_timeout", pg.PreviewLockTimeout}} {
+			if k.d > 0 && k.d.D() < time.Millisecond {
+				add(p+"."+k.key, "must be at least 1ms (0 or left out means the default)")
+			}
+		}
+		if pg.PreviewTimeout > 0 && pg.PreviewLockTimeout > pg.PreviewTimeout {
+			add(p+".preview_lock_timeout", "must not be longer than preview_timeout (%s): the preview ends first", pg.PreviewTimeout.D())
 		}
 	}
 }
