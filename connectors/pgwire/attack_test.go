@@ -2,10 +2,12 @@ package pgwire_test
 
 import (
 	"encoding/binary"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/toolgate/toolgate/internal/testenv"
 )
@@ -219,5 +221,50 @@ func TestAttackMaskedColumnThroughChildTable(t *testing.T) {
 	r.send(&pgproto3.Query{String: "SELECT name FROM pgbench_grandkids"})
 	if got := r.until(1); !has(got, "D:Fay") {
 		t.Fatalf("an unmasked column of the child: %v", got)
+	}
+}
+
+// TestAttackParseParameterTypeRunsDomainCheck: a Parse may give its
+// parameters' types by OID, and a Bind converts the values with each
+// type's input function and a domain's CHECK before any Execute is
+// decided. The classifier refuses a cast to a user type or domain, yet
+// Parse("SELECT $1", [OID of a domain whose CHECK calls a writing
+// function]) passed as a plain read and the Bind ran the write. A Parse
+// whose parameter types are not built-in types on the list is refused,
+// and nothing runs; built-in types (and OID 0) still work.
+func TestAttackParseParameterTypeRunsDomainCheck(t *testing.T) {
+	e := newEnv(t)
+	e.execDirect(t, `CREATE FUNCTION evil_check(v text) RETURNS bool LANGUAGE plpgsql AS $f$BEGIN
+			UPDATE customers SET name = 'pwned' WHERE id = 1; RETURN true; END$f$;
+		CREATE DOMAIN evil_text AS text CHECK (evil_check(VALUE));
+		ALTER FUNCTION evil_check(text) OWNER TO `+testenv.PasswordUser+`;
+		ALTER DOMAIN evil_text OWNER TO `+testenv.PasswordUser)
+	oid, err := strconv.ParseUint(e.scalar(t, "SELECT 'evil_text'::regtype::oid::text"), 10, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := e.raw(t, "support-bot/triage", nil)
+	for _, oids := range [][]uint32{{uint32(oid)}, {pgtype.Int4OID, uint32(oid)}, {pgtype.TIDOID}} {
+		params := make([][]byte, len(oids))
+		for i := range params {
+			params[i] = []byte("1")
+		}
+		r.send(&pgproto3.Parse{Name: "s", Query: "SELECT name FROM customers WHERE id = $1 AND $2::text IS NOT NULL", ParameterOIDs: oids},
+			&pgproto3.Bind{PreparedStatement: "s", Parameters: params}, &pgproto3.Execute{}, &pgproto3.Sync{})
+		if got := r.until(1); !has(got, "E:42501") || has(got, "1") || has(got, "D:Ada") {
+			t.Errorf("Parse with types %v: answers %v, want 42501 and nothing parsed", oids, got)
+		}
+	}
+	if name := e.adaName(t); name != "Ada" {
+		t.Fatalf("customer 1 is %q: the domain's CHECK ran", name)
+	}
+	denied := e.deniedTexts()
+	if len(denied) != 3 || !strings.Contains(denied[0], "parameter type OID "+strconv.FormatUint(oid, 10)) {
+		t.Fatalf("denied records %q: want each Parse refused for its parameter type", denied)
+	}
+	r.send(&pgproto3.Parse{Name: "ok", Query: "SELECT name FROM customers WHERE id = $1 AND $2::text IS NOT NULL AND $3 IS NOT NULL", ParameterOIDs: []uint32{pgtype.Int4OID, 0, pgtype.Int4ArrayOID}},
+		&pgproto3.Bind{PreparedStatement: "ok", Parameters: [][]byte{[]byte("1"), []byte("x"), []byte("{1}")}}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	if got := r.until(1); !has(got, "D:Ada") {
+		t.Fatalf("built-in parameter types: answers %v, want Ada", got)
 	}
 }
