@@ -25,6 +25,11 @@ type tableInfo struct {
 	// parents are the names of the tables it inherits from or is a
 	// partition of, nearest first: their columns' mask rules apply to it.
 	parents []string
+	// sources, for a view or materialized view, are the masking keys of
+	// every column of every relation it reads, through other views and
+	// parents: the catalog cannot tell which of its columns comes from
+	// which, so each of its columns takes the first rule among them.
+	sources []string
 }
 
 const catalogSQL = `SELECT n.nspname, c.relname, a.attnum::text, a.attname
@@ -43,14 +48,36 @@ const parentsSQL = `WITH RECURSIVE up(oid, depth) AS (
 SELECT n.nspname, c.relname FROM up JOIN pg_catalog.pg_class c ON c.oid = up.oid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace ORDER BY up.depth`
 
+// sourcesSQL lists every column of every relation a view or materialized
+// view reads (its SELECT rule's dependencies), through other views and
+// inheritance parents; nothing for other relations.
+const sourcesSQL = `WITH RECURSIVE src(oid) AS (
+  SELECT c.oid FROM pg_catalog.pg_class c WHERE c.oid = $1::oid AND c.relkind IN ('v', 'm')
+  UNION
+  SELECT e.parent FROM src JOIN (
+    SELECT r.ev_class AS child, d.refobjid AS parent FROM pg_catalog.pg_rewrite r
+    JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.objid = r.oid
+      AND d.refclassid = 'pg_catalog.pg_class'::regclass
+    WHERE r.ev_type = '1'
+    UNION ALL
+    SELECT i.inhrelid, i.inhparent FROM pg_catalog.pg_inherits i
+  ) e ON e.child = src.oid
+)
+SELECT n.nspname, c.relname, a.attname FROM src
+JOIN pg_catalog.pg_class c ON c.oid = src.oid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+WHERE src.oid <> $1::oid
+ORDER BY 1, 2, a.attnum`
+
 // keys are a column's masking keys: its own, then the same column of each
-// parent (a partition's rows are its parent's).
+// parent (a partition's rows are its parent's), then a view's sources.
 func (t *tableInfo) keys(col string) []string {
 	out := []string{t.name + "." + col}
 	for _, p := range t.parents {
 		out = append(out, p+"."+col)
 	}
-	return out
+	return append(out, t.sources...)
 }
 
 // column returns the masking keys of a column: "table.column"
@@ -142,6 +169,13 @@ func (c *catalog) load(ctx context.Context, oid uint32) (*tableInfo, error) {
 	}
 	for _, row := range res.Rows {
 		t.parents = append(t.parents, tableName(string(row[0]), string(row[1])))
+	}
+	res = c.conn.ExecParams(ctx, sourcesSQL, [][]byte{[]byte(strconv.FormatUint(uint64(oid), 10))}, nil, nil, nil).Read()
+	if res.Err != nil {
+		return nil, res.Err
+	}
+	for _, row := range res.Rows {
+		t.sources = append(t.sources, tableName(string(row[0]), string(row[1]))+"."+string(row[2]))
 	}
 	c.tables[oid] = t
 	return t, nil

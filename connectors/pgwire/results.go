@@ -55,8 +55,9 @@ func (s *session) columns(fields []pgproto3.FieldDescription, formats []int16) (
 	return cols, nil
 }
 
-// ruledKey picks the first of a column's keys (its own, then its parent
-// tables') that a mask rule names; the column's own key when none does.
+// ruledKey picks the first of a column's keys (its own, its parent
+// tables', a view's sources) that a mask rule names; the column's own key
+// when none does.
 func (s *session) ruledKey(keys []string) (string, bool) {
 	for _, k := range keys {
 		if _, ruled := s.srv.pipe.MaskCell(s.srv.cfg.Target, k, nil); ruled {
