@@ -310,3 +310,40 @@ func TestAttackMaskedColumnThroughView(t *testing.T) {
 		t.Fatalf("a view of an unmasked table: %v", got)
 	}
 }
+
+// TestAttackPopulateRecordRunsDomainCheck: json_populate_record and its
+// kin were on the built-in list, yet they convert JSON to a table's row
+// type, running the CHECK of each domain column (and each type's input
+// function): with a granted table holding a column of a domain whose CHECK
+// calls a writing function, SELECT json_populate_record(t, '{"d": "x"}')
+// FROM that table passed as a plain read and wrote. They are off the list
+// now: refused unless a node's functions name them, and nothing runs.
+func TestAttackPopulateRecordRunsDomainCheck(t *testing.T) {
+	e := newEnv(t)
+	e.execDirect(t, `CREATE FUNCTION evil_check(v text) RETURNS bool LANGUAGE plpgsql AS $f$BEGIN
+			UPDATE customers SET name = 'pwned' WHERE id = 1; RETURN true; END$f$;
+		CREATE DOMAIN evil_text AS text CHECK (evil_check(VALUE));
+		CREATE TABLE pgbench_dom (d evil_text);
+		ALTER FUNCTION evil_check(text) OWNER TO `+testenv.PasswordUser+`;
+		ALTER DOMAIN evil_text OWNER TO `+testenv.PasswordUser+`;
+		ALTER TABLE pgbench_dom OWNER TO `+testenv.PasswordUser)
+	r := e.raw(t, "support-bot/triage", nil)
+	for _, sql := range []string{
+		`SELECT (json_populate_record(t, '{"d": "x"}')).d FROM pgbench_dom t RIGHT JOIN (SELECT 1) o ON true`,
+		`SELECT (pg_catalog.jsonb_populate_record(t, '{"d": "x"}')).d FROM pgbench_dom t RIGHT JOIN (SELECT 1) o ON true`,
+		`SELECT r.d FROM pgbench_dom t RIGHT JOIN (SELECT 1) o ON true, json_populate_recordset(t, '[{"d": "x"}]') r`,
+		`SELECT jsonb_populate_record_valid(t, '{"d": "x"}') FROM pgbench_dom t RIGHT JOIN (SELECT 1) o ON true`,
+	} {
+		r.send(&pgproto3.Query{String: sql})
+		if got := r.until(1); !has(got, "E:42501") {
+			t.Errorf("%s: answers %v, want 42501", sql, got)
+		}
+	}
+	if name := e.adaName(t); name != "Ada" {
+		t.Fatalf("customer 1 is %q: the domain's CHECK ran", name)
+	}
+	denied := e.deniedTexts()
+	if len(denied) != 4 || !strings.Contains(denied[0], "it calls json_populate_record") {
+		t.Fatalf("denied records %q: want each call refused by name", denied)
+	}
+}
