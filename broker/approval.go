@@ -111,3 +111,14 @@ type ApprovalInfo struct {
 	ExpiresAt    time.Time      `json:"expires_at"`
 	Votes        []ApprovalVote `json:"votes,omitempty"`
 }
+
+// ApprovalFilter selects approval requests to list. Empty fields match
+// everything; Since is inclusive. Limit caps how many requests are read
+// (pending ones first, then the newest); 0 means 100.
+type ApprovalFilter struct {
+	Status ApprovalStatus
+	Graph  string
+	Tool   string
+	Since  time.Time
+	Limit  int
+}

@@ -121,6 +121,8 @@ type app struct {
 	log      *zap.Logger
 	store    *db.DB
 	recorder *recordings.Store
+	// reader is the audit trail for auditors (auth.auditors) at the doors.
+	reader   *recordings.Reader
 	broker   *broker.Broker
 	mcp      *bmcp.Server
 	grants   *auth.Grants
@@ -190,6 +192,7 @@ func openApp(ctx context.Context, cfg *config.Config, log *zap.Logger) (*app, er
 		return nil, fmt.Errorf("open recordings: %w", err)
 	}
 	a.recorder = rec
+	a.reader = recordings.NewReader(recordings.ReaderConfig{Store: rec, Auditors: cfg.Auth.Auditors})
 	a.closers = append(a.closers, func() { _ = rec.Close() })
 	if keep := cfg.Recordings.Retention.D(); keep > 0 {
 		a.background(bg, "retention", func(ctx context.Context) error { return rec.RunRetention(ctx, keep, time.Hour) })
@@ -260,7 +263,7 @@ func openApp(ctx context.Context, cfg *config.Config, log *zap.Logger) (*app, er
 	mux.Handle("/mcp/", srv.Handler())
 	apiOpts := bhttp.Options{Logger: log, MaxBodyBytes: cfg.Limits.MaxBodyBytes, ResourceMetadataURL: metaURL}
 	mux.Handle("/v1/", bhttp.New(b, apiOpts))
-	audit := bhttp.NewAudit(b, auditStore{rec}, cfg.Auth.Auditors, apiOpts)
+	audit := bhttp.NewAudit(b, auditStore{a.reader}, apiOpts)
 	mux.Handle("/v1/audit/", audit)
 	mux.Handle("/v1/runs/", audit)
 	mux.Handle("/v1/approvals", bhttp.NewApprovals(b, svc, apiOpts))
