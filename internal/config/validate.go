@@ -3,7 +3,9 @@ package config
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sort"
+	"time"
 )
 
 // Defaults for keys left out.
@@ -37,6 +39,12 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Recordings.Results == "" {
 		c.Recordings.Results = "masked"
+	}
+	if c.Console.SessionTTL == 0 {
+		c.Console.SessionTTL = Duration(8 * time.Hour)
+	}
+	if c.Console.IdleTimeout == 0 {
+		c.Console.IdleTimeout = Duration(30 * time.Minute)
 	}
 	if c.Limits.MaxBodyBytes == 0 {
 		c.Limits.MaxBodyBytes = DefaultMaxBodyBytes
@@ -88,6 +96,12 @@ func (c *Config) Validate() error {
 			add(fmt.Sprintf("auth.api_keys[%d].name", i), "duplicate API key name %q", k.Name)
 		}
 		seen[k.Name] = true
+	}
+	if c.Console.OIDC != nil && c.Auth.OIDC == nil {
+		add("console.oidc", "console sign-in with OIDC needs auth.oidc (the issuer whose tokens toolgate accepts)")
+	}
+	if c.Console.OIDC != nil && c.Console.OIDC.Scopes != nil && !slices.Contains(c.Console.OIDC.Scopes, "openid") {
+		add("console.oidc.scopes", "the scopes must include openid")
 	}
 	for i, p := range c.Passthrough.Postgres {
 		t, ok := c.Targets[p.Target]
