@@ -225,12 +225,17 @@ func writeReport(w io.Writer, rep recordings.Report) {
 	}
 	fmt.Fprintf(w, "audit records BROKEN: %d of %d chains (%d records)\n", len(rep.Problems), rep.Chains, rep.Records)
 	for _, p := range rep.Problems {
-		rec := fmt.Sprintf("seq %d", p.Seq)
-		if p.ID != "" {
-			rec = fmt.Sprintf("record %s (seq %d)", p.ID, p.Seq)
-		}
-		fmt.Fprintf(w, "chain %s: %s %s: %s\n", p.Chain, rec, p.Kind, p.Detail)
+		fmt.Fprintln(w, problemLine(p))
 	}
+}
+
+// problemLine says where a chain broke and how, as `audit verify` prints it.
+func problemLine(p recordings.Problem) string {
+	rec := fmt.Sprintf("seq %d", p.Seq)
+	if p.ID != "" {
+		rec = fmt.Sprintf("record %s (seq %d)", p.ID, p.Seq)
+	}
+	return fmt.Sprintf("chain %s: %s %s: %s", p.Chain, rec, p.Kind, p.Detail)
 }
 
 func replayCmd() *cobra.Command {

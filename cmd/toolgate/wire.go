@@ -270,6 +270,11 @@ func openApp(ctx context.Context, cfg *config.Config, log *zap.Logger) (*app, er
 	mux.Handle("/v1/approvals/", bhttp.NewApprovals(b, svc, apiOpts))
 	mux.Handle("/v1/grants", bhttp.NewGrants(b, grantService{grants}, apiOpts))
 	mux.Handle("/v1/grants/", bhttp.NewGrants(b, grantService{grants}, apiOpts))
+	con, err := openConsole(cfg, b, svc, a.reader, log)
+	if err != nil {
+		return nil, err
+	}
+	mux.Handle("/console/", con)
 	if slackN != nil && cfg.Approvals.Slack.Mode == "http" {
 		mux.Handle("/slack/interactions", slackN.Handler(svc))
 	}

@@ -120,14 +120,18 @@ func forbidden(dir, imp string) string {
 		if imp != "broker" && !under(imp, "broker/httpapi") && imp != "broker/brokertest" {
 			return "front doors reach the pipeline only through broker"
 		}
+	case under(dir, "broker/console"):
+		if imp != "broker" {
+			return "the console reaches the pipeline, approvals and recordings only through broker and its own small interfaces"
+		}
 	case under(dir, "connectors"):
-		for _, bad := range []string{"policy", "approvals", "recordings", "broker/mcp", "broker/httpapi", "broker/auth", "tools"} {
+		for _, bad := range []string{"policy", "approvals", "recordings", "broker/mcp", "broker/httpapi", "broker/console", "broker/auth", "tools"} {
 			if under(imp, bad) {
 				return "connectors receive operations from the broker and know nothing of policy, approvals, recordings or front doors"
 			}
 		}
 	case under(dir, "policy"), under(dir, "approvals"), under(dir, "recordings"), under(dir, "tools"):
-		for _, bad := range []string{"connectors", "broker/mcp", "broker/httpapi"} {
+		for _, bad := range []string{"connectors", "broker/mcp", "broker/httpapi", "broker/console"} {
 			if under(imp, bad) {
 				return "only cmd/toolgate wires implementations together"
 			}
@@ -182,6 +186,11 @@ func TestForbiddenRules(t *testing.T) {
 		{"broker/httpapi", "broker/brokertest", true},
 		{"connectors/pgwire", "broker/brokertest", true},
 		{"cmd/toolgate", "broker/brokertest", true},
+		{"broker/console", "broker", false},
+		{"broker/console", "approvals", true},
+		{"broker/console", "recordings", true},
+		{"broker/console", "broker/httpapi", true},
+		{"approvals", "broker/console", true},
 	} {
 		if got := forbidden(c.dir, c.imp) != ""; got != c.bad {
 			t.Errorf("forbidden(%s, %s) = %v, want %v", c.dir, c.imp, got, c.bad)
