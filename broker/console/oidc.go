@@ -234,9 +234,9 @@ func (c *Console) refresh(ctx context.Context, id string, s session) session {
 	if err != nil {
 		return s
 	}
-	old := *s.oauth
-	old.Expiry = c.now().Add(-time.Second) // make the token source refresh now
-	tok, err := oc.TokenSource(c.oidc.ctx(ctx), &old).Token()
+	// A token with only the refresh token makes the source refresh now,
+	// whatever the wall clock says.
+	tok, err := oc.TokenSource(c.oidc.ctx(ctx), &oauth2.Token{RefreshToken: s.oauth.RefreshToken}).Token()
 	if err != nil {
 		c.log.Info("console: token refresh failed", zap.String("principal", s.subject), zap.Error(err))
 		return s
