@@ -133,7 +133,7 @@ func TestRunsForAuditorsOnly(t *testing.T) {
 	}
 	_, tl := a.get("/console/runs/run-7")
 	for _, want := range []string{"Intact: chain local verified", "triage", "billing", "Passthrough statement", "crm: SELECT id FROM orders",
-		"************4242", "a***@example.com", "forbidden", "3ms"} {
+		"************4242", "a***@example.com", "forbidden", "3.5ms"} {
 		if !strings.Contains(tl, want) {
 			t.Errorf("the timeline does not show %q", want)
 		}

@@ -29,7 +29,7 @@
 // token, compared in constant time (the sign-in form uses a double-submit
 // cookie instead), and a foreign Origin is refused. Every response carries
 // a Content-Security-Policy that allows no inline script or style and no
-// framing, plus nosniff and no-referrer. A `next` parameter is followed only
+// framing, plus nosniff and a same-origin referrer policy (so the browser sends the Origin that state changes are checked against). A `next` parameter is followed only
 // when it is a plain path under /console/, so sign-in is never an open
 // redirect. Pages are server-rendered with html/template from embedded
 // files; the one script (assets/static/console.js) only counts down expiry

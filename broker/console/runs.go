@@ -183,6 +183,8 @@ func detailJSON(m map[string]any) string {
 // duration formats a span for people: 850ms, 12.3s, 4m05s.
 func duration(d time.Duration) string {
 	switch {
+	case d < 10*time.Millisecond:
+		return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 1, 64) + "ms"
 	case d < time.Second:
 		return strconv.FormatInt(d.Milliseconds(), 10) + "ms"
 	case d < time.Minute:

@@ -39,7 +39,7 @@ func checkHeaders(t *testing.T, what string, resp *http.Response) {
 	h := resp.Header
 	for name, want := range map[string]string{
 		"Content-Security-Policy": wantCSP, "X-Content-Type-Options": "nosniff",
-		"Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY",
+		"Referrer-Policy": "same-origin", "X-Frame-Options": "DENY",
 	} {
 		if got := h.Get(name); got != want {
 			t.Errorf("%s: %s = %q, want %q", what, name, got, want)
