@@ -320,9 +320,9 @@ func TestSelfApprovalRefused(t *testing.T) {
 	e := newEnv(t)
 	args := map[string]any{"order_id": 1, "amount": 500}
 	out, err := e.svc.Await(context.Background(), broker.ApprovalRequest{
-		Caller:   broker.Caller{Principal: broker.Principal{Subject: "key:approver", Method: broker.AuthAPIKey}, Context: broker.Context{Graph: "g", Node: "n", Run: "r"}},
-		Tool:     &broker.Tool{Name: "billing_refund"},
-		Args:     args, ArgsHash: "h",
+		Caller: broker.Caller{Principal: broker.Principal{Subject: "key:approver", Method: broker.AuthAPIKey}, Context: broker.Context{Graph: "g", Node: "n", Run: "r"}},
+		Tool:   &broker.Tool{Name: "billing_refund"},
+		Args:   args, ArgsHash: "h",
 		Decision: broker.Decision{Effect: broker.EffectApprove, Rule: "r0", Approvers: []string{"key:approver"}},
 	})
 	if err != nil {
