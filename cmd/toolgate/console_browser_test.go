@@ -38,7 +38,7 @@ type consoleApp struct {
 	keys devKeys
 }
 
-func startConsoleApp(t *testing.T) *consoleApp {
+func startConsoleApp(t *testing.T, edits ...func(*config.Config)) *consoleApp {
 	t.Helper()
 	data := t.TempDir()
 	file, keys, err := prepareDev(data)
@@ -55,6 +55,9 @@ func startConsoleApp(t *testing.T) *consoleApp {
 		t.Fatal(err)
 	}
 	cfg.PublicURL = "http://" + ln.Addr().String()
+	for _, edit := range edits {
+		edit(cfg)
+	}
 	a, err := openApp(context.Background(), cfg, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
