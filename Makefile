@@ -19,9 +19,31 @@ test: lint test-go test-fuzz test-js test-py
 test-js:
 	cd examples/langgraph-js && npm ci --no-audit --no-fund && npm test
 
-# The LangGraph Python example cannot install its packages here: compile only.
+# The LangGraph Python example (examples/langgraph-python) against a real
+# `toolgate dev`, with langgraph and langchain-mcp-adapters from PyPI: the
+# whole suite (LangGraph Server included) on the pinned versions in .venv
+# (constraints.txt), then the graph suite on the lowest versions pyproject.toml
+# declares in .venv-floor. A venv is re-created only when its pins change.
+PYTHON ?= python3
+PY_EXAMPLE := examples/langgraph-python
+
+define py_venv
+	@cd $(PY_EXAMPLE) && want=$$(cat pyproject.toml $(2) $(3) | sha256sum | cut -d' ' -f1); \
+	if [ "$$(cat $(1)/pins.sha256 2>/dev/null)" != "$$want" ]; then \
+		echo "test-py: creating $(PY_EXAMPLE)/$(1) from $(2) and $(3)"; \
+		rm -rf $(1) && $(PYTHON) -m venv $(1) && \
+		$(1)/bin/pip install -q --disable-pip-version-check -c $(3) -r $(2) && \
+		echo "$$want" > $(1)/pins.sha256; \
+	fi
+endef
+
 test-py:
-	python3 -m py_compile examples/langgraph-python/*.py
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "test-py needs Python 3.11+")'
+	$(call py_venv,.venv,requirements-test.txt,constraints.txt)
+	$(call py_venv,.venv-floor,requirements-floor.txt,constraints-floor.txt)
+	cd $(PY_EXAMPLE) && .venv/bin/ruff check && .venv/bin/ruff format --check && .venv/bin/mypy
+	cd $(PY_EXAMPLE) && .venv/bin/python -m pytest
+	cd $(PY_EXAMPLE) && .venv-floor/bin/python -m pytest tests/test_graph.py tests/test_identity.py tests/test_readme.py
 
 test-go:
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)

@@ -24,9 +24,10 @@ const (
 	CodeApprovalPending  Code = "approval_pending"
 	CodeApprovalDenied   Code = "approval_denied"
 	CodeApprovalExpired  Code = "approval_expired"
-	// CodeApprovalStale refuses a call whose approval was given under a rule
-	// that has since changed; the call was not run, and calling again
-	// requests a new approval.
+	// CodeApprovalStale refuses a call whose approval no longer holds: it
+	// was given under a rule that has since changed, or the approved run
+	// would affect other rows than its preview showed (rolled back). The
+	// call did not run; calling again requests a new approval.
 	CodeApprovalStale     Code = "approval_stale"
 	CodeBudgetExceeded    Code = "budget_exceeded"
 	CodeTargetUnavailable Code = "target_unavailable"
@@ -36,6 +37,18 @@ const (
 	CodeUnavailable       Code = "unavailable"
 	CodeInternal          Code = "internal"
 )
+
+// The codes of effect previews.
+const (
+	// CodePreviewUnavailable: a call's effect cannot be previewed (the
+	// tool opts out, or the statement cannot run in a rolled-back
+	// transaction without effects of its own).
+	CodePreviewUnavailable Code = "preview_unavailable"
+)
+
+// CodeToolDefinitionChanged refuses a call to an upstream MCP tool whose
+// definition no longer matches its pin in the tools lock file.
+const CodeToolDefinitionChanged Code = "tool_definition_changed"
 
 // HTTPStatus is the HTTP status a front door answers with for the code.
 func (c Code) HTTPStatus() int {
@@ -56,12 +69,16 @@ func (c Code) HTTPStatus() int {
 		return http.StatusGone
 	case CodeApprovalStale:
 		return http.StatusConflict
+	case CodePreviewUnavailable:
+		return http.StatusUnprocessableEntity
 	case CodeBudgetExceeded:
 		return http.StatusTooManyRequests
 	case CodeTargetUnavailable, CodeAuditUnavailable, CodeUnavailable:
 		return http.StatusServiceUnavailable
 	case CodeTargetError:
 		return http.StatusBadGateway
+	case CodeToolDefinitionChanged:
+		return http.StatusConflict
 	case CodeTimeout:
 		return http.StatusGatewayTimeout
 	default:
@@ -117,6 +134,9 @@ var (
 	ErrAuditUnavailable  = &Error{Code: CodeAuditUnavailable}
 	ErrBudgetExceeded    = &Error{Code: CodeBudgetExceeded}
 )
+
+// ErrApprovalStale matches CodeApprovalStale with errors.Is.
+var ErrApprovalStale = &Error{Code: CodeApprovalStale}
 
 // Errorf returns an *Error with a formatted safe message.
 func Errorf(code Code, format string, args ...any) *Error {

@@ -38,9 +38,11 @@ type Statement struct {
 	// Tables are the relations the statement names, schema-qualified
 	// where the text qualified them, lower case.
 	Tables []string `json:"tables,omitempty"`
-	// Functions are the functions the statement calls that have side
-	// effects (set_config, pg_read_file, dblink, ...). Policy refuses them
-	// unless a rule explicitly allows the statement.
+	// Functions are the functions, casts and operators the statement
+	// calls that are not on the proxy's list of side-effect-free built-ins
+	// ("ts_stat", "util.slugify", "regclass", "operator ==="), and markers
+	// such as "copy file or program". Policy refuses them unless the
+	// node's passthrough entry lists them or a rule allows the statement.
 	Functions []string `json:"functions,omitempty"`
 	// Text is the statement text (SQL). It is masked before it is recorded
 	// or shown to approvers.
@@ -52,6 +54,25 @@ type Statement struct {
 	// Unclassified is why the proxy could not classify the statement ("the
 	// parser failed: ..."); such a statement is always refused.
 	Unclassified string `json:"unclassified,omitempty"`
+}
+
+// PlainIdentifier reports whether a part of a name in Statement.Functions
+// is written without double quotes: [a-z_][a-z0-9_$]*. Other parts are
+// double-quoted, inner quotes doubled, as PostgreSQL spells them.
+func PlainIdentifier(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c == '_':
+		case i > 0 && (c >= '0' && c <= '9' || c == '$'):
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // StatementCall is one statement handed to the broker by a passthrough
@@ -222,12 +243,12 @@ func (b *Broker) Statement(ctx context.Context, sc StatementCall) (StatementDeci
 
 // StatementDeferred is Statement for a proxy that overlaps the audit write
 // with the execution of a plain read: for an allowed statement of class
-// read that calls no side-effecting function and needed no approval, it
-// returns before the record is durable, with commit, which the proxy must
-// call and see succeed before it releases any of the statement's results
-// (DESIGN §8: the record is durable before the result is returned). Every
-// other statement, and every refusal, is recorded before it returns, and
-// commit is nil.
+// read that calls nothing off the built-in function lists and needed no
+// approval, it returns before the record is durable, with commit, which
+// the proxy must call and see succeed before it releases any of the
+// statement's results (DESIGN §8: the record is durable before the result
+// is returned). Every other statement, and every refusal, is recorded
+// before it returns, and commit is nil.
 func (b *Broker) StatementDeferred(ctx context.Context, sc StatementCall) (StatementDecision, func(context.Context) error, error) {
 	return b.decideStatement(ctx, sc, true)
 }

@@ -53,11 +53,13 @@ type Catalog interface {
 	Tools() []*Tool
 }
 
-// Operation is what a connector executes: exactly one of SQL or HTTP is set.
+// Operation is what a connector executes: exactly one of SQL, HTTP or MCP
+// is set.
 type Operation struct {
 	Target string
 	SQL    *SQLOperation
 	HTTP   *HTTPOperation
+	MCP    *MCPOperation
 	// Comment is context to attach to the operation for the target's own
 	// logs (e.g. an SQLCommenter comment); connectors may ignore it.
 	Comment map[string]string
@@ -81,6 +83,16 @@ type HTTPOperation struct {
 	Query url.Values
 	// Body is the JSON body, nil for none.
 	Body json.RawMessage
+}
+
+// MCPOperation calls one tool of an upstream MCP server.
+type MCPOperation struct {
+	// Tool is the tool's name on the upstream server, before any prefix or
+	// rename gave it its catalog name.
+	Tool string
+	// Args is the JSON object of arguments, validated against the tool's
+	// input schema.
+	Args json.RawMessage
 }
 
 // Output is what a connector returns.

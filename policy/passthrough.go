@@ -29,11 +29,15 @@ type passPolicy struct {
 	tables     []string
 	methods    map[string]bool
 	paths      []string
+	// functions extend the classifier's built-in list of functions.
+	functions map[string]bool
 	// deny, approve and allow are the rules, in configuration order.
 	deny, approve, allow []*passRule
 	// decisions caches decisions when no rule reads statement.text: the
 	// decision is then a function of the caller and the classification.
 	decisions *decisionCache
+	// role is the operator-declared database login (passgrant.go).
+	role *config.PassthroughRole
 }
 
 // decisionCacheSize bounds a decisionCache; a full cache is emptied.
@@ -135,7 +139,7 @@ func (l *loader) passthrough(e *Engine, graphs map[string]config.Graph) map[*nod
 }
 
 func (l *loader) passPolicy(env *cel.Env, p string, pc config.PassthroughPolicy) *passPolicy {
-	pp := &passPolicy{path: p, statements: map[string]bool{}, methods: map[string]bool{}}
+	pp := &passPolicy{path: p, statements: map[string]bool{}, methods: map[string]bool{}, functions: map[string]bool{}, role: pc.Role}
 	for _, s := range pc.Statements {
 		switch s {
 		case broker.ClassRead, broker.ClassWrite, broker.ClassDDL:
@@ -149,6 +153,13 @@ func (l *loader) passPolicy(env *cel.Env, p string, pc config.PassthroughPolicy)
 			l.problem(fmt.Sprintf("%s.tables[%d]", p, i), "bad glob %q: %v", g, err)
 		}
 		pp.tables = append(pp.tables, strings.ToLower(g))
+	}
+	for i, f := range pc.Functions {
+		if why := checkFunction(f); why != "" {
+			l.problem(fmt.Sprintf("%s.functions[%d]", p, i), "%s", why)
+			continue
+		}
+		pp.functions[f] = true
 	}
 	for _, m := range pc.Methods {
 		pp.methods[strings.ToUpper(m)] = true
@@ -225,11 +236,12 @@ func (e *Engine) MayConnect(c broker.Caller, target string) bool {
 // DecideStatement decides one passthrough statement. Rules come first
 // (deny, then approve, then allow, each in configuration order); an allow
 // rule that matches admits the statement even past the statements, tables
-// and functions checks, which is the only way to admit a side-effecting
-// function or a statement of class "other". Without a matching rule, the
-// statement must be of an allowed class, name only allowed tables and call
-// no side-effecting function; an HTTP request must use an allowed method
-// and path.
+// and functions checks, which is the only way to admit a statement of
+// class "other" or one that calls a function off the lists. Without a
+// matching rule, the statement must be of an allowed class, name only
+// allowed tables and call only functions on the classifier's built-in
+// list or the entry's functions (which may not name a function known to
+// have side effects); an HTTP request must use an allowed method and path.
 func (e *Engine) DecideStatement(ctx context.Context, req broker.StatementRequest) (broker.Decision, error) {
 	pp := e.passFor(req.Caller, req.Target)
 	if pp == nil {
@@ -299,8 +311,8 @@ func (pp *passPolicy) refuse(st broker.Statement) string {
 		}
 		return ""
 	}
-	if len(st.Functions) > 0 {
-		return fmt.Sprintf("it calls %s, which has side effects and needs an explicit allow rule", strings.Join(st.Functions, ", "))
+	if why := pp.refuseFunctions(st.Functions); why != "" {
+		return why
 	}
 	if !pp.statements[st.Class] {
 		return fmt.Sprintf("%s statements are not in statements %v", st.Class, sortedSet(pp.statements))
@@ -313,6 +325,29 @@ func (pp *passPolicy) refuse(st broker.Statement) string {
 		}
 	}
 	return ""
+}
+
+// refuseFunctions returns why calls off the lists are refused, naming
+// them, or "".
+func (pp *passPolicy) refuseFunctions(funcs []string) string {
+	var names, marks []string
+	for _, f := range funcs {
+		switch {
+		case pp.functions[f]:
+		case functionName(f) == "":
+			names = append(names, f)
+		default:
+			marks = append(marks, f) // "copy file or program"
+		}
+	}
+	if len(marks) > 0 {
+		return fmt.Sprintf("it uses %s, which only an explicit allow rule admits", strings.Join(marks, ", "))
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("it calls %s, which toolgate does not know to be free of side effects and of reads outside the grant "+
+		"(add a function that is to %s.functions, or admit the statement with an allow rule)", strings.Join(names, ", "), pp.path)
 }
 
 // tableAllowed matches a table name against globs; a name in schema public

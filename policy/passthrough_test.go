@@ -16,6 +16,7 @@ func passGraphs() map[string]config.Graph {
 		Nodes: map[string]config.Node{
 			"triage": {Passthrough: map[string]config.PassthroughPolicy{
 				"crm": {Statements: []string{"read"}, Tables: []string{"customers", "orders", "audit.*"},
+					Functions: []string{"util.slugify", `"MixedCase"`, "operator ~>", "current_user_tenant"},
 					Rules: []config.Rule{
 						{When: "statement.command == 'SET' && statement.text.startsWith('SET application_name')", Effect: "allow"},
 						{When: "'orders' in statement.tables && statement.class == 'write'", Effect: "approve", Approvers: []string{"group:ops"}},
@@ -39,6 +40,9 @@ func TestDecideStatement(t *testing.T) {
 	sql := func(class, cmd, text string, tables ...string) broker.Statement {
 		return broker.Statement{Kind: broker.KindSQL, Class: class, Command: cmd, Text: text, Tables: tables}
 	}
+	fn := func(funcs ...string) broker.Statement {
+		return broker.Statement{Kind: broker.KindSQL, Class: "read", Command: "SELECT", Text: "x", Functions: funcs}
+	}
 	for _, tc := range []struct {
 		name   string
 		caller broker.Caller
@@ -55,7 +59,13 @@ func TestDecideStatement(t *testing.T) {
 		{"write refused", triage, "crm", sql("write", "DELETE", "x", "customers"), broker.EffectDeny, "write statements"},
 		{"other class refused", triage, "crm", sql("other", "SET", "SET search_path = x"), broker.EffectDeny, "other statements"},
 		{"rule allows other", triage, "crm", sql("other", "SET", "SET application_name = 'x'"), broker.EffectAllow, ""},
-		{"side effect refused", triage, "crm", broker.Statement{Kind: broker.KindSQL, Class: "read", Text: "x", Functions: []string{"set_config"}}, broker.EffectDeny, "set_config"},
+		{"side effect refused", triage, "crm", fn("set_config"), broker.EffectDeny, "it calls set_config, which toolgate does not know"},
+		{"function off the list names the key", triage, "crm", fn("ts_stat", "txid_current"), broker.EffectDeny, "ts_stat, txid_current, which toolgate does not know to be free of side effects and of reads outside the grant (add a function that is to graphs.g.nodes.triage.passthrough.crm.functions"},
+		{"functions admit", triage, "crm", fn("util.slugify", `"MixedCase"`, "operator ~>"), broker.EffectAllow, ""},
+		{"functions match the schema", triage, "crm", fn("slugify"), broker.EffectDeny, "slugify"},
+		{"functions admit only what they list", triage, "crm", fn("util.slugify", "evil"), broker.EffectDeny, "it calls evil,"},
+		{"operator off the list", triage, "crm", fn("operator ===", "operator ~>"), broker.EffectDeny, "operator ==="},
+		{"marker needs a rule", triage, "crm", fn("copy file or program"), broker.EffectDeny, "it uses copy file or program, which only an explicit allow rule admits"},
 		{"approve rule", triage, "crm", sql("write", "INSERT", "x", "orders"), broker.EffectApprove, ""},
 		{"deny rule first", triage, "crm", sql("read", "SELECT", "SELECT ssn FROM customers", "customers"), broker.EffectDeny, "no SSNs"},
 		{"no entry", other, "crm", sql("read", "SELECT", "x"), broker.EffectDeny, "no passthrough entry"},
@@ -85,13 +95,23 @@ func TestPassthroughLoadProblems(t *testing.T) {
 	g := passGraphs()
 	n := g["g"].Nodes["triage"]
 	n.Passthrough["crm"] = config.PassthroughPolicy{Statements: []string{"everything"}, Tables: []string{"[bad"},
-		Rules: []config.Rule{{When: "statement.class +", Effect: "allow"}, {When: "1", Effect: "allow"}, {Effect: "maybe"}}}
+		Rules:     []config.Rule{{When: "statement.class +", Effect: "allow"}, {When: "1", Effect: "allow"}, {Effect: "maybe"}},
+		Functions: []string{"ok_fn", "pg_read_file", "pg_catalog.pg_sleep_for", "Lower", `"lower"`, "operator ~>x", "a.b.c.d", "copy file or program", "dblink_exec", `"Odd""Name"`}}
 	g["g"].Nodes["triage"] = n
 	_, err := New(Config{Graphs: g, Catalog: catalog{}})
 	if err == nil {
 		t.Fatal("bad passthrough policy loaded")
 	}
-	for _, want := range []string{"statements", "tables[0]", "rules[0].when", "rules[1].when", "rules[2].effect"} {
+	for _, fine := range []string{"functions[0]", "functions[9]"} {
+		if strings.Contains(err.Error(), "passthrough.crm."+fine) {
+			t.Errorf("problems %v name the valid entry %s", err, fine)
+		}
+	}
+	if !strings.Contains(err.Error(), "pg_read_file has side effects or reads outside the grant; admit the statements that call it with an allow rule instead") {
+		t.Errorf("problems %v do not explain why pg_read_file is refused", err)
+	}
+	for _, want := range []string{"statements", "tables[0]", "rules[0].when", "rules[1].when", "rules[2].effect",
+		"functions[1]", "functions[2]", "functions[3]", "functions[4]", "functions[5]", "functions[6]", "functions[7]", "functions[8]"} {
 		if !strings.Contains(err.Error(), "passthrough.crm."+want) {
 			t.Errorf("problems %v do not name %s", err, want)
 		}

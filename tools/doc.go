@@ -13,7 +13,11 @@
 // broker.Catalog. Each tool's compiled Spec satisfies broker.ToolSpec:
 // ValidateArgs refuses bad arguments with a broker.CodeInvalidArguments
 // error listing every problem with its field, and Operation binds
-// arguments.
+// arguments. It also satisfies broker.PreviewPlanner: PreviewPlan binds a
+// declared preview query or request (or the tool's own statement, for a
+// dry run) and refuses, with preview_unavailable and the declared reason,
+// a tool that opts out with "preview": false. A preview request is always
+// a GET.
 //
 // The package must never splice an argument into SQL text: a statement is
 // fixed at load, its placeholders are $1..$n, and arguments only ever travel

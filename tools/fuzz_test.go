@@ -45,6 +45,10 @@ func FuzzParse(f *testing.F) {
 			if err == nil && op.HTTP != nil && (len(op.HTTP.Path) < 1 || op.HTTP.Path[0] != '/' || (len(op.HTTP.Path) > 1 && op.HTTP.Path[1] == '/')) {
 				t.Fatalf("operation path %q is not relative to the target", op.HTTP.Path)
 			}
+			plan, err := tool.Spec.(*Spec).PreviewPlan(args)
+			if h := plan.Op.HTTP; err == nil && h != nil && (h.Method != "GET" || h.Body != nil || len(h.Path) < 1 || h.Path[0] != '/' || (len(h.Path) > 1 && h.Path[1] == '/')) {
+				t.Fatalf("preview request %s %q is not a GET relative to the target", h.Method, h.Path)
+			}
 		}
 	})
 }

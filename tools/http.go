@@ -48,37 +48,39 @@ type bodyNode struct {
 
 const refForms = `an argument name, a JSON pointer into the arguments such as "/customer/id", or {"const": value}`
 
-func parseHTTP(ps *problems, raw json.RawMessage, args argNames) *httpSpec {
-	fields, ok := object(ps, raw, "/http", httpKeys)
+// parseHTTP checks the HTTP operation at base (a JSON pointer: "/http", or
+// "/preview/http" for a declared preview request).
+func parseHTTP(ps *problems, raw json.RawMessage, base string, args argNames) *httpSpec {
+	fields, ok := object(ps, raw, base, httpKeys)
 	if !ok {
 		return nil
 	}
 	sp := &httpSpec{}
-	if m, ok := stringField(ps, fields, "/http", "method", true); ok {
+	if m, ok := stringField(ps, fields, base, "method", true); ok {
 		switch {
 		case slices.Contains(httpMethods, m):
 			sp.method = m
 		case slices.Contains(httpMethods, strings.ToUpper(m)):
-			ps.addf("/http/method", "must be upper case: write %q", strings.ToUpper(m))
+			ps.addf(base+"/method", "must be upper case: write %q", strings.ToUpper(m))
 		default:
-			ps.addf("/http/method", "unsupported method %q: methods are %s", m, strings.Join(httpMethods, ", "))
+			ps.addf(base+"/method", "unsupported method %q: methods are %s", m, strings.Join(httpMethods, ", "))
 		}
 	}
-	if p, ok := stringField(ps, fields, "/http", "path", true); ok {
-		sp.path = parsePath(ps, p, args)
+	if p, ok := stringField(ps, fields, base, "path", true); ok {
+		sp.path = parsePath(ps, base+"/path", p, args)
 	}
 	if rawQuery, ok := fields["query"]; ok {
-		sp.query = parseQuery(ps, rawQuery, args)
+		sp.query = parseQuery(ps, base+"/query", rawQuery, args)
 	}
 	if rawBody, ok := fields["body"]; ok {
 		if sp.method == "GET" {
-			ps.addf("/http/body", "a GET request carries no body: send arguments with query instead, or use POST")
+			ps.addf(base+"/body", "a GET request carries no body: send arguments with query instead, or use POST")
 		}
 		switch jsonKind(rawBody) {
 		case "a string", "an object":
-			sp.body = parseBody(ps, rawBody, "/http/body", args)
+			sp.body = parseBody(ps, rawBody, base+"/body", args)
 		default:
-			ps.addf("/http/body", "must be a JSON object whose leaf values are argument references, or one argument reference (a string) sent as the whole body; got %s", jsonKind(rawBody))
+			ps.addf(base+"/body", "must be a JSON object whose leaf values are argument references, or one argument reference (a string) sent as the whole body; got %s", jsonKind(rawBody))
 		}
 	}
 	return sp
@@ -99,8 +101,7 @@ func isHex(c byte) bool {
 }
 
 // parsePath checks a path template and splits it into parts.
-func parsePath(ps *problems, p string, args argNames) []pathPart {
-	const at = "/http/path"
+func parsePath(ps *problems, at, p string, args argNames) []pathPart {
 	const hostRule = "the host always comes from the target, so a path is relative to the target's base URL"
 	switch {
 	case !strings.HasPrefix(p, "/"):
@@ -191,15 +192,15 @@ func parsePath(ps *problems, p string, args argNames) []pathPart {
 	return parts
 }
 
-func parseQuery(ps *problems, raw json.RawMessage, args argNames) []queryParam {
+func parseQuery(ps *problems, base string, raw json.RawMessage, args argNames) []queryParam {
 	var fields map[string]json.RawMessage
 	if err := strict(raw, &fields); err != nil || fields == nil {
-		ps.addf("/http/query", "must be an object mapping query parameter names to %s; got %s", refForms, jsonKind(raw))
+		ps.addf(base, "must be an object mapping query parameter names to %s; got %s", refForms, jsonKind(raw))
 		return nil
 	}
 	var out []queryParam
 	for _, name := range sortedKeys(fields) {
-		at := pointer("/http/query", name)
+		at := pointer(base, name)
 		if name == "" {
 			ps.addf(at, "the query parameter name must not be empty")
 			continue

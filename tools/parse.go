@@ -27,11 +27,11 @@ var namePattern = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,64}$`)
 
 // Keys a declaration may hold, per object.
 var (
-	topKeys        = []string{"$schema", "name", "title", "description", "target", "input_schema", "output_schema", "sql", "http", "annotations", "mask", "detectors"}
+	topKeys        = []string{"$schema", "name", "title", "description", "target", "input_schema", "output_schema", "sql", "http", "preview", "preview_reason", "annotations", "mask", "detectors"}
 	sqlKeys        = []string{"statement", "args", "max_rows"}
 	httpKeys       = []string{"method", "path", "query", "body"}
 	annotationKeys = []string{"title", "readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint"}
-	maskActions    = []string{"redact", "last4", "email", "hash", "null", "drop"}
+	maskActions    = []string{"redact", "last4", "email", "hash", "null", "drop", "deny"}
 	detectorNames  = []string{"card", "email", "ssn", "iban", "jwt", "secret", "private_key"}
 	httpMethods    = []string{"GET", "POST", "PUT", "PATCH", "DELETE"}
 )
@@ -129,13 +129,21 @@ func parse(ps *problems, data []byte, targets map[string]string) *broker.Tool {
 		if targetKind == KindHTTP {
 			ps.addf("/sql", "target %q is an http target; sql needs a postgres or sqlite target", tool.Target)
 		}
-		sp.sql = parseSQL(ps, rawSQL, args)
+		sp.sql = parseSQL(ps, rawSQL, "/sql", sqlKeys, args)
 	case hasHTTP:
 		if targetKind == KindPostgres || targetKind == KindSQLite {
 			ps.addf("/http", "target %q is a %s target; http needs an http target", tool.Target, targetKind)
 		}
-		sp.http = parseHTTP(ps, rawHTTP, args)
+		sp.http = parseHTTP(ps, rawHTTP, "/http", args)
 	}
+	op := ""
+	switch {
+	case hasSQL && !hasHTTP:
+		op = "sql"
+	case hasHTTP && !hasSQL:
+		op = "http"
+	}
+	sp.preview = parsePreview(ps, top, op, targetKind, args)
 	sp.lines = ps.lines
 	tool.Spec = sp
 	return tool

@@ -22,6 +22,8 @@ type Spec struct {
 	output *jsonschema.Schema
 	sql    *sqlSpec
 	http   *httpSpec
+	// preview is the declared preview; nil when the tool declares none.
+	preview *previewSpec
 	// lines maps JSON pointers of the declaration to their lines.
 	lines map[string]int
 }
@@ -251,15 +253,11 @@ func (s *Spec) Operation(args map[string]any) (broker.Operation, error) {
 	case s == nil:
 		return broker.Operation{}, broker.Errorf(broker.CodeInternal, "the tool has no compiled operation")
 	case s.sql != nil:
-		bound := make([]any, len(s.sql.args))
-		for i, name := range s.sql.args {
-			v, err := sqlValue(name, args[name])
-			if err != nil {
-				return broker.Operation{}, err
-			}
-			bound[i] = v
+		op, err := s.sql.bind(args)
+		if err != nil {
+			return broker.Operation{}, err
 		}
-		return broker.Operation{SQL: &broker.SQLOperation{Statement: s.sql.statement, Args: bound, MaxRows: s.sql.maxRows}}, nil
+		return broker.Operation{SQL: op}, nil
 	case s.http != nil:
 		op, err := s.http.bind(args)
 		if err != nil {
@@ -268,6 +266,19 @@ func (s *Spec) Operation(args map[string]any) (broker.Operation, error) {
 		return broker.Operation{HTTP: op}, nil
 	}
 	return broker.Operation{}, broker.Errorf(broker.CodeInternal, "the tool has no compiled operation")
+}
+
+// bind binds args to the statement's placeholders, in args order.
+func (q *sqlSpec) bind(args map[string]any) (*broker.SQLOperation, error) {
+	bound := make([]any, len(q.args))
+	for i, name := range q.args {
+		v, err := sqlValue(name, args[name])
+		if err != nil {
+			return nil, err
+		}
+		bound[i] = v
+	}
+	return &broker.SQLOperation{Statement: q.statement, Args: bound, MaxRows: q.maxRows}, nil
 }
 
 // sqlValue converts one argument into a driver value. A missing argument

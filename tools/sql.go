@@ -22,23 +22,25 @@ type sqlSpec struct {
 	maxRows   int
 }
 
-func parseSQL(ps *problems, raw json.RawMessage, args argNames) *sqlSpec {
-	fields, ok := object(ps, raw, "/sql", sqlKeys)
+// parseSQL checks the SQL operation at base (a JSON pointer: "/sql", or
+// "/preview/sql" for a declared preview query) with the allowed keys.
+func parseSQL(ps *problems, raw json.RawMessage, base string, keys []string, args argNames) *sqlSpec {
+	fields, ok := object(ps, raw, base, keys)
 	if !ok {
 		return nil
 	}
 	sp := &sqlSpec{}
-	sp.statement, _ = stringField(ps, fields, "/sql", "statement", true)
+	sp.statement, _ = stringField(ps, fields, base, "statement", true)
 
 	argsOK := true
 	if rawArgs, ok := fields["args"]; ok {
 		var list []json.RawMessage
 		if strict(rawArgs, &list) != nil || list == nil {
-			ps.addf("/sql/args", "must be an array of argument names, got %s", jsonKind(rawArgs))
+			ps.addf(base+"/args", "must be an array of argument names, got %s", jsonKind(rawArgs))
 			argsOK = false
 		}
 		for i, item := range list {
-			at := pointer("/sql/args", strconv.Itoa(i))
+			at := pointer(base+"/args", strconv.Itoa(i))
 			var name string
 			if strict(item, &name) != nil {
 				ps.addf(at, "must be an argument name (a string), got %s", jsonKind(item))
@@ -55,15 +57,10 @@ func parseSQL(ps *problems, raw json.RawMessage, args argNames) *sqlSpec {
 		}
 	}
 	if rawMax, ok := fields["max_rows"]; ok {
-		var n json.Number
-		v, err := int64(0), strict(rawMax, &n)
-		if err == nil {
-			v, err = strconv.ParseInt(n.String(), 10, 32)
-		}
-		if err != nil || v < 0 {
-			ps.addf("/sql/max_rows", "must be a whole number ≥ 0 (0 means the target's default)")
-		} else {
+		if v, ok := wholeNumber(rawMax, 32); ok {
 			sp.maxRows = int(v)
+		} else {
+			ps.addf(base+"/max_rows", "must be a whole number ≥ 0 (0 means the target's default)")
 		}
 	}
 	if sp.statement != "" {
@@ -74,9 +71,19 @@ func parseSQL(ps *problems, raw json.RawMessage, args argNames) *sqlSpec {
 		for p := range args.props {
 			names[p] = true
 		}
-		checkStatement(ps, sp.statement, len(sp.args), argsOK, names)
+		checkStatement(ps, base, sp.statement, len(sp.args), argsOK, names)
 	}
 	return sp
+}
+
+// wholeNumber decodes raw as an integer ≥ 0 that fits in bits.
+func wholeNumber(raw json.RawMessage, bits int) (int64, bool) {
+	var n json.Number
+	if strict(raw, &n) != nil {
+		return 0, false
+	}
+	v, err := strconv.ParseInt(n.String(), 10, bits)
+	return v, err == nil && v >= 0
 }
 
 // sqlScan is what scanning a statement found.
@@ -98,8 +105,8 @@ var formatVerb = regexp.MustCompile(`%[svdq](?:[^A-Za-z0-9_]|$)`)
 
 // checkStatement reports splicing, several statements and placeholder
 // mistakes in statement. nargs is len(args); names are the argument names.
-func checkStatement(ps *problems, stmt string, nargs int, argsOK bool, names map[string]bool) {
-	const at = "/sql/statement"
+func checkStatement(ps *problems, base, stmt string, nargs int, argsOK bool, names map[string]bool) {
+	at := base + "/statement"
 	// Placeholder counting is left out when splicing was reported: the
 	// count mismatch would only repeat it.
 	before := len(ps.list)
@@ -151,7 +158,7 @@ func checkStatement(ps *problems, stmt string, nargs int, argsOK bool, names map
 		if len(sc.inLiteral) > 0 {
 			msg += fmt.Sprintf(" (%s inside a quoted string is text, not a placeholder: write $1, not '$1')", sc.inLiteral[0])
 		}
-		ps.addf("/sql/args", "%s", msg)
+		ps.addf(base+"/args", "%s", msg)
 	}
 }
 

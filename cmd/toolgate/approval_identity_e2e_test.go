@@ -50,7 +50,7 @@ func TestE2EApprovalIdentity(t *testing.T) {
 			t.Fatalf("self-approval over HTTP: %d %s", st, body["_raw"])
 		}
 	}
-	if code, _, errOut := runClient(t, e.URL, anaLower, "approvals", "approve", id); code == 0 || !strings.HasPrefix(errOut, "forbidden: ") {
+	if code, _, errOut := runClient(t, e.URL, anaLower, "approvals", "approve", id); code == 0 || !strings.HasPrefix(errOut, "toolgate: approvals approve: forbidden: ") {
 		t.Fatalf("self-approval with the CLI: exit %d: %s", code, errOut)
 	}
 	if st, body := e.callHTTP(t, grant, "", "crm_find_customer", args); st != 202 || e.okCalls(t) != ran {

@@ -77,6 +77,11 @@ func checkCmd() *cobra.Command {
 			if len(probs) > 0 {
 				return printProblems(cmd, 1, file, probs)
 			}
+			for i, l := range cfg.Passthrough.Postgres {
+				for _, w := range lock2Warnings(l, i) {
+					fmt.Fprintf(cmd.ErrOrStderr(), "%s: warning: %s\n", file, w)
+				}
+			}
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "%s: ok (%d tools, %d targets, %d graphs)\n", file, len(st.catalog.Tools()), len(cfg.Targets), len(cfg.Graphs))
 			if !connect && hasRemoteTargets(cfg) {

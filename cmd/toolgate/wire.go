@@ -291,7 +291,7 @@ func openApp(ctx context.Context, cfg *config.Config, log *zap.Logger) (*app, er
 		defer cancel()
 		return store.SQL().PingContext(ctx)
 	}))
-	if err := a.openPassthrough(mux, metaURL); err != nil {
+	if err := a.openPassthrough(bg, mux, metaURL); err != nil {
 		return nil, err
 	}
 	a.handler = mux

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"net/http"
 
 	"go.uber.org/zap"
 
+	"github.com/toolgate/toolgate/broker/auth"
 	bhttp "github.com/toolgate/toolgate/broker/httpapi"
 	"github.com/toolgate/toolgate/connectors/httpproxy"
 	"github.com/toolgate/toolgate/connectors/pgwire"
@@ -14,14 +16,23 @@ import (
 
 // openPassthrough starts a Postgres wire listener per passthrough.postgres
 // entry and mounts an HTTP proxy per passthrough.http entry on mux.
-func (a *app) openPassthrough(mux *http.ServeMux, metaURL string) error {
+func (a *app) openPassthrough(bg context.Context, mux *http.ServeMux, metaURL string) error {
 	cfg := a.cfg
+	grants, err := auth.NewSQLGrantStore(a.store.SQL(), a.store.Driver())
+	if err != nil {
+		return fmt.Errorf("grant store: %w", err)
+	}
 	for i, l := range cfg.Passthrough.Postgres {
 		t, ok := cfg.Targets[l.Target]
 		if !ok || t.Kind != "postgres" {
 			return fmt.Errorf("passthrough.postgres[%d]: target %q is not a postgres target", i, l.Target)
 		}
-		pc := pgwire.Config{Listen: l.Listen, Target: l.Target, DSN: t.DSN}
+		roles, err := a.openRoles(bg, i, l, grants)
+		if err != nil {
+			return err
+		}
+		a.closers = append(a.closers, roles.Close)
+		pc := pgwire.Config{Listen: l.Listen, Target: l.Target, DSN: t.DSN, Login: roles}
 		if l.TLSCert != "" || l.TLSKey != "" {
 			cert, err := tls.LoadX509KeyPair(l.TLSCert, l.TLSKey)
 			if err != nil {
@@ -47,7 +58,8 @@ func (a *app) openPassthrough(mux *http.ServeMux, metaURL string) error {
 		p, err := httpproxy.New(httpproxy.Config{
 			PathPrefix: h.PathPrefix, Target: h.Target, BaseURL: t.BaseURL, Headers: t.Headers,
 			Timeout: t.Timeout.D(), MaxBodyBytes: cfg.Limits.MaxBodyBytes, MaxResponseBytes: t.MaxResponseBytes,
-			WriteError: func(w http.ResponseWriter, _ *http.Request, err error) { bhttp.WriteError(w, err, metaURL) },
+			PassContentTypes: h.PassContentTypes,
+			WriteError:       func(w http.ResponseWriter, _ *http.Request, err error) { bhttp.WriteError(w, err, metaURL) },
 		}, a.broker, a.log)
 		if err != nil {
 			return fmt.Errorf("passthrough.http[%d]: %w", i, err)

@@ -10,6 +10,10 @@
 // "body": <JSON, or the text as a JSON string>}; a 5xx is a target_error
 // naming the status, without echoing the body.
 //
+// Preview sends a tool's declared preview request (a GET only) the same
+// way and returns its body as an effect preview's sample; HTTP tools have
+// no matched run.
+//
 // The connector must never return or log a configured header value, and
 // never send the target's credentials to any host but the target's.
 package httpapi

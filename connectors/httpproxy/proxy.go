@@ -1,16 +1,12 @@
 package httpproxy
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -57,6 +53,10 @@ type Config struct {
 	// Client sends the requests; nil means a client with Timeout that
 	// follows no redirects.
 	Client *http.Client
+	// PassContentTypes are the media types ("image/png", or "image/*" for
+	// a whole type) whose bodies pass unmasked. Any other body that is
+	// neither JSON nor text is withheld.
+	PassContentTypes []string
 }
 
 // Validate reports what is wrong with the config.
@@ -78,6 +78,11 @@ func (c Config) Validate() error {
 	}
 	if c.WriteError == nil {
 		return errors.New("httpproxy: an error writer is required")
+	}
+	for _, t := range c.PassContentTypes {
+		if err := CheckPassContentType(t); err != nil {
+			return fmt.Errorf("httpproxy: target %s: %w", c.Target, err)
+		}
 	}
 	return nil
 }
@@ -170,11 +175,17 @@ func (p *Proxy) targetPath(r *http.Request) (escaped, decoded string, err error)
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	escaped, decoded, err := p.targetPath(r)
+	if err == nil {
+		err = checkOverrides(r)
+	}
 	if err != nil {
 		p.cfg.WriteError(w, r, err)
 		return
 	}
 	caller, err := p.pipe.Identify(ctx, broker.CredentialsFromRequest(r))
+	if err == nil {
+		err = p.checkForm(w, r)
+	}
 	if err != nil {
 		p.cfg.WriteError(w, r, err)
 		return
@@ -193,38 +204,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.pipe.StatementDone(ctx, out)
 }
 
-// forward sends the request to the target and writes its response.
+// forward sends the request to the target and writes its response:
+// headers masked with the detectors, the body decoded, masked, passed as
+// a declared content type or withheld.
 func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, escaped string) (int, int, error) {
-	u := *p.base
-	u.RawPath = p.base.EscapedPath() + escaped
-	u.Path, _ = url.PathUnescape(u.RawPath)
-	u.RawQuery = r.URL.RawQuery
-	var body io.Reader
-	if r.Body != nil && r.Body != http.NoBody {
-		body = http.MaxBytesReader(w, r.Body, p.cfg.MaxBodyBytes)
-	}
-	req, err := http.NewRequestWithContext(r.Context(), r.Method, u.String(), body)
+	req, err := p.upstreamRequest(w, r, escaped)
 	if err != nil {
 		p.cfg.WriteError(w, r, broker.Errorf(broker.CodeInvalidRequest, "the request cannot be forwarded"))
 		return 0, 0, err
-	}
-	req.ContentLength = r.ContentLength
-	for k, vs := range r.Header {
-		if strings.HasPrefix(strings.ToLower(k), "x-toolgate-") {
-			continue
-		}
-		req.Header[k] = append([]string(nil), vs...)
-	}
-	stripHop(req.Header)
-	req.Header.Del("Authorization")
-	req.Header.Del("Cookie")
-	// The transport negotiates compression itself, so bodies arrive
-	// decoded and can be masked.
-	req.Header.Del("Accept-Encoding")
-	req.Header.Del("Forwarded")
-	req.Header.Del("X-Forwarded-For")
-	for k, v := range p.cfg.Headers {
-		req.Header.Set(k, v)
 	}
 	resp, err := p.cfg.Client.Do(req)
 	if err != nil {
@@ -240,60 +227,74 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, escaped string) 
 	defer resp.Body.Close()
 	stripHop(resp.Header)
 	resp.Header.Del("Set-Cookie")
-	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
-	if binaryMedia(mt) {
-		// Images, audio, video and fonts stream through unmasked (documented).
-		copyHeader(w.Header(), resp.Header)
-		w.WriteHeader(resp.StatusCode)
-		n, err := io.Copy(w, resp.Body)
-		return int(n), 0, err
-	}
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, p.cfg.MaxResponseBytes+1))
+	count := p.maskHeaders(resp.Header)
+	n, masked, err := p.respond(w, resp)
 	if err != nil {
-		p.cfg.WriteError(w, r, broker.Errorf(broker.CodeTargetUnavailable, "target %s's response could not be read", p.cfg.Target))
-		return 0, 0, err
-	}
-	if int64(len(raw)) > p.cfg.MaxResponseBytes {
-		p.cfg.WriteError(w, r, broker.Errorf(broker.CodeTargetError, "target %s's response exceeds %d bytes, so it cannot be masked and is withheld", p.cfg.Target, p.cfg.MaxResponseBytes))
-		return 0, 0, errors.New("response too large")
-	}
-	masked, count := raw, 0
-	// JSON is recognised by its content type or, whatever the target
-	// claims, by parsing: a mislabelled JSON body is masked as JSON.
-	isJSON := mt == "application/json" || strings.HasSuffix(mt, "+json") || json.Valid(raw)
-	if isJSON && len(bytes.TrimSpace(raw)) > 0 {
-		out, stats, err := p.pipe.MaskResponse(broker.KindHTTP, p.cfg.Target, raw)
-		if err != nil {
-			p.cfg.WriteError(w, r, broker.Wrap(broker.CodeInternal, err, "the response could not be masked, so it is withheld"))
-			return 0, 0, err
+		var be *broker.Error
+		if errors.As(err, &be) {
+			p.cfg.WriteError(w, r, err)
 		}
-		masked = out
-		for _, n := range stats {
-			count += n
-		}
-	} else {
-		s := p.pipe.MaskText(string(raw))
-		if s != string(raw) {
-			count = 1
-		}
-		masked = []byte(s)
+		return n, count + masked, err
 	}
-	copyHeader(w.Header(), resp.Header)
-	w.Header().Set("Content-Length", strconv.Itoa(len(masked)))
-	w.Header().Del("Content-Encoding")
-	w.WriteHeader(resp.StatusCode)
-	n, err := w.Write(masked)
-	return n, count, err
+	return n, count + masked, nil
 }
 
-// binaryMedia reports media types whose bodies are passed unmasked.
-func binaryMedia(mt string) bool {
-	for _, p := range []string{"image/", "audio/", "video/", "font/"} {
-		if strings.HasPrefix(mt, p) {
-			return true
+// upstreamRequest builds the request to the target: the caller's method,
+// path and query, its headers minus credentials, hop-by-hop and toolgate
+// headers, plus the target's headers.
+func (p *Proxy) upstreamRequest(w http.ResponseWriter, r *http.Request, escaped string) (*http.Request, error) {
+	u := *p.base
+	u.RawPath = p.base.EscapedPath() + escaped
+	u.Path, _ = url.PathUnescape(u.RawPath)
+	u.RawQuery = r.URL.RawQuery
+	var body io.Reader
+	if r.Body != nil && r.Body != http.NoBody {
+		body = http.MaxBytesReader(w, r.Body, p.cfg.MaxBodyBytes)
+	}
+	req, err := http.NewRequestWithContext(r.Context(), r.Method, u.String(), body)
+	if err != nil {
+		return nil, err
+	}
+	req.ContentLength = r.ContentLength
+	for k, vs := range r.Header {
+		if strings.HasPrefix(strings.ToLower(k), "x-toolgate-") {
+			continue
+		}
+		req.Header[k] = append([]string(nil), vs...)
+	}
+	stripHop(req.Header)
+	req.Header.Del("Authorization")
+	req.Header.Del("Cookie")
+	// The transport negotiates compression itself, so gzip bodies arrive
+	// decoded; respond decodes what else it can.
+	req.Header.Del("Accept-Encoding")
+	req.Header.Del("Forwarded")
+	req.Header.Del("X-Forwarded-For")
+	for k, v := range p.cfg.Headers {
+		req.Header.Set(k, v)
+	}
+	return req, nil
+}
+
+// maskHeaders masks every response header value with the detectors (a card
+// in Location or in a custom header); a header whose name holds a
+// detector hit is dropped. It returns how many headers it changed.
+func (p *Proxy) maskHeaders(h http.Header) int {
+	n := 0
+	for k, vs := range h {
+		if p.pipe.MaskText(k) != k {
+			delete(h, k)
+			n++
+			continue
+		}
+		for i, v := range vs {
+			if m := p.pipe.MaskText(v); m != v {
+				vs[i] = m
+				n++
+			}
 		}
 	}
-	return false
+	return n
 }
 
 func copyHeader(dst, src http.Header) {

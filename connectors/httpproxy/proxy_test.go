@@ -50,7 +50,15 @@ func (tg *target) count() int { tg.mu.Lock(); defer tg.mu.Unlock(); return len(t
 func setup(t *testing.T) (*httptest.Server, *target, string, *brokertest.Recorder) {
 	t.Helper()
 	tg := &target{}
-	up := httptest.NewServer(tg)
+	srv, key, rec := setupWith(t, tg, nil)
+	return srv, tg, key, rec
+}
+
+// setupWith mounts a proxy to the handler h at /proxy/billing; pass is the
+// route's pass_content_types.
+func setupWith(t *testing.T, h http.Handler, pass []string) (*httptest.Server, string, *brokertest.Recorder) {
+	t.Helper()
+	up := httptest.NewServer(h)
 	t.Cleanup(up.Close)
 	key, sha, _ := auth.NewAPIKey()
 	authn, err := auth.New(auth.Config{APIKeys: []auth.APIKey{{Name: "bot", SHA256: sha}}})
@@ -77,7 +85,7 @@ func setup(t *testing.T) (*httptest.Server, *target, string, *brokertest.Recorde
 		t.Fatal(err)
 	}
 	p, err := httpproxy.New(httpproxy.Config{PathPrefix: "/proxy/billing", Target: "billing", BaseURL: up.URL,
-		Headers:    map[string]string{"X-Api-Key": "sk_live_target_secret"},
+		Headers: map[string]string{"X-Api-Key": "sk_live_target_secret"}, PassContentTypes: pass,
 		WriteError: func(w http.ResponseWriter, r *http.Request, err error) { bhttp.WriteError(w, err, "") }}, b, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -86,7 +94,7 @@ func setup(t *testing.T) (*httptest.Server, *target, string, *brokertest.Recorde
 	mux.Handle("/proxy/billing/", p)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
-	return srv, tg, key, rec
+	return srv, key, rec
 }
 
 func TestHTTPProxy(t *testing.T) {

@@ -20,6 +20,7 @@ import (
 	"github.com/toolgate/toolgate/broker"
 	"github.com/toolgate/toolgate/broker/auth"
 	"github.com/toolgate/toolgate/broker/brokertest"
+	"github.com/toolgate/toolgate/connectors/pgroles"
 	"github.com/toolgate/toolgate/connectors/pgwire"
 	"github.com/toolgate/toolgate/internal/db"
 	"github.com/toolgate/toolgate/internal/testenv"
@@ -128,8 +129,8 @@ pidfile = %s/pgbouncer.pid
 
 // BenchmarkPgbench is the passthrough benchmark (DESIGN §11, run once by
 // make bench): pgbench -S at 16 clients direct, through PgBouncer (session
-// mode) and through toolgate with the full pipeline and a real SQLite
-// audit store, plus a 50,000-row SELECT through toolgate vs direct. It
+// mode) and through toolgate with the full pipeline, sessions running as
+// provisioned per-grant roles, and a real SQLite audit store, plus a 50,000-row SELECT through toolgate vs direct. It
 // reports x-direct and x-pgbouncer (the judged ratios), the same ratios
 // with an in-memory audit recorder, and x-direct-50k-rows.
 func BenchmarkPgbench(b *testing.B) {
@@ -175,12 +176,22 @@ func BenchmarkPgbench(b *testing.B) {
 		t.Fatal(err)
 	}
 	m, _ := mask.New(mask.Config{Targets: map[string]mask.TargetConfig{"crm": {Rules: map[string]string{"customers.card_number": "last4"}}}}, nil)
+	// Sessions run as provisioned per-grant roles (lock 2), as served.
+	gs, err := auth.NewSQLGrantStore(store.SQL(), store.Driver())
+	if err != nil {
+		t.Fatal(err)
+	}
+	roles, err := pgroles.New(pgroles.Config{Target: "crm", DSN: direct, Provision: true, ConnLimit: 64, Policy: accessOf(pol, "crm"), Grants: gs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer roles.Close()
 	proxy := func(recorder broker.Recorder) int {
 		brk, err := broker.New(broker.Config{Catalog: cat, Auth: authn, Graphs: pol, Policy: pol, Masker: m, Recorder: recorder})
 		if err != nil {
 			t.Fatal(err)
 		}
-		srv, err := pgwire.New(pgwire.Config{Listen: "127.0.0.1:0", Target: "crm", DSN: pg.PasswordDSN(name)}, brk, nil)
+		srv, err := pgwire.New(pgwire.Config{Listen: "127.0.0.1:0", Target: "crm", DSN: pg.PasswordDSN(name), Login: roles}, brk, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -67,6 +67,9 @@ type Config struct {
 	IdentifyEvery time.Duration
 	// MaxMessageBytes caps one client message; 0 means 64 MiB.
 	MaxMessageBytes int
+	// Login picks each session's database login (lock 2); nil runs every
+	// session as the DSN's login.
+	Login UpstreamLogin
 }
 
 // Validate reports what is wrong with the config.
@@ -116,6 +119,8 @@ type Server struct {
 
 	catalog *catalog
 	classes *classCache
+	// lock1Off is a test switch (export_test.go), never configuration.
+	lock1Off bool
 }
 
 type cancelKey struct {

@@ -141,13 +141,15 @@ func (s *session) run(raw net.Conn) {
 		}
 		s.srv.pipe.CloseSession(context.WithoutCancel(ctx), s.id, s.caller, Door, s.srv.cfg.Target, st)
 	}()
-	hc, err := s.connectUpstream(ctx)
+	hc, release, err := s.connectUpstream(ctx)
 	if err != nil {
 		s.log().Warn("target connection failed", zap.Error(err))
-		s.fatal("08006", broker.Errorf(broker.CodeTargetUnavailable, "target %s is unavailable", s.srv.cfg.Target))
+		err = upstreamError(err, s.srv.cfg.Target)
+		s.fatal("08006", err)
 		s.setReason("target unavailable")
 		return
 	}
+	defer release(nil)
 	s.up = hc.Conn
 	defer s.up.Close()
 	// The client gets toolgate's own cancel key, never the server's.
@@ -304,8 +306,27 @@ func (s *session) reidentify(ctx context.Context) error {
 	return nil
 }
 
-func (s *session) connectUpstream(ctx context.Context) (*pgconn.HijackedConn, error) {
-	cfg := s.srv.up.Copy()
+// connectUpstream logs in to the target as the session's login, once
+// more when the server refused a provisioned role's login.
+func (s *session) connectUpstream(ctx context.Context) (*pgconn.HijackedConn, func(error), error) {
+	for try := 0; ; try++ {
+		cfg := s.srv.up.Copy()
+		release, err := s.login(ctx, cfg)
+		if err != nil {
+			return nil, nil, err
+		}
+		hc, err := s.dial(ctx, cfg)
+		if err == nil {
+			return hc, release, nil
+		}
+		release(err)
+		if try > 0 || !loginRefused(err) || s.srv.cfg.Login == nil {
+			return nil, nil, err
+		}
+	}
+}
+
+func (s *session) dial(ctx context.Context, cfg *pgconn.Config) (*pgconn.HijackedConn, error) {
 	if cfg.RuntimeParams == nil {
 		cfg.RuntimeParams = map[string]string{}
 	}
@@ -374,7 +395,7 @@ func (s *session) clientMessage(ctx context.Context, msg []byte) error {
 		if err := q.Decode(body); err != nil {
 			return err
 		}
-		sts := s.srv.classes.classify(q.String)
+		sts := s.srv.classify(q.String)
 		ids, err := s.decide(ctx, sts, true)
 		if err != nil {
 			if isFatal(err) {
@@ -402,7 +423,7 @@ func (s *session) clientMessage(ctx context.Context, msg []byte) error {
 		if err := p.Decode(body); err != nil {
 			return err
 		}
-		sts := s.srv.classes.classify(p.Query)
+		sts := s.srv.classify(p.Query)
 		st := sts[0]
 		if len(sts) > 1 {
 			st = broker.Statement{Kind: broker.KindSQL, Text: p.Query, Unclassified: "a prepared statement may hold only one statement"}
@@ -453,6 +474,9 @@ func (s *session) clientMessage(ctx context.Context, msg []byte) error {
 			// A portal toolgate did not see parsed (e.g. from an SQL
 			// PREPARE) is refused: nothing runs unclassified.
 			st = &broker.Statement{Kind: broker.KindSQL, Unclassified: fmt.Sprintf("portal %q is not bound to a statement toolgate parsed", names[0])}
+			if s.srv.lock1Off {
+				st = &s.srv.classify("")[0]
+			}
 		}
 		ids, err := s.decide(ctx, []broker.Statement{*st}, false)
 		if err != nil {

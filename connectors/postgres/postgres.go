@@ -40,6 +40,13 @@ type Config struct {
 	// ConnectTimeout bounds a connection attempt and the wait for a pooled
 	// connection; 0 means 5s.
 	ConnectTimeout time.Duration
+	// PreviewTimeout bounds an effect preview (statement_timeout inside
+	// its transaction); 0 means 5s. The StatementTimeout applies when it
+	// is shorter.
+	PreviewTimeout time.Duration
+	// PreviewLockTimeout bounds how long a preview waits for a row lock
+	// held by another transaction (lock_timeout); 0 means 1s.
+	PreviewLockTimeout time.Duration
 }
 
 // Validate reports the first problem with the config. It never echoes the DSN.
@@ -59,6 +66,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("postgres target %s: max_conns must not be negative", c.Name)
 	case c.ConnectTimeout < 0:
 		return fmt.Errorf("postgres target %s: connect_timeout must not be negative", c.Name)
+	case c.PreviewTimeout < 0 || c.PreviewTimeout > 0 && c.PreviewTimeout < time.Millisecond:
+		return fmt.Errorf("postgres target %s: preview_timeout must be 0 (the default) or at least 1ms", c.Name)
+	case c.PreviewLockTimeout < 0 || c.PreviewLockTimeout > 0 && c.PreviewLockTimeout < time.Millisecond:
+		return fmt.Errorf("postgres target %s: preview_lock_timeout must be 0 (the default) or at least 1ms", c.Name)
 	}
 	if _, err := pgxpool.ParseConfig(c.DSN); err != nil {
 		// The parse error quotes the connection string: do not wrap it.
@@ -143,12 +154,7 @@ func (c *Connector) RowCap(op broker.Operation) int {
 	if op.SQL == nil {
 		return 0
 	}
-	for _, n := range []int{op.SQL.MaxRows, c.cfg.MaxRows} {
-		if n > 0 {
-			return n
-		}
-	}
-	return DefaultMaxRows
+	return c.rowCap(op.SQL)
 }
 
 // Execute runs op.SQL in a transaction and returns its rows as JSON.
@@ -168,31 +174,15 @@ func (c *Connector) Execute(ctx context.Context, op broker.Operation) (broker.Ou
 	if op.SQL == nil {
 		return broker.Output{}, broker.Errorf(broker.CodeInvalidRequest, "target %s runs SQL operations only", c.cfg.Name)
 	}
-	maxRows := c.RowCap(op)
-	sql := op.SQL.Statement
-	if comment := Comment(op.Comment); comment != "" {
-		sql = appendComment(sql, comment)
-	}
+	maxRows, sql := c.RowCap(op), c.statementText(op)
+	ctx, cancel := c.backstop(ctx)
+	defer cancel()
 
-	if c.cfg.StatementTimeout > 0 {
-		// A backstop for a server that stops answering: the server-side
-		// statement_timeout normally fires first.
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.cfg.StatementTimeout+c.cfg.ConnectTimeout)
-		defer cancel()
-	}
-
-	conn, err := c.acquire(ctx)
+	pc, release, err := c.session(ctx)
 	if err != nil {
 		return broker.Output{}, err
 	}
-	defer conn.Release()
-	pc := conn.Conn()
-	defer func() {
-		if !pc.IsClosed() && pc.PgConn().TxStatus() != 'I' {
-			_, _ = pc.Exec(context.WithoutCancel(ctx), "ROLLBACK")
-		}
-	}()
+	defer release()
 	var (
 		rows     pgx.Rows
 		finish   func() error
@@ -251,33 +241,119 @@ func (c *Connector) Execute(ctx context.Context, op broker.Operation) (broker.Ou
 		}
 		return broker.Output{}, c.classify(ctx, err)
 	}
-	w := newResultWriter(rows.FieldDescriptions())
-	n, truncated := 0, false
-	for rows.Next() {
-		if n == maxRows {
-			truncated = true
-			break
-		}
-		if err := w.writeRow(rows); err != nil {
-			rows.Close()
-			return broker.Output{}, broker.Wrap(broker.CodeTargetError, err, fmt.Sprintf("target %s returned a value toolgate cannot represent as JSON", c.cfg.Name))
-		}
-		n++
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return broker.Output{}, c.classify(ctx, err)
-	}
-	count := n
-	if len(rows.FieldDescriptions()) == 0 {
-		// A statement without result columns reports the rows it affected.
-		count = int(rows.CommandTag().RowsAffected())
+	set, err := c.collect(ctx, rows, maxRows)
+	if err != nil {
+		return broker.Output{}, err
 	}
 	if err := finish(); err != nil {
 		return broker.Output{}, c.classify(ctx, err)
 	}
-	value := w.finish(count, truncated)
-	return broker.Output{Value: value, Rows: n, Bytes: len(value)}, nil
+	return set.output(), nil
+}
+
+// rowSet is a statement's result as read by collect.
+type rowSet struct {
+	w         *resultWriter
+	n         int
+	truncated bool
+	columns   int
+	// affected is the command tag's row count: the rows the statement
+	// changed, or for a SELECT all the rows it returned, read or not.
+	affected int64
+}
+
+// collect reads at most maxRows rows, discards the rest and closes rows.
+func (c *Connector) collect(ctx context.Context, rows pgx.Rows, maxRows int) (rowSet, error) {
+	set, err := collectRows(rows, maxRows, c.cfg.Name)
+	var be *broker.Error
+	if err != nil && !errors.As(err, &be) {
+		return rowSet{}, c.classify(ctx, err)
+	}
+	return set, err
+}
+
+// collectRows reads at most maxRows rows, discards the rest and closes
+// rows. A value that cannot be written as JSON is a *broker.Error; other
+// errors are pgx's.
+func collectRows(rows pgx.Rows, maxRows int, target string) (rowSet, error) {
+	set := rowSet{w: newResultWriter(rows.FieldDescriptions()), columns: len(rows.FieldDescriptions())}
+	for rows.Next() {
+		if set.n == maxRows {
+			set.truncated = true
+			break
+		}
+		if err := set.w.writeRow(rows); err != nil {
+			rows.Close()
+			return rowSet{}, broker.Wrap(broker.CodeTargetError, err, fmt.Sprintf("target %s returned a value toolgate cannot represent as JSON", target))
+		}
+		set.n++
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return rowSet{}, err
+	}
+	set.affected = rows.CommandTag().RowsAffected()
+	return set, nil
+}
+
+// output is the result document: the rows read, and for a statement
+// without result columns the rows it affected as row_count.
+func (s rowSet) output() broker.Output {
+	count := s.n
+	if s.columns == 0 {
+		count = int(s.affected)
+	}
+	value := s.w.finish(count, s.truncated)
+	return broker.Output{Value: value, Rows: s.n, Bytes: len(value)}
+}
+
+// rowCap is the row cap of an operation: the tool's, else the target's,
+// else DefaultMaxRows.
+func (c *Connector) rowCap(op *broker.SQLOperation) int {
+	switch {
+	case op.MaxRows > 0:
+		return op.MaxRows
+	case c.cfg.MaxRows > 0:
+		return c.cfg.MaxRows
+	}
+	return DefaultMaxRows
+}
+
+// statementText is the statement with the operation's context appended as
+// an SQLCommenter comment.
+func (c *Connector) statementText(op broker.Operation) string {
+	if comment := Comment(op.Comment); comment != "" {
+		return appendComment(op.SQL.Statement, comment)
+	}
+	return op.SQL.Statement
+}
+
+// backstop bounds a call for a server that stops answering: the
+// server-side statement_timeout normally fires first.
+func (c *Connector) backstop(ctx context.Context) (context.Context, context.CancelFunc) {
+	if c.cfg.StatementTimeout > 0 {
+		return context.WithTimeout(ctx, c.cfg.StatementTimeout+c.cfg.ConnectTimeout)
+	}
+	return ctx, func() {}
+}
+
+// session acquires a pooled connection. release rolls back a transaction
+// a failed call left open (closing the connection when that fails) and
+// returns the connection to the pool.
+func (c *Connector) session(ctx context.Context) (pc *pgx.Conn, release func(), err error) {
+	conn, err := c.acquire(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	pc = conn.Conn()
+	return pc, func() {
+		if !pc.IsClosed() && pc.PgConn().TxStatus() != 'I' {
+			if err := rollback(pc); err != nil {
+				c.log.Warn("rollback failed; the connection was closed", zap.Error(err))
+			}
+		}
+		conn.Release()
+	}, nil
 }
 
 // acquire gets a pooled connection, waiting at most ConnectTimeout.
@@ -308,42 +384,49 @@ func beginStatements(cfg Config) []string {
 	return begin
 }
 
-// classify turns a pgx error into a *broker.Error. Database messages are
-// kept (the broker masks them); connection errors, which name hosts and
-// users, are reduced to "target X is unavailable".
+// classify turns a pgx error into a *broker.Error (see classifyError).
 func (c *Connector) classify(ctx context.Context, err error) error {
+	return classifyError(ctx, c.cfg.Name, c.cfg.StatementTimeout, c.log, err)
+}
+
+// classifyError turns a pgx error on target into a *broker.Error. Database
+// messages are kept (the broker masks them); connection errors, which name
+// hosts and users, are reduced to "target X is unavailable".
+func classifyError(ctx context.Context, target string, timeout time.Duration, log *zap.Logger, err error) *broker.Error {
 	if ctx.Err() != nil {
-		return c.contextError(ctx)
+		return contextError(ctx, target)
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch {
 		case pgErr.Code == "57014": // query_canceled: our statement_timeout
-			return broker.Wrap(broker.CodeTimeout, err, fmt.Sprintf("target %s: the statement ran longer than the %s statement timeout", c.cfg.Name, c.cfg.StatementTimeout))
+			return broker.Wrap(broker.CodeTimeout, err, fmt.Sprintf("target %s: the statement ran longer than the %s statement timeout", target, timeout))
 		case pgErr.Code == "25006": // read_only_sql_transaction
-			return broker.Wrap(broker.CodeForbidden, err, fmt.Sprintf("target %s is read-only: %s", c.cfg.Name, pgErr.Message))
+			return broker.Wrap(broker.CodeForbidden, err, fmt.Sprintf("target %s is read-only: %s", target, pgErr.Message))
 		case pgErr.Code[:2] == "08", pgErr.Code[:2] == "28", pgErr.Code == "53300",
 			pgErr.Code == "57P01", pgErr.Code == "57P02", pgErr.Code == "57P03", pgErr.Code == "3D000":
-			c.log.Warn("postgres target unavailable", zap.String("sqlstate", pgErr.Code), zap.String("error", pgErr.Message))
-			return broker.Wrap(broker.CodeTargetUnavailable, err, fmt.Sprintf("target %s is unavailable", c.cfg.Name))
+			log.Warn("postgres target unavailable", zap.String("sqlstate", pgErr.Code), zap.String("error", pgErr.Message))
+			return broker.Wrap(broker.CodeTargetUnavailable, err, fmt.Sprintf("target %s is unavailable", target))
 		}
-		return broker.Wrap(broker.CodeTargetError, err, fmt.Sprintf("target %s: %s (SQLSTATE %s)", c.cfg.Name, pgErr.Message, pgErr.Code))
+		return broker.Wrap(broker.CodeTargetError, err, fmt.Sprintf("target %s: %s (SQLSTATE %s)", target, pgErr.Message, pgErr.Code))
 	}
 	if isConnectionError(err) {
-		c.log.Warn("postgres target unavailable", zap.Error(err))
-		return broker.Wrap(broker.CodeTargetUnavailable, err, fmt.Sprintf("target %s is unavailable", c.cfg.Name))
+		log.Warn("postgres target unavailable", zap.Error(err))
+		return broker.Wrap(broker.CodeTargetUnavailable, err, fmt.Sprintf("target %s is unavailable", target))
 	}
 	// Client-side failures (an argument pgx cannot encode, a protocol
 	// surprise). Their text holds no connection details.
-	return broker.Wrap(broker.CodeTargetError, err, fmt.Sprintf("target %s: %s", c.cfg.Name, err.Error()))
+	return broker.Wrap(broker.CodeTargetError, err, fmt.Sprintf("target %s: %s", target, err.Error()))
 }
 
-func (c *Connector) contextError(ctx context.Context) error {
+func (c *Connector) contextError(ctx context.Context) error { return contextError(ctx, c.cfg.Name) }
+
+func contextError(ctx context.Context, target string) *broker.Error {
 	err := ctx.Err()
 	if errors.Is(err, context.DeadlineExceeded) {
-		return broker.Wrap(broker.CodeTimeout, err, fmt.Sprintf("target %s did not answer before the deadline", c.cfg.Name))
+		return broker.Wrap(broker.CodeTimeout, err, fmt.Sprintf("target %s did not answer before the deadline", target))
 	}
-	return broker.Wrap(broker.CodeUnavailable, err, fmt.Sprintf("the call was cancelled before target %s answered", c.cfg.Name))
+	return broker.Wrap(broker.CodeUnavailable, err, fmt.Sprintf("the call was cancelled before target %s answered", target))
 }
 
 func isConnectionError(err error) bool {

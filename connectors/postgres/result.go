@@ -67,6 +67,13 @@ func (w *resultWriter) writeRow(rows pgx.Rows) error {
 	return nil
 }
 
+// rowsArray returns the rows written so far as a JSON array.
+func (w *resultWriter) rowsArray() json.RawMessage {
+	rows := w.buf.Bytes()[len(`{"rows":`):]
+	out := make([]byte, 0, len(rows)+1)
+	return append(append(out, rows...), ']')
+}
+
 func (w *resultWriter) finish(count int, truncated bool) json.RawMessage {
 	w.buf.WriteString(`],"row_count":`)
 	w.buf.WriteString(strconv.Itoa(count))

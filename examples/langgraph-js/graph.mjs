@@ -1,12 +1,18 @@
-// graph.mjs: a LangGraph.js supervisor graph whose nodes call toolgate.
+// graph.mjs: a LangGraph.js supervisor graph whose tools run through toolgate.
 //
-// supervisor ─┬─▶ triage  (crm_* tools)
-//             └─▶ billing (crm_list_orders, billing_refund)
+// supervisor ─┬─▶ triage_model  ⇄ triage   (ToolNode: crm_* tools)
+//             └─▶ billing_model ⇄ billing  (ToolNode: crm_list_orders, billing_refund)
+//
+// LangGraph's standard shape: a model node only asks for tool calls; the tool
+// node named after the toolgate node (triage, billing) runs them, one task per
+// tool call (Send), with the helper of toolgate.mjs. An approval interrupts
+// that tool task, so a resume re-runs only the tool call, with the arguments
+// already in the graph state: the model is never asked again.
 //
 // No LLM service is needed: ScriptedChatModel answers like a model would,
-// with AIMessages that carry tool_calls, chosen from the conversation so far.
-// Swap it for ChatOpenAI / ChatAnthropic (with .bindTools(tools)) and nothing
-// else changes.
+// with AIMessages that carry tool_calls, chosen from the request. Swap it for
+// ChatOpenAI / ChatAnthropic (any chat model with bindTools) and nothing else
+// changes.
 //
 // Run it against `toolgate dev` (keys from <data>/dev-keys.json):
 //   TOOLGATE_URL=http://127.0.0.1:8080/mcp TOOLGATE_KEY=tgk_... \
@@ -17,64 +23,95 @@ import { pathToFileURL } from "node:url";
 
 import { BaseChatModel } from "@langchain/core/language_models/chat_models";
 import { AIMessage, HumanMessage } from "@langchain/core/messages";
-import { Command, END, MemorySaver, MessagesAnnotation, START, StateGraph } from "@langchain/langgraph";
+import { Command, END, MemorySaver, MessagesAnnotation, Send, START, StateGraph } from "@langchain/langgraph";
 import { ToolNode } from "@langchain/langgraph/prebuilt";
 
 import { Toolgate } from "./toolgate.mjs";
 
-/** ScriptedChatModel is a chat model whose replies come from a function of the messages. */
+/**
+ * ScriptedChatModel is a chat model whose replies come from a function of the
+ * messages. It counts the calls per turn (the exact messages it is given); a
+ * second call for the same turn answers with DIFFERENT arguments, as a real
+ * model may, so a graph that asked the model again on resume would run or hold
+ * another call, and the tests would see it.
+ */
 export class ScriptedChatModel extends BaseChatModel {
   constructor(script) {
     super({});
     this.script = script;
+    this.turns = new Map(); // turn fingerprint → calls
   }
 
   _llmType() {
     return "scripted";
   }
 
+  /** callsPerTurn is how often each turn was asked (1 everywhere when nothing was asked twice). */
+  callsPerTurn() {
+    return [...this.turns.values()];
+  }
+
+  bindTools() {
+    return this;
+  }
+
   async _generate(messages) {
-    const message = this.script(messages);
+    const turn = turnKey(messages);
+    const n = (this.turns.get(turn) ?? 0) + 1;
+    this.turns.set(turn, n);
+    let message = this.script(messages);
+    if (n > 1) message = perturbed(message, n);
     return { generations: [{ text: typeof message.content === "string" ? message.content : "", message }] };
   }
 }
 
-/** toolCall builds an AIMessage asking for one tool call; the id is stable across re-runs of a node. */
-export function toolCall(name, args, messages) {
-  const id = "call_" + createHash("sha256").update(`${messages.length}|${name}|${JSON.stringify(args)}`).digest("hex").slice(0, 16);
-  return new AIMessage({ content: "", tool_calls: [{ id, name, args, type: "tool_call" }] });
+/** turnKey fingerprints the conversation a model is asked about. */
+export function turnKey(messages) {
+  const parts = messages.map((m) => [m.getType(), m.content, (m.tool_calls ?? []).map((c) => c.id), m.tool_call_id ?? null]);
+  return createHash("sha256").update(JSON.stringify(parts)).digest("hex");
 }
+
+/** perturbed is the same tool calls with other arguments and ids: what a model asked twice may do. */
+function perturbed(message, attempt) {
+  const tool_calls = message.tool_calls.map((call) => ({
+    ...call,
+    id: newCallId(),
+    args: Object.fromEntries(Object.entries(call.args).map(([k, v]) => [k, typeof v === "number" ? v + attempt - 1 : v])),
+  }));
+  return new AIMessage({ content: message.content, tool_calls });
+}
+
+/** newCallId is a tool call id as a model gives one: unique per call. */
+export const newCallId = () => `call_${randomUUID().replaceAll("-", "").slice(0, 24)}`;
 
 const lastHuman = (messages) => [...messages].reverse().find((m) => HumanMessage.isInstance(m))?.content ?? "";
-const answered = (messages) => messages.at(-1)?.getType?.() === "tool";
+
+const REQUESTS = /refund (?<amount>\d+(?:\.\d+)?) on order (?<order>\d+)|orders of customer (?<customer>\d+)|find (?<email>\S+@[\w.-]+\w)|search (?<name>\S+)/gi;
 
 /**
- * demoScript plays the model of one node: one tool call picked from the
- * user's request, then a final answer that quotes the tool result.
- *   "find ada@example.com"            → triage:  crm_find_customer
- *   "search Ada"                      → triage:  crm_search_customers
- *   "orders of customer 1"            → billing: crm_list_orders
- *   "refund 250 on order 102"         → billing: billing_refund
+ * demoScript plays the model of a node: the tool calls the request asks for,
+ * then a final answer that quotes the tool results.
+ *   "refund 250 on order 102" → billing_refund      "orders of customer 1" → crm_list_orders
+ *   "find ada@example.com"    → crm_find_customer   "search Ada"           → crm_search_customers
+ * Several requests in one message give several tool calls in one AIMessage.
  */
 export function demoScript(messages) {
-  if (answered(messages)) {
-    return new AIMessage(`Done. The tool said: ${contentText(messages.at(-1).content)}`);
+  if (messages.at(-1)?.getType() === "tool") {
+    const results = [];
+    for (let i = messages.length - 1; i >= 0 && messages[i].getType() === "tool"; i--) results.unshift(contentText(messages[i].content));
+    return new AIMessage(`Done. The tools said: ${results.join(" | ")}`);
   }
-  const text = String(lastHuman(messages));
-  let m;
-  if ((m = text.match(/refund (\d+(?:\.\d+)?) on order (\d+)/i))) {
-    return toolCall("billing_refund", { order_id: Number(m[2]), amount: Number(m[1]), reason: "customer request" }, messages);
+  const tool_calls = [];
+  for (const { groups: g } of String(lastHuman(messages)).matchAll(REQUESTS)) {
+    let call;
+    if (g.order) call = { name: "billing_refund", args: { order_id: Number(g.order), amount: Number(g.amount), reason: "customer request" } };
+    else if (g.customer) call = { name: "crm_list_orders", args: { customer_id: Number(g.customer) } };
+    else if (g.email) call = { name: "crm_find_customer", args: { email: g.email } };
+    else call = { name: "crm_search_customers", args: { name: g.name } };
+    tool_calls.push({ id: newCallId(), type: "tool_call", ...call });
   }
-  if ((m = text.match(/orders of customer (\d+)/i))) return toolCall("crm_list_orders", { customer_id: Number(m[1]) }, messages);
-  if ((m = text.match(/find (\S+@\S+)/i))) return toolCall("crm_find_customer", { email: m[1] }, messages);
-  if ((m = text.match(/search (\S+)/i))) return toolCall("crm_search_customers", { name: m[1] }, messages);
-  return new AIMessage("I cannot help with that.");
-}
-
-/** routeScript plays the supervisor: billing for money, triage for the rest. */
-export function routeScript(messages) {
-  const node = /refund|orders/i.test(String(lastHuman(messages))) ? "billing" : "triage";
-  return new AIMessage({ content: "", tool_calls: [{ id: `route_${messages.length}`, name: `transfer_to_${node}`, args: {}, type: "tool_call" }] });
+  if (!tool_calls.length) return new AIMessage("I cannot help with that.");
+  return new AIMessage({ content: "", tool_calls });
 }
 
 export function contentText(content) {
@@ -82,50 +119,47 @@ export function contentText(content) {
   return (content ?? []).map((b) => (typeof b === "string" ? b : (b.text ?? ""))).join("");
 }
 
+/** modelNode only asks the model; the tools node runs what it asks for. */
+export function modelNode(model) {
+  return async (state) => ({ messages: [await model.invoke(state.messages)] });
+}
+
 /**
- * agentNode is a model + tools loop that runs inside one graph node, so every
- * tool call it makes carries that node's identity (X-Toolgate-Node).
+ * routeToolCalls sends each tool call of the last AIMessage to the tools node
+ * as its own task: an approval pauses only its own call, and a resume re-runs
+ * only the calls that have not finished.
  */
-export function agentNode(model, tools, maxSteps = 4) {
-  const toolNode = new ToolNode(tools);
-  return async (state, config) => {
-    const added = [];
-    for (let step = 0; step < maxSteps; step++) {
-      const ai = await model.invoke([...state.messages, ...added], config);
-      added.push(ai);
-      if (!ai.tool_calls?.length) break;
-      const out = await toolNode.invoke({ messages: [...state.messages, ...added] }, config);
-      added.push(...out.messages);
-    }
-    return { messages: added };
+export function routeToolCalls(toolsNode) {
+  return (state) => {
+    const last = state.messages.at(-1);
+    if (last?.getType() !== "ai" || !last.tool_calls?.length) return END;
+    return last.tool_calls.map((call) => new Send(toolsNode, { ...state, lg_tool_call: call }));
   };
+}
+
+/** supervisor routes money matters to billing, the rest to triage. */
+export function supervisor(state) {
+  const node = /refund|orders/i.test(String(lastHuman(state.messages))) ? "billing" : "triage";
+  return new Command({ goto: `${node}_model` });
 }
 
 /**
  * buildGraph compiles the supervisor graph.
  * @param {object} o
- * @param {Record<string, import("@langchain/core/tools").StructuredToolInterface[]>} o.tools tools per node (triage, billing)
- * @param {(messages) => AIMessage} [o.script] the nodes' scripted model
+ * @param {Record<string, import("@langchain/core/tools").StructuredToolInterface[]>} o.tools tools per toolgate node (triage, billing)
+ * @param {BaseChatModel} [o.model] the nodes' chat model (default: ScriptedChatModel(demoScript))
  */
-export function buildGraph({ tools, script = demoScript, checkpointer = new MemorySaver() }) {
-  const router = new ScriptedChatModel(routeScript);
-  const model = new ScriptedChatModel(script);
-  return new StateGraph(MessagesAnnotation)
-    .addNode(
-      "supervisor",
-      async (state, config) => {
-        const ai = await router.invoke(state.messages, config);
-        const goto = ai.tool_calls[0].name.replace("transfer_to_", "");
-        return new Command({ goto });
-      },
-      { ends: ["triage", "billing"] },
-    )
-    .addNode("triage", agentNode(model, tools.triage))
-    .addNode("billing", agentNode(model, tools.billing))
-    .addEdge(START, "supervisor")
-    .addEdge("triage", END)
-    .addEdge("billing", END)
-    .compile({ checkpointer });
+export function buildGraph({ tools, model = new ScriptedChatModel(demoScript), checkpointer = new MemorySaver() }) {
+  const nodes = Object.keys(tools);
+  let g = new StateGraph(MessagesAnnotation).addNode("supervisor", supervisor, { ends: nodes.map((n) => `${n}_model`) });
+  for (const node of nodes) {
+    g = g
+      .addNode(`${node}_model`, modelNode(model.bindTools(tools[node])))
+      .addNode(node, new ToolNode(tools[node]))
+      .addConditionalEdges(`${node}_model`, routeToolCalls(node), [node, END])
+      .addEdge(node, `${node}_model`);
+  }
+  return g.addEdge(START, "supervisor").compile({ checkpointer });
 }
 
 /** connect lists each node's tools from toolgate and builds the graph. */
@@ -145,19 +179,22 @@ async function main() {
   try {
     let out = await app.invoke({ messages: [new HumanMessage(request)] }, config);
     while (out.__interrupt__?.length) {
-      const pause = out.__interrupt__[0].value;
-      console.log(`paused: ${pause.message}\n  approval ${pause.approval_id} (expires ${pause.expires_at})`);
       const approver = process.env.TOOLGATE_APPROVER_KEY;
-      if (!approver) {
-        console.log(`approve it with: curl -X POST ${new URL(`/v1/approvals/${pause.approval_id}/approve`, url)} -H "Authorization: Bearer <approver key>"`);
-        return;
+      const resume = {};
+      for (const pause of out.__interrupt__) {
+        const { tool, args, message, approval_id, expires_at } = pause.value;
+        console.log(`paused: ${tool} ${JSON.stringify(args)}\n  ${message}\n  approval ${approval_id} (expires ${expires_at})`);
+        const decide = new URL(`/v1/approvals/${approval_id}/approve`, url);
+        if (!approver) {
+          console.log(`  approve it with: curl -X POST ${decide} -H "Authorization: Bearer <approver key>"`);
+          continue;
+        }
+        const res = await fetch(decide, { method: "POST", headers: { Authorization: `Bearer ${approver}` } });
+        console.log(`  approved by TOOLGATE_APPROVER_KEY: HTTP ${res.status}`);
+        resume[pause.id] = { approval_id };
       }
-      const res = await fetch(new URL(`/v1/approvals/${pause.approval_id}/approve`, url), {
-        method: "POST",
-        headers: { Authorization: `Bearer ${approver}` },
-      });
-      console.log(`approved by TOOLGATE_APPROVER_KEY: HTTP ${res.status}`);
-      out = await app.invoke(new Command({ resume: { approval_id: pause.approval_id } }), config);
+      if (!approver) return;
+      out = await app.invoke(new Command({ resume }), config);
     }
     console.log(contentText(out.messages.at(-1).content));
     console.log(`run ${config.configurable.run_id}: toolgate audit export --run ${config.configurable.run_id}`);

@@ -2,7 +2,7 @@
 //
 //   const tg = new Toolgate({ url: "http://127.0.0.1:8080/mcp", apiKey, graph: "support-bot" });
 //   const billingTools = await tg.tools("billing");   // LangChain tools, listed as node "billing"
-//   ... use them in a ToolNode inside the "billing" node ...
+//   ... run them with a ToolNode named "billing" (see graph.mjs and the README) ...
 //   await tg.close();
 //
 // What the helper does on every tool call:
@@ -12,22 +12,28 @@
 //   - approvals: an `approval_pending` result becomes interrupt({approval_id,
 //     expires_at, message, ...}); on resume the same call (same args, same run)
 //     is sent again, and toolgate runs it exactly once. A denied approval comes
-//     back as a tool error the model can read ("approval_denied: ...").
+//     back as a tool error the model can read ("approval_denied: ..."). Dispatch
+//     each tool call to the ToolNode as its own task (Send), so an approval
+//     pauses and resumes only its own call.
 //   - grants (optional): startRun() mints per-node grant tokens
 //     (POST /v1/grants) that replace the API key for that run; end() revokes them.
 //
-// Why a custom fetch and not the adapters' beforeToolCall hook: beforeToolCall
-// can return headers, but the adapters then fork a new MCP client (a new
-// connection and initialize handshake) for each distinct header set and keep
-// it until close(); the tool call id differs on every call, so that is one
-// leaked session per call. Here one MCP client per node identity carries the
-// per-call headers through an AsyncLocalStorage read by the transport's fetch.
+// Sessions: toolgate binds an MCP session to the principal, graph and node that
+// initialized it, so the helper keeps one MCP client per (node, credential) and
+// sends each call on the client of the node that runs it, with the API key or
+// the run's grant token. The per-call headers (run, thread, tool call id) ride
+// on that session through an AsyncLocalStorage read by the transport's fetch.
+// Why not the adapters' beforeToolCall hook: it forks a new MCP client for each
+// distinct header set and keeps it until close(), one leaked session per call.
 // And interrupt() cannot be thrown from afterToolCall: the adapters wrap every
 // error thrown there in a ToolException, which would swallow the interrupt.
+// So @langchain/mcp-adapters lists the tools (names, descriptions, schemas) and
+// the helper calls them with the MCP SDK client itself.
 
 import { AsyncLocalStorage } from "node:async_hooks";
 import { randomUUID } from "node:crypto";
 
+import { ToolMessage } from "@langchain/core/messages";
 import { DynamicStructuredTool } from "@langchain/core/tools";
 import { interrupt } from "@langchain/langgraph";
 import { loadMcpTools } from "@langchain/mcp-adapters";
@@ -97,20 +103,37 @@ export function identityFrom(config, graph) {
   return id;
 }
 
-/** pendingOf returns the approval_pending structured content of a tool result, or undefined. */
-export function pendingOf(content) {
-  const blocks = Array.isArray(content) ? content : [content];
-  for (const block of blocks) {
-    const sc = block && typeof block === "object" ? block.structuredContent : undefined;
-    if (sc && sc.status === "approval_pending") return sc;
-  }
-  return undefined;
+/** pendingOf returns the approval_pending structured content of an MCP tool result, or undefined. */
+export function pendingOf(result) {
+  const sc = result?.structuredContent;
+  return !result?.isError && sc?.status === "approval_pending" ? sc : undefined;
 }
 
-/** asText gives the model the text of a result made of text blocks only (the JSON toolgate sent). */
-function asText(content) {
-  if (!Array.isArray(content) || !content.every((b) => b?.type === "text")) return content;
-  return content.map((b) => b.text).join("\n");
+/** textOf is the text of a result made of text blocks only (the JSON toolgate sent), else undefined. */
+function textOf(result) {
+  const blocks = result.content ?? [];
+  return blocks.every((b) => b?.type === "text") ? blocks.map((b) => b.text).join("\n") : undefined;
+}
+
+/**
+ * toolOutput is what the model reads: a ToolMessage with the result's text
+ * (status "error" for an error result such as forbidden or approval_denied),
+ * its structured content as the artifact. Non-text content is left as blocks.
+ */
+function toolOutput(result, name, toolCallId) {
+  const text = textOf(result);
+  if (!toolCallId) {
+    if (result.isError) throw new Error(text ?? `toolgate answered ${name} with an error`);
+    return text ?? result.content;
+  }
+  if (text === undefined && !result.isError) return result.content;
+  return new ToolMessage({
+    status: result.isError ? "error" : "success",
+    content: text ?? `toolgate answered ${name} with an error`,
+    artifact: result.structuredContent,
+    tool_call_id: toolCallId,
+    name,
+  });
 }
 
 export class Toolgate {
@@ -130,25 +153,23 @@ export class Toolgate {
     this.timeoutMs = timeoutMs;
     this.serverName = serverName;
     this.callContext = new AsyncLocalStorage();
-    this.clients = new Map(); // node → Promise<Client>
+    this.clients = new Map(); // `${node}\u0000${token}` → Promise<Client>
     this.grantTokens = new Map(); // `${run}\u0000${node}` → token
   }
 
-  /** fetch sends one request with the identity of the call in progress. */
-  fetchFor(node) {
+  /** fetchFor sends one request of a (node, token) session, with the identity of the call in progress. */
+  fetchFor(node, token) {
     return async (input, init = {}) => {
       const id = this.callContext.getStore();
       const headers = new Headers(init.headers);
+      headers.set("Authorization", `Bearer ${token}`);
       headers.set(HEADER.graph, this.graph);
-      headers.set(HEADER.node, id?.node ?? node);
-      let token = this.apiKey;
+      headers.set(HEADER.node, node);
       if (id) {
         headers.set(HEADER.run, id.run);
         if (id.thread) headers.set(HEADER.thread, id.thread);
         if (id.toolCallId) headers.set(HEADER.toolCallId, id.toolCallId);
-        token = this.grantTokens.get(`${id.run}\u0000${id.node}`) ?? token;
       }
-      headers.set("Authorization", `Bearer ${token}`);
       const timeout = AbortSignal.timeout(this.timeoutMs);
       const signal = init.signal ? AbortSignal.any([init.signal, timeout]) : timeout;
       try {
@@ -160,22 +181,27 @@ export class Toolgate {
     };
   }
 
-  /** client returns the MCP client that lists and calls tools as node. */
-  client(node) {
-    if (!this.clients.has(node)) {
+  /**
+   * client returns the MCP client of a session bound to node and token (the
+   * API key unless given a grant token): toolgate binds a session to the
+   * principal, graph and node that initialized it.
+   */
+  client(node, token = this.apiKey) {
+    const key = `${node}\u0000${token}`;
+    if (!this.clients.has(key)) {
       const made = (async () => {
         const transport = new StreamableHTTPClientTransport(this.url, {
-          fetch: this.fetchFor(node),
+          fetch: this.fetchFor(node, token),
           reconnectionOptions: { maxRetries: 0, initialReconnectionDelay: 1000, maxReconnectionDelay: 1000, reconnectionDelayGrowFactor: 1 },
         });
         const client = new Client({ name: "toolgate-langgraph-js", version: "0.1.0" });
         await client.connect(transport);
         return client;
       })();
-      made.catch(() => this.clients.delete(node));
-      this.clients.set(node, made);
+      made.catch(() => this.clients.delete(key));
+      this.clients.set(key, made);
     }
-    return this.clients.get(node);
+    return this.clients.get(key);
   }
 
   /**
@@ -184,42 +210,50 @@ export class Toolgate {
    * turn pending approvals into interrupt().
    */
   async tools(node) {
-    const client = await this.client(node);
-    const inner = await loadMcpTools(this.serverName, client, { throwOnLoadError: true });
-    return inner.map((t) => this.wrap(t));
+    const listed = await loadMcpTools(this.serverName, await this.client(node), { throwOnLoadError: true });
+    return listed.map((t) => this.wrap(t));
   }
 
-  wrap(inner) {
+  /** wrap turns a listed tool into one whose calls go on the session of the node that runs them. */
+  wrap(listed) {
+    const name = listed.name;
     const call = async (args, config) => {
       const id = identityFrom(config, this.graph);
-      // The inner tool must not see the tool call: it would answer with a
-      // ToolMessage instead of the content this wrapper inspects.
-      const { toolCall: _toolCall, ...innerConfig } = config ?? {};
-      return this.callContext.run(id, () => inner.invoke(args, innerConfig));
+      const token = this.grantTokens.get(`${id.run}\u0000${id.node}`) ?? this.apiKey;
+      try {
+        const client = await this.client(id.node, token);
+        // The SDK's own request timeout comes after the fetch's, whose error says more.
+        return await this.callContext.run(id, () => client.callTool({ name, arguments: args }, undefined, { timeout: this.timeoutMs + 1000 }));
+      } catch (err) {
+        // An unreachable or hung toolgate is an error result the model reads.
+        if (err instanceof ToolgateError && err.code === "toolgate_unreachable") return { isError: true, content: [{ type: "text", text: err.message }] };
+        throw err;
+      }
     };
     return new DynamicStructuredTool({
-      name: inner.name,
-      description: inner.description,
-      schema: inner.schema,
-      metadata: inner.metadata,
+      name,
+      description: listed.description,
+      schema: listed.schema,
+      metadata: listed.metadata,
       func: async (args, _runManager, config) => {
-        let content = await call(args, config);
+        const toolCallId = config?.toolCall?.id;
+        let result = await call(args, config);
         // Each pending answer pauses the graph; on resume interrupt() returns
         // the resume value and the same call goes again. Toolgate answers
         // "pending" until a human decides, the result once approved (running
         // the tool exactly once), or approval_denied.
-        for (let pending = pendingOf(content); pending; pending = pendingOf(content)) {
+        for (let pending = pendingOf(result); pending; pending = pendingOf(result)) {
           interrupt({
             type: "toolgate_approval",
             approval_id: pending.approval_id,
             expires_at: pending.expires_at,
-            message: pending.message,
-            tool: inner.name,
+            message: textOf(result) ?? pending.message,
+            tool: name,
             args,
           });
-          content = await call(args, config);
+          result = await call(args, config);
         }
-        return asText(content);
+        return toolOutput(result, name, toolCallId);
       },
     });
   }
@@ -256,6 +290,7 @@ export class Toolgate {
       nodes: Object.keys(tokens),
       end: async () => {
         for (const node of Object.keys(tokens)) this.grantTokens.delete(`${runId}\u0000${node}`);
+        await this.closeSessions(new Set(Object.values(tokens)));
         if (!grantId) return;
         const del = await this.api("DELETE", `/v1/grants/${encodeURIComponent(grantId)}`);
         if (!del.ok && del.status !== 404) throw new ToolgateError(`http_${del.status}`, `revoking grant ${grantId} failed`);
@@ -274,6 +309,18 @@ export class Toolgate {
     } catch (err) {
       throw new ToolgateError("toolgate_unreachable", `toolgate at ${this.url.origin} could not be reached (${err?.cause?.code ?? err?.message}); ${method} ${path} was not sent`);
     }
+  }
+
+  /** closeSessions ends the MCP sessions opened with the given tokens. */
+  async closeSessions(tokens) {
+    const ended = [];
+    for (const [key, client] of this.clients) {
+      if (tokens.has(key.split("\u0000")[1])) {
+        this.clients.delete(key);
+        ended.push(client);
+      }
+    }
+    await Promise.allSettled(ended.map(async (c) => (await c).close()));
   }
 
   /** close ends every MCP session. */

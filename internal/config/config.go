@@ -132,7 +132,20 @@ type PassthroughPolicy struct {
 	Tables     []string `yaml:"tables" json:"tables,omitempty"`
 	Methods    []string `yaml:"methods" json:"methods,omitempty"`
 	Paths      []string `yaml:"paths" json:"paths,omitempty"`
-	Rules      []Rule   `yaml:"rules" json:"rules,omitempty"`
+	// Functions extend the built-in list of functions a statement may
+	// call without a rule: names as PostgreSQL spells them ("lower_ascii",
+	// "util.slugify", `"MixedCase"`, "operator ~>").
+	Functions []string `yaml:"functions" json:"functions,omitempty"`
+	Rules     []Rule   `yaml:"rules" json:"rules,omitempty"`
+	// Role is an operator-managed database login the node's Postgres
+	// passthrough sessions run as, instead of a role toolgate provisions.
+	Role *PassthroughRole `yaml:"role" json:"role,omitempty"`
+}
+
+// PassthroughRole is a database login declared by the operator.
+type PassthroughRole struct {
+	User     string `yaml:"user" json:"user"`
+	Password string `yaml:"password" json:"-"` // secret
 }
 
 // Approvals configures the approval gate.
@@ -187,6 +200,11 @@ type Recordings struct {
 type Passthrough struct {
 	Postgres []PostgresListener `yaml:"postgres" json:"postgres,omitempty"`
 	HTTP     []HTTPPrefix       `yaml:"http" json:"http,omitempty"`
+	// RoleKey derives the passwords of the database roles toolgate
+	// provisions for passthrough sessions (HMAC-SHA256); every instance
+	// serving a target must share it. Secret, use ${ENV}. Empty: a random
+	// key per process.
+	RoleKey string `yaml:"role_key" json:"-"`
 }
 
 // PostgresListener is one Postgres wire proxy listener.
@@ -195,12 +213,25 @@ type PostgresListener struct {
 	Target  string `yaml:"target" json:"target"`
 	TLSCert string `yaml:"tls_cert" json:"tls_cert,omitempty"`
 	TLSKey  string `yaml:"tls_key" json:"tls_key,omitempty"`
+	// SessionsAsAdmin lets sessions run as the target's dsn login instead
+	// of per-grant roles (lock 2 off); toolgate warns at every start.
+	SessionsAsAdmin bool `yaml:"sessions_as_admin" json:"sessions_as_admin,omitempty"`
+	// AllowPrivilegedLogin lets sessions run as a superuser or a member
+	// of the server-file/program/all-data roles; toolgate warns at every
+	// start.
+	AllowPrivilegedLogin bool `yaml:"allow_privileged_login" json:"allow_privileged_login,omitempty"`
+	// RoleConnLimit is the CONNECTION LIMIT of each provisioned role
+	// (default 10).
+	RoleConnLimit int `yaml:"role_conn_limit" json:"role_conn_limit,omitempty"`
 }
 
 // HTTPPrefix is one HTTP passthrough mount.
 type HTTPPrefix struct {
 	PathPrefix string `yaml:"path_prefix" json:"path_prefix"`
 	Target     string `yaml:"target" json:"target"`
+	// PassContentTypes are the media types ("image/png", "image/*") whose
+	// bodies pass unmasked; any other body toolgate cannot mask is refused.
+	PassContentTypes []string `yaml:"pass_content_types" json:"pass_content_types,omitempty"`
 }
 
 // Metrics configures GET /metrics.

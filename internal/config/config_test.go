@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"os"
@@ -20,6 +21,8 @@ func testEnv(name string) (string, bool) {
 		"SLACK_BOT_TOKEN":   "xoxb-test",
 		"SLACK_APP_TOKEN":   "xapp-test",
 		"TOOLGATE_MASK_KEY": "mask-key",
+		"CRM_READER_PW":     "reader-pw-secret",
+		"TOOLGATE_ROLE_KEY": "role-key-0123456789",
 	}
 	v, ok := vals[name]
 	return v, ok
@@ -53,7 +56,7 @@ func TestGolden(t *testing.T) {
 			if got != string(want) {
 				t.Errorf("problems differ\n--- got\n%s--- want\n%s", got, want)
 			}
-			for _, secret := range []string{"s3cret", "billing-secret-token", "xoxb-test", "mask-key"} {
+			for _, secret := range []string{"s3cret", "billing-secret-token", "xoxb-test", "mask-key", "reader-pw-secret", "role-key-0123"} {
 				if strings.Contains(got, secret) {
 					t.Errorf("problem report leaks a secret value %q", secret)
 				}
@@ -87,6 +90,16 @@ func TestValidDecodes(t *testing.T) {
 	}
 	if want := filepath.Join("testdata/valid", "data/demo.db"); cfg.Targets["demo"].Path != want {
 		t.Errorf("sqlite target path = %q, want %q (relative to the config file)", cfg.Targets["demo"].Path, want)
+	}
+	role := cfg.Graphs["support-bot"].Nodes["reporting"].Passthrough["crm"].Role
+	if role == nil || role.User != "crm_reader" || role.Password != "reader-pw-secret" {
+		t.Errorf("declared passthrough role = %+v", role)
+	}
+	if cfg.Passthrough.RoleKey != "role-key-0123456789" || cfg.Passthrough.Postgres[0].RoleConnLimit != 4 {
+		t.Errorf("role_key / role_conn_limit not decoded: %+v", cfg.Passthrough.Postgres[0])
+	}
+	if out, _ := json.Marshal(cfg); strings.Contains(string(out), "reader-pw-secret") || strings.Contains(string(out), "role-key-0123") {
+		t.Errorf("a secret survives JSON encoding of the config: %s", out)
 	}
 	if cfg.PublicURL != "" {
 		t.Errorf("public_url = %q; it defaults at serve time from the bound address", cfg.PublicURL)

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -120,12 +121,27 @@ func (c *Config) Validate() error {
 		case t.Kind != "http":
 			add(fmt.Sprintf("passthrough.http[%d].target", i), "target %q is %s, the HTTP passthrough needs an http target", p.Target, t.Kind)
 		}
+		for j, ct := range p.PassContentTypes {
+			if maskedMedia(ct) {
+				add(fmt.Sprintf("passthrough.http[%d].pass_content_types[%d]", i, j), "%s is text, JSON or XML, which toolgate masks; only binary types can be declared to pass unmasked", ct)
+			}
+		}
 	}
 	for _, g := range sortedKeys(c.Graphs) {
 		for _, n := range sortedKeys(c.Graphs[g].Nodes) {
 			for _, t := range sortedKeys(c.Graphs[g].Nodes[n].Passthrough) {
-				if _, ok := c.Targets[t]; !ok {
-					add(fmt.Sprintf("graphs.%s.nodes.%s.passthrough.%s", g, n, t), "no target named %q", t)
+				p := fmt.Sprintf("graphs.%s.nodes.%s.passthrough.%s", g, n, t)
+				target, ok := c.Targets[t]
+				if !ok {
+					add(p, "no target named %q", t)
+					continue
+				}
+				if r := c.Graphs[g].Nodes[n].Passthrough[t].Role; r != nil {
+					if target.Kind != "postgres" {
+						add(p+".role", "a role applies to postgres targets only; %q is %s", t, target.Kind)
+					} else if why := badRoleName(r.User); why != "" {
+						add(p+".role.user", "%s", why)
+					}
 				}
 			}
 		}
@@ -134,6 +150,35 @@ func (c *Config) Validate() error {
 		return ps
 	}
 	return nil
+}
+
+// ReservedRolePrefix starts the names of the database roles toolgate
+// provisions for passthrough sessions (connectors/pgroles); an operator's
+// role may not use it.
+const ReservedRolePrefix = "toolgate_pt_"
+
+// badRoleName says what is wrong with a declared database login name, ""
+// when nothing is.
+func badRoleName(name string) string {
+	switch {
+	case len(name) > 63:
+		return fmt.Sprintf("role name %q is longer than PostgreSQL's 63 bytes", name)
+	case strings.ContainsRune(name, 0):
+		return "role name contains a NUL byte"
+	case strings.HasPrefix(strings.ToLower(name), ReservedRolePrefix):
+		return fmt.Sprintf("role name %q starts with %s, which toolgate reserves for the roles it provisions", name, ReservedRolePrefix)
+	case strings.HasPrefix(strings.ToLower(name), "pg_"):
+		return fmt.Sprintf("role name %q starts with pg_, which PostgreSQL reserves for its predefined roles", name)
+	}
+	return ""
+}
+
+// maskedMedia reports media types the HTTP passthrough masks as text or
+// JSON, which a route cannot declare to pass unmasked.
+func maskedMedia(t string) bool {
+	typ, sub, _ := strings.Cut(t, "/")
+	return typ == "text" || sub == "json" || sub == "xml" || sub == "yaml" || sub == "javascript" ||
+		strings.HasSuffix(sub, "+json") || strings.HasSuffix(sub, "+xml") || strings.HasSuffix(sub, "+yaml")
 }
 
 // TargetKinds maps each target name to its kind.

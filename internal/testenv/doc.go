@@ -4,9 +4,9 @@
 // Postgres runs initdb into a temporary folder and starts one server per test
 // binary, listening on 127.0.0.1 on a free port and on a unix socket inside
 // that folder, with fsync off. Tests take a fresh database each with
-// PG.CreateDB. The superuser ("postgres") is trusted on loopback; a second
-// role (PasswordUser) authenticates with SCRAM, so tests can exercise real
-// credentials through PG.PasswordDSN.
+// PG.CreateDB. The superuser ("postgres") is trusted on loopback; every
+// other role, PasswordUser and those tests create, authenticates with SCRAM
+// over TCP, so tests exercise real credentials (PG.PasswordDSN).
 //
 // Packages that use Postgres call Main from their TestMain, so the server
 // stops when the test binary ends. The server must never outlive the test

@@ -311,11 +311,12 @@ func launch(bin string) (*PG, error) {
 	if out, err := initdb.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("initdb: %w: %s", err, tail(out))
 	}
-	// Trust on the socket and for the superuser on loopback; the password
-	// role must prove its password, so tests exercise real credentials.
+	// Trust on the socket and for the superuser on loopback; every other
+	// role (PasswordUser, roles tests create) must prove its password, so
+	// tests exercise real credentials.
 	hba := "local all all trust\n" +
-		"host all " + PasswordUser + " 127.0.0.1/32 scram-sha-256\n" +
-		"host all all 127.0.0.1/32 trust\n"
+		"host all postgres 127.0.0.1/32 trust\n" +
+		"host all all 127.0.0.1/32 scram-sha-256\n"
 	hbaPath := filepath.Join(data, "pg_hba.conf")
 	if err := os.WriteFile(hbaPath, []byte(hba), 0o600); err != nil {
 		return nil, err
@@ -363,6 +364,7 @@ func serve(bin, dir string, ra runAs) (*PG, error) {
 		"-c", "synchronous_commit=off",
 		"-c", "full_page_writes=off",
 		"-c", "max_connections=200",
+		"-c", "max_prepared_transactions=10",
 		"-c", "shared_buffers=32MB",
 		"-c", "password_encryption=scram-sha-256",
 	)

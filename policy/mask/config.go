@@ -19,6 +19,11 @@ const (
 	ActionHash   = "hash"
 	ActionNull   = "null"
 	ActionDrop   = "drop"
+	// ActionDeny withholds a column in the database itself: the per-grant
+	// role of a Postgres passthrough session gets no privilege on it (lock
+	// 2, see connectors/pgroles). Everywhere else (tool results, a cell
+	// that still reaches the proxy) it behaves as drop.
+	ActionDeny = "deny"
 )
 
 // MinHashKeyBytes is the shortest HashKey accepted when a rule uses hash.
@@ -132,9 +137,9 @@ func ValidateDetectors(det map[string]bool) error {
 // validateRule checks one rule's action and path.
 func validateRule(path, action string) error {
 	switch action {
-	case ActionRedact, ActionLast4, ActionEmail, ActionHash, ActionNull, ActionDrop:
+	case ActionRedact, ActionLast4, ActionEmail, ActionHash, ActionNull, ActionDrop, ActionDeny:
 	default:
-		return fmt.Errorf("unknown action %q (known: redact, last4, email, hash, null, drop)", action)
+		return fmt.Errorf("unknown action %q (known: redact, last4, email, hash, null, drop, deny)", action)
 	}
 	_, err := compilePath(path)
 	return err

@@ -178,12 +178,15 @@ func isDigit(b byte) bool { return b >= '0' && b <= '9' }
 func isUpper(b byte) bool { return b >= 'A' && b <= 'Z' }
 
 // detect appends to hits every detector match in s for the detectors in
-// set, in order and without overlaps.
+// set, in order and without overlaps. Card numbers and SSNs are looked for
+// at the start of every digit run, whatever precedes it ('a'||card is
+// "a4242…"); the other detectors start at word boundaries.
 func detect(s []byte, set detectorSet, hits []hit) []hit {
 	n := len(s)
 	if n < minHitLen {
 		return hits
 	}
+	digits := set&(detCard|detSSN) != 0
 	last := 0  // end of the previous hit: later hits never start before it
 	noJWT := 0 // a JWT header scan failed on a run that ends here
 	for i := 0; i < n; {
@@ -206,41 +209,76 @@ func detect(s []byte, set detectorSet, hits []hit) []hit {
 			i++
 			continue
 		}
-		// i starts a word.
-		if c&0x80 == 0 && classes[c]&clTrig == 0 {
-			for i < n && classes[s[i]]&clWord != 0 {
-				i++
+		// i starts a word, or a digit run inside one.
+		if isDigit(c) {
+			if digits {
+				if h, en := digitsAt(s, i, set, hits); en > 0 {
+					hits = h
+					i, last = en, en
+					continue
+				}
 			}
-			continue
+		} else if c&0x80 != 0 || classes[c]&clTrig != 0 {
+			if st, en, kind := wordAt(s, i, set, &noJWT); kind != 0 {
+				hits = append(hits, hit{st, en, kind})
+				i, last = en, en
+				continue
+			}
 		}
-		if st, en, kind := wordAt(s, i, set, &noJWT); kind != 0 {
-			hits = append(hits, hit{st, en, kind})
-			i, last = en, en
-			continue
-		}
-		for i < n && classes[s[i]]&clWord != 0 {
-			i++
-		}
+		i = skipWord(s, i, digits)
 	}
 	return hits
 }
 
-// wordAt runs the detectors that start at a word boundary.
+// skipWord returns the end of the word whose byte at i was tried or, when
+// digits, the first digit after i inside the word that follows a non-digit
+// (a digit run to try).
+func skipWord(s []byte, i int, digits bool) int {
+	n := len(s)
+	for i++; i < n; i++ {
+		cl := classes[s[i]]
+		if cl&clWord == 0 {
+			return i
+		}
+		if cl&clDigit != 0 && digits && !isDigit(s[i-1]) {
+			return i
+		}
+	}
+	return i
+}
+
+// digitsAt runs the card and SSN detectors on the digit run starting at
+// s[i], appending their hits; end is where the hits end, 0 for none.
+func digitsAt(s []byte, i int, set detectorSet, hits []hit) (out []hit, end int) {
+	if set&detCard != 0 {
+		if en, ok := cardAt(s, i); ok {
+			return append(hits, hit{i, en, detCard}), en
+		}
+		if e := runEnd(s, i); e-i > maxCardDigits {
+			if out, ok := cardRun(s, i, e, hits); ok {
+				return out, e
+			}
+		}
+	}
+	if set&detSSN != 0 {
+		if en, ok := ssnAt(s, i); ok {
+			return append(hits, hit{i, en, detSSN}), en
+		}
+	}
+	return hits, 0
+}
+
+// runEnd returns the end of the digit run at s[i].
+func runEnd(s []byte, i int) int {
+	for i < len(s) && isDigit(s[i]) {
+		i++
+	}
+	return i
+}
+
+// wordAt runs the detectors that start at a word boundary, digits aside.
 func wordAt(s []byte, i int, set detectorSet, noJWT *int) (start, end int, kind detectorSet) {
 	c := s[i]
-	if isDigit(c) {
-		if set&detCard != 0 {
-			if en, ok := cardAt(s, i); ok {
-				return i, en, detCard
-			}
-		}
-		if set&detSSN != 0 {
-			if en, ok := ssnAt(s, i); ok {
-				return i, en, detSSN
-			}
-		}
-		return 0, 0, 0
-	}
 	if set&detSecret != 0 {
 		if st, en, ok := secretAt(s, i); ok {
 			return st, en, detSecret
@@ -266,8 +304,12 @@ func wordAt(s []byte, i int, set detectorSet, noJWT *int) (start, end int, kind 
 // byte that cannot continue a word.
 func boundaryAt(s []byte, j int) bool { return j >= len(s) || !isWord(s[j]) }
 
-// cardAt finds a card number starting at s[i]: 13 to 19 digits, optionally
-// grouped by single spaces or dashes, passing the Luhn check. It prefers the
+// maxCardDigits is the length of the longest card number.
+const maxCardDigits = 19
+
+// cardAt finds a card number starting at s[i], which starts a digit run:
+// 13 to 19 digits, optionally grouped by single spaces or dashes, passing
+// the Luhn check and followed by anything but a digit. It prefers the
 // longest candidate ending at a group boundary. The Luhn sums of every
 // prefix are kept by digit parity, so no digit is stored.
 func cardAt(s []byte, i int) (int, bool) {
@@ -308,10 +350,69 @@ func cardAt(s []byte, i int) (int, bool) {
 		}
 		break
 	}
-	if boundaryAt(s, j) && ok(nd) {
+	if (j >= len(s) || !isDigit(s[j])) && ok(nd) {
 		best = j
 	}
 	return best, best >= 0
+}
+
+// cardLengths are the card lengths cardRun tries, most common first.
+var cardLengths = [...]int{16, 15, 14, 19, 18, 17, 13}
+
+// cardRun appends the cards of the digit run s[i:e], longer than one card,
+// when the whole run splits into numbers of 13 to 19 digits that each pass
+// the Luhn check: cards glued together (format('%s%s', a, b),
+// string_agg(card, ”)), one hit per card. A run that does not split so is
+// left alone, so long ordinary numbers (an IBAN's digits, a numeric) are
+// not masked. It keeps the prefix Luhn sums modulo 10 by parity, doubled
+// and not, so each candidate costs a few subtractions.
+func cardRun(s []byte, i, e int, hits []hit) ([]hit, bool) {
+	n := e - i
+	buf := make([]byte, 5*(n+1))
+	plain := [2][]byte{buf[0 : n+1], buf[n+1 : 2*(n+1)]}
+	doubled := [2][]byte{buf[2*(n+1) : 3*(n+1)], buf[3*(n+1) : 4*(n+1)]}
+	splits := buf[4*(n+1):] // splits[a] == 1: s[i+a:e] splits into cards
+	for j := 0; j < n; j++ {
+		d := s[i+j] - '0'
+		f := 2 * d
+		if f > 9 {
+			f -= 9
+		}
+		for p := 0; p < 2; p++ {
+			plain[p][j+1], doubled[p][j+1] = plain[p][j], doubled[p][j]
+		}
+		plain[j&1][j+1] = (plain[j&1][j] + d) % 10
+		doubled[j&1][j+1] = (doubled[j&1][j] + f) % 10
+	}
+	valid := func(a, b int) bool {
+		// The last digit (b-1) is not doubled; the other parity is.
+		p := (b - 1) & 1
+		sum := int(plain[p][b]) - int(plain[p][a]) + int(doubled[1-p][b]) - int(doubled[1-p][a])
+		return (sum+20)%10 == 0
+	}
+	next := func(a int) int {
+		for _, k := range cardLengths {
+			if a+k <= n && splits[a+k] == 1 && valid(a, a+k) {
+				return k
+			}
+		}
+		return 0
+	}
+	splits[n] = 1
+	for a := n - 13; a >= 0; a-- {
+		if next(a) > 0 {
+			splits[a] = 1
+		}
+	}
+	if splits[0] == 0 {
+		return hits, false
+	}
+	for a := 0; a < n; {
+		k := next(a)
+		hits = append(hits, hit{i + a, i + a + k, detCard})
+		a += k
+	}
+	return hits, true
 }
 
 // luhn reports whether the digits pass the Luhn check.
@@ -334,7 +435,9 @@ func luhn(d []byte) bool {
 
 // isCardNumber reports whether a JSON number token is a card number: its
 // integer part (sign, fraction and exponent aside) is 13 to 19 digits
-// passing Luhn. Fractions and exponents do not make a card safe to show.
+// passing Luhn, or a longer run of such numbers glued together (see
+// cardRun).
+// Fractions and exponents do not make a card safe to show.
 func isCardNumber(num []byte) bool {
 	if len(num) < 13 {
 		return false
@@ -346,7 +449,11 @@ func isCardNumber(num []byte) bool {
 	for n < len(num) && isDigit(num[n]) {
 		n++
 	}
-	if n < 13 || n > 19 {
+	if n > maxCardDigits {
+		_, ok := cardRun(num, 0, n, nil)
+		return ok
+	}
+	if n < 13 {
 		return false
 	}
 	var d [19]byte
@@ -357,8 +464,9 @@ func isCardNumber(num []byte) bool {
 }
 
 // ssnAt finds a US social security number AAA-GG-SSSS (dashes or spaces,
-// used consistently) starting at s[i], excluding numbers the SSA never
-// issues: area 000, 666 or 900-999, group 00, serial 0000.
+// used consistently, not followed by a digit) starting at s[i], which
+// starts a digit run, excluding numbers the SSA never issues: area 000,
+// 666 or 900-999, group 00, serial 0000.
 func ssnAt(s []byte, i int) (int, bool) {
 	if len(s)-i < 11 {
 		return 0, false
@@ -373,7 +481,7 @@ func ssnAt(s []byte, i int) (int, bool) {
 			return 0, false
 		}
 	}
-	if !boundaryAt(s, i+11) {
+	if i+11 < len(s) && isDigit(s[i+11]) {
 		return 0, false
 	}
 	area := string(p[0:3])

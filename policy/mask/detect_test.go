@@ -25,7 +25,17 @@ func TestDetectors(t *testing.T) {
 		{"card luhn failure", "order 4242424242424241", "order 4242424242424241"},
 		{"card 12 digits", "id 424242424242", "id 424242424242"},
 		{"card 20 digit run", "id 42424242424242424242", "id 42424242424242424242"},
-		{"card inside word", "ref x4242424242424242", "ref x4242424242424242"},
+		{"card glued to letters", "ref x4242424242424242", "ref x************4242"},
+		{"card glued both sides", "a4242424242424242b", "a************4242b"},
+		{"card glued to underscore", "id_4242424242424242_x", "id_************4242_x"},
+		{"card in error text", `invalid input syntax for type integer: "x4242424242424242"`, `invalid input syntax for type integer: "x************4242"`},
+		{"grouped card glued", "no.x4111-1111-1111-1111z", "no.x************1111z"},
+		{"two cards glued", "42424242424242425555555555554444", "************4242************4444"},
+		{"three cards glued", "a4242424242424242378282246310005" + "4111111111111111b", "a************4242***********0005************1111b"},
+		{"long number that is no cards", "n 12345678901234567890123456789012", "n 12345678901234567890123456789012"},
+		{"card padded with a digit", "42424242424242421", "42424242424242421"},
+		{"ssn glued to letters", "ssn:x123-45-6789y", "ssn:x[REDACTED:ssn]y"},
+		{"ssn followed by digit", "123-45-67891", "123-45-67891"},
 		{"card negative", "-4242424242424242", "-************4242"},
 		// ssn
 		{"ssn dashes", "ssn 123-45-6789 ok", "ssn [REDACTED:ssn] ok"},
@@ -167,4 +177,78 @@ func TestCardAtMatchesLuhn(t *testing.T) {
 			t.Fatalf("cardAt(%s) = %d, %v; luhn says %v", txt, end, got, want)
 		}
 	}
+}
+
+// TestCardRunMatchesSplits cross-checks cardRun with a direct search: a
+// run is masked exactly when it splits into Luhn-valid numbers of 13 to
+// 19 digits, and glued cards are always found.
+func TestCardRunMatchesSplits(t *testing.T) {
+	var splits func(d []byte) bool
+	memo := map[int]bool{}
+	splits = func(d []byte) bool {
+		if len(d) == 0 {
+			return true
+		}
+		if v, ok := memo[len(d)]; ok {
+			return v
+		}
+		v := false
+		for k := 13; k <= 19 && k <= len(d) && !v; k++ {
+			v = luhn(d[:k]) && splits(d[k:])
+		}
+		memo[len(d)] = v
+		return v
+	}
+	seed := uint64(7)
+	rnd := func() uint64 { seed = seed*6364136223846793005 + 1442695040888963407; return seed >> 33 }
+	for n := 0; n < 5000; n++ {
+		var txt []byte
+		if n%2 == 0 { // random digits
+			for k := 20 + int(rnd()%60); k > 0; k-- {
+				txt = append(txt, '0'+byte(rnd()%10))
+			}
+		} else { // glued cards
+			for c := 2 + int(rnd()%3); c > 0; c-- {
+				txt = append(txt, luhnNumber(13+int(rnd()%7), rnd)...)
+			}
+		}
+		d := make([]byte, len(txt))
+		for i, c := range txt {
+			d[i] = c - '0'
+		}
+		clear(memo)
+		want := splits(d)
+		hits, got := cardRun(txt, 0, len(txt), nil)
+		if got != want || n%2 == 1 && !got {
+			t.Fatalf("cardRun(%s) = %v, want %v", txt, got, want)
+		}
+		end := 0
+		for _, h := range hits {
+			if h.start != end || h.end-h.start < 13 || h.end-h.start > 19 || !luhn(d[h.start:h.end]) {
+				t.Fatalf("cardRun(%s) hits %+v", txt, hits)
+			}
+			end = h.end
+		}
+		if got && end != len(txt) {
+			t.Fatalf("cardRun(%s) hits %+v do not cover the run", txt, hits)
+		}
+	}
+}
+
+// luhnNumber returns k random digits whose last makes them pass Luhn.
+func luhnNumber(k int, rnd func() uint64) []byte {
+	d := make([]byte, k)
+	for i := 0; i < k-1; i++ {
+		d[i] = byte(rnd() % 10)
+	}
+	for c := byte(0); c < 10; c++ {
+		if d[k-1] = c; luhn(d) {
+			break
+		}
+	}
+	out := make([]byte, k)
+	for i := range d {
+		out[i] = '0' + d[i]
+	}
+	return out
 }

@@ -25,6 +25,9 @@
 //	        stable so auditors can join on it
 //	null    JSON null
 //	drop    the key (or array element) is removed
+//	deny    as drop in results; on a Postgres passthrough target's
+//	        "table.column" rule, the database itself withholds the column
+//	        (the per-grant role gets no privilege on it, connectors/pgroles)
 //
 // # Output-schema rule
 //
@@ -54,8 +57,14 @@
 // ("************4242"), anything else becomes "[REDACTED:<kind>]". Text
 // that spells a value with \uXXXX escapes (a string holding escaped JSON,
 // text that is not JSON, an error message) is masked in its decoded form.
-// Detectors find words: a card glued to letters ("x4242...") is not a
-// card, and an SSN must be written with dashes or spaces.
+// Cards and SSNs are looked for at the start of every run of digits,
+// whatever precedes or follows it ("x4242..." from 'x'||card, or a card in
+// an error message's quoted value); a run of more than 19 digits is masked
+// card by card when it splits wholly into Luhn-valid numbers of 13 to 19
+// digits (cards glued by string_agg or format). A card padded with other
+// digits, or any other reversible transform, is a different number: the
+// detectors are a net, not a lock. An SSN must be written with dashes or
+// spaces. The other detectors start at word boundaries.
 //
 // All detectors are on by default everywhere, except email, which is on
 // for MaskRecord and MaskText and, for results, only where the global
@@ -81,7 +90,8 @@
 //
 // MaskCell masks one text cell of a Postgres DataRow: the target's
 // "table.column" rule (else a global rule with that exact key), then the
-// target's result detectors. null and drop turn the cell into SQL NULL.
+// target's result detectors. null, drop and deny turn the cell into SQL
+// NULL.
 //
 // # What it must never do
 //

@@ -241,7 +241,7 @@ func (m *Masker) maskText(b []byte, det detectorSet) (out []byte, hits []hit, ch
 // "table.column"; the target's rule for it (else a global rule with that
 // exact key) applies, then the target's result detectors. It returns the
 // cell and whether it changed; a nil cell with true means the cell becomes
-// SQL NULL (actions null and drop).
+// SQL NULL (actions null, drop and deny).
 func (m *Masker) MaskCell(target, column string, value []byte) ([]byte, bool) {
 	tm := &m.global
 	if t, ok := m.targets[target]; ok {
@@ -250,7 +250,7 @@ func (m *Masker) MaskCell(target, column string, value []byte) ([]byte, bool) {
 	if action, ok := tm.cells[column]; ok {
 		w := walker{hashKey: m.hashKey}
 		switch action {
-		case ActionNull, ActionDrop:
+		case ActionNull, ActionDrop, ActionDeny:
 			return nil, true
 		}
 		return w.actOnText(action, value), true

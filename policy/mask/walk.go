@@ -655,7 +655,7 @@ func (w *walker) act(ri int, depth int) (drop bool) {
 			}
 		}
 		switch r.action {
-		case ActionDrop:
+		case ActionDrop, ActionDeny:
 			return true
 		case ActionNull:
 			w.out = append(w.out, "null"...)
@@ -671,7 +671,7 @@ func (w *walker) act(ri int, depth int) (drop bool) {
 	}
 	v := w.in[st:w.pos]
 	switch r.action {
-	case ActionDrop:
+	case ActionDrop, ActionDeny:
 		return true
 	case ActionNull:
 		w.out = append(w.out, "null"...)

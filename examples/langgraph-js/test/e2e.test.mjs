@@ -7,18 +7,18 @@
 import assert from "node:assert/strict";
 import { spawn, execFileSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 
-import { HumanMessage } from "@langchain/core/messages";
-import { Command, END, MemorySaver, MessagesAnnotation, START, StateGraph } from "@langchain/langgraph";
+import { AIMessage, HumanMessage } from "@langchain/core/messages";
+import { Command } from "@langchain/langgraph";
 
-import { agentNode, buildGraph, contentText, demoScript, ScriptedChatModel, toolCall } from "../graph.mjs";
+import { buildGraph, contentText, demoScript, newCallId, ScriptedChatModel } from "../graph.mjs";
 import { identityFrom, nodePath, Toolgate, ToolgateError } from "../toolgate.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -95,6 +95,23 @@ const refunds = (orderId) =>
   Number(execFileSync("sqlite3", ["-readonly", demoDB, `SELECT count(*) FROM refunds WHERE order_id = ${Number(orderId)}`], { encoding: "utf8" }).trim());
 const newConfig = () => ({ configurable: { thread_id: randomUUID(), run_id: randomUUID() } });
 const toolMessages = (out) => out.messages.filter((m) => m.getType() === "tool");
+const aiToolCalls = (out) => out.messages.filter((m) => m.getType() === "ai" && m.tool_calls?.length);
+
+// askedOncePerTurn: the model was never asked the same turn twice (a resume
+// must not ask it; asked again, the scripted model answers other arguments).
+function askedOncePerTurn(model) {
+  const calls = model.callsPerTurn();
+  assert.ok(calls.length > 0, "the model was never called");
+  assert.deepEqual([...new Set(calls)], [1], `a turn was asked more than once: ${calls}`);
+}
+
+// executed lists the calls of a tool in a run that reached the target (the
+// run's audit trace, read as an auditor).
+async function executed(run, tool) {
+  const r = await fetch(`${base}/v1/runs/${run}/trace`, { headers: { Authorization: `Bearer ${keys.approver_key}` } });
+  assert.equal(r.status, 200);
+  return (await r.json()).events.filter((e) => e.kind === "tool_call" && e.tool === tool && e.status === "ok");
+}
 
 async function decide(approvalId, verb) {
   const r = await fetch(`${base}/v1/approvals/${approvalId}/${verb}`, {
@@ -140,37 +157,42 @@ describe("toolgate dev through the graph", () => {
     assert.deepEqual(names(tools.billing), ["billing_refund", "crm_list_orders"]);
   });
 
-  test("masked values arrive masked", async () => {
-    const app = buildGraph({ tools });
-    const out = await app.invoke({ messages: [new HumanMessage("find ada@example.com")] }, newConfig());
+  test("masked values arrive masked, as text, with the identity of the tools node", async () => {
+    const model = new ScriptedChatModel(demoScript);
+    const config = newConfig();
+    const out = await buildGraph({ tools, model }).invoke({ messages: [new HumanMessage("find ada@example.com")] }, config);
     const [msg] = toolMessages(out);
-    const text = contentText(msg.content);
-    assert.match(text, /\*{12}4242/);
-    assert.doesNotMatch(text, /4242424242424242/);
-    assert.doesNotMatch(text, /ada@example\.com/);
+    assert.equal(typeof msg.content, "string");
+    assert.equal(JSON.parse(msg.content).rows[0].card_number, "************4242", "the model reads the JSON toolgate sent");
+    assert.match(msg.content, /\*{12}4242/);
+    assert.doesNotMatch(msg.content, /4242424242424242/);
+    assert.doesNotMatch(msg.content, /ada@example\.com/);
+    askedOncePerTurn(model);
+    const [call] = await executed(config.configurable.run_id, "crm_find_customer");
+    assert.deepEqual([call.node, call.thread, call.tool_call_id], ["triage", config.configurable.thread_id, aiToolCalls(out)[0].tool_calls[0].id]);
   });
 
   test("a tool the node may not call is refused by toolgate and nothing runs", async () => {
-    // A misconfigured graph: the triage node holds billing's refund tool.
+    // A misconfigured graph: the triage tools node holds billing's refund tool.
     const refund = tools.billing.find((t) => t.name === "billing_refund");
     const model = new ScriptedChatModel((messages) =>
-      messages.at(-1).getType() === "tool" ? demoScript(messages) : toolCall("billing_refund", { order_id: 105, amount: 5, reason: "not mine to do" }, messages),
+      messages.at(-1).getType() === "tool"
+        ? demoScript(messages)
+        : new AIMessage({ content: "", tool_calls: [{ id: newCallId(), type: "tool_call", name: "billing_refund", args: { order_id: 105, amount: 5, reason: "not mine to do" } }] }),
     );
-    const app = new StateGraph(MessagesAnnotation)
-      .addNode("triage", agentNode(model, [refund]))
-      .addEdge(START, "triage")
-      .addEdge("triage", END)
-      .compile({ checkpointer: new MemorySaver() });
     const before = refunds(105);
-    const out = await app.invoke({ messages: [new HumanMessage("refund")] }, newConfig());
+    const out = await buildGraph({ tools: { triage: [refund] }, model }).invoke({ messages: [new HumanMessage("triage this")] }, newConfig());
     const [msg] = toolMessages(out);
     assert.equal(msg.status, "error");
     assert.match(contentText(msg.content), /forbidden/);
+    assert.match(contentText(out.messages.at(-1).content), /forbidden/, "the model read the refusal");
     assert.equal(refunds(105), before);
+    askedOncePerTurn(model);
   });
 
-  test("a refund over 100 pauses the graph, is approved over HTTP and runs exactly once", async () => {
-    const app = buildGraph({ tools });
+  test("a refund over 100 pauses the tool task, is approved over HTTP and runs exactly once", async () => {
+    const model = new ScriptedChatModel(demoScript);
+    const app = buildGraph({ tools, model });
     const config = newConfig();
     const start = refunds(104);
     let out = await app.invoke({ messages: [new HumanMessage("refund 250 on order 104")] }, config);
@@ -192,18 +214,21 @@ describe("toolgate dev through the graph", () => {
     assert.equal(out.__interrupt__, undefined);
     const result = toolMessages(out).at(-1);
     assert.notEqual(result.status, "error", contentText(result.content));
-    assert.match(contentText(result.content), /"order_id":104/);
+    assert.equal(JSON.parse(result.content).rows[0].order_id, 104);
     assert.equal(refunds(104), start + 1);
+    askedOncePerTurn(model); // the resumes asked the model nothing
 
     // The same call again in the same run gets the recorded result.
     out = await app.invoke({ messages: [new HumanMessage("refund 250 on order 104")] }, config);
     assert.equal(out.__interrupt__, undefined);
     assert.match(contentText(toolMessages(out).at(-1).content), /"order_id":104/);
     assert.equal(refunds(104), start + 1, "a repeat must not run the refund twice");
+    askedOncePerTurn(model);
   });
 
   test("a denied approval reaches the model as approval_denied", async () => {
-    const app = buildGraph({ tools });
+    const model = new ScriptedChatModel(demoScript);
+    const app = buildGraph({ tools, model });
     const config = newConfig();
     const start = refunds(103);
     let out = await app.invoke({ messages: [new HumanMessage("refund 300 on order 103")] }, config);
@@ -214,7 +239,50 @@ describe("toolgate dev through the graph", () => {
     const msg = toolMessages(out).at(-1);
     assert.equal(msg.status, "error");
     assert.match(contentText(msg.content), /approval_denied/);
+    assert.match(contentText(out.messages.at(-1).content), /approval_denied/, "the model read the denial");
     assert.equal(refunds(103), start);
+    askedOncePerTurn(model);
+  });
+
+  test("parallel tool calls: each approval pauses and resumes its own call, each runs once", async () => {
+    const model = new ScriptedChatModel(demoScript);
+    const app = buildGraph({ tools, model });
+    const config = newConfig();
+    const run = config.configurable.run_id;
+    const [r104, r103] = [refunds(104), refunds(103)];
+    let out = await app.invoke({ messages: [new HumanMessage("refund 250 on order 104, refund 300 on order 103 and the orders of customer 1")] }, config);
+    const [ai] = aiToolCalls(out);
+    assert.deepEqual(
+      ai.tool_calls.map((c) => c.name),
+      ["billing_refund", "billing_refund", "crm_list_orders"],
+    );
+    assert.equal(new Set(ai.tool_calls.map((c) => c.id)).size, 3);
+    const pauses = Object.fromEntries(out.__interrupt__.map((p) => [p.value.args.order_id, p]));
+    assert.deepEqual(Object.keys(pauses).sort(), ["103", "104"]);
+    assert.equal(new Set(out.__interrupt__.map((p) => p.id)).size, 2);
+    assert.equal(new Set(out.__interrupt__.map((p) => p.value.approval_id)).size, 2);
+    assert.equal((await executed(run, "crm_list_orders")).length, 1, "the call that needs no approval ran");
+
+    // Approve and resume the first; the second pauses again on its own approval.
+    const [first, second] = [pauses[104], pauses[103]];
+    await decide(first.value.approval_id, "approve");
+    out = await app.invoke(new Command({ resume: { [first.id]: { approval_id: first.value.approval_id } } }), config);
+    assert.deepEqual(
+      out.__interrupt__.map((p) => p.value.approval_id),
+      [second.value.approval_id],
+    );
+    assert.deepEqual([refunds(104), refunds(103)], [r104 + 1, r103]);
+
+    await decide(second.value.approval_id, "approve");
+    out = await app.invoke(new Command({ resume: Object.fromEntries(out.__interrupt__.map((p) => [p.id, { approval_id: p.value.approval_id }])) }), config);
+    assert.equal(out.__interrupt__, undefined);
+    const results = toolMessages(out);
+    assert.deepEqual(results.map((m) => m.tool_call_id).sort(), ai.tool_calls.map((c) => c.id).sort(), "one result per tool call, matched by id");
+    assert.ok(results.every((m) => m.status !== "error"), results.map((m) => m.content).join("\n"));
+    assert.deepEqual([refunds(104), refunds(103)], [r104 + 1, r103 + 1]);
+    assert.equal((await executed(run, "billing_refund")).length, 2);
+    assert.equal((await executed(run, "crm_list_orders")).length, 1, "resumes do not re-run finished calls");
+    askedOncePerTurn(model);
   });
 
   test("per-node grant tokens for a run (skipped without POST /v1/grants)", async (t) => {
@@ -227,9 +295,12 @@ describe("toolgate dev through the graph", () => {
     }
     try {
       assert.deepEqual([...run.nodes].sort(), ["billing", "triage"]);
-      const app = buildGraph({ tools });
-      const out = await app.invoke({ messages: [new HumanMessage("orders of customer 1")] }, { configurable: { thread_id: randomUUID(), toolgate_run_id: run.runId } });
+      const model = new ScriptedChatModel(demoScript);
+      const out = await buildGraph({ tools, model }).invoke({ messages: [new HumanMessage("orders of customer 1")] }, { configurable: { thread_id: randomUUID(), toolgate_run_id: run.runId } });
       assert.match(contentText(toolMessages(out)[0].content), /"id":101/);
+      const [call] = await executed(run.runId, "crm_list_orders");
+      assert.deepEqual([call.auth_method, call.token_id], ["grant", run.grantId], "the call carried the run's grant token");
+      askedOncePerTurn(model);
     } finally {
       await run.end();
     }
@@ -274,7 +345,7 @@ describe("toolgate unreachable", () => {
       const elapsed = Date.now() - started;
       const [msg] = toolMessages(out);
       assert.equal(msg.status, "error");
-      assert.match(contentText(msg.content), /toolgate_unreachable: toolgate at http:\/\/127\.0\.0\.1:\d+ could not be reached \(no answer within 1500 ms\); the tool was not run/);
+      assert.match(contentText(msg.content), /^toolgate_unreachable: toolgate at http:\/\/127\.0\.0\.1:\d+ could not be reached \(no answer within 1500 ms\); the tool was not run$/);
       assert.ok(elapsed < 5000, `took ${elapsed} ms`);
     } finally {
       await p.stop();
@@ -289,11 +360,56 @@ describe("toolgate unreachable", () => {
       const out = await buildGraph({ tools: p.nodeTools }).invoke({ messages: [new HumanMessage("find ada@example.com")] }, newConfig());
       const [msg] = toolMessages(out);
       assert.equal(msg.status, "error");
-      assert.match(contentText(msg.content), /toolgate_unreachable: toolgate at http:\/\/127\.0\.0\.1:\d+ could not be reached \((ECONNREFUSED|UND_ERR_SOCKET)\); the tool was not run/);
+      assert.match(contentText(msg.content), /^toolgate_unreachable: toolgate at http:\/\/127\.0\.0\.1:\d+ could not be reached \((ECONNREFUSED|UND_ERR_SOCKET)\); the tool was not run$/);
+      assert.match(contentText(out.messages.at(-1).content), /toolgate_unreachable/, "the model read it");
     } finally {
       await p.client.close();
     }
   });
+});
+
+test("the README's JS snippet runs as written", async () => {
+  // Only the placeholders change: URL, key, ids, the chat model (the scripted
+  // one) and the human's approval. The snippet's imports stay at the top of a
+  // module written next to toolgate.mjs, so "./toolgate.mjs" resolves as documented.
+  const readme = readFileSync(path.join(repoRoot, "README.md"), "utf8");
+  const rest = readme.slice(readme.indexOf("<!-- README snippet js:"));
+  const start = rest.indexOf("```js\n") + "```js\n".length;
+  const approveLine = "// ... a human approves (Slack, POST /v1/approvals/{id}/approve, or `toolgate approvals approve`) ...";
+  const code = rest
+    .slice(start, rest.indexOf("```\n", start))
+    .replace('"http://127.0.0.1:8080/mcp"', JSON.stringify(`${base}/mcp`))
+    .replace('"tgk_..."', JSON.stringify(keys.agent_key))
+    .replace('"t-1"', JSON.stringify(randomUUID()))
+    .replace('"r-1"', JSON.stringify(randomUUID()))
+    .replace(approveLine, "for (const i of out.__interrupt__) await approve(i.value.approval_id);");
+  assert.ok(!code.includes(approveLine) && code.includes("await approve("), "the README snippet lost its approval line");
+  const lines = code.split("\n");
+  const file = path.join(here, "..", ".readme-snippet.generated.mjs");
+  writeFileSync(
+    file,
+    [...lines.filter((l) => l.startsWith("import ")), "export default async function snippet({ chatModel, approve }) {", ...lines.filter((l) => !l.startsWith("import ")), "return out;", "}"].join("\n"),
+  );
+  try {
+    const { default: snippet } = await import(pathToFileURL(file).href);
+    const chatModel = new ScriptedChatModel(demoScript);
+    const start102 = refunds(102);
+    const out = await snippet({
+      chatModel,
+      approve: async (approvalId) => {
+        assert.equal(refunds(102), start102, "nothing ran before the approval");
+        await decide(approvalId, "approve");
+      },
+    });
+    assert.equal(out.__interrupt__, undefined);
+    const [result] = toolMessages(out);
+    assert.notEqual(result.status, "error", contentText(result.content));
+    assert.match(contentText(result.content), /"order_id":102/);
+    assert.equal(refunds(102), start102 + 1);
+    askedOncePerTurn(chatModel);
+  } finally {
+    rmSync(file, { force: true });
+  }
 });
 
 test("the server log holds no key", () => {
