@@ -28,6 +28,8 @@ type Identifier interface {
 // IdentifierFunc adapts a function to Identifier.
 type IdentifierFunc func(ctx context.Context, cr broker.Credentials) (broker.Caller, error)
 
+var _ Identifier = IdentifierFunc(nil)
+
 // Identify calls f.
 func (f IdentifierFunc) Identify(ctx context.Context, cr broker.Credentials) (broker.Caller, error) {
 	return f(ctx, cr)

@@ -98,12 +98,7 @@ func (c *Config) Validate() error {
 		}
 		seen[k.Name] = true
 	}
-	if c.Console.OIDC != nil && c.Auth.OIDC == nil {
-		add("console.oidc", "console sign-in with OIDC needs auth.oidc (the issuer whose tokens toolgate accepts)")
-	}
-	if c.Console.OIDC != nil && c.Console.OIDC.Scopes != nil && !slices.Contains(c.Console.OIDC.Scopes, "openid") {
-		add("console.oidc.scopes", "the scopes must include openid")
-	}
+	c.validateConsole(add)
 	for i, p := range c.Passthrough.Postgres {
 		t, ok := c.Targets[p.Target]
 		switch {
@@ -150,6 +145,20 @@ func (c *Config) Validate() error {
 		return ps
 	}
 	return nil
+}
+
+// validateConsole checks the console's OIDC client against auth.oidc.
+func (c *Config) validateConsole(add func(path, format string, args ...any)) {
+	o := c.Console.OIDC
+	if o == nil {
+		return
+	}
+	if c.Auth.OIDC == nil {
+		add("console.oidc", "console sign-in with OIDC needs auth.oidc (the issuer whose tokens toolgate accepts)")
+	}
+	if o.Scopes != nil && !slices.Contains(o.Scopes, "openid") {
+		add("console.oidc.scopes", "the scopes must include openid")
+	}
 }
 
 // ReservedRolePrefix starts the names of the database roles toolgate
