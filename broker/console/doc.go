@@ -17,7 +17,7 @@
 // code flow and PKCE (S256) at auth.oidc's issuer when console.oidc names
 // the console's client. Sessions live in this process's memory, keyed by
 // the SHA-256 of a 256-bit random id that the cookie carries (HttpOnly,
-// SameSite=Lax, Secure and __Secure- prefixed when public_url is https);
+// SameSite=Lax, Secure and __Host- prefixed when public_url is https);
 // they end at sign-out, after the idle timeout or the session lifetime,
 // and at once when the broker no longer accepts their credential (a
 // revoked key, an expired token that could not be refreshed). Several

@@ -120,16 +120,16 @@ func sessionCookie(resp *http.Response, name string) *http.Cookie {
 	return nil
 }
 
-// TestCookieFlags: the session cookie is HttpOnly, SameSite=Lax, scoped to
-// /console/, and Secure with the __Secure- prefix when public_url is https.
+// TestCookieFlags: the session cookie is HttpOnly and SameSite=Lax; over
+// http it is scoped to /console/, and when public_url is https it is
+// Secure with the __Host- prefix (Path=/, no Domain).
 func TestCookieFlags(t *testing.T) {
 	for _, tc := range []struct {
-		public string
-		name   string
-		secure bool
+		public, name, path string
+		secure             bool
 	}{
-		{"", "toolgate_console", false},
-		{"https://toolgate.example.com", "__Secure-toolgate_console", true},
+		{"", "toolgate_console", "/console/", false},
+		{"https://toolgate.example.com", "__Host-toolgate_console", "/", true},
 	} {
 		e := newEnv(t, func(c *console.Config) {
 			if tc.public != "" {
@@ -145,7 +145,7 @@ func TestCookieFlags(t *testing.T) {
 		if resp.StatusCode != http.StatusSeeOther || c == nil {
 			t.Fatalf("%s: sign-in %d, cookies %v", tc.name, resp.StatusCode, resp.Cookies())
 		}
-		if !c.HttpOnly || c.SameSite != http.SameSiteLaxMode || c.Path != "/console/" || c.Secure != tc.secure || len(c.Value) < 40 {
+		if !c.HttpOnly || c.SameSite != http.SameSiteLaxMode || c.Path != tc.path || c.Domain != "" || c.Secure != tc.secure || len(c.Value) < 40 {
 			t.Errorf("%s: cookie %+v", tc.name, c)
 		}
 		if strings.Contains(resp.Header.Get("Set-Cookie"), keyApprover) {

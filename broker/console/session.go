@@ -177,8 +177,9 @@ func equalToken(a, b string) bool {
 	return a != "" && b != "" && subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
 }
 
-// Cookie names. With https the session cookie carries the __Secure- prefix,
-// which browsers accept only with the Secure attribute.
+// Cookie names. With https every console cookie carries the __Host-
+// prefix, which browsers accept only with Secure, Path=/ and no Domain, so
+// no sibling subdomain can plant one.
 const (
 	cookieSession = "toolgate_console"
 	// cookiePre carries the sign-in form's CSRF token before a session
@@ -192,18 +193,23 @@ const (
 
 func (c *Console) cookieName(name string) string {
 	if c.secure {
-		return "__Secure-" + name
+		return "__Host-" + name
 	}
 	return name
 }
 
-// setCookie sets a console cookie: Path /console/, HttpOnly, SameSite=Lax
-// (the OIDC callback arrives as a top-level navigation from the identity
-// provider, which Strict would strip), Secure behind https. maxAge < 0
-// deletes it; 0 makes a browser-session cookie.
+// setCookie sets a console cookie: HttpOnly, SameSite=Lax (the OIDC
+// callback arrives as a top-level navigation from the identity provider,
+// which Strict would strip); behind https Secure with Path=/ (the __Host-
+// prefix requires it; the rest of toolgate ignores cookies), else scoped
+// to /console/. maxAge < 0 deletes it; 0 makes a browser-session cookie.
 func (c *Console) setCookie(w http.ResponseWriter, name, value string, maxAge int) {
+	path := prefix
+	if c.secure {
+		path = "/"
+	}
 	http.SetCookie(w, &http.Cookie{
-		Name: c.cookieName(name), Value: value, Path: prefix, MaxAge: maxAge,
+		Name: c.cookieName(name), Value: value, Path: path, MaxAge: maxAge,
 		HttpOnly: true, Secure: c.secure, SameSite: http.SameSiteLaxMode,
 	})
 }
