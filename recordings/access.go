@@ -2,6 +2,7 @@ package recordings
 
 import (
 	"context"
+	"errors"
 	"io"
 	"slices"
 	"sync"
@@ -48,15 +49,29 @@ type Reader struct {
 	report  Report
 }
 
-// NewReader returns a Reader over cfg.Store.
-func NewReader(cfg ReaderConfig) *Reader {
-	if cfg.VerifyEvery <= 0 {
+// Validate reports what is missing.
+func (c ReaderConfig) Validate() error {
+	if c.Store == nil {
+		return errors.New("recordings reader: Store is required")
+	}
+	if c.VerifyEvery < 0 {
+		return errors.New("recordings reader: VerifyEvery must not be negative")
+	}
+	return nil
+}
+
+// NewReader returns a Reader over cfg.Store for a valid config.
+func NewReader(cfg ReaderConfig) (*Reader, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.VerifyEvery == 0 {
 		cfg.VerifyEvery = time.Minute
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Reader{cfg: cfg}
+	return &Reader{cfg: cfg}, nil
 }
 
 // Auditor returns nil when p may read the audit trail (Auditors.Check).

@@ -24,7 +24,7 @@ func TestReaderRefusesNonAuditors(t *testing.T) {
 	d, _ := openSQLite(t)
 	s := newStore(t, d, recordings.Config{Instance: "a"})
 	record(t, s, events(0, 3)...)
-	r := recordings.NewReader(recordings.ReaderConfig{Store: s, Auditors: recordings.Auditors{"group:security", "user:Ana@Example.com"}})
+	r := mustReader(t, recordings.ReaderConfig{Store: s, Auditors: recordings.Auditors{"group:security", "user:Ana@Example.com"}})
 	ctx := context.Background()
 
 	var buf bytes.Buffer
@@ -111,7 +111,7 @@ func TestVerifyRun(t *testing.T) {
 	ev.Run = "run-b"
 	record(t, b, ev)
 	now := time.Date(2026, 3, 1, 13, 0, 0, 0, time.UTC)
-	r := recordings.NewReader(recordings.ReaderConfig{Store: a, Auditors: recordings.Auditors{"group:security"}, Now: func() time.Time { return now }})
+	r := mustReader(t, recordings.ReaderConfig{Store: a, Auditors: recordings.Auditors{"group:security"}, Now: func() time.Time { return now }})
 	ctx := context.Background()
 
 	check, err := r.VerifyRun(ctx, auditor, "run-1")
@@ -128,5 +128,20 @@ func TestVerifyRun(t *testing.T) {
 	}
 	if check, err = r.VerifyRun(ctx, auditor, "run-1"); err != nil || len(check.Problems) != 0 {
 		t.Fatalf("run-1 is on intact chain a: %+v, %v", check, err)
+	}
+}
+
+func mustReader(t *testing.T, cfg recordings.ReaderConfig) *recordings.Reader {
+	t.Helper()
+	r, err := recordings.NewReader(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestReaderConfig(t *testing.T) {
+	if _, err := recordings.NewReader(recordings.ReaderConfig{}); err == nil {
+		t.Error("a reader without a store")
 	}
 }

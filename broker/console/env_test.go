@@ -89,7 +89,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	cfg := console.Config{
 		Identifier: console.IdentifierFunc(e.identify),
 		Approvals:  e.svc,
-		Audit:      auditTrail{recordings.NewReader(recordings.ReaderConfig{Store: e.rec, Auditors: recordings.Auditors{"key:auditor"}})},
+		Audit:      auditTrail{mustReader(t, recordings.ReaderConfig{Store: e.rec, Auditors: recordings.Auditors{"key:auditor"}})},
 		PublicURL:  "http://" + e.srv.Listener.Addr().String(),
 		Now:        e.clock.Now,
 	}
@@ -265,4 +265,13 @@ func (a auditTrail) VerifyRun(ctx context.Context, v broker.Principal, run strin
 		out.Problems = append(out.Problems, p.Detail)
 	}
 	return out, err
+}
+
+func mustReader(t *testing.T, cfg recordings.ReaderConfig) *recordings.Reader {
+	t.Helper()
+	r, err := recordings.NewReader(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }

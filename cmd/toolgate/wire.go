@@ -192,7 +192,9 @@ func openApp(ctx context.Context, cfg *config.Config, log *zap.Logger) (*app, er
 		return nil, fmt.Errorf("open recordings: %w", err)
 	}
 	a.recorder = rec
-	a.reader = recordings.NewReader(recordings.ReaderConfig{Store: rec, Auditors: cfg.Auth.Auditors})
+	if a.reader, err = recordings.NewReader(recordings.ReaderConfig{Store: rec, Auditors: cfg.Auth.Auditors}); err != nil {
+		return nil, err
+	}
 	a.closers = append(a.closers, func() { _ = rec.Close() })
 	if keep := cfg.Recordings.Retention.D(); keep > 0 {
 		a.background(bg, "retention", func(ctx context.Context) error { return rec.RunRetention(ctx, keep, time.Hour) })

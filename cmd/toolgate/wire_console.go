@@ -58,7 +58,7 @@ func (a consoleAudit) Runs(ctx context.Context, viewer broker.Principal, f conso
 	}
 	out := make([]console.Run, len(list))
 	for i, r := range list {
-		out[i] = console.Run{Graph: r.Graph, Run: r.Run, First: r.First, Last: r.Last, Events: r.Events, Errors: r.Errors, Denied: r.Denied}
+		out[i] = console.Run(r)
 	}
 	return out, nil
 }
