@@ -380,6 +380,9 @@ func (s *Service) wait(ctx context.Context, id string) (broker.ApprovalOutcome, 
 			out.Result = r.Result
 			return out, nil
 		default: // denied, expired, cancelled
+			if r.Status == broker.ApprovalCancelled && r.ErrorCode == string(broker.CodeOwnerDisabled) {
+				return broker.ApprovalOutcome{}, broker.Errorf(broker.CodeOwnerDisabled, "approval %s was refused: %s; the action was not performed", r.ID, r.ErrorMessage)
+			}
 			return out, nil
 		}
 		if timedOut {

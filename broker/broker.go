@@ -121,7 +121,7 @@ func (b *Broker) Identify(ctx context.Context, cr Credentials) (Caller, error) {
 	}
 	p, binding, err := cfg.Auth.Authenticate(ctx, cr.Token)
 	if err != nil {
-		if CodeOf(err) == CodeUnauthenticated {
+		if code := CodeOf(err); code == CodeUnauthenticated || code == CodeOwnerDisabled {
 			return Caller{}, err
 		}
 		e, id := AsError(err)
@@ -138,7 +138,7 @@ func (b *Broker) Identify(ctx context.Context, cr Credentials) (Caller, error) {
 		if c.Thread == "" {
 			c.Thread = cr.Claimed.Thread
 		}
-		return c, nil
+		return admitted(ctx, cfg.Auth, c)
 	}
 	c.Context = cr.Claimed
 	if c.Node != "" && c.Graph == "" {
@@ -147,7 +147,7 @@ func (b *Broker) Identify(ctx context.Context, cr Credentials) (Caller, error) {
 	if c.Graph != "" && !cfg.Graphs.MayActAs(p, c.Graph) {
 		return Caller{}, Errorf(CodeForbidden, "principal %s may not act as graph %q", p.Subject, c.Graph)
 	}
-	return c, nil
+	return admitted(ctx, cfg.Auth, c)
 }
 
 // checkBinding refuses headers that contradict a grant token.

@@ -10,6 +10,9 @@ const (
 	AuthAPIKey AuthMethod = "api_key"
 	AuthOIDC   AuthMethod = "oidc"
 	AuthGrant  AuthMethod = "grant"
+	// AuthWorkload is a workload identity token (a Kubernetes service
+	// account token, a CI OIDC token) from an issuer in auth.workload.
+	AuthWorkload AuthMethod = "workload"
 	// AuthLocal is the local stdio front door: the operator who started the
 	// process, identified by configuration, not by a token.
 	AuthLocal AuthMethod = "local"
@@ -18,9 +21,14 @@ const (
 // Principal is who is calling, as proven by a credential.
 type Principal struct {
 	// Subject is the principal name: "key:<name>", "user:<email|sub>",
-	// "client:<azp>", "grant:<id>".
+	// "client:<azp>", "grant:<id>", "workload:<issuer>:<sub>".
 	Subject string `json:"subject"`
 	Email   string `json:"email,omitempty"`
+	// IdPSubject is the OIDC "sub" claim: the person's stable name at the
+	// identity provider, kept when Subject names the verified email, so
+	// tokens of one person with and without an email claim are known as one
+	// person ("user:<sub>" is among PersonalNames).
+	IdPSubject string `json:"idp_subject,omitempty"`
 	// Groups are the principal's groups, without the "group:" prefix.
 	Groups []string   `json:"groups,omitempty"`
 	Method AuthMethod `json:"auth_method"`
@@ -66,14 +74,18 @@ func (p Principal) Requester() Principal {
 }
 
 // PersonalNames returns, in normal form, the names that identify this one
-// human or service and its requester: the subject and the verified email,
-// and the same of the grant's minter. Groups and OAuth clients are shared
+// human or service and its requester: the subject, the verified email and
+// the OIDC subject ("user:<sub>", the name a token of the same person
+// without a verified email has), and the same of the grant's minter. Groups and OAuth clients are shared
 // by many people, so they are not personal. These are the names that may
 // never approve a call this principal made.
 func (p Principal) PersonalNames() []string {
 	names := []string{p.Subject}
 	if p.Email != "" {
 		names = append(names, "user:"+p.Email)
+	}
+	if p.IdPSubject != "" {
+		names = append(names, "user:"+p.IdPSubject)
 	}
 	if p.Minter != nil {
 		names = append(names, p.Minter.PersonalNames()...)

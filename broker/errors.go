@@ -36,6 +36,10 @@ const (
 	CodeAuditUnavailable  Code = "audit_unavailable"
 	CodeUnavailable       Code = "unavailable"
 	CodeInternal          Code = "internal"
+	// CodeOwnerDisabled refuses a credential, grant, graph or approval
+	// request whose accountable principal (the caller itself, a key's owner
+	// or creator, a grant's minter, every owner of a graph) is disabled.
+	CodeOwnerDisabled Code = "owner_disabled"
 )
 
 // The codes of effect previews.
@@ -55,7 +59,7 @@ func (c Code) HTTPStatus() int {
 	switch c {
 	case CodeUnauthenticated:
 		return http.StatusUnauthorized
-	case CodeForbidden, CodeApprovalDenied:
+	case CodeForbidden, CodeApprovalDenied, CodeOwnerDisabled:
 		return http.StatusForbidden
 	case CodeInvalidArguments, CodeInvalidRequest:
 		return http.StatusBadRequest

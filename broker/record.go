@@ -26,6 +26,21 @@ const (
 	EventStatement      EventKind = "passthrough_statement"
 	EventSessionClosed  EventKind = "passthrough_session_closed"
 	EventPolicyReloaded EventKind = "policy_reloaded"
+	// EventPrincipalDisabled and EventPrincipalEnabled: an admin or the
+	// identity provider (SCIM) disabled or enabled a principal; Detail
+	// names it ("subject") and what was suspended with it.
+	EventPrincipalDisabled EventKind = "principal_disabled"
+	EventPrincipalEnabled  EventKind = "principal_enabled"
+	// EventKeyCreated and EventKeyRevoked: an admin made or revoked an API
+	// key at run time (never the key itself).
+	EventKeyCreated EventKind = "key_created"
+	EventKeyRevoked EventKind = "key_revoked"
+	// EventAccessRefused: a credential was refused before any call because
+	// the principal accountable for it is disabled (owner_disabled).
+	EventAccessRefused EventKind = "access_refused"
+	// EventSessionsClosed: open MCP streams and passthrough sessions of a
+	// suspended credential were closed on one instance.
+	EventSessionsClosed EventKind = "sessions_closed"
 )
 
 // Status is how a call ended.

@@ -45,7 +45,9 @@ type graphPolicy struct {
 	name       string
 	path       string
 	principals map[string]bool
-	scope      props
+	// owners are the graph's owners in normal form (graphs.<g>.owners).
+	owners []string
+	scope  props
 	// scopeSchema validates grant scopes; nil when the graph declares none.
 	scopeSchema *jsonschema.Schema
 	rules       []*ruleDecl

@@ -192,6 +192,7 @@ func (l *loader) graph(name string, g config.Graph) *graphPolicy {
 		// Compared with the caller's names in normal form (Principal.Names).
 		gp.principals[broker.PrincipalName(p)] = true
 	}
+	gp.owners = broker.PrincipalNames(g.Owners)
 	gp.scope = schemaProps(g.ScopeSchema)
 	if len(g.ScopeSchema) > 0 {
 		sch, err := compileScopeSchema(g.ScopeSchema)

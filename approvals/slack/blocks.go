@@ -16,8 +16,14 @@ const maxArgsText = 2500
 
 // summary is the notification text of a request.
 func summary(r approvals.Request) string {
-	return fmt.Sprintf("Approval %s: %s wants to call %s (%s)", r.ID, r.Principal, r.Tool, r.Status)
+	return mrkdwn.Replace(fmt.Sprintf("Approval %s: %s wants to call %s (%s)", r.ID, r.Principal, r.Tool, r.Status))
 }
+
+// mrkdwn escapes the characters Slack reads as markup in mrkdwn text (&, <
+// and >, which make links and mentions such as <!channel>), as Slack asks
+// of all text it did not write: arguments, runs, reasons and names come
+// from callers and approvers.
+var mrkdwn = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
 
 // blocks renders a request as Block Kit: what is asked, by whom, the masked
 // arguments, then the buttons while it is pending or the outcome after.
@@ -44,7 +50,7 @@ func blocks(r approvals.Request) []slack.Block {
 		md("*Tool*\n" + code(r.Tool)),
 		md("*Target*\n" + code(r.Target)),
 		md("*Rule*\n" + code(r.Rule)),
-		md(fmt.Sprintf("*Approvals*\n%d of %d from %s", approved, r.MinApprovals, strings.Join(r.Approvers, ", "))),
+		md(fmt.Sprintf("*Approvals*\n%d of %d from %s", approved, r.MinApprovals, mrkdwn.Replace(strings.Join(r.Approvers, ", ")))),
 		md("*Expires*\n" + r.ExpiresAt.UTC().Format(time.RFC3339)),
 		md("*Approval id*\n" + code(r.ID)),
 	}
@@ -53,13 +59,13 @@ func blocks(r approvals.Request) []slack.Block {
 		args = args[:maxArgsText] + "…"
 	}
 	out := []slack.Block{
-		slack.NewSectionBlock(md(fmt.Sprintf("*Approval needed:* `%s` wants to call `%s`", r.Principal, r.Tool)), nil, nil),
+		slack.NewSectionBlock(md(fmt.Sprintf("*Approval needed:* %s wants to call %s", code(r.Principal), code(r.Tool))), nil, nil),
 		slack.NewSectionBlock(nil, fields, nil),
-		slack.NewSectionBlock(md("*Arguments (masked)*\n```"+strings.ReplaceAll(args, "```", "'''")+"```"), nil, nil),
+		slack.NewSectionBlock(md("*Arguments (masked)*\n```"+mrkdwn.Replace(strings.ReplaceAll(args, "```", "'''"))+"```"), nil, nil),
 	}
 	if r.Status == broker.ApprovalPending {
 		confirm := slack.NewConfirmationBlockObject(plain("Approve this call?"),
-			md(fmt.Sprintf("`%s` will run `%s` with the arguments above.", r.Principal, r.Tool)), plain("Approve"), plain("Cancel"))
+			md(fmt.Sprintf("%s will run %s with the arguments above.", code(r.Principal), code(r.Tool))), plain("Approve"), plain("Cancel"))
 		out = append(out, slack.NewActionBlock("toolgate_decision",
 			slack.NewButtonBlockElement(ActionApprove, r.ID, plain("Approve")).WithStyle(slack.StylePrimary).WithConfirm(confirm),
 			slack.NewButtonBlockElement(ActionDeny, r.ID, plain("Deny")).WithStyle(slack.StyleDanger),
@@ -75,10 +81,10 @@ func blocks(r approvals.Request) []slack.Block {
 		if v.Reason != "" {
 			line += ": " + v.Reason
 		}
-		votes = append(votes, line)
+		votes = append(votes, mrkdwn.Replace(line))
 	}
 	if len(votes) > 0 || r.Status != broker.ApprovalPending {
-		text := "*Status:* " + outcome(r)
+		text := "*Status:* " + mrkdwn.Replace(outcome(r))
 		if len(votes) > 0 {
 			text += "\n" + strings.Join(votes, "\n")
 		}
@@ -117,5 +123,5 @@ func code(s string) string {
 	if s == "" {
 		return "–"
 	}
-	return "`" + strings.ReplaceAll(s, "`", "'") + "`"
+	return "`" + mrkdwn.Replace(strings.ReplaceAll(s, "`", "'")) + "`"
 }

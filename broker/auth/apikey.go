@@ -23,6 +23,11 @@ const APIKeyPrefix = "tgk_"
 type APIKey struct {
 	Name   string
 	SHA256 string
+	// Owner is the principal accountable for the key, "" when none is
+	// declared. While the owner is disabled the key is suspended.
+	Owner string
+	// Expires, when not zero, is when the key stops working.
+	Expires time.Time
 }
 
 // Config configures the Authenticator.
@@ -32,6 +37,16 @@ type Config struct {
 	OIDC *OIDCConfig
 	// Grants, when set, accepts tg_ grant tokens minted by Grants.
 	Grants GrantStore
+	// Keys, when set, accepts the API keys made at run time (Keys.Create);
+	// every use reads the store, so a revocation holds from the next
+	// request on every instance.
+	Keys KeyLookup
+	// Usage, when set, notes each key's use (at most once a minute per
+	// key, written off the request path).
+	Usage *Usage
+	// Workload lists the workload identity issuers (auth.workload) whose
+	// tokens are accepted as workload:<name>:<sub>.
+	Workload []WorkloadConfig
 	// Now is the clock for token expiry; time.Now when nil.
 	Now    func() time.Time
 	Logger *zap.Logger
@@ -43,6 +58,9 @@ func (c Config) Validate() error {
 		if err := c.OIDC.Validate(); err != nil {
 			return err
 		}
+	}
+	if err := validateWorkload(c.Workload, c.OIDC); err != nil {
+		return err
 	}
 	seen := map[string]bool{}
 	for _, k := range c.APIKeys {
@@ -63,11 +81,14 @@ func (c Config) Validate() error {
 // Authenticator verifies bearer tokens: API keys, OIDC JWTs and grant
 // tokens. It holds no cache: a revoked grant fails on the very next call.
 type Authenticator struct {
-	keys   map[[sha256.Size]byte]string
-	oidc   *oidcVerifier
-	grants GrantStore
-	now    func() time.Time
-	log    *zap.Logger
+	keys     map[[sha256.Size]byte]APIKey
+	oidc     *oidcVerifier
+	workload map[string]*workloadVerifier // by issuer URL
+	grants   GrantStore
+	stored   KeyLookup
+	usage    *Usage
+	now      func() time.Time
+	log      *zap.Logger
 }
 
 var _ broker.Authenticator = (*Authenticator)(nil)
@@ -79,7 +100,7 @@ func New(cfg Config) (*Authenticator, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	a := &Authenticator{keys: map[[sha256.Size]byte]string{}, grants: cfg.Grants, now: cfg.Now, log: cfg.Logger}
+	a := &Authenticator{keys: map[[sha256.Size]byte]APIKey{}, grants: cfg.Grants, stored: cfg.Keys, usage: cfg.Usage, now: cfg.Now, log: cfg.Logger}
 	if a.log == nil {
 		a.log = zap.NewNop()
 	}
@@ -89,11 +110,15 @@ func New(cfg Config) (*Authenticator, error) {
 	if cfg.OIDC != nil {
 		a.oidc = newOIDCVerifier(*cfg.OIDC, a.now, a.log)
 	}
+	a.workload = map[string]*workloadVerifier{}
+	for _, w := range cfg.Workload {
+		a.workload[w.Issuer] = newWorkloadVerifier(w, a.now, a.log)
+	}
 	for _, k := range cfg.APIKeys {
 		var sum [sha256.Size]byte
 		b, _ := hex.DecodeString(strings.ToLower(k.SHA256))
 		copy(sum[:], b)
-		a.keys[sum] = k.Name
+		a.keys[sum] = k
 	}
 	return a, nil
 }
@@ -105,17 +130,12 @@ func New(cfg Config) (*Authenticator, error) {
 func (a *Authenticator) Authenticate(ctx context.Context, token string) (broker.Principal, *broker.Binding, error) {
 	switch {
 	case strings.HasPrefix(token, APIKeyPrefix):
-		if name, ok := a.keys[sha256.Sum256([]byte(token))]; ok {
-			return broker.Principal{Subject: "key:" + name, Method: broker.AuthAPIKey, TokenID: "key:" + name}, nil, nil
-		}
-		return broker.Principal{}, nil, broker.Errorf(broker.CodeUnauthenticated, "the API key is not valid")
+		p, err := a.authenticateKey(ctx, token)
+		return p, nil, err
 	case strings.HasPrefix(token, GrantTokenPrefix):
 		return a.authenticateGrant(ctx, token)
 	case looksLikeJWT(token):
-		if a.oidc == nil {
-			return broker.Principal{}, nil, broker.Errorf(broker.CodeUnauthenticated, "OIDC tokens are not accepted by this server (no auth.oidc configured)")
-		}
-		p, err := a.oidc.authenticate(ctx, token)
+		p, err := a.authenticateJWT(ctx, token)
 		return p, nil, err
 	}
 	return broker.Principal{}, nil, broker.Errorf(broker.CodeUnauthenticated, "the bearer token is not a recognised credential")

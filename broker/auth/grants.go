@@ -282,11 +282,20 @@ func (s *Grants) record(ctx context.Context, kind broker.EventKind, p broker.Pri
 	return s.rec.Record(ctx, broker.Event{
 		Kind: kind, Time: s.now().UTC(), Principal: p.Subject, AuthMethod: string(p.Method), TokenID: p.TokenID,
 		Graph: g.Graph, Run: g.Run, Thread: g.Thread, Status: broker.StatusOK,
-		Detail: map[string]any{
-			"grant_id": g.ID, "nodes": g.Nodes, "expires_at": g.ExpiresAt.Format(time.RFC3339Nano),
-			"scope_keys": keys, "scope_sha256": hex.EncodeToString(sum[:]),
-		},
+		Detail: grantDetail(g, keys, hex.EncodeToString(sum[:])),
 	})
+}
+
+func grantDetail(g Grant, scopeKeys []string, scopeSum string) map[string]any {
+	d := map[string]any{
+		"grant_id": g.ID, "nodes": g.Nodes, "expires_at": g.ExpiresAt.Format(time.RFC3339Nano),
+		"scope_keys": scopeKeys, "scope_sha256": scopeSum,
+	}
+	if g.RevokedReason != "" {
+		d["reason"] = g.RevokedReason
+		d["minter"] = g.Minter.Subject
+	}
+	return d
 }
 
 func (s *Grants) mayManage(p broker.Principal, graph string) error {
@@ -316,6 +325,9 @@ func (a *Authenticator) authenticateGrant(ctx context.Context, token string) (br
 		return broker.Principal{}, nil, broker.Errorf(broker.CodeUnauthenticated, "the grant token could not be checked (grant store unavailable); try again")
 	}
 	if !g.RevokedAt.IsZero() {
+		if g.RevokedReason == RevokedOwnerDisabled {
+			return broker.Principal{}, nil, broker.Errorf(broker.CodeOwnerDisabled, "grant %s was revoked because %s, who minted it, was disabled", g.ID, g.Minter.Subject)
+		}
 		return broker.Principal{}, nil, broker.Errorf(broker.CodeUnauthenticated, "the grant token was revoked")
 	}
 	if !a.now().Before(g.ExpiresAt) {

@@ -98,11 +98,21 @@ func applyMigration(t testing.TB, db *sql.DB, flavour string) {
 func stores(t *testing.T) map[string]*SQLGrantStore {
 	t.Helper()
 	out := map[string]*SQLGrantStore{}
-	s, err := NewSQLGrantStore(openSQLite(t), "sqlite")
-	if err != nil {
-		t.Fatal(err)
+	for flavour, db := range storeDBs(t) {
+		s, err := NewSQLGrantStore(db, flavour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[flavour] = s
 	}
-	out["sqlite"] = s
+	return out
+}
+
+// storeDBs returns databases with the whole store schema: SQLite always,
+// Postgres (a schema of its own) when the throwaway PostgreSQL runs.
+func storeDBs(t *testing.T) map[string]*sql.DB {
+	t.Helper()
+	out := map[string]*sql.DB{"sqlite": openSQLite(t)}
 	if dsn := testenv.Postgres(t).CreateDB(t); dsn != "" {
 		db, err := sql.Open("pgx", dsn)
 		if err != nil {
@@ -122,11 +132,7 @@ func stores(t *testing.T) map[string]*SQLGrantStore {
 			db.Close()
 		})
 		applyMigration(t, db, "postgres")
-		ps, err := NewSQLGrantStore(db, "postgres")
-		if err != nil {
-			t.Fatal(err)
-		}
-		out["postgres"] = ps
+		out["postgres"] = db
 	}
 	return out
 }

@@ -26,7 +26,7 @@ type Grant struct {
 	// CreatedBy is the subject of the principal that minted the grant.
 	CreatedBy string
 	// Minter is the principal that minted the grant (subject and verified
-	// email in normal form, auth method; no groups): the human or service
+	// email in normal form, OIDC subject, auth method; no groups): the human or service
 	// behind every call made with the grant's tokens. Grants stored before
 	// it was kept have only CreatedBy as Minter.Subject.
 	Minter    broker.Principal
@@ -34,7 +34,14 @@ type Grant struct {
 	ExpiresAt time.Time
 	// RevokedAt is zero while the grant is not revoked.
 	RevokedAt time.Time
+	// RevokedReason is why it was revoked: "" by a principal of its graph,
+	// RevokedOwnerDisabled when the principal that minted it was disabled.
+	RevokedReason string
 }
+
+// RevokedOwnerDisabled is the RevokedReason of a grant revoked because the
+// principal that minted it (or the owner of the key that did) was disabled.
+const RevokedOwnerDisabled = "owner_disabled"
 
 // ErrGrantNotFound is returned by a GrantStore for an unknown grant id or
 // token hash.
@@ -130,7 +137,7 @@ func (s *SQLGrantStore) Create(ctx context.Context, g Grant, tokenHashes map[str
 	return nil
 }
 
-const grantColumns = `g.id, g.graph, g.run_id, g.thread_id, g.nodes, g.scope, g.created_by, g.created_at, g.expires_at, g.revoked_at, g.minter`
+const grantColumns = `g.id, g.graph, g.run_id, g.thread_id, g.nodes, g.scope, g.created_by, g.created_at, g.expires_at, g.revoked_at, g.minter, g.revoked_reason`
 
 // minterOf is what is stored of a grant's minter: the names that identify
 // that one human or service, never its groups or OAuth client.
@@ -139,7 +146,7 @@ func minterOf(g Grant) broker.Principal {
 	if m.Subject == "" {
 		m.Subject = g.CreatedBy
 	}
-	return broker.Principal{Subject: broker.PrincipalName(m.Subject), Email: strings.ToLower(m.Email), Method: m.Method}
+	return broker.Principal{Subject: broker.PrincipalName(m.Subject), Email: strings.ToLower(m.Email), IdPSubject: m.IdPSubject, Method: m.Method}
 }
 
 // Lookup implements GrantStore.
@@ -169,6 +176,11 @@ func (s *SQLGrantStore) List(ctx context.Context, f GrantFilter) ([]Grant, error
 	}
 	query += ` ORDER BY g.created_at DESC, g.id LIMIT ?`
 	args = append(args, f.Limit)
+	return s.grants(ctx, query, args...)
+}
+
+// grants runs a query of grantColumns and scans every row.
+func (s *SQLGrantStore) grants(ctx context.Context, query string, args ...any) ([]Grant, error) {
 	rows, err := s.db.QueryContext(ctx, s.q(query), args...)
 	if err != nil {
 		return nil, fmt.Errorf("list grants: %w", err)
@@ -216,7 +228,7 @@ func scanGrant(row interface{ Scan(...any) error }, extra ...any) (Grant, error)
 		created, expires int64
 		revoked          sql.NullInt64
 	)
-	dest := append([]any{&g.ID, &g.Graph, &g.Run, &g.Thread, &nodes, &scope, &g.CreatedBy, &created, &expires, &revoked, &minter}, extra...)
+	dest := append([]any{&g.ID, &g.Graph, &g.Run, &g.Thread, &nodes, &scope, &g.CreatedBy, &created, &expires, &revoked, &minter, &g.RevokedReason}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return Grant{}, ErrGrantNotFound

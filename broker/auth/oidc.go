@@ -190,28 +190,12 @@ type oidcClaims struct {
 // unauthenticated, its message free of the token; the cause is logged
 // without the token.
 func (v *oidcVerifier) authenticate(ctx context.Context, token string) (broker.Principal, error) {
-	if alg, ok := jwtAlg(token); !ok {
-		return broker.Principal{}, broker.Errorf(broker.CodeUnauthenticated, "the bearer token is not a well-formed JWT")
-	} else if !slices.Contains(v.algs, alg) {
-		return broker.Principal{}, broker.Errorf(broker.CodeUnauthenticated, "the OIDC token's signing algorithm is not accepted; accepted: %s", strings.Join(v.algs, ", "))
-	}
-	verifier, err := v.idTokenVerifier(ctx)
+	idt, raw, err := v.verify(ctx, token)
 	if err != nil {
-		v.log.Warn("oidc issuer unreachable", zap.String("issuer", v.cfg.Issuer), zap.Error(err))
-		return broker.Principal{}, broker.Wrap(broker.CodeUnauthenticated, errUnreachable, "the identity provider could not be reached; try again shortly")
-	}
-	idt, err := verifier.Verify(ctx, token)
-	if err != nil {
-		msg := verifyMessage(err)
-		v.log.Debug("oidc token refused", zap.String("reason", msg), zap.String("cause", scrub(err.Error(), token)))
-		return broker.Principal{}, broker.Errorf(broker.CodeUnauthenticated, "%s", msg)
+		return broker.Principal{}, err
 	}
 	var c oidcClaims
-	var raw map[string]json.RawMessage
 	if err := idt.Claims(&c); err != nil {
-		return broker.Principal{}, broker.Errorf(broker.CodeUnauthenticated, "the OIDC token's claims could not be read")
-	}
-	if err := idt.Claims(&raw); err != nil {
 		return broker.Principal{}, broker.Errorf(broker.CodeUnauthenticated, "the OIDC token's claims could not be read")
 	}
 	if c.Subject == "" {
@@ -221,7 +205,8 @@ func (v *oidcVerifier) authenticate(ctx context.Context, token string) (broker.P
 	if err != nil {
 		return broker.Principal{}, broker.Errorf(broker.CodeUnauthenticated, "the OIDC token's %q claim must be a string or a list of strings", v.claim)
 	}
-	p := broker.Principal{Subject: broker.PrincipalName("user:" + c.Subject), Groups: groups, Method: broker.AuthOIDC, Client: c.AZP}
+	p := broker.Principal{Subject: broker.PrincipalName("user:" + c.Subject), Groups: groups, Method: broker.AuthOIDC, Client: c.AZP,
+		IdPSubject: c.Subject}
 	if c.Email != "" && v.emailVerified(raw["email_verified"]) {
 		p.Subject = broker.PrincipalName("user:" + c.Email)
 		p.Email = strings.TrimPrefix(p.Subject, "user:")
@@ -232,6 +217,33 @@ func (v *oidcVerifier) authenticate(ctx context.Context, token string) (broker.P
 		p.TokenID = "sha256:" + hex.EncodeToString(sum[:8])
 	}
 	return p, nil
+}
+
+// verify checks a JWT's algorithm, signature, issuer, audience and expiry
+// and returns it with its raw claims. Every failure is unauthenticated, its
+// message free of the token; the cause is logged without the token.
+func (v *oidcVerifier) verify(ctx context.Context, token string) (*oidc.IDToken, map[string]json.RawMessage, error) {
+	if alg, ok := jwtAlg(token); !ok {
+		return nil, nil, broker.Errorf(broker.CodeUnauthenticated, "the bearer token is not a well-formed JWT")
+	} else if !slices.Contains(v.algs, alg) {
+		return nil, nil, broker.Errorf(broker.CodeUnauthenticated, "the OIDC token's signing algorithm is not accepted; accepted: %s", strings.Join(v.algs, ", "))
+	}
+	verifier, err := v.idTokenVerifier(ctx)
+	if err != nil {
+		v.log.Warn("oidc issuer unreachable", zap.String("issuer", v.cfg.Issuer), zap.Error(err))
+		return nil, nil, broker.Wrap(broker.CodeUnauthenticated, errUnreachable, "the identity provider could not be reached; try again shortly")
+	}
+	idt, err := verifier.Verify(ctx, token)
+	if err != nil {
+		msg := verifyMessage(err)
+		v.log.Debug("oidc token refused", zap.String("reason", msg), zap.String("cause", scrub(err.Error(), token)))
+		return nil, nil, broker.Errorf(broker.CodeUnauthenticated, "%s", msg)
+	}
+	var raw map[string]json.RawMessage
+	if err := idt.Claims(&raw); err != nil {
+		return nil, nil, broker.Errorf(broker.CodeUnauthenticated, "the OIDC token's claims could not be read")
+	}
+	return idt, raw, nil
 }
 
 // emailVerified reports whether a token's email counts: its

@@ -258,7 +258,7 @@ func statusOf(code broker.Code) int {
 	switch code {
 	case broker.CodeUnauthenticated:
 		return http.StatusUnauthorized
-	case broker.CodeForbidden, broker.CodeApprovalDenied:
+	case broker.CodeForbidden, broker.CodeApprovalDenied, broker.CodeOwnerDisabled:
 		return http.StatusForbidden
 	case broker.CodeNotFound:
 		return http.StatusNotFound

@@ -48,6 +48,7 @@ type Server struct {
 	log  *zap.Logger
 	mcp  *server.MCPServer
 	http http.Handler
+	open openRequests
 }
 
 // New builds the MCP front door for the tools in opts.Catalog.
@@ -92,7 +93,9 @@ func New(p broker.Pipeline, opts Options) (*Server, error) {
 			if !s.ownSession(w, r, c) {
 				return
 			}
-			streamable.ServeHTTP(w, r.WithContext(withCall(r.Context(), c, DoorHTTP)))
+			ctx, done := s.open.track(r.Context(), c)
+			defer done()
+			streamable.ServeHTTP(w, r.WithContext(withCall(ctx, c, DoorHTTP)))
 		})))
 	return s, nil
 }
@@ -147,10 +150,15 @@ func (s *Server) ServeStdio(ctx context.Context, in io.Reader, out io.Writer, cr
 	if err != nil {
 		return err
 	}
+	ctx, done := s.open.track(ctx, c)
+	defer done()
 	stdio := server.NewStdioServer(s.mcp)
 	stdio.SetErrorLogger(zap.NewStdLog(s.log.Named("mcp-go")))
 	stdio.SetContextFunc(func(ctx context.Context) context.Context { return withCall(ctx, c, DoorStdio) })
 	err = stdio.Listen(ctx, in, out)
+	if cause := context.Cause(ctx); errors.Is(cause, errSessionClosed) {
+		return cause
+	}
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, io.EOF) {
 		return nil
 	}

@@ -99,3 +99,33 @@ func TestConsoleOIDCFromConfig(t *testing.T) {
 		t.Fatalf("token requests: %v", tr)
 	}
 }
+
+// TestConsoleSessionEndsWhenPrincipalDisabled: the console identifies its
+// session's credential through the broker on every request, so an admin
+// disabling the principal ends its console session at the next page.
+func TestConsoleSessionEndsWhenPrincipalDisabled(t *testing.T) {
+	app := startConsoleApp(t, func(cfg *config.Config) { cfg.Auth.Admins = []string{"key:approver"} })
+	c := consoleClient(t)
+	_, page := fetch(t, c, http.MethodGet, app.url+"/console/signin", nil)
+	resp, _ := fetch(t, c, http.MethodPost, app.url+"/console/signin", url.Values{"csrf": {formToken.FindStringSubmatch(page)[1]}, "key": {app.keys.Agent}})
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign-in: %d", resp.StatusCode)
+	}
+	if resp, _ := fetch(t, c, http.MethodGet, app.url+"/console/history", nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("signed in: %d", resp.StatusCode)
+	}
+	req, _ := http.NewRequest(http.MethodPost, app.url+"/v1/principals/"+url.PathEscape("key:support-bot")+"/disable", strings.NewReader(`{"reason":"left the team"}`))
+	req.Header.Set("Authorization", "Bearer "+app.keys.Approver)
+	dresp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dresp.Body.Close()
+	if dresp.StatusCode/100 != 2 {
+		t.Fatalf("disable: %d", dresp.StatusCode)
+	}
+	resp, _ = fetch(t, c, http.MethodGet, app.url+"/console/history", nil)
+	if resp.StatusCode != http.StatusSeeOther || !strings.Contains(resp.Header.Get("Location"), "why=refused") {
+		t.Fatalf("after the principal was disabled: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"github.com/toolgate/toolgate/broker/auth"
 	bhttp "github.com/toolgate/toolgate/broker/httpapi"
 	bmcp "github.com/toolgate/toolgate/broker/mcp"
+	"github.com/toolgate/toolgate/broker/principals"
 	"github.com/toolgate/toolgate/connectors/httpapi"
 	"github.com/toolgate/toolgate/connectors/postgres"
 	"github.com/toolgate/toolgate/connectors/sqlite"
@@ -128,6 +129,8 @@ type app struct {
 	grants   *auth.Grants
 	metrics  *metrics.Recorder
 	approver *approvals.Service
+	// off is keys, owners and offboarding.
+	off *offboarding
 	// counters hold budget counts; they outlive reloads.
 	counters policy.Counters
 	// brokerCfg is the broker's current configuration; reload swaps its
@@ -224,20 +227,27 @@ func openApp(ctx context.Context, cfg *config.Config, log *zap.Logger) (*app, er
 	mrec := metrics.NewRecorder(rec)
 	mrec.SetLabels(metricLabels(cfg, st))
 	a.metrics = mrec
-	authn, grants, err := openAuth(cfg, store, &a.live, mrec, log)
+	ap, err := openAuth(cfg, store, &a.live, mrec, log)
 	if err != nil {
 		return nil, err
 	}
-	a.grants = grants
+	a.grants = ap.grants
+	a.background(bg, "key-usage", ap.usage.Run)
 	svc, slackN, err := openApprovals(bg, a, store, st.masker, mrec)
 	if err != nil {
 		return nil, err
 	}
 	a.approver = svc
+	if err := a.openOffboarding(bg, ap.keyStore, mrec); err != nil {
+		return nil, err
+	}
+	if slackN != nil && cfg.Approvals.Slack.Mode == "socket" {
+		a.background(bg, "slack-socket-mode", func(ctx context.Context) error { return slackN.RunSocketMode(ctx, slackDecider{svc, a.off.svc}) })
+	}
 	a.brokerCfg = broker.Config{
 		Catalog:       st.catalog,
 		Targets:       targets,
-		Auth:          authn,
+		Auth:          principals.NewGate(ap.authn, a.off.svc),
 		Graphs:        st.policy,
 		Policy:        st.policy,
 		Binder:        st.policy,
@@ -259,6 +269,7 @@ func openApp(ctx context.Context, cfg *config.Config, log *zap.Logger) (*app, er
 		return nil, fmt.Errorf("mcp: %w", err)
 	}
 	a.mcp = srv
+	a.off.svc.AddCloser(srv)
 
 	mux := http.NewServeMux()
 	mux.Handle("/mcp", srv.Handler())
@@ -270,15 +281,18 @@ func openApp(ctx context.Context, cfg *config.Config, log *zap.Logger) (*app, er
 	mux.Handle("/v1/runs/", audit)
 	mux.Handle("/v1/approvals", bhttp.NewApprovals(b, svc, apiOpts))
 	mux.Handle("/v1/approvals/", bhttp.NewApprovals(b, svc, apiOpts))
-	mux.Handle("/v1/grants", bhttp.NewGrants(b, grantService{grants}, apiOpts))
-	mux.Handle("/v1/grants/", bhttp.NewGrants(b, grantService{grants}, apiOpts))
+	mux.Handle("/v1/grants", bhttp.NewGrants(b, grantService{a.grants}, apiOpts))
+	mux.Handle("/v1/grants/", bhttp.NewGrants(b, grantService{a.grants}, apiOpts))
+	if err := a.mountOffboarding(mux, b, apiOpts); err != nil {
+		return nil, err
+	}
 	con, err := openConsole(cfg, b, svc, a.reader, log)
 	if err != nil {
 		return nil, err
 	}
 	mux.Handle("/console/", con)
 	if slackN != nil && cfg.Approvals.Slack.Mode == "http" {
-		mux.Handle("/slack/interactions", slackN.Handler(svc))
+		mux.Handle("/slack/interactions", slackN.Handler(slackDecider{svc, a.off.svc}))
 	}
 	prm := server.ProtectedResourceMetadataConfig{Resource: strings.TrimRight(cfg.PublicURL, "/") + "/mcp", BearerMethodsSupported: []string{"header"}}
 	if cfg.Auth.OIDC != nil {

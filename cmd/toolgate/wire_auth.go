@@ -19,30 +19,47 @@ import (
 // The policy engine answers the grant service's questions about graphs.
 var _ auth.GraphInfo = (*policy.Engine)(nil)
 
-// openAuth builds the authenticator (API keys, OIDC, grant tokens) and the
-// grant service on the store. The grant service records grant_minted and
-// grant_revoked events with rec.
-func openAuth(cfg *config.Config, store *db.DB, pol auth.GraphInfo, rec broker.Recorder, log *zap.Logger) (*auth.Authenticator, *auth.Grants, error) {
+// authParts are the authenticator and the services beside it.
+type authParts struct {
+	authn    *auth.Authenticator
+	grants   *auth.Grants
+	keyStore *auth.SQLKeyStore
+	usage    *auth.Usage
+}
+
+// openAuth builds the authenticator (API keys from the config and the
+// store, OIDC, workload identities, grant tokens) and the grant service on
+// the store. The grant service records grant_minted and grant_revoked
+// events with rec.
+func openAuth(cfg *config.Config, store *db.DB, pol auth.GraphInfo, rec broker.Recorder, log *zap.Logger) (authParts, error) {
 	grantStore, err := auth.NewSQLGrantStore(store.SQL(), store.Driver())
 	if err != nil {
-		return nil, nil, fmt.Errorf("grant store: %w", err)
+		return authParts{}, fmt.Errorf("grant store: %w", err)
 	}
-	acfg := auth.Config{Grants: grantStore, Logger: log}
-	for _, k := range cfg.Auth.APIKeys {
-		acfg.APIKeys = append(acfg.APIKeys, auth.APIKey{Name: k.Name, SHA256: k.SHA256})
+	keyStore, err := auth.NewSQLKeyStore(store.SQL(), store.Driver())
+	if err != nil {
+		return authParts{}, fmt.Errorf("key store: %w", err)
+	}
+	usage := auth.NewUsage(keyStore, 0, log)
+	acfg := auth.Config{Grants: grantStore, Keys: keyStore, Usage: usage, Logger: log}
+	if acfg.APIKeys, err = configuredKeys(cfg); err != nil {
+		return authParts{}, err
+	}
+	if acfg.Workload, err = workloadIssuers(cfg); err != nil {
+		return authParts{}, err
 	}
 	if o := cfg.Auth.OIDC; o != nil {
 		acfg.OIDC = &auth.OIDCConfig{Issuer: o.Issuer, Audience: o.Audience, GroupsClaim: o.GroupsClaim, Algorithms: o.Algorithms, AssumeEmailVerified: o.AssumeEmailVerified}
 	}
 	authn, err := auth.New(acfg)
 	if err != nil {
-		return nil, nil, fmt.Errorf("auth: %w", err)
+		return authParts{}, fmt.Errorf("auth: %w", err)
 	}
 	grants, err := auth.NewGrants(auth.GrantsConfig{Store: grantStore, Graphs: pol, MaxTTL: cfg.Auth.GrantMaxTTL.D(), Recorder: rec, Logger: log})
 	if err != nil {
-		return nil, nil, fmt.Errorf("grants: %w", err)
+		return authParts{}, fmt.Errorf("grants: %w", err)
 	}
-	return authn, grants, nil
+	return authParts{authn: authn, grants: grants, keyStore: keyStore, usage: usage}, nil
 }
 
 // openApprovals builds the approval service, its notifier (LISTEN/NOTIFY on
@@ -91,8 +108,5 @@ func openApprovals(bg context.Context, a *app, store *db.DB, masker broker.Maske
 		return nil, nil, fmt.Errorf("approvals: %w", err)
 	}
 	a.background(bg, "approval-sweeper", svc.Run)
-	if sn != nil && cfg.Approvals.Slack.Mode == "socket" {
-		a.background(bg, "slack-socket-mode", func(ctx context.Context) error { return sn.RunSocketMode(ctx, svc) })
-	}
 	return svc, sn, nil
 }

@@ -47,6 +47,7 @@ func (a *app) openPassthrough(bg context.Context, mux *http.ServeMux, metaURL st
 		if err := srv.Start(); err != nil {
 			return fmt.Errorf("passthrough.postgres[%d]: %w", i, err)
 		}
+		a.off.svc.AddCloser(srv)
 		a.closers = append(a.closers, func() { _ = srv.Close() })
 		a.log.Info("postgres passthrough listening", zap.String("listen", srv.Addr().String()), zap.String("target", l.Target))
 	}

@@ -68,11 +68,14 @@ func hasMethodParam(q string) bool {
 }
 
 // checkForm refuses a form body with a "_method" field (Rails, Laravel and
-// Symfony read it as the method). It reads such bodies whole, within
-// MaxBodyBytes, and puts them back for forwarding.
+// Symfony read it as the method), and a JSON body whose top-level object
+// has one (Laravel reads a JSON body's members as the form's). It reads
+// such bodies whole, within MaxBodyBytes, and puts them back for
+// forwarding.
 func (p *Proxy) checkForm(w http.ResponseWriter, r *http.Request) error {
 	mt, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if mt != "application/x-www-form-urlencoded" && mt != "multipart/form-data" || r.Body == nil {
+	isJSON := strings.Contains(mt, "/json") || strings.Contains(mt, "+json") // as Laravel's isJson reads it
+	if mt != "application/x-www-form-urlencoded" && mt != "multipart/form-data" && !isJSON || r.Body == nil {
 		return nil
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, p.cfg.MaxBodyBytes))
@@ -81,6 +84,17 @@ func (p *Proxy) checkForm(w http.ResponseWriter, r *http.Request) error {
 	}
 	r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
 	refuse := broker.Errorf(broker.CodeInvalidRequest, "the form carries _method, which could make the target see another method than policy decided on; send the request with its real method")
+	if isJSON {
+		var members map[string]json.RawMessage
+		if json.Unmarshal(body, &members) == nil {
+			for k := range members {
+				if strings.EqualFold(strings.TrimSpace(k), "_method") {
+					return refuse
+				}
+			}
+		}
+		return nil
+	}
 	if mt == "application/x-www-form-urlencoded" {
 		if hasMethodParam(string(body)) {
 			return refuse
@@ -158,7 +172,7 @@ func looksText(head []byte) bool {
 // JSON or text, or passed when declared, or withheld. A *broker.Error
 // return means nothing was written yet.
 func (p *Proxy) respond(w http.ResponseWriter, resp *http.Response) (int, int, error) {
-	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	mt, params, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	codings := contentCodings(resp.Header)
 	var body io.Reader = resp.Body
 	if len(codings) == 0 && p.passes(mt) {
@@ -176,7 +190,7 @@ func (p *Proxy) respond(w http.ResponseWriter, resp *http.Response) (int, int, e
 	if err != nil {
 		return 0, 0, err
 	}
-	out, count, err := p.maskBody(mt, raw)
+	out, count, err := p.maskBody(mt, strings.ToLower(strings.TrimSpace(params["charset"])), raw)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -256,12 +270,16 @@ func decoder(coding string, r io.Reader) (io.Reader, error) {
 // maskBody masks a whole body: as JSON when labelled or parsed as JSON,
 // as text when labelled text or valid UTF-8 without NUL bytes; a declared
 // content type that does not sniff as text passes; anything else is
-// withheld.
-func (p *Proxy) maskBody(mt string, raw []byte) ([]byte, int, error) {
+// withheld. A body the detectors cannot read as the client will (a
+// charset in which ASCII digits and letters are not ASCII bytes, such as
+// UTF-16 or UTF-7, or NUL bytes between the characters) is never masked
+// as JSON or text.
+func (p *Proxy) maskBody(mt, charset string, raw []byte) ([]byte, int, error) {
 	if len(bytes.TrimSpace(raw)) == 0 {
 		return raw, 0, nil
 	}
-	if mt == "application/json" || strings.HasSuffix(mt, "+json") || json.Valid(raw) {
+	readable := asciiCharset(charset) && bytes.IndexByte(raw, 0) < 0
+	if readable && (mt == "application/json" || strings.HasSuffix(mt, "+json") || json.Valid(raw)) {
 		out, stats, err := p.pipe.MaskResponse(broker.KindHTTP, p.cfg.Target, raw)
 		if err != nil {
 			return nil, 0, broker.Wrap(broker.CodeInternal, err, "the response could not be masked, so it is withheld")
@@ -275,16 +293,38 @@ func (p *Proxy) maskBody(mt string, raw []byte) ([]byte, int, error) {
 	if p.passes(mt) && !looksText(raw[:min(len(raw), 512)]) {
 		return raw, 0, nil
 	}
-	if textual(mt) || utf8.Valid(raw) && bytes.IndexByte(raw, 0) < 0 {
+	if readable && (textual(mt) || utf8.Valid(raw)) {
 		s := p.pipe.MaskText(string(raw))
 		if s == string(raw) {
 			return raw, 0, nil
 		}
 		return []byte(s), 1, nil
 	}
+	if !asciiCharset(charset) {
+		return nil, 0, broker.Errorf(broker.CodeTargetError, "target %s answered in charset %s, which toolgate cannot read to mask, so it is withheld", p.cfg.Target, charset)
+	}
 	if mt == "" {
 		mt = "no content type"
 	}
 	return nil, 0, broker.Errorf(broker.CodeTargetError, "target %s answered with %s, which toolgate cannot mask, so it is withheld; "+
 		"a route may let a binary type pass unmasked with pass_content_types", p.cfg.Target, mt)
+}
+
+// asciiCharset reports whether a response charset (lower case, "" for
+// none) spells ASCII digits and letters as ASCII bytes, as the detectors
+// read them: UTF-8, ASCII, the ISO 8859 and Windows code pages and the
+// common multi-byte CJK and Cyrillic ones. UTF-16, UTF-32, UTF-7, EBCDIC
+// and any charset not known here are not.
+func asciiCharset(cs string) bool {
+	switch cs {
+	case "", "utf-8", "utf8", "us-ascii", "ascii", "latin1", "iso-latin-1", "shift_jis", "sjis", "windows-31j", "euc-jp",
+		"euc-kr", "gbk", "gb2312", "gb18030", "big5", "koi8-r", "koi8-u":
+		return true
+	}
+	for _, prefix := range []string{"iso-8859-", "iso8859-", "windows-125", "cp125"} {
+		if rest, ok := strings.CutPrefix(cs, prefix); ok && rest != "" && strings.Trim(rest, "0123456789") == "" {
+			return true
+		}
+	}
+	return false
 }

@@ -161,8 +161,10 @@ func (p *Proxy) targetPath(r *http.Request) (escaped, decoded string, err error)
 		return "", "", broker.Errorf(broker.CodeInvalidRequest, "the path is not validly escaped")
 	}
 	for _, seg := range strings.Split(dec, "/") {
-		if seg == "." || seg == ".." {
-			return "", "", broker.Errorf(broker.CodeInvalidRequest, "the path may not contain . or .. segments")
+		// Servlet containers (Tomcat, Jetty) drop a segment's ";parameters"
+		// before they resolve dot segments, so "..;x" climbs like "..".
+		if name, _, _ := strings.Cut(seg, ";"); name == "." || name == ".." {
+			return "", "", broker.Errorf(broker.CodeInvalidRequest, "the path may not contain . or .. segments, with or without ;parameters")
 		}
 	}
 	if strings.Contains(dec, "//") {

@@ -31,7 +31,8 @@ var ErrUnreachable = errors.New("the target could not be reached")
 // or all-data role) unless AllowPrivileged. Its error names the fix. It
 // returns warnings for PUBLIC privileges that let any role write (CREATE on
 // a schema, TEMPORARY on the database, creating large objects), which no
-// role toolgate provisions can be denied.
+// role toolgate provisions can be denied, and for relations, columns and
+// SECURITY DEFINER functions PUBLIC may use.
 func (p *Provisioner) Preflight(ctx context.Context) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
@@ -162,10 +163,14 @@ func (p *Provisioner) checkLogin(ctx context.Context, cfg *pgconn.Config, user s
 }
 
 // Privileged lists what makes the connection's login unfit for passthrough
-// sessions: "superuser" and each of the privileged predefined roles it is
-// a member of, directly or through other roles.
+// sessions: "superuser", each of the privileged predefined roles it is a
+// member of, directly or through other roles, and "createrole" on
+// PostgreSQL 15 and older, where CREATEROLE may grant itself any of them.
 func Privileged(ctx context.Context, conn *pgconn.PgConn) ([]string, error) {
 	res := conn.ExecParams(ctx, `SELECT 'superuser' FROM pg_catalog.pg_roles WHERE rolname = current_user AND rolsuper
+UNION ALL
+SELECT 'createrole' FROM pg_catalog.pg_roles WHERE rolname = current_user AND rolcreaterole AND NOT rolsuper
+	AND pg_catalog.current_setting('server_version_num')::int < 160000
 UNION ALL
 SELECT rolname::text FROM pg_catalog.pg_roles WHERE rolname = ANY($1::text[]) AND pg_catalog.pg_has_role(current_user, oid, 'MEMBER')`,
 		[][]byte{[]byte("{" + strings.Join(privilegedRoles, ",") + "}")}, nil, nil, nil).Read()
@@ -187,9 +192,12 @@ SELECT rolname::text FROM pg_catalog.pg_roles WHERE rolname = ANY($1::text[]) AN
 func PrivilegedFix(user string, why []string) string {
 	fix := make([]string, 0, len(why))
 	for _, w := range why {
-		if w == "superuser" {
+		switch w {
+		case "superuser":
 			fix = append(fix, "ALTER ROLE "+pgx.Identifier{user}.Sanitize()+" NOSUPERUSER")
-		} else {
+		case "createrole":
+			fix = append(fix, "ALTER ROLE "+pgx.Identifier{user}.Sanitize()+" NOCREATEROLE")
+		default:
 			fix = append(fix, "REVOKE "+w+" FROM "+pgx.Identifier{user}.Sanitize()+", or from the role it holds it through")
 		}
 	}
@@ -200,9 +208,12 @@ func PrivilegedFix(user string, why []string) string {
 func describe(why []string) []string {
 	out := make([]string, len(why))
 	for i, w := range why {
-		if w == "superuser" {
+		switch w {
+		case "superuser":
 			out[i] = "a superuser"
-		} else {
+		case "createrole":
+			out[i] = "CREATEROLE on PostgreSQL 15 or older (which may grant itself any predefined role)"
+		default:
 			out[i] = "a member of " + w
 		}
 	}
@@ -210,7 +221,10 @@ func describe(why []string) []string {
 }
 
 // publicWrites lists what PUBLIC (every role, so every provisioned one)
-// may write on the target, each with the statement that removes it.
+// may do on the target beyond any grant, each with the statement that
+// removes it: create in a schema or temporary tables, create large
+// objects, read or write a relation or a column, run a SECURITY DEFINER
+// function (as its owner), get privileges on relations created later.
 func publicWrites(ctx context.Context, conn *pgx.Conn) ([]string, error) {
 	return texts(ctx, conn, `SELECT 'PUBLIC may CREATE in schema ' || quote_ident(n.nspname) || ': REVOKE CREATE ON SCHEMA ' || quote_ident(n.nspname) || ' FROM PUBLIC'
 FROM pg_catalog.pg_namespace n, LATERAL pg_catalog.aclexplode(n.nspacl) a
@@ -222,6 +236,27 @@ UNION ALL
 SELECT 'PUBLIC may create large objects: REVOKE EXECUTE ON FUNCTION ' || f || ' FROM PUBLIC'
 FROM unnest(ARRAY['lo_create(oid)', 'lo_creat(integer)', 'lo_from_bytea(oid, bytea)']) f
 WHERE pg_catalog.has_function_privilege('public', f, 'EXECUTE')
+UNION ALL
+SELECT 'PUBLIC may ' || string_agg(DISTINCT a.privilege_type, ', ') || ' ' || c.oid::regclass::text || ' whatever a grant says: REVOKE ALL ON ' || c.oid::regclass::text || ' FROM PUBLIC'
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace, LATERAL pg_catalog.aclexplode(c.relacl) a
+WHERE a.grantee = 0 AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp_)'
+GROUP BY c.oid
+UNION ALL
+SELECT 'PUBLIC may ' || string_agg(DISTINCT a.privilege_type, ', ') || ' column ' || quote_ident(att.attname) || ' of ' || c.oid::regclass::text || ' whatever a grant says: REVOKE ALL (' || quote_ident(att.attname) || ') ON ' || c.oid::regclass::text || ' FROM PUBLIC'
+FROM pg_catalog.pg_attribute att JOIN pg_catalog.pg_class c ON c.oid = att.attrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace,
+  LATERAL pg_catalog.aclexplode(att.attacl) a
+WHERE a.grantee = 0 AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp_)'
+GROUP BY c.oid, att.attname
+UNION ALL
+SELECT 'PUBLIC may run SECURITY DEFINER function ' || p.oid::regprocedure::text || ' with the privileges of ' || quote_ident(pg_catalog.pg_get_userbyid(p.proowner)) || ', which a session can reach through an operator or attribute notation toolgate cannot see: REVOKE EXECUTE ON FUNCTION ' || p.oid::regprocedure::text || ' FROM PUBLIC'
+FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+WHERE p.prosecdef AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND pg_catalog.has_function_privilege('public', p.oid, 'EXECUTE')
+UNION ALL
+SELECT 'PUBLIC gets ' || string_agg(DISTINCT a.privilege_type, ', ') || ' on the ' || CASE d.defaclobjtype WHEN 'r' THEN 'tables' WHEN 'S' THEN 'sequences' ELSE 'functions' END || ' ' || quote_ident(pg_catalog.pg_get_userbyid(d.defaclrole)) || ' creates' || coalesce(' in schema ' || quote_ident(n.nspname), '') || ': ALTER DEFAULT PRIVILEGES FOR ROLE ' || quote_ident(pg_catalog.pg_get_userbyid(d.defaclrole)) || coalesce(' IN SCHEMA ' || quote_ident(n.nspname), '') || ' REVOKE ALL ON ' || CASE d.defaclobjtype WHEN 'r' THEN 'TABLES' WHEN 'S' THEN 'SEQUENCES' ELSE 'FUNCTIONS' END || ' FROM PUBLIC'
+FROM pg_catalog.pg_default_acl d LEFT JOIN pg_catalog.pg_namespace n ON n.oid = d.defaclnamespace, LATERAL pg_catalog.aclexplode(d.defaclacl) a
+WHERE a.grantee = 0 AND d.defaclobjtype IN ('r', 'S')
+GROUP BY d.defaclrole, d.defaclobjtype, n.nspname
 UNION ALL
 SELECT 'any role may prepare transactions that outlive its session (max_prepared_transactions = ' || current_setting('max_prepared_transactions') || '); toolgate rolls back those of its roles at every sweep: set max_prepared_transactions = 0 unless the target uses two-phase commit'
 WHERE current_setting('max_prepared_transactions')::int > 0`)

@@ -115,11 +115,15 @@ func desired(ctx context.Context, tx pgx.Tx, sp spec) (map[priv]bool, []string, 
 		}
 		denied[o][c] = true
 	}
+	readers, err := denyReaders(ctx, tx, rels, denied)
+	if err != nil {
+		return nil, nil, err
+	}
 	want := map[priv]bool{}
 	schemas := map[string]bool{}
 	var writable []uint32
 	for _, r := range rels {
-		if !matches(sp.access.Tables, r.schema, r.rel) {
+		if !matches(sp.access.Tables, r.schema, r.rel) || readers[r.oid] {
 			continue
 		}
 		var names []string
@@ -147,6 +151,51 @@ func desired(ctx context.Context, tx pgx.Tx, sp spec) (map[priv]bool, []string, 
 	}
 	slices.Sort(out)
 	return want, out, nil
+}
+
+// denyReadersSQL lists the views and materialized views that read one of
+// the relations $1, directly or through other views (their rewrite rules
+// depend on it; a view's rule also depends on the view itself).
+const denyReadersSQL = `WITH RECURSIVE readers(oid) AS (
+  SELECT r.ev_class FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
+  WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass
+    AND d.refobjid = ANY($1::oid[]) AND r.ev_class <> d.refobjid
+  UNION
+  SELECT r.ev_class FROM readers v JOIN pg_catalog.pg_depend d ON d.refobjid = v.oid
+    JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
+  WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass
+    AND r.ev_class <> d.refobjid
+)
+SELECT oid FROM readers`
+
+// denyReaders returns the views and materialized views that read a
+// relation with a deny column. They run with their owner's privileges, so
+// a role granted one would read the column through it; the catalog does
+// not say which of a view's columns come from the denied one (a whole-row
+// reference depends on the table alone), so none of them is granted.
+func denyReaders(ctx context.Context, tx pgx.Tx, rels []relation, denied map[object]map[string]bool) (map[uint32]bool, error) {
+	var oids []uint32
+	for _, r := range rels {
+		if denied[object{schema: r.schema, rel: r.rel}] != nil {
+			oids = append(oids, r.oid)
+		}
+	}
+	if len(oids) == 0 {
+		return nil, nil
+	}
+	rows, err := tx.Query(ctx, denyReadersSQL, oids)
+	if err != nil {
+		return nil, err
+	}
+	list, err := pgx.CollectRows(rows, pgx.RowTo[uint32])
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[uint32]bool, len(list))
+	for _, o := range list {
+		out[o] = true
+	}
+	return out, nil
 }
 
 // grantRelation adds a relation's privileges to want: table-wide, or, when

@@ -116,6 +116,9 @@ type Server struct {
 	conns   map[net.Conn]struct{}
 	cancels map[cancelKey]cancelTarget
 	closed  bool
+	// byRemote and sessions let CloseSessions find a session's connection.
+	byRemote map[string]net.Conn
+	sessions map[string]*openSession
 
 	catalog *catalog
 	classes *classCache
@@ -159,7 +162,9 @@ func New(cfg Config, pipe Pipeline, log *zap.Logger) (*Server, error) {
 		return nil, fmt.Errorf("pgwire: target %s: invalid dsn", cfg.Target)
 	}
 	s := &Server{cfg: cfg, pipe: pipe, log: log.With(zap.String("target", cfg.Target)), up: up,
-		conns: map[net.Conn]struct{}{}, cancels: map[cancelKey]cancelTarget{}}
+		conns: map[net.Conn]struct{}{}, cancels: map[cancelKey]cancelTarget{},
+		byRemote: map[string]net.Conn{}, sessions: map[string]*openSession{}}
+	s.pipe = closingPipe{Pipeline: pipe, srv: s}
 	s.catalog = &catalog{up: up, tables: map[uint32]*tableInfo{}}
 	s.classes = newClassCache()
 	return s, nil
@@ -228,8 +233,10 @@ func (s *Server) track(c net.Conn, add bool) bool {
 			return false
 		}
 		s.conns[c] = struct{}{}
+		s.byRemote[c.RemoteAddr().String()] = c
 	} else {
 		delete(s.conns, c)
+		delete(s.byRemote, c.RemoteAddr().String())
 	}
 	return true
 }

@@ -116,7 +116,7 @@ func forbidden(dir, imp string) string {
 		return "the core imports none of its implementations; declare a small interface in broker instead"
 	case under(imp, "examples") && !under(dir, "cmd"):
 		return "only cmd/toolgate embeds the examples"
-	case under(dir, "broker/mcp") || under(dir, "broker/httpapi"):
+	case under(dir, "broker/mcp") || under(dir, "broker/httpapi") || under(dir, "broker/scim"):
 		if imp != "broker" && !under(imp, "broker/httpapi") && imp != "broker/brokertest" {
 			return "front doors reach the pipeline only through broker"
 		}

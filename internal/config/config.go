@@ -1,6 +1,9 @@
 package config
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Config is the whole toolgate.yaml document.
 type Config struct {
@@ -51,6 +54,45 @@ type Auth struct {
 	Auditors []string `yaml:"auditors" json:"auditors,omitempty"`
 	// GrantMaxTTL caps the TTL of JIT grants.
 	GrantMaxTTL Duration `yaml:"grant_max_ttl" json:"grant_max_ttl,omitempty"`
+	// Admins are principals allowed to manage API keys and disable or
+	// enable principals.
+	Admins []string `yaml:"admins" json:"admins,omitempty"`
+	// Keys configures the API keys made at run time (POST /v1/keys).
+	Keys Keys `yaml:"keys" json:"keys,omitempty"`
+	// SCIM, when set, serves SCIM 2.0 at /scim/v2 for the identity
+	// provider's user provisioning.
+	SCIM *SCIM `yaml:"scim" json:"scim,omitempty"`
+	// Workload names the workload identity issuers whose tokens are
+	// accepted as principals workload:<name>:<sub>.
+	Workload map[string]Workload `yaml:"workload" json:"workload,omitempty"`
+}
+
+// Keys configures API keys made at run time.
+type Keys struct {
+	// MaxTTL caps a key's lifetime (default 90d).
+	MaxTTL Duration `yaml:"max_ttl" json:"max_ttl,omitempty"`
+}
+
+// SCIM configures the SCIM 2.0 endpoint.
+type SCIM struct {
+	// Token is the bearer token the identity provider sends; secret, use
+	// ${ENV}.
+	Token string `yaml:"token" json:"-"`
+}
+
+// Workload is one workload identity issuer (a Kubernetes cluster, a CI
+// system).
+type Workload struct {
+	Issuer     string   `yaml:"issuer" json:"issuer"`
+	Audience   string   `yaml:"audience" json:"audience"`
+	Algorithms []string `yaml:"algorithms" json:"algorithms,omitempty"`
+	// MaxLifetime refuses tokens that live longer (default 2h).
+	MaxLifetime Duration `yaml:"max_lifetime" json:"max_lifetime,omitempty"`
+	// Claims are required claim values by JSON pointer.
+	Claims map[string][]string `yaml:"claims" json:"claims,omitempty"`
+	// CAFile is a PEM file of the CA certificates that sign the issuer's
+	// TLS certificate (a cluster's own CA), besides the system's.
+	CAFile string `yaml:"ca_file" json:"ca_file,omitempty"`
 }
 
 // OIDC configures the OIDC issuer whose tokens are accepted.
@@ -68,6 +110,25 @@ type OIDC struct {
 type APIKey struct {
 	Name   string `yaml:"name" json:"name"`
 	SHA256 string `yaml:"sha256" json:"sha256"`
+	// Owner is the principal accountable for the key.
+	Owner string `yaml:"owner" json:"owner,omitempty"`
+	// Expires is when the key stops working: RFC 3339 or a date (UTC).
+	Expires string `yaml:"expires" json:"expires,omitempty"`
+}
+
+// ExpiresAt parses Expires; zero when it is empty.
+func (k APIKey) ExpiresAt() (time.Time, error) {
+	if k.Expires == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339, k.Expires); err == nil {
+		return t, nil
+	}
+	t, err := time.Parse("2006-01-02", k.Expires)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("expires %q must be RFC 3339 (2026-12-31T00:00:00Z) or a date (2026-12-31)", k.Expires)
+	}
+	return t, nil
 }
 
 // Target is a privileged backend.
@@ -91,7 +152,10 @@ type Target struct {
 
 // Graph is one LangGraph graph's policy.
 type Graph struct {
-	Principals  []string        `yaml:"principals" json:"principals,omitempty"`
+	Principals []string `yaml:"principals" json:"principals,omitempty"`
+	// Owners are the principals accountable for the graph; when every one
+	// is disabled the graph is suspended.
+	Owners      []string        `yaml:"owners" json:"owners,omitempty"`
 	ScopeSchema map[string]any  `yaml:"scope_schema" json:"scope_schema,omitempty"`
 	Budgets     Budgets         `yaml:"budgets" json:"budgets,omitempty"`
 	Rules       []Rule          `yaml:"rules" json:"rules,omitempty"`

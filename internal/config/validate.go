@@ -56,6 +56,10 @@ func (c *Config) applyDefaults() {
 		if c.Store.Driver == "sqlite" {
 			c.Store.Path = resolve(dir, c.Store.Path)
 		}
+		for name, w := range c.Auth.Workload {
+			w.CAFile = resolve(dir, w.CAFile)
+			c.Auth.Workload[name] = w
+		}
 		for name, t := range c.Targets {
 			if t.Kind == "sqlite" {
 				t.Path = resolve(dir, t.Path)
@@ -91,6 +95,7 @@ func (c *Config) Validate() error {
 	default:
 		add("store.driver", "must be sqlite or postgres, not %q", c.Store.Driver)
 	}
+	c.validateAuth(add)
 	seen := map[string]bool{}
 	for i, k := range c.Auth.APIKeys {
 		if seen[k.Name] {

@@ -28,7 +28,9 @@ var (
 	knownKinds     = set(string(broker.EventToolCall), string(broker.EventGrantMinted), string(broker.EventGrantRevoked),
 		string(broker.EventApprovalRequested), string(broker.EventApprovalVoted), string(broker.EventApprovalDecided),
 		string(broker.EventApprovalConsumed), string(broker.EventApprovalExpired), string(broker.EventApprovalStale),
-		string(broker.EventSessionOpened), string(broker.EventStatement), string(broker.EventSessionClosed), string(broker.EventPolicyReloaded))
+		string(broker.EventSessionOpened), string(broker.EventStatement), string(broker.EventSessionClosed), string(broker.EventPolicyReloaded),
+		string(broker.EventPrincipalDisabled), string(broker.EventPrincipalEnabled), string(broker.EventKeyCreated),
+		string(broker.EventKeyRevoked), string(broker.EventAccessRefused), string(broker.EventSessionsClosed))
 )
 
 func set(values ...string) map[string]bool {

@@ -322,3 +322,26 @@ func segment(v any) string {
 }
 
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+// ServiceAccountClaims are the claims of a Kubernetes projected service
+// account token for service account sa in namespace ns, bound to a pod,
+// issued for audience aud (the volume's audience) and valid for life:
+// iss, sub "system:serviceaccount:<ns>:<sa>", aud as a list, iat, nbf,
+// exp, jti and the "kubernetes.io" claim. Pass them to Token.
+func (is *Issuer) ServiceAccountClaims(ns, sa, aud string, life time.Duration) map[string]any {
+	now := is.now()
+	return map[string]any{
+		"sub": "system:serviceaccount:" + ns + ":" + sa,
+		"aud": []string{aud},
+		"iat": now.Unix(),
+		"nbf": now.Unix(),
+		"exp": now.Add(life).Unix(),
+		"jti": "8f2c1a7e-" + ns + "-" + sa,
+		"kubernetes.io": map[string]any{
+			"namespace":      ns,
+			"pod":            map[string]any{"name": sa + "-7d9f8c6b5-x2x7q", "uid": "4b1f6c1e-0f0e-4b7e-9a51-3f7c2d1e0a11"},
+			"serviceaccount": map[string]any{"name": sa, "uid": "c0a8e6f2-5d8b-4a53-8f5c-8a8c7b9e2d10"},
+			"node":           map[string]any{"name": "worker-1", "uid": "a1b2c3d4-0000-4000-8000-000000000001"},
+		},
+	}
+}
