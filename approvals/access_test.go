@@ -45,7 +45,7 @@ func TestMayView(t *testing.T) {
 // TestApprovalsForViewer: listing and reading answer only what the viewer
 // may see, and an unseen id is not_found like an unknown one.
 func TestApprovalsForViewer(t *testing.T) {
-	e := newEnv(t, sqliteDB(t), approvals.SQLite)
+	e := newEnv(t, sqliteDB(t))
 	ctx := context.Background()
 	id := pending(t, e, agent, 1)
 
@@ -69,7 +69,7 @@ func TestApprovalsForViewer(t *testing.T) {
 
 // TestApprovalFilter: status, graph, tool and since narrow the list.
 func TestApprovalFilter(t *testing.T) {
-	e := newEnv(t, sqliteDB(t), approvals.SQLite)
+	e := newEnv(t, sqliteDB(t))
 	ctx := context.Background()
 	older := pending(t, e, agent, 1)
 	if _, err := e.svc.Decide(ctx, older, ana, false, "no", "test"); err != nil {
@@ -108,7 +108,7 @@ func TestApprovalFilter(t *testing.T) {
 // now; not its own, not the ones it voted on, not expired ones, not other
 // rules' requests.
 func TestInbox(t *testing.T) {
-	e := newEnv(t, sqliteDB(t), approvals.SQLite)
+	e := newEnv(t, sqliteDB(t))
 	ctx := context.Background()
 	byAgent := pending(t, e, agent, 2)
 	out, err := e.svc.Await(ctx, request(ana, "run-ana", refundArgs, 1))

@@ -35,7 +35,7 @@ func TestNoSelfApproval(t *testing.T) {
 		{"grant minted by a service", grantByKey, ana, "", "key:support-bot"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, sqliteDB(t), "sqlite")
+			e := newEnv(t, sqliteDB(t))
 			ctx := context.Background()
 			req := request(tc.requester, "run-1", refundArgs, 1)
 			req.Decision.Approvers = []string{"group:finance", "user:ana@example.com"}

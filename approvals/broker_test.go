@@ -38,18 +38,18 @@ func (agentAuth) Authenticate(_ context.Context, token string) (broker.Principal
 	return broker.Principal{}, nil, broker.Errorf(broker.CodeUnauthenticated, "unknown token")
 }
 
-type anyGraph struct{}
-
-func (anyGraph) MayActAs(broker.Principal, string) bool { return true }
-
-// approvePolicy sends every call to group:finance.
+// approvePolicy lets anyone act as any graph and sends every call to
+// group:finance.
 type approvePolicy struct{}
+
+func (approvePolicy) MayActAs(broker.Principal, string) bool { return true }
+func (approvePolicy) Node(broker.Caller) broker.Node         { return nil }
 
 func (approvePolicy) Decide(context.Context, broker.Request) (broker.Decision, error) {
 	return broker.Decision{Effect: broker.EffectApprove, Rule: "graphs.support-bot.nodes.refund.rules[0]", PolicyVersion: "pv1",
 		Approvers: []string{"group:finance"}, MinApprovals: 1}, nil
 }
-func (approvePolicy) Visible(broker.Caller, *broker.Tool) bool { return true }
+func (approvePolicy) Visible(broker.Node, *broker.Tool) bool { return true }
 
 // countingExec counts executions; each takes a little while, so concurrent
 // repeats overlap it.
@@ -72,12 +72,10 @@ func (e *countingExec) Execute(context.Context, broker.Operation) (broker.Output
 func pipeline(t *testing.T, e *env, exec broker.Executor) (*broker.Broker, broker.Caller) {
 	t.Helper()
 	b, err := broker.New(broker.Config{
-		Catalog:   fixedCatalog{tool: &broker.Tool{Name: "billing_refund", Target: "billing", Spec: passSpec{}}},
+		Live: broker.Live{Catalog: fixedCatalog{tool: &broker.Tool{Name: "billing_refund", Target: "billing", Spec: passSpec{}}},
+			Policy: approvePolicy{}, Masker: masker{}},
 		Targets:   map[string]broker.Executor{"billing": exec},
 		Auth:      agentAuth{},
-		Graphs:    anyGraph{},
-		Policy:    approvePolicy{},
-		Masker:    masker{},
 		Recorder:  e.rec,
 		Approvals: e.svc,
 	})
@@ -182,7 +180,7 @@ func TestBrokerExactlyOnce(t *testing.T) {
 }
 
 func TestBrokerFailedExecutionIsNotRetried(t *testing.T) {
-	e := newEnv(t, sqliteDB(t), approvals.SQLite)
+	e := newEnv(t, sqliteDB(t))
 	exec := &countingExec{fail: true}
 	b, caller := pipeline(t, e, exec)
 	ctx := context.Background()

@@ -15,6 +15,7 @@ import (
 	"github.com/toolgate/toolgate/approvals"
 	"github.com/toolgate/toolgate/broker"
 	"github.com/toolgate/toolgate/broker/brokertest"
+	"github.com/toolgate/toolgate/internal/db"
 	"github.com/toolgate/toolgate/internal/db/dbtest"
 	_ "modernc.org/sqlite"
 )
@@ -28,8 +29,11 @@ const (
 // masker masks the test card number.
 type masker struct{}
 
-func (masker) MaskResult(_ *broker.Tool, doc []byte) ([]byte, broker.MaskStats, error) {
-	return []byte(strings.ReplaceAll(string(doc), card, maskedCard)), broker.MaskStats{}, nil
+func (m masker) PrepareTool(*broker.Tool) (broker.ToolMask, error) {
+	return broker.ToolMaskFunc(func(doc []byte) ([]byte, broker.MaskStats, error) {
+		out, err := m.MaskRecord(doc)
+		return out, broker.MaskStats{}, err
+	}), nil
 }
 func (masker) MaskRecord(doc []byte) ([]byte, error) {
 	return []byte(strings.ReplaceAll(string(doc), card, maskedCard)), nil
@@ -75,7 +79,7 @@ func migration(t testing.TB, dialect string) string {
 }
 
 // sqliteDB opens a fresh SQLite file with the approvals schema.
-func sqliteDB(t testing.TB) *sql.DB {
+func sqliteDB(t testing.TB) *db.DB {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "toolgate.db")
 	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)")
@@ -86,7 +90,17 @@ func sqliteDB(t testing.TB) *sql.DB {
 	if _, err := db.Exec(migration(t, "sqlite")); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
-	return db
+	return useDB(t, db, "sqlite", "")
+}
+
+// useDB wraps a migrated pool as the stores take it.
+func useDB(t testing.TB, pool *sql.DB, driver, dsn string) *db.DB {
+	t.Helper()
+	d, err := db.Use(pool, driver, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
 
 // pgDSN returns a DSN for a fresh schema in a fresh database of the throwaway
@@ -123,7 +137,7 @@ func pgDSN(t testing.TB) string {
 }
 
 // pgDB opens dsn and applies the approvals schema when migrate is set.
-func pgDB(t testing.TB, dsn string, migrate bool) *sql.DB {
+func pgDB(t testing.TB, dsn string, migrate bool) *db.DB {
 	t.Helper()
 	db, err := sql.Open("pgx", dsn)
 	if err != nil {
@@ -135,7 +149,7 @@ func pgDB(t testing.TB, dsn string, migrate bool) *sql.DB {
 			t.Fatalf("migrate: %v", err)
 		}
 	}
-	return db
+	return useDB(t, db, "postgres", dsn)
 }
 
 // env is a Service on a real store.
@@ -156,25 +170,25 @@ type opener func(t testing.TB, opts ...envOpt) *env
 // Postgres (a fresh schema per env).
 func backends(t *testing.T, f func(t *testing.T, open opener)) {
 	t.Run("sqlite", func(t *testing.T) {
-		f(t, func(t testing.TB, opts ...envOpt) *env { return newEnv(t, sqliteDB(t), approvals.SQLite, opts...) })
+		f(t, func(t testing.TB, opts ...envOpt) *env { return newEnv(t, sqliteDB(t), opts...) })
 	})
 	t.Run("postgres", func(t *testing.T) {
 		pgDSN(t) // skips without a server
 		f(t, func(t testing.TB, opts ...envOpt) *env {
-			return newEnv(t, pgDB(t, pgDSN(t), true), approvals.Postgres, opts...)
+			return newEnv(t, pgDB(t, pgDSN(t), true), opts...)
 		})
 	})
 }
 
 var epoch = time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 
-func newEnv(t testing.TB, db *sql.DB, d approvals.Dialect, opts ...envOpt) *env {
+func newEnv(t testing.TB, d *db.DB, opts ...envOpt) *env {
 	t.Helper()
-	st, err := approvals.NewStore(db, d)
+	st, err := approvals.NewStore(d)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{store: st, rec: &recorder{}, clock: &clock{t: epoch}, db: db}
+	e := &env{store: st, rec: &recorder{}, clock: &clock{t: epoch}, db: d.SQL()}
 	cfg := approvals.Config{
 		Store: st, Masker: masker{}, Recorder: e.rec, Now: e.clock.Now,
 		Timeout: 30 * time.Minute, Wait: 50 * time.Millisecond, ProgressEvery: 20 * time.Millisecond,

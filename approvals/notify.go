@@ -2,14 +2,14 @@ package approvals
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
+
+	"github.com/toolgate/toolgate/internal/db"
 )
 
 // Notifier wakes the calls waiting on an approval request when it changes.
@@ -91,8 +91,7 @@ const PGChannel = "toolgate_approvals"
 // Listen (run in the background on each instance) relays what it hears to
 // the local waiters.
 type PGNotifier struct {
-	db    *sql.DB
-	dsn   string
+	db    *db.DB
 	log   *zap.Logger
 	local *LocalNotifier
 	ready chan struct{}
@@ -101,17 +100,17 @@ type PGNotifier struct {
 
 var _ Notifier = (*PGNotifier)(nil)
 
-// NewPGNotifier returns a notifier that sends through db and listens on its
-// own connection opened with dsn. Call Listen to start hearing other
+// NewPGNotifier returns a notifier that sends through d's pool and listens
+// on a dedicated connection of its own. Call Listen to start hearing other
 // instances; until then it wakes local waiters only.
-func NewPGNotifier(db *sql.DB, dsn string, log *zap.Logger) (*PGNotifier, error) {
-	if db == nil || dsn == "" {
-		return nil, errors.New("postgres notifier: a database and a DSN are required")
+func NewPGNotifier(d *db.DB, log *zap.Logger) (*PGNotifier, error) {
+	if d == nil || d.Driver() != db.DriverPostgres {
+		return nil, errors.New("postgres notifier: a postgres store is required")
 	}
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &PGNotifier{db: db, dsn: dsn, log: log, local: NewLocalNotifier(), ready: make(chan struct{})}, nil
+	return &PGNotifier{db: d, log: log, local: NewLocalNotifier(), ready: make(chan struct{})}, nil
 }
 
 // Subscribe returns a channel woken by a notification for id from any instance.
@@ -120,7 +119,7 @@ func (n *PGNotifier) Subscribe(id string) (<-chan struct{}, func()) { return n.l
 // Notify wakes local waiters at once and every instance through NOTIFY.
 func (n *PGNotifier) Notify(ctx context.Context, id string) error {
 	_ = n.local.Notify(ctx, id)
-	if _, err := n.db.ExecContext(ctx, `SELECT pg_notify($1, $2)`, PGChannel, id); err != nil {
+	if _, err := n.db.SQL().ExecContext(ctx, `SELECT pg_notify($1, $2)`, PGChannel, id); err != nil {
 		return fmt.Errorf("notify approval %s: %w", id, err)
 	}
 	return nil
@@ -149,7 +148,7 @@ func (n *PGNotifier) Listen(ctx context.Context) error {
 }
 
 func (n *PGNotifier) listenOnce(ctx context.Context) error {
-	conn, err := pgx.Connect(ctx, n.dsn)
+	conn, err := n.db.DedicatedConn(ctx)
 	if err != nil {
 		return fmt.Errorf("connect listener: %w", err)
 	}

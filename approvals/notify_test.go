@@ -39,7 +39,7 @@ func TestPostgresCrossInstanceWake(t *testing.T) {
 	defer cancel()
 	instance := func(migrate bool) *env {
 		db := pgDB(t, dsn, migrate)
-		note, err := approvals.NewPGNotifier(db, dsn, nil)
+		note, err := approvals.NewPGNotifier(db, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -49,7 +49,7 @@ func TestPostgresCrossInstanceWake(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatal("listener did not start")
 		}
-		return newEnv(t, db, approvals.Postgres, func(c *approvals.Config) {
+		return newEnv(t, db, func(c *approvals.Config) {
 			c.Notifier = note
 			c.Wait = 20 * time.Second
 			c.ProgressEvery = time.Minute // polling would be far too slow: only NOTIFY can wake it in time

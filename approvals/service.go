@@ -25,6 +25,13 @@ type Announcer interface {
 	Update(ctx context.Context, r Request) error
 }
 
+// Masker masks what requests and their records show: the arguments (a
+// JSON document) and free text (reasons, errors). *mask.Masker is one.
+type Masker interface {
+	MaskRecord(doc []byte) ([]byte, error)
+	MaskText(s string) string
+}
+
 // Config wires a Service. Store, Masker and Recorder are required.
 type Config struct {
 	Store *Store
@@ -34,7 +41,7 @@ type Config struct {
 	// Announcer posts requests to humans; nil means none (decisions come
 	// through the HTTP API and the CLI only).
 	Announcer Announcer
-	Masker    broker.Masker
+	Masker    Masker
 	Recorder  broker.Recorder
 	// Timeout is how long a request stays pending (approvals.timeout) when
 	// the deciding rule sets none; 0 means 30 minutes.
@@ -274,7 +281,7 @@ func (s *Service) create(ctx context.Context, req broker.ApprovalRequest) (r Req
 	c := req.Caller
 	r = Request{
 		ApprovalInfo: broker.ApprovalInfo{
-			ID: broker.NewID("ap"), Status: broker.ApprovalPending, Principal: broker.PrincipalName(c.Principal.Requester().Subject),
+			ID: broker.NewID("ap", now), Status: broker.ApprovalPending, Principal: broker.PrincipalName(c.Principal.Requester().Subject),
 			Graph: c.Graph, Node: c.Node, Run: c.Run, Thread: c.Thread, Tool: req.Tool.Name, Target: req.Tool.Target,
 			Args: masked, ArgsHash: req.ArgsHash, Rule: dec.Rule, PolicyVersion: dec.PolicyVersion, RuleVersion: RuleVersion(dec),
 			Approvers: slices.Clone(dec.Approvers), MinApprovals: max(1, dec.MinApprovals),
@@ -343,7 +350,7 @@ func (s *Service) wait(ctx context.Context, id string) (broker.ApprovalOutcome, 
 	progress := broker.ProgressFrom(ctx)
 	tick := time.NewTicker(s.cfg.ProgressEvery)
 	defer tick.Stop()
-	start := time.Now()
+	start := s.now()
 	timer := time.NewTimer(s.cfg.Wait)
 	defer timer.Stop()
 	timedOut := false
@@ -389,7 +396,7 @@ func (s *Service) wait(ctx context.Context, id string) (broker.ApprovalOutcome, 
 			out.Status = broker.ApprovalPending
 			return out, nil
 		}
-		progress(time.Since(start).Seconds(), s.cfg.Wait.Seconds(), waitMessage(r))
+		progress(s.now().Sub(start).Seconds(), s.cfg.Wait.Seconds(), waitMessage(r))
 		select {
 		case <-wake:
 		case <-tick.C:
@@ -709,8 +716,9 @@ func (s *Service) redraw(ctx context.Context, id string) {
 
 // event is the audit record of a step of request r.
 func (s *Service) event(r Request, kind broker.EventKind, door string) broker.Event {
+	now := s.now().UTC()
 	return broker.Event{
-		ID: broker.NewID("evt"), Time: s.now().UTC(), Kind: kind, Door: door,
+		ID: broker.NewID("evt", now), Time: now, Kind: kind, Door: door,
 		Principal: r.Principal, Graph: r.Graph, Node: r.Node, Run: r.Run, Thread: r.Thread,
 		Tool: r.Tool, Target: r.Target, Args: r.Args, ArgsHash: r.ArgsHash,
 		Decision: string(broker.EffectApprove), Rule: r.Rule, PolicyVersion: r.PolicyVersion,

@@ -329,7 +329,7 @@ func TestSweep(t *testing.T) {
 }
 
 func TestAwaitRefusals(t *testing.T) {
-	e := newEnv(t, sqliteDB(t), approvals.SQLite)
+	e := newEnv(t, sqliteDB(t))
 	ctx := context.Background()
 	req := request(agent, "run-1", refundArgs, 1)
 	req.Decision.Approvers = nil
@@ -375,7 +375,7 @@ func waitForPending(t *testing.T, svc *approvals.Service) string {
 }
 
 func TestRunSweepsInTheBackground(t *testing.T) {
-	e := newEnv(t, sqliteDB(t), approvals.SQLite, func(c *approvals.Config) { c.SweepEvery = 10 * time.Millisecond })
+	e := newEnv(t, sqliteDB(t), func(c *approvals.Config) { c.SweepEvery = 10 * time.Millisecond })
 	id := pending(t, e, agent, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

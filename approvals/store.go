@@ -14,15 +14,6 @@ import (
 	"github.com/toolgate/toolgate/broker"
 )
 
-// Dialect names the SQL flavour of a Store.
-type Dialect string
-
-// The supported dialects.
-const (
-	SQLite   Dialect = "sqlite"
-	Postgres Dialect = "postgres"
-)
-
 // Request is one durable approval request: what is shown to approvers
 // (broker.ApprovalInfo) plus what only the gate needs.
 type Request struct {
@@ -50,29 +41,21 @@ type Request struct {
 // the status change it causes are one transaction, and at most one request
 // per call is pending (a partial unique index).
 type Store struct {
-	db      *sql.DB
-	dialect Dialect
+	db *sql.DB
+	d  *db.DB
 }
 
-// NewStore returns a Store on db, whose schema must include migrations
+// NewStore returns a Store on d, whose schema must include migrations
 // 0004_approvals and 0005_identity.
-func NewStore(db *sql.DB, dialect Dialect) (*Store, error) {
-	if db == nil {
+func NewStore(d *db.DB) (*Store, error) {
+	if d == nil {
 		return nil, errors.New("approvals store: nil database")
 	}
-	if dialect != SQLite && dialect != Postgres {
-		return nil, fmt.Errorf("approvals store: unknown dialect %q (want sqlite or postgres)", dialect)
-	}
-	return &Store{db: db, dialect: dialect}, nil
+	return &Store{db: d.SQL(), d: d}, nil
 }
 
 // q rewrites ? placeholders to $n for Postgres.
-func (s *Store) q(query string) string {
-	if s.dialect != Postgres {
-		return query
-	}
-	return db.RebindPostgres(query)
-}
+func (s *Store) q(query string) string { return s.d.Rebind(query) }
 
 func micros(t time.Time) int64 { return t.UnixMicro() }
 

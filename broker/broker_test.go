@@ -8,6 +8,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // The fakes below are the smallest implementations of the broker's
@@ -27,12 +30,6 @@ func (fakeAuth) Authenticate(_ context.Context, token string) (Principal, *Bindi
 	return Principal{}, nil, Errorf(CodeUnauthenticated, "bad token")
 }
 
-type fakeGraphs struct{}
-
-func (fakeGraphs) MayActAs(p Principal, graph string) bool {
-	return graph == "g" && p.Subject == "key:bot"
-}
-
 // fakePolicy allows "read" to every node; "refund" is allowed, approve when
 // amount > 100; "explode" makes policy fail.
 type fakePolicy struct {
@@ -48,7 +45,16 @@ type rowLedger struct {
 	settled []int
 }
 
-func (fakePolicy) Visible(c Caller, t *Tool) bool { return t.Name != "hidden" }
+// fakeNode is the caller's node, as the fake policy resolves it.
+type fakeNode string
+
+func (n fakeNode) Path() string { return "graphs.g.nodes." + string(n) }
+
+func (fakePolicy) MayActAs(p Principal, graph string) bool {
+	return graph == "g" && p.Subject == "key:bot"
+}
+func (fakePolicy) Node(c Caller) Node           { return fakeNode(c.Node) }
+func (fakePolicy) Visible(n Node, t *Tool) bool { return n != nil && t.Name != "hidden" }
 func (fakePolicy) Decide(_ context.Context, r Request) (Decision, error) {
 	switch r.Tool.Name {
 	case "explode":
@@ -79,9 +85,7 @@ func (p fakePolicy) ReserveRows(_ context.Context, _ Request, want int) (RowRese
 	}}, nil
 }
 
-type fakeBinder struct{}
-
-func (fakeBinder) Bound(c Caller, t *Tool) (map[string]any, error) {
+func (fakePolicy) Bound(_ Node, c Caller, t *Tool) (map[string]any, error) {
 	if t.Name != "refund" || c.Binding == nil {
 		return nil, nil
 	}
@@ -90,8 +94,10 @@ func (fakeBinder) Bound(c Caller, t *Tool) (map[string]any, error) {
 
 type fakeMasker struct{}
 
-func (fakeMasker) MaskResult(_ *Tool, doc []byte) ([]byte, MaskStats, error) {
-	return []byte(strings.ReplaceAll(string(doc), "4242424242424242", "************4242")), MaskStats{"detector:card": 1}, nil
+func (fakeMasker) PrepareTool(*Tool) (ToolMask, error) {
+	return ToolMaskFunc(func(doc []byte) ([]byte, MaskStats, error) {
+		return []byte(strings.ReplaceAll(string(doc), "4242424242424242", "************4242")), MaskStats{"detector:card": 1}, nil
+	}), nil
 }
 func (fakeMasker) MaskRecord(doc []byte) ([]byte, error) {
 	return []byte(strings.ReplaceAll(string(doc), "4242424242424242", "************4242")), nil
@@ -202,8 +208,8 @@ func newEnv(t *testing.T, mod func(*Config)) *env {
 	cat["refund"] = &Tool{Name: "refund", Target: "db", Spec: fakeSpec{args: []string{"customer_id", "amount"}}}
 	e := &env{exec: &fakeExec{out: `{"rows":[{"card":"4242424242424242"}],"row_count":1,"truncated":false}`}, rec: &fakeRecorder{}}
 	cfg := Config{
-		Catalog: cat, Targets: map[string]Executor{"db": e.exec}, Auth: fakeAuth{}, Graphs: fakeGraphs{},
-		Policy: fakePolicy{}, Binder: fakeBinder{}, Masker: fakeMasker{}, Recorder: e.rec,
+		Live:    Live{Catalog: cat, Policy: fakePolicy{}, Masker: fakeMasker{}},
+		Targets: map[string]Executor{"db": e.exec}, Auth: fakeAuth{}, Recorder: e.rec,
 		Now: func() time.Time { return time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC) },
 	}
 	if mod != nil {
@@ -388,7 +394,7 @@ func TestAuditFailureWithholdsResult(t *testing.T) {
 // target ran).
 func TestRowsReservedBeforeRunning(t *testing.T) {
 	e := newEnv(t, func(c *Config) {
-		c.Policy = fakePolicy{rsvErr: Errorf(CodeBudgetExceeded, "rows_per_run 10 is used up")}
+		c.Live.Policy = fakePolicy{rsvErr: Errorf(CodeBudgetExceeded, "rows_per_run 10 is used up")}
 	})
 	res, err := e.b.Call(context.Background(), Call{Caller: e.caller(t, "tgk_good", "triage"), Tool: "read", Args: json.RawMessage(`{"q":1}`)})
 	if CodeOf(err) != CodeBudgetExceeded || res.Value != nil || e.exec.count() != 0 {
@@ -399,7 +405,7 @@ func TestRowsReservedBeforeRunning(t *testing.T) {
 	}
 
 	led := &rowLedger{grant: 3}
-	e = newEnv(t, func(c *Config) { c.Policy = fakePolicy{rsv: led} })
+	e = newEnv(t, func(c *Config) { c.Live.Policy = fakePolicy{rsv: led} })
 	res, err = e.b.Call(context.Background(), Call{Caller: e.caller(t, "tgk_good", "triage"), Tool: "read", Args: json.RawMessage(`{"q":1}`)})
 	if err != nil || res.Value == nil {
 		t.Fatalf("res = %+v, err = %v", res, err)
@@ -467,7 +473,7 @@ func TestTraceID(t *testing.T) {
 
 func TestListToolsHidesBoundArguments(t *testing.T) {
 	e := newEnv(t, nil)
-	e.b.config().Catalog.(fakeCatalog)["refund"].InputSchema = json.RawMessage(`{"type":"object","properties":{"customer_id":{"type":"integer"},"amount":{"type":"number"}},"required":["customer_id","amount"]}`)
+	e.b.Snapshot().Catalog().(fakeCatalog)["refund"].InputSchema = json.RawMessage(`{"type":"object","properties":{"customer_id":{"type":"integer"},"amount":{"type":"number"}},"required":["customer_id","amount"]}`)
 	tools, err := e.b.ListTools(context.Background(), e.caller(t, "tg_grant", ""))
 	if err != nil {
 		t.Fatal(err)
@@ -482,4 +488,102 @@ func TestListToolsHidesBoundArguments(t *testing.T) {
 		return
 	}
 	t.Fatal("refund not listed")
+}
+
+// failingMasker fails to mask results, as a masker does on a document
+// nested too deep.
+type failingMasker struct{ fakeMasker }
+
+func (failingMasker) PrepareTool(*Tool) (ToolMask, error) {
+	return ToolMaskFunc(func([]byte) ([]byte, MaskStats, error) {
+		return nil, nil, errors.New("the document nests deeper than masking allows (card 4242424242424242)")
+	}), nil
+}
+
+// TestInternalFailureIsOneIncident: a masking failure is an internal
+// failure. The caller sees an incident id and nothing of the cause; the log
+// has exactly one line for it, carrying that id and the masked cause; the
+// record says it failed.
+func TestInternalFailureIsOneIncident(t *testing.T) {
+	core, logs := observer.New(zap.DebugLevel)
+	e := newEnv(t, func(c *Config) {
+		c.Live.Masker = failingMasker{}
+		c.Logger = zap.New(core)
+	})
+	_, err := e.b.Call(context.Background(), Call{Caller: e.caller(t, "tgk_good", "triage"), Tool: "read", Args: json.RawMessage(`{"q":1}`)})
+	var be *Error
+	if !errors.As(err, &be) || be.Code != CodeInternal || be.Incident() == "" {
+		t.Fatalf("err = %#v, want an internal error with an incident", err)
+	}
+	if !strings.Contains(be.Message, "(incident "+be.Incident()+")") || strings.Contains(be.Message, "nests") {
+		t.Errorf("message %q: want the incident id and no cause", be.Message)
+	}
+	if logs.Len() != 1 {
+		t.Fatalf("%d log lines, want exactly 1: %v", logs.Len(), logs.All())
+	}
+	line := logs.All()[0].ContextMap()
+	if line["incident"] != be.Incident() {
+		t.Errorf("logged incident %v, caller saw %s", line["incident"], be.Incident())
+	}
+	if cause, _ := line["error"].(string); !strings.Contains(cause, "nests deeper") || strings.Contains(cause, "4242424242424242") {
+		t.Errorf("logged cause %q: want it, masked", cause)
+	}
+	if ev := e.rec.last(t); ev.Status != StatusError || ev.ErrorCode != string(CodeInternal) || !strings.Contains(ev.Error, be.Incident()) {
+		t.Errorf("record = %+v", ev)
+	}
+}
+
+// TestForeignErrorsAreReportedOnce: a foreign error from a connector is an
+// internal failure too; reporting it again (a door passing it through
+// Report) logs nothing more.
+func TestForeignErrorsAreReportedOnce(t *testing.T) {
+	core, logs := observer.New(zap.DebugLevel)
+	e := newEnv(t, func(c *Config) { c.Logger = zap.New(core) })
+	e.exec.err = errors.New("pq: password authentication failed for user admin")
+	_, err := e.b.Call(context.Background(), Call{Caller: e.caller(t, "tgk_good", "triage"), Tool: "read", Args: json.RawMessage(`{"q":1}`)})
+	if again := e.b.Report(err); again.Incident() == "" || again.Message != err.(*Error).Message {
+		t.Errorf("Report of a reported error = %#v", again)
+	}
+	if logs.Len() != 1 || logs.All()[0].ContextMap()["incident"] != err.(*Error).Incident() {
+		t.Fatalf("log = %v, want one line with the incident", logs.All())
+	}
+	if e.b.Report(Errorf(CodeForbidden, "no")).Incident() != "" || logs.Len() != 1 {
+		t.Error("a refusal was reported as an incident")
+	}
+}
+
+// outputSpec is fakeSpec with an output schema: results must have rows.
+type outputSpec struct{ fakeSpec }
+
+func (outputSpec) CheckOutput(doc json.RawMessage) error {
+	if !strings.Contains(string(doc), `"rows"`) {
+		return errors.New("at '': missing property 'rows'")
+	}
+	return nil
+}
+
+// TestOutputSchemaBroken: a connector result that breaks the tool's output
+// schema is an incident: withheld, logged once, recorded as failed. The
+// check runs on the result as the connector returned it.
+func TestOutputSchemaBroken(t *testing.T) {
+	core, logs := observer.New(zap.DebugLevel)
+	e := newEnv(t, func(c *Config) { c.Logger = zap.New(core) })
+	cat := e.b.Snapshot().Catalog().(fakeCatalog)
+	cat["read"].Spec = outputSpec{fakeSpec{args: []string{"q"}}}
+	if err := e.b.Reload(Live{Catalog: cat, Policy: fakePolicy{}, Masker: fakeMasker{}}); err != nil {
+		t.Fatal(err)
+	}
+	c := e.caller(t, "tgk_good", "triage")
+	if _, err := e.b.Call(context.Background(), Call{Caller: c, Tool: "read", Args: json.RawMessage(`{"q":1}`)}); err != nil {
+		t.Fatalf("a result that matches: %v", err)
+	}
+	e.exec.out = `{"status":200}`
+	res, err := e.b.Call(context.Background(), Call{Caller: c, Tool: "read", Args: json.RawMessage(`{"q":1}`)})
+	var be *Error
+	if !errors.As(err, &be) || be.Code != CodeInternal || be.Incident() == "" || res.Value != nil {
+		t.Fatalf("res = %+v, err = %v; want withheld as an incident", res, err)
+	}
+	if logs.Len() != 1 || e.rec.last(t).Status != StatusError {
+		t.Errorf("log = %v, record = %+v", logs.All(), e.rec.last(t))
+	}
 }

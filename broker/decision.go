@@ -35,28 +35,48 @@ type Decision struct {
 	Approvers    []string      `json:"approvers,omitempty"`
 	MinApprovals int           `json:"min_approvals,omitempty"`
 	Timeout      time.Duration `json:"timeout,omitempty"`
-	// Bind maps argument names to the values forced from the grant scope.
-	Bind map[string]any `json:"-"`
 }
 
 // Request is what policy decides on.
 type Request struct {
 	Caller Caller
-	Tool   *Tool
-	Args   map[string]any
-	Now    time.Time
+	// Node is the caller's node policy as Policy.Node resolved it for this
+	// call; a policy engine resolves it from Caller when it is nil.
+	Node Node
+	Tool *Tool
+	Args map[string]any
+	Now  time.Time
 }
 
-// Decider is policy as the broker sees it.
-type Decider interface {
+// Policy is the policy engine as the broker sees it: one dependency. Its
+// optional abilities (Binder, RowBudget, PassthroughDecider) are found
+// once, when a snapshot is built (NewSnapshot), never per call.
+type Policy interface {
+	// MayActAs reports whether the principal may act as the graph (send
+	// its X-Toolgate-Graph).
+	MayActAs(p Principal, graph string) bool
+	// Node resolves the caller's node policy: its graph's node entry, an
+	// exact key first, then the most specific glob. The broker resolves it
+	// once per call or listing and hands it back to every other question
+	// about that call. Nil means the caller's graph or node has no policy.
+	Node(c Caller) Node
+	// Visible reports whether node n may see, and so call, the tool.
+	Visible(n Node, tool *Tool) bool
 	// Decide decides one call. An error means policy could not answer; the
 	// broker then refuses the call.
 	Decide(ctx context.Context, req Request) (Decision, error)
-	// Visible reports whether the caller may see the tool in a listing.
-	Visible(caller Caller, tool *Tool) bool
 }
 
-// RowBudget is an optional ability of a Decider: rows budgets, reserved
+// Node is a caller's node policy as Policy.Node resolved it. The broker
+// does not look inside; it passes it back with each question about the
+// call.
+type Node interface {
+	// Path is the node's place in the configuration, e.g.
+	// "graphs.support-bot.nodes.triage".
+	Path() string
+}
+
+// RowBudget is an optional ability of a Policy: rows budgets, reserved
 // before a call runs so that concurrent calls cannot overrun them.
 type RowBudget interface {
 	// ReserveRows reserves rows for req, which Decide allowed, right before
@@ -86,18 +106,13 @@ type RowCapper interface {
 	RowCap(op Operation) int
 }
 
-// Binder forces arguments from a grant scope (DESIGN §5 bind).
+// Binder is an optional ability of a Policy: arguments forced from a grant
+// scope (DESIGN §5 bind).
 type Binder interface {
-	// Bound returns the arguments of tool that the caller's node binds,
-	// with their values from the caller's scope. An error means a bound
-	// value could not be resolved; the call is refused.
-	Bound(caller Caller, tool *Tool) (map[string]any, error)
-}
-
-// GraphAccess decides whether a principal may act as a graph (send its
-// X-Toolgate-Graph) and whether that graph has such a node.
-type GraphAccess interface {
-	MayActAs(p Principal, graph string) bool
+	// Bound returns the arguments of tool that node n binds, with their
+	// values from the caller's scope. An error means a bound value could
+	// not be resolved; the call is refused.
+	Bound(n Node, caller Caller, tool *Tool) (map[string]any, error)
 }
 
 // Authenticator verifies a bearer token.
@@ -110,8 +125,12 @@ type Authenticator interface {
 
 // Masker masks values before they leave the broker.
 type Masker interface {
-	// MaskResult masks a tool's result document.
-	MaskResult(tool *Tool, doc []byte) ([]byte, MaskStats, error)
+	// PrepareTool compiles the masking of one tool's results: the global,
+	// target and tool rules and the detectors that apply to it. The broker
+	// prepares every tool, and every passthrough route as the synthetic
+	// tool PassthroughTool names, when a snapshot is built (as caddy
+	// provisions a module), never per call; an error refuses the snapshot.
+	PrepareTool(tool *Tool) (ToolMask, error)
 	// MaskRecord masks a JSON document bound for a recording or a log
 	// line (arguments, results): every detector applies, email included.
 	MaskRecord(doc []byte) ([]byte, error)
@@ -119,6 +138,19 @@ type Masker interface {
 	// detectors.
 	MaskText(s string) string
 }
+
+// ToolMask masks one tool's results; Masker.PrepareTool made it. An error
+// (a document nested too deep, a rule that cannot be applied) means the
+// result must be withheld.
+type ToolMask interface {
+	Mask(doc []byte) ([]byte, MaskStats, error)
+}
+
+// ToolMaskFunc adapts a function to ToolMask.
+type ToolMaskFunc func(doc []byte) ([]byte, MaskStats, error)
+
+// Mask calls f.
+func (f ToolMaskFunc) Mask(doc []byte) ([]byte, MaskStats, error) { return f(doc) }
 
 // MaskStats counts masked values by rule or detector, never the values.
 type MaskStats map[string]int

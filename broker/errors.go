@@ -1,11 +1,8 @@
 package broker
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/http"
 )
 
 // Code is a stable, machine-readable reason for a refusal or failure. Codes
@@ -54,42 +51,6 @@ const (
 // definition no longer matches its pin in the tools lock file.
 const CodeToolDefinitionChanged Code = "tool_definition_changed"
 
-// HTTPStatus is the HTTP status a front door answers with for the code.
-func (c Code) HTTPStatus() int {
-	switch c {
-	case CodeUnauthenticated:
-		return http.StatusUnauthorized
-	case CodeForbidden, CodeApprovalDenied, CodeOwnerDisabled:
-		return http.StatusForbidden
-	case CodeInvalidArguments, CodeInvalidRequest:
-		return http.StatusBadRequest
-	case CodeUnknownTool, CodeNotFound:
-		return http.StatusNotFound
-	case CodePayloadTooLarge:
-		return http.StatusRequestEntityTooLarge
-	case CodeApprovalPending:
-		return http.StatusAccepted
-	case CodeApprovalExpired:
-		return http.StatusGone
-	case CodeApprovalStale:
-		return http.StatusConflict
-	case CodePreviewUnavailable:
-		return http.StatusUnprocessableEntity
-	case CodeBudgetExceeded:
-		return http.StatusTooManyRequests
-	case CodeTargetUnavailable, CodeAuditUnavailable, CodeUnavailable:
-		return http.StatusServiceUnavailable
-	case CodeTargetError:
-		return http.StatusBadGateway
-	case CodeToolDefinitionChanged:
-		return http.StatusConflict
-	case CodeTimeout:
-		return http.StatusGatewayTimeout
-	default:
-		return http.StatusInternalServerError
-	}
-}
-
 // Error is a refusal or failure with a stable code and a message that is safe
 // to show an agent: it never contains a secret, a token or an unmasked value.
 // The wrapped cause is for logs only (after masking) and is never shown.
@@ -106,6 +67,10 @@ type Error struct {
 	// Cause is the underlying error. It is not part of Error() and is never
 	// sent to a client.
 	Cause error
+
+	// incident is the id an internal failure was logged under, once
+	// reported (finish.go).
+	incident string
 }
 
 // Problem is one offending input of a refusal: where (an argument as a
@@ -155,7 +120,8 @@ func Wrap(code Code, cause error, message string) *Error {
 // AsError converts any error into an *Error safe to show. An error that is
 // already an *Error is returned as is; anything else becomes an internal
 // error whose message carries only an id. The id is returned so the caller
-// can log the cause under it.
+// can log the cause under it. The pipeline's answers never need it: the
+// broker reports every internal failure it returns (Broker.Report).
 func AsError(err error) (e *Error, incidentID string) {
 	if err == nil {
 		return nil, ""
@@ -163,11 +129,13 @@ func AsError(err error) (e *Error, incidentID string) {
 	if errors.As(err, &e) {
 		return e, ""
 	}
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	incidentID = hex.EncodeToString(b[:])
+	incidentID = newIncidentID()
 	return &Error{Code: CodeInternal, Message: "internal error (incident " + incidentID + ")", Cause: err}, incidentID
 }
+
+// Incident is the id an internal failure was logged under, "" when it was
+// not reported (or is not internal).
+func (e *Error) Incident() string { return e.incident }
 
 // CodeOf returns the code of err, CodeInternal for a foreign error and "" for nil.
 func CodeOf(err error) Code {

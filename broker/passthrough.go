@@ -2,14 +2,11 @@ package broker
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
-
-	"go.uber.org/zap"
 )
 
 // The passthrough statement kinds.
@@ -104,7 +101,7 @@ type StatementRequest struct {
 	Now       time.Time
 }
 
-// PassthroughDecider is an optional ability of the broker's Decider: raw
+// PassthroughDecider is an optional ability of the broker's Policy: raw
 // protocol policy (graphs.<g>.nodes.<n>.passthrough.<target>). Without
 // it, every passthrough session is refused.
 type PassthroughDecider interface {
@@ -164,40 +161,38 @@ type StatementOutcome struct {
 // an unidentified caller, a node without a passthrough entry for the
 // target, and (fail closed) any session it cannot record.
 func (b *Broker) OpenSession(ctx context.Context, s Session) (string, error) {
-	cfg := b.config()
-	ev := Event{ID: newID("ses"), Time: cfg.Now(), Kind: EventSessionOpened, Door: s.Door, Target: s.Target, Detail: map[string]any{}}
+	p := b.begin(&sessionOpen, s.Caller, s.Door)
+	p.ev.Target, p.ev.Detail = s.Target, map[string]any{}
 	for k, v := range s.Detail {
-		ev.Detail[k] = v
+		p.ev.Detail[k] = v
 	}
 	if s.Remote != "" {
-		ev.Detail["remote"] = s.Remote
+		p.ev.Detail["remote"] = s.Remote
 	}
-	err := b.mayConnect(cfg, s.Caller, s.Target)
-	fillCaller(&ev, s.Caller)
-	if err != nil {
-		ev.Status, ev.ErrorCode, ev.Error = StatusDenied, string(CodeOf(err)), cfg.Masker.MaskText(err.Error())
-	} else {
-		ev.Status = StatusOK
+	err := p.identified()
+	if err == nil {
+		err = p.mayConnect(s.Target)
 	}
-	if rerr := cfg.Recorder.Record(ctx, ev); rerr != nil {
-		cfg.Logger.Error("audit record failed; refusing the session", zap.String("session", ev.ID), zap.Error(rerr))
-		return "", Wrap(CodeAuditUnavailable, rerr, "the audit store is unavailable, so the passthrough session is refused; retry later")
+	if err = b.finish(p, err); err == nil {
+		p.ev.Status = StatusOK
+	}
+	if rerr := b.record(ctx, p); rerr != nil {
+		return "", rerr
 	}
 	if err != nil {
 		return "", err
 	}
-	return ev.ID, nil
+	return p.ev.ID, nil
 }
 
-func (b *Broker) mayConnect(cfg *Config, c Caller, target string) error {
-	if !c.verified {
-		return Errorf(CodeUnauthenticated, "caller was not identified")
-	}
-	pd, ok := cfg.Policy.(PassthroughDecider)
-	if !ok {
+// mayConnect refuses a caller whose node has no passthrough entry for the
+// target.
+func (p *passage) mayConnect(target string) error {
+	c := p.caller
+	if p.snap.pass == nil {
 		return Errorf(CodeForbidden, "passthrough is not enabled: the policy engine has no passthrough rules")
 	}
-	if !pd.MayConnect(c, target) {
+	if !p.snap.pass.MayConnect(c, target) {
 		return Errorf(CodeForbidden, "node %q of graph %q has no passthrough entry for target %q, so it may not connect", c.Node, c.Graph, target)
 	}
 	return nil
@@ -206,19 +201,12 @@ func (b *Broker) mayConnect(cfg *Config, c Caller, target string) error {
 // CloseSession records the end of a passthrough session. A record failure
 // is logged: the session is over either way.
 func (b *Broker) CloseSession(ctx context.Context, id string, c Caller, door, target string, st SessionStats) {
-	cfg := b.config()
-	ev := Event{ID: newID("ses"), Time: cfg.Now(), Kind: EventSessionClosed, Door: door, Target: target, Status: StatusOK,
+	now := b.now()
+	ev := Event{ID: newID("ses", now), Time: now, Kind: EventSessionClosed, Door: door, Target: target, Status: StatusOK,
 		DurationMS: float64(st.Duration.Microseconds()) / 1000,
 		Detail:     map[string]any{"session": id, "statements": st.Statements, "denied": st.Denied, "reason": st.Reason}}
 	fillCaller(&ev, c)
-	if err := cfg.Recorder.Record(context.WithoutCancel(ctx), ev); err != nil {
-		cfg.Logger.Error("passthrough session close not recorded", zap.String("session", id), zap.Error(err))
-	}
-}
-
-func fillCaller(ev *Event, c Caller) {
-	ev.Principal, ev.AuthMethod, ev.TokenID = c.Principal.Subject, string(c.Principal.Method), c.Principal.TokenID
-	ev.Graph, ev.Node, ev.Run, ev.Thread, ev.ToolCallID = c.Graph, c.Node, c.Run, c.Thread, c.ToolCallID
+	b.recordAfter(ctx, ev, "passthrough session close")
 }
 
 // PassthroughTool is the synthetic tool name passthrough statements carry
@@ -230,7 +218,7 @@ func PassthroughTool(kind, target string) string {
 	return "pg:" + target
 }
 
-// Statement runs one passthrough statement through the pipeline: verified
+// Statement runs one passthrough statement through the gate: verified
 // caller, passthrough policy, approval when policy asks for one, and a
 // durable audit record. It answers nil error only when the statement may
 // run; every refusal is an *Error whose message says why. Nothing is
@@ -254,43 +242,51 @@ func (b *Broker) StatementDeferred(ctx context.Context, sc StatementCall) (State
 }
 
 func (b *Broker) decideStatement(ctx context.Context, sc StatementCall, deferRead bool) (StatementDecision, func(context.Context) error, error) {
-	cfg := b.config()
-	start := cfg.Now()
 	st := sc.Statement
-	ev := Event{ID: newID("stm"), Time: start, Kind: EventStatement, Door: sc.Door, Target: sc.Target,
-		Tool: PassthroughTool(st.Kind, sc.Target)}
-	dec, err := b.statement(ctx, cfg, sc, &ev)
-	ev.DurationMS = float64(cfg.Now().Sub(start).Microseconds()) / 1000
-	if err != nil {
-		e, incident := AsError(err)
-		if incident != "" {
-			cfg.Logger.Error("statement failed", zap.String("incident", incident), zap.String("target", sc.Target), zap.String("error", cfg.Masker.MaskText(e.Cause.Error())))
-		}
-		ev.ErrorCode, ev.Error = string(e.Code), cfg.Masker.MaskText(e.Message)
-		if ev.Status == "" {
-			ev.Status = StatusDenied
-		}
-		err = e
-	}
-	record := func(ctx context.Context) error {
-		if rerr := cfg.Recorder.Record(ctx, ev); rerr != nil {
-			cfg.Logger.Error("audit record failed; refusing the statement", zap.String("statement", ev.ID), zap.Error(rerr))
-			return Wrap(CodeAuditUnavailable, rerr, "the audit store is unavailable, so the statement is refused; retry later")
-		}
-		return nil
-	}
+	p := b.begin(&statementCall, sc.Caller, sc.Door)
+	p.ev.Target, p.ev.Tool = sc.Target, PassthroughTool(st.Kind, sc.Target)
+	dec, err := b.statement(ctx, p, sc)
+	err = b.finish(p, err)
+	d := StatementDecision{ID: p.ev.ID, Decision: dec}
+	commit := func(ctx context.Context) error { return b.record(ctx, p) }
 	if err == nil && deferRead && dec.Effect == EffectAllow && st.Kind == KindSQL && st.Class == ClassRead && len(st.Functions) == 0 {
-		return StatementDecision{ID: ev.ID, Decision: dec}, record, nil
+		return d, commit, nil
 	}
-	if rerr := record(ctx); rerr != nil {
-		return StatementDecision{ID: ev.ID}, nil, rerr
+	if rerr := commit(ctx); rerr != nil {
+		return StatementDecision{ID: p.ev.ID}, nil, rerr
 	}
-	return StatementDecision{ID: ev.ID, Decision: dec}, nil, err
+	return d, nil, err
 }
 
-func (b *Broker) statement(ctx context.Context, cfg *Config, sc StatementCall, ev *Event) (Decision, error) {
-	c, st := sc.Caller, sc.Statement
-	fillCaller(ev, c)
+// statement is a statement's way through the gate.
+func (b *Broker) statement(ctx context.Context, p *passage, sc StatementCall) (Decision, error) {
+	st := sc.Statement
+	p.ev.Detail = statementDetail(p.snap.live.Masker, sc)
+	p.hashArgs(argsJSON(st))
+	if err := p.identified(); err != nil {
+		return Decision{}, err
+	}
+	if err := p.mayConnect(sc.Target); err != nil {
+		return Decision{}, err
+	}
+	if st.Unclassified != "" {
+		p.ev.Decision, p.ev.Rule = string(EffectDeny), "unclassified"
+		return Decision{}, Errorf(CodeForbidden, "the statement was refused: %s", p.snap.live.Masker.MaskText(st.Unclassified))
+	}
+	dec, err := p.snap.pass.DecideStatement(ctx, StatementRequest{Caller: p.caller, Target: sc.Target, Statement: st, Now: b.now()})
+	if err := p.decided(dec, err, fmt.Sprintf("this %s for node %q on target %q", describe(st), p.caller.Node, sc.Target)); err != nil {
+		return Decision{}, err
+	}
+	if dec.Effect == EffectApprove {
+		return dec, b.approveStatement(ctx, p, sc, dec)
+	}
+	return dec, nil
+}
+
+// statementDetail is what a statement's record carries beside the common
+// fields, its text and path masked.
+func statementDetail(m Masker, sc StatementCall) map[string]any {
+	st := sc.Statement
 	detail := map[string]any{"kind": st.Kind}
 	if sc.Session != "" {
 		detail["session"] = sc.Session
@@ -308,94 +304,39 @@ func (b *Broker) statement(ctx context.Context, cfg *Config, sc StatementCall, e
 		detail["functions"] = st.Functions
 	}
 	if st.Method != "" {
-		detail["method"], detail["path"] = st.Method, cfg.Masker.MaskText(st.Path)
+		detail["method"], detail["path"] = st.Method, m.MaskText(st.Path)
 	}
 	if st.Text != "" {
-		detail["statement"] = cfg.Masker.MaskText(st.Text)
+		detail["statement"] = m.MaskText(st.Text)
 	}
-	ev.Detail = detail
-	sum := sha256.Sum256(argsJSON(st))
-	ev.ArgsHash = hex.EncodeToString(sum[:])
-
-	if !c.verified {
-		return Decision{}, Errorf(CodeUnauthenticated, "caller was not identified")
-	}
-	if err := b.mayConnect(cfg, c, sc.Target); err != nil {
-		return Decision{}, err
-	}
-	if st.Unclassified != "" {
-		ev.Decision, ev.Rule = string(EffectDeny), "unclassified"
-		return Decision{}, Errorf(CodeForbidden, "the statement was refused: %s", cfg.Masker.MaskText(st.Unclassified))
-	}
-	pd := cfg.Policy.(PassthroughDecider) // mayConnect checked it
-	dec, err := pd.DecideStatement(ctx, StatementRequest{Caller: c, Target: sc.Target, Statement: st, Now: cfg.Now()})
-	if err != nil {
-		if CodeOf(err) == CodeInternal {
-			return Decision{}, Wrap(CodeForbidden, err, "policy could not decide this statement, so it is refused")
-		}
-		return Decision{}, err
-	}
-	ev.Decision, ev.Rule, ev.PolicyVersion = string(dec.Effect), dec.Rule, dec.PolicyVersion
-	switch dec.Effect {
-	case EffectAllow:
-		return dec, nil
-	case EffectApprove:
-		return dec, b.approveStatement(ctx, cfg, sc, dec, statementArgs(st), ev)
-	default:
-		msg := fmt.Sprintf("policy %s denies this %s for node %q on target %q", dec.Rule, describe(st), c.Node, sc.Target)
-		if dec.Reason != "" {
-			msg += ": " + dec.Reason
-		}
-		return Decision{}, Errorf(CodeForbidden, "%s", cfg.Masker.MaskText(msg))
-	}
+	return detail
 }
 
 // approveStatement holds an approve decision at the approval gate. The
 // statement text is the approval's arguments, so repeating the same
-// statement finds the same request, and an approval runs it exactly once.
-func (b *Broker) approveStatement(ctx context.Context, cfg *Config, sc StatementCall, dec Decision, args map[string]any, ev *Event) error {
-	tool := &Tool{Name: ev.Tool, Target: sc.Target, Description: "passthrough " + sc.Statement.Kind + " on " + sc.Target}
-	if cfg.Approvals == nil {
-		return Errorf(CodeForbidden, "this statement needs approval (%s) but no approval channel is configured, so it is refused", dec.Rule)
-	}
+// statement finds the same request, and an approval runs it exactly once:
+// it is marked used before the statement runs.
+func (b *Broker) approveStatement(ctx context.Context, p *passage, sc StatementCall, dec Decision) error {
+	tool := &Tool{Name: p.ev.Tool, Target: sc.Target, Description: "passthrough " + sc.Statement.Kind + " on " + sc.Target}
 	masked := map[string]any{}
-	for k, v := range args {
+	for k, v := range statementArgs(sc.Statement) {
 		if s, ok := v.(string); ok {
-			v = cfg.Masker.MaskText(s)
+			v = p.snap.live.Masker.MaskText(s)
 		}
 		masked[k] = v
 	}
-	out, err := cfg.Approvals.Await(ctx, ApprovalRequest{Caller: sc.Caller, Tool: tool, Args: masked, ArgsHash: ev.ArgsHash, Decision: dec, ResumeID: sc.ApprovalID})
-	if err != nil {
+	_, run, err := b.approve(ctx, p, ApprovalRequest{Caller: p.caller, Tool: tool, Args: masked, ArgsHash: p.ev.ArgsHash, Decision: dec, ResumeID: sc.ApprovalID})
+	if !run || err != nil {
 		return err
 	}
-	ev.ApprovalID = out.ID
-	switch out.Status {
-	case ApprovalApproved:
-		if rec, ok := cfg.Approvals.(ApprovalRecorder); ok {
-			// The statement runs now; a repeat is a new request.
-			if cerr := rec.Complete(context.WithoutCancel(ctx), out.ID, json.RawMessage(`{"status":"executed"}`), nil); cerr != nil {
-				cfg.Logger.Error("approval outcome not recorded", zap.String("approval", out.ID), zap.Error(cerr))
-				return Wrap(CodeInternal, cerr, "the approval could not be marked as used, so the statement is refused")
-			}
-		}
+	if b.completer == nil {
 		return nil
-	case ApprovalConsumed:
-		return Errorf(CodeApprovalDenied, "approval %s was already used by an earlier run of this statement; it runs once per approval. Send the statement again to request a new approval", out.ID)
-	case ApprovalPending:
-		ev.Status = StatusPending
-		return Errorf(CodeApprovalPending, "the statement was NOT run: it is waiting for approval %s (until %s); send it again once it is approved", out.ID, out.ExpiresAt.UTC().Format(time.RFC3339))
-	case ApprovalExpired:
-		return Errorf(CodeApprovalExpired, "approval %s expired before a decision; the statement was not run", out.ID)
-	case ApprovalStale:
-		return Errorf(CodeApprovalStale, "approval %s no longer counts because its rule changed; the statement was not run. Send it again to request a new approval", out.ID)
-	default:
-		msg := fmt.Sprintf("approval %s was %s; the statement was not run", out.ID, out.Status)
-		if out.Reason != "" {
-			msg += ": " + out.Reason
-		}
-		return &Error{Code: CodeApprovalDenied, Message: cfg.Masker.MaskText(msg)}
 	}
+	// The statement runs now; a repeat is a new request.
+	if err := b.completer.Complete(context.WithoutCancel(ctx), p.ev.ApprovalID, json.RawMessage(`{"status":"executed"}`), nil); err != nil {
+		return Wrap(CodeInternal, fmt.Errorf("approval %s: %w", p.ev.ApprovalID, err), "the approval could not be marked as used, so the statement is refused")
+	}
+	return nil
 }
 
 func statementArgs(st Statement) map[string]any {
@@ -433,8 +374,8 @@ func describe(st Statement) string {
 // duration and the (masked) error. The result has already reached the
 // client, so a record failure is logged, not returned.
 func (b *Broker) StatementDone(ctx context.Context, o StatementOutcome) {
-	cfg := b.config()
-	ev := Event{ID: newID("stm"), Time: cfg.Now(), Kind: EventStatement, Door: o.Door, Target: o.Target,
+	now := b.now()
+	ev := Event{ID: newID("stm", now), Time: now, Kind: EventStatement, Door: o.Door, Target: o.Target,
 		Status: StatusOK, Rows: o.Rows, Bytes: o.Bytes, ExecMS: float64(o.Duration.Microseconds()) / 1000,
 		Detail: map[string]any{"phase": "done", "statement_id": o.ID}}
 	if o.Session != "" {
@@ -445,28 +386,36 @@ func (b *Broker) StatementDone(ctx context.Context, o StatementOutcome) {
 	}
 	fillCaller(&ev, o.Caller)
 	if o.Err != nil {
-		ev.Status, ev.ErrorCode, ev.Error = StatusError, string(CodeTargetError), cfg.Masker.MaskText(o.Err.Error())
+		ev.Status, ev.ErrorCode, ev.Error = StatusError, string(CodeTargetError), b.live.Load().live.Masker.MaskText(o.Err.Error())
 	}
-	if err := cfg.Recorder.Record(context.WithoutCancel(ctx), ev); err != nil {
-		cfg.Logger.Error("passthrough statement outcome not recorded", zap.String("statement", o.ID), zap.Error(err))
-	}
+	b.recordAfter(ctx, ev, "passthrough statement outcome")
 }
 
 // MaskCell masks one DataRow cell with the target's column rules and the
 // detectors. Without a cell-masking Masker every non-empty cell is
 // replaced (fail closed).
 func (b *Broker) MaskCell(target, column string, value []byte) ([]byte, bool) {
-	if cm, ok := b.config().Masker.(CellMasker); ok {
+	if cm := b.live.Load().cells; cm != nil {
 		return cm.MaskCell(target, column, value)
 	}
 	return nil, true
 }
 
 // MaskText masks free text (database error messages) with the detectors.
-func (b *Broker) MaskText(s string) string { return b.config().Masker.MaskText(s) }
+func (b *Broker) MaskText(s string) string { return b.live.Load().live.Masker.MaskText(s) }
 
-// MaskResponse masks a passthrough JSON response with the target's rules
-// and the detectors, as the result of the synthetic tool "<kind>:<target>".
+// errNoRoute is a passthrough response on a route the live configuration
+// does not serve.
+var errNoRoute = errors.New("no masking is prepared for this passthrough route")
+
+// MaskResponse masks a passthrough JSON response with the masking prepared
+// for its route (the synthetic tool "<kind>:<target>": the target's rules
+// and the detectors). A route the live configuration does not serve is an
+// error: the response is withheld.
 func (b *Broker) MaskResponse(kind, target string, doc []byte) ([]byte, MaskStats, error) {
-	return b.config().Masker.MaskResult(&Tool{Name: PassthroughTool(kind, target), Target: target}, doc)
+	m, ok := b.live.Load().routes[PassthroughTool(kind, target)]
+	if !ok {
+		return nil, nil, fmt.Errorf("%s: %w", PassthroughTool(kind, target), errNoRoute)
+	}
+	return m.Mask(doc)
 }

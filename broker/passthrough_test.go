@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// passPolicy is a Decider with the passthrough ability: node "triage" may
+// passPolicy is a Policy with the passthrough ability: node "triage" may
 // connect to "db"; writes are denied, "approve" statements need approval,
 // "explode" fails.
 type passPolicy struct{ fakePolicy }
@@ -30,7 +30,7 @@ func (passPolicy) DecideStatement(_ context.Context, r StatementRequest) (Decisi
 
 func passEnv(t *testing.T, mod func(*Config)) *env {
 	return newEnv(t, func(c *Config) {
-		c.Policy = passPolicy{}
+		c.Live.Policy = passPolicy{}
 		if mod != nil {
 			mod(c)
 		}
@@ -85,7 +85,7 @@ func TestStatementRefusals(t *testing.T) {
 		{name: "approval denied", node: "triage", st: sqlStmt(ClassWrite, "approve"), code: CodeApprovalDenied,
 			mod: func(c *Config) { c.Approvals = fakeApprovals{out: ApprovalOutcome{ID: "ap_1", Status: ApprovalDenied}} }},
 		{name: "no passthrough ability", node: "triage", st: sqlStmt(ClassRead, "SELECT 1"), code: CodeForbidden,
-			mod: func(c *Config) { c.Policy = fakePolicy{} }},
+			mod: func(c *Config) { c.Live.Policy = fakePolicy{} }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := passEnv(t, tc.mod)

@@ -75,7 +75,7 @@ func (p Preview) Sum() string {
 }
 
 // Masked returns p with its sample masked and its Hash set. mask masks a
-// result document of the tool, as Masker.MaskResult does; the sample is
+// result document of the tool, as its ToolMask does; the sample is
 // handed to it in the shape the tool's mask rules address: {"rows":
 // sample} for an SQL operation, {"body": element} for an HTTP one.
 func (p Preview) Masked(op Operation, mask func(doc []byte) ([]byte, error)) (Preview, error) {

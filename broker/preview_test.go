@@ -3,7 +3,6 @@ package broker_test
 import (
 	"encoding/json"
 	"errors"
-	"net/http"
 	"regexp"
 	"testing"
 
@@ -45,12 +44,6 @@ func TestStaleError(t *testing.T) {
 	}
 	if want := "the data changed since it was approved: 1 row previewed, 7 now; nothing was changed; ask again"; err.Message != want {
 		t.Errorf("message %q, want %q", err.Message, want)
-	}
-	if got := broker.CodeApprovalStale.HTTPStatus(); got != http.StatusConflict {
-		t.Errorf("approval_stale is HTTP %d, want 409", got)
-	}
-	if got := broker.CodePreviewUnavailable.HTTPStatus(); got != http.StatusUnprocessableEntity {
-		t.Errorf("preview_unavailable is HTTP %d, want 422", got)
 	}
 	np := broker.NoPreview(broker.CodePreviewUnavailable, "the tool opts out: %s", "it sends mail")
 	if np.Error() != "preview_unavailable: no preview available: the tool opts out: it sends mail" {

@@ -46,6 +46,18 @@ type ToolSpec interface {
 	Operation(args map[string]any) (Operation, error)
 }
 
+// OutputChecker is an optional ability of a ToolSpec: the tool declares
+// an output schema, and a connector's result must match it. The broker
+// checks the result as the connector returned it, before masking (a mask
+// may change a value's type: last4 or hash turn a number into a string),
+// and a result that does not match is an internal failure: it is withheld
+// and logged under an incident id.
+type OutputChecker interface {
+	// CheckOutput reports how doc breaks the output schema; nil when it
+	// matches or the tool declares none.
+	CheckOutput(doc json.RawMessage) error
+}
+
 // Catalog resolves tools by name.
 type Catalog interface {
 	Lookup(name string) (*Tool, bool)

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -230,7 +231,7 @@ func callInputs(ev broker.Event, tool *broker.Tool, gp *graphPolicy, tp *toolPol
 	if av.all {
 		in.why["args"] = av.why
 		pats = unknownPattern(pats, "args", "")
-		for _, f := range sortedKeys(tp.args) {
+		for _, f := range slices.Sorted(maps.Keys(tp.args)) {
 			pats = append(pats, cel.AttributePattern("args."+f))
 		}
 	}
@@ -241,7 +242,7 @@ func callInputs(ev broker.Event, tool *broker.Tool, gp *graphPolicy, tp *toolPol
 	if ev.AuthMethod == string(broker.AuthGrant) {
 		in.why["scope"] = "is not recorded (it is the grant's scope)"
 		pats = unknownPattern(pats, "scope", "")
-		for _, f := range sortedKeys(gp.scope) {
+		for _, f := range slices.Sorted(maps.Keys(gp.scope)) {
 			pats = append(pats, cel.AttributePattern("scope."+f))
 		}
 	}

@@ -3,6 +3,8 @@ package policy
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -56,7 +58,7 @@ func (r *BacktestReport) transitions() []string {
 		}
 		counts[key]++
 	}
-	keys := sortedKeys(counts)
+	keys := slices.Sorted(maps.Keys(counts))
 	sort.SliceStable(keys, func(i, j int) bool { return counts[keys[i]] > counts[keys[j]] })
 	out := make([]string, 0, len(keys))
 	for _, k := range keys {

@@ -28,8 +28,8 @@ func (ts tokens) Authenticate(_ context.Context, token string) (broker.Principal
 
 type plainMasker struct{}
 
-func (plainMasker) MaskResult(_ *broker.Tool, doc []byte) ([]byte, broker.MaskStats, error) {
-	return doc, nil, nil
+func (plainMasker) PrepareTool(*broker.Tool) (broker.ToolMask, error) {
+	return broker.ToolMaskFunc(func(doc []byte) ([]byte, broker.MaskStats, error) { return doc, nil, nil }), nil
 }
 func (plainMasker) MaskRecord(doc []byte) ([]byte, error) { return doc, nil }
 func (plainMasker) MaskText(s string) string              { return s }
@@ -46,7 +46,7 @@ func pipeline(t *testing.T, graphs map[string]config.Graph) (*broker.Broker, *at
 	})
 	var events []broker.Event
 	b, err := broker.New(broker.Config{
-		Catalog: testCatalog(),
+		Live:    broker.Live{Catalog: testCatalog(), Policy: e, Masker: plainMasker{}},
 		Targets: map[string]broker.Executor{"crm": exec, "billing": exec},
 		Auth: tokens{
 			"key":   {p: broker.Principal{Subject: "key:support-bot", Method: broker.AuthAPIKey}},
@@ -54,8 +54,6 @@ func pipeline(t *testing.T, graphs map[string]config.Graph) (*broker.Broker, *at
 			"grant": {p: broker.Principal{Subject: "grant:g1", Method: broker.AuthGrant}, b: &broker.Binding{
 				GrantID: "g1", Graph: "support-bot", Node: "refund", Run: "r1", Scope: map[string]any{"customer_id": json.Number("42")}}},
 		},
-		Graphs: e, Policy: e, Binder: e,
-		Masker:   plainMasker{},
 		Recorder: broker.RecorderFunc(func(_ context.Context, ev broker.Event) error { events = append(events, ev); return nil }),
 	})
 	if err != nil {

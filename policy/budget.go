@@ -226,7 +226,7 @@ func counterError(err error) error {
 // call costs nothing. Settle turns the reservation into the rows the call
 // returned.
 func (e *Engine) ReserveRows(ctx context.Context, req broker.Request, want int) (broker.RowReservation, error) {
-	_, _, tp, _ := e.lookup(req.Caller, req.Tool)
+	_, _, tp, _ := e.lookupIn(req.Node, req.Caller, req.Tool)
 	if tp == nil {
 		return broker.RowReservation{}, nil
 	}

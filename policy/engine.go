@@ -35,10 +35,10 @@ type Engine struct {
 
 // Compile-time proofs of the broker interfaces Engine implements.
 var (
-	_ broker.Decider     = (*Engine)(nil)
-	_ broker.GraphAccess = (*Engine)(nil)
-	_ broker.Binder      = (*Engine)(nil)
-	_ broker.RowBudget   = (*Engine)(nil)
+	_ broker.Policy    = (*Engine)(nil)
+	_ broker.Binder    = (*Engine)(nil)
+	_ broker.RowBudget = (*Engine)(nil)
+	_ broker.Node      = (*nodePolicy)(nil)
 )
 
 type graphPolicy struct {
@@ -58,6 +58,7 @@ type graphPolicy struct {
 }
 
 type nodePolicy struct {
+	graph     *graphPolicy
 	key       string
 	path      string
 	allowList []string
@@ -130,13 +131,47 @@ func (e *Engine) resolve(c broker.Caller) (*graphPolicy, *nodePolicy) {
 	return gp, nil
 }
 
+// Node returns the caller's node policy (broker.Policy), nil when the
+// caller's graph or node has none.
+func (e *Engine) Node(c broker.Caller) broker.Node {
+	if _, np := e.resolve(c); np != nil {
+		return np
+	}
+	return nil
+}
+
+// Path is the node entry's config path.
+func (np *nodePolicy) Path() string { return np.path }
+
+// nodeOf is the *nodePolicy a broker.Node from Node holds, resolved from
+// the caller when n is nil.
+func (e *Engine) nodeOf(n broker.Node, c broker.Caller) *nodePolicy {
+	if np, ok := n.(*nodePolicy); ok {
+		return np
+	}
+	_, np := e.resolve(c)
+	return np
+}
+
 // lookup returns the policy for the caller and tool, or a default-deny
 // reason.
 func (e *Engine) lookup(c broker.Caller, tool *broker.Tool) (*graphPolicy, *nodePolicy, *toolPolicy, string) {
+	return e.lookupIn(nil, c, tool)
+}
+
+// lookupIn is lookup for a caller whose node policy n may already be
+// resolved (nil: resolve it).
+func (e *Engine) lookupIn(n broker.Node, c broker.Caller, tool *broker.Tool) (*graphPolicy, *nodePolicy, *toolPolicy, string) {
 	if c.Graph == "" {
 		return nil, nil, nil, "the caller names no graph, and a caller with no graph can call nothing"
 	}
-	gp, np := e.resolve(c)
+	var gp *graphPolicy
+	np := e.nodeOf(n, c)
+	if np != nil {
+		gp = np.graph
+	} else {
+		gp = e.graphs[c.Graph]
+	}
 	switch {
 	case gp == nil:
 		return nil, nil, nil, fmt.Sprintf("graph %q has no policy", c.Graph)
@@ -167,20 +202,24 @@ func (e *Engine) MayActAs(p broker.Principal, graph string) bool {
 	return false
 }
 
-// Visible reports whether the caller's node allows the tool and no
+// Visible reports whether node n (from Node) allows the tool and no
 // unconditional deny rule removes it.
-func (e *Engine) Visible(c broker.Caller, tool *broker.Tool) bool {
-	_, _, tp, _ := e.lookup(c, tool)
+func (e *Engine) Visible(n broker.Node, tool *broker.Tool) bool {
+	np, _ := n.(*nodePolicy)
+	if np == nil || tool == nil {
+		return false
+	}
+	tp := np.tools[tool.Name]
 	return tp != nil && !tp.denied
 }
 
-// Bound returns the arguments the caller's node binds for tool, with their
-// values from the grant scope.
-func (e *Engine) Bound(c broker.Caller, tool *broker.Tool) (map[string]any, error) {
+// Bound returns the arguments node n (from Node; nil resolves the caller's)
+// binds for tool, with their values from the caller's grant scope.
+func (e *Engine) Bound(n broker.Node, c broker.Caller, tool *broker.Tool) (map[string]any, error) {
 	if tool == nil {
 		return nil, nil
 	}
-	_, np := e.resolve(c)
+	np := e.nodeOf(n, c)
 	if np == nil || len(np.binds[tool.Name]) == 0 {
 		return nil, nil
 	}
@@ -224,7 +263,7 @@ func scopeValue(scope map[string]any, field []string) (any, bool) {
 // policy could not answer (a condition failed to evaluate, the budget store
 // is down) or a budget is used up; the broker refuses the call either way.
 func (e *Engine) Decide(ctx context.Context, req broker.Request) (broker.Decision, error) {
-	gp, _, tp, why := e.lookup(req.Caller, req.Tool)
+	gp, _, tp, why := e.lookupIn(req.Node, req.Caller, req.Tool)
 	if tp == nil {
 		return broker.Decision{Effect: broker.EffectDeny, Rule: "default", Reason: why, PolicyVersion: e.version}, nil
 	}

@@ -101,12 +101,12 @@ func TestVisible(t *testing.T) {
 	}
 	for _, tt := range tests {
 		tl, _ := cat.Lookup(tt.tool)
-		if got := e.Visible(caller("support-bot", tt.node, "r1"), tl); got != tt.want {
+		if got := e.Visible(e.Node(caller("support-bot", tt.node, "r1")), tl); got != tt.want {
 			t.Errorf("Visible(%s, %s) = %v, want %v", tt.node, tt.tool, got, tt.want)
 		}
 	}
 	tl, _ := cat.Lookup("crm_find_customer")
-	if e.Visible(caller("", "", ""), tl) {
+	if e.Visible(e.Node(caller("", "", "")), tl) {
 		t.Error("a caller with no graph must see nothing")
 	}
 }
@@ -141,13 +141,13 @@ func TestBound(t *testing.T) {
 		return c
 	}
 	t.Run("present", func(t *testing.T) {
-		got, err := e.Bound(withScope(map[string]any{"customer_id": int64(42)}), refund)
+		got, err := e.Bound(nil, withScope(map[string]any{"customer_id": int64(42)}), refund)
 		if err != nil || len(got) != 1 || got["customer_id"] != int64(42) {
 			t.Fatalf("Bound = %v, %v", got, err)
 		}
 	})
 	t.Run("tool without bind", func(t *testing.T) {
-		got, err := e.Bound(withScope(nil), find)
+		got, err := e.Bound(nil, withScope(nil), find)
 		if err != nil || got != nil {
 			t.Fatalf("Bound = %v, %v", got, err)
 		}
@@ -157,7 +157,7 @@ func TestBound(t *testing.T) {
 		"field missing": withScope(map[string]any{"region": "eu"}),
 	} {
 		t.Run(name, func(t *testing.T) {
-			got, err := e.Bound(c, refund)
+			got, err := e.Bound(e.Node(c), c, refund)
 			var be *broker.Error
 			if !errors.As(err, &be) || be.Code != broker.CodeForbidden || be.Field != "customer_id" || got != nil {
 				t.Fatalf("Bound = %v, %v; want forbidden on customer_id", got, err)
@@ -179,7 +179,7 @@ func TestBound(t *testing.T) {
 			return gr
 		}(g["support-bot"])
 		e := newEngine(t, g, nil)
-		got, err := e.Bound(withScope(map[string]any{"customer": map[string]any{"id": "c-9"}}), refund)
+		got, err := e.Bound(nil, withScope(map[string]any{"customer": map[string]any{"id": "c-9"}}), refund)
 		if err != nil || got["customer_id"] != "c-9" {
 			t.Fatalf("Bound = %v, %v", got, err)
 		}

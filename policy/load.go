@@ -5,7 +5,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -111,7 +113,7 @@ func New(cfg Config) (*Engine, error) {
 		catalog:   cfg.Catalog,
 	}
 	e.acts.New = func() any { return new(activation) }
-	for _, g := range sortedKeys(cfg.Graphs) {
+	for _, g := range slices.Sorted(maps.Keys(cfg.Graphs)) {
 		if gp := l.graph(g, cfg.Graphs[g]); gp != nil {
 			e.graphs[g] = gp
 		}
@@ -154,15 +156,6 @@ func Version(graphs map[string]config.Graph) string {
 	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])[:12]
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // validGlob reports whether pattern is a valid path.Match pattern.
@@ -214,7 +207,7 @@ func (l *loader) graph(name string, g config.Graph) *graphPolicy {
 	gp.rules = graphRules
 	gp.budgets = l.budgets(gpath+".budgets", g.Budgets, levelGraph)
 
-	for _, key := range sortedKeys(g.Nodes) {
+	for _, key := range slices.Sorted(maps.Keys(g.Nodes)) {
 		np := l.node(env, gp, key, g.Nodes[key])
 		if np == nil {
 			continue
@@ -354,7 +347,7 @@ func (l *loader) compileRule(env *cel.Env, gp *graphPolicy, d *ruleDecl) {
 		}
 		progs[t.Name] = prg
 	}
-	for _, f := range sortedKeys(unknownEverywhere) {
+	for _, f := range slices.Sorted(maps.Keys(unknownEverywhere)) {
 		if unknownEverywhere[f] == len(tools) {
 			if len(tools) == 1 {
 				l.problem(wp, "args.%s is not a property of the input schema of tool %s", f, tools[0].Name)
@@ -395,7 +388,7 @@ func (l *loader) toolEnv(env *cel.Env, gp *graphPolicy, t *broker.Tool) (*cel.En
 
 func (l *loader) node(env *cel.Env, gp *graphPolicy, key string, n config.Node) *nodePolicy {
 	npath := gp.path + ".nodes." + key
-	np := &nodePolicy{key: key, path: npath, tools: map[string]*toolPolicy{}, binds: map[string][]bind{}, allowList: n.Allow}
+	np := &nodePolicy{graph: gp, key: key, path: npath, tools: map[string]*toolPolicy{}, binds: map[string][]bind{}, allowList: n.Allow}
 	if strings.TrimSpace(key) == "" || strings.HasPrefix(key, "/") || strings.HasSuffix(key, "/") {
 		l.problem(npath, "a node key must be a node path like \"triage\" or \"supervisor/*\"")
 		return nil
@@ -482,7 +475,7 @@ func matchTool(pattern, name string) bool {
 
 func (l *loader) binds(prefix string, gp *graphPolicy, bs map[string]map[string]string, allowed map[string]bool) []bind {
 	var out []bind
-	for _, tool := range sortedKeys(bs) {
+	for _, tool := range slices.Sorted(maps.Keys(bs)) {
 		tp := prefix + "." + tool
 		if _, ok := l.cfg.Catalog.Lookup(tool); !ok {
 			l.problem(tp, "no tool named %q in the catalog (bind names tools exactly, not by glob)", tool)
@@ -492,7 +485,7 @@ func (l *loader) binds(prefix string, gp *graphPolicy, bs map[string]map[string]
 			l.problem(tp, "tool %q is not in this node's allow list, so binding its arguments has no effect", tool)
 			continue
 		}
-		for _, arg := range sortedKeys(bs[tool]) {
+		for _, arg := range slices.Sorted(maps.Keys(bs[tool])) {
 			ap := tp + "." + arg
 			if _, ok := l.props[tool][arg]; !ok {
 				l.problem(ap, "%q is not a property of the input schema of tool %s", arg, tool)
@@ -543,7 +536,7 @@ func (l *loader) budgets(prefix string, b config.Budgets, lvl level) []*budget {
 		}
 	}
 	add(prefix, b, "")
-	for _, pat := range sortedKeys(b.Tools) {
+	for _, pat := range slices.Sorted(maps.Keys(b.Tools)) {
 		tp := prefix + ".tools." + pat
 		if !validGlob(pat) {
 			l.problem(tp, "%q is not a valid glob pattern", pat)

@@ -71,156 +71,221 @@ type checkpoint struct {
 // and that the filter columns match the hashed event. It reports the first
 // problem of each chain. The error is for a store that cannot be read, not
 // for a broken chain.
+// Verify checks every chain: each record's hash over its content, the link
+// to the record before it, seq continuity from 1 (or from the checkpoint),
+// and that the filter columns match the hashed event. It reports the first
+// problem of each chain. The error is for a store that cannot be read, not
+// for a broken chain.
 func (s *Store) Verify(ctx context.Context) (Report, error) {
-	var rep Report
 	// This store's head is read before the snapshot below is taken: a
 	// record is committed before the head moves, so the snapshot holds at
 	// least the head, and a concurrent write is no false alarm.
 	s.mu.Lock()
 	head, dirty := s.head, s.dirty
 	s.mu.Unlock()
+	tx, err := s.snapshot(ctx)
+	if err != nil {
+		return Report{}, err
+	}
+	defer tx.Rollback()
+	cps, err := checkpoints(ctx, tx)
+	if err != nil {
+		return Report{}, err
+	}
+	v := &verifier{s: s, tx: tx, cps: cps, seen: map[string]bool{}}
+	if err := v.scan(ctx); err != nil {
+		return v.rep, err
+	}
+	if err := v.reordered(ctx); err != nil {
+		return v.rep, err
+	}
+	v.purgedChains()
+	if !dirty && head.seq > 0 {
+		if err := v.ownTail(ctx, head.seq); err != nil {
+			return v.rep, err
+		}
+	}
+	return v.rep, tx.Commit()
+}
 
-	// One read-only snapshot for every query, so a concurrent Purge cannot
-	// move the checkpoint between reading it and reading the records.
+// snapshot begins the one read-only transaction every query of a Verify
+// runs in, so a concurrent Purge cannot move the checkpoint between
+// reading it and reading the records.
+func (s *Store) snapshot(ctx context.Context) (*sql.Tx, error) {
 	opts := &sql.TxOptions{ReadOnly: true}
 	if s.db.Driver() == db.DriverPostgres {
 		opts.Isolation = sql.LevelRepeatableRead
 	}
 	tx, err := s.db.SQL().BeginTx(ctx, opts)
 	if err != nil {
-		return rep, fmt.Errorf("recordings: verify: %w", err)
+		return nil, fmt.Errorf("recordings: verify: %w", err)
 	}
-	defer tx.Rollback()
+	return tx, nil
+}
 
-	cps, err := checkpoints(ctx, tx)
-	if err != nil {
-		return rep, err
-	}
-	rows, err := tx.QueryContext(ctx, "SELECT chain, seq, id, time_ns, kind, principal, graph, node, run, thread, tool, status, event, prev_hash, hash FROM audit_events ORDER BY chain, seq")
-	if err != nil {
-		return rep, fmt.Errorf("recordings: verify: %w", err)
-	}
-	defer rows.Close()
-
+// verifier is one Verify on its snapshot: the report so far and its place
+// in the chain being read.
+type verifier struct {
+	s    *Store
+	tx   *sql.Tx
+	cps  map[string]checkpoint
+	rep  Report
+	cur  *chainState
+	seen map[string]bool
 	// links are chains whose first problem is a broken link, classified
 	// after the scan (reordered or removed).
-	type brokenLink struct {
-		problem int
-		prev    string
+	links []brokenLink
+}
+
+// brokenLink is a problem whose record links to a record other than the
+// one before it.
+type brokenLink struct {
+	problem int
+	prev    string
+}
+
+// scan reads every record, chain by chain in seq order, and checks it.
+func (v *verifier) scan(ctx context.Context) error {
+	rows, err := v.tx.QueryContext(ctx, "SELECT chain, seq, id, time_ns, kind, principal, graph, node, run, thread, tool, status, event, prev_hash, hash FROM audit_events ORDER BY chain, seq")
+	if err != nil {
+		return fmt.Errorf("recordings: verify: %w", err)
 	}
-	var links []brokenLink
-	var cur *chainState
-	seen := map[string]bool{}
-	finish := func() {
-		if cur != nil {
-			rep.Records += cur.records
-		}
-	}
-	startChain := func(name string) {
-		finish()
-		rep.Chains++
-		seen[name] = true
-		cur = &chainState{name: name, next: 1, prev: genesis}
-		if cp, ok := cps[name]; ok {
-			cur.next, cur.prev = cp.seq+1, cp.hash
-			if p := s.checkCheckpoint(name, cp); p != nil {
-				rep.Problems = append(rep.Problems, *p)
-				cur.broken = true
-			}
-		}
-	}
-	fail := func(p Problem) {
-		rep.Problems = append(rep.Problems, p)
-		cur.broken = true
-	}
+	defer rows.Close()
 	for rows.Next() {
 		var r storedRow
 		if err := rows.Scan(&r.chain, &r.seq, &r.id, &r.timeNS, &r.kind, &r.principal, &r.graph, &r.node, &r.run, &r.thread, &r.tool, &r.status, &r.event, &r.prevHash, &r.hash); err != nil {
-			return rep, fmt.Errorf("recordings: verify: %w", err)
+			return fmt.Errorf("recordings: verify: %w", err)
 		}
-		if cur == nil || r.chain != cur.name {
-			startChain(r.chain)
-		}
-		cur.records++
-		cur.last = r.seq
-		if cur.broken {
-			continue
-		}
-		if got := chainHash(r.prevHash, r.chain, r.event); got != r.hash {
-			fail(Problem{Chain: r.chain, Seq: r.seq, ID: r.id, Kind: ProblemEdited,
-				Detail: "the record's hash does not match its content"})
-			continue
-		}
-		if col := r.mismatch(); col != "" {
-			fail(Problem{Chain: r.chain, Seq: r.seq, ID: r.id, Kind: ProblemEdited,
-				Detail: "column " + col + " differs from the hashed event"})
-			continue
-		}
-		if r.seq != cur.next {
-			fail(Problem{Chain: r.chain, Seq: r.seq, ID: r.id, Kind: ProblemRemoved,
-				Detail: fmt.Sprintf("records seq %d to %d are missing before this one", cur.next, r.seq-1)})
-			continue
-		}
-		if r.prevHash != cur.prev {
-			fail(Problem{Chain: r.chain, Seq: r.seq, ID: r.id, Kind: ProblemRemoved,
-				Detail: "the record before this one is not the one it was chained to (removed, or edited and rehashed)"})
-			links = append(links, brokenLink{problem: len(rep.Problems) - 1, prev: r.prevHash})
-			continue
-		}
-		cur.next, cur.prev = r.seq+1, r.hash
+		v.check(&r)
 	}
 	if err := rows.Err(); err != nil {
-		return rep, fmt.Errorf("recordings: verify: %w", err)
+		return fmt.Errorf("recordings: verify: %w", err)
 	}
-	finish()
-	rows.Close()
+	v.endChain()
+	return nil
+}
 
-	// A link to a record that sits later in the chain means reordering.
-	for _, l := range links {
-		p := &rep.Problems[l.problem]
+// startChain ends the chain being read and starts chain name, from its
+// checkpoint when it has one.
+func (v *verifier) startChain(name string) {
+	v.endChain()
+	v.rep.Chains++
+	v.seen[name] = true
+	v.cur = &chainState{name: name, next: 1, prev: genesis}
+	if cp, ok := v.cps[name]; ok {
+		v.cur.next, v.cur.prev = cp.seq+1, cp.hash
+		if p := v.s.checkCheckpoint(name, cp); p != nil {
+			v.rep.Problems = append(v.rep.Problems, *p)
+			v.cur.broken = true
+		}
+	}
+}
+
+func (v *verifier) endChain() {
+	if v.cur != nil {
+		v.rep.Records += v.cur.records
+	}
+}
+
+// check checks one record against its chain so far; a chain's first
+// problem is reported and the rest of the chain only counted.
+func (v *verifier) check(r *storedRow) {
+	if v.cur == nil || r.chain != v.cur.name {
+		v.startChain(r.chain)
+	}
+	cur := v.cur
+	cur.records++
+	cur.last = r.seq
+	if cur.broken {
+		return
+	}
+	p, link := cur.problem(r)
+	if p == nil {
+		cur.next, cur.prev = r.seq+1, r.hash
+		return
+	}
+	v.rep.Problems = append(v.rep.Problems, *p)
+	cur.broken = true
+	if link {
+		v.links = append(v.links, brokenLink{problem: len(v.rep.Problems) - 1, prev: r.prevHash})
+	}
+}
+
+// problem is what is wrong with record r at this place in the chain, nil
+// when nothing is; link is set when r links to a record other than the
+// one before it.
+func (cur *chainState) problem(r *storedRow) (p *Problem, link bool) {
+	at := func(kind ProblemKind, detail string) *Problem {
+		return &Problem{Chain: r.chain, Seq: r.seq, ID: r.id, Kind: kind, Detail: detail}
+	}
+	switch {
+	case chainHash(r.prevHash, r.chain, r.event) != r.hash:
+		return at(ProblemEdited, "the record's hash does not match its content"), false
+	case r.mismatch() != "":
+		return at(ProblemEdited, "column "+r.mismatch()+" differs from the hashed event"), false
+	case r.seq != cur.next:
+		return at(ProblemRemoved, fmt.Sprintf("records seq %d to %d are missing before this one", cur.next, r.seq-1)), false
+	case r.prevHash != cur.prev:
+		return at(ProblemRemoved, "the record before this one is not the one it was chained to (removed, or edited and rehashed)"), true
+	}
+	return nil, false
+}
+
+// reordered reclassifies broken links: a link to a record that sits later
+// in the chain means reordering.
+func (v *verifier) reordered(ctx context.Context) error {
+	for _, l := range v.links {
+		p := &v.rep.Problems[l.problem]
 		var seq int64
-		err := tx.QueryRowContext(ctx, s.db.Rebind("SELECT seq FROM audit_events WHERE chain = ? AND hash = ?"), p.Chain, l.prev).Scan(&seq)
+		err := v.tx.QueryRowContext(ctx, v.s.db.Rebind("SELECT seq FROM audit_events WHERE chain = ? AND hash = ?"), p.Chain, l.prev).Scan(&seq)
 		if err == nil && seq > p.Seq {
 			p.Kind = ProblemReordered
 			p.Detail = fmt.Sprintf("the record was chained after seq %d's record but sits before it", seq)
 		} else if err != nil && !isNoRows(err) {
-			return rep, fmt.Errorf("recordings: verify: %w", err)
+			return fmt.Errorf("recordings: verify: %w", err)
 		}
 	}
+	return nil
+}
 
-	// A chain whose records were all purged still has its checkpoint.
-	for name, cp := range cps {
-		if seen[name] {
+// purgedChains counts the chains whose records were all purged, which
+// still have their checkpoint, and checks it.
+func (v *verifier) purgedChains() {
+	for name, cp := range v.cps {
+		if v.seen[name] {
 			continue
 		}
-		rep.Chains++
-		seen[name] = true
-		if p := s.checkCheckpoint(name, cp); p != nil {
-			rep.Problems = append(rep.Problems, *p)
+		v.rep.Chains++
+		v.seen[name] = true
+		if p := v.s.checkCheckpoint(name, cp); p != nil {
+			v.rep.Problems = append(v.rep.Problems, *p)
 		}
 	}
+}
 
-	// This store remembers its own head, so records cut from the end of
-	// its chain show.
-	own := s.cfg.Instance
-	if !dirty && head.seq > 0 && !rep.brokenChain(own) {
-		var last int64
-		err := tx.QueryRowContext(ctx, s.db.Rebind("SELECT COALESCE(MAX(seq), 0) FROM audit_events WHERE chain = ?"), own).Scan(&last)
-		if err != nil {
-			return rep, fmt.Errorf("recordings: verify: %w", err)
-		}
-		if cp, ok := cps[own]; ok {
-			last = max(last, cp.seq)
-		}
-		if last < head.seq {
-			if !seen[own] {
-				rep.Chains++
-			}
-			rep.Problems = append(rep.Problems, Problem{Chain: own, Seq: last + 1, Kind: ProblemRemoved,
-				Detail: fmt.Sprintf("records seq %d to %d, the newest this instance wrote, are missing", last+1, head.seq)})
-		}
+// ownTail reports records cut from the end of this store's own chain: it
+// remembers its head seq.
+func (v *verifier) ownTail(ctx context.Context, headSeq int64) error {
+	own := v.s.cfg.Instance
+	if v.rep.brokenChain(own) {
+		return nil
 	}
-	return rep, tx.Commit()
+	var last int64
+	err := v.tx.QueryRowContext(ctx, v.s.db.Rebind("SELECT COALESCE(MAX(seq), 0) FROM audit_events WHERE chain = ?"), own).Scan(&last)
+	if err != nil {
+		return fmt.Errorf("recordings: verify: %w", err)
+	}
+	if cp, ok := v.cps[own]; ok {
+		last = max(last, cp.seq)
+	}
+	if last < headSeq {
+		if !v.seen[own] {
+			v.rep.Chains++
+		}
+		v.rep.Problems = append(v.rep.Problems, Problem{Chain: own, Seq: last + 1, Kind: ProblemRemoved,
+			Detail: fmt.Sprintf("records seq %d to %d, the newest this instance wrote, are missing", last+1, headSeq)})
+	}
+	return nil
 }
 
 func (r Report) brokenChain(chain string) bool {

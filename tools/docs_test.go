@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/toolgate/toolgate/internal/config"
 )
 
 // guideTool is one ```json tool block of docs/tools.md.
@@ -53,7 +55,7 @@ func TestGuideExamplesLoad(t *testing.T) {
 	if len(examples) < 7 {
 		t.Fatalf("%s holds %d tool examples; the extraction is broken", guide, len(examples))
 	}
-	targets := map[string]string{"crm": KindPostgres, "demo": KindSQLite, "billing": KindHTTP}
+	targets := map[string]string{"crm": config.KindPostgres, "demo": config.KindSQLite, "billing": config.KindHTTP}
 	sch := toolFileSchema(t)
 	seen := map[string]int{}
 	var ops = map[string]bool{}

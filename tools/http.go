@@ -3,6 +3,7 @@ package tools
 import (
 	"bytes"
 	"encoding/json"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -199,7 +200,7 @@ func parseQuery(ps *problems, base string, raw json.RawMessage, args argNames) [
 		return nil
 	}
 	var out []queryParam
-	for _, name := range sortedKeys(fields) {
+	for _, name := range slices.Sorted(maps.Keys(fields)) {
 		at := pointer(base, name)
 		if name == "" {
 			ps.addf(at, "the query parameter name must not be empty")
@@ -326,7 +327,7 @@ func parseBody(ps *problems, raw json.RawMessage, at string, args argNames) *bod
 			return &bodyNode{ref: &ref}
 		}
 		node := &bodyNode{fields: make(map[string]*bodyNode, len(fields))}
-		for _, k := range sortedKeys(fields) {
+		for _, k := range slices.Sorted(maps.Keys(fields)) {
 			node.fields[k] = parseBody(ps, fields[k], pointer(at, k), args)
 		}
 		return node

@@ -1,6 +1,8 @@
 package tools
 
 import (
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -42,7 +44,7 @@ func checkKeywords(ps *problems, v any, path string, depth int) {
 	if !ok || depth > maxNestingDepth {
 		return
 	}
-	for _, k := range sortedKeys(obj) {
+	for _, k := range slices.Sorted(maps.Keys(obj)) {
 		if schemaKeywords[k] || strings.HasPrefix(k, "x-") {
 			continue
 		}
@@ -59,7 +61,7 @@ func checkKeywords(ps *problems, v any, path string, depth int) {
 	}
 	for _, k := range schemaMapValued {
 		if m, ok := obj[k].(map[string]any); ok {
-			for _, name := range sortedKeys(m) {
+			for _, name := range slices.Sorted(maps.Keys(m)) {
 				checkKeywords(ps, m[name], pointer(pointer(path, k), name), depth+1)
 			}
 		}

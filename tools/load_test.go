@@ -7,15 +7,17 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/toolgate/toolgate/internal/config"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata golden files")
 
 // testTargets are the targets every load case is checked against.
 var testTargets = map[string]string{
-	"crm":     KindPostgres,
-	"demo":    KindSQLite,
-	"billing": KindHTTP,
+	"crm":     config.KindPostgres,
+	"demo":    config.KindSQLite,
+	"billing": config.KindHTTP,
 	"cache":   "redis",
 }
 

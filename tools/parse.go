@@ -6,19 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"regexp"
 	"slices"
 	"sort"
 	"strings"
 
 	"github.com/toolgate/toolgate/broker"
-)
-
-// Target kinds a tool can run against.
-const (
-	KindPostgres = "postgres"
-	KindSQLite   = "sqlite"
-	KindHTTP     = "http"
+	"github.com/toolgate/toolgate/internal/config"
 )
 
 // namePattern is the tool name rule: what the function-calling APIs of
@@ -78,10 +73,10 @@ func parse(ps *problems, data []byte, targets map[string]string) *broker.Tool {
 	}
 	tool.Title, _ = stringField(ps, top, "", "title", false)
 	tool.Description, _ = stringField(ps, top, "", "description", false)
-	targetKind := ""
+	var kind config.TargetKind
 	if target, ok := stringField(ps, top, "", "target", true); ok {
 		tool.Target = target
-		targetKind = checkTarget(ps, target, targets)
+		kind = checkTarget(ps, target, targets)
 	}
 
 	var in *compiledSchema
@@ -126,24 +121,20 @@ func parse(ps *problems, data []byte, targets map[string]string) *broker.Tool {
 	case !hasSQL && !hasHTTP:
 		ps.addf("", "declares neither sql nor http: a tool needs exactly one of them to say what it runs")
 	case hasSQL:
-		if targetKind == KindHTTP {
-			ps.addf("/sql", "target %q is an http target; sql needs a postgres or sqlite target", tool.Target)
-		}
+		checkRuns(ps, "/sql", tool.Target, kind, config.RunsSQL)
 		sp.sql = parseSQL(ps, rawSQL, "/sql", sqlKeys, args)
 	case hasHTTP:
-		if targetKind == KindPostgres || targetKind == KindSQLite {
-			ps.addf("/http", "target %q is a %s target; http needs an http target", tool.Target, targetKind)
-		}
+		checkRuns(ps, "/http", tool.Target, kind, config.RunsHTTP)
 		sp.http = parseHTTP(ps, rawHTTP, "/http", args)
 	}
 	op := ""
 	switch {
 	case hasSQL && !hasHTTP:
-		op = "sql"
+		op = config.RunsSQL
 	case hasHTTP && !hasSQL:
-		op = "http"
+		op = config.RunsHTTP
 	}
-	sp.preview = parsePreview(ps, top, op, targetKind, args)
+	sp.preview = parsePreview(ps, top, op, kind.Name, args)
 	sp.lines = ps.lines
 	tool.Spec = sp
 	return tool
@@ -395,8 +386,15 @@ func checkName(ps *problems, name string) {
 	}
 }
 
+// checkRuns reports an operation the target's kind does not run.
+func checkRuns(ps *problems, at, target string, kind config.TargetKind, runs string) {
+	if kind.Name != "" && kind.Runs != runs {
+		ps.addf(at, "target %q is %s target; %s needs %s target", target, config.KindPhrase(kind.Name), runs, config.KindPhrase(config.KindsRunning(runs)))
+	}
+}
+
 // checkTarget reports an unknown target and returns the target's kind.
-func checkTarget(ps *problems, target string, targets map[string]string) string {
+func checkTarget(ps *problems, target string, targets map[string]string) config.TargetKind {
 	kind, ok := targets[target]
 	if !ok {
 		names := make([]string, 0, len(targets))
@@ -409,14 +407,24 @@ func checkTarget(ps *problems, target string, targets map[string]string) string 
 		} else {
 			ps.addf("/target", "unknown target %q: configured targets are %s", target, strings.Join(names, ", "))
 		}
-		return ""
+		return config.TargetKind{}
 	}
-	switch kind {
-	case KindPostgres, KindSQLite, KindHTTP:
-		return kind
+	k, ok := config.KindOf(kind)
+	if !ok || k.Runs == "" {
+		ps.addf("/target", "target %q has kind %q, which tools cannot use (kinds are %s)", target, kind, toolKinds())
 	}
-	ps.addf("/target", "target %q has kind %q, which tools cannot use (kinds are postgres, sqlite, http)", target, kind)
-	return ""
+	return k
+}
+
+// toolKinds names the kinds whose targets tools can run against.
+func toolKinds() string {
+	var names []string
+	for _, k := range config.Kinds() {
+		if k.Runs != "" {
+			names = append(names, k.Name)
+		}
+	}
+	return strings.Join(names, ", ")
 }
 
 func parseAnnotations(ps *problems, raw json.RawMessage) broker.Annotations {
@@ -454,7 +462,7 @@ func parseMask(ps *problems, raw json.RawMessage) map[string]string {
 		return nil
 	}
 	mask := make(map[string]string, len(fields))
-	for _, path := range sortedKeys(fields) {
+	for _, path := range slices.Sorted(maps.Keys(fields)) {
 		at := pointer("/mask", path)
 		var action string
 		if strict(fields[path], &action) != nil {
@@ -481,7 +489,7 @@ func parseDetectors(ps *problems, raw json.RawMessage) map[string]bool {
 		return nil
 	}
 	det := make(map[string]bool, len(fields))
-	for _, name := range sortedKeys(fields) {
+	for _, name := range slices.Sorted(maps.Keys(fields)) {
 		at := pointer("/detectors", name)
 		if !slices.Contains(detectorNames, name) {
 			ps.addf(at, "unknown detector %q: detectors are %s", name, strings.Join(detectorNames, ", "))
@@ -495,15 +503,6 @@ func parseDetectors(ps *problems, raw json.RawMessage) map[string]bool {
 		det[name] = on
 	}
 	return det
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // compactJSON returns raw without insignificant whitespace.
@@ -535,5 +534,5 @@ func (a argNames) listProps() string {
 	if len(a.props) == 0 {
 		return " (it declares no properties)"
 	}
-	return " (properties are " + strings.Join(sortedKeys(a.props), ", ") + ")"
+	return " (properties are " + strings.Join(slices.Sorted(maps.Keys(a.props)), ", ") + ")"
 }

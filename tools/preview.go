@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	"github.com/toolgate/toolgate/broker"
+
+	"github.com/toolgate/toolgate/internal/config"
 )
 
 // Keys of a preview declaration.
@@ -82,7 +84,7 @@ func parsePreview(ps *problems, top map[string]json.RawMessage, op, targetKind s
 }
 
 func parsePreviewSQL(ps *problems, fields map[string]json.RawMessage, targetKind string, args argNames) *sqlSpec {
-	if targetKind == KindSQLite {
+	if targetKind == config.KindSQLite {
 		ps.addf("/preview", `sqlite targets have no effect previews: remove "preview", or write "preview": false with a "preview_reason"`)
 	}
 	if _, ok := fields["http"]; ok {

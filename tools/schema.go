@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -117,7 +119,7 @@ func reportCompileError(ps *problems, path string, err error) {
 					reasons[at] = leaf.ErrorKind.LocalizedString(p)
 				}
 			}
-			for _, at := range sortedKeys(reasons) {
+			for _, at := range slices.Sorted(maps.Keys(reasons)) {
 				ps.addf(at, "is not valid JSON Schema: %s", reasons[at])
 			}
 			return

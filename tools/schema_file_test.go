@@ -13,6 +13,8 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/toolgate/toolgate/tools/schema"
+
+	"github.com/toolgate/toolgate/internal/config"
 )
 
 // toolFileSchema compiles tools/schema/tool.schema.json.
@@ -130,9 +132,9 @@ func guessTargets(data []byte) map[string]string {
 		HTTP   json.RawMessage `json:"http"`
 	}
 	_ = json.Unmarshal(data, &d)
-	kind := KindPostgres
+	kind := config.KindPostgres
 	if d.HTTP != nil {
-		kind = KindHTTP
+		kind = config.KindHTTP
 	}
 	return map[string]string{d.Target: kind}
 }

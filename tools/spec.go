@@ -1,6 +1,7 @@
 package tools
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -109,13 +110,30 @@ func argsError(all []argProblem, cause error) *broker.Error {
 	return &broker.Error{Code: broker.CodeInvalidArguments, Field: all[0].field, Message: msg, Problems: ps, Cause: cause}
 }
 
-// ValidateOutput checks a result document against the output schema, if the
-// tool declares one.
+var _ broker.OutputChecker = (*Spec)(nil)
+
+// ValidateOutput checks a decoded result document (numbers as json.Number)
+// against the output schema, if the tool declares one.
 func (s *Spec) ValidateOutput(v any) error {
 	if s == nil || s.output == nil {
 		return nil
 	}
 	return s.output.Validate(v)
+}
+
+// CheckOutput checks a connector's result document, as the connector
+// returned it (before masking), against the output schema; nil when it
+// matches or the tool declares none. The error can quote values of the
+// result: it is for the log, masked, never for the caller.
+func (s *Spec) CheckOutput(doc json.RawMessage) error {
+	if s == nil || s.output == nil {
+		return nil
+	}
+	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(doc))
+	if err != nil {
+		return fmt.Errorf("the result is not JSON: %w", err)
+	}
+	return s.ValidateOutput(v)
 }
 
 type argProblem struct {

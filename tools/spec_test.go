@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/toolgate/toolgate/broker"
+	"github.com/toolgate/toolgate/internal/config"
 )
 
 // mustParse parses one declaration or fails the test.
@@ -125,7 +126,7 @@ func TestValidateArgsListsEveryProblem(t *testing.T) {
 	decl, _ := json.Marshal(map[string]any{"name": "crm_many", "target": "crm",
 		"input_schema": map[string]any{"type": "object", "properties": props},
 		"sql":          map[string]any{"statement": "SELECT 1"}})
-	tool, probs := Parse("many.json", decl, map[string]string{"crm": KindPostgres})
+	tool, probs := Parse("many.json", decl, map[string]string{"crm": config.KindPostgres})
 	if len(probs) > 0 {
 		t.Fatal(probs)
 	}
@@ -416,5 +417,35 @@ func TestValidateArgsRefAndDateTime(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: got %v, want %q", args, err, want)
 		}
+	}
+}
+
+// TestCheckOutput: a result is checked against the output schema as the
+// connector returned it; a tool without one accepts any result.
+func TestCheckOutput(t *testing.T) {
+	tool := mustParse(t, `{
+  "name": "crm_find_customer", "target": "crm",
+  "input_schema": {"type": "object"},
+  "output_schema": {"type": "object", "properties": {"rows": {"type": "array", "items": {"type": "object", "properties": {"id": {"type": "integer"}}}}, "row_count": {"type": "integer"}}, "required": ["rows"]},
+  "sql": {"statement": "SELECT 1"}
+}`)
+	sp := tool.Spec.(*Spec)
+	for _, c := range []struct {
+		doc string
+		ok  bool
+	}{
+		{`{"rows":[{"id":1}],"row_count":1,"truncated":false}`, true},
+		{`{"rows":[{"id":12345678901234567890}],"row_count":1}`, true},
+		{`{"rows":[{"id":"h_3f9a"}],"row_count":1}`, false},
+		{`{"status":200,"body":{}}`, false},
+		{`not json`, false},
+	} {
+		if err := sp.CheckOutput(json.RawMessage(c.doc)); (err == nil) != c.ok {
+			t.Errorf("CheckOutput(%s) = %v, want ok %v", c.doc, err, c.ok)
+		}
+	}
+	bare := mustParse(t, `{"name": "t", "target": "crm", "input_schema": {"type": "object"}, "sql": {"statement": "SELECT 1"}}`)
+	if err := bare.Spec.(*Spec).CheckOutput(json.RawMessage(`[1]`)); err != nil {
+		t.Errorf("a tool without output_schema refused a result: %v", err)
 	}
 }

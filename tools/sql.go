@@ -3,7 +3,9 @@ package tools
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -115,7 +117,7 @@ func checkStatement(ps *problems, base, stmt string, nargs int, argsOK bool, nam
 			ps.addf(at, "contains the template marker %q: %s", pat, spliceRule)
 		}
 	}
-	for _, name := range sortedKeys(names) {
+	for _, name := range slices.Sorted(maps.Keys(names)) {
 		if strings.Contains(stmt, "{"+name+"}") && !strings.Contains(stmt, "{{"+name+"}}") && !strings.Contains(stmt, "${"+name+"}") {
 			ps.addf(at, "contains {%s}, which looks like the argument %q spliced into the text: %s", name, name, spliceRule)
 		}
@@ -192,149 +194,172 @@ func isIdentStart(c byte) bool {
 // placeholders, named placeholders and statement boundaries outside string
 // literals, quoted identifiers, dollar-quoted strings and comments.
 func scanSQL(s string) sqlScan {
-	sc := sqlScan{placeholders: map[int]bool{}, extra: -1}
-	semi := -1
-	seenNamed := map[string]bool{}
-	// literal records $n inside quoted text.
-	literal := func(body string) {
-		for i := 0; i+1 < len(body); i++ {
-			if body[i] == '$' && body[i+1] >= '1' && body[i+1] <= '9' && (i == 0 || !isIdent(body[i-1])) {
-				j := i + 1
-				for j < len(body) && body[j] >= '0' && body[j] <= '9' {
-					j++
-				}
-				sc.inLiteral = append(sc.inLiteral, body[i:j])
-			}
-		}
+	l := &sqlLexer{s: s, sc: sqlScan{placeholders: map[int]bool{}, extra: -1}, semi: -1, named: map[string]bool{}}
+	for i := 0; i >= 0 && i < len(s); {
+		i = l.token(i)
 	}
-	significant := func() {
-		if semi >= 0 && sc.extra < 0 {
-			sc.extra = semi
+	sort.Strings(l.sc.inLiteral)
+	return l.sc
+}
+
+// sqlLexer is scanSQL's state.
+type sqlLexer struct {
+	s  string
+	sc sqlScan
+	// semi is the offset of the first ';', -1 before one.
+	semi  int
+	named map[string]bool
+}
+
+// token reads the token at i and returns where the next one starts, or -1
+// when the scan ends there (an unterminated token, a last-line comment).
+func (l *sqlLexer) token(i int) int {
+	s, c := l.s, l.s[i]
+	switch {
+	case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v':
+		return i + 1
+	case c == '-' && i+1 < len(s) && s[i+1] == '-':
+		end := strings.IndexByte(s[i:], '\n')
+		if end < 0 {
+			return -1
 		}
+		return i + end + 1
+	case c == '/' && i+1 < len(s) && s[i+1] == '*':
+		return l.blockComment(i)
+	case c == ';':
+		if l.semi < 0 {
+			l.semi = i
+		}
+		return i + 1
 	}
-	for i := 0; i < len(s); {
-		c := s[i]
+	// Anything else is part of a statement: a ';' before it separated two.
+	if l.semi >= 0 && l.sc.extra < 0 {
+		l.sc.extra = l.semi
+	}
+	switch {
+	case c == '\'':
+		return l.stringLiteral(i)
+	case c == '"' || c == '`':
+		end := strings.IndexByte(s[i+1:], c)
+		if end < 0 {
+			return l.unterminated("quoted identifier", i)
+		}
+		return i + end + 2
+	case c == '$' && (i == 0 || !isIdent(s[i-1])):
+		return l.dollar(i)
+	case (c == ':' || c == '@') && i+1 < len(s) && isIdentStart(s[i+1]) && (i == 0 || (s[i-1] != ':' && !isIdent(s[i-1]))):
+		return l.namedPlaceholder(i)
+	case isIdent(c):
+		for i < len(s) && isIdent(s[i]) {
+			i++
+		}
+		return i
+	}
+	return i + 1
+}
+
+// unterminated records a token that never ends and ends the scan.
+func (l *sqlLexer) unterminated(what string, at int) int {
+	l.sc.unterminated, l.sc.unterminAt = what, at
+	return -1
+}
+
+// blockComment skips a /* */ comment, which nests.
+func (l *sqlLexer) blockComment(i int) int {
+	s := l.s
+	depth, j := 1, i+2
+	for j < len(s) && depth > 0 {
 		switch {
-		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v':
-			i++
-		case c == '-' && i+1 < len(s) && s[i+1] == '-':
-			end := strings.IndexByte(s[i:], '\n')
-			if end < 0 {
-				return sc
-			}
-			i += end + 1
-		case c == '/' && i+1 < len(s) && s[i+1] == '*':
-			depth, j := 1, i+2
-			for j < len(s) && depth > 0 {
-				switch {
-				case strings.HasPrefix(s[j:], "/*"):
-					depth++
-					j += 2
-				case strings.HasPrefix(s[j:], "*/"):
-					depth--
-					j += 2
-				default:
-					j++
-				}
-			}
-			if depth > 0 {
-				sc.unterminated, sc.unterminAt = "comment", i
-				return sc
-			}
-			i = j
-		case c == '\'':
-			significant()
-			backslash := i > 0 && (s[i-1] == 'E' || s[i-1] == 'e') && (i < 2 || !isIdent(s[i-2]))
-			j := i + 1
-			closed := false
-			for j < len(s) {
-				if backslash && s[j] == '\\' {
-					j += 2
-					continue
-				}
-				if s[j] == '\'' {
-					if j+1 < len(s) && s[j+1] == '\'' {
-						j += 2
-						continue
-					}
-					closed = true
-					break
-				}
-				j++
-			}
-			if !closed {
-				sc.unterminated, sc.unterminAt = "string literal", i
-				return sc
-			}
-			literal(s[i+1 : j])
-			i = j + 1
-		case c == '"' || c == '`':
-			significant()
-			end := strings.IndexByte(s[i+1:], c)
-			if end < 0 {
-				sc.unterminated, sc.unterminAt = "quoted identifier", i
-				return sc
-			}
-			i += end + 2
-		case c == '$' && (i == 0 || !isIdent(s[i-1])):
-			significant()
-			j := i + 1
-			if j < len(s) && s[j] >= '0' && s[j] <= '9' {
-				for j < len(s) && s[j] >= '0' && s[j] <= '9' {
-					j++
-				}
-				n, err := strconv.Atoi(s[i+1 : j])
-				if err != nil || n < 1 || n > maxPlaceholder {
-					sc.badNumber = append(sc.badNumber, s[i:j])
-				} else {
-					sc.placeholders[n] = true
-				}
-				i = j
-				continue
-			}
-			// A dollar-quoted string: $tag$ ... $tag$.
-			for j < len(s) && isIdent(s[j]) && s[j] != '$' {
-				j++
-			}
-			if j < len(s) && s[j] == '$' && (j == i+1 || isIdentStart(s[i+1])) {
-				tag := s[i : j+1]
-				end := strings.Index(s[j+1:], tag)
-				if end < 0 {
-					sc.unterminated, sc.unterminAt = "dollar-quoted string", i
-					return sc
-				}
-				literal(s[j+1 : j+1+end])
-				i = j + 1 + end + len(tag)
-				continue
-			}
-			i++
-		case c == ';':
-			if semi < 0 {
-				semi = i
-			}
-			i++
-		case (c == ':' || c == '@') && i+1 < len(s) && isIdentStart(s[i+1]) && (i == 0 || (s[i-1] != ':' && !isIdent(s[i-1]))):
-			significant()
-			j := i + 1
-			for j < len(s) && isIdent(s[j]) && s[j] != '$' {
-				j++
-			}
-			if name := s[i:j]; !seenNamed[name] {
-				seenNamed[name] = true
-				sc.named = append(sc.named, name)
-			}
-			i = j
+		case strings.HasPrefix(s[j:], "/*"):
+			depth++
+			j += 2
+		case strings.HasPrefix(s[j:], "*/"):
+			depth--
+			j += 2
 		default:
-			significant()
-			if isIdent(c) {
-				for i < len(s) && isIdent(s[i]) {
-					i++
-				}
-				continue
-			}
-			i++
+			j++
 		}
 	}
-	sort.Strings(sc.inLiteral)
-	return sc
+	if depth > 0 {
+		return l.unterminated("comment", i)
+	}
+	return j
+}
+
+// stringLiteral skips a '...' literal (” escapes a quote; in an E'...'
+// literal a backslash escapes too), noting the $n written inside it.
+func (l *sqlLexer) stringLiteral(i int) int {
+	s := l.s
+	backslash := i > 0 && (s[i-1] == 'E' || s[i-1] == 'e') && (i < 2 || !isIdent(s[i-2]))
+	for j := i + 1; j < len(s); j++ {
+		switch {
+		case backslash && s[j] == '\\':
+			j++
+		case s[j] == '\'' && j+1 < len(s) && s[j+1] == '\'':
+			j++
+		case s[j] == '\'':
+			l.literal(s[i+1 : j])
+			return j + 1
+		}
+	}
+	return l.unterminated("string literal", i)
+}
+
+// dollar reads a $n placeholder or skips a $tag$ ... $tag$ string.
+func (l *sqlLexer) dollar(i int) int {
+	s := l.s
+	j := i + 1
+	if j < len(s) && s[j] >= '0' && s[j] <= '9' {
+		for j < len(s) && s[j] >= '0' && s[j] <= '9' {
+			j++
+		}
+		n, err := strconv.Atoi(s[i+1 : j])
+		if err != nil || n < 1 || n > maxPlaceholder {
+			l.sc.badNumber = append(l.sc.badNumber, s[i:j])
+		} else {
+			l.sc.placeholders[n] = true
+		}
+		return j
+	}
+	for j < len(s) && isIdent(s[j]) && s[j] != '$' {
+		j++
+	}
+	if j < len(s) && s[j] == '$' && (j == i+1 || isIdentStart(s[i+1])) {
+		tag := s[i : j+1]
+		end := strings.Index(s[j+1:], tag)
+		if end < 0 {
+			return l.unterminated("dollar-quoted string", i)
+		}
+		l.literal(s[j+1 : j+1+end])
+		return j + 1 + end + len(tag)
+	}
+	return i + 1
+}
+
+// namedPlaceholder notes a :name or @name placeholder, once per name.
+func (l *sqlLexer) namedPlaceholder(i int) int {
+	s := l.s
+	j := i + 1
+	for j < len(s) && isIdent(s[j]) && s[j] != '$' {
+		j++
+	}
+	if name := s[i:j]; !l.named[name] {
+		l.named[name] = true
+		l.sc.named = append(l.sc.named, name)
+	}
+	return j
+}
+
+// literal notes each $n inside quoted text, where it is text, not a
+// placeholder.
+func (l *sqlLexer) literal(body string) {
+	for i := 0; i+1 < len(body); i++ {
+		if body[i] == '$' && body[i+1] >= '1' && body[i+1] <= '9' && (i == 0 || !isIdent(body[i-1])) {
+			j := i + 1
+			for j < len(body) && body[j] >= '0' && body[j] <= '9' {
+				j++
+			}
+			l.sc.inLiteral = append(l.sc.inLiteral, body[i:j])
+		}
+	}
 }

@@ -4,14 +4,12 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
-	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -166,15 +164,7 @@ func newEnv(t *testing.T, mode string) *env { return newEnvWrapped(t, mode, nil)
 func newEnvWrapped(t *testing.T, mode string, wrap func(approvals.Announcer) approvals.Announcer) *env {
 	t.Helper()
 	f := newFakeSlack(t)
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "tg.db")+"?_pragma=busy_timeout(5000)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if _, err := db.Exec(dbtest.Schema(t, "sqlite")); err != nil {
-		t.Fatal(err)
-	}
-	st, _ := approvals.NewStore(db, approvals.SQLite)
+	st, _ := approvals.NewStore(dbtest.SQLite(t))
 	n, err := aslack.New(aslack.Config{Mode: mode, BotToken: "xoxb-test", AppToken: "xapp-test", SigningSecret: secret,
 		Channel: channel, APIURL: f.srv.URL + "/", TeamID: team, AppID: app,
 		Users: map[string]string{"U_LINKED": "user:ben@example.com"}})

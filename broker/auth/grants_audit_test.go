@@ -67,7 +67,7 @@ func toString(m map[string]any) string {
 // TestGrantsMintFailsClosedWithoutAudit: an unrecordable mint returns no
 // token and leaves the stored grant revoked.
 func TestGrantsMintFailsClosedWithoutAudit(t *testing.T) {
-	st, err := NewSQLGrantStore(openSQLite(t), "sqlite")
+	st, err := NewSQLGrantStore(useDB(t, openSQLite(t), "sqlite"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -65,8 +65,8 @@ type GrantStore interface {
 // SQLGrantStore is a GrantStore over database/sql, using the tables of
 // internal/db/migrations/*/0003_grants.sql.
 type SQLGrantStore struct {
-	db     *sql.DB
-	dollar bool
+	db *sql.DB
+	d  *db.DB
 }
 
 var (
@@ -74,29 +74,17 @@ var (
 	_ GrantLister = (*SQLGrantStore)(nil)
 )
 
-// NewSQLGrantStore returns a store over db. driver is "sqlite" or
-// "postgres" (also "pgx"), which selects the placeholder style.
-func NewSQLGrantStore(db *sql.DB, driver string) (*SQLGrantStore, error) {
-	if db == nil {
+// NewSQLGrantStore returns a store over d, whose schema must include the
+// grants migrations.
+func NewSQLGrantStore(d *db.DB) (*SQLGrantStore, error) {
+	if d == nil {
 		return nil, fmt.Errorf("grant store: no database")
 	}
-	switch driver {
-	case "sqlite", "sqlite3":
-		return &SQLGrantStore{db: db}, nil
-	case "postgres", "pgx":
-		return &SQLGrantStore{db: db, dollar: true}, nil
-	default:
-		return nil, fmt.Errorf("grant store: unknown driver %q (want sqlite or postgres)", driver)
-	}
+	return &SQLGrantStore{db: d.SQL(), d: d}, nil
 }
 
 // q rewrites ? placeholders to $n for Postgres.
-func (s *SQLGrantStore) q(query string) string {
-	if !s.dollar {
-		return query
-	}
-	return db.RebindPostgres(query)
-}
+func (s *SQLGrantStore) q(query string) string { return s.d.Rebind(query) }
 
 // Create implements GrantStore.
 func (s *SQLGrantStore) Create(ctx context.Context, g Grant, tokenHashes map[string]string) error {

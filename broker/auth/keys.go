@@ -332,8 +332,9 @@ func (s *Keys) record(ctx context.Context, kind broker.EventKind, p broker.Princ
 	if !k.ExpiresAt.IsZero() {
 		detail["expires_at"] = k.ExpiresAt.Format(time.RFC3339Nano)
 	}
+	now := s.cfg.Now().UTC()
 	return s.cfg.Recorder.Record(ctx, broker.Event{
-		ID: broker.NewID("evt"), Kind: kind, Time: s.cfg.Now().UTC(), Principal: p.Subject, AuthMethod: string(p.Method),
+		ID: broker.NewID("evt", now), Kind: kind, Time: now, Principal: p.Subject, AuthMethod: string(p.Method),
 		TokenID: p.TokenID, Status: broker.StatusOK, Detail: detail,
 	})
 }

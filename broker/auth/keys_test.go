@@ -60,8 +60,8 @@ func (e *keysEnv) record(_ context.Context, ev broker.Event) error {
 
 func keyStores(t *testing.T) map[string]*SQLKeyStore {
 	out := map[string]*SQLKeyStore{}
-	for flavour, db := range storeDBs(t) {
-		s, err := NewSQLKeyStore(db, flavour)
+	for flavour, d := range storeDBs(t) {
+		s, err := NewSQLKeyStore(d)
 		if err != nil {
 			t.Fatal(err)
 		}

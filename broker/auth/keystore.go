@@ -60,8 +60,8 @@ type KeyStore interface {
 // internal/db/migrations/*/0006_principals.sql. It also keeps the last use
 // of every key (UsageStore).
 type SQLKeyStore struct {
-	db     *sql.DB
-	dollar bool
+	db *sql.DB
+	d  *db.DB
 }
 
 var (
@@ -70,25 +70,15 @@ var (
 )
 
 // NewSQLKeyStore returns a store over db; driver is "sqlite" or "postgres".
-func NewSQLKeyStore(sdb *sql.DB, driver string) (*SQLKeyStore, error) {
-	if sdb == nil {
+func NewSQLKeyStore(d *db.DB) (*SQLKeyStore, error) {
+	if d == nil {
 		return nil, fmt.Errorf("key store: no database")
 	}
-	switch driver {
-	case "sqlite", "sqlite3":
-		return &SQLKeyStore{db: sdb}, nil
-	case "postgres", "pgx":
-		return &SQLKeyStore{db: sdb, dollar: true}, nil
-	}
-	return nil, fmt.Errorf("key store: unknown driver %q (want sqlite or postgres)", driver)
+	return &SQLKeyStore{db: d.SQL(), d: d}, nil
 }
 
-func (s *SQLKeyStore) q(query string) string {
-	if !s.dollar {
-		return query
-	}
-	return db.RebindPostgres(query)
-}
+// q rewrites ? placeholders to $n for Postgres.
+func (s *SQLKeyStore) q(query string) string { return s.d.Rebind(query) }
 
 const keyColumns = `name, sha256, owner, created_by, created_at, expires_at, revoked_at`
 

@@ -24,7 +24,7 @@ func record(t *testing.T, e *env, run string) {
 		{Kind: broker.EventToolCall, Node: "billing", Tool: "crm_find_customer", Status: broker.StatusDenied, ErrorCode: "forbidden", Decision: "deny"},
 		{Kind: broker.EventStatement, Node: "billing", Target: "crm", Status: broker.StatusOK, Detail: map[string]any{"statement": "SELECT id FROM orders"}},
 	} {
-		ev.ID, ev.Time, ev.Graph, ev.Run, ev.Principal = broker.NewID("evt"), start.Add(time.Duration(i)*time.Second), "support-bot", run, "key:agent"
+		ev.ID, ev.Time, ev.Graph, ev.Run, ev.Principal = broker.NewID("evt", start), start.Add(time.Duration(i)*time.Second), "support-bot", run, "key:agent"
 		if err := e.rec.Record(context.Background(), ev); err != nil {
 			t.Fatal(err)
 		}

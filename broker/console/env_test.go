@@ -78,7 +78,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.rec.Close() })
-	st, err := approvals.NewStore(d.SQL(), approvals.SQLite)
+	st, err := approvals.NewStore(d)
 	if err != nil {
 		t.Fatal(err)
 	}

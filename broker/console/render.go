@@ -140,7 +140,7 @@ func (c *Console) refusal(w http.ResponseWriter, r *http.Request, v viewer, err 
 
 // internal answers a failure of the console itself.
 func (c *Console) internal(w http.ResponseWriter, r *http.Request, err error) {
-	incident := broker.NewID("inc")
+	incident := broker.NewID("inc", c.now())
 	c.log.Error("console page failed", zap.String("incident", incident), zap.String("path", r.URL.Path), zap.Error(err))
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(http.StatusInternalServerError)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/toolgate/toolgate/broker"
+	"github.com/toolgate/toolgate/broker/door"
 	"go.uber.org/zap"
 )
 
@@ -17,7 +18,8 @@ const Door = "http"
 
 // Options configure the HTTP API. The zero value is usable.
 type Options struct {
-	// Logger receives incidents; nil means zap.NewNop().
+	// Logger receives the door's own notes (grants minted and revoked);
+	// nil means zap.NewNop(). Incidents are the broker's to log.
 	Logger *zap.Logger
 	// MaxBodyBytes caps a call's request body; 0 means 1 MiB.
 	MaxBodyBytes int64
@@ -30,27 +32,23 @@ type Options struct {
 type api struct {
 	p    broker.Pipeline
 	opts Options
-	log  *zap.Logger
 }
 
 // New returns the handler for GET /v1/tools and POST /v1/tools/{name}:call.
 // Any other path under it answers 404 not_found, a wrong method 405 with
 // Allow, and a panic 500 internal with an incident id.
 func New(p broker.Pipeline, opts Options) http.Handler {
-	if opts.Logger == nil {
-		opts.Logger = zap.NewNop()
-	}
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = 1 << 20
 	}
-	a := &api{p: p, opts: opts, log: opts.Logger}
+	a := &api{p: p, opts: opts}
 	mux := http.NewServeMux()
-	mux.Handle("/v1/tools", allow(Authenticate(p, opts.ResourceMetadataURL, a.listTools), http.MethodGet, http.MethodHead))
+	mux.Handle("/v1/tools", allow(door.Authenticate(p, opts.ResourceMetadataURL, a.listTools), http.MethodGet, http.MethodHead))
 	mux.Handle("/v1/tools/{rest}", allow(http.HandlerFunc(a.callRoute), http.MethodPost))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		WriteError(w, broker.Errorf(broker.CodeNotFound, "no endpoint %s %s", r.Method, r.URL.Path), opts.ResourceMetadataURL)
+		door.WriteError(w, broker.Errorf(broker.CodeNotFound, "no endpoint %s %s", r.Method, r.URL.Path), opts.ResourceMetadataURL)
 	})
-	return Recover(opts.Logger, mux)
+	return door.Recover(p, mux)
 }
 
 // allow answers 405 with Allow for any method not in methods.
@@ -63,11 +61,37 @@ func allow(next http.Handler, methods ...string) http.Handler {
 			}
 		}
 		w.Header().Set("Allow", strings.Join(methods, ", "))
-		WriteJSON(w, http.StatusMethodNotAllowed, errorBody{Error: errorDetail{
+		door.WriteJSON(w, http.StatusMethodNotAllowed, door.ErrorBody{Error: door.ErrorDetail{
 			Code:    broker.CodeInvalidRequest,
 			Message: r.Method + " is not allowed on " + r.URL.Path + "; use " + strings.Join(methods, " or "),
 		}})
 	})
+}
+
+// callerHandler serves a request of an identified caller.
+type callerHandler = func(http.ResponseWriter, *http.Request, broker.Caller)
+
+// byMethod authenticates a request and hands it to the handler of its
+// method, write (POST or DELETE) or read (GET and HEAD); any other method
+// is answered 405 (Allow names POST before the reads, DELETE after them).
+// A nil handler is not offered.
+func byMethod(p broker.Pipeline, meta, write string, onWrite, onRead callerHandler) http.Handler {
+	var methods []string
+	if onRead != nil {
+		methods = append(methods, http.MethodGet, http.MethodHead)
+	}
+	if onWrite != nil && write == http.MethodPost {
+		methods = append([]string{write}, methods...)
+	} else if onWrite != nil {
+		methods = append(methods, write)
+	}
+	return allow(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == write {
+			door.Authenticate(p, meta, onWrite).ServeHTTP(w, r)
+			return
+		}
+		door.Authenticate(p, meta, onRead).ServeHTTP(w, r)
+	}), methods...)
 }
 
 // toolJSON is one tool in the GET /v1/tools listing.
@@ -95,7 +119,7 @@ func (a *api) listTools(w http.ResponseWriter, r *http.Request, c broker.Caller)
 		out = append(out, toolJSON{Name: t.Name, Title: t.Title, Description: t.Description,
 			InputSchema: in, OutputSchema: t.OutputSchema, Annotations: t.Annotations})
 	}
-	WriteJSON(w, http.StatusOK, map[string]any{"tools": out})
+	door.WriteJSON(w, http.StatusOK, map[string]any{"tools": out})
 }
 
 // callRoute splits /v1/tools/{name}:call on the last ":" and authenticates.
@@ -103,11 +127,11 @@ func (a *api) callRoute(w http.ResponseWriter, r *http.Request) {
 	rest := r.PathValue("rest")
 	i := strings.LastIndexByte(rest, ':')
 	if i <= 0 || rest[i+1:] != "call" {
-		WriteError(w, broker.Errorf(broker.CodeNotFound, "no endpoint %s %s; call a tool with POST /v1/tools/{name}:call", r.Method, r.URL.Path), a.opts.ResourceMetadataURL)
+		door.WriteError(w, broker.Errorf(broker.CodeNotFound, "no endpoint %s %s; call a tool with POST /v1/tools/{name}:call", r.Method, r.URL.Path), a.opts.ResourceMetadataURL)
 		return
 	}
 	name := rest[:i]
-	Authenticate(a.p, a.opts.ResourceMetadataURL, func(w http.ResponseWriter, r *http.Request, c broker.Caller) {
+	door.Authenticate(a.p, a.opts.ResourceMetadataURL, func(w http.ResponseWriter, r *http.Request, c broker.Caller) {
 		a.call(w, r, c, name)
 	}).ServeHTTP(w, r)
 }
@@ -154,7 +178,7 @@ func (a *api) call(w http.ResponseWriter, r *http.Request, c broker.Caller, name
 		return
 	}
 	if res.Pending != nil {
-		WriteJSON(w, http.StatusAccepted, pendingJSON{
+		door.WriteJSON(w, http.StatusAccepted, pendingJSON{
 			CallID: res.CallID, Status: res.Pending.Status, ApprovalID: res.Pending.ApprovalID,
 			ExpiresAt: res.Pending.ExpiresAt, Message: res.Pending.Message,
 		})
@@ -164,13 +188,13 @@ func (a *api) call(w http.ResponseWriter, r *http.Request, c broker.Caller, name
 	if len(value) == 0 {
 		value = json.RawMessage(`{}`)
 	}
-	WriteJSON(w, http.StatusOK, resultJSON{CallID: res.CallID, Result: value})
+	door.WriteJSON(w, http.StatusOK, resultJSON{CallID: res.CallID, Result: value})
 }
 
-// writeError writes err and logs the cause of an internal error under its
-// incident id.
+// writeError writes err. What the pipeline answered is already reported;
+// anything else a door meets goes through the broker's Report, the one
+// place an internal failure is logged, under the incident id the client
+// sees. Every API of this door writes its errors this way.
 func (a *api) writeError(w http.ResponseWriter, err error) {
-	if incident := WriteError(w, err, a.opts.ResourceMetadataURL); incident != "" {
-		a.log.Error("request failed", zap.String("incident", incident), zap.Error(err))
-	}
+	door.WriteError(w, a.p.Report(err), a.opts.ResourceMetadataURL)
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -274,12 +276,34 @@ func TestPanicBecomesIncident(t *testing.T) {
 	}
 }
 
-func TestWriteErrorForeign(t *testing.T) {
-	w := httptest.NewRecorder()
-	incident := httpapi.WriteError(w, errors.New("dial tcp 10.0.0.1: password=hunter2"), metaURL)
-	if incident == "" || w.Code != 500 || strings.Contains(w.Body.String(), "hunter2") || !strings.Contains(w.Body.String(), incident) {
-		t.Errorf("incident %q, %d %s", incident, w.Code, w.Body.String())
+// TestServiceFailureIsOneIncident: a failure of a service the door serves
+// beside the pipeline (here the grant store) goes through the broker's
+// Report: the client sees an incident id, the broker's log has one line
+// with it, and the door logs nothing.
+func TestServiceFailureIsOneIncident(t *testing.T) {
+	brokerLog, brokerLines := observer.New(zap.DebugLevel)
+	doorLog, doorLines := observer.New(zap.DebugLevel)
+	env := doortest.NewWith(t, func(c *broker.Config) { c.Logger = zap.New(brokerLog) })
+	h := httpapi.NewGrants(env.Broker, &failingGrants{}, httpapi.Options{ResourceMetadataURL: metaURL, Logger: zap.New(doorLog)})
+	_, m, raw := doGrants(t, h, "GET", "/v1/grants/gr_1", doortest.TokenAlpha, "")
+	e, _ := m["error"].(map[string]any)
+	msg, _ := e["message"].(string)
+	if e["code"] != "internal" || strings.Contains(raw, "hunter2") || !strings.Contains(msg, "incident ") {
+		t.Fatalf("answer = %s", raw)
 	}
+	if brokerLines.Len() != 1 || doorLines.Len() != 0 {
+		t.Fatalf("broker log %v, door log %v; want one line, in the broker", brokerLines.All(), doorLines.All())
+	}
+	if id, _ := brokerLines.All()[0].ContextMap()["incident"].(string); id == "" || !strings.Contains(msg, id) {
+		t.Errorf("logged incident %q, client saw %q", id, msg)
+	}
+}
+
+// failingGrants is a grant service whose store is down.
+type failingGrants struct{ fakeGrants }
+
+func (*failingGrants) Grant(context.Context, broker.Principal, string) (httpapi.GrantInfo, error) {
+	return httpapi.GrantInfo{}, errors.New("dial tcp 10.0.0.1: password=hunter2")
 }
 
 func TestHealthAndReady(t *testing.T) {

@@ -9,7 +9,7 @@ import (
 	"net/http"
 
 	"github.com/toolgate/toolgate/broker"
-	"go.uber.org/zap"
+	"github.com/toolgate/toolgate/broker/door"
 )
 
 // DoorApprovals is the channel name the approvals API passes to Decide.
@@ -33,7 +33,6 @@ type approvalsAPI struct {
 	p    broker.Pipeline
 	svc  ApprovalService
 	opts Options
-	log  *zap.Logger
 }
 
 // NewApprovals returns the handler for GET /v1/approvals, GET
@@ -42,19 +41,16 @@ type approvalsAPI struct {
 // decides what the caller may see (the requests it may decide or that it
 // requested) and enforces the approver rules on every decision.
 func NewApprovals(p broker.Pipeline, svc ApprovalService, opts Options) http.Handler {
-	if opts.Logger == nil {
-		opts.Logger = zap.NewNop()
-	}
-	a := &approvalsAPI{p: p, svc: svc, opts: opts, log: opts.Logger}
+	a := &approvalsAPI{p: p, svc: svc, opts: opts}
 	meta := opts.ResourceMetadataURL
 	mux := http.NewServeMux()
-	mux.Handle("/v1/approvals", allow(Authenticate(p, meta, a.list), http.MethodGet, http.MethodHead))
-	mux.Handle("/v1/approvals/{id}", allow(Authenticate(p, meta, a.get), http.MethodGet, http.MethodHead))
-	mux.Handle("/v1/approvals/{id}/{verb}", allow(Authenticate(p, meta, a.decide), http.MethodPost))
+	mux.Handle("/v1/approvals", allow(door.Authenticate(p, meta, a.list), http.MethodGet, http.MethodHead))
+	mux.Handle("/v1/approvals/{id}", allow(door.Authenticate(p, meta, a.get), http.MethodGet, http.MethodHead))
+	mux.Handle("/v1/approvals/{id}/{verb}", allow(door.Authenticate(p, meta, a.decide), http.MethodPost))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		WriteError(w, broker.Errorf(broker.CodeNotFound, "no endpoint %s %s", r.Method, r.URL.Path), meta)
+		door.WriteError(w, broker.Errorf(broker.CodeNotFound, "no endpoint %s %s", r.Method, r.URL.Path), meta)
 	})
-	return Recover(opts.Logger, mux)
+	return door.Recover(p, mux)
 }
 
 func (a *approvalsAPI) list(w http.ResponseWriter, r *http.Request, c broker.Caller) {
@@ -63,7 +59,7 @@ func (a *approvalsAPI) list(w http.ResponseWriter, r *http.Request, c broker.Cal
 		a.writeError(w, err)
 		return
 	}
-	WriteJSON(w, http.StatusOK, map[string]any{"approvals": out})
+	door.WriteJSON(w, http.StatusOK, map[string]any{"approvals": out})
 }
 
 func (a *approvalsAPI) get(w http.ResponseWriter, r *http.Request, c broker.Caller) {
@@ -72,7 +68,7 @@ func (a *approvalsAPI) get(w http.ResponseWriter, r *http.Request, c broker.Call
 		a.writeError(w, err)
 		return
 	}
-	WriteJSON(w, http.StatusOK, ap)
+	door.WriteJSON(w, http.StatusOK, ap)
 }
 
 // decisionJSON is the body of POST /v1/approvals/{id}/approve|deny.
@@ -83,7 +79,7 @@ type decisionJSON struct {
 func (a *approvalsAPI) decide(w http.ResponseWriter, r *http.Request, c broker.Caller) {
 	id, verb := r.PathValue("id"), r.PathValue("verb")
 	if verb != "approve" && verb != "deny" {
-		WriteError(w, broker.Errorf(broker.CodeNotFound, "no endpoint %s %s; use /v1/approvals/{id}/approve or /deny", r.Method, r.URL.Path), a.opts.ResourceMetadataURL)
+		door.WriteError(w, broker.Errorf(broker.CodeNotFound, "no endpoint %s %s; use /v1/approvals/{id}/approve or /deny", r.Method, r.URL.Path), a.opts.ResourceMetadataURL)
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
@@ -110,11 +106,9 @@ func (a *approvalsAPI) decide(w http.ResponseWriter, r *http.Request, c broker.C
 		a.writeError(w, err)
 		return
 	}
-	WriteJSON(w, http.StatusOK, map[string]any{"id": id, "status": st})
+	door.WriteJSON(w, http.StatusOK, map[string]any{"id": id, "status": st})
 }
 
 func (a *approvalsAPI) writeError(w http.ResponseWriter, err error) {
-	if incident := WriteError(w, err, a.opts.ResourceMetadataURL); incident != "" {
-		a.log.Error("approvals request failed", zap.String("incident", incident), zap.Error(err))
-	}
+	door.WriteError(w, a.p.Report(err), a.opts.ResourceMetadataURL)
 }

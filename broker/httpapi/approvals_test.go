@@ -2,10 +2,8 @@ package httpapi_test
 
 import (
 	"context"
-	"database/sql"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -30,15 +28,7 @@ type approvalsEnv struct {
 // on a SQLite file; doortest's API keys authenticate (key:alpha, key:beta).
 func newApprovalsServer(t *testing.T) *approvalsEnv {
 	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "tg.db")+"?_pragma=busy_timeout(5000)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if _, err := db.Exec(dbtest.Schema(t, "sqlite")); err != nil {
-		t.Fatal(err)
-	}
-	st, err := approvals.NewStore(db, approvals.SQLite)
+	st, err := approvals.NewStore(dbtest.SQLite(t))
 	if err != nil {
 		t.Fatal(err)
 	}

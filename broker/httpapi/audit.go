@@ -10,9 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"go.uber.org/zap"
-
 	"github.com/toolgate/toolgate/broker"
+	"github.com/toolgate/toolgate/broker/door"
 )
 
 // The audit export formats.
@@ -120,9 +119,9 @@ func badParam(field, format string, args ...any) error {
 
 // auditAPI serves /v1/audit/events and /v1/runs/{run}/trace.
 type auditAPI struct {
+	p     broker.Pipeline
 	store AuditStore
 	opts  Options
-	log   *zap.Logger
 	now   func() time.Time
 }
 
@@ -131,18 +130,15 @@ type auditAPI struct {
 // events as JSON). Every request is authenticated through p; a caller that
 // store says is no auditor gets 403 forbidden before anything is read.
 func NewAudit(p broker.Pipeline, store AuditStore, opts Options) http.Handler {
-	if opts.Logger == nil {
-		opts.Logger = zap.NewNop()
-	}
-	a := &auditAPI{store: store, opts: opts, log: opts.Logger, now: time.Now}
+	a := &auditAPI{p: p, store: store, opts: opts, now: time.Now}
 	meta := opts.ResourceMetadataURL
 	mux := http.NewServeMux()
-	mux.Handle("/v1/audit/events", allow(Authenticate(p, meta, a.auditor(a.events)), http.MethodGet))
-	mux.Handle("/v1/runs/{run}/trace", allow(Authenticate(p, meta, a.auditor(a.trace)), http.MethodGet))
+	mux.Handle("/v1/audit/events", allow(door.Authenticate(p, meta, a.auditor(a.events)), http.MethodGet))
+	mux.Handle("/v1/runs/{run}/trace", allow(door.Authenticate(p, meta, a.auditor(a.trace)), http.MethodGet))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		WriteError(w, broker.Errorf(broker.CodeNotFound, "no endpoint %s %s", r.Method, r.URL.Path), meta)
+		door.WriteError(w, broker.Errorf(broker.CodeNotFound, "no endpoint %s %s", r.Method, r.URL.Path), meta)
 	})
-	return Recover(opts.Logger, mux)
+	return door.Recover(p, mux)
 }
 
 // auditor lets next run only for callers the store accepts as auditors.
@@ -175,7 +171,7 @@ func (a *auditAPI) events(w http.ResponseWriter, r *http.Request, c broker.Calle
 		}
 		// Records already went out: abort the connection so the client
 		// sees a failed transfer, never a short export that looks whole.
-		a.log.Error("audit export failed mid-stream", zap.Int("records", n), zap.Error(err))
+		a.p.Report(fmt.Errorf("audit export failed mid-stream after %d records: %w", n, err))
 		panic(http.ErrAbortHandler)
 	}
 	if !lw.started {
@@ -229,11 +225,9 @@ func (a *auditAPI) trace(w http.ResponseWriter, r *http.Request, c broker.Caller
 		a.writeError(w, broker.Errorf(broker.CodeNotFound, "no events are recorded for run %q", run))
 		return
 	}
-	WriteJSON(w, http.StatusOK, traceJSON{Run: run, Events: evs})
+	door.WriteJSON(w, http.StatusOK, traceJSON{Run: run, Events: evs})
 }
 
 func (a *auditAPI) writeError(w http.ResponseWriter, err error) {
-	if incident := WriteError(w, err, a.opts.ResourceMetadataURL); incident != "" {
-		a.log.Error("audit request failed", zap.String("incident", incident), zap.Error(err))
-	}
+	door.WriteError(w, a.p.Report(err), a.opts.ResourceMetadataURL)
 }

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/toolgate/toolgate/broker"
+	"github.com/toolgate/toolgate/broker/door"
 )
 
 // GrantRequest asks for a JIT grant (the body of POST /v1/grants).
@@ -90,24 +91,12 @@ func NewGrants(p broker.Pipeline, svc GrantService, opts Options) http.Handler {
 	g := &grantsAPI{p: p, svc: svc, opts: opts, log: opts.Logger}
 	meta := opts.ResourceMetadataURL
 	mux := http.NewServeMux()
-	mux.Handle("/v1/grants", allow(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPost {
-			Authenticate(p, meta, g.mint).ServeHTTP(w, r)
-			return
-		}
-		Authenticate(p, meta, g.list).ServeHTTP(w, r)
-	}), http.MethodPost, http.MethodGet, http.MethodHead))
-	mux.Handle("/v1/grants/{id}", allow(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodDelete {
-			Authenticate(p, meta, g.revoke).ServeHTTP(w, r)
-			return
-		}
-		Authenticate(p, meta, g.get).ServeHTTP(w, r)
-	}), http.MethodGet, http.MethodHead, http.MethodDelete))
+	mux.Handle("/v1/grants", byMethod(p, meta, http.MethodPost, g.mint, g.list))
+	mux.Handle("/v1/grants/{id}", byMethod(p, meta, http.MethodDelete, g.revoke, g.get))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		WriteError(w, broker.Errorf(broker.CodeNotFound, "no endpoint %s %s", r.Method, r.URL.Path), meta)
+		door.WriteError(w, broker.Errorf(broker.CodeNotFound, "no endpoint %s %s", r.Method, r.URL.Path), meta)
 	})
-	return Recover(opts.Logger, mux)
+	return door.Recover(p, mux)
 }
 
 // mintJSON is the body of POST /v1/grants.
@@ -164,7 +153,7 @@ func (g *grantsAPI) mint(w http.ResponseWriter, r *http.Request, c broker.Caller
 	g.log.Info("grant minted", zap.String("grant", res.GrantID), zap.String("graph", in.Graph),
 		zap.String("run", in.RunID), zap.String("by", c.Principal.Subject), zap.Int("nodes", len(res.Tokens)))
 	w.Header().Set("Location", "/v1/grants/"+res.GrantID)
-	WriteJSON(w, http.StatusCreated, mintedJSON{GrantID: res.GrantID, ExpiresAt: res.ExpiresAt, Tokens: res.Tokens})
+	door.WriteJSON(w, http.StatusCreated, mintedJSON{GrantID: res.GrantID, ExpiresAt: res.ExpiresAt, Tokens: res.Tokens})
 }
 
 // jsonProblem describes a decoding error without echoing the body.
@@ -217,7 +206,7 @@ func (g *grantsAPI) get(w http.ResponseWriter, r *http.Request, c broker.Caller)
 		g.writeError(w, err)
 		return
 	}
-	WriteJSON(w, http.StatusOK, info)
+	door.WriteJSON(w, http.StatusOK, info)
 }
 
 func (g *grantsAPI) revoke(w http.ResponseWriter, r *http.Request, c broker.Caller) {
@@ -250,11 +239,9 @@ func (g *grantsAPI) list(w http.ResponseWriter, r *http.Request, c broker.Caller
 	if out == nil {
 		out = []GrantInfo{}
 	}
-	WriteJSON(w, http.StatusOK, map[string]any{"grants": out})
+	door.WriteJSON(w, http.StatusOK, map[string]any{"grants": out})
 }
 
 func (g *grantsAPI) writeError(w http.ResponseWriter, err error) {
-	if incident := WriteError(w, err, g.opts.ResourceMetadataURL); incident != "" {
-		g.log.Error("grants request failed", zap.String("incident", incident), zap.Error(err))
-	}
+	door.WriteError(w, g.p.Report(err), g.opts.ResourceMetadataURL)
 }

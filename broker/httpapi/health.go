@@ -7,13 +7,14 @@ import (
 	"time"
 
 	"github.com/toolgate/toolgate/broker"
+	"github.com/toolgate/toolgate/broker/door"
 )
 
 // Health returns the /healthz handler: 200 {"status":"ok"} while the
 // process serves HTTP at all.
 func Health() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		door.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 }
 
@@ -25,7 +26,7 @@ func Health() http.Handler {
 func Ready(check func(ctx context.Context) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if check == nil {
-			WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+			door.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 			return
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
@@ -36,9 +37,9 @@ func Ready(check func(ctx context.Context) error) http.Handler {
 			if errors.As(err, &e) {
 				reason = e.Message
 			}
-			WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not_ready", "reason": reason})
+			door.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not_ready", "reason": reason})
 			return
 		}
-		WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+		door.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 }

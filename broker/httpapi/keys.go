@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/toolgate/toolgate/broker"
+	"github.com/toolgate/toolgate/broker/door"
 )
 
 // KeyRequest asks for an API key (the body of POST /v1/keys).
@@ -50,6 +51,7 @@ type KeyService interface {
 
 // keysAPI serves /v1/keys.
 type keysAPI struct {
+	p    broker.Pipeline
 	svc  KeyService
 	opts Options
 	log  *zap.Logger
@@ -63,21 +65,15 @@ func NewKeys(p broker.Pipeline, svc KeyService, opts Options) http.Handler {
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
-	k := &keysAPI{svc: svc, opts: opts, log: opts.Logger}
+	k := &keysAPI{p: p, svc: svc, opts: opts, log: opts.Logger}
 	meta := opts.ResourceMetadataURL
 	mux := http.NewServeMux()
-	mux.Handle("/v1/keys", allow(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPost {
-			Authenticate(p, meta, k.create).ServeHTTP(w, r)
-			return
-		}
-		Authenticate(p, meta, k.list).ServeHTTP(w, r)
-	}), http.MethodPost, http.MethodGet, http.MethodHead))
-	mux.Handle("/v1/keys/{name}", allow(Authenticate(p, meta, k.revoke), http.MethodDelete))
+	mux.Handle("/v1/keys", byMethod(p, meta, http.MethodPost, k.create, k.list))
+	mux.Handle("/v1/keys/{name}", byMethod(p, meta, http.MethodDelete, k.revoke, nil))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		WriteError(w, broker.Errorf(broker.CodeNotFound, "no endpoint %s %s", r.Method, r.URL.Path), meta)
+		door.WriteError(w, broker.Errorf(broker.CodeNotFound, "no endpoint %s %s", r.Method, r.URL.Path), meta)
 	})
-	return Recover(opts.Logger, mux)
+	return door.Recover(p, mux)
 }
 
 // keyJSON is the body of POST /v1/keys.
@@ -114,7 +110,7 @@ func (k *keysAPI) create(w http.ResponseWriter, r *http.Request, c broker.Caller
 	}
 	k.log.Info("api key created", zap.String("key", info.Name), zap.String("owner", info.Owner), zap.String("by", c.Principal.Subject))
 	w.Header().Set("Location", "/v1/keys/"+info.Name)
-	WriteJSON(w, http.StatusCreated, createdKeyJSON{KeyInfo: info, Key: key})
+	door.WriteJSON(w, http.StatusCreated, createdKeyJSON{KeyInfo: info, Key: key})
 }
 
 func (k *keysAPI) list(w http.ResponseWriter, r *http.Request, c broker.Caller) {
@@ -126,7 +122,7 @@ func (k *keysAPI) list(w http.ResponseWriter, r *http.Request, c broker.Caller) 
 	if keys == nil {
 		keys = []KeyInfo{}
 	}
-	WriteJSON(w, http.StatusOK, map[string]any{"keys": keys})
+	door.WriteJSON(w, http.StatusOK, map[string]any{"keys": keys})
 }
 
 func (k *keysAPI) revoke(w http.ResponseWriter, r *http.Request, c broker.Caller) {
@@ -141,9 +137,7 @@ func (k *keysAPI) revoke(w http.ResponseWriter, r *http.Request, c broker.Caller
 }
 
 func (k *keysAPI) writeError(w http.ResponseWriter, err error) {
-	if incident := WriteError(w, err, k.opts.ResourceMetadataURL); incident != "" {
-		k.log.Error("keys request failed", zap.String("incident", incident), zap.Error(err))
-	}
+	door.WriteError(w, k.p.Report(err), k.opts.ResourceMetadataURL)
 }
 
 // decodeBody reads a JSON object of at most 64 KiB into v, refusing

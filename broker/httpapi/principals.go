@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/toolgate/toolgate/broker"
+	"github.com/toolgate/toolgate/broker/door"
 )
 
 // PrincipalService is offboarding as the principals API sees it
@@ -39,24 +40,20 @@ func NewPrincipals(p broker.Pipeline, svc PrincipalService, opts Options) http.H
 		opts.Logger = zap.NewNop()
 	}
 	log, meta := opts.Logger, opts.ResourceMetadataURL
-	fail := func(w http.ResponseWriter, err error) {
-		if incident := WriteError(w, err, meta); incident != "" {
-			log.Error("principals request failed", zap.String("incident", incident), zap.Error(err))
-		}
-	}
+	fail := func(w http.ResponseWriter, err error) { door.WriteError(w, p.Report(err), meta) }
 	answer := func(w http.ResponseWriter, v any, err error) {
 		if err != nil {
 			fail(w, err)
 			return
 		}
-		WriteJSON(w, http.StatusOK, v)
+		door.WriteJSON(w, http.StatusOK, v)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/v1/principals", allow(Authenticate(p, meta, func(w http.ResponseWriter, r *http.Request, c broker.Caller) {
+	mux.Handle("/v1/principals", allow(door.Authenticate(p, meta, func(w http.ResponseWriter, r *http.Request, c broker.Caller) {
 		v, err := svc.PrincipalStates(r.Context(), c.Principal)
 		answer(w, map[string]any{"principals": v}, err)
 	}), http.MethodGet, http.MethodHead))
-	mux.Handle("/v1/principals/{principal}/{verb}", allow(Authenticate(p, meta, func(w http.ResponseWriter, r *http.Request, c broker.Caller) {
+	mux.Handle("/v1/principals/{principal}/{verb}", allow(door.Authenticate(p, meta, func(w http.ResponseWriter, r *http.Request, c broker.Caller) {
 		name := r.PathValue("principal") // unescaped by ServeMux
 		var in struct {
 			Reason string `json:"reason"`
@@ -78,7 +75,7 @@ func NewPrincipals(p broker.Pipeline, svc PrincipalService, opts Options) http.H
 			fail(w, broker.Errorf(broker.CodeNotFound, "no endpoint %s %s; use /disable or /enable", r.Method, r.URL.Path))
 		}
 	}), http.MethodPost))
-	mux.Handle("/v1/access/review", allow(Authenticate(p, meta, func(w http.ResponseWriter, r *http.Request, c broker.Caller) {
+	mux.Handle("/v1/access/review", allow(door.Authenticate(p, meta, func(w http.ResponseWriter, r *http.Request, c broker.Caller) {
 		stale, err := staleParam(r.URL.Query())
 		if err != nil {
 			fail(w, err)
@@ -88,9 +85,9 @@ func NewPrincipals(p broker.Pipeline, svc PrincipalService, opts Options) http.H
 		answer(w, v, err)
 	}), http.MethodGet, http.MethodHead))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		WriteError(w, broker.Errorf(broker.CodeNotFound, "no endpoint %s %s", r.Method, r.URL.Path), meta)
+		door.WriteError(w, broker.Errorf(broker.CodeNotFound, "no endpoint %s %s", r.Method, r.URL.Path), meta)
 	})
-	return Recover(log, mux)
+	return door.Recover(p, mux)
 }
 
 // staleParam reads ?stale= (days like 30d, or a Go duration).

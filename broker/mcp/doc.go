@@ -4,7 +4,7 @@
 // 2026-07-28 core, on one endpoint) and over stdio, using mark3labs/mcp-go.
 //
 // Each HTTP request is authenticated before any JSON-RPC is read
-// (httpapi.Authenticate: one broker Identify per request); the identified
+// (door.Authenticate: one broker Identify per request); the identified
 // broker.Caller travels in the request context to the tools/list filter and
 // the tool handlers. Every tools/call, including one for a tool the caller
 // may not call, goes to broker.Pipeline.Call, so the broker refuses and
@@ -21,10 +21,13 @@
 // DELETE. 2026-07-28 requests carry no session at all. Sessions hold
 // protocol state only; the caller is re-identified on every request.
 //
-// Tools are copied from the catalog at New and on SetCatalog. tools/list is
-// narrowed per caller by an after-list hook, not mcp-go's WithToolFilter:
-// that filter also runs at call time and turns a forbidden call into a bare
-// "tool not found" that the broker never sees or records.
+// The door holds no catalog: tools/list is answered from the broker's live
+// snapshot (Pipeline.ListTools, per caller) by an after-list hook, not
+// mcp-go's WithToolFilter: that filter also runs at call time and turns a
+// forbidden call into a bare "tool not found" that the broker never sees or
+// records. mcp-go's tool table only routes tools/call by name; it follows
+// the broker's snapshot, rebuilt before a request whenever a reload swapped
+// it, so a reload is one step.
 //
 // The package holds no policy. It must never decide whether a call is
 // allowed, never take identity from the MCP session id, clientInfo or

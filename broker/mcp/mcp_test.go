@@ -25,7 +25,7 @@ const metaURL = "http://127.0.0.1:8080/.well-known/oauth-protected-resource"
 func newServer(t testing.TB) (*doortest.Env, *httptest.Server) {
 	t.Helper()
 	env := doortest.New(t)
-	s, err := mcp.New(env.Broker, mcp.Options{Name: "toolgate", Version: "test", ResourceMetadataURL: metaURL, Catalog: env.Catalog})
+	s, err := mcp.New(env.Broker, mcp.Options{Name: "toolgate", Version: "test", ResourceMetadataURL: metaURL})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -360,12 +360,8 @@ func TestIdentityNotFromSession(t *testing.T) {
 	}
 }
 
-func TestNewRefusesMissingCatalog(t *testing.T) {
-	env := doortest.New(t)
-	if _, err := mcp.New(env.Broker, mcp.Options{}); err == nil {
-		t.Error("New without a catalog succeeded")
-	}
-	if _, err := mcp.New(nil, mcp.Options{Catalog: env.Catalog}); err == nil {
+func TestNewRefusesMissingPipeline(t *testing.T) {
+	if _, err := mcp.New(nil, mcp.Options{}); err == nil {
 		t.Error("New without a pipeline succeeded")
 	}
 }
@@ -378,13 +374,14 @@ func (c smallCatalog) Tools() []*broker.Tool {
 	return []*broker.Tool{t}
 }
 
-func TestSetCatalog(t *testing.T) {
+// TestToolsFollowTheSnapshot: the door has no catalog of its own. After the
+// broker swaps its snapshot (a reload), the next tools/list answers from
+// the new one and calls are routed by it, with no step in the door.
+func TestToolsFollowTheSnapshot(t *testing.T) {
 	env := doortest.New(t)
-	s, err := mcp.New(env.Broker, mcp.Options{Catalog: env.Catalog})
+	env.Reload(t, smallCatalog{env.Catalog})
+	s, err := mcp.New(env.Broker, mcp.Options{})
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.SetCatalog(smallCatalog{env.Catalog}); err != nil {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
@@ -393,12 +390,23 @@ func TestSetCatalog(t *testing.T) {
 	defer srv.Close()
 	c := newGoClient(t, srv.URL, "triage", "2025-11-25", nil)
 	if got := c.List(t); strings.Join(got, ",") != doortest.ToolListOrders {
-		t.Errorf("tools after SetCatalog = %v", got)
+		t.Errorf("tools of the small snapshot = %v", got)
 	}
 	if o := c.Call(t, doortest.ToolFindCustomer, map[string]any{"email": "a@b.c"}); o.RPCErr == nil {
-		t.Errorf("a tool dropped from the catalog still answered: %+v", o)
+		t.Errorf("a tool the snapshot does not hold answered: %+v", o)
 	}
 	if env.Exec.Count() != 0 {
 		t.Errorf("executions = %d", env.Exec.Count())
+	}
+
+	env.Reload(t, env.Catalog) // the same session sees the new snapshot
+	if got := c.List(t); strings.Join(got, ",") != doortest.ToolFindCustomer+","+doortest.ToolListOrders {
+		t.Errorf("tools after the reload = %v", got)
+	}
+	if o := c.Call(t, doortest.ToolFindCustomer, map[string]any{"email": "a@b.c"}); o.RPCErr != nil || o.IsError {
+		t.Errorf("a tool the reload added: %+v", o)
+	}
+	if env.Exec.Count() != 1 {
+		t.Errorf("executions = %d, want 1", env.Exec.Count())
 	}
 }

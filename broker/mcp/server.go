@@ -10,13 +10,15 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	mcpgo "github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 	"go.uber.org/zap"
 
 	"github.com/toolgate/toolgate/broker"
-	"github.com/toolgate/toolgate/broker/httpapi"
+	"github.com/toolgate/toolgate/broker/door"
 )
 
 // The door names this package puts in broker.Call.
@@ -32,32 +34,39 @@ type Options struct {
 	// ResourceMetadataURL is the RFC 9728 metadata URL named in 401
 	// challenges.
 	ResourceMetadataURL string
-	// Logger receives incidents and mcp-go's transport log; nil means
-	// zap.NewNop().
+	// Logger receives mcp-go's transport log; nil means zap.NewNop().
 	Logger *zap.Logger
-	// Catalog holds the tools to serve. Required.
-	Catalog broker.Catalog
 	// MaxBodyBytes caps one MCP HTTP request body; 0 means 4 MiB.
 	MaxBodyBytes int64
 }
 
+// Pipeline is the broker as the MCP door sees it: the pipeline, and the
+// live snapshot whose tools mcp-go routes calls for.
+type Pipeline interface {
+	broker.Pipeline
+	Snapshot() *broker.Snapshot
+}
+
+var _ Pipeline = (*broker.Broker)(nil)
+
 // Server is the MCP front door.
 type Server struct {
-	p    broker.Pipeline
+	p    Pipeline
 	opts Options
 	log  *zap.Logger
 	mcp  *server.MCPServer
 	http http.Handler
 	open openRequests
+	// routed is the generation of the snapshot whose tools mcp-go's
+	// table routes; routeMu orders updates.
+	routed  atomic.Uint64
+	routeMu sync.Mutex
 }
 
-// New builds the MCP front door for the tools in opts.Catalog.
-func New(p broker.Pipeline, opts Options) (*Server, error) {
+// New builds the MCP front door for the tools of p's live snapshot.
+func New(p Pipeline, opts Options) (*Server, error) {
 	if p == nil {
 		return nil, errors.New("mcp: a pipeline is required")
-	}
-	if opts.Catalog == nil {
-		return nil, errors.New("mcp: Options.Catalog is required")
 	}
 	if opts.Name == "" {
 		opts.Name = "toolgate"
@@ -74,13 +83,14 @@ func New(p broker.Pipeline, opts Options) (*Server, error) {
 	s := &Server{p: p, opts: opts, log: opts.Logger}
 
 	hooks := &server.Hooks{}
-	hooks.AddAfterListTools(s.filterListing)
+	hooks.AddOnRequestInitialization(func(context.Context, any, any) error { return s.route() })
+	hooks.AddAfterListTools(s.listTools)
 	s.mcp = server.NewMCPServer(opts.Name, opts.Version,
 		server.WithToolCapabilities(false),
 		server.WithHooks(hooks),
 		server.WithRecovery(),
 	)
-	if err := s.SetCatalog(opts.Catalog); err != nil {
+	if err := s.route(); err != nil {
 		return nil, err
 	}
 
@@ -88,7 +98,7 @@ func New(p broker.Pipeline, opts Options) (*Server, error) {
 		server.WithStreamableHTTPLogger(slog.New(zapHandler{log: s.log.Named("mcp-go")})),
 		server.WithSessionIdManagerResolver(sessions{}),
 	)
-	s.http = httpapi.Recover(s.log, s.capBody(httpapi.Authenticate(p, opts.ResourceMetadataURL,
+	s.http = door.Recover(p, s.capBody(door.Authenticate(p, opts.ResourceMetadataURL,
 		func(w http.ResponseWriter, r *http.Request, c broker.Caller) {
 			if !s.ownSession(w, r, c) {
 				return
@@ -110,30 +120,40 @@ func (s *Server) ownSession(w http.ResponseWriter, r *http.Request, c broker.Cal
 		return true
 	}
 	s.log.Info("mcp request with another caller's session refused", zap.String("principal", c.Principal.Subject), zap.String("method", r.Method))
-	httpapi.WriteError(w, broker.Errorf(broker.CodeNotFound, "no MCP session %s for this caller; a session belongs to the principal, graph and node that initialized it, so initialize a new one", id), s.opts.ResourceMetadataURL)
+	door.WriteError(w, broker.Errorf(broker.CodeNotFound, "no MCP session %s for this caller; a session belongs to the principal, graph and node that initialized it, so initialize a new one", id), s.opts.ResourceMetadataURL)
 	return false
 }
 
-// SetCatalog replaces the tools the server lists and accepts with the tools
-// of cat, e.g. after a configuration reload. The tools are copied: a later
-// change to cat is not seen until SetCatalog is called again. A tool mcp-go
-// refuses to register is an error and the old tools keep serving.
-func (s *Server) SetCatalog(cat broker.Catalog) (err error) {
-	if cat == nil {
-		return errors.New("mcp: a catalog is required")
+// route keeps mcp-go's tool table on the live snapshot. mcp-go only routes
+// a tools/call to a name in its table, so the table holds every tool of
+// the snapshot, by name alone, each routed to handleCall; it is rebuilt
+// before a request is handled whenever the broker swapped its snapshot.
+// Nothing else reads it: tools/list answers from the snapshot (listTools)
+// and every call is decided by the broker. A tool mcp-go refuses to route
+// is an error and the old table keeps routing.
+func (s *Server) route() (err error) {
+	snap := s.p.Snapshot()
+	if s.routed.Load() == snap.Generation() {
+		return nil
 	}
-	tools := cat.Tools()
+	s.routeMu.Lock()
+	defer s.routeMu.Unlock()
+	if s.routed.Load() >= snap.Generation() {
+		return nil
+	}
+	tools := snap.Catalog().Tools()
 	st := make([]server.ServerTool, 0, len(tools))
 	for _, t := range tools {
-		st = append(st, server.ServerTool{Tool: toMCPTool(t), Handler: s.handleCall})
+		st = append(st, server.ServerTool{Tool: mcpgo.Tool{Name: t.Name}, Handler: s.handleCall})
 	}
 	defer func() {
 		// mcp-go panics on a tool it cannot register; report it instead.
 		if v := recover(); v != nil {
-			err = fmt.Errorf("mcp: register tools: %v", v)
+			err = fmt.Errorf("mcp: route tools: %v", v)
 		}
 	}()
 	s.mcp.SetTools(st...)
+	s.routed.Store(snap.Generation())
 	return nil
 }
 
@@ -169,7 +189,7 @@ func (s *Server) ServeStdio(ctx context.Context, in io.Reader, out io.Writer, cr
 func (s *Server) capBody(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength > s.opts.MaxBodyBytes {
-			httpapi.WriteError(w, broker.Errorf(broker.CodePayloadTooLarge, "the MCP request body is %d bytes; the limit is %d", r.ContentLength, s.opts.MaxBodyBytes), s.opts.ResourceMetadataURL)
+			door.WriteError(w, broker.Errorf(broker.CodePayloadTooLarge, "the MCP request body is %d bytes; the limit is %d", r.ContentLength, s.opts.MaxBodyBytes), s.opts.ResourceMetadataURL)
 			return
 		}
 		if r.Body != nil {
@@ -196,43 +216,35 @@ func callFrom(ctx context.Context) (callCtx, bool) {
 	return cc, ok
 }
 
-// filterListing narrows a tools/list answer to what Pipeline.ListTools
-// returns for the caller. It is an after-hook rather than mcp-go's
+// listTools answers tools/list from the broker's live snapshot: the tools
+// Pipeline.ListTools returns for the caller, with their titles,
+// annotations, output schemas and the caller's view of the input schema
+// (arguments bound to its grant scope are gone from it, so the model is
+// never asked for them). It replaces whatever mcp-go listed from its
+// routing table. It is an after-list hook rather than mcp-go's
 // WithToolFilter because mcp-go applies tool filters at call time too and
-// answers a filtered-out tool with a bare "tool not found", which would keep
-// a forbidden call from reaching the broker (and its audit record). Without
-// an identified caller, or when the broker cannot list, the listing is empty
-// (fail closed). mcp-go pagination is not enabled, so the hook sees the
-// whole list.
-func (s *Server) filterListing(ctx context.Context, _ any, _ *mcpgo.ListToolsRequest, res *mcpgo.ListToolsResult) {
+// answers a filtered-out tool with a bare "tool not found", which would
+// keep a forbidden call from reaching the broker (and its audit record).
+// Without an identified caller, or when the broker cannot list, the
+// listing is empty (fail closed). mcp-go pagination is not enabled, so the
+// hook answers the whole list.
+func (s *Server) listTools(ctx context.Context, _ any, _ *mcpgo.ListToolsRequest, res *mcpgo.ListToolsResult) {
 	if res == nil {
 		return
 	}
-	visible := map[string]*broker.Tool{}
-	if cc, ok := callFrom(ctx); ok {
-		tools, err := s.p.ListTools(ctx, cc.caller)
-		if err != nil {
-			e, incident := broker.AsError(err)
-			s.log.Warn("tools/list refused; answering an empty list", zap.String("code", string(e.Code)), zap.String("incident", incident))
-		}
-		for _, t := range tools {
-			visible[t.Name] = t
-		}
+	res.Tools = []mcpgo.Tool{}
+	cc, ok := callFrom(ctx)
+	if !ok {
+		return
 	}
-	kept := res.Tools[:0:0]
-	for _, t := range res.Tools {
-		bt := visible[t.Name]
-		if bt == nil {
-			continue
-		}
-		// The caller's view of the schema: arguments bound to its grant
-		// scope are gone from it, so the model is never asked for them.
-		if len(bt.InputSchema) > 0 && t.RawInputSchema != nil {
-			t.RawInputSchema = json.RawMessage(bt.InputSchema)
-		}
-		kept = append(kept, t)
+	tools, err := s.p.ListTools(ctx, cc.caller)
+	if err != nil {
+		s.log.Warn("tools/list refused; answering an empty list", zap.String("code", string(broker.CodeOf(err))))
+		return
 	}
-	res.Tools = kept
+	for _, t := range tools {
+		res.Tools = append(res.Tools, toMCPTool(t))
+	}
 }
 
 // handleCall hands one tools/call to the pipeline.
@@ -265,10 +277,9 @@ func (s *Server) handleCall(ctx context.Context, req mcpgo.CallToolRequest) (*mc
 	}
 	res, err := s.p.Call(ctx, call)
 	if err != nil {
-		e, incident := broker.AsError(err)
-		if incident != "" {
-			s.log.Error("tool call failed", zap.String("incident", incident), zap.String("tool", call.Tool), zap.Error(err))
-		}
+		// The broker reported any internal failure (its message names the
+		// incident); the door only translates.
+		e, _ := broker.AsError(err)
 		if e.Code == broker.CodeUnknownTool {
 			// The catalog changed under us: answer as mcp-go does for a
 			// tool it does not hold.

@@ -47,7 +47,7 @@ func (p *stdioPeer) recv(id int) map[string]any {
 func startStdio(t *testing.T, cr broker.Credentials) (*doortest.Env, *stdioPeer, chan error) {
 	t.Helper()
 	env := doortest.New(t)
-	s, err := mcp.New(env.Broker, mcp.Options{Catalog: env.Catalog})
+	s, err := mcp.New(env.Broker, mcp.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +128,7 @@ func TestStdioRefusesBadCredentials(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env := doortest.New(t)
-			s, err := mcp.New(env.Broker, mcp.Options{Catalog: env.Catalog})
+			s, err := mcp.New(env.Broker, mcp.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -276,7 +276,8 @@ func (s *Service) record(ctx context.Context, ev broker.Event) error {
 	if s.cfg.Recorder == nil {
 		return nil
 	}
-	ev.ID, ev.Time = broker.NewID("evt"), s.cfg.Now().UTC()
+	ev.Time = s.cfg.Now().UTC()
+	ev.ID = broker.NewID("evt", ev.Time)
 	err := s.cfg.Recorder.Record(ctx, ev)
 	if err != nil {
 		s.cfg.Logger.Error("principal event not recorded", zap.String("kind", string(ev.Kind)), zap.Error(err))

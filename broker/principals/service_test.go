@@ -2,9 +2,7 @@ package principals
 
 import (
 	"context"
-	"database/sql"
 	"errors"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -15,21 +13,11 @@ import (
 
 	"github.com/toolgate/toolgate/broker"
 	"github.com/toolgate/toolgate/broker/brokertest"
+	"github.com/toolgate/toolgate/internal/db"
 	"github.com/toolgate/toolgate/internal/db/dbtest"
 )
 
-func openDB(t *testing.T) *sql.DB {
-	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "toolgate.db")+"?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if _, err := db.Exec(dbtest.Schema(t, "sqlite")); err != nil {
-		t.Fatal(err)
-	}
-	return db
-}
+func openDB(t *testing.T) *db.DB { return dbtest.SQLite(t) }
 
 // keysOf is a KeyDirectory over a literal table: key principal → owner.
 type keysOf map[string]string
@@ -122,9 +110,9 @@ func grantOf(id string, minter broker.Principal) broker.Principal {
 	return broker.Principal{Subject: "grant:" + id, Method: broker.AuthGrant, TokenID: id, Minter: &minter}
 }
 
-func newEnv(t *testing.T, db *sql.DB) *env {
+func newEnv(t *testing.T, d *db.DB) *env {
 	t.Helper()
-	store, err := NewStore(db, "sqlite")
+	store, err := NewStore(d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,7 +261,7 @@ func TestTwoInstancesOneStore(t *testing.T) {
 // TestStaleStateFailsClosed: a snapshot older than MaxStale refuses every
 // caller with unavailable, and none without a snapshot is admitted.
 func TestStaleStateFailsClosed(t *testing.T) {
-	store, err := NewStore(openDB(t), "sqlite")
+	store, err := NewStore(openDB(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,8 +42,8 @@ type SCIMUser struct {
 // Store keeps principal states and SCIM users in SQLite or Postgres (the
 // tables of migration 0006_principals).
 type Store struct {
-	db     *sql.DB
-	dollar bool
+	db *sql.DB
+	d  *db.DB
 }
 
 // Errors of the Store.
@@ -52,26 +52,16 @@ var (
 	ErrUserExists   = errors.New("a scim user with this userName exists")
 )
 
-// NewStore returns a Store over sdb; driver is "sqlite" or "postgres".
-func NewStore(sdb *sql.DB, driver string) (*Store, error) {
-	if sdb == nil {
+// NewStore returns a Store over d.
+func NewStore(d *db.DB) (*Store, error) {
+	if d == nil {
 		return nil, errors.New("principals store: no database")
 	}
-	switch driver {
-	case "sqlite", "sqlite3":
-		return &Store{db: sdb}, nil
-	case "postgres", "pgx":
-		return &Store{db: sdb, dollar: true}, nil
-	}
-	return nil, fmt.Errorf("principals store: unknown driver %q (want sqlite or postgres)", driver)
+	return &Store{db: d.SQL(), d: d}, nil
 }
 
-func (s *Store) q(query string) string {
-	if !s.dollar {
-		return query
-	}
-	return db.RebindPostgres(query)
-}
+// q rewrites ? placeholders to $n for Postgres.
+func (s *Store) q(query string) string { return s.d.Rebind(query) }
 
 const stateColumns = `principal, admin_disabled, scim_disabled, scim_id, reason, changed_by, changed_at`
 
@@ -114,7 +104,7 @@ func (s *Store) set(ctx context.Context, f stateFlag, principals []string, on bo
 	for _, p := range principals {
 		var admin, scim bool
 		lock := ""
-		if s.dollar {
+		if s.d.Driver() == db.DriverPostgres {
 			lock = " FOR UPDATE"
 		}
 		err := tx.QueryRowContext(ctx, s.q(`SELECT admin_disabled, scim_disabled FROM principal_states WHERE principal = ?`+lock), p).Scan(&admin, &scim)

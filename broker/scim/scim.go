@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/toolgate/toolgate/broker"
+	"github.com/toolgate/toolgate/broker/door"
 )
 
 // User is a SCIM user as the Directory keeps it.
@@ -52,6 +53,10 @@ type Options struct {
 	// BaseURL is the public URL of /scim/v2, for meta.location.
 	BaseURL string
 	Logger  *zap.Logger
+	// Reporter logs an internal failure once, under the incident id the
+	// client sees (the broker); nil gives the id without logging, for
+	// tests.
+	Reporter door.Reporter
 }
 
 // Schema URNs.
@@ -71,6 +76,7 @@ type handler struct {
 	token [sha256.Size]byte
 	base  string
 	log   *zap.Logger
+	rep   door.Reporter
 }
 
 // New returns the handler to mount at /scim/v2/.
@@ -84,7 +90,10 @@ func New(dir Directory, opts Options) (http.Handler, error) {
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
-	h := &handler{dir: dir, token: sha256.Sum256([]byte(opts.Token)), base: strings.TrimRight(opts.BaseURL, "/"), log: opts.Logger}
+	if opts.Reporter == nil {
+		opts.Reporter = door.ReportFunc(func(err error) *broker.Error { e, _ := broker.AsError(err); return e })
+	}
+	h := &handler{dir: dir, token: sha256.Sum256([]byte(opts.Token)), base: strings.TrimRight(opts.BaseURL, "/"), log: opts.Logger, rep: opts.Reporter}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /scim/v2/ServiceProviderConfig", h.serviceProviderConfig)
 	mux.HandleFunc("GET /scim/v2/Users", h.list)
@@ -111,9 +120,8 @@ func (h *handler) authenticated(next http.Handler) http.Handler {
 		}
 		defer func() {
 			if v := recover(); v != nil {
-				_, incident := broker.AsError(fmt.Errorf("panic: %v", v))
-				h.log.Error("scim handler panicked", zap.String("incident", incident), zap.Any("panic", v))
-				writeError(w, http.StatusInternalServerError, "", "internal error (incident "+incident+")")
+				e := h.rep.Report(fmt.Errorf("scim %s %s: handler panicked: %v", r.Method, r.URL.Path, v))
+				writeError(w, http.StatusInternalServerError, "", e.Message)
 			}
 		}()
 		r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
@@ -275,10 +283,7 @@ func (h *handler) delete(w http.ResponseWriter, r *http.Request) {
 
 // fail writes a Directory error as a SCIM error.
 func (h *handler) fail(w http.ResponseWriter, err error) {
-	e, incident := broker.AsError(err)
-	if incident != "" {
-		h.log.Error("scim request failed", zap.String("incident", incident), zap.Error(err))
-	}
+	e := h.rep.Report(err)
 	switch {
 	case e.Code == broker.CodeNotFound:
 		writeError(w, http.StatusNotFound, "", e.Message)
@@ -291,7 +296,7 @@ func (h *handler) fail(w http.ResponseWriter, err error) {
 	case e.Code == broker.CodePayloadTooLarge:
 		writeError(w, http.StatusRequestEntityTooLarge, "", e.Message)
 	default:
-		writeError(w, e.Code.HTTPStatus(), "", e.Message)
+		writeError(w, door.Status(e.Code), "", e.Message)
 	}
 }
 

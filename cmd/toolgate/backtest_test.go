@@ -81,20 +81,15 @@ func newBacktestEnv(t *testing.T) *backtestEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := openApp(context.Background(), cfg, zap.NewNop())
+	var mu sync.Mutex
+	now := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+	a, err := openAppClock(context.Background(), cfg, zap.NewNop(), func() time.Time { mu.Lock(); defer mu.Unlock(); return now })
 	if err != nil {
 		t.Fatal(err)
 	}
 	closeApp := sync.OnceFunc(a.Close)
 	defer closeApp()
-	var mu sync.Mutex
-	now := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
-	bcfg := a.brokerCfg
-	bcfg.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	b, err := broker.New(bcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := a.broker
 	for i, c := range backtestCalls {
 		mu.Lock()
 		now = now.Add(time.Second)

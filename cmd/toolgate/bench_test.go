@@ -187,9 +187,9 @@ func newBenchEnv(t *testing.T) *benchEnv {
 	serveBench(t, tgLn, a.handler)
 
 	// bare: mcp-go with one tool running the same SQL on the same pool.
-	pg, ok := a.brokerCfg.Targets["crm"].(*postgres.Connector)
+	pg, ok := a.targets["crm"].(*postgres.Connector)
 	if !ok {
-		t.Fatalf("target crm is %T, want *postgres.Connector", a.brokerCfg.Targets["crm"])
+		t.Fatalf("target crm is %T, want *postgres.Connector", a.targets["crm"])
 	}
 	bareLn := listenLoopback(t)
 	serveBench(t, bareLn, bareServer(pg.Pool()))

@@ -159,7 +159,7 @@ func printProblems(cmd *cobra.Command, code int, file string, err error) error {
 // hasRemoteTargets reports whether a target is checked only with --connect.
 func hasRemoteTargets(cfg *config.Config) bool {
 	for _, t := range cfg.Targets {
-		if t.Kind == "postgres" || t.Kind == "http" {
+		if t.SQLite == nil {
 			return true
 		}
 	}

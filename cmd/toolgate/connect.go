@@ -6,10 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -35,16 +35,16 @@ func checkConnect(ctx context.Context, cfg *config.Config, cat *tools.Catalog, c
 		byTarget[t.Target] = append(byTarget[t.Target], t)
 	}
 	var probs problemList
-	for _, name := range sortedTargetNames(cfg) {
+	for _, name := range slices.Sorted(maps.Keys(cfg.Targets)) {
 		t := cfg.Targets[name]
 		switch {
-		case t.Kind == "sqlite":
+		case t.SQLite != nil:
 			probs = append(probs, prepareSQLite(ctx, cfg, name, byTarget[name], connect)...)
 		case !connect:
-		case t.Kind == "postgres":
+		case t.Postgres != nil:
 			probs = append(probs, preparePostgres(ctx, cfg, name, byTarget[name], timeout)...)
-		case t.Kind == "http":
-			if err := reachHTTP(ctx, t.BaseURL, timeout); err != nil {
+		case t.HTTP != nil:
+			if err := reachHTTP(ctx, t.HTTP.BaseURL, timeout); err != nil {
 				probs = append(probs, cfg.Problem("targets."+name+".base_url", "cannot reach the target: "+err.Error()).String())
 			}
 		}
@@ -52,21 +52,12 @@ func checkConnect(ctx context.Context, cfg *config.Config, cat *tools.Catalog, c
 	return probs
 }
 
-func sortedTargetNames(cfg *config.Config) []string {
-	names := make([]string, 0, len(cfg.Targets))
-	for n := range cfg.Targets {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
-
 // preparePostgres prepares each tool's statement on one connection and
 // checks the parameter types the server inferred against the input schema.
 func preparePostgres(ctx context.Context, cfg *config.Config, target string, ts []*broker.Tool, timeout time.Duration) problemList {
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	conn, err := pgx.Connect(cctx, cfg.Targets[target].DSN)
+	conn, err := pgx.Connect(cctx, cfg.Targets[target].Postgres.DSN)
 	if err != nil {
 		return problemList{cfg.Problem("targets."+target, "cannot connect to the database: "+connectError(err)).String()}
 	}
@@ -186,7 +177,7 @@ func argTypes(schema json.RawMessage) map[string][]string {
 // prepareSQLite prepares each tool's statement on the database file,
 // opened read-only. A missing file is a problem only with --connect.
 func prepareSQLite(ctx context.Context, cfg *config.Config, target string, ts []*broker.Tool, connect bool) problemList {
-	path := cfg.Targets[target].Path
+	path := cfg.Targets[target].SQLite.Path
 	if _, err := os.Stat(path); err != nil {
 		if connect {
 			return problemList{cfg.Problem("targets."+target+".path", "cannot open the database: "+pathReason(err)).String()}

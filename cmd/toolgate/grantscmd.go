@@ -4,8 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
-	"sort"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -79,7 +80,7 @@ func grantsCreateCmd(sf *serverFlags) *cobra.Command {
 			fmt.Fprintf(out, "grant %s expires %s\n", res.GrantID, res.ExpiresAt.Format(time.RFC3339))
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NODE\tTOKEN")
-			for _, n := range sortedKeys(res.Tokens) {
+			for _, n := range slices.Sorted(maps.Keys(res.Tokens)) {
 				fmt.Fprintf(tw, "%s\t%s\n", n, res.Tokens[n])
 			}
 			return tw.Flush()
@@ -207,13 +208,4 @@ func grantsRevokeCmd(sf *serverFlags) *cobra.Command {
 			return nil
 		},
 	}
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -77,11 +77,11 @@ func runScaffold(cmd *cobra.Command, f scaffoldFlags) error {
 	var notes []scaffold.Note
 	switch {
 	case f.openAPI != "":
-		if t.Kind != "http" {
+		if t.HTTP == nil {
 			return fail(1, "--from-openapi needs an http target; %q is %s", f.target, t.Kind)
 		}
 		drafts, notes, err = openAPIDrafts(f.openAPI, f.operations, o)
-	case t.Kind == "http":
+	case t.HTTP != nil:
 		return fail(1, "--tables needs a postgres or sqlite target; %q is http (use --from-openapi)", f.target)
 	default:
 		det, derr := newSampleDetector()
@@ -122,11 +122,11 @@ func openAPIDrafts(spec string, ops []string, o scaffold.Options) ([]scaffold.Dr
 func tableDrafts(ctx context.Context, cfg *config.Config, f scaffoldFlags, o scaffold.Options) ([]scaffold.Draft, []scaffold.Note, error) {
 	t := cfg.Targets[f.target]
 	var read func(name string) (scaffold.Table, error)
-	switch t.Kind {
-	case "postgres":
+	switch {
+	case t.Postgres != nil:
 		cctx, cancel := context.WithTimeout(ctx, f.timeout)
 		defer cancel()
-		conn, err := pgx.Connect(cctx, t.DSN)
+		conn, err := pgx.Connect(cctx, t.Postgres.DSN)
 		if err != nil {
 			return nil, nil, fmt.Errorf("target %s: cannot connect: %s", f.target, connectError(err))
 		}
@@ -135,11 +135,12 @@ func tableDrafts(ctx context.Context, cfg *config.Config, f scaffoldFlags, o sca
 			return nil, nil, err
 		}
 		read = func(name string) (scaffold.Table, error) { return scaffold.PostgresTable(cctx, conn, name) }
-	case "sqlite":
-		if !exists(t.Path) {
-			return nil, nil, fmt.Errorf("target %s: the database %s does not exist", f.target, t.Path)
+	case t.SQLite != nil:
+		path := t.SQLite.Path
+		if !exists(path) {
+			return nil, nil, fmt.Errorf("target %s: the database %s does not exist", f.target, path)
 		}
-		db, err := sql.Open("sqlite", "file:"+t.Path+"?mode=ro&_pragma=busy_timeout(5000)")
+		db, err := sql.Open("sqlite", "file:"+path+"?mode=ro&_pragma=busy_timeout(5000)")
 		if err != nil {
 			return nil, nil, err
 		}

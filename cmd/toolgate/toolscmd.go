@@ -5,6 +5,8 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+
+	"github.com/toolgate/toolgate/internal/config"
 )
 
 func toolsCmd() *cobra.Command {
@@ -22,11 +24,8 @@ func toolsCmd() *cobra.Command {
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tTARGET\tKIND\tTITLE")
 			for _, t := range st.catalog.Tools() {
-				k := "sql"
-				if cfg.Targets[t.Target].Kind == "http" {
-					k = "http"
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", t.Name, t.Target, k, t.Title)
+				k, _ := config.KindOf(cfg.Targets[t.Target].Kind)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", t.Name, t.Target, k.Runs, t.Title)
 			}
 			return tw.Flush()
 		},

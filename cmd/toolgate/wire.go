@@ -14,14 +14,12 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/toolgate/toolgate/approvals"
+	"github.com/toolgate/toolgate/approvals/slack"
 	"github.com/toolgate/toolgate/broker"
 	"github.com/toolgate/toolgate/broker/auth"
 	bhttp "github.com/toolgate/toolgate/broker/httpapi"
 	bmcp "github.com/toolgate/toolgate/broker/mcp"
 	"github.com/toolgate/toolgate/broker/principals"
-	"github.com/toolgate/toolgate/connectors/httpapi"
-	"github.com/toolgate/toolgate/connectors/postgres"
-	"github.com/toolgate/toolgate/connectors/sqlite"
 	"github.com/toolgate/toolgate/internal/config"
 	"github.com/toolgate/toolgate/internal/db"
 	"github.com/toolgate/toolgate/internal/metrics"
@@ -97,6 +95,20 @@ func compileAll(cfg *config.Config, counters policy.Counters, log *zap.Logger) (
 	return &static{catalog: cat, policy: pol, masker: m}, probs
 }
 
+// live is what the broker serves from st: its catalog, policy and masker,
+// and the passthrough routes of the running configuration cfg (routes need
+// a restart to change, so a reload keeps those of cfg).
+func (st *static) live(cfg *config.Config) broker.Live {
+	l := broker.Live{Catalog: st.catalog, Policy: st.policy, Masker: st.masker}
+	for _, p := range cfg.Passthrough.Postgres {
+		l.Routes = append(l.Routes, broker.Route{Kind: broker.KindSQL, Target: p.Target})
+	}
+	for _, h := range cfg.Passthrough.HTTP {
+		l.Routes = append(l.Routes, broker.Route{Kind: broker.KindHTTP, Target: h.Target})
+	}
+	return l
+}
+
 // toolsDirReason is why the tools folder could not be read.
 func toolsDirReason(err error) string {
 	var le *tools.LoadError
@@ -133,12 +145,10 @@ type app struct {
 	off *offboarding
 	// counters hold budget counts; they outlive reloads.
 	counters policy.Counters
-	// brokerCfg is the broker's current configuration; reload swaps its
-	// catalog, policy and masker.
-	brokerCfg broker.Config
-	// live is the current policy, for the services that ask it questions
-	// outside the broker (grant minting).
-	live livePolicy
+	// targets are the connectors, by target name.
+	targets map[string]broker.Executor
+	// now is the clock every part of the app is given.
+	now func() time.Time
 	// env resolves ${ENV} when the config is reloaded.
 	env config.Env
 	// reloadMu serialises reloads.
@@ -172,9 +182,15 @@ func (a *app) Close() {
 	}
 }
 
-// openApp opens the store, connects the targets and wires the broker.
+// openApp opens the store, connects the targets and wires the broker, on
+// the system clock.
 func openApp(ctx context.Context, cfg *config.Config, log *zap.Logger) (*app, error) {
-	a := &app{cfg: cfg, log: log}
+	return openAppClock(ctx, cfg, log, time.Now)
+}
+
+// openAppClock is openApp with the clock every part of the app reads.
+func openAppClock(ctx context.Context, cfg *config.Config, log *zap.Logger, now func() time.Time) (*app, error) {
+	a := &app{cfg: cfg, log: log, now: now}
 	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
 	a.stop = stop
 	ok := false
@@ -183,116 +199,124 @@ func openApp(ctx context.Context, cfg *config.Config, log *zap.Logger) (*app, er
 			a.Close()
 		}
 	}()
-	store, err := db.Open(ctx, db.Config{Driver: cfg.Store.Driver, Path: cfg.Store.Path, DSN: cfg.Store.DSN}, log)
-	if err != nil {
-		return nil, fmt.Errorf("open store (%s): %w", cfg.Store.Driver, err)
-	}
-	a.store = store
-	a.closers = append(a.closers, func() { _ = store.Close() })
-
-	rec, err := recordings.NewStore(store, recordingsConfig(cfg), log)
-	if err != nil {
-		return nil, fmt.Errorf("open recordings: %w", err)
-	}
-	a.recorder = rec
-	if a.reader, err = recordings.NewReader(recordings.ReaderConfig{Store: rec, Auditors: cfg.Auth.Auditors}); err != nil {
+	if err := a.openStores(ctx, bg); err != nil {
 		return nil, err
 	}
-	a.closers = append(a.closers, func() { _ = rec.Close() })
-	if keep := cfg.Recordings.Retention.D(); keep > 0 {
-		a.background(bg, "retention", func(ctx context.Context) error { return rec.RunRetention(ctx, keep, time.Hour) })
-	}
-
-	// Budgets live in the store, so they hold across restarts and are
-	// shared by every instance on it.
-	budgets, err := counters.New(store, nil)
-	if err != nil {
-		return nil, err
-	}
-	a.background(bg, "budget counters purge", func(ctx context.Context) error {
-		return purgeCounters(ctx, budgets, cfg.Recordings.Retention.D(), log)
-	})
-	a.counters = budgets
 	st, err := compile(cfg, a.counters, log)
 	if err != nil {
 		return nil, err
 	}
-	a.live.p.Store(st.policy)
-	targets, err := openTargets(ctx, cfg, log, &a.closers)
-	if err != nil {
+	if a.targets, err = openTargets(ctx, cfg, log, &a.closers); err != nil {
 		return nil, err
 	}
 	// Everything that records goes through the metrics recorder, which
 	// counts what the store accepted for /metrics.
-	mrec := metrics.NewRecorder(rec)
-	mrec.SetLabels(metricLabels(cfg, st))
-	a.metrics = mrec
-	ap, err := openAuth(cfg, store, &a.live, mrec, log)
+	a.metrics = metrics.NewRecorder(a.recorder)
+	a.metrics.SetLabels(metricLabels(cfg, st))
+	ap, err := openAuth(cfg, a.store, livePolicy{a}, a.metrics, a.now, log)
 	if err != nil {
 		return nil, err
 	}
 	a.grants = ap.grants
 	a.background(bg, "key-usage", ap.usage.Run)
-	svc, slackN, err := openApprovals(bg, a, store, st.masker, mrec)
+	svc, slackN, err := openApprovals(bg, a, a.store, st.masker, a.metrics)
 	if err != nil {
 		return nil, err
 	}
 	a.approver = svc
-	if err := a.openOffboarding(bg, ap.keyStore, mrec); err != nil {
+	if err := a.openOffboarding(bg, ap.keyStore, a.metrics); err != nil {
 		return nil, err
 	}
 	if slackN != nil && cfg.Approvals.Slack.Mode == "socket" {
 		a.background(bg, "slack-socket-mode", func(ctx context.Context) error { return slackN.RunSocketMode(ctx, slackDecider{svc, a.off.svc}) })
 	}
-	a.brokerCfg = broker.Config{
-		Catalog:       st.catalog,
-		Targets:       targets,
-		Auth:          principals.NewGate(ap.authn, a.off.svc),
-		Graphs:        st.policy,
-		Policy:        st.policy,
-		Binder:        st.policy,
-		Masker:        st.masker,
-		Recorder:      mrec,
-		Approvals:     svc,
-		Logger:        log,
-		RecordResults: cfg.Recordings.Results == "masked",
-	}
-	b, err := broker.New(a.brokerCfg)
+	a.broker, err = broker.New(broker.Config{
+		Live: st.live(cfg), Targets: a.targets, Auth: principals.NewGate(ap.authn, a.off.svc), Recorder: a.metrics,
+		Approvals: svc, Logger: log, Now: a.now, RecordResults: cfg.Recordings.Results == "masked",
+	})
 	if err != nil {
 		return nil, err
 	}
-	a.broker = b
+	if a.handler, err = a.routes(bg, slackN); err != nil {
+		return nil, err
+	}
+	ok = true
+	return a, nil
+}
 
+// openStores opens the store and what lives in it beside grants and
+// approvals: the recordings (with their retention loop) and the budget
+// counters (with their purge loop).
+func (a *app) openStores(ctx, bg context.Context) error {
+	cfg, log := a.cfg, a.log
+	store, err := db.Open(ctx, db.Config{Driver: cfg.Store.Driver, Path: cfg.Store.Path, DSN: cfg.Store.DSN}, log)
+	if err != nil {
+		return fmt.Errorf("open store (%s): %w", cfg.Store.Driver, err)
+	}
+	a.store = store
+	a.closers = append(a.closers, func() { _ = store.Close() })
+	rc := recordingsConfig(cfg)
+	rc.Now = a.now
+	rec, err := recordings.NewStore(store, rc, log)
+	if err != nil {
+		return fmt.Errorf("open recordings: %w", err)
+	}
+	a.recorder = rec
+	if a.reader, err = recordings.NewReader(recordings.ReaderConfig{Store: rec, Auditors: cfg.Auth.Auditors, Now: a.now}); err != nil {
+		return err
+	}
+	a.closers = append(a.closers, func() { _ = rec.Close() })
+	if keep := cfg.Recordings.Retention.D(); keep > 0 {
+		a.background(bg, "retention", func(ctx context.Context) error { return rec.RunRetention(ctx, keep, time.Hour) })
+	}
+	// Budgets live in the store, so they hold across restarts and are
+	// shared by every instance on it.
+	budgets, err := counters.New(store, a.now)
+	if err != nil {
+		return err
+	}
+	a.background(bg, "budget counters purge", func(ctx context.Context) error {
+		return purgeCounters(ctx, budgets, cfg.Recordings.Retention.D(), a.now, log)
+	})
+	a.counters = budgets
+	return nil
+}
+
+// routes is the HTTP handler: the MCP door, the HTTP API, the Slack
+// interactions endpoint, the protected-resource metadata, the probes,
+// /metrics and the HTTP passthrough mounts (opening the Postgres
+// passthrough listeners too).
+func (a *app) routes(bg context.Context, slackN *slack.Notifier) (http.Handler, error) {
+	cfg, b := a.cfg, a.broker
 	metaURL := strings.TrimRight(cfg.PublicURL, "/") + "/.well-known/oauth-protected-resource"
-	srv, err := bmcp.New(b, bmcp.Options{Name: "toolgate", Version: version, ResourceMetadataURL: metaURL, Logger: log, Catalog: st.catalog})
+	srv, err := bmcp.New(b, bmcp.Options{Name: "toolgate", Version: version, ResourceMetadataURL: metaURL, Logger: a.log})
 	if err != nil {
 		return nil, fmt.Errorf("mcp: %w", err)
 	}
 	a.mcp = srv
 	a.off.svc.AddCloser(srv)
-
 	mux := http.NewServeMux()
 	mux.Handle("/mcp", srv.Handler())
 	mux.Handle("/mcp/", srv.Handler())
-	apiOpts := bhttp.Options{Logger: log, MaxBodyBytes: cfg.Limits.MaxBodyBytes, ResourceMetadataURL: metaURL}
+	apiOpts := bhttp.Options{Logger: a.log, MaxBodyBytes: cfg.Limits.MaxBodyBytes, ResourceMetadataURL: metaURL}
 	mux.Handle("/v1/", bhttp.New(b, apiOpts))
 	audit := bhttp.NewAudit(b, auditStore{a.reader}, apiOpts)
 	mux.Handle("/v1/audit/", audit)
 	mux.Handle("/v1/runs/", audit)
-	mux.Handle("/v1/approvals", bhttp.NewApprovals(b, svc, apiOpts))
-	mux.Handle("/v1/approvals/", bhttp.NewApprovals(b, svc, apiOpts))
-	mux.Handle("/v1/grants", bhttp.NewGrants(b, grantService{a.grants}, apiOpts))
-	mux.Handle("/v1/grants/", bhttp.NewGrants(b, grantService{a.grants}, apiOpts))
+	mux.Handle("/v1/approvals", bhttp.NewApprovals(b, a.approver, apiOpts))
+	mux.Handle("/v1/approvals/", bhttp.NewApprovals(b, a.approver, apiOpts))
+	mux.Handle("/v1/grants", bhttp.NewGrants(b, grantService{a.grants, a.now}, apiOpts))
+	mux.Handle("/v1/grants/", bhttp.NewGrants(b, grantService{a.grants, a.now}, apiOpts))
 	if err := a.mountOffboarding(mux, b, apiOpts); err != nil {
 		return nil, err
 	}
-	con, err := openConsole(cfg, b, svc, a.reader, log)
+	con, err := openConsole(cfg, b, a.approver, a.reader, a.log)
 	if err != nil {
 		return nil, err
 	}
 	mux.Handle("/console/", con)
 	if slackN != nil && cfg.Approvals.Slack.Mode == "http" {
-		mux.Handle("/slack/interactions", slackN.Handler(slackDecider{svc, a.off.svc}))
+		mux.Handle("/slack/interactions", slackN.Handler(slackDecider{a.approver, a.off.svc}))
 	}
 	prm := server.ProtectedResourceMetadataConfig{Resource: strings.TrimRight(cfg.PublicURL, "/") + "/mcp", BearerMethodsSupported: []string{"header"}}
 	if cfg.Auth.OIDC != nil {
@@ -300,19 +324,17 @@ func openApp(ctx context.Context, cfg *config.Config, log *zap.Logger) (*app, er
 	}
 	mux.Handle("/.well-known/oauth-protected-resource", server.NewProtectedResourceMetadataHandler(prm))
 	mux.Handle("/.well-known/oauth-protected-resource/", server.NewProtectedResourceMetadataHandler(prm))
-	mux.Handle("/metrics", mrec.Handler(cfg.Metrics.Token))
+	mux.Handle("/metrics", a.metrics.Handler(cfg.Metrics.Token))
 	mux.Handle("/healthz", bhttp.Health())
 	mux.Handle("/readyz", bhttp.Ready(func(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
-		return store.SQL().PingContext(ctx)
+		return a.store.SQL().PingContext(ctx)
 	}))
 	if err := a.openPassthrough(bg, mux, metaURL); err != nil {
 		return nil, err
 	}
-	a.handler = mux
-	ok = true
-	return a, nil
+	return mux, nil
 }
 
 // metricLabels are the names a /metrics tool label may take: the catalog's
@@ -328,44 +350,10 @@ func metricLabels(cfg *config.Config, st *static) metrics.Labels {
 	return l
 }
 
-// openTargets connects every configured target. Connectors connect lazily,
-// so a target that is down at start makes its calls fail with
-// target_unavailable rather than stopping the server.
-func openTargets(ctx context.Context, cfg *config.Config, log *zap.Logger, closers *[]func()) (map[string]broker.Executor, error) {
-	out := map[string]broker.Executor{}
-	for name, t := range cfg.Targets {
-		switch t.Kind {
-		case "postgres":
-			c, err := postgres.New(ctx, postgres.Config{Name: name, DSN: t.DSN, ReadOnly: t.ReadOnly, MaxRows: t.MaxRows, StatementTimeout: t.StatementTimeout.D(), MaxConns: int32(t.MaxConns)}, log)
-			if err != nil {
-				return nil, fmt.Errorf("target %s: %w", name, err)
-			}
-			*closers = append(*closers, c.Close)
-			out[name] = c
-		case "sqlite":
-			c, err := sqlite.New(sqlite.Config{Name: name, Path: t.Path, ReadOnly: t.ReadOnly, MaxRows: t.MaxRows, StatementTimeout: t.StatementTimeout.D()}, log)
-			if err != nil {
-				return nil, fmt.Errorf("target %s: %w", name, err)
-			}
-			*closers = append(*closers, func() { _ = c.Close() })
-			out[name] = c
-		case "http":
-			c, err := httpapi.New(httpapi.Config{Name: name, BaseURL: t.BaseURL, Headers: t.Headers, Timeout: t.Timeout.D(), MaxResponseBytes: t.MaxResponseBytes}, log)
-			if err != nil {
-				return nil, fmt.Errorf("target %s: %w", name, err)
-			}
-			out[name] = c
-		default:
-			return nil, fmt.Errorf("target %s: unknown kind %q", name, t.Kind)
-		}
-	}
-	return out, nil
-}
-
 // purgeCounters forgets budget counters whose window has passed every hour,
 // and run counters untouched for longer than keep when keep > 0 (the
 // recordings retention), until ctx ends.
-func purgeCounters(ctx context.Context, c *counters.Store, keep time.Duration, log *zap.Logger) error {
+func purgeCounters(ctx context.Context, c *counters.Store, keep time.Duration, now func() time.Time, log *zap.Logger) error {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {
@@ -376,7 +364,7 @@ func purgeCounters(ctx context.Context, c *counters.Store, keep time.Duration, l
 		}
 		var runsBefore time.Time
 		if keep > 0 {
-			runsBefore = time.Now().Add(-keep)
+			runsBefore = now().Add(-keep)
 		}
 		if n, err := c.Purge(ctx, runsBefore); err != nil {
 			log.Warn("budget counters purge failed", zap.Error(err))

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -13,11 +14,7 @@ import (
 	"github.com/toolgate/toolgate/broker/auth"
 	"github.com/toolgate/toolgate/internal/config"
 	"github.com/toolgate/toolgate/internal/db"
-	"github.com/toolgate/toolgate/policy"
 )
-
-// The policy engine answers the grant service's questions about graphs.
-var _ auth.GraphInfo = (*policy.Engine)(nil)
 
 // authParts are the authenticator and the services beside it.
 type authParts struct {
@@ -31,17 +28,17 @@ type authParts struct {
 // store, OIDC, workload identities, grant tokens) and the grant service on
 // the store. The grant service records grant_minted and grant_revoked
 // events with rec.
-func openAuth(cfg *config.Config, store *db.DB, pol auth.GraphInfo, rec broker.Recorder, log *zap.Logger) (authParts, error) {
-	grantStore, err := auth.NewSQLGrantStore(store.SQL(), store.Driver())
+func openAuth(cfg *config.Config, store *db.DB, pol auth.GraphInfo, rec broker.Recorder, now func() time.Time, log *zap.Logger) (authParts, error) {
+	grantStore, err := auth.NewSQLGrantStore(store)
 	if err != nil {
 		return authParts{}, fmt.Errorf("grant store: %w", err)
 	}
-	keyStore, err := auth.NewSQLKeyStore(store.SQL(), store.Driver())
+	keyStore, err := auth.NewSQLKeyStore(store)
 	if err != nil {
 		return authParts{}, fmt.Errorf("key store: %w", err)
 	}
 	usage := auth.NewUsage(keyStore, 0, log)
-	acfg := auth.Config{Grants: grantStore, Keys: keyStore, Usage: usage, Logger: log}
+	acfg := auth.Config{Grants: grantStore, Keys: keyStore, Usage: usage, Logger: log, Now: now}
 	if acfg.APIKeys, err = configuredKeys(cfg); err != nil {
 		return authParts{}, err
 	}
@@ -55,7 +52,7 @@ func openAuth(cfg *config.Config, store *db.DB, pol auth.GraphInfo, rec broker.R
 	if err != nil {
 		return authParts{}, fmt.Errorf("auth: %w", err)
 	}
-	grants, err := auth.NewGrants(auth.GrantsConfig{Store: grantStore, Graphs: pol, MaxTTL: cfg.Auth.GrantMaxTTL.D(), Recorder: rec, Logger: log})
+	grants, err := auth.NewGrants(auth.GrantsConfig{Store: grantStore, Graphs: pol, MaxTTL: cfg.Auth.GrantMaxTTL.D(), Recorder: rec, Logger: log, Now: now})
 	if err != nil {
 		return authParts{}, fmt.Errorf("grants: %w", err)
 	}
@@ -66,26 +63,24 @@ func openAuth(cfg *config.Config, store *db.DB, pol auth.GraphInfo, rec broker.R
 // a Postgres store, in-process on SQLite), the Slack announcer and the
 // approvals.on_decision webhook (which wraps Slack), and
 // starts their background loops.
-func openApprovals(bg context.Context, a *app, store *db.DB, masker broker.Masker, rec broker.Recorder) (*approvals.Service, *slack.Notifier, error) {
+func openApprovals(bg context.Context, a *app, store *db.DB, masker approvals.Masker, rec broker.Recorder) (*approvals.Service, *slack.Notifier, error) {
 	cfg, log := a.cfg, a.log
-	dialect := approvals.SQLite
 	var notifier approvals.Notifier
 	if store.Driver() == db.DriverPostgres {
-		dialect = approvals.Postgres
-		pn, err := approvals.NewPGNotifier(store.SQL(), cfg.Store.DSN, log)
+		pn, err := approvals.NewPGNotifier(store, log)
 		if err != nil {
 			return nil, nil, fmt.Errorf("approval notifier: %w", err)
 		}
 		a.background(bg, "approval-notifier", pn.Listen)
 		notifier = pn
 	}
-	astore, err := approvals.NewStore(store.SQL(), dialect)
+	astore, err := approvals.NewStore(store)
 	if err != nil {
 		return nil, nil, fmt.Errorf("approval store: %w", err)
 	}
 	acfg := approvals.Config{
 		Store: astore, Notifier: notifier, Masker: masker, Recorder: rec,
-		Timeout: cfg.Approvals.Timeout.D(), Wait: cfg.Approvals.Wait.D(), StaleAfter: cfg.Approvals.StaleAfter.D(), Logger: log,
+		Timeout: cfg.Approvals.Timeout.D(), Wait: cfg.Approvals.Wait.D(), StaleAfter: cfg.Approvals.StaleAfter.D(), Logger: log, Now: a.now,
 	}
 	var sn *slack.Notifier
 	if s := cfg.Approvals.Slack; s != nil {

@@ -10,8 +10,11 @@ import (
 )
 
 // grantService adapts auth.Grants to the grants API, which may not import
-// broker/auth.
-type grantService struct{ g *auth.Grants }
+// broker/auth; now tells a grant's status.
+type grantService struct {
+	g   *auth.Grants
+	now func() time.Time
+}
 
 var (
 	_ bhttp.GrantService = grantService{}
@@ -31,7 +34,7 @@ func (s grantService) Grant(ctx context.Context, p broker.Principal, id string) 
 	if err != nil {
 		return bhttp.GrantInfo{}, err
 	}
-	return grantInfo(g, time.Now()), nil
+	return grantInfo(g, s.now()), nil
 }
 
 func (s grantService) RevokeGrant(ctx context.Context, p broker.Principal, id string) error {
@@ -43,7 +46,7 @@ func (s grantService) Grants(ctx context.Context, p broker.Principal, graph, run
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now()
+	now := s.now()
 	out := make([]bhttp.GrantInfo, 0, len(gs))
 	for _, g := range gs {
 		out = append(out, grantInfo(g, now))

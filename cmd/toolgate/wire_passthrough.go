@@ -9,7 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/toolgate/toolgate/broker/auth"
-	bhttp "github.com/toolgate/toolgate/broker/httpapi"
+	"github.com/toolgate/toolgate/broker/door"
 	"github.com/toolgate/toolgate/connectors/httpproxy"
 	"github.com/toolgate/toolgate/connectors/pgwire"
 )
@@ -18,13 +18,13 @@ import (
 // entry and mounts an HTTP proxy per passthrough.http entry on mux.
 func (a *app) openPassthrough(bg context.Context, mux *http.ServeMux, metaURL string) error {
 	cfg := a.cfg
-	grants, err := auth.NewSQLGrantStore(a.store.SQL(), a.store.Driver())
+	grants, err := auth.NewSQLGrantStore(a.store)
 	if err != nil {
 		return fmt.Errorf("grant store: %w", err)
 	}
 	for i, l := range cfg.Passthrough.Postgres {
 		t, ok := cfg.Targets[l.Target]
-		if !ok || t.Kind != "postgres" {
+		if !ok || t.Postgres == nil {
 			return fmt.Errorf("passthrough.postgres[%d]: target %q is not a postgres target", i, l.Target)
 		}
 		roles, err := a.openRoles(bg, i, l, grants)
@@ -32,7 +32,9 @@ func (a *app) openPassthrough(bg context.Context, mux *http.ServeMux, metaURL st
 			return err
 		}
 		a.closers = append(a.closers, roles.Close)
-		pc := pgwire.Config{Listen: l.Listen, Target: l.Target, DSN: t.DSN, Login: roles}
+		pc := pgwire.Config{Listen: l.Listen, Target: l.Target, DSN: t.Postgres.DSN, Login: roles,
+			StatementTimeout: t.Postgres.StatementTimeout.D(), ReadOnly: t.Postgres.ReadOnly, MaxConnsPerGrant: l.MaxConnsPerGrant,
+			MaxMessageBytes: l.MaxMessageBytes, MaxRowBytes: l.MaxRowBytes, MaxCellBytes: l.MaxCellBytes}
 		if l.TLSCert != "" || l.TLSKey != "" {
 			cert, err := tls.LoadX509KeyPair(l.TLSCert, l.TLSKey)
 			if err != nil {
@@ -53,19 +55,23 @@ func (a *app) openPassthrough(bg context.Context, mux *http.ServeMux, metaURL st
 	}
 	for i, h := range cfg.Passthrough.HTTP {
 		t, ok := cfg.Targets[h.Target]
-		if !ok || t.Kind != "http" {
+		if !ok || t.HTTP == nil {
 			return fmt.Errorf("passthrough.http[%d]: target %q is not an http target", i, h.Target)
 		}
 		p, err := httpproxy.New(httpproxy.Config{
-			PathPrefix: h.PathPrefix, Target: h.Target, BaseURL: t.BaseURL, Headers: t.Headers,
-			Timeout: t.Timeout.D(), MaxBodyBytes: cfg.Limits.MaxBodyBytes, MaxResponseBytes: t.MaxResponseBytes,
+			PathPrefix: h.PathPrefix, Target: h.Target, BaseURL: t.HTTP.BaseURL, Headers: t.HTTP.Headers,
+			Timeout: t.HTTP.Timeout.D(), MaxBodyBytes: cfg.Limits.MaxBodyBytes, MaxResponseBytes: t.HTTP.MaxResponseBytes,
 			PassContentTypes: h.PassContentTypes,
-			WriteError:       func(w http.ResponseWriter, _ *http.Request, err error) { bhttp.WriteError(w, err, metaURL) },
+			// An internal failure of the proxy (a response that cannot be
+			// masked) is logged once, by the broker, before it is written.
+			WriteError: func(w http.ResponseWriter, _ *http.Request, err error) {
+				door.WriteError(w, a.broker.Report(err), metaURL)
+			},
 		}, a.broker, a.log)
 		if err != nil {
 			return fmt.Errorf("passthrough.http[%d]: %w", i, err)
 		}
-		mux.Handle(h.PathPrefix+"/", bhttp.Recover(a.log, p))
+		mux.Handle(h.PathPrefix+"/", door.Recover(a.broker, p))
 	}
 	return nil
 }

@@ -30,7 +30,11 @@ var (
 // target, as the role provisioner needs it.
 func (a *app) passAccess(target string) pgroles.PolicyFunc {
 	return func(c broker.Caller) (pgroles.Access, bool) {
-		pa, ok := a.live.p.Load().PassthroughAccess(c, target)
+		e, ok := livePolicy{a}.engine()
+		if !ok {
+			return pgroles.Access{}, false
+		}
+		pa, ok := e.PassthroughAccess(c, target)
 		if !ok {
 			return pgroles.Access{}, false
 		}
@@ -49,9 +53,10 @@ func (a *app) passAccess(target string) pgroles.PolicyFunc {
 func (a *app) openRoles(ctx context.Context, i int, l config.PostgresListener, grants *auth.SQLGrantStore) (*pgroles.Provisioner, error) {
 	cfg := a.cfg
 	t := cfg.Targets[l.Target]
+	pg := t.Postgres
 	declared, provision := declaredRoles(cfg, l.Target)
 	pc := pgroles.Config{
-		Target: l.Target, DSN: t.DSN, StatementTimeout: t.StatementTimeout.D(), ReadOnly: t.ReadOnly,
+		Target: l.Target, DSN: pg.DSN, StatementTimeout: pg.StatementTimeout.D(), ReadOnly: pg.ReadOnly,
 		ConnLimit: l.RoleConnLimit, Deny: denyColumns(cfg, t), Provision: provision && !l.SessionsAsAdmin,
 		Declared: declared, SessionsAsAdmin: l.SessionsAsAdmin, AllowPrivileged: l.AllowPrivilegedLogin,
 		Policy: a.passAccess(l.Target), Grants: grants, Logger: a.log,

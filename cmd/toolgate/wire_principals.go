@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"slices"
@@ -44,7 +45,7 @@ func configuredKeys(cfg *config.Config) ([]auth.APIKey, error) {
 // added to the system's roots for that issuer only.
 func workloadIssuers(cfg *config.Config) ([]auth.WorkloadConfig, error) {
 	var out []auth.WorkloadConfig
-	for _, name := range sortedNames(cfg.Auth.Workload) {
+	for _, name := range slices.Sorted(maps.Keys(cfg.Auth.Workload)) {
 		w := cfg.Auth.Workload[name]
 		wc := auth.WorkloadConfig{Name: name, Issuer: w.Issuer, Audience: w.Audience, Algorithms: w.Algorithms, MaxLifetime: w.MaxLifetime.D(), Claims: w.Claims}
 		if w.CAFile != "" {
@@ -66,22 +67,13 @@ func workloadIssuers(cfg *config.Config) ([]auth.WorkloadConfig, error) {
 	return out, nil
 }
 
-func sortedNames[V any](m map[string]V) []string {
-	names := make([]string, 0, len(m))
-	for n := range m {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	return names
-}
-
 // openOffboarding builds the principals service on the store: keys it
 // suspends, grants it revokes, approvals it refuses. It reads the state
 // once before the server starts, so no caller is admitted unchecked, and
 // then every 500ms in the background.
 func (a *app) openOffboarding(bg context.Context, keyStore *auth.SQLKeyStore, rec broker.Recorder) error {
 	cfg := a.cfg
-	pstore, err := principals.NewStore(a.store.SQL(), a.store.Driver())
+	pstore, err := principals.NewStore(a.store)
 	if err != nil {
 		return err
 	}
@@ -90,9 +82,9 @@ func (a *app) openOffboarding(bg context.Context, keyStore *auth.SQLKeyStore, re
 		return err
 	}
 	svc, err := principals.New(principals.Config{
-		Store: pstore, Keys: keyDirectory{configured: configured, store: keyStore, now: time.Now},
+		Store: pstore, Keys: keyDirectory{configured: configured, store: keyStore, now: a.now},
 		Grants: a.grants, Approvals: a.approver, Revoked: keyStore, Recorder: rec,
-		GraphOwners: func(graph string) []string { return a.live.p.Load().Owners(graph) },
+		GraphOwners: livePolicy{a}.Owners,
 		Admins:      cfg.Auth.Admins, Logger: a.log,
 	})
 	if err != nil {
@@ -122,7 +114,7 @@ func (a *app) mountOffboarding(mux *http.ServeMux, p broker.Pipeline, opts bhttp
 	mux.Handle("/v1/principals/", ps)
 	mux.Handle("/v1/access/", ps)
 	if s := a.cfg.Auth.SCIM; s != nil {
-		h, err := scim.New(scimDirectory{a.off.svc}, scim.Options{Token: s.Token, BaseURL: a.cfg.PublicURL + "/scim/v2", Logger: a.log.Named("scim")})
+		h, err := scim.New(scimDirectory{a.off.svc}, scim.Options{Token: s.Token, BaseURL: a.cfg.PublicURL + "/scim/v2", Logger: a.log.Named("scim"), Reporter: a.broker})
 		if err != nil {
 			return fmt.Errorf("auth.scim: %w", err)
 		}
@@ -228,7 +220,7 @@ func (s principalService) AccessReview(ctx context.Context, p broker.Principal, 
 	if !auth.IsAdmin(p, cfg.Auth.Admins) && !auth.IsAdmin(p, cfg.Auth.Auditors) {
 		return nil, broker.Errorf(broker.CodeForbidden, "principal %s is neither an admin (auth.admins) nor an auditor (auth.auditors) and may not read the access review", p.Subject)
 	}
-	in, err := reviewInput(ctx, cfg, s.a.store, time.Now(), stale)
+	in, err := reviewInput(ctx, cfg, s.a.store, s.a.now(), stale)
 	if err != nil {
 		return nil, broker.Wrap(broker.CodeUnavailable, err, "the store could not be read for the access review")
 	}
@@ -239,22 +231,22 @@ func (s principalService) AccessReview(ctx context.Context, p broker.Principal, 
 // the store.
 func reviewInput(ctx context.Context, cfg *config.Config, store *db.DB, now time.Time, stale time.Duration) (principals.ReviewInput, error) {
 	in := principals.ReviewInput{Now: now, Stale: stale, Admins: cfg.Auth.Admins, Auditors: cfg.Auth.Auditors, Disabled: map[string]time.Time{}}
-	for _, name := range sortedNames(cfg.Graphs) {
+	for _, name := range slices.Sorted(maps.Keys(cfg.Graphs)) {
 		g := cfg.Graphs[name]
 		in.Graphs = append(in.Graphs, principals.ReviewGraph{Name: name, Principals: g.Principals, Owners: g.Owners})
 		in.Approvers = append(in.Approvers, approverRoles("graphs."+name+".rules", g.Rules)...)
-		for _, n := range sortedNames(g.Nodes) {
+		for _, n := range slices.Sorted(maps.Keys(g.Nodes)) {
 			in.Approvers = append(in.Approvers, approverRoles("graphs."+name+".nodes."+n+".rules", g.Nodes[n].Rules)...)
 		}
 	}
-	keyStore, err := auth.NewSQLKeyStore(store.SQL(), store.Driver())
+	keyStore, err := auth.NewSQLKeyStore(store)
 	if err != nil {
 		return in, err
 	}
 	if err := reviewKeys(ctx, cfg, keyStore, &in); err != nil {
 		return in, err
 	}
-	grantStore, err := auth.NewSQLGrantStore(store.SQL(), store.Driver())
+	grantStore, err := auth.NewSQLGrantStore(store)
 	if err != nil {
 		return in, err
 	}
@@ -265,7 +257,7 @@ func reviewInput(ctx context.Context, cfg *config.Config, store *db.DB, now time
 	for _, g := range live {
 		in.Grants = append(in.Grants, principals.ReviewGrant{ID: g.ID, Graph: g.Graph, Run: g.Run, Nodes: g.Nodes, MintedBy: g.Minter.Subject, ExpiresAt: g.ExpiresAt})
 	}
-	pstore, err := principals.NewStore(store.SQL(), store.Driver())
+	pstore, err := principals.NewStore(store)
 	if err != nil {
 		return in, err
 	}

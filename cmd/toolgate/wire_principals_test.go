@@ -35,11 +35,11 @@ func TestSlackVoteOfDisabledApprover(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	ps, err := principals.NewStore(store.SQL(), store.Driver())
+	ps, err := principals.NewStore(store)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ks, err := auth.NewSQLKeyStore(store.SQL(), store.Driver())
+	ks, err := auth.NewSQLKeyStore(store)
 	if err != nil {
 		t.Fatal(err)
 	}

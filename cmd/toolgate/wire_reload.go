@@ -3,40 +3,71 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
-	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/toolgate/toolgate/broker"
+	"github.com/toolgate/toolgate/broker/auth"
 	"github.com/toolgate/toolgate/internal/config"
 	"github.com/toolgate/toolgate/policy"
 )
 
-// livePolicy is the policy engine currently serving; reload swaps it.
-type livePolicy struct{ p atomic.Pointer[policy.Engine] }
+// livePolicy answers the grant service's questions about graphs from the
+// policy engine of the broker's live snapshot, so grant minting and calls
+// read one configuration, swapped in one step by reload.
+type livePolicy struct{ a *app }
 
-// MayActAs asks the current policy.
-func (l *livePolicy) MayActAs(p broker.Principal, graph string) bool {
-	return l.p.Load().MayActAs(p, graph)
+var _ auth.GraphInfo = livePolicy{}
+
+// engine is the live policy engine; false before the broker exists.
+func (l livePolicy) engine() (*policy.Engine, bool) {
+	if l.a.broker == nil {
+		return nil, false
+	}
+	e, ok := l.a.broker.Snapshot().Policy().(*policy.Engine)
+	return e, ok
 }
 
-// HasNode asks the current policy.
-func (l *livePolicy) HasNode(graph, node string) bool { return l.p.Load().HasNode(graph, node) }
-
-// ValidateScope asks the current policy.
-func (l *livePolicy) ValidateScope(graph string, scope map[string]any) error {
-	return l.p.Load().ValidateScope(graph, scope)
+// MayActAs asks the live policy.
+func (l livePolicy) MayActAs(p broker.Principal, graph string) bool {
+	e, ok := l.engine()
+	return ok && e.MayActAs(p, graph)
 }
 
-// reload re-reads the config file and tools and swaps the catalog, policy
-// and masker atomically: a call in flight finishes on the configuration it
-// started with, the next one sees the new one. A config with any problem is
-// refused and the old one keeps serving. Sections that need a restart
+// HasNode asks the live policy.
+func (l livePolicy) HasNode(graph, node string) bool {
+	e, ok := l.engine()
+	return ok && e.HasNode(graph, node)
+}
+
+// Owners asks the live policy who owns graph; nobody before a policy is
+// loaded.
+func (l livePolicy) Owners(graph string) []string {
+	e, ok := l.engine()
+	if !ok {
+		return nil
+	}
+	return e.Owners(graph)
+}
+
+// ValidateScope asks the live policy.
+func (l livePolicy) ValidateScope(graph string, scope map[string]any) error {
+	e, ok := l.engine()
+	if !ok {
+		return broker.Errorf(broker.CodeUnavailable, "no policy is loaded yet; retry later")
+	}
+	return e.ValidateScope(graph, scope)
+}
+
+// reload re-reads the config file and tools and swaps the broker's live
+// snapshot (catalog, policy, masking) in one step: a call in flight
+// finishes on the configuration it started with, the next one, the MCP
+// tool listing and grant minting see the new one. A config with any problem
+// is refused and the old one keeps serving. Sections that need a restart
 // (listen, store, targets, auth, approvals, passthrough) are compared and
 // reported, not applied.
 func (a *app) reload(ctx context.Context) error {
@@ -58,22 +89,16 @@ func (a *app) reload(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	bc := a.brokerCfg
-	bc.Catalog, bc.Policy, bc.Graphs, bc.Binder, bc.Masker = st.catalog, st.policy, st.policy, st.policy, st.masker
-	if err := a.mcp.SetCatalog(st.catalog); err != nil {
-		return fmt.Errorf("mcp catalog: %w", err)
-	}
-	if err := a.broker.Reload(bc); err != nil {
+	if err := a.broker.Reload(st.live(a.cfg)); err != nil {
 		return err
 	}
-	a.brokerCfg = bc
-	a.live.p.Store(st.policy)
 	a.metrics.SetLabels(metricLabels(a.cfg, st))
 	for _, section := range restartNeeded(a.cfg, cfg) {
 		a.log.Warn("config section changed but needs a restart to apply", zap.String("section", section))
 	}
+	now := a.now()
 	ev := broker.Event{
-		ID: broker.NewID("evt"), Time: time.Now(), Kind: broker.EventPolicyReloaded,
+		ID: broker.NewID("evt", now), Time: now, Kind: broker.EventPolicyReloaded,
 		PolicyVersion: st.policy.PolicyVersion(),
 		Detail:        map[string]any{"tools": len(st.catalog.Tools()), "file": a.cfg.File},
 	}

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/toolgate/toolgate/broker"
+	"github.com/toolgate/toolgate/broker/door"
 )
 
 // Door is the front door name passthrough records carry.
@@ -29,7 +30,7 @@ type Pipeline interface {
 
 var _ Pipeline = (*broker.Broker)(nil)
 
-// ErrorWriter writes a refusal; cmd/toolgate passes broker/httpapi's.
+// ErrorWriter writes a refusal; cmd/toolgate passes broker/door's.
 type ErrorWriter func(w http.ResponseWriter, r *http.Request, err error)
 
 // Config configures one mount.
@@ -184,7 +185,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.cfg.WriteError(w, r, err)
 		return
 	}
-	caller, err := p.pipe.Identify(ctx, broker.CredentialsFromRequest(r))
+	caller, err := p.pipe.Identify(ctx, door.Credentials(r))
 	if err == nil {
 		err = p.checkForm(w, r)
 	}

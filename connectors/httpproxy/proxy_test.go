@@ -16,7 +16,7 @@ import (
 	"github.com/toolgate/toolgate/broker"
 	"github.com/toolgate/toolgate/broker/auth"
 	"github.com/toolgate/toolgate/broker/brokertest"
-	bhttp "github.com/toolgate/toolgate/broker/httpapi"
+	"github.com/toolgate/toolgate/broker/door"
 	"github.com/toolgate/toolgate/connectors/httpproxy"
 	"github.com/toolgate/toolgate/internal/config"
 	"github.com/toolgate/toolgate/policy"
@@ -80,13 +80,13 @@ func setupWith(t *testing.T, h http.Handler, pass []string) (*httptest.Server, s
 	}
 	m, _ := mask.New(mask.Config{}, nil)
 	rec := &brokertest.Recorder{}
-	b, err := broker.New(broker.Config{Catalog: cat, Auth: authn, Graphs: pol, Policy: pol, Masker: m, Recorder: rec})
+	b, err := broker.New(broker.Config{Live: broker.Live{Catalog: cat, Policy: pol, Masker: m, Routes: []broker.Route{{Kind: broker.KindHTTP, Target: "billing"}}}, Auth: authn, Recorder: rec})
 	if err != nil {
 		t.Fatal(err)
 	}
 	p, err := httpproxy.New(httpproxy.Config{PathPrefix: "/proxy/billing", Target: "billing", BaseURL: up.URL,
 		Headers: map[string]string{"X-Api-Key": "sk_live_target_secret"}, PassContentTypes: pass,
-		WriteError: func(w http.ResponseWriter, r *http.Request, err error) { bhttp.WriteError(w, err, "") }}, b, nil)
+		WriteError: func(w http.ResponseWriter, r *http.Request, err error) { door.WriteError(w, b.Report(err), "") }}, b, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

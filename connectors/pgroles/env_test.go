@@ -91,7 +91,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = store.Close() })
-	if e.grants, err = auth.NewSQLGrantStore(store.SQL(), store.Driver()); err != nil {
+	if e.grants, err = auth.NewSQLGrantStore(store); err != nil {
 		t.Fatal(err)
 	}
 	core, logs := observer.New(zap.DebugLevel)

@@ -177,7 +177,7 @@ func BenchmarkPgbench(b *testing.B) {
 	}
 	m, _ := mask.New(mask.Config{Targets: map[string]mask.TargetConfig{"crm": {Rules: map[string]string{"customers.card_number": "last4"}}}}, nil)
 	// Sessions run as provisioned per-grant roles (lock 2), as served.
-	gs, err := auth.NewSQLGrantStore(store.SQL(), store.Driver())
+	gs, err := auth.NewSQLGrantStore(store)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,11 +187,12 @@ func BenchmarkPgbench(b *testing.B) {
 	}
 	defer roles.Close()
 	proxy := func(recorder broker.Recorder) int {
-		brk, err := broker.New(broker.Config{Catalog: cat, Auth: authn, Graphs: pol, Policy: pol, Masker: m, Recorder: recorder})
+		brk, err := broker.New(broker.Config{Live: broker.Live{Catalog: cat, Policy: pol, Masker: m, Routes: []broker.Route{{Kind: broker.KindSQL, Target: "crm"}}}, Auth: authn, Recorder: recorder})
 		if err != nil {
 			t.Fatal(err)
 		}
-		srv, err := pgwire.New(pgwire.Config{Listen: "127.0.0.1:0", Target: "crm", DSN: pg.PasswordDSN(name), Login: roles}, brk, nil)
+		// pgbench's 16 clients share one node: above the default cap of 10.
+		srv, err := pgwire.New(pgwire.Config{Listen: "127.0.0.1:0", Target: "crm", DSN: pg.PasswordDSN(name), Login: roles, MaxConnsPerGrant: 32}, brk, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

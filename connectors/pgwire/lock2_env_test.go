@@ -169,7 +169,7 @@ func (e *lock2Env) pipeline(t *testing.T) (*broker.Broker, *policy.Engine, *auth
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = store.Close() })
-	gs, err := auth.NewSQLGrantStore(store.SQL(), store.Driver())
+	gs, err := auth.NewSQLGrantStore(store)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +196,7 @@ func (e *lock2Env) pipeline(t *testing.T) (*broker.Broker, *policy.Engine, *auth
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := broker.New(broker.Config{Catalog: cat, Auth: authn, Graphs: pol, Policy: pol, Masker: m, Recorder: &brokertest.Recorder{}})
+	b, err := broker.New(broker.Config{Live: broker.Live{Catalog: cat, Policy: pol, Masker: m, Routes: []broker.Route{{Kind: broker.KindSQL, Target: "crm"}}}, Auth: authn, Recorder: &brokertest.Recorder{}})
 	if err != nil {
 		t.Fatal(err)
 	}

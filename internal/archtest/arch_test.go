@@ -1,6 +1,7 @@
 package archtest
 
 import (
+	"fmt"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -104,9 +105,32 @@ func TestImportRules(t *testing.T) {
 	}
 }
 
+// doors lists each front door and the packages of the module it may
+// import: the core, and the HTTP plumbing every door shares. A door never
+// imports another door; its test-support subpackages may import
+// broker/brokertest too.
+var doors = map[string][]string{
+	"broker/mcp":     {"broker", "broker/door"},
+	"broker/httpapi": {"broker", "broker/door"},
+	"broker/console": {"broker", "broker/door"},
+	"broker/scim":    {"broker", "broker/door"},
+	"broker/door":    {"broker"},
+}
+
+// doorOf returns the door dir belongs to, "" when none.
+func doorOf(dir string) string {
+	for d := range doors {
+		if under(dir, d) {
+			return d
+		}
+	}
+	return ""
+}
+
+func under(s, prefix string) bool { return s == prefix || strings.HasPrefix(s, prefix+"/") }
+
 // forbidden returns why package dir may not import imp, or "".
 func forbidden(dir, imp string) string {
-	under := func(s, prefix string) bool { return s == prefix || strings.HasPrefix(s, prefix+"/") }
 	switch {
 	case under(imp, "cmd"):
 		return "nothing imports the binary"
@@ -116,14 +140,8 @@ func forbidden(dir, imp string) string {
 		return "the core imports none of its implementations; declare a small interface in broker instead"
 	case under(imp, "examples") && !under(dir, "cmd"):
 		return "only cmd/toolgate embeds the examples"
-	case under(dir, "broker/mcp") || under(dir, "broker/httpapi") || under(dir, "broker/scim"):
-		if imp != "broker" && !under(imp, "broker/httpapi") && imp != "broker/brokertest" {
-			return "front doors reach the pipeline only through broker"
-		}
-	case under(dir, "broker/console"):
-		if imp != "broker" {
-			return "the console reaches the pipeline, approvals and recordings only through broker and its own small interfaces"
-		}
+	case doorOf(dir) != "":
+		return doorRule(dir, imp)
 	case under(dir, "connectors"):
 		for _, bad := range []string{"policy", "approvals", "recordings", "broker/mcp", "broker/httpapi", "broker/console", "broker/auth", "tools"} {
 			if under(imp, bad) {
@@ -138,6 +156,37 @@ func forbidden(dir, imp string) string {
 		}
 	}
 	return ""
+}
+
+// doorRule says why door package dir may not import imp, or "".
+func doorRule(dir, imp string) string {
+	d := doorOf(dir)
+	if under(imp, d) || imp == "broker/brokertest" {
+		return "" // its own subpackages; brokertest is checked above
+	}
+	for _, ok := range doors[d] {
+		if imp == ok {
+			return ""
+		}
+	}
+	if other := doorOf(imp); other != "" {
+		return "doors do not import each other; what they share belongs in broker/door"
+	}
+	return fmt.Sprintf("front doors reach the pipeline only through broker; %s may import only %v", d, doors[d])
+}
+
+// TestCoreWithoutHTTP: the core speaks no protocol. HTTP (status codes,
+// headers, bearer parsing) belongs to the doors and broker/door.
+func TestCoreWithoutHTTP(t *testing.T) {
+	p := loadPackages(t)["broker"]
+	if p == nil {
+		t.Fatal("no package broker")
+	}
+	for imp := range p.imports {
+		if imp == "net/http" || strings.HasPrefix(imp, "net/http/") {
+			t.Errorf("broker imports %s; HTTP belongs to the front doors (broker/door)", imp)
+		}
+	}
 }
 
 // TestOneDocPerPackage: each package explains itself once, in doc.go.
@@ -184,12 +233,19 @@ func TestForbiddenRules(t *testing.T) {
 		{"policy", "cmd/toolgate", true},
 		{"broker/httpapi/doortest", "broker/brokertest", false},
 		{"broker/httpapi", "broker/brokertest", true},
+		{"broker/mcp", "broker/httpapi", true},
+		{"broker/httpapi", "broker/mcp", true},
+		{"broker/console", "broker/httpapi", true},
+		{"broker/mcp", "broker/door", false},
+		{"broker/door", "broker/httpapi", true},
+		{"broker/door", "broker", false},
+		{"broker/httpapi", "broker/auth", true},
+		{"connectors/httpproxy", "broker/door", false},
 		{"connectors/pgwire", "broker/brokertest", true},
 		{"cmd/toolgate", "broker/brokertest", true},
 		{"broker/console", "broker", false},
 		{"broker/console", "approvals", true},
 		{"broker/console", "recordings", true},
-		{"broker/console", "broker/httpapi", true},
 		{"approvals", "broker/console", true},
 	} {
 		if got := forbidden(c.dir, c.imp) != ""; got != c.bad {

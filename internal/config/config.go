@@ -131,25 +131,6 @@ func (k APIKey) ExpiresAt() (time.Time, error) {
 	return t, nil
 }
 
-// Target is a privileged backend.
-type Target struct {
-	Kind             string            `yaml:"kind" json:"kind"` // postgres | sqlite | http
-	DSN              string            `yaml:"dsn" json:"-"`     // postgres; secret
-	Path             string            `yaml:"path" json:"path,omitempty"`
-	ReadOnly         bool              `yaml:"read_only" json:"read_only,omitempty"`
-	MaxRows          int               `yaml:"max_rows" json:"max_rows,omitempty"`
-	StatementTimeout Duration          `yaml:"statement_timeout" json:"statement_timeout,omitempty"`
-	MaxConns         int               `yaml:"max_conns" json:"max_conns,omitempty"`
-	BaseURL          string            `yaml:"base_url" json:"base_url,omitempty"`
-	Headers          map[string]string `yaml:"headers" json:"-"` // secret values
-	Timeout          Duration          `yaml:"timeout" json:"timeout,omitempty"`
-	MaxResponseBytes int64             `yaml:"max_response_bytes" json:"max_response_bytes,omitempty"`
-	// Mask maps "table.column" (passthrough) or gjson paths to actions.
-	Mask map[string]string `yaml:"mask" json:"mask,omitempty"`
-	// Detectors switches detectors off (or on) for this target.
-	Detectors map[string]bool `yaml:"detectors" json:"detectors,omitempty"`
-}
-
 // Graph is one LangGraph graph's policy.
 type Graph struct {
 	Principals []string `yaml:"principals" json:"principals,omitempty"`
@@ -277,6 +258,15 @@ type PostgresListener struct {
 	Target  string `yaml:"target" json:"target"`
 	TLSCert string `yaml:"tls_cert" json:"tls_cert,omitempty"`
 	TLSKey  string `yaml:"tls_key" json:"tls_key,omitempty"`
+	// MaxConnsPerGrant caps the open sessions of one grant (of one graph
+	// and node for API-key sessions); 0 means 10.
+	MaxConnsPerGrant int `yaml:"max_conns_per_grant" json:"max_conns_per_grant,omitempty"`
+	// MaxMessageBytes caps one protocol message in either direction; 0
+	// means 16 MiB. MaxRowBytes caps one result row (0: 16 MiB),
+	// MaxCellBytes one value of a row or one Bind parameter (0: 8 MiB).
+	MaxMessageBytes int `yaml:"max_message_bytes" json:"max_message_bytes,omitempty"`
+	MaxRowBytes     int `yaml:"max_row_bytes" json:"max_row_bytes,omitempty"`
+	MaxCellBytes    int `yaml:"max_cell_bytes" json:"max_cell_bytes,omitempty"`
 	// SessionsAsAdmin lets sessions run as the target's dsn login instead
 	// of per-grant roles (lock 2 off); toolgate warns at every start.
 	SessionsAsAdmin bool `yaml:"sessions_as_admin" json:"sessions_as_admin,omitempty"`

@@ -70,13 +70,13 @@ func TestValidDecodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := cfg.Targets["crm"].DSN; got != "postgres://crm:s3cret@127.0.0.1/crm" {
+	if got := cfg.Targets["crm"].Postgres.DSN; got != "postgres://crm:s3cret@127.0.0.1/crm" {
 		t.Errorf("dsn not substituted: %q", got)
 	}
-	if got := cfg.Targets["billing"].Headers["Authorization"]; got != "Bearer billing-secret-token" {
+	if got := cfg.Targets["billing"].HTTP.Headers["Authorization"]; got != "Bearer billing-secret-token" {
 		t.Errorf("header not substituted: %q", got)
 	}
-	if got := cfg.Targets["crm"].StatementTimeout.D(); got != 5*time.Second {
+	if got := cfg.Targets["crm"].Postgres.StatementTimeout.D(); got != 5*time.Second {
 		t.Errorf("statement_timeout = %v", got)
 	}
 	if got := cfg.Recordings.Retention.D(); got != 90*24*time.Hour {
@@ -88,8 +88,8 @@ func TestValidDecodes(t *testing.T) {
 	if got := cfg.Graphs["support-bot"].Nodes["refund"].Rules[0].MinApprovals; got != 1 {
 		t.Errorf("min_approvals = %d", got)
 	}
-	if want := filepath.Join("testdata/valid", "data/demo.db"); cfg.Targets["demo"].Path != want {
-		t.Errorf("sqlite target path = %q, want %q (relative to the config file)", cfg.Targets["demo"].Path, want)
+	if want := filepath.Join("testdata/valid", "data/demo.db"); cfg.Targets["demo"].SQLite.Path != want {
+		t.Errorf("sqlite target path = %q, want %q (relative to the config file)", cfg.Targets["demo"].SQLite.Path, want)
 	}
 	role := cfg.Graphs["support-bot"].Nodes["reporting"].Passthrough["crm"].Role
 	if role == nil || role.User != "crm_reader" || role.Password != "reader-pw-secret" {
@@ -103,6 +103,9 @@ func TestValidDecodes(t *testing.T) {
 	}
 	if cfg.PublicURL != "" {
 		t.Errorf("public_url = %q; it defaults at serve time from the bound address", cfg.PublicURL)
+	}
+	if p := cfg.Passthrough.Postgres[0]; p.MaxConnsPerGrant != 4 || p.MaxMessageBytes != 8<<20 || p.MaxRowBytes != 4<<20 || p.MaxCellBytes != 1<<20 {
+		t.Errorf("passthrough.postgres[0] bounds = %+v", p)
 	}
 }
 

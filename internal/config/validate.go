@@ -2,9 +2,9 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 )
@@ -60,10 +60,9 @@ func (c *Config) applyDefaults() {
 			w.CAFile = resolve(dir, w.CAFile)
 			c.Auth.Workload[name] = w
 		}
-		for name, t := range c.Targets {
-			if t.Kind == "sqlite" {
-				t.Path = resolve(dir, t.Path)
-				c.Targets[name] = t
+		for _, t := range c.Targets {
+			if sec := t.Section(); sec != nil {
+				sec.resolve(dir)
 			}
 		}
 	}
@@ -105,31 +104,22 @@ func (c *Config) Validate() error {
 	}
 	c.validateConsole(add)
 	for i, p := range c.Passthrough.Postgres {
-		t, ok := c.Targets[p.Target]
-		switch {
-		case !ok:
-			add(fmt.Sprintf("passthrough.postgres[%d].target", i), "no target named %q", p.Target)
-		case t.Kind != "postgres":
-			add(fmt.Sprintf("passthrough.postgres[%d].target", i), "target %q is %s, the Postgres passthrough needs a postgres target", p.Target, t.Kind)
+		c.passthroughTarget(add, fmt.Sprintf("passthrough.postgres[%d].target", i), "postgres", "Postgres", p.Target)
+		if p.MaxCellBytes > 0 && p.MaxRowBytes > 0 && p.MaxCellBytes > p.MaxRowBytes {
+			add(fmt.Sprintf("passthrough.postgres[%d].max_cell_bytes", i), "%d is more than max_row_bytes (%d): a value cannot be larger than its row", p.MaxCellBytes, p.MaxRowBytes)
 		}
 	}
 	for i, p := range c.Passthrough.HTTP {
-		t, ok := c.Targets[p.Target]
-		switch {
-		case !ok:
-			add(fmt.Sprintf("passthrough.http[%d].target", i), "no target named %q", p.Target)
-		case t.Kind != "http":
-			add(fmt.Sprintf("passthrough.http[%d].target", i), "target %q is %s, the HTTP passthrough needs an http target", p.Target, t.Kind)
-		}
+		c.passthroughTarget(add, fmt.Sprintf("passthrough.http[%d].target", i), "http", "HTTP", p.Target)
 		for j, ct := range p.PassContentTypes {
 			if maskedMedia(ct) {
 				add(fmt.Sprintf("passthrough.http[%d].pass_content_types[%d]", i, j), "%s is text, JSON or XML, which toolgate masks; only binary types can be declared to pass unmasked", ct)
 			}
 		}
 	}
-	for _, g := range sortedKeys(c.Graphs) {
-		for _, n := range sortedKeys(c.Graphs[g].Nodes) {
-			for _, t := range sortedKeys(c.Graphs[g].Nodes[n].Passthrough) {
+	for _, g := range slices.Sorted(maps.Keys(c.Graphs)) {
+		for _, n := range slices.Sorted(maps.Keys(c.Graphs[g].Nodes)) {
+			for _, t := range slices.Sorted(maps.Keys(c.Graphs[g].Nodes[n].Passthrough)) {
 				p := fmt.Sprintf("graphs.%s.nodes.%s.passthrough.%s", g, n, t)
 				target, ok := c.Targets[t]
 				if !ok {
@@ -137,7 +127,7 @@ func (c *Config) Validate() error {
 					continue
 				}
 				if r := c.Graphs[g].Nodes[n].Passthrough[t].Role; r != nil {
-					if target.Kind != "postgres" {
+					if target.Postgres == nil {
 						add(p+".role", "a role applies to postgres targets only; %q is %s", t, target.Kind)
 					} else if why := badRoleName(r.User); why != "" {
 						add(p+".role.user", "%s", why)
@@ -163,6 +153,19 @@ func (c *Config) validateConsole(add func(path, format string, args ...any)) {
 	}
 	if o.Scopes != nil && !slices.Contains(o.Scopes, "openid") {
 		add("console.oidc.scopes", "the scopes must include openid")
+	}
+}
+
+// passthroughTarget reports a passthrough entry (at path, in section) whose
+// target does not exist or is of a kind the section cannot serve.
+func (c *Config) passthroughTarget(add func(path, format string, args ...any), path, section, label, target string) {
+	t, ok := c.Targets[target]
+	if !ok {
+		add(path, "no target named %q", target)
+		return
+	}
+	if k, _ := KindOf(t.Kind); k.Passthrough != section {
+		add(path, "target %q is %s, the %s passthrough needs %s target", target, t.Kind, label, KindPhrase(KindsServedBy(section)))
 	}
 }
 
@@ -202,13 +205,4 @@ func (c *Config) TargetKinds() map[string]string {
 		m[name] = t.Kind
 	}
 	return m
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

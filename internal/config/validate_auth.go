@@ -2,6 +2,8 @@ package config
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 )
 
@@ -17,7 +19,7 @@ func (c *Config) validateAuth(add func(path, format string, args ...any)) {
 	if c.Auth.OIDC != nil {
 		issuers[c.Auth.OIDC.Issuer] = "auth.oidc"
 	}
-	for _, name := range sortedKeys(c.Auth.Workload) {
+	for _, name := range slices.Sorted(maps.Keys(c.Auth.Workload)) {
 		w := c.Auth.Workload[name]
 		if other, dup := issuers[w.Issuer]; dup {
 			add("auth.workload."+name+".issuer", "issuer %s is also %s's; one issuer is either for users or for workloads", w.Issuer, other)
@@ -38,7 +40,7 @@ func (c *Config) validateAuth(add func(path, format string, args ...any)) {
 			add(fmt.Sprintf("auth.api_keys[%d].owner", i), "%s", why)
 		}
 	}
-	for _, g := range sortedKeys(c.Graphs) {
+	for _, g := range slices.Sorted(maps.Keys(c.Graphs)) {
 		check("graphs."+g+".principals", c.Graphs[g].Principals)
 		check("graphs."+g+".owners", c.Graphs[g].Owners)
 	}

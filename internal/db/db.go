@@ -67,11 +67,41 @@ func (c Config) driver() string {
 	return c.Driver
 }
 
-// DB is an open, migrated store.
+// DB is an open, migrated store: the one way every store (recordings,
+// budget counters, grants, approvals) reaches the database.
 type DB struct {
 	sql    *sql.DB
 	driver string
 	log    *zap.Logger
+	// dsn opens dedicated PostgreSQL connections (DedicatedConn); secret.
+	dsn string
+}
+
+// Use wraps a pool its caller opened and migrated as a DB: for tests that
+// keep their own schema. driver is DriverSQLite or DriverPostgres; dsn is
+// the PostgreSQL connection string DedicatedConn dials ("" for SQLite, or
+// when no dedicated connection is needed).
+func Use(pool *sql.DB, driver, dsn string) (*DB, error) {
+	if pool == nil {
+		return nil, errors.New("db: no pool")
+	}
+	if driver != DriverSQLite && driver != DriverPostgres {
+		return nil, fmt.Errorf("db: unknown driver %q (want sqlite or postgres)", driver)
+	}
+	return &DB{sql: pool, driver: driver, log: zap.NewNop(), dsn: dsn}, nil
+}
+
+// DedicatedConn opens a PostgreSQL connection outside the pool, for a
+// session that must hold one (LISTEN). The caller closes it.
+func (d *DB) DedicatedConn(ctx context.Context) (*pgx.Conn, error) {
+	if d.driver != DriverPostgres || d.dsn == "" {
+		return nil, errors.New("db: dedicated connections need a postgres store")
+	}
+	conn, err := pgx.Connect(ctx, d.dsn)
+	if err != nil {
+		return nil, scrub(err, d.dsn)
+	}
+	return conn, nil
 }
 
 // Open opens the store, checks that it answers and applies every pending
@@ -84,7 +114,7 @@ func Open(ctx context.Context, cfg Config, log *zap.Logger) (*DB, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	d := &DB{driver: cfg.driver(), log: log}
+	d := &DB{driver: cfg.driver(), log: log, dsn: cfg.DSN}
 	var err error
 	switch d.driver {
 	case DriverSQLite:

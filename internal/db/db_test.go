@@ -248,3 +248,27 @@ func TestOpenBadDSNDoesNotEchoIt(t *testing.T) {
 		t.Fatalf("error %q does not say the dsn is malformed", err)
 	}
 }
+
+// TestUse: a pool opened elsewhere is wrapped with its driver; nothing else
+// is accepted, and only a postgres DB with a DSN opens dedicated
+// connections.
+func TestUse(t *testing.T) {
+	d, err := db.Open(context.Background(), db.Config{Path: filepath.Join(t.TempDir(), "s.db")}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if _, err := db.Use(nil, db.DriverSQLite, ""); err == nil {
+		t.Error("Use accepted no pool")
+	}
+	if _, err := db.Use(d.SQL(), "mysql", ""); err == nil {
+		t.Error("Use accepted an unknown driver")
+	}
+	u, err := db.Use(d.SQL(), db.DriverSQLite, "")
+	if err != nil || u.Driver() != db.DriverSQLite || u.Rebind("a = ?") != "a = ?" {
+		t.Fatalf("Use = %v, %v", u, err)
+	}
+	if _, err := u.DedicatedConn(context.Background()); err == nil {
+		t.Error("a sqlite DB opened a dedicated connection")
+	}
+}

@@ -3,7 +3,8 @@ package mask
 import (
 	"errors"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/tidwall/match"
@@ -89,7 +90,7 @@ func (c Config) Validate() error {
 	var errs []error
 	needKey := false
 	check := func(where string, rules map[string]string, det map[string]bool) {
-		for _, path := range sortedKeys(rules) {
+		for _, path := range slices.Sorted(maps.Keys(rules)) {
 			action := rules[path]
 			if err := validateRule(path, action); err != nil {
 				errs = append(errs, fmt.Errorf("%s.rules[%q]: %w", where, path, err))
@@ -101,7 +102,7 @@ func (c Config) Validate() error {
 		}
 	}
 	check("masking", c.Rules, c.Detectors)
-	for _, name := range sortedKeys(c.Targets) {
+	for _, name := range slices.Sorted(maps.Keys(c.Targets)) {
 		t := c.Targets[name]
 		check("targets."+name+".mask", t.Rules, t.Detectors)
 	}
@@ -115,7 +116,7 @@ func (c Config) Validate() error {
 // load rather than at call.
 func ValidateRules(rules map[string]string) error {
 	var errs []error
-	for _, path := range sortedKeys(rules) {
+	for _, path := range slices.Sorted(maps.Keys(rules)) {
 		if err := validateRule(path, rules[path]); err != nil {
 			errs = append(errs, fmt.Errorf("mask[%q]: %w", path, err))
 		}
@@ -126,7 +127,7 @@ func ValidateRules(rules map[string]string) error {
 // ValidateDetectors checks detector switch names.
 func ValidateDetectors(det map[string]bool) error {
 	var errs []error
-	for _, name := range sortedKeys(det) {
+	for _, name := range slices.Sorted(maps.Keys(det)) {
 		if _, ok := detectorByName(name); !ok {
 			errs = append(errs, fmt.Errorf("unknown detector %q (known: %s)", name, strings.Join(Detectors(), ", ")))
 		}
@@ -260,14 +261,4 @@ func index(k string) int {
 		n = n*10 + int(k[i]-'0')
 	}
 	return n
-}
-
-// sortedKeys returns the keys of m in order, for stable error lists.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -1,6 +1,9 @@
 // Package mask keeps sensitive values out of what toolgate hands to agents,
 // writes to recordings and logs, and puts in error messages (DESIGN §7). It
-// implements broker.Masker.
+// implements broker.Masker. A tool's result masking (its merged rules and
+// detectors) is compiled once, by PrepareTool, when the catalog loads,
+// into a ToolMasking the broker keeps with the tool; nothing is compiled or
+// cached per call.
 //
 // # Path rules
 //

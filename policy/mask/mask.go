@@ -3,8 +3,6 @@ package mask
 import (
 	"fmt"
 	"sort"
-	"sync"
-	"sync/atomic"
 
 	"go.uber.org/zap"
 
@@ -38,9 +36,9 @@ type targetMasking struct {
 	cells     map[string]string // target "table.column" rules, then global
 }
 
-// Masker masks results, records and text. It is safe for concurrent use:
-// everything it holds is read-only after New, except the cache of compiled
-// tool masking.
+// Masker masks results, records and text. It is immutable after New and
+// safe for concurrent use. A tool's result masking is compiled once, by
+// PrepareTool, when the catalog loads.
 type Masker struct {
 	hashKey []byte
 	log     *zap.Logger
@@ -48,24 +46,18 @@ type Masker struct {
 	targets map[string]*targetMasking
 	record  detectorSet // detectors for MaskRecord and MaskText
 	secrets *secretSet  // credentials redacted by value; nil for none
-
-	// tools caches forTool by tool: a catalog's tools are read-only, and
-	// compiling a tool's rules on every call cost as much as masking. It
-	// holds at most maxCachedTools entries (catalog reloads bring new
-	// tools); past that, tools are compiled per call.
-	tools      sync.Map // *broker.Tool → *toolMasking
-	toolsCount atomic.Int64
 }
 
-// maxCachedTools bounds Masker.tools.
-const maxCachedTools = 4096
-
-// toolMasking is forTool's answer for one tool.
-type toolMasking struct {
+// ToolMasking is one tool's result masking, compiled by PrepareTool: the
+// merged rules (global < target < tool) and the detectors. It is
+// immutable.
+type ToolMasking struct {
+	m     *Masker
 	rules []rule
 	det   detectorSet
-	err   error
 }
+
+var _ broker.ToolMask = (*ToolMasking)(nil)
 
 // New validates cfg and compiles it. A nil log means zap.NewNop().
 func New(cfg Config, log *zap.Logger) (*Masker, error) {
@@ -152,37 +144,27 @@ func (m *Masker) CheckTool(tool *broker.Tool) error {
 	return nil
 }
 
-// forTool returns the rules and detectors for a tool's result.
-func (m *Masker) forTool(tool *broker.Tool) ([]rule, detectorSet, error) {
+// PrepareTool merges and compiles the masking of a tool's results: its
+// target's rules (else the global ones) under the tool's own, and the
+// target's result detectors with the tool's switches. A nil tool gets the
+// global masking. An invalid declaration is an error, as CheckTool says.
+func (m *Masker) PrepareTool(tool *broker.Tool) (broker.ToolMask, error) {
 	if tool == nil {
-		return m.global.rules, m.global.detectors, nil
+		return &ToolMasking{m: m, rules: m.global.rules, det: m.global.detectors}, nil
 	}
-	if v, ok := m.tools.Load(tool); ok {
-		c := v.(*toolMasking)
-		return c.rules, c.det, c.err
-	}
-	rules, det, err := m.compileTool(tool)
-	if m.toolsCount.Add(1) <= maxCachedTools {
-		m.tools.Store(tool, &toolMasking{rules: rules, det: det, err: err})
-	}
-	return rules, det, err
-}
-
-// compileTool merges and compiles the rules for a tool's result.
-func (m *Masker) compileTool(tool *broker.Tool) ([]rule, detectorSet, error) {
 	tm := &m.global
 	if t, ok := m.targets[tool.Target]; ok {
 		tm = t
 	}
 	if err := ValidateDetectors(tool.Detectors); err != nil {
-		return nil, 0, fmt.Errorf("tool %s: detectors: %w", tool.Name, err)
+		return nil, fmt.Errorf("tool %s: detectors: %w", tool.Name, err)
 	}
 	det := tm.detectors.apply(tool.Detectors)
 	if len(tool.Mask) == 0 {
-		return tm.rules, det, nil
+		return &ToolMasking{m: m, rules: tm.rules, det: det}, nil
 	}
 	if err := m.CheckTool(tool); err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	merged := make(map[string]string, len(tm.ruleMap)+len(tool.Mask))
 	layers := make(map[string]int, len(tm.ruleMap)+len(tool.Mask))
@@ -192,25 +174,31 @@ func (m *Masker) compileTool(tool *broker.Tool) ([]rule, detectorSet, error) {
 	for p, a := range tool.Mask {
 		merged[p], layers[p] = a, layerTool
 	}
-	return compileRules(merged, layers), det, nil
+	return &ToolMasking{m: m, rules: compileRules(merged, layers), det: det}, nil
 }
 
-// MaskResult masks a tool's result document with the merged rules (global
-// < target < tool) and the result detectors. Invalid JSON comes back as a
-// JSON string of the detector-masked text. An error (a document nested
-// deeper than MaxDepth, a tool rule that cannot be applied) means the result
-// must be withheld.
-func (m *Masker) MaskResult(tool *broker.Tool, doc []byte) ([]byte, broker.MaskStats, error) {
-	rules, det, err := m.forTool(tool)
-	if err != nil {
-		return nil, nil, err
-	}
+// Mask masks a result document with the tool's merged rules and result
+// detectors. Invalid JSON comes back as a JSON string of the
+// detector-masked text. An error (a document nested deeper than MaxDepth, a
+// rule that cannot be applied) means the result must be withheld.
+func (t *ToolMasking) Mask(doc []byte) ([]byte, broker.MaskStats, error) {
 	stats := broker.MaskStats{}
-	out, err := m.mask(doc, rules, det, stats)
+	out, err := t.m.mask(doc, t.rules, t.det, stats)
 	if err != nil {
 		return nil, nil, err
 	}
 	return out, stats, nil
+}
+
+// MaskResult prepares tool's masking and masks doc with it: for a one-off
+// document (the samples `toolgate tools scaffold` reads, tests). A server prepares each tool
+// once, when its catalog loads, and masks with the ToolMask.
+func (m *Masker) MaskResult(tool *broker.Tool, doc []byte) ([]byte, broker.MaskStats, error) {
+	tm, err := m.PrepareTool(tool)
+	if err != nil {
+		return nil, nil, err
+	}
+	return tm.Mask(doc)
 }
 
 // MaskRecord masks a document bound for a recording or a log line: global

@@ -550,23 +550,34 @@ func TestConcurrent(t *testing.T) {
 	wg.Wait()
 }
 
-// TestToolCacheBound checks that tools past the cache bound are still
-// masked by their own rules.
-func TestToolCacheBound(t *testing.T) {
+// TestPrepareTool: each tool's masking is compiled once, by PrepareTool,
+// and belongs to that tool alone; what the declaration says afterwards is
+// not read again (masking is prepared at load, nothing is looked up per
+// call).
+func TestPrepareTool(t *testing.T) {
 	m := newMasker(t, Config{})
 	doc := []byte(`{"a":"x","b":"y"}`)
-	for i := range maxCachedTools + 50 {
-		path := []string{"a", "b"}[i%2]
-		tool := &broker.Tool{Name: "t", Mask: map[string]string{path: ActionRedact}}
-		for range 2 {
-			out, _, err := m.MaskResult(tool, doc)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := map[string]string{"a": `{"a":"[REDACTED]","b":"y"}`, "b": `{"a":"x","b":"[REDACTED]"}`}[path]
-			if string(out) != want {
-				t.Fatalf("tool %d: MaskResult = %s, want %s", i, out, want)
-			}
+	ta := &broker.Tool{Name: "ta", Mask: map[string]string{"a": ActionRedact}}
+	tb := &broker.Tool{Name: "tb", Mask: map[string]string{"b": ActionRedact}}
+	ma, err := m.PrepareTool(ta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb, err := m.PrepareTool(tb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ta.Mask["b"] = ActionRedact // after preparing: not seen
+	for _, c := range []struct {
+		tm   broker.ToolMask
+		want string
+	}{{ma, `{"a":"[REDACTED]","b":"y"}`}, {mb, `{"a":"x","b":"[REDACTED]"}`}} {
+		out, _, err := c.tm.Mask(doc)
+		if err != nil || string(out) != c.want {
+			t.Errorf("Mask = %s, %v; want %s", out, err, c.want)
 		}
+	}
+	if _, err := m.PrepareTool(&broker.Tool{Name: "bad", Mask: map[string]string{"a": "shred"}}); err == nil {
+		t.Error("PrepareTool accepted an unknown action")
 	}
 }

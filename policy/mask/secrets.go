@@ -5,7 +5,9 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"unicode/utf16"
@@ -221,18 +223,25 @@ func SecretsFromConfig(c config.Config) []Secret {
 			out = append(out, Secret{Where: where, Value: v})
 		}
 	}
-	for _, name := range sortedKeys(c.Targets) {
-		t := c.Targets[name]
-		for _, h := range sortedKeys(t.Headers) {
-			if !plainHeader(h) {
-				add("targets."+name+".headers."+h, t.Headers[h])
-			}
+	for _, name := range slices.Sorted(maps.Keys(c.Targets)) {
+		sec := c.Targets[name].Section()
+		if sec == nil {
+			continue
 		}
-		add("targets."+name+".dsn", dsnPassword(t.DSN))
-		if u, err := url.Parse(t.BaseURL); err == nil && u.User != nil {
-			if pw, ok := u.User.Password(); ok {
-				add("targets."+name+".base_url", pw)
-				add("targets."+name+".base_url", base64.StdEncoding.EncodeToString([]byte(u.User.Username()+":"+pw)))
+		for _, cr := range sec.Credentials() {
+			where := "targets." + name + "." + cr.Key
+			switch header, isHeader := strings.CutPrefix(cr.Key, "headers."); {
+			case cr.In == config.CredentialDSNPassword:
+				add(where, dsnPassword(cr.Value))
+			case cr.In == config.CredentialURLPassword:
+				if u, err := url.Parse(cr.Value); err == nil && u.User != nil {
+					if pw, ok := u.User.Password(); ok {
+						add(where, pw)
+						add(where, base64.StdEncoding.EncodeToString([]byte(u.User.Username()+":"+pw)))
+					}
+				}
+			case !isHeader || !plainHeader(header):
+				add(where, cr.Value)
 			}
 		}
 	}

@@ -102,9 +102,9 @@ func TestSecretsFromConfig(t *testing.T) {
 	c := config.Config{
 		Store: config.Store{Driver: "postgres", DSN: "host=db user=tg password='store pass 1' dbname=tg"},
 		Targets: map[string]config.Target{
-			"api": {Kind: "http", BaseURL: "https://svc:base-pass-1@api.internal", Headers: map[string]string{
-				"X-Api-Key": "api-key-value-1", "Accept": "application/json", "Content-Type": "application/json"}},
-			"crm": {Kind: "postgres", DSN: "postgres://crm:crm-pass-1@db/crm"},
+			"api": {Kind: "http", HTTP: &config.HTTPTarget{BaseURL: "https://svc:base-pass-1@api.internal", Headers: map[string]string{
+				"X-Api-Key": "api-key-value-1", "Accept": "application/json", "Content-Type": "application/json"}}},
+			"crm": {Kind: "postgres", Postgres: &config.PostgresTarget{DSN: "postgres://crm:crm-pass-1@db/crm"}},
 		},
 		Approvals: config.Approvals{Slack: &config.Slack{BotToken: "xoxb-bot-token-1", SigningSecret: "signing-secret-1"},
 			OnDecision: &config.OnDecision{Secret: "webhook-secret-1"}},

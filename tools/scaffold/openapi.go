@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/getkin/kin-openapi/openapi3"
+
+	"github.com/toolgate/toolgate/internal/config"
 )
 
 // maxSchemaDepth bounds how deeply a recursive OpenAPI schema is inlined.
@@ -135,7 +137,7 @@ func operationDraft(method, path, id string, shared openapi3.Parameters, op *ope
 		d.Annotations["destructiveHint"] = true
 		d.Annotations["idempotentHint"] = method == "PUT" || method == "DELETE"
 	}
-	dr, err := finish(d, "http")
+	dr, err := finish(d, config.KindHTTP)
 	if err != nil {
 		return nil, notes, err
 	}

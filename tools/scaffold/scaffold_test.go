@@ -16,7 +16,8 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/toolgate/toolgate/internal/testenv"
-	"github.com/toolgate/toolgate/tools"
+
+	"github.com/toolgate/toolgate/internal/config"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -113,7 +114,7 @@ func TestSQLiteDrafts(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		d, n, err := TableDrafts(tbl, tools.KindSQLite, Options{Target: "demo", Writes: true, Detector: hitDetector{}})
+		d, n, err := TableDrafts(tbl, config.KindSQLite, Options{Target: "demo", Writes: true, Detector: hitDetector{}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -200,7 +201,7 @@ func TestPostgresDrafts(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		d, n, err := TableDrafts(tbl, tools.KindPostgres, Options{Target: "crm", Writes: true})
+		d, n, err := TableDrafts(tbl, config.KindPostgres, Options{Target: "crm", Writes: true})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -45,23 +45,39 @@ type Env struct {
 // New returns a broker wired with the fakes.
 func New(t testing.TB) *Env {
 	t.Helper()
+	return NewWith(t, nil)
+}
+
+// NewWith is New with mod applied to the broker's config.
+func NewWith(t testing.TB, mod func(*broker.Config)) *Env {
+	t.Helper()
 	env := &Env{Exec: &Executor{}, Recorder: &Recorder{}, Catalog: NewCatalog()}
-	b, err := broker.New(broker.Config{
-		Catalog:   env.Catalog,
+	cfg := broker.Config{
+		Live:      broker.Live{Catalog: env.Catalog, Policy: decider{}, Masker: masker{}},
 		Targets:   map[string]broker.Executor{"crm": env.Exec, "billing": env.Exec},
 		Auth:      authenticator{},
-		Graphs:    graphs{},
-		Policy:    decider{},
-		Masker:    masker{},
 		Recorder:  env.Recorder,
 		Approvals: approvals{},
 		Now:       func() time.Time { return time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC) },
-	})
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	b, err := broker.New(cfg)
 	if err != nil {
 		t.Fatalf("broker.New: %v", err)
 	}
 	env.Broker = b
 	return env
+}
+
+// Reload swaps the broker's live configuration for one serving cat, with
+// the same policy and masking, as a configuration reload does.
+func (env *Env) Reload(t testing.TB, cat broker.Catalog) {
+	t.Helper()
+	if err := env.Broker.Reload(broker.Live{Catalog: cat, Policy: decider{}, Masker: masker{}}); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
 }
 
 // Catalog is a fixed catalog of three tools.
@@ -145,19 +161,27 @@ func (authenticator) Authenticate(_ context.Context, token string) (broker.Princ
 	return broker.Principal{}, nil, broker.Errorf(broker.CodeUnauthenticated, "the bearer token is not a known API key")
 }
 
-type graphs struct{}
+// decider lets key:alpha act as Graph, whose node "triage" may call the
+// crm tools and node "refund" may list orders and refund (with approval).
+type decider struct{}
 
-func (graphs) MayActAs(p broker.Principal, graph string) bool {
+// node is a caller's node as decider resolves it.
+type node struct{ graph, name string }
+
+func (n node) Path() string { return "graphs." + n.graph + ".nodes." + n.name }
+
+func (decider) MayActAs(p broker.Principal, graph string) bool {
 	return p.Subject == "key:alpha" && graph == Graph
 }
 
-type decider struct{}
+func (decider) Node(c broker.Caller) broker.Node { return node{c.Graph, c.Node} }
 
-func allowed(c broker.Caller, tool string) bool {
-	if c.Graph != Graph {
+func allowed(n broker.Node, tool string) bool {
+	nd, _ := n.(node)
+	if nd.graph != Graph {
 		return false
 	}
-	switch c.Node {
+	switch nd.name {
 	case "triage":
 		return tool == ToolFindCustomer || tool == ToolListOrders
 	case "refund":
@@ -166,10 +190,10 @@ func allowed(c broker.Caller, tool string) bool {
 	return false
 }
 
-func (decider) Visible(c broker.Caller, t *broker.Tool) bool { return allowed(c, t.Name) }
+func (decider) Visible(n broker.Node, t *broker.Tool) bool { return allowed(n, t.Name) }
 
 func (decider) Decide(_ context.Context, req broker.Request) (broker.Decision, error) {
-	if !allowed(req.Caller, req.Tool.Name) {
+	if !allowed(req.Node, req.Tool.Name) {
 		return broker.Decision{Effect: broker.EffectDeny, Rule: "default"}, nil
 	}
 	if req.Tool.Name == ToolRefund {
@@ -201,9 +225,11 @@ func (approvals) Await(ctx context.Context, req broker.ApprovalRequest) (broker.
 
 type masker struct{}
 
-func (masker) MaskResult(_ *broker.Tool, doc []byte) ([]byte, broker.MaskStats, error) {
-	n := strings.Count(string(doc), Card)
-	return []byte(strings.ReplaceAll(string(doc), Card, MaskedCard)), broker.MaskStats{"card": n}, nil
+func (masker) PrepareTool(*broker.Tool) (broker.ToolMask, error) {
+	return broker.ToolMaskFunc(func(doc []byte) ([]byte, broker.MaskStats, error) {
+		n := strings.Count(string(doc), Card)
+		return []byte(strings.ReplaceAll(string(doc), Card, MaskedCard)), broker.MaskStats{"card": n}, nil
+	}), nil
 }
 
 func (masker) MaskRecord(doc []byte) ([]byte, error) {

@@ -1,6 +1,8 @@
 package dbtest
 
 import (
+	"context"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -19,6 +21,18 @@ func Main(m *testing.M) { testenv.Main(m) }
 func Postgres(t testing.TB) string {
 	t.Helper()
 	return testenv.Postgres(t).CreateDB(t)
+}
+
+// SQLite opens a store on a new SQLite file in the test's temporary folder,
+// migrated as db.Open migrates, and closes it when the test ends.
+func SQLite(t testing.TB) *db.DB {
+	t.Helper()
+	d, err := db.Open(context.Background(), db.Config{Driver: db.DriverSQLite, Path: filepath.Join(t.TempDir(), "toolgate.db")}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Close() })
+	return d
 }
 
 // Schema returns every migration of driver ("sqlite" or "postgres"), in

@@ -1,4 +1,4 @@
-// Package httpapi is the connector that sends a tool's HTTP operation to an
+// Package httptarget is the connector that sends a tool's HTTP operation to an
 // HTTP API target, adding the target's credentials (configured headers)
 // that the agent never sees.
 //
@@ -16,4 +16,4 @@
 //
 // The connector must never return or log a configured header value, and
 // never send the target's credentials to any host but the target's.
-package httpapi
+package httptarget

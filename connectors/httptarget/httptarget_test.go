@@ -1,4 +1,4 @@
-package httpapi_test
+package httptarget_test
 
 import (
 	"bytes"
@@ -21,7 +21,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/toolgate/toolgate/broker"
-	"github.com/toolgate/toolgate/connectors/httpapi"
+	"github.com/toolgate/toolgate/connectors/httptarget"
 )
 
 const secret = "Bearer sk-live-TOPSECRET-42"
@@ -55,7 +55,7 @@ func recorder(t *testing.T, handler http.HandlerFunc) (*httptest.Server, *atomic
 	return srv, &last, &hits
 }
 
-func newConnector(t *testing.T, cfg httpapi.Config, log *zap.Logger) *httpapi.Connector {
+func newConnector(t *testing.T, cfg httptarget.Config, log *zap.Logger) *httptarget.Connector {
 	t.Helper()
 	if cfg.Name == "" {
 		cfg.Name = "billing"
@@ -63,7 +63,7 @@ func newConnector(t *testing.T, cfg httpapi.Config, log *zap.Logger) *httpapi.Co
 	if cfg.Headers == nil {
 		cfg.Headers = map[string]string{"Authorization": secret}
 	}
-	c, err := httpapi.New(cfg, log)
+	c, err := httptarget.New(cfg, log)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -103,7 +103,7 @@ func TestResults(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv, _, _ := recorder(t, tc.handler)
-			c := newConnector(t, httpapi.Config{BaseURL: srv.URL}, nil)
+			c := newConnector(t, httptarget.Config{BaseURL: srv.URL}, nil)
 			out, err := c.Execute(context.Background(), op(tc.method, "/orders/1", nil, ""))
 			if err != nil {
 				t.Fatal(err)
@@ -120,7 +120,7 @@ func TestResults(t *testing.T) {
 
 func TestRequestEncoding(t *testing.T) {
 	srv, last, _ := recorder(t, jsonHandler(200, `{}`))
-	c := newConnector(t, httpapi.Config{BaseURL: srv.URL + "/api/v1/", Headers: map[string]string{"Authorization": secret, "X-Tenant": "acme"}}, nil)
+	c := newConnector(t, httptarget.Config{BaseURL: srv.URL + "/api/v1/", Headers: map[string]string{"Authorization": secret, "X-Tenant": "acme"}}, nil)
 	q := url.Values{"q": {"a b&c=d", "é"}, "evil": {"x\r\nX-Injected: 1"}}
 	body := `{"amount": 12.5, "note": "a\"b", "nested": {"k": [1, null]}}`
 	if _, err := c.Execute(context.Background(), op("post", "/refunds/ord%2F1%3Fx", q, body)); err != nil {
@@ -153,7 +153,7 @@ func TestServerError(t *testing.T) {
 	srv, _, _ := recorder(t, func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "panic: db password=hunter2 at line 3", http.StatusBadGateway)
 	})
-	c := newConnector(t, httpapi.Config{BaseURL: srv.URL}, nil)
+	c := newConnector(t, httptarget.Config{BaseURL: srv.URL}, nil)
 	_, err := c.Execute(context.Background(), op("GET", "/x", nil, ""))
 	if code := broker.CodeOf(err); code != broker.CodeTargetError {
 		t.Fatalf("code = %s, want target_error (%v)", code, err)
@@ -199,7 +199,7 @@ func TestResponseCap(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv, _, _ := recorder(t, tc.handler)
-			c := newConnector(t, httpapi.Config{BaseURL: srv.URL, MaxResponseBytes: 1024}, nil)
+			c := newConnector(t, httptarget.Config{BaseURL: srv.URL, MaxResponseBytes: 1024}, nil)
 			_, err := c.Execute(context.Background(), op("GET", "/big", nil, ""))
 			if code := broker.CodeOf(err); code != broker.CodeTargetError {
 				t.Fatalf("code = %s, want target_error (%v)", code, err)
@@ -211,7 +211,7 @@ func TestResponseCap(t *testing.T) {
 	}
 	// Exactly at the cap is fine.
 	srv, _, _ := recorder(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, `"`+strings.Repeat("y", 1022)+`"`) })
-	c := newConnector(t, httpapi.Config{BaseURL: srv.URL, MaxResponseBytes: 1024}, nil)
+	c := newConnector(t, httptarget.Config{BaseURL: srv.URL, MaxResponseBytes: 1024}, nil)
 	if _, err := c.Execute(context.Background(), op("GET", "/", nil, "")); err != nil {
 		t.Errorf("a body of exactly the cap: %v", err)
 	}
@@ -226,7 +226,7 @@ func TestSlowServerTimesOut(t *testing.T) {
 		case <-r.Context().Done():
 		}
 	})
-	c := newConnector(t, httpapi.Config{BaseURL: srv.URL, Timeout: 200 * time.Millisecond}, nil)
+	c := newConnector(t, httptarget.Config{BaseURL: srv.URL, Timeout: 200 * time.Millisecond}, nil)
 	start := time.Now()
 	_, err := c.Execute(context.Background(), op("GET", "/slow", nil, ""))
 	if code := broker.CodeOf(err); code != broker.CodeTimeout {
@@ -245,7 +245,7 @@ func TestRedirectIsNotFollowed(t *testing.T) {
 	srv, _, _ := recorder(t, func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, other.URL+"/collect", http.StatusFound)
 	})
-	c := newConnector(t, httpapi.Config{BaseURL: srv.URL}, nil)
+	c := newConnector(t, httptarget.Config{BaseURL: srv.URL}, nil)
 	out, err := c.Execute(context.Background(), op("GET", "/x", nil, ""))
 	if err != nil {
 		t.Fatal(err)
@@ -261,7 +261,7 @@ func TestRedirectIsNotFollowed(t *testing.T) {
 
 func TestPathCannotLeaveTarget(t *testing.T) {
 	srv, _, hits := recorder(t, jsonHandler(200, `{}`))
-	c := newConnector(t, httpapi.Config{BaseURL: srv.URL + "/api"}, nil)
+	c := newConnector(t, httptarget.Config{BaseURL: srv.URL + "/api"}, nil)
 	for _, p := range []string{
 		"no-slash",
 		"/../admin",
@@ -300,7 +300,7 @@ func TestPathCannotLeaveTarget(t *testing.T) {
 
 func TestRefusals(t *testing.T) {
 	srv, _, hits := recorder(t, jsonHandler(200, `{}`))
-	c := newConnector(t, httpapi.Config{BaseURL: srv.URL}, nil)
+	c := newConnector(t, httptarget.Config{BaseURL: srv.URL}, nil)
 	for _, tc := range []struct {
 		name string
 		op   broker.Operation
@@ -324,20 +324,20 @@ func TestRefusals(t *testing.T) {
 func TestConfigValidate(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		cfg  httpapi.Config
+		cfg  httptarget.Config
 		want string
 	}{
-		{"no name", httpapi.Config{BaseURL: "https://x"}, "name is required"},
-		{"no base", httpapi.Config{Name: "b"}, "base_url is required"},
-		{"bad scheme", httpapi.Config{Name: "b", BaseURL: "ftp://x"}, "http:// or https://"},
-		{"no host", httpapi.Config{Name: "b", BaseURL: "https:///x"}, "no host"},
-		{"userinfo", httpapi.Config{Name: "b", BaseURL: "https://user:TOPSECRET@x"}, "must not"},
-		{"query", httpapi.Config{Name: "b", BaseURL: "https://x/?token=1"}, "query"},
-		{"header CRLF", httpapi.Config{Name: "b", BaseURL: "https://x", Headers: map[string]string{"Authorization": secret + "\r\nX-Evil: 1"}}, "line break"},
-		{"header name", httpapi.Config{Name: "b", BaseURL: "https://x", Headers: map[string]string{"Bad Name": secret}}, "not a valid HTTP header name"},
-		{"host header", httpapi.Config{Name: "b", BaseURL: "https://x", Headers: map[string]string{"Host": "evil"}}, "cannot be configured"},
-		{"negative timeout", httpapi.Config{Name: "b", BaseURL: "https://x", Timeout: -1}, "timeout"},
-		{"negative cap", httpapi.Config{Name: "b", BaseURL: "https://x", MaxResponseBytes: -1}, "max_response_bytes"},
+		{"no name", httptarget.Config{BaseURL: "https://x"}, "name is required"},
+		{"no base", httptarget.Config{Name: "b"}, "base_url is required"},
+		{"bad scheme", httptarget.Config{Name: "b", BaseURL: "ftp://x"}, "http:// or https://"},
+		{"no host", httptarget.Config{Name: "b", BaseURL: "https:///x"}, "no host"},
+		{"userinfo", httptarget.Config{Name: "b", BaseURL: "https://user:TOPSECRET@x"}, "must not"},
+		{"query", httptarget.Config{Name: "b", BaseURL: "https://x/?token=1"}, "query"},
+		{"header CRLF", httptarget.Config{Name: "b", BaseURL: "https://x", Headers: map[string]string{"Authorization": secret + "\r\nX-Evil: 1"}}, "line break"},
+		{"header name", httptarget.Config{Name: "b", BaseURL: "https://x", Headers: map[string]string{"Bad Name": secret}}, "not a valid HTTP header name"},
+		{"host header", httptarget.Config{Name: "b", BaseURL: "https://x", Headers: map[string]string{"Host": "evil"}}, "cannot be configured"},
+		{"negative timeout", httptarget.Config{Name: "b", BaseURL: "https://x", Timeout: -1}, "timeout"},
+		{"negative cap", httptarget.Config{Name: "b", BaseURL: "https://x", MaxResponseBytes: -1}, "max_response_bytes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.cfg.Validate()
@@ -347,7 +347,7 @@ func TestConfigValidate(t *testing.T) {
 			if strings.Contains(err.Error(), "TOPSECRET") {
 				t.Errorf("error leaks the secret: %v", err)
 			}
-			if _, err := httpapi.New(tc.cfg, nil); err == nil {
+			if _, err := httptarget.New(tc.cfg, nil); err == nil {
 				t.Error("New accepted an invalid config")
 			}
 		})
@@ -408,7 +408,7 @@ func TestSecretNeverInErrorsOrLogs(t *testing.T) {
 				base = srv.URL
 			}
 			core, logs := observer.New(zap.DebugLevel)
-			c := newConnector(t, httpapi.Config{BaseURL: base, Timeout: 300 * time.Millisecond, MaxResponseBytes: 512,
+			c := newConnector(t, httptarget.Config{BaseURL: base, Timeout: 300 * time.Millisecond, MaxResponseBytes: 512,
 				Headers: map[string]string{"Authorization": secret, "X-Api-Key": "TOPSECRET-key"}}, zap.New(core))
 			ctx := tc.ctx
 			if ctx == nil {

@@ -1,4 +1,4 @@
-package httpapi_test
+package httptarget_test
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/toolgate/toolgate/broker"
-	"github.com/toolgate/toolgate/connectors/httpapi"
+	"github.com/toolgate/toolgate/connectors/httptarget"
 )
 
 func TestPreviewRequest(t *testing.T) {
@@ -25,7 +25,7 @@ func TestPreviewRequest(t *testing.T) {
 			http.NotFound(w, r)
 		}
 	})
-	c := newConnector(t, httpapi.Config{BaseURL: srv.URL}, nil)
+	c := newConnector(t, httptarget.Config{BaseURL: srv.URL}, nil)
 	ctx := context.Background()
 
 	p, err := c.Preview(ctx, op("GET", "/orders/104", url.Values{"expand": {"lines"}}, ""), 5)

@@ -1,0 +1,117 @@
+package broker
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+)
+
+// decodeArgs decodes a JSON object of arguments, numbers as json.Number.
+func decodeArgs(raw json.RawMessage, maxBytes, maxDepth int) (map[string]any, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
+		return map[string]any{}, nil
+	}
+	if len(raw) > maxBytes {
+		return nil, Errorf(CodePayloadTooLarge, "arguments are %d bytes; the limit is %d", len(raw), maxBytes)
+	}
+	if raw[0] != '{' {
+		return nil, Errorf(CodeInvalidArguments, "arguments must be a JSON object")
+	}
+	if d := jsonDepth(raw); d > maxDepth {
+		return nil, Errorf(CodeInvalidArguments, "arguments nest deeper than %d levels", maxDepth)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var args map[string]any
+	if err := dec.Decode(&args); err != nil {
+		return nil, Errorf(CodeInvalidArguments, "arguments are not valid JSON: %s", jsonErrorText(err))
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, Errorf(CodeInvalidArguments, "arguments have trailing data after the JSON object")
+	}
+	return args, nil
+}
+
+// jsonDepth returns the maximum nesting of brackets outside strings.
+func jsonDepth(raw []byte) int {
+	depth, max, inStr, esc := 0, 0, false, false
+	for _, ch := range raw {
+		switch {
+		case esc:
+			esc = false
+		case inStr && ch == '\\':
+			esc = true
+		case ch == '"':
+			inStr = !inStr
+		case inStr:
+		case ch == '{' || ch == '[':
+			depth++
+			if depth > max {
+				max = depth
+			}
+		case ch == '}' || ch == ']':
+			depth--
+		}
+	}
+	return max
+}
+
+func jsonErrorText(err error) string {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Sprintf("syntax error at byte %d", se.Offset)
+	}
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return fmt.Sprintf("%s cannot hold %s", te.Field, te.Value)
+	}
+	return "malformed JSON"
+}
+
+// sameJSON reports whether two decoded JSON values are equal, comparing
+// numbers by value.
+func sameJSON(a, b any) bool {
+	ja, err1 := json.Marshal(a)
+	jb, err2 := json.Marshal(b)
+	if err1 != nil || err2 != nil {
+		return reflect.DeepEqual(a, b)
+	}
+	var na, nb any
+	_ = json.Unmarshal(ja, &na)
+	_ = json.Unmarshal(jb, &nb)
+	return reflect.DeepEqual(na, nb)
+}
+
+// withoutArgs returns a copy of t whose input schema lacks the named
+// properties (and their required entries).
+func withoutArgs(t *Tool, names map[string]any) *Tool {
+	var schema map[string]any
+	if err := json.Unmarshal(t.InputSchema, &schema); err != nil {
+		return t
+	}
+	if props, ok := schema["properties"].(map[string]any); ok {
+		for n := range names {
+			delete(props, n)
+		}
+	}
+	if req, ok := schema["required"].([]any); ok {
+		kept := req[:0]
+		for _, r := range req {
+			if _, bound := names[fmt.Sprint(r)]; !bound {
+				kept = append(kept, r)
+			}
+		}
+		schema["required"] = kept
+	}
+	raw, err := json.Marshal(schema)
+	if err != nil {
+		return t
+	}
+	cp := *t
+	cp.InputSchema = raw
+	return &cp
+}

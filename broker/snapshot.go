@@ -1,0 +1,117 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+)
+
+// Live is the part of the configuration a reload replaces: the tool
+// catalog, the policy engine and the masker, plus the passthrough routes
+// whose responses are masked. cmd/toolgate builds one each time the
+// configuration loads; Broker.Reload turns it into a Snapshot.
+type Live struct {
+	Catalog Catalog
+	Policy  Policy
+	Masker  Masker
+	// Routes are the passthrough routes served: each is masked as the
+	// result of the synthetic tool PassthroughTool(kind, target) names.
+	Routes []Route
+}
+
+// Route is one passthrough route: a target served raw through a proxy.
+type Route struct {
+	// Kind is KindSQL (the Postgres wire proxy) or KindHTTP.
+	Kind   string
+	Target string
+}
+
+func (l Live) missing() []string {
+	var out []string
+	if l.Catalog == nil {
+		out = append(out, "Live.Catalog")
+	}
+	if l.Policy == nil {
+		out = append(out, "Live.Policy")
+	}
+	if l.Masker == nil {
+		out = append(out, "Live.Masker")
+	}
+	return out
+}
+
+// Snapshot is one live configuration prepared for serving: every tool with
+// its masking compiled and its output check found, every passthrough
+// route's masking compiled, and the policy engine's and masker's optional
+// abilities found. It is immutable; Broker.Reload swaps in a new one.
+type Snapshot struct {
+	live Live
+	gen  uint64
+	// tools holds the catalog's tools by name; sorted in name order.
+	tools  map[string]*prepared
+	sorted []*prepared
+	// routes holds each passthrough route's masking by synthetic tool name.
+	routes map[string]ToolMask
+	// The policy's optional abilities, nil where it has none.
+	binder Binder
+	rows   RowBudget
+	pass   PassthroughDecider
+	// cells is the masker's CellMasker ability, nil without it.
+	cells CellMasker
+}
+
+// prepared is one tool as a snapshot serves it.
+type prepared struct {
+	tool *Tool
+	mask ToolMask
+	// output checks results against the output schema; nil when the
+	// tool's spec cannot.
+	output OutputChecker
+}
+
+// Catalog is the snapshot's tool catalog.
+func (s *Snapshot) Catalog() Catalog { return s.live.Catalog }
+
+// Policy is the snapshot's policy engine.
+func (s *Snapshot) Policy() Policy { return s.live.Policy }
+
+// Generation numbers the snapshot: it grows by one with each Reload.
+func (s *Snapshot) Generation() uint64 { return s.gen }
+
+// newSnapshot prepares l. Every problem is reported.
+func newSnapshot(l Live, gen uint64) (*Snapshot, error) {
+	if missing := l.missing(); len(missing) > 0 {
+		return nil, fmt.Errorf("broker live configuration: missing %v", missing)
+	}
+	s := &Snapshot{live: l, gen: gen, tools: map[string]*prepared{}, routes: map[string]ToolMask{}}
+	s.binder, _ = l.Policy.(Binder)
+	s.rows, _ = l.Policy.(RowBudget)
+	s.pass, _ = l.Policy.(PassthroughDecider)
+	s.cells, _ = l.Masker.(CellMasker)
+	var errs []error
+	for _, t := range l.Catalog.Tools() {
+		m, err := l.Masker.PrepareTool(t)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("tool %s: masking: %w", t.Name, err))
+			continue
+		}
+		pt := &prepared{tool: t, mask: m}
+		pt.output, _ = t.Spec.(OutputChecker)
+		s.tools[t.Name] = pt
+		s.sorted = append(s.sorted, pt)
+	}
+	for _, r := range l.Routes {
+		name := PassthroughTool(r.Kind, r.Target)
+		m, err := l.Masker.PrepareTool(&Tool{Name: name, Target: r.Target})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("passthrough %s: masking: %w", name, err))
+			continue
+		}
+		s.routes[name] = m
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	sort.Slice(s.sorted, func(i, j int) bool { return s.sorted[i].tool.Name < s.sorted[j].tool.Name })
+	return s, nil
+}

@@ -1,0 +1,254 @@
+package config
+
+import (
+	"fmt"
+	"maps"
+	"reflect"
+	"slices"
+	"strings"
+
+	"go.yaml.in/yaml/v4"
+)
+
+// The target kinds (targets.<t>.kind).
+const (
+	KindPostgres = "postgres"
+	KindSQLite   = "sqlite"
+	KindHTTP     = "http"
+)
+
+// The operations a tool declaration names (its "sql" or "http" key).
+const (
+	RunsSQL  = "sql"
+	RunsHTTP = "http"
+)
+
+// TargetKind is one kind of target, as every package that cares about kinds
+// learns it from here: the tool operation its targets run, the passthrough
+// that can serve them, and the section of the target holding the kind's
+// own keys. A new kind is one entry in Kinds plus its section type (and its
+// connector, which cmd/toolgate opens by the kind's name).
+type TargetKind struct {
+	Name string
+	// Runs is the operation the tools of such a target declare: RunsSQL
+	// or RunsHTTP.
+	Runs string
+	// Passthrough is the passthrough section that can serve such a target
+	// ("postgres", "http"); "" when none can.
+	Passthrough string
+	// section returns t's section of this kind, nil when t has none; with
+	// alloc it first gives t an empty one.
+	section func(t *Target, alloc bool) TargetSection
+}
+
+// Kinds lists every target kind, in the order messages name them.
+func Kinds() []TargetKind {
+	return []TargetKind{
+		{Name: KindPostgres, Runs: RunsSQL, Passthrough: "postgres", section: func(t *Target, alloc bool) TargetSection {
+			if alloc {
+				t.Postgres = &PostgresTarget{}
+			}
+			return nilSection(t.Postgres)
+		}},
+		{Name: KindSQLite, Runs: RunsSQL, section: func(t *Target, alloc bool) TargetSection {
+			if alloc {
+				t.SQLite = &SQLiteTarget{}
+			}
+			return nilSection(t.SQLite)
+		}},
+		{Name: KindHTTP, Runs: RunsHTTP, Passthrough: "http", section: func(t *Target, alloc bool) TargetSection {
+			if alloc {
+				t.HTTP = &HTTPTarget{}
+			}
+			return nilSection(t.HTTP)
+		}},
+	}
+}
+
+// nilSection turns a nil section pointer into a nil interface.
+func nilSection[S TargetSection](s S) TargetSection {
+	if reflect.ValueOf(s).IsNil() {
+		return nil
+	}
+	return s
+}
+
+// KindOf returns the kind named name.
+func KindOf(name string) (TargetKind, bool) {
+	for _, k := range Kinds() {
+		if k.Name == name {
+			return k, true
+		}
+	}
+	return TargetKind{}, false
+}
+
+// KindsRunning names the kinds whose tools declare the operation runs, in
+// Kinds order, e.g. "postgres or sqlite" for RunsSQL.
+func KindsRunning(runs string) string {
+	return kindNames(func(k TargetKind) bool { return k.Runs == runs })
+}
+
+// KindsServedBy names the kinds the passthrough section serves, e.g.
+// "postgres" for "postgres".
+func KindsServedBy(passthrough string) string {
+	return kindNames(func(k TargetKind) bool { return k.Passthrough == passthrough })
+}
+
+// kindNames joins the names of the kinds that match with "or".
+func kindNames(match func(TargetKind) bool) string {
+	var names []string
+	for _, k := range Kinds() {
+		if match(k) {
+			names = append(names, k.Name)
+		}
+	}
+	return strings.Join(names, " or ")
+}
+
+// KindPhrase puts "a" or "an" before kind names, as spoken: "an http",
+// "a postgres or sqlite".
+func KindPhrase(names string) string {
+	if names != "" && strings.IndexByte("aehiou", names[0]) >= 0 {
+		return "an " + names
+	}
+	return "a " + names
+}
+
+// Target is a privileged backend: its kind, the keys every kind has (mask,
+// detectors) and, in the one section of its kind, the kind's own keys.
+// The YAML is flat, as it always was: the kind's keys sit beside kind, and
+// UnmarshalYAML decodes them into the section.
+type Target struct {
+	Kind string `yaml:"kind" json:"kind"` // postgres | sqlite | http
+	// Exactly the section of Kind is set.
+	Postgres *PostgresTarget `yaml:"-" json:"postgres,omitempty"`
+	SQLite   *SQLiteTarget   `yaml:"-" json:"sqlite,omitempty"`
+	HTTP     *HTTPTarget     `yaml:"-" json:"http,omitempty"`
+	// Mask maps "table.column" (passthrough) or gjson paths to actions.
+	Mask map[string]string `yaml:"mask" json:"mask,omitempty"`
+	// Detectors switches detectors off (or on) for this target.
+	Detectors map[string]bool `yaml:"detectors" json:"detectors,omitempty"`
+}
+
+// TargetSection is the part of a target only its kind has.
+type TargetSection interface {
+	// Credentials lists the secrets the section holds, which masking
+	// redacts by value wherever it runs.
+	Credentials() []Credential
+	// resolve makes the section's file paths relative to dir.
+	resolve(dir string)
+}
+
+// Credential is a secret a target's section holds.
+type Credential struct {
+	// Key is where it sits under targets.<t>: "dsn", "base_url",
+	// "headers.Authorization".
+	Key   string
+	Value string
+	// In says how the secret sits in Value: CredentialWhole, or the
+	// password of a DSN or of a URL's user info.
+	In string
+}
+
+// How a Credential's secret sits in its value.
+const (
+	CredentialWhole       = ""
+	CredentialDSNPassword = "dsn"
+	CredentialURLPassword = "url"
+)
+
+// PostgresTarget is a PostgreSQL database (kind postgres).
+type PostgresTarget struct {
+	DSN              string   `yaml:"dsn" json:"-"` // secret
+	ReadOnly         bool     `yaml:"read_only" json:"read_only,omitempty"`
+	MaxRows          int      `yaml:"max_rows" json:"max_rows,omitempty"`
+	StatementTimeout Duration `yaml:"statement_timeout" json:"statement_timeout,omitempty"`
+	MaxConns         int      `yaml:"max_conns" json:"max_conns,omitempty"`
+}
+
+// SQLiteTarget is a SQLite database file (kind sqlite).
+type SQLiteTarget struct {
+	// Path is relative to the config file's folder.
+	Path             string   `yaml:"path" json:"path,omitempty"`
+	ReadOnly         bool     `yaml:"read_only" json:"read_only,omitempty"`
+	MaxRows          int      `yaml:"max_rows" json:"max_rows,omitempty"`
+	StatementTimeout Duration `yaml:"statement_timeout" json:"statement_timeout,omitempty"`
+}
+
+// HTTPTarget is an HTTP API (kind http).
+type HTTPTarget struct {
+	BaseURL          string            `yaml:"base_url" json:"base_url,omitempty"`
+	Headers          map[string]string `yaml:"headers" json:"-"` // secret values
+	Timeout          Duration          `yaml:"timeout" json:"timeout,omitempty"`
+	MaxResponseBytes int64             `yaml:"max_response_bytes" json:"max_response_bytes,omitempty"`
+}
+
+func (*PostgresTarget) resolve(string)     {}
+func (s *SQLiteTarget) resolve(dir string) { s.Path = resolve(dir, s.Path) }
+func (*HTTPTarget) resolve(string)         {}
+
+// Credentials is the DSN's password.
+func (p *PostgresTarget) Credentials() []Credential {
+	return []Credential{{Key: "dsn", Value: p.DSN, In: CredentialDSNPassword}}
+}
+
+// Credentials is nothing: a SQLite file needs none.
+func (*SQLiteTarget) Credentials() []Credential { return nil }
+
+// Credentials are the header values and the base URL's password.
+func (h *HTTPTarget) Credentials() []Credential {
+	out := []Credential{{Key: "base_url", Value: h.BaseURL, In: CredentialURLPassword}}
+	for _, name := range slices.Sorted(maps.Keys(h.Headers)) {
+		out = append(out, Credential{Key: "headers." + name, Value: h.Headers[name]})
+	}
+	return out
+}
+
+// Section returns the section of t's kind, nil when it has none.
+func (t Target) Section() TargetSection {
+	if k, ok := KindOf(t.Kind); ok {
+		return k.section(&t, false)
+	}
+	return nil
+}
+
+// UnmarshalYAML decodes a target: kind, mask and detectors, then the keys
+// of its kind into its section. Keys of other kinds, which the schema lets
+// any target carry, are ignored as they always were.
+func (t *Target) UnmarshalYAML(n *yaml.Node) error {
+	var common struct {
+		Kind      string            `yaml:"kind"`
+		Mask      map[string]string `yaml:"mask"`
+		Detectors map[string]bool   `yaml:"detectors"`
+	}
+	if err := n.Decode(&common); err != nil {
+		return err
+	}
+	*t = Target{Kind: common.Kind, Mask: common.Mask, Detectors: common.Detectors}
+	k, ok := KindOf(t.Kind)
+	if !ok {
+		return fmt.Errorf("line %d: unknown target kind %q", n.Line, t.Kind)
+	}
+	sec := k.section(t, true)
+	return onlyKeys(n, sec).Decode(sec)
+}
+
+// onlyKeys returns the mapping n without the keys the struct v points to
+// does not declare.
+func onlyKeys(n *yaml.Node, v any) *yaml.Node {
+	declared := map[string]bool{}
+	typ := reflect.TypeOf(v).Elem()
+	for i := 0; i < typ.NumField(); i++ {
+		name, _, _ := strings.Cut(typ.Field(i).Tag.Get("yaml"), ",")
+		declared[name] = true
+	}
+	out := *n
+	out.Content = nil
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if declared[n.Content[i].Value] {
+			out.Content = append(out.Content, n.Content[i], n.Content[i+1])
+		}
+	}
+	return &out
+}
