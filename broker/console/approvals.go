@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/toolgate/toolgate/broker"
+	"github.com/toolgate/toolgate/broker/door"
 )
 
 // card is one approval request as the pages show it.
@@ -85,7 +86,7 @@ func (c *Console) inbox(w http.ResponseWriter, r *http.Request, v viewer) {
 func (c *Console) inboxLive(w http.ResponseWriter, r *http.Request, v viewer) {
 	d, err := c.inboxFor(r, v)
 	if err != nil {
-		w.WriteHeader(statusOf(broker.CodeOf(err)))
+		w.WriteHeader(door.Status(c.cfg.Reporter.Report(err).Code))
 		return
 	}
 	var buf strings.Builder
@@ -144,22 +145,22 @@ func (c *Console) decide(w http.ResponseWriter, r *http.Request, v viewer) {
 		return
 	}
 	st, err := c.cfg.Approvals.Decide(r.Context(), id, v.principal(), verb == "approve", reason, Channel)
-	c.sessions.setFlash(v.sessionID, decisionFlash(id, verb, st, err))
+	var e *broker.Error
+	if err != nil {
+		e = c.cfg.Reporter.Report(err)
+	}
+	c.sessions.setFlash(v.sessionID, decisionFlash(id, verb, st, e))
 	http.Redirect(w, r, back, http.StatusSeeOther)
 }
 
-// decisionFlash says what a vote did.
-func decisionFlash(id, verb string, st broker.ApprovalStatus, err error) flash {
-	if err != nil {
-		e, incident := broker.AsError(err)
-		msg := e.Message
-		if incident != "" {
-			msg = "something went wrong inside toolgate (incident " + incident + ")"
+// decisionFlash says what a vote did; e is the reported refusal, nil when
+// the vote counted.
+func decisionFlash(id, verb string, st broker.ApprovalStatus, e *broker.Error) flash {
+	if e != nil {
+		if e.Code == broker.CodeAuditUnavailable {
+			return flash{Text: "Your vote on " + id + " was counted, but " + e.Message, Error: true}
 		}
-		if broker.CodeOf(err) == broker.CodeAuditUnavailable {
-			return flash{Text: "Your vote on " + id + " was counted, but " + msg, Error: true}
-		}
-		return flash{Text: "Nothing was decided: " + msg, Error: true}
+		return flash{Text: "Nothing was decided: " + e.Message, Error: true}
 	}
 	switch {
 	case st == broker.ApprovalApproved:

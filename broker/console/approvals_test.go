@@ -152,3 +152,16 @@ func TestRunsForAuditorsOnly(t *testing.T) {
 		t.Errorf("an unknown run: %d", resp.StatusCode)
 	}
 }
+
+// TestInternalFailureShowsAnIncident: when a store fails, the page says
+// so with the incident the broker logged, never the cause.
+func TestInternalFailureShowsAnIncident(t *testing.T) {
+	e := newEnv(t)
+	a := e.browser(t)
+	a.signIn(keyAuditor)
+	e.db.Close()
+	resp, body := a.get("/console/runs")
+	if resp.StatusCode != http.StatusInternalServerError || !strings.Contains(body, "incident") || strings.Contains(strings.ToLower(body), "sql") || e.incidents.Load() == 0 {
+		t.Fatalf("store down: %d, incidents %d\n%s", resp.StatusCode, e.incidents.Load(), body)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/toolgate/toolgate/broker"
+	"github.com/toolgate/toolgate/broker/door"
 )
 
 // Channel is the channel name the console passes to Approvals.Decide.
@@ -99,10 +100,16 @@ type OIDCConfig struct {
 	HTTPClient *http.Client
 }
 
-// Config wires a Console. Identifier, Approvals, Audit and PublicURL are
-// required.
+// Reporter is the broker as the console hands it a failure it must not
+// show as is: the broker logs an internal failure once, under an incident
+// id, and answers the error to show (door.Reporter; *broker.Broker is one).
+type Reporter = door.Reporter
+
+// Config wires a Console. Identifier, Reporter, Approvals, Audit and
+// PublicURL are required.
 type Config struct {
 	Identifier Identifier
+	Reporter   Reporter
 	Approvals  Approvals
 	Audit      AuditTrail
 	// PublicURL is where browsers reach toolgate; with https the session
@@ -130,6 +137,9 @@ func (c Config) Validate() error {
 	var problems []string
 	if c.Identifier == nil {
 		problems = append(problems, "Identifier is required")
+	}
+	if c.Reporter == nil {
+		problems = append(problems, "Reporter is required")
 	}
 	if c.Approvals == nil {
 		problems = append(problems, "Approvals is required")

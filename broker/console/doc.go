@@ -9,7 +9,9 @@
 // decide comes from the approvals service (Approvals: Inbox, Approvals,
 // Approval, Decide) and from the recordings Reader (AuditTrail), the same
 // code paths the HTTP API, the CLI and Slack use. It reaches them only
-// through the small interfaces defined here; cmd/toolgate wires them.
+// through the small interfaces defined here; cmd/toolgate wires them. A
+// failure it must not show as is goes to the broker (Reporter), which logs
+// it once under an incident id; the page shows only that id.
 //
 // # Sign-in and sessions
 //

@@ -20,6 +20,7 @@ import (
 	"github.com/toolgate/toolgate/broker/auth"
 	"github.com/toolgate/toolgate/broker/brokertest"
 	"github.com/toolgate/toolgate/broker/console"
+	"github.com/toolgate/toolgate/broker/door"
 	"github.com/toolgate/toolgate/internal/db"
 	"github.com/toolgate/toolgate/recordings"
 )
@@ -61,6 +62,9 @@ type env struct {
 	clock *clock
 	// authn is the authenticator in use; swapping it is a reload.
 	authn atomic.Pointer[auth.Authenticator]
+	// incidents counts the internal failures handed to the reporter.
+	incidents atomic.Int64
+	db        *db.DB
 }
 
 type envOption func(*console.Config)
@@ -74,6 +78,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.Close() })
+	e.db = d
 	if e.rec, err = recordings.NewStore(d, recordings.Config{Instance: "local"}, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -88,6 +93,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	e.srv = httptest.NewUnstartedServer(nil)
 	cfg := console.Config{
 		Identifier: console.IdentifierFunc(e.identify),
+		Reporter:   door.ReportFunc(e.report),
 		Approvals:  e.svc,
 		Audit:      auditTrail{mustReader(t, recordings.ReaderConfig{Store: e.rec, Auditors: recordings.Auditors{"key:auditor"}})},
 		PublicURL:  "http://" + e.srv.Listener.Addr().String(),
@@ -129,6 +135,19 @@ func (e *env) identify(ctx context.Context, cr broker.Credentials) (broker.Calle
 		return broker.Caller{}, err
 	}
 	return broker.Caller{Principal: p, Binding: binding}, nil
+}
+
+// report is what Broker.Report does, without the log: an internal
+// failure gets an incident id the page shows.
+func (e *env) report(err error) *broker.Error {
+	be, incident := broker.AsError(err)
+	if be.Code == broker.CodeInternal {
+		e.incidents.Add(1)
+	}
+	if be.Code == broker.CodeInternal && incident == "" {
+		be = &broker.Error{Code: be.Code, Message: be.Message + " (incident test)"}
+	}
+	return be
 }
 
 // hold makes a pending approval request of a refund by the agent.

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/toolgate/toolgate/broker"
+	"github.com/toolgate/toolgate/broker/door"
 )
 
 // oidcClient is the console's OAuth client: the authorization code flow
@@ -166,7 +167,7 @@ func (c *Console) oidcCallback(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		e, _ := broker.AsError(err)
 		c.log.Info("console OIDC sign-in refused", zap.String("code", string(e.Code)), zap.Error(e.Cause))
-		fail(statusOf(e.Code), e.Message)
+		fail(door.Status(e.Code), e.Message)
 		return
 	}
 	c.startSession(w, r, s, l.next)
@@ -251,23 +252,4 @@ func (c *Console) refresh(ctx context.Context, id string, s session) session {
 	}
 	c.sessions.update(id, next.token, next.oauth)
 	return next
-}
-
-// statusOf is the HTTP status of a page answering a refusal with code.
-func statusOf(code broker.Code) int {
-	switch code {
-	case broker.CodeUnauthenticated:
-		return http.StatusUnauthorized
-	case broker.CodeForbidden, broker.CodeApprovalDenied, broker.CodeOwnerDisabled:
-		return http.StatusForbidden
-	case broker.CodeNotFound:
-		return http.StatusNotFound
-	case broker.CodeApprovalExpired:
-		return http.StatusGone
-	case broker.CodeUnavailable, broker.CodeAuditUnavailable:
-		return http.StatusServiceUnavailable
-	case broker.CodeInternal:
-		return http.StatusInternalServerError
-	}
-	return http.StatusBadRequest
 }

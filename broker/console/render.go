@@ -12,9 +12,8 @@ import (
 	"strings"
 	"time"
 
-	"go.uber.org/zap"
-
 	"github.com/toolgate/toolgate/broker"
+	"github.com/toolgate/toolgate/broker/door"
 )
 
 // assets are the console's templates and static files, embedded so the
@@ -117,15 +116,11 @@ func (c *Console) errorPageFor(w http.ResponseWriter, r *http.Request, v viewer,
 }
 
 // refusal answers a refusal from a service with its own message; an
-// internal failure shows only an incident id, and its cause goes to the
-// log under that id.
+// internal failure goes to the broker, which logs its cause once under an
+// incident id, and the page shows only that id.
 func (c *Console) refusal(w http.ResponseWriter, r *http.Request, v viewer, err error) {
-	e, incident := broker.AsError(err)
+	e := c.cfg.Reporter.Report(err)
 	msg := e.Message
-	if incident != "" {
-		c.log.Error("console request failed", zap.String("incident", incident), zap.String("path", r.URL.Path), zap.Error(err))
-		msg = "Something went wrong inside toolgate (incident " + incident + "); nothing was changed."
-	}
 	heading := "Refused"
 	switch e.Code {
 	case broker.CodeNotFound:
@@ -135,16 +130,16 @@ func (c *Console) refusal(w http.ResponseWriter, r *http.Request, v viewer, err 
 	case broker.CodeInternal, broker.CodeUnavailable, broker.CodeAuditUnavailable:
 		heading = "Unavailable"
 	}
-	c.errorPageFor(w, r, v, statusOf(e.Code), heading, msg)
+	c.errorPageFor(w, r, v, door.Status(e.Code), heading, msg)
 }
 
-// internal answers a failure of the console itself.
+// internal answers a failure of the console itself (a template, a panic):
+// the broker logs it under an incident id, and the page shows only that.
 func (c *Console) internal(w http.ResponseWriter, r *http.Request, err error) {
-	incident := broker.NewID("inc", c.now())
-	c.log.Error("console page failed", zap.String("incident", incident), zap.String("path", r.URL.Path), zap.Error(err))
+	e := c.cfg.Reporter.Report(broker.Wrap(broker.CodeInternal, fmt.Errorf("console %s: %w", r.URL.Path, err), "the console page failed"))
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(http.StatusInternalServerError)
-	_, _ = fmt.Fprintf(w, "Something went wrong inside toolgate (incident %s).\n", incident)
+	_, _ = fmt.Fprintln(w, e.Message)
 }
 
 // prettyJSON indents a masked JSON document for display.

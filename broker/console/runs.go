@@ -11,8 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"go.uber.org/zap"
-
 	"github.com/toolgate/toolgate/broker"
 )
 
@@ -111,9 +109,7 @@ func (c *Console) run(w http.ResponseWriter, r *http.Request, v viewer) {
 	d := timeline(run, r.URL.Query().Get("node"), evs)
 	d.Path = pathRuns + "/" + url.PathEscape(run)
 	if d.Check, err = c.cfg.Audit.VerifyRun(r.Context(), v.principal(), run); err != nil {
-		e, incident := broker.AsError(err)
-		c.log.Warn("console: run chain verification failed", zap.String("incident", incident), zap.Error(err))
-		d.CheckErr = "the chains could not be verified: " + e.Message
+		d.CheckErr = "the chains could not be verified: " + c.cfg.Reporter.Report(err).Message
 	}
 	c.renderFor(w, r, v, http.StatusOK, "run", page{Title: "Run " + run, Nav: "runs", Body: d})
 }
@@ -228,7 +224,7 @@ func (c *Console) export(w http.ResponseWriter, r *http.Request, v viewer) {
 	case err != nil:
 		// Records already went out: abort, so the download fails instead
 		// of looking complete.
-		c.log.Error("console: run export failed mid-stream", zap.Int("records", n), zap.Error(err))
+		c.cfg.Reporter.Report(fmt.Errorf("console: run export failed mid-stream after %d records: %w", n, err))
 		panic(http.ErrAbortHandler)
 	case !lw.started:
 		lw.begin()

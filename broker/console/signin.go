@@ -7,6 +7,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/toolgate/toolgate/broker"
+	"github.com/toolgate/toolgate/broker/door"
 )
 
 // signInData is what the sign-in page shows.
@@ -76,7 +77,7 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 		e, _ := broker.AsError(err)
 		c.log.Info("console sign-in refused", zap.String("code", string(e.Code)))
 		d.Error = "That key was not accepted: " + e.Message
-		c.renderSignIn(w, r, statusOf(e.Code), d)
+		c.renderSignIn(w, r, door.Status(e.Code), d)
 		return
 	}
 	c.startSession(w, r, session{token: key, method: caller.Principal.Method, subject: caller.Principal.Subject}, next)

@@ -30,7 +30,7 @@ func openConsole(cfg *config.Config, b *broker.Broker, svc *approvals.Service, r
 		public = "http://" + cfg.Listen // serve sets public_url from the bound address
 	}
 	ccfg := console.Config{
-		Identifier: b, Approvals: svc, Audit: consoleAudit{reader}, PublicURL: public,
+		Identifier: b, Reporter: b, Approvals: svc, Audit: consoleAudit{reader}, PublicURL: public,
 		SessionTTL: cfg.Console.SessionTTL.D(), IdleTimeout: cfg.Console.IdleTimeout.D(), Logger: log.Named("console"),
 	}
 	if o := cfg.Console.OIDC; o != nil && cfg.Auth.OIDC != nil {
