@@ -209,3 +209,13 @@ func cut(s string, n int) string {
 	runes := []rune(s)
 	return string(runes[:max(0, n-1)]) + "…"
 }
+
+// StaleLine says that a stale request no longer counts, and why: its rule
+// changed, or its call ran on data that no longer matched the preview and
+// was rolled back (reason, as the request stored it).
+func StaleLine(reason string) string {
+	if reason == "" {
+		return "no longer counts"
+	}
+	return "no longer counts: " + reason
+}

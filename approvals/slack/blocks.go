@@ -150,10 +150,7 @@ func outcome(r approvals.Request) string {
 	case broker.ApprovalCancelled:
 		return "cancelled"
 	case broker.ApprovalStale:
-		if r.Reason != "" {
-			return "no longer counts: " + r.Reason
-		}
-		return "no longer counts"
+		return broker.StaleLine(r.Reason)
 	default:
 		return "pending"
 	}
