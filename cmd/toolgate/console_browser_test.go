@@ -384,21 +384,10 @@ func download(t *testing.T, ctx context.Context, dir, sel string) string {
 	}
 }
 
-// promoTool is a held write on the crm target: its preview's sample shows
-// the promo rows as they would be after the change, the card masked.
-const promoTool = `{
-  "name": "crm_retier",
-  "description": "Move every promo member of one tier to another.",
-  "target": "crm",
-  "input_schema": {"type": "object", "properties": {"from_tier": {"type": "string"}, "to_tier": {"type": "string"}},
-                   "required": ["from_tier", "to_tier"], "additionalProperties": false},
-  "sql": {"statement": "UPDATE promo SET tier = $2 WHERE tier = $1 RETURNING id, card, note, tier", "args": ["from_tier", "to_tier"]},
-  "mask": {"rows.#.card": "last4"}
-}`
-
 // withPromo adds a PostgreSQL target crm holding a promo table (cards, and
-// notes with markup in them) and the crm_retier tool, which the billing
-// node may call with the approver's approval.
+// notes with markup in them) and the crm_retier tool of the preview test
+// (retierTool, its cards masked), which the billing node may call with the
+// approver's approval.
 func withPromo(t *testing.T) func(*config.Config) {
 	dsn := testenv.Postgres(t).CreateDB(t)
 	db, err := pgx.Connect(context.Background(), dsn)
@@ -406,14 +395,14 @@ func withPromo(t *testing.T) func(*config.Config) {
 		t.Fatal(err)
 	}
 	defer db.Close(context.Background())
-	if _, err := db.Exec(context.Background(), `CREATE TABLE promo (id int PRIMARY KEY, card text NOT NULL, note text NOT NULL, tier text NOT NULL);
+	if _, err := db.Exec(context.Background(), `CREATE TABLE promo (id int PRIMARY KEY, card text NOT NULL, note text NOT NULL, tier text NOT NULL, moves int NOT NULL DEFAULT 0);
 		INSERT INTO promo VALUES (1, '4242424242424242', '<script>window.pwned = 1</script>', 'gold'),
 			(2, '5555555555554444', '<img src=x onerror="window.pwned = 2">', 'gold'), (3, '378282246310005', 'plain', 'silver')`); err != nil {
 		t.Fatal(err)
 	}
 	return func(cfg *config.Config) {
 		cfg.Targets["crm"] = config.Target{Kind: "postgres", Postgres: &config.PostgresTarget{DSN: dsn, StatementTimeout: config.Duration(5 * time.Second)}}
-		if err := os.WriteFile(filepath.Join(cfg.ToolsDir, "crm_retier.json"), []byte(promoTool), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(cfg.ToolsDir, "crm_retier.json"), []byte(retierTool), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		g := cfg.Graphs["support-bot"]
@@ -456,7 +445,7 @@ func heldWriteShowsPreview(t *testing.T, app *consoleApp, approver context.Conte
 	waitFlash(t, approver, "You approved "+id)
 	select {
 	case res := <-done:
-		if res.err != nil || res.status != 200 || !strings.Contains(res.body, "platinum") {
+		if res.err != nil || res.status != 200 || !strings.Contains(res.body, `"row_count":2`) {
 			t.Fatalf("the approved write: %d %v %s", res.status, res.err, res.body)
 		}
 	case <-time.After(30 * time.Second):
