@@ -38,6 +38,9 @@ type Result struct {
 	Value   json.RawMessage
 	Rows    int
 	Pending *Pending
+	// Blocks is set when Value is an MCP tool result document: the tool's
+	// Blocks.
+	Blocks bool
 }
 
 // Call runs one call through the whole pipeline: the gate (gate.go), the
@@ -85,10 +88,13 @@ func (b *Broker) call(ctx context.Context, p *passage, call Call) (Result, error
 	if dec.Effect == EffectApprove {
 		answer, run, err := b.approve(ctx, p, ApprovalRequest{Caller: p.caller, Tool: pt.tool, Args: args, ArgsHash: p.ev.ArgsHash, Decision: dec, ResumeID: call.ApprovalID})
 		if !run || err != nil {
+			answer.Blocks = pt.tool.Blocks && answer.Value != nil
 			return answer, err
 		}
 	}
-	return b.execute(ctx, p, pt, req, call.TraceParent)
+	res, err := b.execute(ctx, p, pt, req, call.TraceParent)
+	res.Blocks = pt.tool.Blocks && res.Value != nil
+	return res, err
 }
 
 // completeCall tells the approval gate how the call it approved ended.

@@ -106,6 +106,14 @@ type RowCapper interface {
 	RowCap(op Operation) int
 }
 
+// Allower is an optional ability of a Policy: whether node n's allow list
+// names a tool, asked for a tool the snapshot withholds (Live.Withheld),
+// which policy was not compiled with. Without it a withheld tool is
+// forbidden to every caller.
+type Allower interface {
+	Allows(n Node, name string) bool
+}
+
 // Binder is an optional ability of a Policy: arguments forced from a grant
 // scope (DESIGN §5 bind).
 type Binder interface {

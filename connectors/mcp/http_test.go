@@ -123,16 +123,6 @@ func TestProgressRelayed(t *testing.T) {
 	}
 }
 
-func TestWantsProgress(t *testing.T) {
-	if wantsProgress(broker.ProgressFrom(context.Background())) {
-		t.Error("the no-op counts as a caller's progress function")
-	}
-	ctx := broker.WithProgress(context.Background(), func(float64, float64, string) {})
-	if !wantsProgress(broker.ProgressFrom(ctx)) {
-		t.Error("a caller's progress function is not recognised")
-	}
-}
-
 // TestQuarantineOnListChanged: a pinned tool whose description changes at
 // runtime is withheld as soon as the upstream says its list changed, its
 // calls are refused without reaching the upstream, and pinning again (or

@@ -20,6 +20,9 @@ type Config struct {
 	Passthrough Passthrough       `yaml:"passthrough" json:"passthrough"`
 	Limits      Limits            `yaml:"limits" json:"limits"`
 	Metrics     Metrics           `yaml:"metrics" json:"metrics"`
+	// ToolsLock is the lock file that pins the definitions of the mcp
+	// targets' tools (default tools.lock beside the config).
+	ToolsLock string `yaml:"tools_lock" json:"tools_lock,omitempty"`
 
 	// File is the path the config was loaded from; relative paths inside
 	// it (tools_dir, store.path, target paths) resolve against its folder.

@@ -13,6 +13,7 @@ const (
 	DefaultListen       = "127.0.0.1:8080"
 	DefaultStorePath    = "./data/toolgate.db"
 	DefaultToolsDir     = "./tools"
+	DefaultToolsLock    = "./tools.lock"
 	DefaultMaxBodyBytes = 1 << 20
 )
 
@@ -31,6 +32,9 @@ func (c *Config) applyDefaults() {
 	if c.ToolsDir == "" {
 		c.ToolsDir = DefaultToolsDir
 	}
+	if c.ToolsLock == "" {
+		c.ToolsLock = DefaultToolsLock
+	}
 	if c.Approvals.Timeout == 0 {
 		c.Approvals.Timeout = Duration(30 * 60e9)
 	}
@@ -46,6 +50,7 @@ func (c *Config) applyDefaults() {
 	if c.File != "" {
 		dir := filepath.Dir(c.File)
 		c.ToolsDir = resolve(dir, c.ToolsDir)
+		c.ToolsLock = resolve(dir, c.ToolsLock)
 		if c.Store.Driver == "sqlite" {
 			c.Store.Path = resolve(dir, c.Store.Path)
 		}
