@@ -92,6 +92,9 @@ func (s *Snapshot) Catalog() Catalog { return s.live.Catalog }
 // Policy is the snapshot's policy engine.
 func (s *Snapshot) Policy() Policy { return s.live.Policy }
 
+// Masker is the snapshot's masker.
+func (s *Snapshot) Masker() Masker { return s.live.Masker }
+
 // Generation numbers the snapshot: it grows by one with each Reload.
 func (s *Snapshot) Generation() uint64 { return s.gen }
 

@@ -86,7 +86,9 @@ func New(p Pipeline, opts Options) (*Server, error) {
 	hooks.AddOnRequestInitialization(func(context.Context, any, any) error { return s.route() })
 	hooks.AddAfterListTools(s.listTools)
 	s.mcp = server.NewMCPServer(opts.Name, opts.Version,
-		server.WithToolCapabilities(false),
+		// listChanged: mcp-go tells every initialized session when the
+		// tool table changes (route), as upstream MCP tools come and go.
+		server.WithToolCapabilities(true),
 		server.WithHooks(hooks),
 		server.WithRecovery(),
 	)
@@ -155,6 +157,17 @@ func (s *Server) route() (err error) {
 	s.mcp.SetTools(st...)
 	s.routed.Store(snap.Generation())
 	return nil
+}
+
+// Sync routes the live snapshot's tools now, rather than before the next
+// request, so that clients with an open session hear
+// notifications/tools/list_changed as soon as the broker swapped its
+// snapshot (a reload, upstream MCP tools that joined or left). Their next
+// tools/list answers from the new snapshot.
+func (s *Server) Sync() {
+	if err := s.route(); err != nil {
+		s.log.Error("mcp tool table not updated", zap.Error(err))
+	}
 }
 
 // Handler serves MCP streamable HTTP; mount it at /mcp.
@@ -297,6 +310,11 @@ func (s *Server) handleCall(ctx context.Context, req mcpgo.CallToolRequest) (*mc
 	if len(bytes.TrimSpace(value)) == 0 {
 		value = json.RawMessage(`{}`)
 	}
+	if res.Blocks {
+		if out, ok := blocksResult(value); ok {
+			return out, nil
+		}
+	}
 	out := &mcpgo.CallToolResult{Content: []mcpgo.Content{mcpgo.NewTextContent(string(value))}}
 	if bytes.HasPrefix(bytes.TrimSpace(value), []byte("{")) {
 		// structuredContent must be a JSON object; a non-object result
@@ -304,6 +322,33 @@ func (s *Server) handleCall(ctx context.Context, req mcpgo.CallToolRequest) (*mc
 		out.StructuredContent = value
 	}
 	return out, nil
+}
+
+// blocksResult answers with an upstream MCP tool's result document
+// ({"content": [...], "structuredContent": {...}}, masked) as the
+// upstream's own content blocks and structured content. A block mcp-go
+// cannot represent travels as a text block holding its JSON; a document
+// that is not an MCP result is not answered here (false).
+func blocksResult(doc json.RawMessage) (*mcpgo.CallToolResult, bool) {
+	var r struct {
+		Content           []json.RawMessage `json:"content"`
+		StructuredContent json.RawMessage   `json:"structuredContent"`
+	}
+	if json.Unmarshal(doc, &r) != nil || r.Content == nil {
+		return nil, false
+	}
+	out := &mcpgo.CallToolResult{Content: make([]mcpgo.Content, 0, len(r.Content))}
+	for _, raw := range r.Content {
+		c, err := mcpgo.UnmarshalContent(raw)
+		if err != nil {
+			c = mcpgo.NewTextContent(string(raw))
+		}
+		out.Content = append(out.Content, c)
+	}
+	if sc := bytes.TrimSpace(r.StructuredContent); len(sc) > 0 && sc[0] == '{' {
+		out.StructuredContent = json.RawMessage(sc)
+	}
+	return out, true
 }
 
 // progress returns a ProgressFunc that sends notifications/progress for the

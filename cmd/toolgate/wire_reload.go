@@ -63,8 +63,8 @@ func (l livePolicy) ValidateScope(graph string, scope map[string]any) error {
 	return e.ValidateScope(graph, scope)
 }
 
-// reload re-reads the config file and tools and swaps the broker's live
-// snapshot (catalog, policy, masking) in one step: a call in flight
+// reload re-reads the config file, tools and tools lock and swaps the
+// broker's live snapshot (catalog, policy, masking) in one step: a call in flight
 // finishes on the configuration it started with, the next one, the MCP
 // tool listing and grant minting see the new one. A config with any problem
 // is refused and the old one keeps serving. Sections that need a restart
@@ -85,14 +85,14 @@ func (a *app) reload(ctx context.Context) error {
 	if cfg.Listen != a.cfg.Listen && a.cfg.Listen != "" {
 		cfg.Listen = a.cfg.Listen
 	}
-	st, err := compile(cfg, a.counters, a.log)
+	st, err := compile(cfg, a.counters, a.log, a.view())
 	if err != nil {
 		return err
 	}
-	if err := a.broker.Reload(st.live(a.cfg)); err != nil {
+	if err := a.swap(st); err != nil {
 		return err
 	}
-	a.metrics.SetLabels(metricLabels(a.cfg, st))
+	a.up.loaded = cfg
 	for _, section := range restartNeeded(a.cfg, cfg) {
 		a.log.Warn("config section changed but needs a restart to apply", zap.String("section", section))
 	}
