@@ -138,6 +138,9 @@ func (p *passage) withheld(w Withheld) error {
 	if p.snap.allows == nil || !p.snap.allows.Allows(p.node, w.Name) {
 		return p.forbidden(w.Name)
 	}
+	if w.Refusal.Code == CodeTargetUnavailable {
+		p.ev.Status = StatusError // the target failed, not policy
+	}
 	return &Error{Code: w.Refusal.Code, Message: w.Refusal.Message}
 }
 

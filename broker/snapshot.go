@@ -92,6 +92,10 @@ func (s *Snapshot) Catalog() Catalog { return s.live.Catalog }
 // Policy is the snapshot's policy engine.
 func (s *Snapshot) Policy() Policy { return s.live.Policy }
 
+// Withheld are the snapshot's withheld tools: not listed, but a call to
+// one reaches the broker, which refuses it.
+func (s *Snapshot) Withheld() []Withheld { return s.live.Withheld }
+
 // Masker is the snapshot's masker.
 func (s *Snapshot) Masker() Masker { return s.live.Masker }
 

@@ -128,7 +128,7 @@ func (s *Server) ownSession(w http.ResponseWriter, r *http.Request, c broker.Cal
 
 // route keeps mcp-go's tool table on the live snapshot. mcp-go only routes
 // a tools/call to a name in its table, so the table holds every tool of
-// the snapshot, by name alone, each routed to handleCall; it is rebuilt
+// the snapshot and every tool it withholds, by name alone, each routed to handleCall; it is rebuilt
 // before a request is handled whenever the broker swapped its snapshot.
 // Nothing else reads it: tools/list answers from the snapshot (listTools)
 // and every call is decided by the broker. A tool mcp-go refuses to route
@@ -147,6 +147,11 @@ func (s *Server) route() (err error) {
 	st := make([]server.ServerTool, 0, len(tools))
 	for _, t := range tools {
 		st = append(st, server.ServerTool{Tool: mcpgo.Tool{Name: t.Name}, Handler: s.handleCall})
+	}
+	// A withheld tool (a quarantined upstream tool) is routed too, so its
+	// calls reach the broker, which refuses and records them.
+	for _, w := range snap.Withheld() {
+		st = append(st, server.ServerTool{Tool: mcpgo.Tool{Name: w.Name}, Handler: s.handleCall})
 	}
 	defer func() {
 		// mcp-go panics on a tool it cannot register; report it instead.

@@ -73,7 +73,7 @@ func openHTTP(_ context.Context, name string, t config.Target, env targetEnv) (b
 // openMCP opens the connector of an upstream MCP server. It starts
 // nothing: startUpstreams connects once the broker serves.
 func openMCP(_ context.Context, name string, t config.Target, env targetEnv) (broker.Executor, func(), error) {
-	opt := mcpOptions(env.log.With(zap.String("target", name)), env.onEvent, env.redact)
+	opt := mcpOptions(env.log, env.onEvent, env.redact)
 	c, err := mcp.New(mcpConfig(env.cfg, name, t.MCP), opt)
 	if err != nil {
 		return nil, nil, err

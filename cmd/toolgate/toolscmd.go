@@ -40,7 +40,7 @@ func toolsListCmd() *cobra.Command {
 			}
 			up, unreached := listUpstreams(cmd.Context(), cfg, timeout)
 			for _, p := range unreached {
-				fmt.Fprintf(cmd.ErrOrStderr(), "%s: warning: %s\n", cfg.File, p)
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", p)
 			}
 			st, err := compile(cfg, policy.NewMemoryCounters(), zap.NewNop(), up)
 			if err != nil {
@@ -146,17 +146,9 @@ func toolsPinCmd() *cobra.Command {
 
 // pinTools lists the chosen targets, then writes the lock once.
 func pinTools(cmd *cobra.Command, cfg *config.Config, targets []string, timeout time.Duration) error {
-	all := mcpTargets(cfg)
-	if len(targets) == 0 {
-		targets = all
-	}
-	for _, t := range targets {
-		if !slices.Contains(all, t) {
-			return fail(2, "no mcp target named %q (mcp targets: %s)", t, strings.Join(all, ", "))
-		}
-	}
-	if len(targets) == 0 {
-		return fail(1, "%s has no mcp target: nothing to pin", cfg.File)
+	targets, err := chooseTargets(cfg, targets)
+	if err != nil {
+		return err
 	}
 	lock, err := mcp.ReadLock(cfg.ToolsLock)
 	if err != nil {
@@ -189,54 +181,102 @@ func pinTools(cmd *cobra.Command, cfg *config.Config, targets []string, timeout 
 
 func toolsDiffCmd() *cobra.Command {
 	cf := configFlag{readOnly: true}
+	var targets []string
 	var timeout = 30 * time.Second
 	cmd := &cobra.Command{
 		Use:   "diff",
 		Short: "Show how the mcp targets' tool definitions differ from their pins",
-		Long: "diff connects to every mcp target and prints each tool whose definition is new, removed or " +
-			"changed since it was pinned, naming the parts that changed (description, input_schema, output_schema, " +
-			"annotations, title). Exit 0 when nothing differs, 1 when something does, 2 when a target or the lock " +
-			"could not be read.",
+		Long: "diff connects to every mcp target (or those --target names) and prints each tool whose definition " +
+			"is new, removed or changed since it was pinned, naming the parts that changed (description, " +
+			"input_schema, output_schema, annotations, title); new tools of a target with expose: all are served " +
+			"unpinned, so they are not pending. Exit 0 when nothing differs, 1 when something does, 2 when a " +
+			"target or the lock could not be read (the targets that could are still shown).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadConfig(cmd, cf.path(cmd), 2)
 			if err != nil {
 				return err
 			}
-			return diffTools(cmd, cfg, timeout)
+			return diffTools(cmd, cfg, targets, timeout)
 		},
 	}
 	cf.register(cmd)
+	cmd.Flags().StringSliceVar(&targets, "target", nil, "compare only these mcp targets (repeat or comma-separate)")
 	cmd.Flags().DurationVar(&timeout, "timeout", timeout, "how long to wait for each mcp target")
 	return cmd
 }
 
-// diffTools prints the pending changes of every mcp target.
-func diffTools(cmd *cobra.Command, cfg *config.Config, timeout time.Duration) error {
+// chooseTargets returns the mcp targets a verb works on: those named, or
+// every one.
+func chooseTargets(cfg *config.Config, named []string) ([]string, error) {
+	all := mcpTargets(cfg)
+	for _, t := range named {
+		if !slices.Contains(all, t) {
+			return nil, fail(2, "no mcp target named %q (mcp targets: %s)", t, strings.Join(all, ", "))
+		}
+	}
+	if len(named) > 0 {
+		return named, nil
+	}
+	if len(all) == 0 {
+		return nil, fail(2, "%s has no mcp target", cfg.File)
+	}
+	return all, nil
+}
+
+// diffTools prints the pending changes of the chosen mcp targets.
+func diffTools(cmd *cobra.Command, cfg *config.Config, named []string, timeout time.Duration) error {
+	targets, err := chooseTargets(cfg, named)
+	if err != nil {
+		return err
+	}
 	lock, err := mcp.ReadLock(cfg.ToolsLock)
 	if err != nil {
 		return fail(2, "%v", err)
 	}
 	out := cmd.OutOrStdout()
-	differ := false
-	for _, name := range mcpTargets(cfg) {
+	differ, unread := false, 0
+	for _, name := range targets {
 		mc := mcpConfig(cfg, name, cfg.Targets[name].MCP)
 		defs, _, err := listOne(cmd.Context(), mc, timeout)
-		if err != nil {
-			return fail(2, "%v", err)
+		if err == nil {
+			var changes []mcp.Change
+			if changes, err = mcp.Diff(lock.Targets[name], defs); err == nil {
+				if mc.Expose == mcp.ExposeAll {
+					changes = pinnedOnly(changes)
+				}
+				differ = printChanges(out, name, changes, false) || differ
+				continue
+			}
 		}
-		changes, err := mcp.Diff(lock.Targets[name], defs)
-		if err != nil {
-			return fail(2, "target %s: %v", name, err)
-		}
-		differ = printChanges(out, name, changes, false) || differ
+		unread++
+		fmt.Fprintf(cmd.ErrOrStderr(), "toolgate: tools diff: %v\n", err)
 	}
-	if !differ {
+	switch {
+	case differ:
+		fmt.Fprintln(out, "review the changes, then run `toolgate tools pin` to accept them")
+	case unread == 0:
 		fmt.Fprintln(out, "no changes: every upstream tool matches its pin")
-		return nil
 	}
-	fmt.Fprintln(out, "review the changes, then run `toolgate tools pin` to accept them")
-	return exitError{code: 1}
+	if unread > 0 {
+		return fail(2, "%d mcp target(s) could not be compared", unread)
+	}
+	if differ {
+		return exitError{code: 1}
+	}
+	return nil
+}
+
+// pinnedOnly drops the new tools of a target with expose: all, which are
+// served without a pin and so are not pending.
+func pinnedOnly(changes []mcp.Change) []mcp.Change {
+	var out []mcp.Change
+	for _, c := range changes {
+		if c.Status != mcp.StatusNew {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // printChanges prints one target's changes, one line per tool ("target

@@ -93,6 +93,9 @@ func (a *app) reload(ctx context.Context) error {
 		return err
 	}
 	a.up.loaded = cfg
+	for _, u := range a.up.conns {
+		u.Refresh() // the tools lock may have changed: evaluate again
+	}
 	for _, section := range restartNeeded(a.cfg, cfg) {
 		a.log.Warn("config section changed but needs a restart to apply", zap.String("section", section))
 	}
@@ -124,10 +127,10 @@ func restartNeeded(old, cur *config.Config) []string {
 	return out
 }
 
-// watch reloads when the config file or a tool declaration changes from
-// the state last (a fingerprint taken before serving started, so no edit
-// slips in unseen), and on each value from hup (SIGHUP). A failed reload
-// logs every problem.
+// watch reloads when the config file, a tool declaration or the tools lock
+// changes from the state last (a fingerprint taken before serving started,
+// so no edit slips in unseen), and on each value from hup (SIGHUP). A
+// failed reload logs every problem.
 func (a *app) watch(ctx context.Context, every time.Duration, hup <-chan os.Signal, last string) error {
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -149,8 +152,8 @@ func (a *app) watch(ctx context.Context, every time.Duration, hup <-chan os.Sign
 	}
 }
 
-// fingerprint summarises the mtimes and sizes of the config file and the
-// tool declarations.
+// fingerprint summarises the mtimes and sizes of the config file, the
+// tool declarations and, with mcp targets, the tools lock.
 func (a *app) fingerprint() string {
 	type stamp struct {
 		Name string
@@ -164,6 +167,9 @@ func (a *app) fingerprint() string {
 		}
 	}
 	add(a.cfg.File)
+	if len(a.up.conns) > 0 {
+		add(a.cfg.ToolsLock)
+	}
 	files, _ := filepath.Glob(filepath.Join(a.cfg.ToolsDir, "*.json"))
 	for _, f := range files {
 		add(f)

@@ -196,6 +196,9 @@ func (a *app) rebuild() {
 	if len(probs) > 0 {
 		a.log.Error("upstream MCP tools changed but the configuration does not compile with them; only withdrawn tools apply", zap.String("problems", probs.Error()))
 		v.keep = a.up.served
+		if v.keep == nil {
+			v.keep = map[string]*broker.Tool{}
+		}
 		if st, probs = compileAll(a.up.loaded, a.counters, a.log, v); len(probs) > 0 {
 			a.log.Error("upstream MCP tools changed but the catalog cannot be rebuilt; the previous one keeps serving", zap.String("problems", probs.Error()))
 			return
