@@ -48,7 +48,7 @@ graphs:
     principals: ["key:bot"]
     nodes:
       agent:
-        allow: ["acme_*", "flaky_*", "fs_read_text_file", "everything_echo", "everything_get-structured-content"]
+        allow: ["acme_*", "flaky_*", "fs_read_text_file", "everything_echo", "everything_get-structured-content", "everything_trigger-long-running-operation"]
         rules:
           - {tool: acme_refund, when: "args.amount > 100", effect: approve, approvers: ["key:approver"]}
       other:
@@ -125,6 +125,7 @@ func TestE2EUpstreamMCP(t *testing.T) {
 	t.Run("refusals", func(t *testing.T) { upstreamRefusals(t, e, tg, agent, other) })
 	t.Run("masking", func(t *testing.T) { upstreamMasking(t, e, tg, agent) })
 	t.Run("approval", func(t *testing.T) { upstreamApproval(t, e, tg) })
+	t.Run("progress", func(t *testing.T) { upstreamProgress(t, tg.URL, e.bot) })
 	t.Run("quarantine", func(t *testing.T) { upstreamQuarantine(t, e, tg) })
 	t.Run("audit", func(t *testing.T) { upstreamAudit(t, e) })
 	t.Run("down", func(t *testing.T) {
@@ -240,6 +241,29 @@ func upstreamApproval(t *testing.T, e *upstreamEnv, tg *tgProcess) {
 	}
 	if code, out = tg.callHTTP(t, e.bot, "agent", "acme_refund", `{"customer_id":3,"amount":5}`); code != 200 || e.acme.count("refund") != 2 {
 		t.Fatalf("refund under 100: %d %v", code, out["_raw"])
+	}
+}
+
+// upstreamProgress: server-everything's progress notifications reach an
+// MCP caller that asked for progress.
+func upstreamProgress(t *testing.T, url, key string) {
+	c, _ := dialListening(t, url, key)
+	var steps atomic.Int64
+	c.OnNotification(func(n mcpgo.JSONRPCNotification) {
+		if n.Method == string(mcpgo.MethodNotificationProgress) && n.Params.AdditionalFields["progressToken"] == "p1" {
+			steps.Add(1)
+		}
+	})
+	req := mcpgo.CallToolRequest{}
+	req.Params.Name = "everything_trigger-long-running-operation"
+	req.Params.Arguments = map[string]any{"duration": 0.3, "steps": 3}
+	req.Params.Meta = &mcpgo.Meta{ProgressToken: "p1"}
+	res, err := c.CallTool(context.Background(), req)
+	if err != nil || res.IsError {
+		t.Fatalf("long running operation: %v %+v", err, res)
+	}
+	if n := steps.Load(); n != 3 {
+		t.Errorf("%d progress notifications relayed, want 3", n)
 	}
 }
 
