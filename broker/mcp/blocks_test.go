@@ -33,6 +33,10 @@ func TestBlocksResult(t *testing.T) {
 	if sc, _ := out.StructuredContent.(json.RawMessage); string(sc) != `{"card":"************1111"}` || out.IsError {
 		t.Errorf("structuredContent = %s, isError %v", sc, out.IsError)
 	}
+	twin, _ := blocksResult(json.RawMessage(`{"content":[{"type":"text","text":{"phone":"[REDACTED]"}}],"structuredContent":{"phone":"[REDACTED]"}}`))
+	if tc, ok := twin.Content[0].(mcpgo.TextContent); !ok || tc.Text != `{"phone":"[REDACTED]"}` {
+		t.Errorf("the structured twin = %#v, want it as text", twin.Content[0])
+	}
 	if _, ok := blocksResult(json.RawMessage(`{"rows":[]}`)); ok {
 		t.Error("a document that is not an MCP result was taken for one")
 	}

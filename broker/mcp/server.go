@@ -344,16 +344,31 @@ func blocksResult(doc json.RawMessage) (*mcpgo.CallToolResult, bool) {
 	}
 	out := &mcpgo.CallToolResult{Content: make([]mcpgo.Content, 0, len(r.Content))}
 	for _, raw := range r.Content {
-		c, err := mcpgo.UnmarshalContent(raw)
-		if err != nil {
-			c = mcpgo.NewTextContent(string(raw))
-		}
-		out.Content = append(out.Content, c)
+		out.Content = append(out.Content, contentBlock(raw))
 	}
 	if sc := bytes.TrimSpace(r.StructuredContent); len(sc) > 0 && sc[0] == '{' {
 		out.StructuredContent = json.RawMessage(sc)
 	}
 	return out, true
+}
+
+// contentBlock decodes one content block. A text block whose text is a
+// JSON object (an upstream's structured content repeated as text, masked
+// like structuredContent) becomes text again; a block mcp-go cannot
+// represent travels as a text block holding its JSON.
+func contentBlock(raw json.RawMessage) mcpgo.Content {
+	var tb struct {
+		Type string          `json:"type"`
+		Text json.RawMessage `json:"text"`
+	}
+	if json.Unmarshal(raw, &tb) == nil && tb.Type == mcpgo.ContentTypeText && bytes.HasPrefix(bytes.TrimSpace(tb.Text), []byte("{")) {
+		return mcpgo.NewTextContent(string(bytes.TrimSpace(tb.Text)))
+	}
+	c, err := mcpgo.UnmarshalContent(raw)
+	if err != nil {
+		return mcpgo.NewTextContent(string(raw))
+	}
+	return c
 }
 
 // progress returns a ProgressFunc that sends notifications/progress for the

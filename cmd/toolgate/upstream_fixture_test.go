@@ -47,6 +47,12 @@ func newAcme(t *testing.T, token string) *acmeUpstream {
 			return mcpgo.NewToolResultStructured(map[string]any{"id": 7, "name": "Ann", "email": "ann@example.com", "card": acmeCard},
 				"Ann, ann@example.com, pays with card "+acmeCard), nil
 		})
+	add("profile", "Returns a customer's profile, its text the JSON of its structured content.", `{"type":"object"}`,
+		func(context.Context, mcpgo.CallToolRequest) (*mcpgo.CallToolResult, error) {
+			v := map[string]any{"name": "Ann", "phone": "+1 555 0100"}
+			text, _ := json.Marshal(v)
+			return mcpgo.NewToolResultStructured(v, string(text)), nil
+		})
 	add("refund", "Refunds an amount to a customer.", `{"type":"object","properties":{"customer_id":{"type":"integer"},"amount":{"type":"number"}},"required":["customer_id","amount"]}`,
 		func(_ context.Context, r mcpgo.CallToolRequest) (*mcpgo.CallToolResult, error) {
 			return mcpgo.NewToolResultStructured(map[string]any{"refunded": r.GetFloat("amount", 0)}, "refunded"), nil

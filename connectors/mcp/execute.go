@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"unicode/utf8"
 
@@ -135,7 +136,7 @@ func (u *Upstream) output(e Entry, raw json.RawMessage) (broker.Output, error) {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		b.Write(bytes.TrimSpace(c))
+		b.Write(structuredText(bytes.TrimSpace(c), sc))
 	}
 	b.WriteByte(']')
 	if len(sc) > 0 {
@@ -144,6 +145,52 @@ func (u *Upstream) output(e Entry, raw json.RawMessage) (broker.Output, error) {
 	}
 	b.WriteString(`,"isError":false}`)
 	return broker.Output{Value: b.Bytes(), Bytes: b.Len()}, nil
+}
+
+// structuredText returns a content block as it goes into the result
+// document: a text block whose text is the structured content as JSON (the
+// unstructured twin MCP asks servers to send) carries it as a JSON object,
+// {"type":"text","text":{...}}, so that the tool's JSON paths mask it as
+// they mask structuredContent; the MCP door sends it as text again. Any
+// other block is returned as it came.
+func structuredText(block, sc json.RawMessage) json.RawMessage {
+	if len(sc) == 0 || !bytes.Contains(block, []byte(`"text"`)) {
+		return block
+	}
+	var tb struct {
+		Type string `json:"type"`
+		Text string `json:"text"`
+	}
+	if json.Unmarshal(block, &tb) != nil || tb.Type != "text" || !sameJSON([]byte(tb.Text), sc) {
+		return block
+	}
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(block, &fields) != nil {
+		return block
+	}
+	fields["text"] = sc
+	out, err := json.Marshal(fields)
+	if err != nil {
+		return block
+	}
+	return out
+}
+
+// sameJSON reports whether a and b are the same JSON object, numbers
+// compared as written.
+func sameJSON(a, b []byte) bool {
+	if t := bytes.TrimSpace(a); len(t) == 0 || t[0] != '{' {
+		return false
+	}
+	decode := func(raw []byte) (any, bool) {
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.UseNumber()
+		var v any
+		return v, dec.Decode(&v) == nil && !dec.More()
+	}
+	va, okA := decode(a)
+	vb, okB := decode(b)
+	return okA && okB && reflect.DeepEqual(va, vb)
 }
 
 // errorText joins the text blocks of an isError result, clipped.

@@ -94,15 +94,18 @@ const StructuredContent = "structuredContent"
 
 // StructuredPaths maps rules written for an upstream MCP tool's
 // structured result, their paths relative to it, to rules over the whole
-// result document ({"content": [...], "structuredContent": {...}}); nil
-// for none.
+// result document ({"content": [...], "structuredContent": {...}}): each
+// applies under structuredContent and under the text of every content
+// block that repeats the structured content (connectors/mcp carries such
+// a text as a JSON object). Nil for none.
 func StructuredPaths(rules map[string]string) map[string]string {
 	if len(rules) == 0 {
 		return nil
 	}
-	out := make(map[string]string, len(rules))
+	out := make(map[string]string, 2*len(rules))
 	for p, a := range rules {
 		out[StructuredContent+"."+p] = a
+		out["content.#.text."+p] = a
 	}
 	return out
 }
