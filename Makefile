@@ -4,7 +4,7 @@ PKGS := ./...
 # value as its VERSION build argument.
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: run test test-go test-fuzz test-js test-py bench lint build
+.PHONY: run test test-go test-fuzz test-js test-py bench lint build console-screenshots
 
 build:
 	@echo "building bin/toolgate $(VERSION) (the first build compiles the PostgreSQL parser and takes a minute or two)"
@@ -48,18 +48,28 @@ test-py:
 test-go:
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
-# Every fuzz target for a short fixed budget (FUZZTIME each); the seed
-# corpora also run in test-go. The budget is a count of executions, not a
-# duration: Go 1.26's fuzz coordinator can report a spurious "context deadline
-# exceeded" when a duration budget ends (golang/go#75804, fixed in Go 1.27).
+# The README's console screenshots (docs/console-*.png), taken by the
+# browser test in headless Chromium (Debian's chromium package).
+console-screenshots:
+	$(GO) test -count=1 -run TestConsoleInBrowser ./cmd/toolgate -args -screenshots
+
+# Every fuzz target for a short fixed budget (FUZZTIME each, or the count
+# after a third colon); the seed corpora also run in test-go. The budget is a
+# count of executions, not a duration: Go 1.26's fuzz coordinator can report a
+# spurious "context deadline exceeded" when a duration budget ends
+# (golang/go#75804, fixed in Go 1.27). FuzzProtocol opens a proxy session to
+# a real PostgreSQL per input (and starts one server per worker), hence its
+# smaller count.
 FUZZTIME ?= 20000x
-FUZZ_TARGETS := ./policy/mask:FuzzMaskResult ./policy/mask:FuzzMaskRecord ./tools:FuzzParse ./connectors/pgwire:FuzzReadMessage
+FUZZ_TARGETS := ./policy/mask:FuzzMaskResult ./policy/mask:FuzzMaskRecord ./tools:FuzzParse ./connectors/pgwire:FuzzReadMessage \
+	./connectors/pgwire:FuzzProtocol:600x
 
 test-fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
-		pkg=$${t%%:*}; fn=$${t##*:}; \
-		echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
-		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg; \
+		pkg=$${t%%:*}; rest=$${t#*:}; fn=$${rest%%:*}; budget=$(FUZZTIME); \
+		case $$rest in *:*) budget=$${rest#*:};; esac; \
+		echo "fuzz $$pkg $$fn ($$budget)"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $$budget $$pkg; \
 	done
 
 # bench runs the performance measurements one after another and prints one

@@ -73,6 +73,7 @@ type Snapshot struct {
 	rows   RowBudget
 	pass   PassthroughDecider
 	allows Allower
+	graphs GraphIndex
 	// cells is the masker's CellMasker ability, nil without it.
 	cells CellMasker
 }
@@ -112,6 +113,7 @@ func newSnapshot(l Live, gen uint64) (*Snapshot, error) {
 	s.rows, _ = l.Policy.(RowBudget)
 	s.pass, _ = l.Policy.(PassthroughDecider)
 	s.allows, _ = l.Policy.(Allower)
+	s.graphs, _ = l.Policy.(GraphIndex)
 	s.cells, _ = l.Masker.(CellMasker)
 	var errs []error
 	for _, t := range l.Catalog.Tools() {

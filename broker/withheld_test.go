@@ -35,7 +35,7 @@ func TestWithheldTools(t *testing.T) {
 	}{
 		{"triage", "up_echo", CodeToolDefinitionChanged, StatusDenied},
 		{"triage", "up_down", CodeTargetUnavailable, StatusError},
-		{"other", "up_echo", CodeForbidden, StatusDenied},
+		{"billing", "up_echo", CodeForbidden, StatusDenied},
 		{"triage", "up_gone", CodeUnknownTool, StatusDenied},
 	} {
 		_, err := e.b.Call(context.Background(), Call{Caller: e.caller(t, "tgk_good", tt.node), Door: "mcp", Tool: tt.tool, Args: json.RawMessage(`{}`)})

@@ -45,7 +45,8 @@ func connectors() map[string]connector {
 func openPostgres(ctx context.Context, name string, t config.Target, env targetEnv) (broker.Executor, func(), error) {
 	pg := t.Postgres
 	c, err := postgres.New(ctx, postgres.Config{Name: name, DSN: pg.DSN, ReadOnly: pg.ReadOnly, MaxRows: pg.MaxRows,
-		StatementTimeout: pg.StatementTimeout.D(), MaxConns: int32(pg.MaxConns)}, env.log)
+		StatementTimeout: pg.StatementTimeout.D(), MaxConns: int32(pg.MaxConns),
+		PreviewTimeout: pg.PreviewTimeout.D(), PreviewLockTimeout: pg.PreviewLockTimeout.D()}, env.log)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -191,7 +191,8 @@ func BenchmarkPgbench(b *testing.B) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		srv, err := pgwire.New(pgwire.Config{Listen: "127.0.0.1:0", Target: "crm", DSN: pg.PasswordDSN(name), Login: roles}, brk, nil)
+		// pgbench's 16 clients share one node: above the default cap of 10.
+		srv, err := pgwire.New(pgwire.Config{Listen: "127.0.0.1:0", Target: "crm", DSN: pg.PasswordDSN(name), Login: roles, MaxConnsPerGrant: 32}, brk, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -6,7 +6,9 @@
 // the client), and hands every statement, classified with the real
 // PostgreSQL parser (pganalyze/pg_query_go), to the broker's pipeline
 // before the server sees it (lock 1). DataRows are masked by column on
-// the way back.
+// the way back. A write held for approval is previewed for its approvers
+// (preview.go) on a connection of the session's own login, never the
+// admin's, in a transaction that is always rolled back.
 //
 // Classification (Classify) describes what a statement is: its class
 // (read, write, ddl, other; two-phase commit and READ WRITE transaction
@@ -21,4 +23,28 @@
 // behind the Pipeline interface, implemented by *broker.Broker. It must
 // never forward a statement the pipeline did not allow, never show the
 // client the target's credentials, and never log a password or a token.
+//
+// Lock 1, the proxy's own reading of the stream, holds only if it reads
+// exactly what the server executes:
+//
+//   - Bytes: the upstream session is pinned to client_encoding UTF8 and
+//     standard_conforming_strings on, the settings pg_query lexes with
+//     (params.go). A client asking for another encoding is refused; a
+//     ParameterStatus showing either changed ends the session. A statement
+//     that may change settings (class other, or a function off the list) is a
+//     barrier: nothing after it is forwarded before its answers, so the
+//     change is seen before the server reads another byte.
+//   - Statements: tracker models the extended protocol as the server runs
+//     it, fed by both relays. A name's statement is what the server
+//     accepted, errors skip to Sync, portals end with their transaction.
+//     An Execute is decided with the statement of the portal the server
+//     will run; when that depends on a message of an earlier batch still
+//     unanswered (a Parse the server may refuse), the client relay waits
+//     for its answer before it decides.
+//   - Values: the masker reads text. Bind's result formats are rewritten to
+//     text; columns the client wanted in binary are converted from the
+//     masked text (convert.go), and a type toolgate cannot convert is
+//     refused at Bind, naming the column.
+//   - Sizes: messages, rows and values over their limits are refused
+//     without being read into memory (limits.go).
 package pgwire

@@ -18,10 +18,13 @@ const (
 )
 
 // errTooLarge is returned for messages over the configured limit.
-type errTooLarge struct{ n, max int }
+type errTooLarge struct {
+	typ    byte
+	n, max int
+}
 
 func (e errTooLarge) Error() string {
-	return fmt.Sprintf("message of %d bytes exceeds the %d-byte limit", e.n, e.max)
+	return fmt.Sprintf("message %q of %d bytes exceeds the %d-byte limit", e.typ, e.n, e.max)
 }
 
 // readStartup reads one untyped startup packet (length, code, body) from r
@@ -48,8 +51,13 @@ func readStartup(r io.Reader) (code uint32, body []byte, err error) {
 
 // readMessage reads one typed message and returns it whole (type byte,
 // length, body), reusing buf when it is large enough. A length below 4 or
-// above max is an error; nothing past the message is consumed.
+// above max is an error; a message over max is left unread.
 func readMessage(r *bufio.Reader, max int, buf []byte) ([]byte, error) {
+	return readMessageLimit(r, func(byte) int { return max }, buf)
+}
+
+// readMessageLimit is readMessage with a limit per message type.
+func readMessageLimit(r *bufio.Reader, limit func(typ byte) int, buf []byte) ([]byte, error) {
 	hdr, err := r.Peek(5)
 	if err != nil {
 		if err == io.EOF && len(hdr) > 0 {
@@ -61,8 +69,8 @@ func readMessage(r *bufio.Reader, max int, buf []byte) ([]byte, error) {
 	if n < 4 {
 		return nil, fmt.Errorf("invalid message length %d for message %q", n, hdr[0])
 	}
-	if n > max {
-		return nil, errTooLarge{n: n, max: max}
+	if max := limit(hdr[0]); n > max {
+		return nil, errTooLarge{typ: hdr[0], n: n, max: max}
 	}
 	total := n + 1
 	if cap(buf) < total {

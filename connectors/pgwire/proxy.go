@@ -40,11 +40,6 @@ type Pipeline interface {
 
 var _ Pipeline = (*broker.Broker)(nil)
 
-// ForwardedParams are the startup parameters passed on to the server. Others
-// (options, search_path, role settings) are dropped: they could change
-// which tables a bare name means or which role runs the statements.
-var forwardedParams = []string{"application_name", "client_encoding", "DateStyle", "TimeZone", "IntervalStyle", "extra_float_digits"}
-
 // Config configures one listener.
 type Config struct {
 	// Listen is the address to listen on, e.g. 127.0.0.1:6432.
@@ -65,11 +60,33 @@ type Config struct {
 	// (revoked or expired grants end the session at its next statement);
 	// 0 means 2s.
 	IdentifyEvery time.Duration
-	// MaxMessageBytes caps one client message; 0 means 64 MiB.
+	// StatementTimeout is the target's statement_timeout, set on every
+	// upstream session; 0 leaves the server's.
+	StatementTimeout time.Duration
+	// ReadOnly makes every upstream session default to read-only
+	// transactions and refuses write and DDL statements.
+	ReadOnly bool
+	// MaxConnsPerGrant caps the open sessions of one grant (of one graph
+	// and node for API-key sessions); 0 means 10.
+	MaxConnsPerGrant int
+	// MaxMessageBytes caps one protocol message in either direction,
+	// DataRows excepted; 0 means 16 MiB.
 	MaxMessageBytes int
+	// MaxRowBytes caps one result row (DataRow, COPY data); 0 means 16 MiB.
+	MaxRowBytes int
+	// MaxCellBytes caps one value of a result row or a Bind parameter; 0
+	// means 8 MiB.
+	MaxCellBytes int
 	// Login picks each session's database login (lock 2); nil runs every
 	// session as the DSN's login.
 	Login UpstreamLogin
+	// PreviewTimeout bounds the effect preview of a held write (never
+	// longer than StatementTimeout); 0 means 5s. PreviewLockTimeout bounds
+	// its wait for a row lock; 0 means 1s. PreviewRows caps its sample; 0
+	// means 20.
+	PreviewTimeout     time.Duration
+	PreviewLockTimeout time.Duration
+	PreviewRows        int
 }
 
 // Validate reports what is wrong with the config.
@@ -89,6 +106,25 @@ func (c Config) Validate() error {
 		return fmt.Errorf("pgwire: listener %s is not a loopback address and has no TLS certificate; passwords would cross the network in clear (configure tls_cert/tls_key)", c.Listen)
 	}
 	return nil
+}
+
+// defaults fills in the zero values.
+func (c *Config) defaults() {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	if c.StartupTimeout <= 0 {
+		c.StartupTimeout = 10 * time.Second
+	}
+	if c.IdentifyEvery <= 0 {
+		c.IdentifyEvery = 2 * time.Second
+	}
+	def(&c.MaxConnsPerGrant, defaultMaxConnsPerGrant)
+	def(&c.MaxMessageBytes, defaultMaxMessageBytes)
+	def(&c.MaxRowBytes, defaultMaxRowBytes)
+	def(&c.MaxCellBytes, defaultMaxCellBytes)
 }
 
 func loopback(addr string) bool {
@@ -115,7 +151,10 @@ type Server struct {
 	mu      sync.Mutex
 	conns   map[net.Conn]struct{}
 	cancels map[cancelKey]cancelTarget
-	closed  bool
+	// perGrant counts open sessions by connKey; live holds them.
+	perGrant map[string]int
+	live     map[*session]struct{}
+	closed   bool
 	// byRemote and sessions let CloseSessions find a session's connection.
 	byRemote map[string]net.Conn
 	sessions map[string]*openSession
@@ -148,21 +187,13 @@ func New(cfg Config, pipe Pipeline, log *zap.Logger) (*Server, error) {
 	if pipe == nil {
 		return nil, errors.New("pgwire: a pipeline is required")
 	}
-	if cfg.StartupTimeout <= 0 {
-		cfg.StartupTimeout = 10 * time.Second
-	}
-	if cfg.IdentifyEvery <= 0 {
-		cfg.IdentifyEvery = 2 * time.Second
-	}
-	if cfg.MaxMessageBytes <= 0 {
-		cfg.MaxMessageBytes = 64 << 20
-	}
+	cfg.defaults()
 	up, err := pgconn.ParseConfig(cfg.DSN)
 	if err != nil {
 		return nil, fmt.Errorf("pgwire: target %s: invalid dsn", cfg.Target)
 	}
 	s := &Server{cfg: cfg, pipe: pipe, log: log.With(zap.String("target", cfg.Target)), up: up,
-		conns: map[net.Conn]struct{}{}, cancels: map[cancelKey]cancelTarget{},
+		conns: map[net.Conn]struct{}{}, cancels: map[cancelKey]cancelTarget{}, perGrant: map[string]int{}, live: map[*session]struct{}{},
 		byRemote: map[string]net.Conn{}, sessions: map[string]*openSession{}}
 	s.pipe = closingPipe{Pipeline: pipe, srv: s}
 	s.catalog = &catalog{up: up, tables: map[uint32]*tableInfo{}}
@@ -325,7 +356,20 @@ func (s *Server) serve(raw net.Conn) {
 		s.fatal(conn, "28000", "toolgate requires TLS on this listener (sslmode=require)")
 		return
 	}
-	sess := &session{srv: s, client: conn, remote: raw.RemoteAddr().String(), params: startup.Parameters, minor: startup.ProtocolVersion & 0xffff}
+	s.runSession(&session{srv: s, client: conn, remote: raw.RemoteAddr().String(), params: startup.Parameters,
+		minor: startup.ProtocolVersion & 0xffff, tr: newTracker()}, raw)
+}
+
+// runSession runs a session, known to the server while it lasts.
+func (s *Server) runSession(sess *session, raw net.Conn) {
+	s.mu.Lock()
+	s.live[sess] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.live, sess)
+		s.mu.Unlock()
+	}()
 	sess.run(raw)
 }
 

@@ -72,7 +72,13 @@ func graphs() map[string]config.Graph {
 	}
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
+	t.Helper()
+	return newEnvWith(t, nil)
+}
+
+// newEnvWith is newEnv with the proxy's config changed by adjust.
+func newEnvWith(t testing.TB, adjust func(*pgwire.Config)) *env {
 	t.Helper()
 	ctx := context.Background()
 	pg := testenv.Postgres(t)
@@ -127,8 +133,12 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := pgwire.New(pgwire.Config{Listen: "127.0.0.1:0", Target: "crm", DSN: pg.PasswordDSN(name),
-		StartupTimeout: 500 * time.Millisecond, IdentifyEvery: time.Nanosecond, MaxMessageBytes: 1 << 20}, b, testLogger(t))
+	cfg := pgwire.Config{Listen: "127.0.0.1:0", Target: "crm", DSN: pg.PasswordDSN(name),
+		StartupTimeout: 10 * time.Second, IdentifyEvery: time.Nanosecond, MaxMessageBytes: 1 << 20}
+	if adjust != nil {
+		adjust(&cfg)
+	}
+	srv, err := pgwire.New(cfg, b, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +153,7 @@ func (e *env) dsn(user, password string) string {
 	return fmt.Sprintf("host=127.0.0.1 port=%d user=%s password=%s dbname=whatever sslmode=disable", e.srv.Addr().(*net.TCPAddr).Port, user, password)
 }
 
-func (e *env) connect(t *testing.T, user, password string) *pgx.Conn {
+func (e *env) connect(t testing.TB, user, password string) *pgx.Conn {
 	t.Helper()
 	c, err := pgx.Connect(context.Background(), e.dsn(user, password))
 	if err != nil {
@@ -447,7 +457,7 @@ func TestProxyAuditDownFailsClosed(t *testing.T) {
 }
 
 func TestProxyStartupTimeoutAndMalformed(t *testing.T) {
-	e := newEnv(t)
+	e := newEnvWith(t, func(c *pgwire.Config) { c.StartupTimeout = 500 * time.Millisecond })
 	addr := e.srv.Addr().String()
 	// A client that never finishes startup is dropped.
 	c, err := net.Dial("tcp", addr)
@@ -561,7 +571,7 @@ func TestProxyPsqlAndPgbench(t *testing.T) {
 	}
 }
 
-func testLogger(t *testing.T) *zap.Logger {
+func testLogger(t testing.TB) *zap.Logger {
 	if os.Getenv("PGWIRE_DEBUG") == "" {
 		return nil
 	}

@@ -18,10 +18,6 @@ import (
 	"github.com/toolgate/toolgate/broker"
 )
 
-// refusalHint marks the ErrorResponses toolgate raises upstream for a
-// refused statement, so the relay can tidy them (no PL/pgSQL context).
-const refusalHint = "toolgate refused this statement"
-
 // session is one authenticated client connection and its upstream.
 type session struct {
 	srv    *Server
@@ -41,62 +37,42 @@ type session struct {
 	cW  *bufio.Writer
 	wmu sync.Mutex // guards cW
 
-	// Extended protocol state (client goroutine only).
-	stmts      map[string]*broker.Statement
-	portals    map[string]*broker.Statement
-	binds      map[string]bindInfo // portal -> how it was bound
-	discard    bool
-	discardWhy string
-	sent       int // RFQ-producing messages sent upstream
+	// tr is the model of the server's statements and portals, fed by
+	// both relays.
+	tr *tracker
+	// Client relay only: refusal is the refusal raised at the next Sync
+	// of a refused extended-protocol batch ("" when none); barrier is set
+	// after an Execute that may change session settings, until the Sync.
+	refusal string
+	barrier bool
+	// binConv checks binary result requests (client relay only); rowConv
+	// converts result cells (upstream relay only).
+	binConv, rowConv *converter
 
-	mu   sync.Mutex // guards inflight, injects, the gate and the counters below
+	mu   sync.Mutex // guards held, closing, commits' gate and stats
 	gate *sync.Cond
-	// held is the batch whose results wait for its audit records to be
-	// durable, 0 when none.
-	held    int
+	// held is set while a simple query's results wait for its audit
+	// records to be durable.
+	held    bool
 	closing bool
-	// commits are the audit writes the current batch's results wait for.
+	// commits are the audit writes the current query's results wait for.
 	commits []func(context.Context) error
-	// expect lists, in order, the messages sent upstream whose answers
-	// the relay must attribute: describes, executes, queries and syncs.
-	expect   []expectation
-	inflight []inflight
-	injects  []int // batches whose refusal toolgate raises upstream
-	stats    broker.SessionStats
+	stats   broker.SessionStats
 
 	done chan broker.StatementOutcome
 }
 
-// bindInfo is what a Bind said about a portal.
-type bindInfo struct {
-	stmt      string
-	formats   []int16
-	described bool // a Describe of the portal followed the Bind
-}
-
-// expectation is a message sent upstream whose answer the relay must
-// attribute (op: 'S'/'P' describe statement/portal, 'E' execute, 'Q'
-// query, 'Y' sync).
-type expectation struct {
-	op   byte
-	name string
-	bind bindInfo
-}
-
-func (s *session) push(e expectation) {
-	s.mu.Lock()
-	s.expect = append(s.expect, e)
-	s.mu.Unlock()
-}
-
-// inflight is an allowed statement whose result is on its way.
+// inflight is the audit side of an allowed Execute or Query: one record
+// id per statement, in order, and the counts of the one running now.
 type inflight struct {
-	id    string
-	batch int
-	start time.Time
-	rows  int
-	bytes int
-	mask  int
+	// caller is the caller the statements were decided for.
+	caller broker.Caller
+	ids    []string
+	next   int
+	start  time.Time
+	rows   int
+	bytes  int
+	mask   int
 }
 
 func (s *session) log() *zap.Logger { return s.srv.log }
@@ -105,18 +81,8 @@ func (s *session) log() *zap.Logger { return s.srv.log }
 // side ends.
 func (s *session) run(raw net.Conn) {
 	ctx := context.Background()
-	if s.minor != 0 {
-		// Ask the client to fall back to 3.0; toolgate negotiates 3.0 upstream.
-		var unknown []string
-		for k := range s.params {
-			if strings.HasPrefix(k, "_pq_.") {
-				unknown = append(unknown, k)
-			}
-		}
-		b, _ := (&pgproto3.NegotiateProtocolVersion{NewestMinorProtocol: 0, UnrecognizedOptions: unknown}).Encode(nil)
-		if _, err := s.client.Write(b); err != nil {
-			return
-		}
+	if !s.negotiate() {
+		return
 	}
 	cR := bufio.NewReaderSize(s.client, 32<<10)
 	s.cW = bufio.NewWriterSize(s.client, 32<<10)
@@ -131,39 +97,98 @@ func (s *session) run(raw net.Conn) {
 		return
 	}
 	s.id, s.start = id, time.Now()
-	defer func() {
-		s.mu.Lock()
-		st := s.stats
-		s.mu.Unlock()
-		st.Duration = time.Since(s.start)
-		if st.Reason == "" {
-			st.Reason = "client disconnected"
+	defer s.closeSession(ctx)
+	if !s.admit() {
+		return
+	}
+	defer s.srv.release(s.caller)
+	hc, release, ok := s.connect(ctx)
+	if !ok {
+		return
+	}
+	defer release(nil)
+	defer s.up.Close()
+	key := s.srv.register(hc)
+	defer s.srv.unregister(key)
+	if !s.greet(hc, key) {
+		return
+	}
+	_ = raw.SetDeadline(time.Time{})
+	s.relay(ctx, cR)
+}
+
+// negotiate asks a client that wants a newer minor protocol version to
+// fall back to 3.0, which toolgate speaks upstream.
+func (s *session) negotiate() bool {
+	if s.minor == 0 {
+		return true
+	}
+	var unknown []string
+	for k := range s.params {
+		if strings.HasPrefix(k, "_pq_.") {
+			unknown = append(unknown, k)
 		}
-		s.srv.pipe.CloseSession(context.WithoutCancel(ctx), s.id, s.caller, Door, s.srv.cfg.Target, st)
-	}()
+	}
+	b, _ := (&pgproto3.NegotiateProtocolVersion{NewestMinorProtocol: 0, UnrecognizedOptions: unknown}).Encode(nil)
+	_, err := s.client.Write(b)
+	return err == nil
+}
+
+// closeSession records how the session ended.
+func (s *session) closeSession(ctx context.Context) {
+	s.mu.Lock()
+	st := s.stats
+	s.mu.Unlock()
+	st.Duration = time.Since(s.start)
+	if st.Reason == "" {
+		st.Reason = "client disconnected"
+	}
+	s.srv.pipe.CloseSession(context.WithoutCancel(ctx), s.id, s.caller, Door, s.srv.cfg.Target, st)
+}
+
+// admit refuses a session whose startup parameters toolgate cannot serve
+// or whose grant already holds its share of connections.
+func (s *session) admit() bool {
+	if err := checkStartup(s.params); err != nil && !s.srv.lock1Off {
+		s.setReason(safeMessage(err))
+		s.fatal("22023", err)
+		return false
+	}
+	if err := s.srv.admit(s.caller); err != nil {
+		s.setReason("too many sessions")
+		s.fatal("53300", err)
+		return false
+	}
+	return true
+}
+
+// connect opens the upstream session as the session's login and checks
+// the settings it reports; release must be called when the session ends.
+func (s *session) connect(ctx context.Context) (hc *pgconn.HijackedConn, release func(error), ok bool) {
 	hc, release, err := s.connectUpstream(ctx)
 	if err != nil {
 		s.log().Warn("target connection failed", zap.Error(err))
 		err = upstreamError(err, s.srv.cfg.Target)
 		s.fatal("08006", err)
 		s.setReason("target unavailable")
-		return
+		return nil, nil, false
 	}
-	defer release(nil)
 	s.up = hc.Conn
-	defer s.up.Close()
-	// The client gets toolgate's own cancel key, never the server's.
-	key := cancelKey{pid: random32(), secret: random32()}
-	network, addr := upstreamAddr(s.srv.up)
-	s.srv.mu.Lock()
-	s.srv.cancels[key] = cancelTarget{network: network, addr: addr, pid: hc.PID, secret: hc.SecretKey}
-	s.srv.mu.Unlock()
-	defer func() {
-		s.srv.mu.Lock()
-		delete(s.srv.cancels, key)
-		s.srv.mu.Unlock()
-	}()
+	for k, v := range hc.ParameterStatuses {
+		s.tr.parameterStatus(k, v)
+		if err := s.watchParam(k, v); err != nil {
+			_ = s.up.Close()
+			s.endForParam(err)
+			release(nil)
+			return nil, nil, false
+		}
+	}
+	return hc, release, true
+}
 
+// greet finishes the client's startup with the server's parameters and
+// toolgate's own cancel key.
+func (s *session) greet(hc *pgconn.HijackedConn, key cancelKey) bool {
 	buf, _ := (&pgproto3.AuthenticationOk{}).Encode(nil)
 	for k, v := range hc.ParameterStatuses {
 		buf, _ = (&pgproto3.ParameterStatus{Name: k, Value: v}).Encode(buf)
@@ -172,13 +197,14 @@ func (s *session) run(raw net.Conn) {
 	binary.BigEndian.PutUint32(secret[:], key.secret)
 	buf, _ = (&pgproto3.BackendKeyData{ProcessID: key.pid, SecretKey: secret[:]}).Encode(buf)
 	buf, _ = (&pgproto3.ReadyForQuery{TxStatus: 'I'}).Encode(buf)
-	if _, err := s.client.Write(buf); err != nil {
-		return
-	}
-	_ = raw.SetDeadline(time.Time{})
+	_, err := s.client.Write(buf)
+	return err == nil
+}
 
+// relay runs both directions until either ends, then reports every
+// statement still on its way.
+func (s *session) relay(ctx context.Context, cR *bufio.Reader) {
 	s.upW = bufio.NewWriterSize(s.up, 32<<10)
-	s.stmts, s.portals, s.binds = map[string]*broker.Statement{}, map[string]*broker.Statement{}, map[string]bindInfo{}
 	s.gate = sync.NewCond(&s.mu)
 	s.done = make(chan broker.StatementOutcome, 256)
 	recorded := make(chan struct{})
@@ -194,24 +220,32 @@ func (s *session) run(raw net.Conn) {
 		defer relay.Done()
 		if err := s.relayUpstream(bufio.NewReaderSize(s.up, 64<<10)); err != nil && !isClosed(err) {
 			s.log().Warn("upstream relay ended", zap.String("session", s.id), zap.Error(err))
+			s.setReason("toolgate could not follow the server's answers")
+			s.fatal("08P01", broker.Errorf(broker.CodeTargetError, "toolgate could not follow the server's answers and ended the session"))
 		}
+		s.tr.close()
 		_ = s.client.Close()
 	}()
 	if err := s.relayClient(ctx, cR); err != nil && !isClosed(err) {
 		s.log().Warn("client relay ended", zap.String("session", s.id), zap.Error(err))
-		var tl errTooLarge
-		if errors.As(err, &tl) {
-			s.setReason("message too large")
-			s.fatal("54000", broker.Errorf(broker.CodePayloadTooLarge, "%s", tl.Error()))
+		var m errMalformed
+		if errors.As(err, &m) {
+			_, _ = s.decide(ctx, []broker.Statement{protocolStatement(m.Error())}, false)
+			s.setReason("protocol violation")
+			s.fatal("08P01", broker.Errorf(broker.CodeInvalidRequest, "%s", m.Error()))
 		}
 	}
 	s.mu.Lock()
 	s.closing = true
 	s.gate.Broadcast()
 	s.mu.Unlock()
+	s.tr.close()
 	_ = s.up.Close()
 	_ = s.client.Close()
 	relay.Wait()
+	for _, o := range s.tr.pending() {
+		s.finishOp(o, errors.New("not completed: the session ended first"))
+	}
 	close(s.done)
 	<-recorded
 }
@@ -330,17 +364,22 @@ func (s *session) dial(ctx context.Context, cfg *pgconn.Config) (*pgconn.Hijacke
 	if cfg.RuntimeParams == nil {
 		cfg.RuntimeParams = map[string]string{}
 	}
-	for _, k := range forwardedParams {
-		for pk, v := range s.params {
-			if strings.EqualFold(pk, k) {
-				cfg.RuntimeParams[k] = v
-			}
-		}
+	for k, v := range upstreamParams(s.params, s.srv.cfg) {
+		cfg.RuntimeParams[k] = v
+	}
+	if v, ok := clientParam(s.params, "client_encoding"); ok && s.srv.lock1Off {
+		cfg.RuntimeParams["client_encoding"] = v // lock 1 switched off: as asked
 	}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	pc, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
+		return nil, err
+	}
+	// pgconn may still have a background read in progress on the socket;
+	// it would take the server's next answer from the relay.
+	if err := pc.SyncConn(ctx); err != nil {
+		_ = pc.Close(ctx)
 		return nil, err
 	}
 	hc, err := pc.Hijack()
@@ -349,176 +388,6 @@ func (s *session) dial(ctx context.Context, cfg *pgconn.Config) (*pgconn.Hijacke
 		return nil, err
 	}
 	return hc, nil
-}
-
-// refuse answers a refused statement in protocol order: toolgate raises the
-// refusal on the server itself (a DO block that raises SQLSTATE 42501), so
-// the error arrives after every earlier result and aborts the server's
-// transaction exactly as a real error would.
-func refusalSQL(err error) string {
-	e, _ := broker.AsError(err)
-	msg := strings.ReplaceAll(e.Message, "$", "\uff04")
-	detail := "toolgate code: " + string(e.Code)
-	return "DO $tg$BEGIN RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = $m$" + msg + "$m$, DETAIL = $m$" + detail + "$m$, HINT = $m$" + refusalHint + "$m$; END$tg$"
-}
-
-// relayClient reads client messages, sends each statement through the
-// pipeline and forwards what it allows.
-func (s *session) relayClient(ctx context.Context, r *bufio.Reader) error {
-	var buf []byte
-	max := s.srv.cfg.MaxMessageBytes
-	for {
-		msg, err := readMessage(r, max, buf)
-		if err != nil {
-			return err
-		}
-		buf = msg
-		if err := s.clientMessage(ctx, msg); err != nil {
-			return err
-		}
-		if r.Buffered() == 0 {
-			if err := s.upW.Flush(); err != nil {
-				return err
-			}
-		}
-	}
-}
-
-func (s *session) clientMessage(ctx context.Context, msg []byte) error {
-	typ, body := msg[0], msg[5:]
-	if s.discard && typ != 'S' {
-		return nil
-	}
-	switch typ {
-	case 'Q':
-		var q pgproto3.Query
-		if err := q.Decode(body); err != nil {
-			return err
-		}
-		sts := s.srv.classify(q.String)
-		ids, err := s.decide(ctx, sts, true)
-		if err != nil {
-			if isFatal(err) {
-				return err
-			}
-			s.commits = s.commits[:0] // nothing of a refused query runs
-			return s.sendRefusalQuery(err)
-		}
-		s.mu.Lock()
-		s.sent++
-		s.expect = append(s.expect, expectation{op: 'Q'})
-		for _, id := range ids {
-			s.inflight = append(s.inflight, inflight{id: id, batch: s.sent, start: time.Now()})
-		}
-		if len(s.commits) > 0 {
-			s.held = s.sent
-		}
-		s.mu.Unlock()
-		if _, err = s.upW.Write(msg); err != nil {
-			return err
-		}
-		return s.release(ctx)
-	case 'P':
-		var p pgproto3.Parse
-		if err := p.Decode(body); err != nil {
-			return err
-		}
-		sts := s.srv.classify(p.Query)
-		st := sts[0]
-		if len(sts) > 1 {
-			st = broker.Statement{Kind: broker.KindSQL, Text: p.Query, Unclassified: "a prepared statement may hold only one statement"}
-		}
-		if st.Unclassified != "" {
-			// Refused through the pipeline, so the refusal is recorded.
-			if _, err := s.decide(ctx, []broker.Statement{st}, false); err != nil {
-				if isFatal(err) {
-					return err
-				}
-				s.discard, s.discardWhy = true, refusalSQL(err)
-				return nil
-			}
-		}
-		s.stmts[p.Name] = &st
-	case 'B':
-		names, ok := cstrings(body, 2)
-		if !ok {
-			return errors.New("invalid Bind message")
-		}
-		s.portals[names[0]] = s.stmts[names[1]]
-		var b pgproto3.Bind
-		if err := b.Decode(body); err != nil {
-			return err
-		}
-		s.binds[names[0]] = bindInfo{stmt: names[1], formats: b.ResultFormatCodes}
-	case 'D':
-		if len(body) < 2 {
-			return errors.New("invalid Describe message")
-		}
-		names, ok := cstrings(body[1:], 1)
-		if !ok {
-			return errors.New("invalid Describe message")
-		}
-		if body[0] == 'P' {
-			bi := s.binds[names[0]]
-			bi.described = true
-			s.binds[names[0]] = bi
-		}
-		s.push(expectation{op: body[0], name: names[0]})
-	case 'E':
-		names, ok := cstrings(body, 1)
-		if !ok {
-			return errors.New("invalid Execute message")
-		}
-		st := s.portals[names[0]]
-		if st == nil {
-			// A portal toolgate did not see parsed (e.g. from an SQL
-			// PREPARE) is refused: nothing runs unclassified.
-			st = &broker.Statement{Kind: broker.KindSQL, Unclassified: fmt.Sprintf("portal %q is not bound to a statement toolgate parsed", names[0])}
-			if s.srv.lock1Off {
-				st = &s.srv.classify("")[0]
-			}
-		}
-		ids, err := s.decide(ctx, []broker.Statement{*st}, false)
-		if err != nil {
-			if isFatal(err) {
-				return err
-			}
-			s.discard, s.discardWhy = true, refusalSQL(err)
-			return nil
-		}
-		s.mu.Lock()
-		s.inflight = append(s.inflight, inflight{id: ids[0], batch: s.sent + 1, start: time.Now()})
-		s.expect = append(s.expect, expectation{op: 'E', name: names[0], bind: s.binds[names[0]]})
-		s.mu.Unlock()
-	case 'C':
-		if len(body) > 1 {
-			if names, ok := cstrings(body[1:], 1); ok {
-				if body[0] == 'S' {
-					delete(s.stmts, names[0])
-				} else {
-					delete(s.portals, names[0])
-				}
-			}
-		}
-	case 'S':
-		if s.discard {
-			s.discard = false
-			return s.sendRefusalExtended(s.discardWhy)
-		}
-		s.mu.Lock()
-		s.sent++
-		s.expect = append(s.expect, expectation{op: 'Y'})
-		s.mu.Unlock()
-	case 'F':
-		// The fastpath function call runs any function by OID: refused.
-		err := broker.Errorf(broker.CodeForbidden, "the fastpath function call protocol is not allowed through toolgate; call the function in a SELECT")
-		return s.sendRefusalQuery(err)
-	case 'X':
-		s.setReason("client terminated")
-		return errEOF
-	}
-	_, err := s.upW.Write(msg)
-	return err
 }
 
 // fatalErr ends the session (revoked grant, audit store down).
@@ -548,7 +417,8 @@ func (s *session) decide(ctx context.Context, sts []broker.Statement, overlap bo
 		if st.Command == "COPY TO" && st.Unclassified == "" {
 			st.Unclassified = s.copyMasked(ctx, st.Tables)
 		}
-		d, commit, err := s.srv.pipe.StatementDeferred(ctx, broker.StatementCall{Caller: s.caller, Door: Door, Target: s.srv.cfg.Target, Session: s.id, Statement: st})
+		d, commit, err := s.srv.pipe.StatementDeferred(ctx, broker.StatementCall{Caller: s.caller, Door: Door, Target: s.srv.cfg.Target, Session: s.id, Statement: st,
+			Preview: s.previewHook(st)})
 		s.mu.Lock()
 		s.stats.Statements++
 		if err != nil {
@@ -602,20 +472,20 @@ func (s *session) release(ctx context.Context) error {
 		s.commits = s.commits[:0]
 	}
 	s.mu.Lock()
-	if s.held != 0 {
-		s.held = 0
+	if s.held {
+		s.held = false
 		s.gate.Broadcast()
 	}
 	s.mu.Unlock()
 	return nil
 }
 
-// wait blocks the upstream relay until batch may reach the client; it
-// reports false when the session is closing.
-func (s *session) wait(batch int) bool {
+// wait blocks the upstream relay while a query's results wait for their
+// audit records; it reports false when the session is closing.
+func (s *session) wait() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for s.held == batch && !s.closing {
+	for s.held && !s.closing {
 		s.gate.Wait()
 	}
 	return !s.closing
@@ -642,36 +512,6 @@ func (s *session) copyMasked(ctx context.Context, tables []string) string {
 func safeMessage(err error) string {
 	e, _ := broker.AsError(err)
 	return e.Message
-}
-
-func (s *session) sendRefusalQuery(err error) error {
-	b, _ := (&pgproto3.Query{String: refusalSQL(err)}).Encode(nil)
-	s.mu.Lock()
-	s.sent++
-	s.expect = append(s.expect, expectation{op: 'Q'})
-	s.mu.Unlock()
-	_, werr := s.upW.Write(b)
-	return werr
-}
-
-// sendRefusalExtended ends a refused extended-protocol batch: the refusal
-// is raised by an unnamed statement, whose ParseComplete and BindComplete
-// the upstream relay swallows.
-func (s *session) sendRefusalExtended(sql string) error {
-	b, _ := (&pgproto3.Parse{Query: sql}).Encode(nil)
-	b, _ = (&pgproto3.Bind{}).Encode(b)
-	b, _ = (&pgproto3.Execute{}).Encode(b)
-	b, _ = (&pgproto3.Sync{}).Encode(b)
-	s.mu.Lock()
-	s.sent++
-	s.injects = append(s.injects, s.sent)
-	s.expect = append(s.expect, expectation{op: 'Y'})
-	s.mu.Unlock()
-	// The unnamed statement and portal are now toolgate's.
-	delete(s.stmts, "")
-	delete(s.portals, "")
-	_, err := s.upW.Write(b)
-	return err
 }
 
 // String helps debugging; it never includes the credential.

@@ -7,19 +7,24 @@ import (
 
 // Config is the whole toolgate.yaml document.
 type Config struct {
-	Listen      string            `yaml:"listen" json:"listen,omitempty"`
-	PublicURL   string            `yaml:"public_url" json:"public_url,omitempty"`
-	Store       Store             `yaml:"store" json:"store"`
-	Auth        Auth              `yaml:"auth" json:"auth"`
-	Targets     map[string]Target `yaml:"targets" json:"targets,omitempty"`
-	ToolsDir    string            `yaml:"tools_dir" json:"tools_dir,omitempty"`
-	Graphs      map[string]Graph  `yaml:"graphs" json:"graphs,omitempty"`
-	Approvals   Approvals         `yaml:"approvals" json:"approvals"`
-	Masking     Masking           `yaml:"masking" json:"masking"`
-	Recordings  Recordings        `yaml:"recordings" json:"recordings"`
-	Passthrough Passthrough       `yaml:"passthrough" json:"passthrough"`
-	Limits      Limits            `yaml:"limits" json:"limits"`
-	Metrics     Metrics           `yaml:"metrics" json:"metrics"`
+	Listen    string `yaml:"listen" json:"listen,omitempty"`
+	PublicURL string `yaml:"public_url" json:"public_url,omitempty"`
+	// AllowedOrigins are the web page origins, beside public_url's, whose
+	// requests /mcp serves; a request from any other origin is refused.
+	AllowedOrigins []string          `yaml:"allowed_origins" json:"allowed_origins,omitempty"`
+	Store          Store             `yaml:"store" json:"store"`
+	Auth           Auth              `yaml:"auth" json:"auth"`
+	Targets        map[string]Target `yaml:"targets" json:"targets,omitempty"`
+	ToolsDir       string            `yaml:"tools_dir" json:"tools_dir,omitempty"`
+	Graphs         map[string]Graph  `yaml:"graphs" json:"graphs,omitempty"`
+	Approvals      Approvals         `yaml:"approvals" json:"approvals"`
+	Masking        Masking           `yaml:"masking" json:"masking"`
+	Recordings     Recordings        `yaml:"recordings" json:"recordings"`
+	Passthrough    Passthrough       `yaml:"passthrough" json:"passthrough"`
+	Limits         Limits            `yaml:"limits" json:"limits"`
+	Metrics        Metrics           `yaml:"metrics" json:"metrics"`
+	Telemetry      Telemetry         `yaml:"telemetry" json:"telemetry"`
+	Console        Console           `yaml:"console" json:"console"`
 	// ToolsLock is the lock file that pins the definitions of the mcp
 	// targets' tools (default tools.lock beside the config).
 	ToolsLock string `yaml:"tools_lock" json:"tools_lock,omitempty"`
@@ -204,6 +209,18 @@ type Approvals struct {
 	StaleAfter Duration    `yaml:"stale_after" json:"stale_after,omitempty"`
 	Slack      *Slack      `yaml:"slack" json:"slack,omitempty"`
 	OnDecision *OnDecision `yaml:"on_decision" json:"on_decision,omitempty"`
+	// Preview bounds the effect preview a held call's request shows.
+	Preview ApprovalPreview `yaml:"preview" json:"preview,omitempty"`
+}
+
+// ApprovalPreview bounds effect previews (approvals.preview): how many rows
+// the sample holds and how large it may be once masked. The time a preview
+// may take is the target's (targets.<t>.preview_timeout).
+type ApprovalPreview struct {
+	// MaxRows caps the sample rows; 0 means 20.
+	MaxRows int `yaml:"max_rows" json:"max_rows,omitempty"`
+	// MaxBytes caps the masked sample's size; 0 means 64 KiB.
+	MaxBytes int `yaml:"max_bytes" json:"max_bytes,omitempty"`
 }
 
 // Slack configures the Slack notifier.
@@ -215,6 +232,15 @@ type Slack struct {
 	Channel       string            `yaml:"channel" json:"channel"`
 	APIURL        string            `yaml:"api_url" json:"api_url,omitempty"`
 	Users         map[string]string `yaml:"users" json:"users,omitempty"` // Slack user id -> principal
+	// TeamID, when set, is the workspace the app is installed in: clicks
+	// from any other workspace, or by a user of another (a Slack Connect
+	// member of a shared channel), are refused.
+	TeamID string `yaml:"team_id" json:"team_id,omitempty"`
+	// EnterpriseID, when set, is the Enterprise Grid organization clicks
+	// must come from; its users may then belong to any of its workspaces.
+	EnterpriseID string `yaml:"enterprise_id" json:"enterprise_id,omitempty"`
+	// AppID, when set, refuses interactions addressed to another app.
+	AppID string `yaml:"app_id" json:"app_id,omitempty"`
 }
 
 // OnDecision is a webhook called with each approval decision.
@@ -260,6 +286,15 @@ type PostgresListener struct {
 	Target  string `yaml:"target" json:"target"`
 	TLSCert string `yaml:"tls_cert" json:"tls_cert,omitempty"`
 	TLSKey  string `yaml:"tls_key" json:"tls_key,omitempty"`
+	// MaxConnsPerGrant caps the open sessions of one grant (of one graph
+	// and node for API-key sessions); 0 means 10.
+	MaxConnsPerGrant int `yaml:"max_conns_per_grant" json:"max_conns_per_grant,omitempty"`
+	// MaxMessageBytes caps one protocol message in either direction; 0
+	// means 16 MiB. MaxRowBytes caps one result row (0: 16 MiB),
+	// MaxCellBytes one value of a row or one Bind parameter (0: 8 MiB).
+	MaxMessageBytes int `yaml:"max_message_bytes" json:"max_message_bytes,omitempty"`
+	MaxRowBytes     int `yaml:"max_row_bytes" json:"max_row_bytes,omitempty"`
+	MaxCellBytes    int `yaml:"max_cell_bytes" json:"max_cell_bytes,omitempty"`
 	// SessionsAsAdmin lets sessions run as the target's dsn login instead
 	// of per-grant roles (lock 2 off); toolgate warns at every start.
 	SessionsAsAdmin bool `yaml:"sessions_as_admin" json:"sessions_as_admin,omitempty"`
@@ -288,9 +323,60 @@ type Metrics struct {
 	Token string `yaml:"token" json:"-"`
 }
 
+// Telemetry configures OpenTelemetry tracing. Tracing is off unless OTLP
+// names an endpoint here or the standard OTEL_* environment variables ask
+// for it (cmd/toolgate reads them).
+type Telemetry struct {
+	OTLP OTLP `yaml:"otlp" json:"otlp,omitempty"`
+	// SampleRatio is the share of the traces toolgate starts that are
+	// sampled (0 to 1, default 1); a caller's sampling decision is
+	// followed. Nil leaves it to OTEL_TRACES_SAMPLER.
+	SampleRatio *float64 `yaml:"sample_ratio" json:"sample_ratio,omitempty"`
+}
+
+// OTLP is where spans are exported.
+type OTLP struct {
+	// Endpoint is the collector's URL: for http/protobuf the base
+	// (http://collector:4318, spans go to /v1/traces) or a full
+	// .../v1/traces URL; for grpc http://collector:4317. http:// means
+	// without TLS.
+	Endpoint string `yaml:"endpoint" json:"endpoint,omitempty"`
+	// Protocol is "http/protobuf" (default) or "grpc".
+	Protocol string `yaml:"protocol" json:"protocol,omitempty"`
+	// Headers are sent with every export (an API key); secret, use ${ENV}.
+	Headers map[string]string `yaml:"headers" json:"-"`
+}
+
+// Console configures the web console served under /console/.
+type Console struct {
+	// SessionTTL is how long a console sign-in lasts at most; default 8h.
+	SessionTTL Duration `yaml:"session_ttl" json:"session_ttl,omitempty"`
+	// IdleTimeout ends a console session unused for that long; default
+	// 30m.
+	IdleTimeout Duration `yaml:"idle_timeout" json:"idle_timeout,omitempty"`
+	// OIDC is the console's OAuth client at the auth.oidc issuer, for
+	// sign-in with the authorization code flow and PKCE; nil means API-key
+	// sign-in only.
+	OIDC *ConsoleOIDC `yaml:"oidc" json:"oidc,omitempty"`
+}
+
+// ConsoleOIDC is the console's OAuth client. Its redirect URI is
+// public_url + "/console/auth/callback".
+type ConsoleOIDC struct {
+	ClientID string `yaml:"client_id" json:"client_id"`
+	// ClientSecret is empty for a public client (PKCE alone); secret, use
+	// ${ENV}.
+	ClientSecret string `yaml:"client_secret" json:"-"`
+	// Scopes requested; default openid, email, profile.
+	Scopes []string `yaml:"scopes" json:"scopes,omitempty"`
+}
+
 // Limits are request limits.
 type Limits struct {
 	MaxBodyBytes int64 `yaml:"max_body_bytes" json:"max_body_bytes,omitempty"`
+	// MaxHeaderBytes caps a request's header fields on the main listener
+	// (default 64 KiB); a request over it is refused with 431.
+	MaxHeaderBytes int `yaml:"max_header_bytes" json:"max_header_bytes,omitempty"`
 }
 
 // Duration is a time.Duration written as "5s", "30m" or "90d".

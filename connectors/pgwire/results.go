@@ -1,0 +1,163 @@
+package pgwire
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"fmt"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/jackc/pgx/v5/pgtype"
+)
+
+// column is how one result column is masked and sent.
+//
+// The masker reads text only. Toolgate asks the server for every column of
+// an Execute in text (it rewrites Bind's result formats), masks the text,
+// and converts the masked text to binary for the columns the client asked
+// for in binary (convert.go); bind refused the request beforehand when the
+// type cannot be converted. The only binary cells the server still sends
+// are a simple query's FETCH from a BINARY cursor: they are converted to
+// text for the masker and back.
+type column struct {
+	// key is "table.column" for a table column, "" for an expression.
+	key string
+	// ruled is set when a column rule applies, or when the column's table
+	// could not be resolved (key is then "" and every cell is withheld).
+	ruled bool
+	oid   uint32
+	// up is the format the server sends, out the one the client asked for.
+	up, out int16
+}
+
+// columns resolves a row description's columns to masking keys. formats
+// are the client's result formats of a Bind (nil: as described, for a
+// simple query).
+func (s *session) columns(fields []pgproto3.FieldDescription, formats []int16) ([]column, error) {
+	cols := make([]column, len(fields))
+	for i, f := range fields {
+		c := column{oid: f.DataTypeOID, up: f.Format, out: f.Format}
+		if formats != nil {
+			c.out = formatAt(formats, i)
+		}
+		if f.TableOID != 0 && f.TableAttributeNumber > 0 {
+			key, err := s.srv.catalog.column(context.Background(), f.TableOID, f.TableAttributeNumber)
+			if err != nil {
+				// Unknown table: fail closed, the column is withheld.
+				c.ruled = true
+				s.log().Warn("column could not be resolved; its cells are withheld")
+			} else {
+				c.key = key
+				_, c.ruled = s.srv.pipe.MaskCell(s.srv.cfg.Target, key, nil)
+			}
+		}
+		cols[i] = c
+	}
+	return cols, nil
+}
+
+// maskRow masks one DataRow; it returns the message (re-encoded into
+// res.out when a cell changed) and the number of cells masked.
+func (s *session) maskRow(res *result, msg []byte) ([]byte, int, error) {
+	dr, cols := &res.row, res.cols
+	if err := dr.Decode(msg[5:]); err != nil {
+		return nil, 0, err
+	}
+	if len(dr.Values) != len(cols) {
+		return nil, 0, fmt.Errorf("DataRow has %d values for %d columns", len(dr.Values), len(cols))
+	}
+	n, changed := 0, false
+	for i, v := range dr.Values {
+		if v == nil {
+			continue
+		}
+		if len(v) > s.srv.cfg.MaxCellBytes {
+			return nil, 0, s.resultTooLarge('D', len(v), s.srv.cfg.MaxCellBytes, "max_cell_bytes")
+		}
+		nv, masked := s.maskCell(cols[i], v)
+		if masked {
+			n++
+		}
+		if nv == nil || !bytes.Equal(nv, v) {
+			dr.Values[i] = nv
+			changed = true
+		}
+	}
+	if !changed {
+		return msg, 0, nil
+	}
+	out, err := dr.Encode(res.out[:0])
+	res.out = shrink(out)
+	return out, n, err
+}
+
+// maskCell masks one non-NULL cell and converts it to the client's format;
+// nil is SQL NULL. A value the masker cannot read, and a masked value that
+// no longer converts to its type's binary form, become NULL.
+func (s *session) maskCell(c column, v []byte) ([]byte, bool) {
+	if c.ruled && c.key == "" {
+		return nil, true
+	}
+	plain, ok := s.plainValue(c, v)
+	if !ok {
+		return nil, true
+	}
+	mv, masked := s.srv.pipe.MaskCell(s.srv.cfg.Target, c.key, plain)
+	if !masked {
+		if c.up == c.out {
+			return v, false
+		}
+		mv = plain
+	}
+	if mv == nil {
+		return nil, masked
+	}
+	out, ok := s.encodeValue(c, mv)
+	if !ok {
+		return nil, true
+	}
+	return out, masked
+}
+
+// plainValue is the form of a cell the masker reads: its text, and for
+// bytea the bytes themselves (so convert_to(card_number, ...) is read as
+// the digits it holds, not as their hex).
+func (s *session) plainValue(c column, v []byte) ([]byte, bool) {
+	switch {
+	case c.oid == pgtype.ByteaOID && c.up == pgtype.BinaryFormatCode:
+		return v, true
+	case c.oid == pgtype.ByteaOID:
+		if !bytes.HasPrefix(v, []byte(`\x`)) {
+			return nil, false
+		}
+		raw := make([]byte, hex.DecodedLen(len(v)-2))
+		_, err := hex.Decode(raw, v[2:])
+		return raw, err == nil
+	case c.up == pgtype.BinaryFormatCode:
+		t, err := s.rowConverter().toText(c.oid, v)
+		return t, err == nil
+	}
+	return v, true
+}
+
+// encodeValue turns a plain value into the format the client asked for.
+func (s *session) encodeValue(c column, plain []byte) ([]byte, bool) {
+	switch {
+	case c.oid == pgtype.ByteaOID && c.out == pgtype.BinaryFormatCode:
+		return plain, true
+	case c.oid == pgtype.ByteaOID:
+		return append([]byte(`\x`), hex.EncodeToString(plain)...), true
+	case c.out == pgtype.TextFormatCode:
+		return plain, true
+	}
+	b, err := s.rowConverter().toBinary(c.oid, plain)
+	return b, err == nil
+}
+
+// rowConverter is the upstream relay's converter.
+func (s *session) rowConverter() *converter {
+	if s.rowConv == nil {
+		s.rowConv = newConverter()
+	}
+	return s.rowConv
+}
