@@ -20,6 +20,7 @@ import (
 	"github.com/mark3labs/mcp-go/client/transport"
 	mcpgo "github.com/mark3labs/mcp-go/mcp"
 
+	"github.com/toolgate/toolgate/approvals/slack/slacktest"
 	"github.com/toolgate/toolgate/broker/auth"
 	"github.com/toolgate/toolgate/internal/testenv"
 )
@@ -55,7 +56,9 @@ graphs:
           - {tool: acme_refund, when: "args.amount > 100", effect: approve, approvers: ["key:approver"]}
       other:
         allow: [everything_echo]
-approvals: {wait: 1s}
+approvals:
+  wait: 1s
+  slack: {mode: http, bot_token: xoxb-e2e, signing_secret: slack-e2e-secret, channel: C0APPROVALS, api_url: "${SLACK_URL}/"}
 `
 
 // upstreamEnv is the fixture: the upstreams, the folder and what the binary
@@ -64,6 +67,7 @@ type upstreamEnv struct {
 	dir, bot, approver string
 	env                []string
 	acme, flaky        *acmeUpstream
+	slack              *slacktest.API
 }
 
 func newUpstreamEnv(t *testing.T) *upstreamEnv {
@@ -75,7 +79,9 @@ func newUpstreamEnv(t *testing.T) *upstreamEnv {
 	bot, botSum, _ := auth.NewAPIKey()
 	approver, approverSum, _ := auth.NewAPIKey()
 	e.bot, e.approver = bot, approver
-	e.env = []string{"BOT_SHA256=" + botSum, "APPROVER_SHA256=" + approverSum, "ACME_URL=" + e.acme.URL, "ACME_TOKEN=" + e.acme.token,
+	slackFake, slackURL := newSlackAPI(t)
+	e.slack = slackFake
+	e.env = []string{"SLACK_URL=" + slackURL, "BOT_SHA256=" + botSum, "APPROVER_SHA256=" + approverSum, "ACME_URL=" + e.acme.URL, "ACME_TOKEN=" + e.acme.token,
 		"FLAKY_URL=" + e.flaky.URL, "FLAKY_TOKEN=" + e.flaky.token, "MCP_BIN=" + bin}
 	for _, d := range []string{"share", "tools"} {
 		if err := os.MkdirAll(filepath.Join(e.dir, d), 0o755); err != nil {
@@ -162,6 +168,7 @@ func upstreamLists(t *testing.T, agent, other session) {
 }
 
 func upstreamRefusals(t *testing.T, e *upstreamEnv, tg *tgProcess, agent, other session) {
+	before := e.acme.total()
 	o := other.c.Call(t, "acme_refund", map[string]any{"customer_id": 1, "amount": 5})
 	if !o.IsError || o.ErrorCode() != "forbidden" {
 		t.Errorf("other calls acme_refund: %+v", o)
@@ -172,20 +179,33 @@ func upstreamRefusals(t *testing.T, e *upstreamEnv, tg *tgProcess, agent, other 
 	if o := agent.c.Call(t, "acme_refund", map[string]any{"customer_id": "one", "amount": 5}); o.ErrorCode() != "invalid_arguments" {
 		t.Errorf("bad arguments: %+v", o)
 	}
-	if e.acme.count("refund") != 0 {
-		t.Fatalf("refused calls reached the upstream: %d", e.acme.count("refund"))
+	if code, out := tg.callHTTP(t, e.bot, "agent", "acme_nope", `{}`); code != http.StatusNotFound || errCode(out) != "unknown_tool" {
+		t.Errorf("unknown upstream tool over HTTP: %d %v", code, out["_raw"])
+	}
+	if code, out := tg.callHTTP(t, e.bot, "other", "acme_lookup", `{"id":7}`); code != http.StatusForbidden || errCode(out) != "forbidden" {
+		t.Errorf("forbidden node over HTTP: %d %v", code, out["_raw"])
+	}
+	if n := e.acme.total() - before; n != 0 {
+		t.Fatalf("refused calls reached the upstream: %d", n)
 	}
 	code, out := tg.callHTTP(t, e.bot, "agent", "flaky_echo", `{"text":"hi"}`)
 	if code != http.StatusServiceUnavailable || errCode(out) != "target_unavailable" {
 		t.Errorf("flaky (down at start): %d %v", code, out["_raw"])
 	}
 	code, out = tg.callHTTP(t, e.bot, "agent", "acme_big", `{"n":100000}`)
-	if errCode(out) != "target_error" || !strings.Contains(fmt.Sprint(out["_raw"]), "max_result_bytes") || strings.Contains(fmt.Sprint(out["_raw"]), "xxxxxxxxxx") {
+	if errCode(out) != "target_error" || errField(out) != "targets.acme.max_result_bytes" || strings.Contains(fmt.Sprint(out["_raw"]), "xxxxxxxxxx") {
 		t.Errorf("oversized result: %d %v", code, out["_raw"])
 	}
 	if e.flaky.count("echo") != 0 {
 		t.Error("a call reached the upstream that is down")
 	}
+}
+
+// errField is the field an error answer names.
+func errField(m map[string]any) string {
+	e, _ := m["error"].(map[string]any)
+	f, _ := e["field"].(string)
+	return f
 }
 
 func upstreamMasking(t *testing.T, e *upstreamEnv, tg *tgProcess, agent session) {
@@ -297,6 +317,13 @@ func upstreamQuarantine(t *testing.T, e *upstreamEnv, tg *tgProcess) {
 	waitListed(t, c, "acme_echo", false)
 	if changed.Load() == 0 {
 		t.Error("the client was not told the tool list changed")
+	}
+	within(t, 5*time.Second, "the quarantine notice is posted to Slack", func() bool {
+		text := e.slack.Last("chat.postMessage").Get("text")
+		return strings.Contains(text, "quarantined tool acme_echo") && strings.Contains(text, "description")
+	})
+	if text := e.slack.Last("chat.postMessage").Get("text"); strings.Contains(text, "ssh") {
+		t.Errorf("the notice repeats the upstream's new description: %q", text)
 	}
 	res := callGo(t, c, "acme_echo", map[string]any{"text": "after"})
 	if text := contentText(t, res); !res.IsError || !strings.HasPrefix(text, "tool_definition_changed: ") || !strings.Contains(text, "(description)") {

@@ -92,6 +92,17 @@ func (a *acmeUpstream) auth(next http.Handler) http.Handler {
 	})
 }
 
+// total is how many calls all tools got.
+func (a *acmeUpstream) total() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := 0
+	for _, c := range a.calls {
+		n += c
+	}
+	return n
+}
+
 // count is how many calls tool got.
 func (a *acmeUpstream) count(tool string) int {
 	a.mu.Lock()

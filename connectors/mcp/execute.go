@@ -80,7 +80,7 @@ func (u *Upstream) callError(ctx context.Context, name string, err error) error 
 	var lost *lostError
 	switch {
 	case errors.Is(err, errTooLarge):
-		return broker.Wrap(broker.CodeTargetError, err, fmt.Sprintf("the result of tool %s exceeds max_result_bytes (%d bytes) and was withheld; the call may have run upstream", name, u.cfg.MaxResultBytes))
+		return u.tooLarge(name, err)
 	case errors.As(err, &rpc):
 		return broker.Wrap(broker.CodeTargetError, err, fmt.Sprintf("upstream tool %s failed: %s", name, clip(rpc.Message)))
 	case errors.As(err, &lost):
@@ -191,6 +191,16 @@ func sameJSON(a, b []byte) bool {
 	va, okA := decode(a)
 	vb, okB := decode(b)
 	return okA && okB && reflect.DeepEqual(va, vb)
+}
+
+// tooLarge is the refusal of a result over max_result_bytes: target_error
+// whose Field names the setting, so a client can tell it from other
+// upstream failures. Nothing of the result is kept.
+func (u *Upstream) tooLarge(name string, err error) error {
+	field := "targets." + u.cfg.Name + ".max_result_bytes"
+	msg := fmt.Sprintf("the result of tool %s exceeds max_result_bytes (%d bytes) and was withheld; the call may have run upstream", name, u.cfg.MaxResultBytes)
+	return &broker.Error{Code: broker.CodeTargetError, Field: field, Message: msg, Cause: err,
+		Problems: []broker.Problem{{Field: field, Message: fmt.Sprintf("the upstream's answer was larger than %d bytes; raise %s or ask for less", u.cfg.MaxResultBytes, field)}}}
 }
 
 // errorText joins the text blocks of an isError result, clipped.

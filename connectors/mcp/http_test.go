@@ -249,6 +249,9 @@ func TestUpstreamErrors(t *testing.T) {
 			if strings.Contains(err.Error(), strings.Repeat("x", 100)) {
 				t.Fatal("the refusal carries the oversized result")
 			}
+			if oversized := strings.Contains(c.name, "oversized"); oversized != (fieldOf(err) == "targets.fx.max_result_bytes") {
+				t.Errorf("field %q: an oversized result, and only one, names targets.fx.max_result_bytes", fieldOf(err))
+			}
 			if _, err := call(t, u, ctx, "fx_echo", map[string]any{"text": "still here"}); err != nil {
 				t.Fatalf("the session did not survive: %v", err)
 			}
