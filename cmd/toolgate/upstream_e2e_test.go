@@ -49,6 +49,7 @@ targets:
 graphs:
   support-bot:
     principals: ["key:bot"]
+    budgets: {tools: {acme_ping: {calls_per_run: 1}}}
     nodes:
       agent:
         allow: ["acme_*", "flaky_*", "fs_read_text_file", "everything_echo", "everything_get-structured-content", "everything_trigger-long-running-operation"]
@@ -133,6 +134,7 @@ func TestE2EUpstreamMCP(t *testing.T) {
 	t.Run("refusals", func(t *testing.T) { upstreamRefusals(t, e, tg, agent, other) })
 	t.Run("masking", func(t *testing.T) { upstreamMasking(t, e, tg, agent) })
 	t.Run("approval", func(t *testing.T) { upstreamApproval(t, e, tg) })
+	t.Run("budget and replay", func(t *testing.T) { upstreamBudget(t, e, tg) })
 	t.Run("progress", func(t *testing.T) { upstreamProgress(t, tg.URL, e.bot) })
 	t.Run("quarantine", func(t *testing.T) { upstreamQuarantine(t, e, tg) })
 	t.Run("audit", func(t *testing.T) { upstreamAudit(t, e) })
@@ -267,6 +269,24 @@ func upstreamApproval(t *testing.T, e *upstreamEnv, tg *tgProcess) {
 	}
 	if code, out = tg.callHTTP(t, e.bot, "agent", "acme_refund", `{"customer_id":3,"amount":5}`); code != 200 || e.acme.count("refund") != 2 {
 		t.Fatalf("refund under 100: %d %v", code, out["_raw"])
+	}
+}
+
+// upstreamBudget: a per-tool budget counts an upstream tool's calls like
+// a declared tool's, the call over it reaches nothing, and the run replays.
+func upstreamBudget(t *testing.T, e *upstreamEnv, tg *tgProcess) {
+	if code, out := tg.callHTTP(t, e.bot, "agent", "acme_ping", `{}`, "X-Toolgate-Run", "r-budget"); code != 200 || !strings.Contains(out["_raw"].(string), "pong") {
+		t.Fatalf("first ping: %d %v", code, out["_raw"])
+	}
+	if code, out := tg.callHTTP(t, e.bot, "agent", "acme_ping", `{}`, "X-Toolgate-Run", "r-budget"); code != http.StatusTooManyRequests || errCode(out) != "budget_exceeded" {
+		t.Errorf("second ping: %d %v", code, out["_raw"])
+	}
+	if n := e.acme.count("ping"); n != 1 {
+		t.Errorf("ping ran %d times upstream, want 1", n)
+	}
+	code, out, errOut := e.cli(t, "replay", "r-budget")
+	if code != 0 || strings.Count(out, "acme_ping") != 2 || !strings.Contains(out, "budget_exceeded") {
+		t.Errorf("replay r-budget: exit %d\n%s%s", code, out, errOut)
 	}
 }
 

@@ -61,6 +61,10 @@ func newAcme(t *testing.T, token string) *acmeUpstream {
 		func(_ context.Context, r mcpgo.CallToolRequest) (*mcpgo.CallToolResult, error) {
 			return mcpgo.NewToolResultText(strings.Repeat("x", r.GetInt("n", 0))), nil
 		})
+	add("ping", "Answers pong.", `{"type":"object"}`,
+		func(context.Context, mcpgo.CallToolRequest) (*mcpgo.CallToolResult, error) {
+			return mcpgo.NewToolResultText("pong"), nil
+		})
 	add("whoami", "Returns the Authorization header it was called with.", `{"type":"object"}`,
 		func(_ context.Context, r mcpgo.CallToolRequest) (*mcpgo.CallToolResult, error) {
 			return mcpgo.NewToolResultText("called with " + r.Header.Get("Authorization")), nil
