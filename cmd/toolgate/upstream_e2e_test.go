@@ -50,7 +50,11 @@ graphs:
   support-bot:
     principals: ["key:bot"]
     budgets: {tools: {acme_ping: {calls_per_run: 1}}}
+    scope_schema: {type: object, properties: {file: {type: string}}, additionalProperties: false}
     nodes:
+      reader:
+        allow: [fs_read_text_file]
+        bind: {fs_read_text_file: {path: scope.file}}
       agent:
         allow: ["acme_*", "flaky_*", "fs_read_text_file", "everything_echo", "everything_get-structured-content", "everything_trigger-long-running-operation"]
         rules:
@@ -134,6 +138,7 @@ func TestE2EUpstreamMCP(t *testing.T) {
 	t.Run("refusals", func(t *testing.T) { upstreamRefusals(t, e, tg, agent, other) })
 	t.Run("masking", func(t *testing.T) { upstreamMasking(t, e, tg, agent) })
 	t.Run("approval", func(t *testing.T) { upstreamApproval(t, e, tg) })
+	t.Run("grant and bind", func(t *testing.T) { upstreamBind(t, e, tg) })
 	t.Run("budget and replay", func(t *testing.T) { upstreamBudget(t, e, tg) })
 	t.Run("progress", func(t *testing.T) { upstreamProgress(t, tg.URL, e.bot) })
 	t.Run("quarantine", func(t *testing.T) { upstreamQuarantine(t, e, tg) })
@@ -269,6 +274,35 @@ func upstreamApproval(t *testing.T, e *upstreamEnv, tg *tgProcess) {
 	}
 	if code, out = tg.callHTTP(t, e.bot, "agent", "acme_refund", `{"customer_id":3,"amount":5}`); code != 200 || e.acme.count("refund") != 2 {
 		t.Fatalf("refund under 100: %d %v", code, out["_raw"])
+	}
+}
+
+// upstreamBind: a grant's scope binds an upstream tool's argument: the
+// grant's holder reads the file its grant names, and asking for another
+// path is forbidden.
+func upstreamBind(t *testing.T, e *upstreamEnv, tg *tgProcess) {
+	file := filepath.Join(e.dir, "share", "card.txt")
+	body := fmt.Sprintf(`{"graph":"support-bot","run_id":"r-bind","nodes":["reader"],"ttl":"5m","scope":{"file":%q}}`, file)
+	req, _ := http.NewRequest(http.MethodPost, tg.URL+"/v1/grants", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+e.bot)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var g grantTokens
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusCreated || json.Unmarshal(b, &g) != nil || g.Tokens["reader"] == "" {
+		t.Fatalf("mint: %d %s", resp.StatusCode, b)
+	}
+	code, out := tg.callHTTP(t, g.Tokens["reader"], "", "fs_read_text_file", `{}`)
+	if text := out["_raw"].(string); code != 200 || !strings.Contains(text, "the card on file is") || strings.Contains(text, acmeCard) {
+		t.Errorf("the bound read: %d %s", code, text)
+	}
+	args := fmt.Sprintf(`{"path":%q}`, filepath.Join(e.dir, "toolgate.yaml"))
+	code, out = tg.callHTTP(t, g.Tokens["reader"], "", "fs_read_text_file", args)
+	if text := out["_raw"].(string); code != http.StatusForbidden || errCode(out) != "forbidden" || strings.Contains(text, "api_keys") {
+		t.Errorf("another path than the bound one: %d %s", code, text)
 	}
 }
 
