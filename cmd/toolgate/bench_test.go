@@ -115,6 +115,20 @@ const benchRounds = 10
 
 // benchCalls is TOOLGATE_BENCH_CALLS, the calls per caller per server
 // (default 400).
+// parseBenchConfig parses a measurement's toolgate.yaml in dir, ${VAR}
+// taken from vars only.
+func parseBenchConfig(t *testing.T, dir, yaml string, vars map[string]string) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse(filepath.Join(dir, "toolgate.yaml"), []byte(yaml), func(k string) (string, bool) {
+		v, ok := vars[k]
+		return v, ok
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
 func benchCalls(t *testing.T) int {
 	t.Helper()
 	s := os.Getenv("TOOLGATE_BENCH_CALLS")
@@ -176,14 +190,7 @@ func newBenchEnv(t *testing.T) *benchEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vars := map[string]string{"BENCH_BOT_SHA256": sum, "BENCH_CRM_DSN": dsn}
-	cfg, err := config.Parse(filepath.Join(dir, "toolgate.yaml"), []byte(benchConfig), func(k string) (string, bool) {
-		v, ok := vars[k]
-		return v, ok
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := parseBenchConfig(t, dir, benchConfig, map[string]string{"BENCH_BOT_SHA256": sum, "BENCH_CRM_DSN": dsn})
 
 	// toolgate: the app `serve` builds, on its own listener.
 	tgLn := listenLoopback(t)

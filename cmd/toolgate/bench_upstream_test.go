@@ -15,7 +15,6 @@ import (
 
 	"github.com/toolgate/toolgate/broker"
 	"github.com/toolgate/toolgate/broker/auth"
-	"github.com/toolgate/toolgate/internal/config"
 )
 
 // benchUpstreamTargetRatio is the §11 target for an upstream MCP server's
@@ -65,14 +64,7 @@ func TestUpstreamOverhead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vars := map[string]string{"BENCH_BOT_SHA256": sum, "BENCH_UPSTREAM_URL": upURL + "/mcp"}
-	cfg, err := config.Parse(filepath.Join(dir, "toolgate.yaml"), []byte(benchUpstreamConfig), func(k string) (string, bool) {
-		v, ok := vars[k]
-		return v, ok
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := parseBenchConfig(t, dir, benchUpstreamConfig, map[string]string{"BENCH_BOT_SHA256": sum, "BENCH_UPSTREAM_URL": upURL + "/mcp"})
 	tgLn := listenLoopback(t)
 	cfg.PublicURL = "http://" + tgLn.Addr().String()
 	a, err := openApp(context.Background(), cfg, newLogger(io.Discard, false))

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -258,7 +257,7 @@ func upstreamApproval(t *testing.T, e *upstreamEnv, tg *tgProcess) {
 	if e.acme.count("refund") != 0 {
 		t.Fatal("a held call reached the upstream")
 	}
-	if st, body := approverPost(t, tg.URL, e.approver, "/v1/approvals/"+id+"/approve"); st != 200 {
+	if st, body := sendRaw(t, http.MethodPost, tg.URL+"/v1/approvals/"+id+"/approve", `{}`, "Authorization", "Bearer "+e.approver); st != 200 {
 		t.Fatalf("approve: %d %s", st, body)
 	}
 	for i := range 2 {
@@ -282,19 +281,7 @@ func upstreamApproval(t *testing.T, e *upstreamEnv, tg *tgProcess) {
 // path is forbidden.
 func upstreamBind(t *testing.T, e *upstreamEnv, tg *tgProcess) {
 	file := filepath.Join(e.dir, "share", "card.txt")
-	body := fmt.Sprintf(`{"graph":"support-bot","run_id":"r-bind","nodes":["reader"],"ttl":"5m","scope":{"file":%q}}`, file)
-	req, _ := http.NewRequest(http.MethodPost, tg.URL+"/v1/grants", strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+e.bot)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var g grantTokens
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusCreated || json.Unmarshal(b, &g) != nil || g.Tokens["reader"] == "" {
-		t.Fatalf("mint: %d %s", resp.StatusCode, b)
-	}
+	g := postGrant(t, tg.URL, e.bot, fmt.Sprintf(`{"graph":"support-bot","run_id":"r-bind","nodes":["reader"],"ttl":"5m","scope":{"file":%q}}`, file), "reader")
 	code, out := tg.callHTTP(t, g.Tokens["reader"], "", "fs_read_text_file", `{}`)
 	if text := out["_raw"].(string); code != 200 || !strings.Contains(text, "the card on file is") || strings.Contains(text, acmeCard) {
 		t.Errorf("the bound read: %d %s", code, text)
@@ -507,21 +494,4 @@ func structured(t *testing.T, res *mcpgo.CallToolResult) map[string]any {
 		t.Fatalf("structuredContent %s: %v", raw, err)
 	}
 	return m
-}
-
-// approverPost posts {} to path with the approver's key.
-func approverPost(t *testing.T, base, key, path string) (int, string) {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, base+path, strings.NewReader(`{}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+key)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
 }

@@ -123,12 +123,7 @@ func copyExample(t *testing.T, from, dir string) {
 // a free loopback port, as the README's example does on 3001.
 func startEverythingHTTP(t *testing.T, bin string) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	port := freePort(t)
 	cmd := exec.Command(filepath.Join(bin, "mcp-server-everything"), "streamableHttp")
 	cmd.Env = append(os.Environ(), "PORT="+strconv.Itoa(port))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
