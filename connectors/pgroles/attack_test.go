@@ -152,3 +152,66 @@ func TestAttackDenyColumnThroughView(t *testing.T) {
 		mustRun(t, conn, "SELECT secret FROM notes_view")
 	}
 }
+
+// TestAttackDenyColumnThroughPartitionOrChild: PostgreSQL checks the
+// privileges of the relation a statement names, and a partition or an
+// inheritance child holds the parent's columns as its own. A deny on
+// customers.card_number became column grants on customers only, while a
+// tables glob (or an omitted tables list) that also named a partition or a
+// child granted it whole: SELECT card_number FROM customers_eu showed the
+// raw card. The deny now follows the column into every descendant, and into
+// the parents of a table with a deny column, which show its rows.
+func TestAttackDenyColumnThroughPartitionOrChild(t *testing.T) {
+	e := newEnv(t)
+	a := pgx.Identifier{e.admin}.Sanitize()
+	e.exec(t, `CREATE TABLE customers_eu () INHERITS (customers);
+		INSERT INTO customers_eu (name, card_number) VALUES ('Eve', '`+card+`');
+		CREATE TABLE cards (id int, card_number text) PARTITION BY RANGE (id);
+		CREATE TABLE cards_1 PARTITION OF cards FOR VALUES FROM (0) TO (100) PARTITION BY RANGE (id);
+		CREATE TABLE cards_1a PARTITION OF cards_1 FOR VALUES FROM (0) TO (50);
+		INSERT INTO cards VALUES (1, '`+card+`');
+		CREATE TABLE vault (id int, pan text) PARTITION BY LIST (id);
+		CREATE TABLE vault_1 PARTITION OF vault FOR VALUES IN (1);
+		INSERT INTO vault VALUES (1, '`+card+`');
+		GRANT SELECT ON customers_eu, cards, cards_1, cards_1a, vault, vault_1 TO `+a+` WITH GRANT OPTION;`)
+	deny := []string{"customers.card_number", "cards.card_number", "vault_1.pan"}
+	for _, tables := range [][]string{nil, {"customers*", "cards*", "vault*"}} {
+		p := e.provisioner(t, &pgroles.Access{Read: true, Tables: tables}, func(c *pgroles.Config) { c.Deny = deny })
+		conn, _ := e.login(t, p, e.grant(t, "gr_inh_"+strconv.Itoa(len(tables)), time.Hour))
+		for _, sql := range []string{"SELECT card_number FROM customers_eu", "SELECT * FROM customers_eu", "SELECT card_number FROM cards_1",
+			"SELECT card_number FROM cards_1a", "SELECT card_number FROM cards", "SELECT pan FROM vault_1", "SELECT pan FROM vault",
+			"SELECT card_number FROM customers"} {
+			mustFail(t, conn, "42501", sql)
+		}
+		for _, sql := range []string{"SELECT name FROM customers_eu", "SELECT id FROM cards_1a", "SELECT id FROM vault"} {
+			mustRun(t, conn, sql)
+		}
+	}
+}
+
+// TestAttackTableGlobCaseFolded: provisioning matched the grant's table
+// globs without case, while policy (lock 1) matches names as the parser
+// gives them, case and all: tables [notes] granted SELECT on "Notes" and
+// "NOTES" too, so with lock 1 fooled a read grant read other tables. Globs
+// now match the catalog's names exactly.
+func TestAttackTableGlobCaseFolded(t *testing.T) {
+	e := newEnv(t)
+	a := pgx.Identifier{e.admin}.Sanitize()
+	e.exec(t, `CREATE TABLE "Notes" (secret text); INSERT INTO "Notes" VALUES ('case secret');
+		CREATE TABLE "SALES_LEADS" (email text);
+		CREATE SCHEMA "Sales"; CREATE TABLE "Sales".leads (email text);
+		GRANT USAGE ON SCHEMA "Sales" TO `+a+` WITH GRANT OPTION;
+		GRANT SELECT ON "Notes", "SALES_LEADS", "Sales".leads TO `+a+` WITH GRANT OPTION;`)
+	p := e.provisioner(t, &pgroles.Access{Read: true, Tables: []string{"notes", "sales_*", "sales.*"}}, func(c *pgroles.Config) { c.Deny = nil })
+	conn, _ := e.login(t, p, e.grant(t, "gr_case", time.Hour))
+	mustRun(t, conn, "SELECT secret FROM notes")
+	mustRun(t, conn, "SELECT email FROM sales.leads")
+	mustFail(t, conn, "42501", `SELECT secret FROM "Notes"`)
+	mustFail(t, conn, "42501", `SELECT email FROM "SALES_LEADS"`)
+	mustFail(t, conn, "42501", `SELECT email FROM "Sales".leads`)
+	// A glob spelled with the table's case names it.
+	p2 := e.provisioner(t, &pgroles.Access{Read: true, Tables: []string{"Notes"}}, func(c *pgroles.Config) { c.Deny = nil })
+	conn2, _ := e.login(t, p2, e.grant(t, "gr_case2", time.Hour))
+	mustRun(t, conn2, `SELECT secret FROM "Notes"`)
+	mustFail(t, conn2, "42501", "SELECT secret FROM notes")
+}

@@ -46,18 +46,19 @@ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
 // matches reports whether a grant's globs name the relation: a glob with a
 // dot matches schema.name, one without matches a name in schema public,
 // as passthrough policy reads a bare table name. Nil globs match all.
+// Names are matched as the catalog spells them, case and all, as policy
+// matches the names the parser gives ("Notes" is not notes).
 func matches(globs []string, schema, rel string) bool {
 	if globs == nil {
 		return true
 	}
-	full := strings.ToLower(schema + "." + rel)
+	full := schema + "." + rel
 	for _, g := range globs {
-		g = strings.ToLower(g)
 		if ok, _ := path.Match(g, full); ok {
 			return true
 		}
 		if !strings.Contains(g, ".") && schema == "public" {
-			if ok, _ := path.Match(g, strings.ToLower(rel)); ok {
+			if ok, _ := path.Match(g, rel); ok {
 				return true
 			}
 		}
@@ -115,6 +116,9 @@ func desired(ctx context.Context, tx pgx.Tx, sp spec) (map[priv]bool, []string, 
 		}
 		denied[o][c] = true
 	}
+	if err := denyInherited(ctx, tx, rels, denied); err != nil {
+		return nil, nil, err
+	}
 	readers, err := denyReaders(ctx, tx, rels, denied)
 	if err != nil {
 		return nil, nil, err
@@ -151,6 +155,59 @@ func desired(ctx context.Context, tx pgx.Tx, sp spec) (map[priv]bool, []string, 
 	}
 	slices.Sort(out)
 	return want, out, nil
+}
+
+// inheritedSQL lists the relations that share rows with relation $1
+// through inheritance or partitioning: its descendants, whose rows it
+// shows and which hold its columns, and its ancestors, which show its rows.
+const inheritedSQL = `WITH RECURSIVE down(oid) AS (
+  SELECT $1::oid
+  UNION
+  SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN down d ON i.inhparent = d.oid
+), up(oid) AS (
+  SELECT $1::oid
+  UNION
+  SELECT i.inhparent FROM pg_catalog.pg_inherits i JOIN up u ON i.inhrelid = u.oid
+)
+SELECT oid FROM down UNION SELECT oid FROM up`
+
+// denyInherited extends denied to the partitions and inheritance children
+// of a relation with a deny column, and to its parents: the same column
+// is read through each of them (SELECT card_number FROM customers_2024).
+func denyInherited(ctx context.Context, tx pgx.Tx, rels []relation, denied map[object]map[string]bool) error {
+	byOID := make(map[uint32]relation, len(rels))
+	var roots []relation
+	for _, r := range rels {
+		byOID[r.oid] = r
+		if denied[object{schema: r.schema, rel: r.rel}] != nil {
+			roots = append(roots, r)
+		}
+	}
+	for _, root := range roots {
+		cols := denied[object{schema: root.schema, rel: root.rel}]
+		rows, err := tx.Query(ctx, inheritedSQL, root.oid)
+		if err != nil {
+			return err
+		}
+		related, err := pgx.CollectRows(rows, pgx.RowTo[uint32])
+		if err != nil {
+			return err
+		}
+		for _, oid := range related {
+			r, ok := byOID[oid]
+			if !ok {
+				continue
+			}
+			o := object{schema: r.schema, rel: r.rel}
+			if denied[o] == nil {
+				denied[o] = map[string]bool{}
+			}
+			for c := range cols {
+				denied[o][c] = true
+			}
+		}
+	}
+	return nil
 }
 
 // denyReadersSQL lists the views and materialized views that read one of

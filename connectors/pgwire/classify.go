@@ -138,6 +138,14 @@ func commandClass(n *pg_query.Node, w *walkResult) (class, command string) {
 		if s.CopyStmt.IsFrom {
 			return broker.ClassWrite, "COPY FROM"
 		}
+		if w.modifies || w.locks {
+			// COPY (DELETE ... RETURNING) TO STDOUT writes, yet a rule
+			// admitting COPY TO means an export.
+			w.refuse("COPY TO of a query that writes or locks rows is not supported through toolgate; run the statement itself")
+		}
+		if copyBinary(s.CopyStmt) {
+			w.refuse("COPY TO in binary format cannot be masked; use text or csv format")
+		}
 		return broker.ClassOther, "COPY TO"
 	case *pg_query.Node_ExplainStmt:
 		inner, cmd := commandClass(s.ExplainStmt.Query, w)
@@ -185,6 +193,19 @@ func explainAnalyze(s *pg_query.ExplainStmt) bool {
 		}
 	}
 	return analyze
+}
+
+// copyBinary reports whether COPY's options ask for the binary format (or
+// name a format that is not a constant).
+func copyBinary(s *pg_query.CopyStmt) bool {
+	for _, o := range s.Options {
+		if d := o.GetDefElem(); d != nil && strings.EqualFold(d.Defname, "format") {
+			if v, ok := optionValue(d.Arg); !ok || v == "binary" {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // isFalse reports whether an option value is one PostgreSQL reads as

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/toolgate/toolgate/broker"
 )
@@ -238,6 +239,9 @@ func (s *session) parse(ctx context.Context, msg []byte) error {
 	if len(sts) > 1 {
 		st = broker.Statement{Kind: broker.KindSQL, Text: p.Query, Unclassified: "a prepared statement may hold only one statement"}
 	}
+	if st.Unclassified == "" && !s.srv.lock1Off {
+		st.Unclassified = s.paramTypes(p.ParameterOIDs)
+	}
 	if st.Unclassified != "" {
 		return s.refuseExtended(ctx, st)
 	}
@@ -245,6 +249,27 @@ func (s *session) parse(ctx context.Context, msg []byte) error {
 		return nil
 	}
 	return s.forward(msg)
+}
+
+// paramTypes explains why a Parse's parameter types must be refused: a
+// Bind converts its values with each type's input function, and a domain's
+// CHECK, before any Execute is decided, so a type must be a built-in one
+// on the list, as a cast to it must ("" when all are, or left to the
+// server to infer).
+func (s *session) paramTypes(oids []uint32) string {
+	for _, oid := range oids {
+		if oid == 0 || oid == pgtype.UnknownOID {
+			continue
+		}
+		if s.binConv == nil {
+			s.binConv = newConverter()
+		}
+		t, ok := s.binConv.m.TypeForOID(oid)
+		if !ok || !builtin([]string{strings.TrimPrefix(t.Name, "_")}, builtinFunctions) {
+			return fmt.Sprintf("the Parse gives parameter type OID %d, which is not a built-in type toolgate knows (its input function or a domain's CHECK would run at Bind); leave the type to the server (OID 0) or cast in the statement", oid)
+		}
+	}
+	return ""
 }
 
 // stmtFor is tracker.stmtFor that waits for an undecided earlier batch.

@@ -48,6 +48,12 @@ func (s *session) relayUpstream(r *bufio.Reader) error {
 			}
 			return err
 		}
+		// A query's answers, its outcome records included, wait until
+		// its decision records are durable: an outcome is never recorded
+		// before the decision it reports on.
+		if !s.wait() {
+			return errEOF
+		}
 		out, err := s.serverMessage(&res, msg)
 		if err != nil {
 			return err
@@ -55,9 +61,6 @@ func (s *session) relayUpstream(r *bufio.Reader) error {
 		buf = shrink(msg)
 		if out == nil {
 			continue
-		}
-		if !s.wait() {
-			return errEOF
 		}
 		if err := s.toClient(out, r.Buffered() == 0); err != nil {
 			return err
@@ -90,6 +93,15 @@ func (s *session) resultTooLarge(typ byte, n, max int, key string) error {
 	return errEOF
 }
 
+// binaryCopy ends the session for COPY output in binary format, which the
+// detectors cannot read (the classifier refuses such a COPY; this holds
+// when it did not see one).
+func (s *session) binaryCopy() error {
+	s.setReason("binary COPY output")
+	s.fatal("0A000", broker.Errorf(broker.CodeForbidden, "COPY output in binary format cannot be masked; use text or csv format"))
+	return errEOF
+}
+
 // serverMessage applies one server message and returns what the client
 // gets, nil for nothing.
 func (s *session) serverMessage(res *result, msg []byte) ([]byte, error) {
@@ -108,6 +120,9 @@ func (s *session) serverMessage(res *result, msg []byte) ([]byte, error) {
 	case 'D':
 		out, st, err = s.onDataRow(res, msg)
 	case 'H', 'c': // CopyOutResponse, CopyDone
+		if typ == 'H' && len(msg) > 5 && msg[5] != 0 {
+			return nil, s.binaryCopy()
+		}
 		st, err = s.tr.result("COPY message")
 	case 'd':
 		out, st, err = s.onCopyData(msg)
@@ -295,12 +310,13 @@ func (s *session) onError(res *result, msg []byte) ([]byte, error) {
 		return nil, err
 	}
 	res.op, res.cols = nil, nil
+	// Anyone may raise an error with toolgate's hint (RAISE ... USING
+	// HINT): it only tidies, and every error is masked.
 	ours := e.Hint == refusalHint
-	outcome := errors.New(e.Code + ": " + s.srv.pipe.MaskText(e.Message))
+	s.maskError(&e)
+	outcome := errors.New(e.Code + ": " + e.Message)
 	if ours {
 		e.Hint, e.Where, e.File, e.Line, e.Routine = "", "", "", 0, ""
-	} else {
-		s.maskError(&e)
 	}
 	st := s.tr.errorResponse()
 	if st.op != nil && st.op.kind == opQuery {
@@ -335,6 +351,12 @@ func (s *session) onParameterStatus(msg []byte) ([]byte, error) {
 	if err := s.watchParam(p.Name, p.Value); err != nil {
 		s.endForParam(err)
 		return nil, errEOF
+	}
+	// A session may put any value in a reported setting
+	// (set_config('application_name', card_number, false)).
+	if masked := s.srv.pipe.MaskText(p.Value); masked != p.Value {
+		p.Value = masked
+		return p.Encode(nil)
 	}
 	return msg, nil
 }

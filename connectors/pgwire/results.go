@@ -41,19 +41,30 @@ func (s *session) columns(fields []pgproto3.FieldDescription, formats []int16) (
 			c.out = formatAt(formats, i)
 		}
 		if f.TableOID != 0 && f.TableAttributeNumber > 0 {
-			key, err := s.srv.catalog.column(context.Background(), f.TableOID, f.TableAttributeNumber)
+			keys, err := s.srv.catalog.column(context.Background(), f.TableOID, f.TableAttributeNumber)
 			if err != nil {
 				// Unknown table: fail closed, the column is withheld.
 				c.ruled = true
 				s.log().Warn("column could not be resolved; its cells are withheld")
 			} else {
-				c.key = key
-				_, c.ruled = s.srv.pipe.MaskCell(s.srv.cfg.Target, key, nil)
+				c.key, c.ruled = s.ruledKey(keys)
 			}
 		}
 		cols[i] = c
 	}
 	return cols, nil
+}
+
+// ruledKey picks the first of a column's keys (its own, its parent
+// tables', a view's sources) that a mask rule names; the column's own key
+// when none does.
+func (s *session) ruledKey(keys []string) (string, bool) {
+	for _, k := range keys {
+		if _, ruled := s.srv.pipe.MaskCell(s.srv.cfg.Target, k, nil); ruled {
+			return k, true
+		}
+	}
+	return keys[0], false
 }
 
 // maskRow masks one DataRow; it returns the message (re-encoded into
