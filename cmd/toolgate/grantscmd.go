@@ -12,22 +12,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-)
 
-// grantJSON is a grant as the grants API returns it (never with tokens).
-type grantJSON struct {
-	ID        string         `json:"grant_id"`
-	Graph     string         `json:"graph"`
-	Run       string         `json:"run_id"`
-	Thread    string         `json:"thread_id"`
-	Nodes     []string       `json:"nodes"`
-	Scope     map[string]any `json:"scope"`
-	CreatedBy string         `json:"created_by"`
-	CreatedAt time.Time      `json:"created_at"`
-	ExpiresAt time.Time      `json:"expires_at"`
-	RevokedAt *time.Time     `json:"revoked_at"`
-	Status    string         `json:"status"`
-}
+	bhttp "github.com/toolgate/toolgate/broker/httpapi"
+)
 
 func grantsCmd() *cobra.Command {
 	var sf serverFlags
@@ -98,7 +85,7 @@ func grantsGetCmd(sf *serverFlags) *cobra.Command {
 		Short: "Show a grant (never its tokens)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var g grantJSON
+			var g bhttp.GrantInfo
 			if printed, err := sf.request(cmd, "GET", "/v1/grants/"+url.PathEscape(args[0]), nil, &g, asJSON); printed || err != nil {
 				return err
 			}
@@ -110,7 +97,7 @@ func grantsGetCmd(sf *serverFlags) *cobra.Command {
 	return cmd
 }
 
-func printGrant(w io.Writer, g grantJSON) {
+func printGrant(w io.Writer, g bhttp.GrantInfo) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	scope, _ := json.Marshal(g.Scope)
 	rows := [][2]string{
@@ -144,7 +131,7 @@ func grantsListCmd(sf *serverFlags) *cobra.Command {
 				q.Set("run", run)
 			}
 			var res struct {
-				Grants []grantJSON `json:"grants"`
+				Grants []bhttp.GrantInfo `json:"grants"`
 			}
 			if printed, err := sf.request(cmd, "GET", "/v1/grants?"+q.Encode(), nil, &res, asJSON); printed || err != nil {
 				return err
