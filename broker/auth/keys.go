@@ -132,24 +132,8 @@ type KeyRequest struct {
 
 // NewKey is a key just made: the only time the key exists in the clear.
 type NewKey struct {
-	Info KeyInfo
+	Info broker.KeyInfo
 	Key  string
-}
-
-// KeyInfo describes a key, never the key itself.
-type KeyInfo struct {
-	Name string `json:"name"`
-	// Source is "config" (auth.api_keys) or "api" (made at run time).
-	Source    string     `json:"source"`
-	Owner     string     `json:"owner,omitempty"`
-	CreatedBy string     `json:"created_by,omitempty"`
-	CreatedAt *time.Time `json:"created_at,omitempty"`
-	ExpiresAt *time.Time `json:"expires_at,omitempty"`
-	RevokedAt *time.Time `json:"revoked_at,omitempty"`
-	LastUsed  *time.Time `json:"last_used_at,omitempty"`
-	// Status is "active", "expired", "revoked" or "suspended" (its owner
-	// or creator is disabled).
-	Status string `json:"status"`
 }
 
 // Create makes a key for an admin. Refusals store nothing.
@@ -228,7 +212,7 @@ func OwnerProblem(name string) string {
 }
 
 // List returns every key, configured and made at run time, by name.
-func (s *Keys) List(ctx context.Context, p broker.Principal) ([]KeyInfo, error) {
+func (s *Keys) List(ctx context.Context, p broker.Principal) ([]broker.KeyInfo, error) {
 	if err := s.mayManage(p); err != nil {
 		return nil, err
 	}
@@ -242,7 +226,7 @@ func (s *Keys) List(ctx context.Context, p broker.Principal) ([]KeyInfo, error) 
 			return nil, broker.Wrap(broker.CodeUnavailable, err, "the key store could not be read")
 		}
 	}
-	out := make([]KeyInfo, 0, len(stored)+len(s.cfg.Configured))
+	out := make([]broker.KeyInfo, 0, len(stored)+len(s.cfg.Configured))
 	for _, c := range s.cfg.Configured {
 		out = append(out, s.configuredInfo(c, used))
 	}
@@ -253,8 +237,8 @@ func (s *Keys) List(ctx context.Context, p broker.Principal) ([]KeyInfo, error) 
 	return out, nil
 }
 
-func (s *Keys) configuredInfo(c APIKey, used map[string]time.Time) KeyInfo {
-	info := KeyInfo{Name: c.Name, Source: "config", Owner: broker.PrincipalName(c.Owner), Status: "active", LastUsed: timePtr(used[c.Name])}
+func (s *Keys) configuredInfo(c APIKey, used map[string]time.Time) broker.KeyInfo {
+	info := broker.KeyInfo{Name: c.Name, Source: "config", Owner: broker.PrincipalName(c.Owner), Status: "active", LastUsed: timePtr(used[c.Name])}
 	info.ExpiresAt = timePtr(c.Expires)
 	switch {
 	case !c.Expires.IsZero() && !s.cfg.Now().Before(c.Expires):
@@ -265,8 +249,8 @@ func (s *Keys) configuredInfo(c APIKey, used map[string]time.Time) KeyInfo {
 	return info
 }
 
-func (s *Keys) storedInfo(k Key, used map[string]time.Time) KeyInfo {
-	info := KeyInfo{Name: k.Name, Source: "api", Owner: k.Owner, CreatedBy: k.CreatedBy, Status: "active",
+func (s *Keys) storedInfo(k Key, used map[string]time.Time) broker.KeyInfo {
+	info := broker.KeyInfo{Name: k.Name, Source: "api", Owner: k.Owner, CreatedBy: k.CreatedBy, Status: "active",
 		CreatedAt: timePtr(k.CreatedAt), ExpiresAt: timePtr(k.ExpiresAt), RevokedAt: timePtr(k.RevokedAt), LastUsed: timePtr(used[k.Name])}
 	switch {
 	case !k.RevokedAt.IsZero():

@@ -28,9 +28,41 @@ type Options struct {
 	ResourceMetadataURL string
 }
 
+// logger returns o.Logger, or a logger that logs nothing when it is nil.
+func (o Options) logger() *zap.Logger {
+	if o.Logger == nil {
+		return zap.NewNop()
+	}
+	return o.Logger
+}
+
+// reporter writes the errors of one of this door's APIs.
+type reporter struct {
+	p broker.Pipeline
+	// meta is the RFC 9728 metadata URL named in 401 challenges.
+	meta string
+}
+
+// writeError writes err. What the pipeline answered is already reported;
+// anything else a door meets goes through the broker's Report, the one
+// place an internal failure is logged, under the incident id the client
+// sees. Every API of this door writes its errors this way.
+func (rp reporter) writeError(w http.ResponseWriter, err error) {
+	door.WriteError(w, rp.p.Report(err), rp.meta)
+}
+
+// finishMux makes mux the handler of an API: any path mux does not route
+// answers 404 not_found, and a panic 500 internal with an incident id.
+func finishMux(p broker.Pipeline, meta string, mux *http.ServeMux) http.Handler {
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		door.WriteError(w, broker.Errorf(broker.CodeNotFound, "no endpoint %s %s", r.Method, r.URL.Path), meta)
+	})
+	return door.Recover(p, mux)
+}
+
 // api serves the /v1/tools endpoints.
 type api struct {
-	p    broker.Pipeline
+	reporter
 	opts Options
 }
 
@@ -41,14 +73,11 @@ func New(p broker.Pipeline, opts Options) http.Handler {
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = 1 << 20
 	}
-	a := &api{p: p, opts: opts}
+	a := &api{reporter: reporter{p: p, meta: opts.ResourceMetadataURL}, opts: opts}
 	mux := http.NewServeMux()
-	mux.Handle("/v1/tools", allow(door.Authenticate(p, opts.ResourceMetadataURL, a.listTools), http.MethodGet, http.MethodHead))
+	mux.Handle("/v1/tools", allow(door.Authenticate(p, a.meta, a.listTools), http.MethodGet, http.MethodHead))
 	mux.Handle("/v1/tools/{rest}", allow(http.HandlerFunc(a.callRoute), http.MethodPost))
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		door.WriteError(w, broker.Errorf(broker.CodeNotFound, "no endpoint %s %s", r.Method, r.URL.Path), opts.ResourceMetadataURL)
-	})
-	return door.Recover(p, mux)
+	return finishMux(p, a.meta, mux)
 }
 
 // allow answers 405 with Allow for any method not in methods.
@@ -127,11 +156,11 @@ func (a *api) callRoute(w http.ResponseWriter, r *http.Request) {
 	rest := r.PathValue("rest")
 	i := strings.LastIndexByte(rest, ':')
 	if i <= 0 || rest[i+1:] != "call" {
-		door.WriteError(w, broker.Errorf(broker.CodeNotFound, "no endpoint %s %s; call a tool with POST /v1/tools/{name}:call", r.Method, r.URL.Path), a.opts.ResourceMetadataURL)
+		door.WriteError(w, broker.Errorf(broker.CodeNotFound, "no endpoint %s %s; call a tool with POST /v1/tools/{name}:call", r.Method, r.URL.Path), a.meta)
 		return
 	}
 	name := rest[:i]
-	door.Authenticate(a.p, a.opts.ResourceMetadataURL, func(w http.ResponseWriter, r *http.Request, c broker.Caller) {
+	door.Authenticate(a.p, a.meta, func(w http.ResponseWriter, r *http.Request, c broker.Caller) {
 		a.call(w, r, c, name)
 	}).ServeHTTP(w, r)
 }
@@ -188,12 +217,4 @@ func (a *api) call(w http.ResponseWriter, r *http.Request, c broker.Caller, name
 		value = json.RawMessage(`{}`)
 	}
 	door.WriteJSON(w, http.StatusOK, resultJSON{CallID: res.CallID, Result: value})
-}
-
-// writeError writes err. What the pipeline answered is already reported;
-// anything else a door meets goes through the broker's Report, the one
-// place an internal failure is logged, under the incident id the client
-// sees. Every API of this door writes its errors this way.
-func (a *api) writeError(w http.ResponseWriter, err error) {
-	door.WriteError(w, a.p.Report(err), a.opts.ResourceMetadataURL)
 }

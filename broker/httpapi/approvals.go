@@ -3,9 +3,6 @@ package httpapi
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
-	"io"
 	"net/http"
 
 	"github.com/toolgate/toolgate/broker"
@@ -30,9 +27,8 @@ type ApprovalService interface {
 
 // approvalsAPI serves /v1/approvals.
 type approvalsAPI struct {
-	p    broker.Pipeline
-	svc  ApprovalService
-	opts Options
+	reporter
+	svc ApprovalService
 }
 
 // NewApprovals returns the handler for GET /v1/approvals, GET
@@ -41,16 +37,13 @@ type approvalsAPI struct {
 // decides what the caller may see (the requests it may decide or that it
 // requested) and enforces the approver rules on every decision.
 func NewApprovals(p broker.Pipeline, svc ApprovalService, opts Options) http.Handler {
-	a := &approvalsAPI{p: p, svc: svc, opts: opts}
 	meta := opts.ResourceMetadataURL
+	a := &approvalsAPI{reporter: reporter{p: p, meta: meta}, svc: svc}
 	mux := http.NewServeMux()
 	mux.Handle("/v1/approvals", allow(door.Authenticate(p, meta, a.list), http.MethodGet, http.MethodHead))
 	mux.Handle("/v1/approvals/{id}", allow(door.Authenticate(p, meta, a.get), http.MethodGet, http.MethodHead))
 	mux.Handle("/v1/approvals/{id}/{verb}", allow(door.Authenticate(p, meta, a.decide), http.MethodPost))
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		door.WriteError(w, broker.Errorf(broker.CodeNotFound, "no endpoint %s %s", r.Method, r.URL.Path), meta)
-	})
-	return door.Recover(p, mux)
+	return finishMux(p, meta, mux)
 }
 
 func (a *approvalsAPI) list(w http.ResponseWriter, r *http.Request, c broker.Caller) {
@@ -79,24 +72,17 @@ type decisionJSON struct {
 func (a *approvalsAPI) decide(w http.ResponseWriter, r *http.Request, c broker.Caller) {
 	id, verb := r.PathValue("id"), r.PathValue("verb")
 	if verb != "approve" && verb != "deny" {
-		door.WriteError(w, broker.Errorf(broker.CodeNotFound, "no endpoint %s %s; use /v1/approvals/{id}/approve or /deny", r.Method, r.URL.Path), a.opts.ResourceMetadataURL)
+		door.WriteError(w, broker.Errorf(broker.CodeNotFound, "no endpoint %s %s; use /v1/approvals/{id}/approve or /deny", r.Method, r.URL.Path), a.meta)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
+	body, err := readBody(w, r, "; send a shorter reason")
 	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			a.writeError(w, broker.Errorf(broker.CodePayloadTooLarge, "the request body is over 64 KiB; send a shorter reason"))
-			return
-		}
-		a.writeError(w, broker.Wrap(broker.CodeInvalidRequest, err, "the request body could not be read"))
+		a.writeError(w, err)
 		return
 	}
 	var d decisionJSON
 	if len(bytes.TrimSpace(body)) > 0 {
-		dec := json.NewDecoder(bytes.NewReader(body))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&d); err != nil {
+		if err := decodeStrict(body, &d); err != nil {
 			a.writeError(w, broker.Errorf(broker.CodeInvalidRequest, `the body must be a JSON object like {"reason": "..."}`))
 			return
 		}
@@ -107,8 +93,4 @@ func (a *approvalsAPI) decide(w http.ResponseWriter, r *http.Request, c broker.C
 		return
 	}
 	door.WriteJSON(w, http.StatusOK, map[string]any{"id": id, "status": st})
-}
-
-func (a *approvalsAPI) writeError(w http.ResponseWriter, err error) {
-	door.WriteError(w, a.p.Report(err), a.opts.ResourceMetadataURL)
 }

@@ -119,9 +119,8 @@ func badParam(field, format string, args ...any) error {
 
 // auditAPI serves /v1/audit/events and /v1/runs/{run}/trace.
 type auditAPI struct {
-	p     broker.Pipeline
+	reporter
 	store AuditStore
-	opts  Options
 	now   func() time.Time
 }
 
@@ -130,15 +129,12 @@ type auditAPI struct {
 // events as JSON). Every request is authenticated through p; a caller that
 // store says is no auditor gets 403 forbidden before anything is read.
 func NewAudit(p broker.Pipeline, store AuditStore, opts Options) http.Handler {
-	a := &auditAPI{p: p, store: store, opts: opts, now: time.Now}
 	meta := opts.ResourceMetadataURL
+	a := &auditAPI{reporter: reporter{p: p, meta: meta}, store: store, now: time.Now}
 	mux := http.NewServeMux()
 	mux.Handle("/v1/audit/events", allow(door.Authenticate(p, meta, a.auditor(a.events)), http.MethodGet))
 	mux.Handle("/v1/runs/{run}/trace", allow(door.Authenticate(p, meta, a.auditor(a.trace)), http.MethodGet))
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		door.WriteError(w, broker.Errorf(broker.CodeNotFound, "no endpoint %s %s", r.Method, r.URL.Path), meta)
-	})
-	return door.Recover(p, mux)
+	return finishMux(p, meta, mux)
 }
 
 // auditor lets next run only for callers the store accepts as auditors.
@@ -226,8 +222,4 @@ func (a *auditAPI) trace(w http.ResponseWriter, r *http.Request, c broker.Caller
 		return
 	}
 	door.WriteJSON(w, http.StatusOK, traceJSON{Run: run, Events: evs})
-}
-
-func (a *auditAPI) writeError(w http.ResponseWriter, err error) {
-	door.WriteError(w, a.p.Report(err), a.opts.ResourceMetadataURL)
 }

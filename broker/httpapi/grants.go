@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -74,10 +73,9 @@ type GrantLister interface {
 
 // grantsAPI serves /v1/grants.
 type grantsAPI struct {
-	p    broker.Pipeline
-	svc  GrantService
-	opts Options
-	log  *zap.Logger
+	reporter
+	svc GrantService
+	log *zap.Logger
 }
 
 // NewGrants returns the handler for POST /v1/grants, GET /v1/grants (when
@@ -85,18 +83,12 @@ type grantsAPI struct {
 // Every request is authenticated; svc decides who may do what. Tokens
 // appear only in the 201 answer of a mint, never in a log or another answer.
 func NewGrants(p broker.Pipeline, svc GrantService, opts Options) http.Handler {
-	if opts.Logger == nil {
-		opts.Logger = zap.NewNop()
-	}
-	g := &grantsAPI{p: p, svc: svc, opts: opts, log: opts.Logger}
 	meta := opts.ResourceMetadataURL
+	g := &grantsAPI{reporter: reporter{p: p, meta: meta}, svc: svc, log: opts.logger()}
 	mux := http.NewServeMux()
 	mux.Handle("/v1/grants", byMethod(p, meta, http.MethodPost, g.mint, g.list))
 	mux.Handle("/v1/grants/{id}", byMethod(p, meta, http.MethodDelete, g.revoke, g.get))
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		door.WriteError(w, broker.Errorf(broker.CodeNotFound, "no endpoint %s %s", r.Method, r.URL.Path), meta)
-	})
-	return door.Recover(p, mux)
+	return finishMux(p, meta, mux)
 }
 
 // mintJSON is the body of POST /v1/grants.
@@ -120,22 +112,14 @@ type mintedJSON struct {
 const DefaultGrantTTL = 15 * time.Minute
 
 func (g *grantsAPI) mint(w http.ResponseWriter, r *http.Request, c broker.Caller) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
+	body, err := readBody(w, r, "; send a smaller scope")
 	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			g.writeError(w, broker.Errorf(broker.CodePayloadTooLarge, "the request body is over 64 KiB; send a smaller scope"))
-			return
-		}
-		g.writeError(w, broker.Wrap(broker.CodeInvalidRequest, err, "the request body could not be read"))
+		g.writeError(w, err)
 		return
 	}
 	var in mintJSON
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&in); err != nil {
-		g.writeError(w, broker.Errorf(broker.CodeInvalidRequest,
-			`the body must be a JSON object like {"graph": "support-bot", "run_id": "r1", "nodes": ["triage"], "ttl": "15m", "scope": {}}: %s`, jsonProblem(err)))
+	if err := decodeObject(body, &in, `{"graph": "support-bot", "run_id": "r1", "nodes": ["triage"], "ttl": "15m", "scope": {}}`); err != nil {
+		g.writeError(w, err)
 		return
 	}
 	ttl, err := parseTTL(in.TTL)
@@ -240,8 +224,4 @@ func (g *grantsAPI) list(w http.ResponseWriter, r *http.Request, c broker.Caller
 		out = []GrantInfo{}
 	}
 	door.WriteJSON(w, http.StatusOK, map[string]any{"grants": out})
-}
-
-func (g *grantsAPI) writeError(w http.ResponseWriter, err error) {
-	door.WriteError(w, g.p.Report(err), g.opts.ResourceMetadataURL)
 }

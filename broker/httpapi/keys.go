@@ -25,36 +25,22 @@ type KeyRequest struct {
 	ExpiresIn time.Duration
 }
 
-// KeyInfo describes an API key, never the key itself.
-type KeyInfo struct {
-	Name      string     `json:"name"`
-	Source    string     `json:"source"`
-	Owner     string     `json:"owner,omitempty"`
-	CreatedBy string     `json:"created_by,omitempty"`
-	CreatedAt *time.Time `json:"created_at,omitempty"`
-	ExpiresAt *time.Time `json:"expires_at,omitempty"`
-	RevokedAt *time.Time `json:"revoked_at,omitempty"`
-	LastUsed  *time.Time `json:"last_used_at,omitempty"`
-	Status    string     `json:"status"`
-}
-
 // KeyService is the key service as the keys API sees it (cmd/toolgate
 // adapts auth.Keys to it). It decides who may manage keys.
 type KeyService interface {
 	// CreateKey makes a key and returns it, the only time it is shown.
-	CreateKey(ctx context.Context, p broker.Principal, req KeyRequest) (key string, info KeyInfo, err error)
+	CreateKey(ctx context.Context, p broker.Principal, req KeyRequest) (key string, info broker.KeyInfo, err error)
 	// Keys lists every key, configured and made at run time.
-	Keys(ctx context.Context, p broker.Principal) ([]KeyInfo, error)
+	Keys(ctx context.Context, p broker.Principal) ([]broker.KeyInfo, error)
 	// RevokeKey revokes a key made at run time.
 	RevokeKey(ctx context.Context, p broker.Principal, name string) error
 }
 
 // keysAPI serves /v1/keys.
 type keysAPI struct {
-	p    broker.Pipeline
-	svc  KeyService
-	opts Options
-	log  *zap.Logger
+	reporter
+	svc KeyService
+	log *zap.Logger
 }
 
 // NewKeys returns the handler for POST /v1/keys, GET /v1/keys and
@@ -62,18 +48,12 @@ type keysAPI struct {
 // may manage keys (auth.admins). A key appears only in the 201 answer of
 // POST, never in a log or another answer.
 func NewKeys(p broker.Pipeline, svc KeyService, opts Options) http.Handler {
-	if opts.Logger == nil {
-		opts.Logger = zap.NewNop()
-	}
-	k := &keysAPI{p: p, svc: svc, opts: opts, log: opts.Logger}
 	meta := opts.ResourceMetadataURL
+	k := &keysAPI{reporter: reporter{p: p, meta: meta}, svc: svc, log: opts.logger()}
 	mux := http.NewServeMux()
 	mux.Handle("/v1/keys", byMethod(p, meta, http.MethodPost, k.create, k.list))
 	mux.Handle("/v1/keys/{name}", byMethod(p, meta, http.MethodDelete, k.revoke, nil))
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		door.WriteError(w, broker.Errorf(broker.CodeNotFound, "no endpoint %s %s", r.Method, r.URL.Path), meta)
-	})
-	return door.Recover(p, mux)
+	return finishMux(p, meta, mux)
 }
 
 // keyJSON is the body of POST /v1/keys.
@@ -85,7 +65,7 @@ type keyJSON struct {
 
 // createdKeyJSON is the 201 answer of POST /v1/keys.
 type createdKeyJSON struct {
-	KeyInfo
+	broker.KeyInfo
 	Key string `json:"key"`
 }
 
@@ -120,7 +100,7 @@ func (k *keysAPI) list(w http.ResponseWriter, r *http.Request, c broker.Caller) 
 		return
 	}
 	if keys == nil {
-		keys = []KeyInfo{}
+		keys = []broker.KeyInfo{}
 	}
 	door.WriteJSON(w, http.StatusOK, map[string]any{"keys": keys})
 }
@@ -136,30 +116,49 @@ func (k *keysAPI) revoke(w http.ResponseWriter, r *http.Request, c broker.Caller
 	w.WriteHeader(http.StatusNoContent)
 }
 
-func (k *keysAPI) writeError(w http.ResponseWriter, err error) {
-	door.WriteError(w, k.p.Report(err), k.opts.ResourceMetadataURL)
-}
-
-// decodeBody reads a JSON object of at most 64 KiB into v, refusing
-// unknown fields; example shows the expected shape in the refusal.
-func decodeBody(w http.ResponseWriter, r *http.Request, v any, example string) error {
+// readBody reads a request body of at most 64 KiB. A longer one is refused
+// payload_too_large; advice ends that message ("; send a smaller scope").
+func readBody(w http.ResponseWriter, r *http.Request, advice string) ([]byte, error) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			return broker.Errorf(broker.CodePayloadTooLarge, "the request body is over 64 KiB")
+			return nil, broker.Errorf(broker.CodePayloadTooLarge, "the request body is over 64 KiB%s", advice)
 		}
-		return broker.Wrap(broker.CodeInvalidRequest, err, "the request body could not be read")
+		return nil, broker.Wrap(broker.CodeInvalidRequest, err, "the request body could not be read")
+	}
+	return body, nil
+}
+
+// decodeStrict decodes the JSON value body into v, refusing fields v does
+// not have.
+func decodeStrict(body []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
+}
+
+// decodeObject decodes the JSON object body into v, refusing unknown
+// fields; example shows the expected shape in the refusal.
+func decodeObject(body []byte, v any, example string) error {
+	if err := decodeStrict(body, v); err != nil {
+		return broker.Errorf(broker.CodeInvalidRequest, "the body must be a JSON object like %s: %s", example, jsonProblem(err))
+	}
+	return nil
+}
+
+// decodeBody reads a JSON object of at most 64 KiB into v, refusing
+// unknown fields; an empty body is an empty object. example shows the
+// expected shape in the refusal.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any, example string) error {
+	body, err := readBody(w, r, "")
+	if err != nil {
+		return err
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		body = []byte("{}")
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return broker.Errorf(broker.CodeInvalidRequest, "the body must be a JSON object like %s: %s", example, jsonProblem(err))
-	}
-	return nil
+	return decodeObject(body, v, example)
 }
 
 // parseLifetime reads a lifetime: a number of days ("30d"), a Go duration

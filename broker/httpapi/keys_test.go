@@ -39,20 +39,20 @@ func admin(p broker.Principal) error {
 	return nil
 }
 
-func (f *fakeKeys) CreateKey(_ context.Context, p broker.Principal, req httpapi.KeyRequest) (string, httpapi.KeyInfo, error) {
+func (f *fakeKeys) CreateKey(_ context.Context, p broker.Principal, req httpapi.KeyRequest) (string, broker.KeyInfo, error) {
 	f.call("create")
 	f.mu.Lock()
 	f.ttl = req.ExpiresIn
 	f.mu.Unlock()
 	if err := admin(p); err != nil {
-		return "", httpapi.KeyInfo{}, err
+		return "", broker.KeyInfo{}, err
 	}
-	return fakeKey, httpapi.KeyInfo{Name: req.Name, Source: "api", Owner: req.Owner, Status: "active"}, nil
+	return fakeKey, broker.KeyInfo{Name: req.Name, Source: "api", Owner: req.Owner, Status: "active"}, nil
 }
 
-func (f *fakeKeys) Keys(_ context.Context, p broker.Principal) ([]httpapi.KeyInfo, error) {
+func (f *fakeKeys) Keys(_ context.Context, p broker.Principal) ([]broker.KeyInfo, error) {
 	f.call("list")
-	return []httpapi.KeyInfo{{Name: "a", Source: "api", Status: "active"}}, admin(p)
+	return []broker.KeyInfo{{Name: "a", Source: "api", Status: "active"}}, admin(p)
 }
 
 func (f *fakeKeys) RevokeKey(_ context.Context, p broker.Principal, name string) error {

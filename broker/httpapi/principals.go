@@ -36,11 +36,8 @@ const DefaultReviewStale = 30 * 24 * time.Hour
 // GET /v1/access/review?stale=30d. Every request is authenticated; svc
 // decides who may act (admins; auditors may read the review).
 func NewPrincipals(p broker.Pipeline, svc PrincipalService, opts Options) http.Handler {
-	if opts.Logger == nil {
-		opts.Logger = zap.NewNop()
-	}
-	log, meta := opts.Logger, opts.ResourceMetadataURL
-	fail := func(w http.ResponseWriter, err error) { door.WriteError(w, p.Report(err), meta) }
+	log, meta := opts.logger(), opts.ResourceMetadataURL
+	fail := reporter{p: p, meta: meta}.writeError
 	answer := func(w http.ResponseWriter, v any, err error) {
 		if err != nil {
 			fail(w, err)
@@ -84,10 +81,7 @@ func NewPrincipals(p broker.Pipeline, svc PrincipalService, opts Options) http.H
 		v, err := svc.AccessReview(r.Context(), c.Principal, stale)
 		answer(w, v, err)
 	}), http.MethodGet, http.MethodHead))
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		door.WriteError(w, broker.Errorf(broker.CodeNotFound, "no endpoint %s %s", r.Method, r.URL.Path), meta)
-	})
-	return door.Recover(p, mux)
+	return finishMux(p, meta, mux)
 }
 
 // staleParam reads ?stale= (days like 30d, or a Go duration).

@@ -30,19 +30,10 @@ func approvalsListCmd(sf *serverFlags) *cobra.Command {
 		Short: "List the approval requests you may decide or that you made",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := sf.client(cmd)
-			if err != nil {
-				return err
-			}
 			var res struct {
 				Approvals []broker.ApprovalInfo `json:"approvals"`
 			}
-			var raw []byte
-			if err := c.do(cmd.Context(), "GET", "/v1/approvals", nil, &res, &raw); err != nil {
-				return err
-			}
-			if asJSON {
-				_, err := cmd.OutOrStdout().Write(raw)
+			if printed, err := sf.request(cmd, "GET", "/v1/approvals", nil, &res, asJSON); printed || err != nil {
 				return err
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
@@ -68,15 +59,11 @@ func approvalsDecideCmd(sf *serverFlags, verb string) *cobra.Command {
 		Short: short,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := sf.client(cmd)
-			if err != nil {
-				return err
-			}
 			var res struct {
 				ID     string `json:"id"`
 				Status string `json:"status"`
 			}
-			if err := c.do(cmd.Context(), "POST", "/v1/approvals/"+url.PathEscape(args[0])+"/"+verb, map[string]string{"reason": reason}, &res, nil); err != nil {
+			if err := sf.send(cmd, "POST", "/v1/approvals/"+url.PathEscape(args[0])+"/"+verb, map[string]string{"reason": reason}, &res); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "approval %s: %s\n", args[0], res.Status)
@@ -106,17 +93,8 @@ func approvalsShowCmd(sf *serverFlags) *cobra.Command {
 		Short: "Show one approval request with the preview of what it would change (masked)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := sf.client(cmd)
-			if err != nil {
-				return err
-			}
 			var a broker.ApprovalInfo
-			var raw []byte
-			if err := c.do(cmd.Context(), "GET", "/v1/approvals/"+url.PathEscape(args[0]), nil, &a, &raw); err != nil {
-				return err
-			}
-			if asJSON {
-				_, err := cmd.OutOrStdout().Write(raw)
+			if printed, err := sf.request(cmd, "GET", "/v1/approvals/"+url.PathEscape(args[0]), nil, &a, asJSON); printed || err != nil {
 				return err
 			}
 			return printApproval(cmd.OutOrStdout(), a)

@@ -59,6 +59,32 @@ func (f *serverFlags) client(cmd *cobra.Command) (*apiClient, error) {
 	return &apiClient{base: strings.TrimRight(server, "/"), token: token, hc: &http.Client{Timeout: f.timeout}}, nil
 }
 
+// request sends method path with body (when not nil) to the server the
+// flags name and decodes the answer into out (when not nil). With asJSON it
+// also writes the answer as is to cmd's output and reports printed, so the
+// verb prints nothing else.
+func (f *serverFlags) request(cmd *cobra.Command, method, path string, body, out any, asJSON bool) (printed bool, err error) {
+	c, err := f.client(cmd)
+	if err != nil {
+		return false, err
+	}
+	var raw []byte
+	if err := c.do(cmd.Context(), method, path, body, out, &raw); err != nil {
+		return false, err
+	}
+	if !asJSON {
+		return false, nil
+	}
+	_, err = cmd.OutOrStdout().Write(raw)
+	return true, err
+}
+
+// send is request for a verb that never prints the server's answer.
+func (f *serverFlags) send(cmd *cobra.Command, method, path string, body, out any) error {
+	_, err := f.request(cmd, method, path, body, out, false)
+	return err
+}
+
 // apiClient calls a running toolgate's HTTP API. It never prints the token.
 type apiClient struct {
 	base  string

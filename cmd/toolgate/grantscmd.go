@@ -12,22 +12,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-)
 
-// grantJSON is a grant as the grants API returns it (never with tokens).
-type grantJSON struct {
-	ID        string         `json:"grant_id"`
-	Graph     string         `json:"graph"`
-	Run       string         `json:"run_id"`
-	Thread    string         `json:"thread_id"`
-	Nodes     []string       `json:"nodes"`
-	Scope     map[string]any `json:"scope"`
-	CreatedBy string         `json:"created_by"`
-	CreatedAt time.Time      `json:"created_at"`
-	ExpiresAt time.Time      `json:"expires_at"`
-	RevokedAt *time.Time     `json:"revoked_at"`
-	Status    string         `json:"status"`
-}
+	bhttp "github.com/toolgate/toolgate/broker/httpapi"
+)
 
 func grantsCmd() *cobra.Command {
 	var sf serverFlags
@@ -59,24 +46,15 @@ func grantsCreateCmd(sf *serverFlags) *cobra.Command {
 				}
 				body["scope"] = s
 			}
-			c, err := sf.client(cmd)
-			if err != nil {
-				return err
-			}
-			var raw []byte
 			var res struct {
 				GrantID   string            `json:"grant_id"`
 				ExpiresAt time.Time         `json:"expires_at"`
 				Tokens    map[string]string `json:"tokens"`
 			}
-			if err := c.do(cmd.Context(), "POST", "/v1/grants", body, &res, &raw); err != nil {
+			if printed, err := sf.request(cmd, "POST", "/v1/grants", body, &res, asJSON); printed || err != nil {
 				return err
 			}
 			out := cmd.OutOrStdout()
-			if asJSON {
-				_, err := out.Write(raw)
-				return err
-			}
 			fmt.Fprintf(out, "grant %s expires %s\n", res.GrantID, res.ExpiresAt.Format(time.RFC3339))
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NODE\tTOKEN")
@@ -107,17 +85,8 @@ func grantsGetCmd(sf *serverFlags) *cobra.Command {
 		Short: "Show a grant (never its tokens)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := sf.client(cmd)
-			if err != nil {
-				return err
-			}
-			var g grantJSON
-			var raw []byte
-			if err := c.do(cmd.Context(), "GET", "/v1/grants/"+url.PathEscape(args[0]), nil, &g, &raw); err != nil {
-				return err
-			}
-			if asJSON {
-				_, err := cmd.OutOrStdout().Write(raw)
+			var g bhttp.GrantInfo
+			if printed, err := sf.request(cmd, "GET", "/v1/grants/"+url.PathEscape(args[0]), nil, &g, asJSON); printed || err != nil {
 				return err
 			}
 			printGrant(cmd.OutOrStdout(), g)
@@ -128,7 +97,7 @@ func grantsGetCmd(sf *serverFlags) *cobra.Command {
 	return cmd
 }
 
-func printGrant(w io.Writer, g grantJSON) {
+func printGrant(w io.Writer, g bhttp.GrantInfo) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	scope, _ := json.Marshal(g.Scope)
 	rows := [][2]string{
@@ -157,23 +126,14 @@ func grantsListCmd(sf *serverFlags) *cobra.Command {
 		Short: "List a graph's grants, newest first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := sf.client(cmd)
-			if err != nil {
-				return err
-			}
 			q := url.Values{"graph": {graph}}
 			if run != "" {
 				q.Set("run", run)
 			}
 			var res struct {
-				Grants []grantJSON `json:"grants"`
+				Grants []bhttp.GrantInfo `json:"grants"`
 			}
-			var raw []byte
-			if err := c.do(cmd.Context(), "GET", "/v1/grants?"+q.Encode(), nil, &res, &raw); err != nil {
-				return err
-			}
-			if asJSON {
-				_, err := cmd.OutOrStdout().Write(raw)
+			if printed, err := sf.request(cmd, "GET", "/v1/grants?"+q.Encode(), nil, &res, asJSON); printed || err != nil {
 				return err
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
@@ -197,11 +157,7 @@ func grantsRevokeCmd(sf *serverFlags) *cobra.Command {
 		Short: "Revoke a grant: every token of it stops working on the next call",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := sf.client(cmd)
-			if err != nil {
-				return err
-			}
-			if err := c.do(cmd.Context(), "DELETE", "/v1/grants/"+url.PathEscape(args[0]), nil, nil, nil); err != nil {
+			if err := sf.send(cmd, "DELETE", "/v1/grants/"+url.PathEscape(args[0]), nil, nil); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "grant %s revoked\n", args[0])

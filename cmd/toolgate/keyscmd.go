@@ -9,13 +9,13 @@ import (
 
 	"github.com/spf13/cobra"
 
-	bhttp "github.com/toolgate/toolgate/broker/httpapi"
+	"github.com/toolgate/toolgate/broker"
 )
 
 // keyJSON is a key as the keys API returns it; Key is set only in the
 // answer of create.
 type keyJSON struct {
-	bhttp.KeyInfo
+	broker.KeyInfo
 	Key string `json:"key"`
 }
 
@@ -35,24 +35,15 @@ func keysCreateCmd(sf *serverFlags) *cobra.Command {
 		Short: "Make an API key owned by a principal; the key is printed once",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := sf.client(cmd)
-			if err != nil {
-				return err
-			}
 			body := map[string]any{"name": name, "owner": owner}
 			if expiresIn != "" {
 				body["expires_in"] = expiresIn
 			}
 			var k keyJSON
-			var raw []byte
-			if err := c.do(cmd.Context(), "POST", "/v1/keys", body, &k, &raw); err != nil {
+			if printed, err := sf.request(cmd, "POST", "/v1/keys", body, &k, asJSON); printed || err != nil {
 				return err
 			}
 			out := cmd.OutOrStdout()
-			if asJSON {
-				_, err := out.Write(raw)
-				return err
-			}
 			fmt.Fprintf(out, "key %s owned by %s expires %s\n%s\n", k.Name, k.Owner, when(k.ExpiresAt), k.Key)
 			fmt.Fprintln(cmd.ErrOrStderr(), "store the key now: it is not shown again")
 			return nil
@@ -75,19 +66,10 @@ func keysListCmd(sf *serverFlags) *cobra.Command {
 		Short: "List every API key: configured and made at run time, with owner, expiry and last use",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := sf.client(cmd)
-			if err != nil {
-				return err
-			}
 			var res struct {
 				Keys []keyJSON `json:"keys"`
 			}
-			var raw []byte
-			if err := c.do(cmd.Context(), "GET", "/v1/keys", nil, &res, &raw); err != nil {
-				return err
-			}
-			if asJSON {
-				_, err := cmd.OutOrStdout().Write(raw)
+			if printed, err := sf.request(cmd, "GET", "/v1/keys", nil, &res, asJSON); printed || err != nil {
 				return err
 			}
 			return printKeys(cmd.OutOrStdout(), res.Keys)
@@ -126,11 +108,7 @@ func keysRevokeCmd(sf *serverFlags) *cobra.Command {
 		Short: "Revoke an API key: it stops working on the next request on every instance",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := sf.client(cmd)
-			if err != nil {
-				return err
-			}
-			if err := c.do(cmd.Context(), "DELETE", "/v1/keys/"+url.PathEscape(args[0]), nil, nil, nil); err != nil {
+			if err := sf.send(cmd, "DELETE", "/v1/keys/"+url.PathEscape(args[0]), nil, nil); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "key %s revoked\n", args[0])

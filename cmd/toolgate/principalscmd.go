@@ -34,21 +34,12 @@ func principalsVerbCmd(sf *serverFlags, verb string) *cobra.Command {
 		Short: short,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := sf.client(cmd)
-			if err != nil {
-				return err
-			}
 			var body any
 			if verb == "disable" {
 				body = map[string]string{"reason": reason}
 			}
 			var out principals.Outcome
-			var raw []byte
-			if err := c.do(cmd.Context(), "POST", "/v1/principals/"+url.PathEscape(args[0])+"/"+verb, body, &out, &raw); err != nil {
-				return err
-			}
-			if asJSON {
-				_, err := cmd.OutOrStdout().Write(raw)
+			if printed, err := sf.request(cmd, "POST", "/v1/principals/"+url.PathEscape(args[0])+"/"+verb, body, &out, asJSON); printed || err != nil {
 				return err
 			}
 			state := "enabled"
@@ -80,14 +71,10 @@ func principalsListCmd(sf *serverFlags) *cobra.Command {
 		Short: "List the principals that are or were disabled",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := sf.client(cmd)
-			if err != nil {
-				return err
-			}
 			var res struct {
 				Principals []principals.State `json:"principals"`
 			}
-			if err := c.do(cmd.Context(), "GET", "/v1/principals", nil, &res, nil); err != nil {
+			if err := sf.send(cmd, "GET", "/v1/principals", nil, &res); err != nil {
 				return err
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)

@@ -163,21 +163,16 @@ type keyService struct{ o *offboarding }
 
 var _ bhttp.KeyService = keyService{}
 
-func (s keyService) CreateKey(ctx context.Context, p broker.Principal, req bhttp.KeyRequest) (string, bhttp.KeyInfo, error) {
+func (s keyService) CreateKey(ctx context.Context, p broker.Principal, req bhttp.KeyRequest) (string, broker.KeyInfo, error) {
 	k, err := s.o.keys.Create(ctx, p, auth.KeyRequest{Name: req.Name, Owner: req.Owner, ExpiresIn: req.ExpiresIn})
 	if err != nil {
-		return "", bhttp.KeyInfo{}, err
+		return "", broker.KeyInfo{}, err
 	}
-	return k.Key, keyInfo(k.Info), nil
+	return k.Key, k.Info, nil
 }
 
-func (s keyService) Keys(ctx context.Context, p broker.Principal) ([]bhttp.KeyInfo, error) {
-	ks, err := s.o.keys.List(ctx, p)
-	out := make([]bhttp.KeyInfo, 0, len(ks))
-	for _, k := range ks {
-		out = append(out, keyInfo(k))
-	}
-	return out, err
+func (s keyService) Keys(ctx context.Context, p broker.Principal) ([]broker.KeyInfo, error) {
+	return s.o.keys.List(ctx, p)
 }
 
 func (s keyService) RevokeKey(ctx context.Context, p broker.Principal, name string) error {
@@ -186,11 +181,6 @@ func (s keyService) RevokeKey(ctx context.Context, p broker.Principal, name stri
 	}
 	s.o.svc.KeyRevoked(ctx, name)
 	return nil
-}
-
-func keyInfo(k auth.KeyInfo) bhttp.KeyInfo {
-	return bhttp.KeyInfo{Name: k.Name, Source: k.Source, Owner: k.Owner, CreatedBy: k.CreatedBy, CreatedAt: k.CreatedAt,
-		ExpiresAt: k.ExpiresAt, RevokedAt: k.RevokedAt, LastUsed: k.LastUsed, Status: k.Status}
 }
 
 // principalService adapts the principals service and the access review

@@ -144,16 +144,8 @@ func (w *walker) value(depth, lo, hi int) error {
 
 // object masks an object; w.pos is at '{'.
 func (w *walker) object(depth, lo, hi int) error {
-	if depth > MaxDepth {
-		return fmt.Errorf("%w (%d levels)", ErrTooDeep, MaxDepth)
-	}
-	w.pos++
-	w.out = append(w.out, '{')
-	w.skipWS()
-	if w.pos < len(w.in) && w.in[w.pos] == '}' {
-		w.pos++
-		w.out = append(w.out, '}')
-		return nil
+	if empty, err := w.open(depth, '}'); empty || err != nil {
+		return err
 	}
 	wrote := false
 	for {
@@ -162,16 +154,9 @@ func (w *walker) object(depth, lo, hi int) error {
 			return errSyntax
 		}
 		kst := w.pos
-		kend, esc, hiBit, err := w.scanString()
+		kend, key, esc, hiBit, err := w.readString()
 		if err != nil {
 			return err
-		}
-		raw := w.in[kst+1 : kend]
-		key := raw
-		if esc {
-			if key, err = w.decode(raw); err != nil {
-				return err
-			}
 		}
 		childLo := len(w.states)
 		best := -1
@@ -204,6 +189,24 @@ func (w *walker) object(depth, lo, hi int) error {
 			return err
 		}
 	}
+}
+
+// open enters the object or array at w.pos, depth levels deep, and writes
+// its opening byte; when closer follows at once the container is empty
+// (empty is true) and the closer is consumed and written too.
+func (w *walker) open(depth int, closer byte) (empty bool, err error) {
+	if depth > MaxDepth {
+		return false, fmt.Errorf("%w (%d levels)", ErrTooDeep, MaxDepth)
+	}
+	w.out = append(w.out, w.in[w.pos])
+	w.pos++
+	w.skipWS()
+	if w.pos < len(w.in) && w.in[w.pos] == closer {
+		w.pos++
+		w.out = append(w.out, closer)
+		return true, nil
+	}
+	return false, nil
 }
 
 // step follows a state whose segment matched the current key or index: on
@@ -263,16 +266,8 @@ func (w *walker) next(closer byte) (done bool, err error) {
 
 // array masks an array; w.pos is at '['.
 func (w *walker) array(depth, lo, hi int) error {
-	if depth > MaxDepth {
-		return fmt.Errorf("%w (%d levels)", ErrTooDeep, MaxDepth)
-	}
-	w.pos++
-	w.out = append(w.out, '[')
-	w.skipWS()
-	if w.pos < len(w.in) && w.in[w.pos] == ']' {
-		w.pos++
-		w.out = append(w.out, ']')
-		return nil
+	if empty, err := w.open(depth, ']'); empty || err != nil {
+		return err
 	}
 	wrote := false
 	for i := 0; ; i++ {
@@ -304,15 +299,9 @@ func (w *walker) array(depth, lo, hi int) error {
 // str masks a string value; w.pos is at its opening quote.
 func (w *walker) str() error {
 	st := w.pos
-	end, esc, hiBit, err := w.scanString()
+	end, content, esc, hiBit, err := w.readString()
 	if err != nil {
 		return err
-	}
-	content := w.in[st+1 : end]
-	if esc {
-		if content, err = w.decode(content); err != nil {
-			return err
-		}
 	}
 	w.emitString(st, end, content, esc, hiBit)
 	w.pos = end + 1
@@ -334,12 +323,7 @@ func (w *walker) emitString(st, end int, s []byte, esc, hiBit bool) {
 	if w.det != 0 && esc && bytes.Contains(s, []byte(`\u`)) {
 		if u, ok := unescapeU(s); ok {
 			if w.hits = detect(u, w.det, w.hits[:0]); len(w.hits) > 0 {
-				for _, h := range w.hits {
-					w.countDetector(h.kind)
-				}
-				w.buf = maskHits(w.buf[:0], u, w.hits)
-				w.out = appendQuoted(w.out, w.buf)
-				w.hits = w.hits[:0]
+				w.emitMasked(u)
 				return
 			}
 		}
@@ -356,12 +340,7 @@ func (w *walker) emitString(st, end int, s []byte, esc, hiBit bool) {
 		w.out = appendQuoted(w.out, s)
 		return
 	}
-	for _, h := range w.hits {
-		w.countDetector(h.kind)
-	}
-	w.buf = maskHits(w.buf[:0], s, w.hits)
-	w.out = appendQuoted(w.out, w.buf)
-	w.hits = w.hits[:0]
+	w.emitMasked(s)
 }
 
 // emitChanged writes s, a string already changed from the input, with its
@@ -371,14 +350,37 @@ func (w *walker) emitChanged(s []byte) {
 		w.hits = detect(s, w.det, w.hits[:0])
 	}
 	if len(w.hits) > 0 {
-		for _, h := range w.hits {
-			w.countDetector(h.kind)
-		}
-		w.buf = maskHits(w.buf[:0], s, w.hits)
-		s = w.buf
+		w.emitMasked(s)
+		return
 	}
 	w.out = appendQuoted(w.out, s)
+}
+
+// emitMasked writes s with w.hits, its detector hits, masked and counted,
+// and empties w.hits.
+func (w *walker) emitMasked(s []byte) {
+	for _, h := range w.hits {
+		w.countDetector(h.kind)
+	}
+	w.buf = maskHits(w.buf[:0], s, w.hits)
+	w.out = appendQuoted(w.out, w.buf)
 	w.hits = w.hits[:0]
+}
+
+// readString scans the string at w.pos (see scanString) and returns its
+// content s, decoded when it has escapes; w.pos does not move.
+func (w *walker) readString() (end int, s []byte, esc, hiBit bool, err error) {
+	end, esc, hiBit, err = w.scanString()
+	if err != nil {
+		return 0, nil, false, false, err
+	}
+	s = w.in[w.pos+1 : end]
+	if esc {
+		if s, err = w.decode(s); err != nil {
+			return 0, nil, false, false, err
+		}
+	}
+	return end, s, esc, hiBit, nil
 }
 
 // scanString finds the closing quote of the string at w.pos. It reports
@@ -641,19 +643,12 @@ func (w *walker) act(ri int, depth int) (drop bool) {
 	w.ruleN[ri]++
 	st := w.pos
 	if st < len(w.in) && w.in[st] == '"' {
-		end, esc, _, err := w.scanString()
+		end, s, _, _, err := w.readString()
 		if err != nil {
 			w.err = err
 			return false
 		}
 		w.pos = end + 1
-		s := w.in[st+1 : end]
-		if esc {
-			if s, err = w.decode(s); err != nil {
-				w.err = err
-				return false
-			}
-		}
 		switch r.action {
 		case ActionDrop, ActionDeny:
 			return true
