@@ -2,6 +2,7 @@ package mcp
 
 import (
 	"encoding/json"
+	"reflect"
 	"testing"
 
 	mcpgo "github.com/mark3labs/mcp-go/mcp"
@@ -39,5 +40,43 @@ func TestBlocksResult(t *testing.T) {
 	}
 	if _, ok := blocksResult(json.RawMessage(`{"rows":[]}`)); ok {
 		t.Error("a document that is not an MCP result was taken for one")
+	}
+}
+
+// TestContentBlockText: a text block decoded in one pass is the block
+// mcp-go's own decoding gives, annotations and _meta included, and text
+// that is not a string still travels as the block's JSON.
+func TestContentBlockText(t *testing.T) {
+	for _, raw := range []string{
+		`{"type":"text","text":"hello"}`,
+		`{"type":"text","text":"hi","annotations":{"audience":["user"],"priority":0.5},"_meta":{"k":"v"}}`,
+		`{"Type":"text","TEXT":"case"}`,
+		`{"type":"text","text":null}`,
+		`{"type":"image","text":"not text","data":"aGk=","mimeType":"image/png"}`,
+	} {
+		want, err := mcpgo.UnmarshalContent([]byte(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := contentBlock(json.RawMessage(raw)); !reflect.DeepEqual(got, want) {
+			t.Errorf("contentBlock(%s) = %#v, want %#v", raw, got, want)
+		}
+	}
+	for _, raw := range []string{`{"type":"text","text":5}`, `{"type":"text","text":["a"]}`} {
+		if tc, ok := contentBlock(json.RawMessage(raw)).(mcpgo.TextContent); !ok || tc.Text != raw {
+			t.Errorf("contentBlock(%s) = %#v, want the block as text", raw, tc)
+		}
+	}
+}
+
+// BenchmarkBlocksResult is the MCP door's work on an upstream tool's
+// result document: its content blocks decoded for mcp-go.
+func BenchmarkBlocksResult(b *testing.B) {
+	doc := json.RawMessage(`{"content":[{"type":"text","text":"hello 7"}],"isError":false}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok := blocksResult(doc); !ok {
+			b.Fatal("not a result")
+		}
 	}
 }

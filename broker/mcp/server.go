@@ -384,6 +384,11 @@ func blocksResult(doc json.RawMessage) (*mcpgo.CallToolResult, bool) {
 // like structuredContent) becomes text again; a block mcp-go cannot
 // represent travels as a text block holding its JSON.
 func contentBlock(raw json.RawMessage) mcpgo.Content {
+	// Most blocks are plain text: decoded once, as mcp-go would.
+	var text mcpgo.TextContent
+	if json.Unmarshal(raw, &text) == nil && text.Type == mcpgo.ContentTypeText {
+		return text
+	}
 	var tb struct {
 		Type string          `json:"type"`
 		Text json.RawMessage `json:"text"`

@@ -8,7 +8,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
+	"time"
 
 	mcpgo "github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
@@ -87,6 +89,7 @@ func TestUpstreamOverhead(t *testing.T) {
 	direct := dialBench(t, upURL, nil, call("echo"))
 	tgRes, dRes, tgSerial, dSerial := compareSides(t, tg, direct, calls)
 
+	tgCPU, dCPU := cpuPerCall(t, tg, direct, calls)
 	ratio := tgRes.throughput() / dRes.throughput()
 	tp50, dp50 := tgRes.percentile(0.50), dRes.percentile(0.50)
 	sp50, sdp50 := tgSerial.percentile(0.50), dSerial.percentile(0.50)
@@ -95,10 +98,47 @@ func TestUpstreamOverhead(t *testing.T) {
 	t.Logf("%-10s %12.0f %10s %10s", "toolgate", tgRes.throughput(), tp50, tgRes.percentile(0.99))
 	t.Logf("%-10s %12.0f %10s %10s", "direct", dRes.throughput(), dp50, dRes.percentile(0.99))
 	t.Logf("throughput ratio %.3f (target >= %.2f); one caller: p50 %s vs %s", ratio, benchUpstreamTargetRatio, sp50, sdp50)
+	t.Logf("process CPU per call (the upstream's share included): toolgate %s, direct %s; ratio %.3f", tgCPU, dCPU, float64(dCPU)/float64(tgCPU))
 	ms := func(d interface{ Microseconds() int64 }) float64 { return float64(d.Microseconds()) / 1000 }
-	fmt.Printf("BenchmarkUpstreamOverhead\t%d\t%.0f ns/op\t%.1f tg-calls/s\t%.1f direct-calls/s\t%.4f x-direct\t%.4f tg-p50-ms\t%.4f direct-p50-ms\t%.4f serial-tg-p50-ms\t%.4f serial-direct-p50-ms\n",
+	fmt.Printf("BenchmarkUpstreamOverhead\t%d\t%.0f ns/op\t%.1f tg-calls/s\t%.1f direct-calls/s\t%.4f x-direct\t%.4f tg-p50-ms\t%.4f direct-p50-ms\t%.4f serial-tg-p50-ms\t%.4f serial-direct-p50-ms\t%.1f tg-cpu-us\t%.1f direct-cpu-us\n",
 		len(tgRes.lat), float64(tgRes.elapsed)/float64(len(tgRes.lat)), tgRes.throughput(), dRes.throughput(), ratio,
-		ms(tp50), ms(dp50), ms(sp50), ms(sdp50))
+		ms(tp50), ms(dp50), ms(sp50), ms(sdp50), float64(tgCPU.Nanoseconds())/1000, float64(dCPU.Nanoseconds())/1000)
+}
+
+// cpuPerCall drives both sides again in alternating rounds and returns
+// the process CPU time (user and system, every goroutine: callers,
+// toolgate and the upstream) each side's calls took, per call. On a
+// machine shared with other work it is steadier than throughput, and
+// its ratio is the throughput ratio of a machine the calls saturate.
+func cpuPerCall(t *testing.T, a, b []*benchClient, calls int) (aCPU, bCPU time.Duration) {
+	t.Helper()
+	per := max(calls/benchRounds, 1)
+	run := func(side []*benchClient, sum *time.Duration) {
+		before := processCPU(t)
+		driveRound(t, side, per)
+		*sum += processCPU(t) - before
+	}
+	for r := range benchRounds {
+		if r%2 == 0 {
+			run(a, &aCPU)
+			run(b, &bCPU)
+		} else {
+			run(b, &bCPU)
+			run(a, &aCPU)
+		}
+	}
+	n := time.Duration(benchRounds * per * len(a))
+	return aCPU / n, bCPU / n
+}
+
+// processCPU is the CPU time this process has used so far.
+func processCPU(t *testing.T) time.Duration {
+	t.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // benchUpstream is the upstream: an mcp-go server over streamable HTTP

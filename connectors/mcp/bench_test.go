@@ -2,6 +2,7 @@ package mcp
 
 import (
 	"context"
+	"encoding/json"
 	"net"
 	"net/http"
 	"runtime"
@@ -98,5 +99,31 @@ func benchTransport() *http.Transport {
 		MaxIdleConns:        100,
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     90 * time.Second,
+	}
+}
+
+// BenchmarkOutput is the connector's work on one tools/call result: the
+// structured content checked against the output schema and a text block
+// that repeats it carried as a JSON object for masking.
+func BenchmarkOutput(b *testing.B) {
+	schemas, err := compile("bench", json.RawMessage(`{"type":"object"}`),
+		json.RawMessage(`{"type":"object","properties":{"id":{"type":"integer"},"card":{"type":"string"}},"required":["id"]}`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := Entry{Name: "fx_get", State: StateExposed, Definition: &Definition{Tool: "get", OutputSchema: json.RawMessage(`{}`)}, schemas: schemas}
+	u := &Upstream{cfg: Config{Name: "fx"}}
+	for _, c := range []struct{ name, raw string }{
+		{"text", `{"content":[{"type":"text","text":"hello 7"}]}`},
+		{"structured", `{"content":[{"type":"text","text":"{\"card\":\"4242424242424242\",\"id\":7}"}],"structuredContent":{"card":"4242424242424242","id":7}}`},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := u.output(e, json.RawMessage(c.raw)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -124,8 +124,9 @@ func (u *Upstream) output(e Entry, raw json.RawMessage) (broker.Output, error) {
 	if r.IsError {
 		return broker.Output{}, broker.Errorf(broker.CodeTargetError, "upstream tool %s reported an error: %s", name, errorText(r.Content))
 	}
+	tw := &twin{raw: sc}
 	if len(sc) > 0 && e.schemas != nil && e.Definition != nil && e.Definition.OutputSchema != nil {
-		if err := validateOutput(e.schemas, sc); err != nil {
+		if err := tw.validate(e.schemas); err != nil {
 			return broker.Output{}, broker.Wrap(broker.CodeTargetError, err, fmt.Sprintf("upstream tool %s answered with structuredContent that does not match its output schema", name))
 		}
 	}
@@ -136,7 +137,7 @@ func (u *Upstream) output(e Entry, raw json.RawMessage) (broker.Output, error) {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		b.Write(structuredText(bytes.TrimSpace(c), sc))
+		b.Write(tw.block(bytes.TrimSpace(c)))
 	}
 	b.WriteByte(']')
 	if len(sc) > 0 {
@@ -147,28 +148,55 @@ func (u *Upstream) output(e Entry, raw json.RawMessage) (broker.Output, error) {
 	return broker.Output{Value: b.Bytes(), Bytes: b.Len()}, nil
 }
 
-// structuredText returns a content block as it goes into the result
-// document: a text block whose text is the structured content as JSON (the
+// twin is one result's structured content, decoded at most once however
+// many blocks are compared with it and whether or not it was validated.
+type twin struct {
+	raw     json.RawMessage // trimmed; empty when the result has none
+	v       any
+	ok      bool
+	decoded bool
+}
+
+// value returns the structured content decoded, numbers kept as written.
+func (t *twin) value() (any, bool) {
+	if !t.decoded {
+		t.v, t.ok = decodeExact(t.raw)
+		t.decoded = true
+	}
+	return t.v, t.ok
+}
+
+// validate checks the structured content against the output schema.
+func (t *twin) validate(s Schemas) error {
+	v, ok := t.value()
+	if !ok {
+		return errors.New("the structured content is not one JSON value")
+	}
+	return s.ValidateOutput(v)
+}
+
+// block returns a content block as it goes into the result document: a
+// text block whose text is the structured content as JSON (the
 // unstructured twin MCP asks servers to send) carries it as a JSON object,
 // {"type":"text","text":{...}}, so that the tool's JSON paths mask it as
 // they mask structuredContent; the MCP door sends it as text again. Any
 // other block is returned as it came.
-func structuredText(block, sc json.RawMessage) json.RawMessage {
-	if len(sc) == 0 || !bytes.Contains(block, []byte(`"text"`)) {
+func (t *twin) block(block json.RawMessage) json.RawMessage {
+	if len(t.raw) == 0 || !bytes.Contains(block, []byte(`"text"`)) {
 		return block
 	}
 	var tb struct {
 		Type string `json:"type"`
 		Text string `json:"text"`
 	}
-	if json.Unmarshal(block, &tb) != nil || tb.Type != "text" || !sameJSON([]byte(tb.Text), sc) {
+	if json.Unmarshal(block, &tb) != nil || tb.Type != "text" || !t.same([]byte(tb.Text)) {
 		return block
 	}
 	var fields map[string]json.RawMessage
 	if json.Unmarshal(block, &fields) != nil {
 		return block
 	}
-	fields["text"] = sc
+	fields["text"] = t.raw
 	out, err := json.Marshal(fields)
 	if err != nil {
 		return block
@@ -176,21 +204,30 @@ func structuredText(block, sc json.RawMessage) json.RawMessage {
 	return out
 }
 
-// sameJSON reports whether a and b are the same JSON object, numbers
-// compared as written.
-func sameJSON(a, b []byte) bool {
-	if t := bytes.TrimSpace(a); len(t) == 0 || t[0] != '{' {
+// same reports whether text is the structured content as JSON: the same
+// object, numbers compared as written. Text written exactly as the
+// structured content was (what a server that marshals the one value twice
+// sends) needs no decoding.
+func (t *twin) same(text []byte) bool {
+	text = bytes.TrimSpace(text)
+	if len(text) == 0 || text[0] != '{' {
 		return false
 	}
-	decode := func(raw []byte) (any, bool) {
-		dec := json.NewDecoder(bytes.NewReader(raw))
-		dec.UseNumber()
-		var v any
-		return v, dec.Decode(&v) == nil && !dec.More()
+	if bytes.Equal(text, t.raw) {
+		return true
 	}
-	va, okA := decode(a)
-	vb, okB := decode(b)
-	return okA && okB && reflect.DeepEqual(va, vb)
+	v, ok := decodeExact(text)
+	tv, tok := t.value()
+	return ok && tok && reflect.DeepEqual(v, tv)
+}
+
+// decodeExact decodes one JSON value, numbers as json.Number, and nothing
+// after it.
+func decodeExact(raw []byte) (any, bool) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	return v, dec.Decode(&v) == nil && !dec.More()
 }
 
 // tooLarge is the refusal of a result over max_result_bytes: target_error
@@ -231,16 +268,4 @@ func clip(s string) string {
 		cut--
 	}
 	return s[:cut] + "…"
-}
-
-// validateOutput checks structured content against the output schema,
-// numbers kept exact.
-func validateOutput(s Schemas, sc json.RawMessage) error {
-	dec := json.NewDecoder(bytes.NewReader(sc))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return err
-	}
-	return s.ValidateOutput(v)
 }

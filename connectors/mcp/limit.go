@@ -44,10 +44,13 @@ func (t *capTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	st, _ := req.Context().Value(callStateKey{}).(*callState)
-	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
-	if mt == "text/event-stream" {
-		resp.Body = &eventCap{rc: resp.Body, max: t.max, st: st}
-		return resp, nil
+	// "application/json", the common answer, needs no parsing; whatever is
+	// not an event stream gets the stricter cap, on the whole body.
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+		if mt, _, _ := mime.ParseMediaType(ct); mt == "text/event-stream" {
+			resp.Body = &eventCap{rc: resp.Body, max: t.max, st: st}
+			return resp, nil
+		}
 	}
 	resp.Body = &bodyCap{rc: resp.Body, left: t.max, st: st}
 	return resp, nil

@@ -125,17 +125,22 @@ func TestBodyCaps(t *testing.T) {
 
 func TestStructuredText(t *testing.T) {
 	sc := json.RawMessage(`{"n":1.50,"s":"x"}`)
+	tw := &twin{raw: sc} // one twin for every block, as in a result
 	for _, c := range []struct{ block, want string }{
 		{`{"type":"text","text":"{\"s\":\"x\",\"n\":1.50}"}`, `{"text":{"n":1.50,"s":"x"},"type":"text"}`},
 		{`{"type":"text","text":"{\"s\":\"x\",\"n\":1.5}"}`, `{"type":"text","text":"{\"s\":\"x\",\"n\":1.5}"}`},
+		// Written exactly as the structured content: no decoding needed.
+		{`{"type":"text","text":" {\"n\":1.50,\"s\":\"x\"}\n"}`, `{"text":{"n":1.50,"s":"x"},"type":"text"}`},
+		{`{"type":"text","text":"{\"n\":1.50,\"s\":\"x\"} {}"}`, `{"type":"text","text":"{\"n\":1.50,\"s\":\"x\"} {}"}`},
+		{`{"type":"text","text":"{\"n\":1.50,\"s\":\"y\"}"}`, `{"type":"text","text":"{\"n\":1.50,\"s\":\"y\"}"}`},
 		{`{"type":"text","text":"n is 1.50"}`, `{"type":"text","text":"n is 1.50"}`},
 		{`{"type":"image","data":"aGk=","mimeType":"image/png"}`, `{"type":"image","data":"aGk=","mimeType":"image/png"}`},
 	} {
-		if got := string(structuredText(json.RawMessage(c.block), sc)); got != c.want {
-			t.Errorf("structuredText(%s) = %s, want %s", c.block, got, c.want)
+		if got := string(tw.block(json.RawMessage(c.block))); got != c.want {
+			t.Errorf("block(%s) = %s, want %s", c.block, got, c.want)
 		}
 	}
-	if got := string(structuredText(json.RawMessage(`{"type":"text","text":"{}"}`), nil)); got != `{"type":"text","text":"{}"}` {
+	if got := string((&twin{}).block(json.RawMessage(`{"type":"text","text":"{}"}`))); got != `{"type":"text","text":"{}"}` {
 		t.Errorf("without structured content: %s", got)
 	}
 }

@@ -198,7 +198,10 @@ func (s *session) request(ctx context.Context, id mcpgo.RequestId, method string
 	resp, err := s.tr.SendRequest(withCallState(ctx, st), transport.JSONRPCRequest{
 		JSONRPC: mcpgo.JSONRPC_VERSION, ID: id, Method: method, Params: params,
 	})
-	_, dropped := s.dropped.LoadAndDelete(id.String())
+	dropped := false
+	if s.proc != nil { // only a stdio server's responses are dropped
+		_, dropped = s.dropped.LoadAndDelete(id.String())
+	}
 	switch {
 	case st.oversized.Load() || dropped || errors.Is(err, errTooLarge):
 		return nil, errTooLarge
