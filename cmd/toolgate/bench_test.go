@@ -147,9 +147,10 @@ func TestMCPOverhead(t *testing.T) {
 type benchEnv struct {
 	toolgateURL, bareURL string
 	key                  string
+	app                  *app
 }
 
-func newBenchEnv(t *testing.T) *benchEnv {
+func newBenchEnv(t testing.TB) *benchEnv {
 	t.Helper()
 	ctx := context.Background()
 	dsn := testenv.Postgres(t).CreateDB(t)
@@ -194,10 +195,10 @@ func newBenchEnv(t *testing.T) *benchEnv {
 	bareLn := listenLoopback(t)
 	serveBench(t, bareLn, bareServer(pg.Pool()))
 
-	return &benchEnv{toolgateURL: "http://" + tgLn.Addr().String(), bareURL: "http://" + bareLn.Addr().String(), key: key}
+	return &benchEnv{toolgateURL: "http://" + tgLn.Addr().String(), bareURL: "http://" + bareLn.Addr().String(), key: key, app: a}
 }
 
-func seedCustomers(t *testing.T, dsn string, n int) {
+func seedCustomers(t testing.TB, dsn string, n int) {
 	t.Helper()
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, dsn)
@@ -238,7 +239,7 @@ func bareServer(pool *pgxpool.Pool) http.Handler {
 	return mux
 }
 
-func listenLoopback(t *testing.T) net.Listener {
+func listenLoopback(t testing.TB) net.Listener {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -248,7 +249,7 @@ func listenLoopback(t *testing.T) net.Listener {
 }
 
 // serveBench serves h on ln with serve's server settings until the test ends.
-func serveBench(t *testing.T, ln net.Listener, h http.Handler) {
+func serveBench(t testing.TB, ln net.Listener, h http.Handler) {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
