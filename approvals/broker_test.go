@@ -43,7 +43,12 @@ func (agentAuth) Authenticate(_ context.Context, token string) (broker.Principal
 type approvePolicy struct{}
 
 func (approvePolicy) MayActAs(broker.Principal, string) bool { return true }
-func (approvePolicy) Node(broker.Caller) broker.Node         { return nil }
+func (approvePolicy) Node(broker.Caller) broker.Node         { return refundNode{} }
+
+// refundNode is every caller's node under approvePolicy.
+type refundNode struct{}
+
+func (refundNode) Path() string { return "graphs.support-bot.nodes.refund" }
 
 func (approvePolicy) Decide(context.Context, broker.Request) (broker.Decision, error) {
 	return broker.Decision{Effect: broker.EffectApprove, Rule: "graphs.support-bot.nodes.refund.rules[0]", PolicyVersion: "pv1",

@@ -19,6 +19,15 @@
 // Waiters wake through a Notifier: in-process, or Postgres LISTEN/NOTIFY
 // across instances.
 //
+// A new request stores the masked effect preview the broker takes for it
+// (broker.ApprovalRequest.Preview, called once, when the request is made)
+// and is bound to the preview's hash; the claim hands the stored preview
+// back so the run matches it. A call refused because the data changed
+// since the preview (approval_stale) uses its request up: it ends stale
+// and the next call makes a new request with a fresh preview. Slack and
+// the CLI say a request in the same words (show.go: VoteLine,
+// PreviewHeadline, SampleTable).
+//
 // The package must never store or show unmasked arguments or results, never
 // let a requester approve their own call, never run a call on an approval
 // bound to other arguments, another run or another node, and never answer

@@ -277,6 +277,11 @@ func (s *Service) create(ctx context.Context, req broker.ApprovalRequest) (r Req
 	if timeout <= 0 {
 		timeout = s.cfg.Timeout
 	}
+	var preview *broker.ApprovalPreview
+	if req.Preview != nil {
+		pv := req.Preview(ctx)
+		preview = &pv
+	}
 	now := s.now().UTC()
 	c := req.Caller
 	r = Request{
@@ -285,7 +290,7 @@ func (s *Service) create(ctx context.Context, req broker.ApprovalRequest) (r Req
 			Graph: c.Graph, Node: c.Node, Run: c.Run, Thread: c.Thread, Tool: req.Tool.Name, Target: req.Tool.Target,
 			Args: masked, ArgsHash: req.ArgsHash, Rule: dec.Rule, PolicyVersion: dec.PolicyVersion, RuleVersion: RuleVersion(dec),
 			Approvers: slices.Clone(dec.Approvers), MinApprovals: max(1, dec.MinApprovals),
-			CreatedAt: now, ExpiresAt: now.Add(timeout),
+			CreatedAt: now, ExpiresAt: now.Add(timeout), Preview: preview,
 		},
 		Requesters: c.Principal.PersonalNames(),
 		Caller:     keyOf(req).caller,
@@ -299,6 +304,9 @@ func (s *Service) create(ctx context.Context, req broker.ApprovalRequest) (r Req
 	detail := map[string]any{"approvers": r.Approvers, "min_approvals": r.MinApprovals, "expires_at": r.ExpiresAt, "announced": false}
 	if r.Via != "" {
 		detail["via"] = r.Via
+	}
+	if preview != nil {
+		detail["preview"] = previewDetail(*preview)
 	}
 	s.announce(ctx, &r, detail)
 	ev := s.event(r, broker.EventApprovalRequested, "")
@@ -314,6 +322,15 @@ func (s *Service) create(ctx context.Context, req broker.ApprovalRequest) (r Req
 		return Request{}, false, broker.Wrap(broker.CodeAuditUnavailable, err, "the audit store is unavailable, so no approval was requested; retry later")
 	}
 	return r, true, nil
+}
+
+// previewDetail is what the audit record of a new request says of its
+// preview: the count and hash, or why there is none (never the sample).
+func previewDetail(p broker.ApprovalPreview) map[string]any {
+	if p.Unavailable != "" {
+		return map[string]any{"unavailable": p.Unavailable, "code": string(p.Code)}
+	}
+	return map[string]any{"rows_affected": p.RowsAffected, "truncated": p.Truncated, "hash": p.Hash}
 }
 
 // announce posts a new request to the announcer and stores its message
@@ -374,6 +391,7 @@ func (s *Service) wait(ctx context.Context, id string) (broker.ApprovalOutcome, 
 				return broker.ApprovalOutcome{}, storeErr(err)
 			}
 			if ok {
+				out.Preview = r.Preview
 				return out, nil
 			}
 			continue // another call claimed it first
@@ -385,6 +403,14 @@ func (s *Service) wait(ctx context.Context, id string) (broker.ApprovalOutcome, 
 					"approval %s was already used by an earlier call, which failed: %s; the action was not run again", r.ID, r.ErrorMessage)
 			}
 			out.Result = r.Result
+			return out, nil
+		case broker.ApprovalStale:
+			if r.ErrorCode == string(broker.CodeApprovalStale) {
+				// The call that held it ran on changed data and was
+				// rolled back.
+				return broker.ApprovalOutcome{}, broker.Errorf(broker.CodeApprovalStale,
+					"approval %s was used by an earlier call, which was refused: %s", r.ID, r.ErrorMessage)
+			}
 			return out, nil
 		default: // denied, expired, cancelled
 			if r.Status == broker.ApprovalCancelled && r.ErrorCode == string(broker.CodeOwnerDisabled) {

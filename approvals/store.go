@@ -36,7 +36,7 @@ type Request struct {
 }
 
 // Store keeps approval requests and votes in SQLite or Postgres (the tables
-// of migrations 0004_approvals and 0005_identity). It is safe for
+// of migrations 0004_approvals, 0005_identity and 0007_previews). It is safe for
 // concurrent use by several Services, in one process or several: a vote and
 // the status change it causes are one transaction, and at most one request
 // per call is pending (a partial unique index).
@@ -46,7 +46,7 @@ type Store struct {
 }
 
 // NewStore returns a Store on d, whose schema must include migrations
-// 0004_approvals and 0005_identity.
+// 0004_approvals, 0005_identity and 0007_previews.
 func NewStore(d *db.DB) (*Store, error) {
 	if d == nil {
 		return nil, errors.New("approvals store: nil database")
@@ -66,7 +66,7 @@ var errNotFound = errors.New("approval not found")
 
 const columns = `id, status, principal, requesters, graph, node, run_id, thread, tool, target, args, args_hash,
 	rule, policy_version, approvers, min_approvals, reason, result, error_code, error_message, announce_ref,
-	created_at, expires_at, decided_at, caller, rule_version`
+	created_at, expires_at, decided_at, caller, rule_version, preview, preview_hash`
 
 // insert stores a new pending request. created is false when the call
 // already has a pending request (another instance or goroutine made it
@@ -74,12 +74,21 @@ const columns = `id, status, principal, requesters, graph, node, run_id, thread,
 func (s *Store) insert(ctx context.Context, r Request) (created bool, err error) {
 	req, _ := json.Marshal(r.Requesters)
 	apv, _ := json.Marshal(r.Approvers)
+	var preview sql.NullString
+	hash := ""
+	if r.Preview != nil {
+		b, err := json.Marshal(r.Preview)
+		if err != nil {
+			return false, fmt.Errorf("insert approval %s: preview: %w", r.ID, err)
+		}
+		preview, hash = sql.NullString{String: string(b), Valid: true}, r.Preview.Hash
+	}
 	res, err := s.db.ExecContext(ctx, s.q(`INSERT INTO approvals (`+columns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, '', '', '', ?, ?, NULL, ?, ?)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, '', '', '', ?, ?, NULL, ?, ?, ?, ?)
 		ON CONFLICT DO NOTHING`),
 		r.ID, string(r.Status), r.Principal, string(req), r.Graph, r.Node, r.Run, r.Thread, r.Tool, r.Target,
 		string(r.Args), r.ArgsHash, r.Rule, r.PolicyVersion, string(apv), r.MinApprovals, r.Reason,
-		micros(r.CreatedAt), micros(r.ExpiresAt), r.Caller, r.RuleVersion)
+		micros(r.CreatedAt), micros(r.ExpiresAt), r.Caller, r.RuleVersion, preview, hash)
 	if err != nil {
 		return false, fmt.Errorf("insert approval %s: %w", r.ID, err)
 	}
@@ -97,15 +106,25 @@ func scanRequest(sc scanner) (Request, error) {
 		r                Request
 		status, req, apv string
 		args             string
-		result           sql.NullString
+		result, preview  sql.NullString
+		hash             string
 		created, expires int64
 		decided          sql.NullInt64
 	)
 	err := sc.Scan(&r.ID, &status, &r.Principal, &req, &r.Graph, &r.Node, &r.Run, &r.Thread, &r.Tool, &r.Target,
 		&args, &r.ArgsHash, &r.Rule, &r.PolicyVersion, &apv, &r.MinApprovals, &r.Reason, &result,
-		&r.ErrorCode, &r.ErrorMessage, &r.Ref, &created, &expires, &decided, &r.Caller, &r.RuleVersion)
+		&r.ErrorCode, &r.ErrorMessage, &r.Ref, &created, &expires, &decided, &r.Caller, &r.RuleVersion, &preview, &hash)
 	if err != nil {
 		return Request{}, err
+	}
+	if preview.Valid {
+		r.Preview = &broker.ApprovalPreview{}
+		if err := json.Unmarshal([]byte(preview.String), r.Preview); err != nil {
+			return Request{}, fmt.Errorf("approval %s: preview: %w", r.ID, err)
+		}
+		// The request is bound to the hash in its own column: the run on
+		// it checks the stored preview against this one (Intact).
+		r.Preview.Hash = hash
 	}
 	r.Status = broker.ApprovalStatus(status)
 	r.Args = json.RawMessage(args)
@@ -302,14 +321,21 @@ func (s *Store) claim(ctx context.Context, id string, at time.Time) (ok bool, er
 }
 
 // consume stores the outcome of the executing call and marks the request
-// consumed.
+// consumed, or stale when its call was refused with approval_stale (its
+// run did not match the preview): a stale request is used up and is no
+// call's binding, so the next call makes a new request.
 func (s *Store) consume(ctx context.Context, id string, result json.RawMessage, code, message string, at time.Time) (bool, error) {
 	var res sql.NullString
 	if result != nil {
 		res = sql.NullString{String: string(result), Valid: true}
 	}
-	out, err := s.db.ExecContext(ctx, s.q(`UPDATE approvals SET status = ?, result = ?, error_code = ?, error_message = ?, consumed_at = ?
-		WHERE id = ? AND status = ?`), string(broker.ApprovalConsumed), res, code, message, micros(at), id, string(broker.ApprovalExecuting))
+	to, reason := broker.ApprovalConsumed, ""
+	if code == string(broker.CodeApprovalStale) {
+		to, reason = broker.ApprovalStale, message
+	}
+	out, err := s.db.ExecContext(ctx, s.q(`UPDATE approvals SET status = ?, result = ?, error_code = ?, error_message = ?, consumed_at = ?,
+		reason = CASE WHEN ? = '' THEN reason ELSE ? END
+		WHERE id = ? AND status = ?`), string(to), res, code, message, micros(at), reason, reason, id, string(broker.ApprovalExecuting))
 	if err != nil {
 		return false, fmt.Errorf("consume approval %s: %w", id, err)
 	}

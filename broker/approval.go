@@ -37,6 +37,11 @@ type ApprovalRequest struct {
 	// ResumeID is the approval id the caller named (X-Toolgate-Approval),
 	// "" when none.
 	ResumeID string
+	// Preview shows approvers what the call would change. The approval
+	// gate calls it once, when it makes a new request (never for a repeat
+	// that finds its request), and stores what it returns; it never fails
+	// (a preview that cannot be taken is Unavailable). nil: no preview.
+	Preview func(ctx context.Context) ApprovalPreview
 }
 
 // ApprovalOutcome is what the approval gate answered.
@@ -50,6 +55,9 @@ type ApprovalOutcome struct {
 	// is set with ApprovalConsumed, which the broker answers without
 	// running anything.
 	Result json.RawMessage
+	// Preview is the request's stored preview, set with ApprovalApproved
+	// (nil when the request has none): the approved run must match it.
+	Preview *ApprovalPreview
 }
 
 // Approvals is the approval gate as the broker sees it.
@@ -110,4 +118,7 @@ type ApprovalInfo struct {
 	CreatedAt    time.Time      `json:"created_at"`
 	ExpiresAt    time.Time      `json:"expires_at"`
 	Votes        []ApprovalVote `json:"votes,omitempty"`
+	// Preview is what the call would change, as its approvers see it
+	// (masked); nil for a request made without one.
+	Preview *ApprovalPreview `json:"preview,omitempty"`
 }

@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"math/big"
 	"reflect"
+	"strconv"
 )
 
 // decodeArgs decodes a JSON object of arguments, numbers as json.Number.
@@ -34,6 +37,28 @@ func decodeArgs(raw json.RawMessage, maxBytes, maxDepth int) (map[string]any, er
 		return nil, Errorf(CodeInvalidArguments, "arguments have trailing data after the JSON object")
 	}
 	return args, nil
+}
+
+// IntegerValue returns the value of a JSON number that is an integer
+// within int64: a plain literal ("42"), or one whose value is integral
+// ("42.0", "1e3"). A fraction, a value outside int64 or a malformed
+// literal is false. The exact check (math/big) runs only for literals
+// that are not plain integers and whose float64 value is in range, and
+// math/big refuses exponents past a million, so a hostile literal costs
+// little.
+func IntegerValue(n json.Number) (int64, bool) {
+	if i, err := strconv.ParseInt(string(n), 10, 64); err == nil {
+		return i, true
+	}
+	f, err := strconv.ParseFloat(string(n), 64)
+	if err != nil || f != math.Trunc(f) || f >= 1<<63 || f < -(1<<63) {
+		return 0, false
+	}
+	r, ok := new(big.Rat).SetString(string(n))
+	if !ok || !r.IsInt() || !r.Num().IsInt64() {
+		return 0, false
+	}
+	return r.Num().Int64(), true
 }
 
 // jsonDepth returns the maximum nesting of brackets outside strings.

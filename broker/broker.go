@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 )
 
@@ -34,6 +35,15 @@ type Config struct {
 	MaxArgsBytes int
 	// MaxArgsDepth caps the nesting of a call's arguments; 0 means 32.
 	MaxArgsDepth int
+	// Tracer traces every call and passthrough statement (trace.go); nil
+	// means off, at no cost.
+	Tracer trace.Tracer
+	// PreviewRows caps the sample rows of an approval's effect preview
+	// (approvals.preview.max_rows); 0 means 20.
+	PreviewRows int
+	// PreviewBytes caps the size of a preview's masked sample
+	// (approvals.preview.max_bytes); 0 means 64 KiB.
+	PreviewBytes int
 }
 
 // Validate reports what is missing.
@@ -55,10 +65,11 @@ func (c Config) Validate() error {
 // replaces lives in one snapshot behind one atomic pointer: a call loads it
 // once and sees one whole configuration.
 type Broker struct {
-	cfg  Config
-	log  *zap.Logger
-	now  func() time.Time
-	live atomic.Pointer[Snapshot]
+	cfg    Config
+	log    *zap.Logger
+	now    func() time.Time
+	tracer trace.Tracer
+	live   atomic.Pointer[Snapshot]
 	// gen numbers snapshots; reloadMu orders Reloads.
 	gen      atomic.Uint64
 	reloadMu sync.Mutex
@@ -84,7 +95,13 @@ func New(cfg Config) (*Broker, error) {
 	if cfg.MaxArgsDepth <= 0 {
 		cfg.MaxArgsDepth = 32
 	}
-	b := &Broker{cfg: cfg, log: cfg.Logger, now: cfg.Now}
+	if cfg.PreviewRows <= 0 {
+		cfg.PreviewRows = DefaultPreviewRows
+	}
+	if cfg.PreviewBytes <= 0 {
+		cfg.PreviewBytes = DefaultPreviewBytes
+	}
+	b := &Broker{cfg: cfg, log: cfg.Logger, now: cfg.Now, tracer: cfg.Tracer}
 	b.completer, _ = cfg.Approvals.(ApprovalRecorder)
 	if err := b.Reload(cfg.Live); err != nil {
 		return nil, err
@@ -118,6 +135,10 @@ func (b *Broker) Snapshot() *Snapshot { return b.live.Load() }
 // establishes the caller's LangGraph context. It is the only way to make a
 // Caller that Call accepts.
 func (b *Broker) Identify(ctx context.Context, cr Credentials) (Caller, error) {
+	return b.traced(ctx, cr, b.identify)
+}
+
+func (b *Broker) identify(ctx context.Context, cr Credentials) (Caller, error) {
 	if cr.Malformed {
 		return Caller{}, Errorf(CodeUnauthenticated, "the Authorization header must be \"Bearer <token>\"")
 	}
@@ -132,7 +153,7 @@ func (b *Broker) Identify(ctx context.Context, cr Credentials) (Caller, error) {
 		}
 		// The authenticator failed, not the credential: an internal
 		// failure, logged under an incident id the caller sees.
-		e := b.report(s, Wrap(CodeInternal, err, "the credential could not be verified"), zap.String("step", "identify"))
+		e := b.report(s, Wrap(CodeInternal, err, "the credential could not be verified"), traceOf(ctx), zap.String("step", "identify"))
 		return Caller{}, &Error{Code: CodeUnauthenticated, Message: e.Message, Cause: err, incident: e.incident}
 	}
 	c := Caller{Principal: p, verified: true}
@@ -149,10 +170,15 @@ func (b *Broker) Identify(ctx context.Context, cr Credentials) (Caller, error) {
 	}
 	c.Context = cr.Claimed
 	if c.Node != "" && c.Graph == "" {
-		return Caller{}, Errorf(CodeInvalidRequest, "%s requires %s", HeaderNode, HeaderGraph)
+		return Caller{}, unidentified(c.Context)
 	}
-	if c.Graph != "" && !s.live.Policy.MayActAs(p, c.Graph) {
-		return Caller{}, Errorf(CodeForbidden, "principal %s may not act as graph %q", p.Subject, c.Graph)
+	if c.Graph != "" {
+		if s.graphs != nil && !s.graphs.HasGraph(c.Graph) {
+			return Caller{}, unknownGraph(c.Graph)
+		}
+		if !s.live.Policy.MayActAs(p, c.Graph) {
+			return Caller{}, Errorf(CodeForbidden, "principal %s may not act as graph %q", p.Subject, c.Graph)
+		}
 	}
 	return admitted(ctx, b.cfg.Auth, c)
 }
@@ -173,15 +199,20 @@ func checkBinding(claimed Context, bd *Binding) error {
 }
 
 // ListTools returns the tools the caller may call, sorted by name, from one
-// snapshot, with one node lookup. Arguments the caller's node binds from
-// its grant scope are gone from their input schemas, so the model is never
-// asked for them.
+// snapshot, with one node lookup. A caller that names no graph or node, or
+// one policy does not declare, is refused (unidentified, unknown_graph,
+// unknown_node), never shown an empty list. Arguments the caller's node
+// binds from its grant scope are gone from their input schemas, so the
+// model is never asked for them.
 func (b *Broker) ListTools(_ context.Context, c Caller) ([]*Tool, error) {
 	if !c.verified {
 		return nil, Errorf(CodeUnauthenticated, "caller was not identified")
 	}
 	s := b.live.Load()
-	n := s.live.Policy.Node(c)
+	n, err := s.callerNode(c)
+	if err != nil {
+		return nil, err
+	}
 	var out []*Tool
 	for _, pt := range s.sorted {
 		t := pt.tool

@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
@@ -53,7 +56,22 @@ func (n fakeNode) Path() string { return "graphs.g.nodes." + string(n) }
 func (fakePolicy) MayActAs(p Principal, graph string) bool {
 	return graph == "g" && p.Subject == "key:bot"
 }
-func (fakePolicy) Node(c Caller) Node           { return fakeNode(c.Node) }
+
+// Graph g declares the nodes billing, refund and triage; graph other
+// declares none, and key:bot may not act as it.
+func (p fakePolicy) Node(c Caller) Node {
+	if c.Graph != "g" || !slices.Contains(p.NodeKeys(c.Graph), c.Node) {
+		return nil
+	}
+	return fakeNode(c.Node)
+}
+func (fakePolicy) HasGraph(graph string) bool { return graph == "g" || graph == "other" }
+func (fakePolicy) NodeKeys(graph string) []string {
+	if graph != "g" {
+		return nil
+	}
+	return []string{"billing", "refund", "triage"}
+}
 func (fakePolicy) Visible(n Node, t *Tool) bool { return n != nil && t.Name != "hidden" }
 func (fakePolicy) Decide(_ context.Context, r Request) (Decision, error) {
 	switch r.Tool.Name {
@@ -330,7 +348,8 @@ func TestIdentifyRefusals(t *testing.T) {
 		{"bad token", Credentials{Token: "tgk_bad"}, CodeUnauthenticated},
 		{"authenticator failure", Credentials{Token: "boom"}, CodeUnauthenticated},
 		{"graph not allowed", Credentials{Token: "tgk_good", Claimed: Context{Graph: "other"}}, CodeForbidden},
-		{"node without graph", Credentials{Token: "tgk_good", Claimed: Context{Node: "triage"}}, CodeInvalidRequest},
+		{"node without graph", Credentials{Token: "tgk_good", Claimed: Context{Node: "triage"}}, CodeUnidentified},
+		{"unknown graph", Credentials{Token: "tgk_good", Claimed: Context{Graph: "gg", Node: "triage"}}, CodeUnknownGraph},
 		{"grant with contradicting node", Credentials{Token: "tg_grant", Claimed: Context{Node: "triage"}}, CodeForbidden},
 		{"grant with contradicting run", Credentials{Token: "tg_grant", Claimed: Context{Run: "r2"}}, CodeForbidden},
 		{"grant with contradicting graph", Credentials{Token: "tg_grant", Claimed: Context{Graph: "h"}}, CodeForbidden},
@@ -462,12 +481,18 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-func TestTraceID(t *testing.T) {
-	if got := traceID("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"); got != "4bf92f3577b34da6a3ce929d0e0e4736" {
-		t.Errorf("traceID = %q", got)
+func TestTraceOf(t *testing.T) {
+	tid, _ := trace.TraceIDFromHex("4bf92f3577b34da6a3ce929d0e0e4736")
+	sid, _ := trace.SpanIDFromHex("00f067aa0ba902b7")
+	ctx := trace.ContextWithRemoteSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, Remote: true}))
+	if got := traceOf(ctx); got != "4bf92f3577b34da6a3ce929d0e0e4736" {
+		t.Errorf("traceOf(caller's context) = %q", got)
 	}
-	if got := traceID("junk"); len(got) != 32 {
-		t.Errorf("fresh trace id = %q", got)
+	if got := traceOf(context.Background()); got != "" {
+		t.Errorf("traceOf(no trace) = %q", got)
+	}
+	if a, b := newTraceID(), newTraceID(); len(a) != 32 || a == b {
+		t.Errorf("fresh trace ids = %q, %q", a, b)
 	}
 }
 

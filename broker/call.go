@@ -19,8 +19,11 @@ type Call struct {
 	// Args is the raw JSON arguments object; empty means {}.
 	Args json.RawMessage
 	// ApprovalID is the approval the caller resumes (X-Toolgate-Approval).
-	ApprovalID  string
-	TraceParent string
+	ApprovalID string
+	// MCP describes the MCP request the call came in, for its span; other
+	// doors leave it empty. The caller's trace context (W3C traceparent)
+	// travels in the ctx passed to Call, put there by the door.
+	MCP MCPRequest
 }
 
 // Pending describes a call held for approval. The action was NOT performed.
@@ -45,11 +48,15 @@ type Result struct {
 // are *Error values with a stable code and a safe message; an internal
 // failure's message names the incident it was logged under.
 func (b *Broker) Call(ctx context.Context, call Call) (Result, error) {
+	ctx, sp := b.callSpan(ctx, call)
 	p := b.begin(&toolCall, call.Caller, call.Door)
-	p.ev.Tool, p.ev.TraceID = call.Tool, traceID(call.TraceParent)
+	p.ev.Tool, p.ev.TraceID = call.Tool, traceOf(ctx)
 	res, err := b.call(ctx, p, call)
 	if err = b.finish(p, err); err != nil {
 		res = Result{}
+	}
+	if p.ev.TraceID == "" {
+		p.ev.TraceID = newTraceID() // every call's record has one
 	}
 	if p.claimed {
 		// This call held the approval: report how it ended (an internal
@@ -57,9 +64,12 @@ func (b *Broker) Call(ctx context.Context, call Call) (Result, error) {
 		// result instead of running again.
 		b.completeCall(ctx, p.ev.ApprovalID, res.Value, err)
 	}
-	if rerr := b.record(ctx, p); rerr != nil {
+	sp.passageDone(&p.ev)
+	if rerr := b.recordTraced(ctx, p); rerr != nil {
+		sp.end(rerr)
 		return Result{CallID: p.ev.ID}, rerr
 	}
+	sp.end(nil)
 	res.CallID = p.ev.ID
 	return res, err
 }
@@ -78,17 +88,22 @@ func (b *Broker) call(ctx context.Context, p *passage, call Call) (Result, error
 		return Result{}, err
 	}
 	req := Request{Caller: p.caller, Node: p.node, Tool: pt.tool, Args: args, Now: b.now()}
-	dec, err := p.snap.live.Policy.Decide(ctx, req)
-	if err := p.decided(dec, err, fmt.Sprintf("tool %q for node %q", pt.tool.Name, p.caller.Node)); err != nil {
+	pctx, sp := b.startSpan(ctx, SpanPolicy)
+	dec, err := p.snap.live.Policy.Decide(pctx, req)
+	err = p.decided(dec, err, fmt.Sprintf("tool %q for node %q", pt.tool.Name, p.caller.Node))
+	if sp.end(err); err != nil {
 		return Result{}, err
 	}
 	if dec.Effect == EffectApprove {
-		answer, run, err := b.approve(ctx, p, ApprovalRequest{Caller: p.caller, Tool: pt.tool, Args: args, ArgsHash: p.ev.ArgsHash, Decision: dec, ResumeID: call.ApprovalID})
+		actx, sp := b.startSpan(ctx, SpanApproval)
+		answer, run, err := b.approve(actx, p, ApprovalRequest{Caller: p.caller, Tool: pt.tool, Args: args, ArgsHash: p.ev.ArgsHash, Decision: dec,
+			ResumeID: call.ApprovalID, Preview: b.toolPreview(p, pt, req)})
+		sp.approved(p.ev.ApprovalID, err)
 		if !run || err != nil {
 			return answer, err
 		}
 	}
-	return b.execute(ctx, p, pt, req, call.TraceParent)
+	return b.execute(ctx, p, pt, req)
 }
 
 // completeCall tells the approval gate how the call it approved ended.
@@ -105,8 +120,8 @@ func (b *Broker) completeCall(ctx context.Context, approvalID string, value json
 // the reservation settled to the rows the call returned, the result checked
 // and masked. Once the connector ran, its result is never withheld for a
 // budget: what the target did and what the audit record says agree.
-func (b *Broker) execute(ctx context.Context, p *passage, pt *prepared, req Request, traceParent string) (Result, error) {
-	op, err := operation(pt.tool, req, traceParent)
+func (b *Broker) execute(ctx context.Context, p *passage, pt *prepared, req Request) (Result, error) {
+	op, err := operation(pt.tool, req)
 	if err != nil {
 		return Result{}, err
 	}
@@ -120,7 +135,9 @@ func (b *Broker) execute(ctx context.Context, p *passage, pt *prepared, req Requ
 		return Result{}, err
 	}
 	start := b.now()
-	out, err := exec.Execute(ctx, op)
+	ectx, sp := b.startClientSpan(ctx, SpanConnector)
+	out, err := run(ectx, p, exec, op)
+	sp.end(err)
 	p.ev.ExecMS = msSince(b.now(), start)
 	if rsv.Settle != nil {
 		rows := 0
@@ -130,24 +147,50 @@ func (b *Broker) execute(ctx context.Context, p *passage, pt *prepared, req Requ
 		rsv.Settle(context.WithoutCancel(ctx), rows)
 	}
 	if err != nil {
+		if CodeOf(err) == CodeApprovalStale {
+			p.ev.Status = StatusDenied
+		}
 		return Result{}, maskTargetError(p.snap.live.Masker, err)
 	}
-	return b.answer(p, pt, out)
+	_, sp = b.startSpan(ctx, SpanMask)
+	res, err := b.answer(p, pt, out)
+	sp.end(err)
+	return res, err
+}
+
+// run executes op on exec. A call approved on a preview that counted the
+// rows it would change runs matched: in one transaction that commits only
+// when it changes as many rows (within the tool's tolerance), else is
+// rolled back and refused with approval_stale.
+func run(ctx context.Context, p *passage, exec Executor, op Operation) (Output, error) {
+	if p.expect == nil {
+		return exec.Execute(ctx, op)
+	}
+	matched, ok := exec.(ExpectingExecutor)
+	if !ok {
+		return Output{}, Errorf(CodeTargetUnavailable, "target %s cannot check the approved run against its preview (%s), so nothing was run", op.Target, rowCount(p.expect.RowsAffected))
+	}
+	return matched.ExecuteExpecting(ctx, op, *p.expect)
 }
 
 // operation binds the validated arguments into the tool's operation, with
-// the caller's context as a comment for the target's own logs.
-func operation(t *Tool, req Request, traceParent string) (Operation, error) {
+// the caller's context as a comment for the target's own logs. The trace
+// context is not in it: connectors propagate the connector span's
+// context, which Execute's ctx carries.
+func operation(t *Tool, req Request) (Operation, error) {
 	op, err := t.Spec.Operation(req.Args)
 	if err != nil {
 		return Operation{}, err
 	}
-	op.Target = t.Target
-	op.Comment = map[string]string{"graph": req.Caller.Graph, "node": req.Caller.Node, "run": req.Caller.Run}
-	if traceParent != "" {
-		op.Comment["traceparent"] = traceParent
-	}
+	op.Target, op.Comment = t.Target, opComment(req)
 	return op, nil
+}
+
+// opComment is the caller's context as an operation's comment. The trace
+// context is not in it: connectors propagate the span context their ctx
+// carries.
+func opComment(req Request) map[string]string {
+	return map[string]string{"graph": req.Caller.Graph, "node": req.Caller.Node, "run": req.Caller.Run}
 }
 
 // answer checks the connector's result against the tool's output schema

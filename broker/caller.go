@@ -147,6 +147,9 @@ type Caller struct {
 	Binding *Binding `json:"binding,omitempty"`
 
 	verified bool
+	// identified is when Identify authenticated the caller, kept only
+	// while tracing (trace.go).
+	identified *identifyTiming
 }
 
 // Verified reports whether the caller came from Broker.Identify.

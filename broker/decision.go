@@ -49,8 +49,8 @@ type Request struct {
 }
 
 // Policy is the policy engine as the broker sees it: one dependency. Its
-// optional abilities (Binder, RowBudget, PassthroughDecider) are found
-// once, when a snapshot is built (NewSnapshot), never per call.
+// optional abilities (Binder, RowBudget, PassthroughDecider, GraphIndex)
+// are found once, when a snapshot is built (NewSnapshot), never per call.
 type Policy interface {
 	// MayActAs reports whether the principal may act as the graph (send
 	// its X-Toolgate-Graph).
@@ -104,6 +104,18 @@ type RowReservation struct {
 // return (its max_rows, else the target's), for rows budgets to reserve.
 type RowCapper interface {
 	RowCap(op Operation) int
+}
+
+// GraphIndex is an optional ability of a Policy: the graphs and nodes it
+// declares, so that a caller naming one it does not is told which name is
+// unknown (unknown_graph, unknown_node) instead of being refused as
+// forbidden or shown no tools.
+type GraphIndex interface {
+	// HasGraph reports whether graph is declared.
+	HasGraph(graph string) bool
+	// NodeKeys returns the node keys (paths and globs) graph declares,
+	// sorted.
+	NodeKeys(graph string) []string
 }
 
 // Binder is an optional ability of a Policy: arguments forced from a grant

@@ -39,6 +39,21 @@ const (
 	CodeOwnerDisabled Code = "owner_disabled"
 )
 
+// The codes of a tool call or listing whose caller does not say, or
+// misnames, the graph and node it acts as.
+const (
+	// CodeUnidentified: an API key or OIDC caller sent no X-Toolgate-Graph
+	// or X-Toolgate-Node (a grant token carries both). Field names the
+	// first missing header, Problems each one.
+	CodeUnidentified Code = "unidentified"
+	// CodeUnknownGraph: X-Toolgate-Graph names a graph the configuration
+	// does not declare.
+	CodeUnknownGraph Code = "unknown_graph"
+	// CodeUnknownNode: X-Toolgate-Node (or a grant's node) matches no node
+	// of its graph.
+	CodeUnknownNode Code = "unknown_node"
+)
+
 // The codes of effect previews.
 const (
 	// CodePreviewUnavailable: a call's effect cannot be previewed (the
@@ -46,6 +61,10 @@ const (
 	// transaction without effects of its own).
 	CodePreviewUnavailable Code = "preview_unavailable"
 )
+
+// CodeHeadersTooLarge refuses a request whose header fields are over the
+// listener's cap (limits.max_header_bytes); nothing ran.
+const CodeHeadersTooLarge Code = "headers_too_large"
 
 // CodeToolDefinitionChanged refuses a call to an upstream MCP tool whose
 // definition no longer matches its pin in the tools lock file.

@@ -19,7 +19,7 @@ func (b *Broker) finish(p *passage, err error) error {
 	if err == nil {
 		return nil
 	}
-	e := b.report(p.snap, err, zap.String("event", p.ev.ID), zap.String("kind", string(p.ev.Kind)), zap.String("tool", p.ev.Tool), zap.String("target", p.ev.Target))
+	e := b.report(p.snap, err, p.ev.TraceID, zap.String("event", p.ev.ID), zap.String("kind", string(p.ev.Kind)), zap.String("tool", p.ev.Tool), zap.String("target", p.ev.Target))
 	p.ev.ErrorCode, p.ev.Error = string(e.Code), p.snap.live.Masker.MaskText(e.Message)
 	if p.ev.Status == "" {
 		p.ev.Status = p.kind.failStatus
@@ -51,20 +51,28 @@ func (b *Broker) recordAfter(ctx context.Context, ev Event, what string) {
 // is logged. An *Error that is not internal is returned as is. An internal
 // failure (a foreign error, or an *Error with CodeInternal) gets an incident
 // id, and its cause, masked, is logged under it once; the message the
-// caller sees names the id. An error already reported is returned as is.
-func (b *Broker) report(s *Snapshot, err error, fields ...zap.Field) *Error {
+// caller sees names the id, and the trace the failure happened in when
+// traceID is not "". An error already reported is returned as is.
+func (b *Broker) report(s *Snapshot, err error, traceID string, fields ...zap.Field) *Error {
 	e, id := AsError(err)
 	if e.Code != CodeInternal || e.incident != "" {
 		return e
 	}
 	if id == "" {
 		id = newIncidentID()
-		e = &Error{Code: e.Code, Message: e.Message + " (incident " + id + ")", Field: e.Field, Problems: e.Problems, Cause: e.Cause}
+		ref := " (incident " + id + ")"
+		if traceID != "" {
+			ref = " (incident " + id + ", trace " + traceID + ")"
+		}
+		e = &Error{Code: e.Code, Message: e.Message + ref, Field: e.Field, Problems: e.Problems, Cause: e.Cause}
 	}
 	e.incident = id
 	cause := e.Message
 	if e.Cause != nil {
 		cause = e.Cause.Error()
+	}
+	if traceID != "" {
+		fields = append(fields, zap.String("trace_id", traceID))
 	}
 	b.log.Error("internal failure", append(fields, zap.String("incident", id), zap.String("error", s.live.Masker.MaskText(cause)))...)
 	return e
@@ -78,7 +86,7 @@ func (b *Broker) Report(err error) *Error {
 	if err == nil {
 		return nil
 	}
-	return b.report(b.live.Load(), err)
+	return b.report(b.live.Load(), err, "")
 }
 
 // newIncidentID returns a random id that finds a failure in the log.

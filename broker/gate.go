@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -16,8 +18,10 @@ import (
 //
 //	begin       the passage starts on the live snapshot, with its audit event
 //	identified  the caller came from Identify (broker.go)   unauthenticated
-//	resolve     the tool exists; the caller's node (looked   unknown_tool, forbidden
-//	            up once) may see it
+//	resolve     the caller names a graph and node policy     unidentified,
+//	            declares (looked up once); the tool exists   unknown_graph,
+//	            and that node may see it                     unknown_node,
+//	                                                         unknown_tool, forbidden
 //	arguments   decoded, bound from the grant scope, hashed, invalid_arguments,
 //	            masked for the record, validated            payload_too_large, forbidden
 //	decided     policy's answer; deny refuses               forbidden, budget_exceeded
@@ -82,6 +86,9 @@ type passage struct {
 	ev     Event
 	// claimed is set when this passage claimed an approval and runs on it.
 	claimed bool
+	// expect is what the run on a claimed approval must match: the count
+	// of the request's preview. nil runs unmatched.
+	expect *Expectation
 }
 
 // begin starts a passage on the live snapshot.
@@ -107,24 +114,95 @@ func fillCaller(ev *Event, c Caller) {
 	ev.Graph, ev.Node, ev.Run, ev.Thread, ev.ToolCallID = c.Graph, c.Node, c.Run, c.Thread, c.ToolCallID
 }
 
-// resolve finds the tool and the caller's node policy (the one node lookup
-// of the call). A tool the caller may not see is reported as unknown only
-// when it does not exist at all; otherwise the refusal says it is
-// forbidden.
+// resolve finds the caller's node policy (the one node lookup of the
+// call) and the tool. A caller that names no graph or node, or one policy
+// does not declare, is refused first (callerNode). A tool the caller may
+// not see is reported as unknown only when it does not exist at all;
+// otherwise the refusal says it is forbidden.
 func (p *passage) resolve(name string) (*prepared, error) {
+	n, err := p.snap.callerNode(p.caller)
+	if err != nil {
+		p.ev.Status = StatusDenied
+		return nil, err
+	}
+	p.node = n
 	pt, ok := p.snap.tools[name]
 	if !ok {
 		p.ev.Status = StatusDenied
 		return nil, Errorf(CodeUnknownTool, "no tool named %q", name)
 	}
 	p.ev.Target = pt.tool.Target
-	p.node = p.snap.live.Policy.Node(p.caller)
 	if !p.snap.live.Policy.Visible(p.node, pt.tool) {
 		p.ev.Status = StatusDenied
 		p.ev.Decision, p.ev.Rule = string(EffectDeny), "default"
 		return nil, Errorf(CodeForbidden, "node %q of graph %q may not call tool %q", p.caller.Node, p.caller.Graph, name)
 	}
 	return pt, nil
+}
+
+// callerNode resolves the caller's node policy for a tool call, a listing
+// or a passthrough connection. An API key or OIDC caller must name its
+// graph and node (X-Toolgate-Graph, X-Toolgate-Node; a grant token carries
+// both): without them it is unidentified, naming each missing header. A
+// graph or node policy does not declare is refused naming it, never
+// answered with an empty tool list.
+func (s *Snapshot) callerNode(c Caller) (Node, error) {
+	if c.Graph == "" || c.Node == "" {
+		return nil, unidentified(c.Context)
+	}
+	if n := s.live.Policy.Node(c); n != nil {
+		return n, nil
+	}
+	if s.graphs == nil {
+		return nil, &Error{Code: CodeUnknownNode, Field: HeaderNode, Message: fmt.Sprintf("graph %q has no node %q, or the graph is not declared", c.Graph, c.Node)}
+	}
+	if !s.graphs.HasGraph(c.Graph) {
+		return nil, unknownGraph(c.Graph)
+	}
+	return nil, &Error{Code: CodeUnknownNode, Field: HeaderNode, Message: fmt.Sprintf(
+		"graph %q has no node %q (it declares %s): %s must be the path of a node under graphs.%s.nodes",
+		c.Graph, c.Node, quoteList(s.graphs.NodeKeys(c.Graph), 10), HeaderNode, c.Graph)}
+}
+
+// unidentified refuses a caller whose context lacks its graph or node,
+// naming every missing header.
+func unidentified(claimed Context) *Error {
+	var missing []Problem
+	for _, h := range []struct{ header, value, what string }{
+		{HeaderGraph, claimed.Graph, "the LangGraph graph making the call"},
+		{HeaderNode, claimed.Node, "the path of the graph node making the call"},
+	} {
+		if h.value == "" {
+			missing = append(missing, Problem{Field: h.header, Message: fmt.Sprintf("%s is missing: it names %s", h.header, h.what)})
+		}
+	}
+	names := missing[0].Field
+	if len(missing) > 1 {
+		names += " and " + missing[1].Field
+	}
+	return &Error{Code: CodeUnidentified, Field: missing[0].Field, Problems: missing, Message: fmt.Sprintf(
+		"the request does not say which graph and node it acts for: send %s (set by the graph runtime, e.g. the toolgate_langgraph helpers), or use a grant token, which carries both", names)}
+}
+
+// unknownGraph refuses a graph the configuration does not declare.
+func unknownGraph(graph string) *Error {
+	return &Error{Code: CodeUnknownGraph, Field: HeaderGraph, Message: fmt.Sprintf(
+		"no graph %q is declared: %s must name a graph under graphs in toolgate.yaml", graph, HeaderGraph)}
+}
+
+// quoteList quotes up to max names, saying how many more there are.
+func quoteList(names []string, max int) string {
+	if len(names) == 0 {
+		return "no nodes"
+	}
+	out := make([]string, 0, min(len(names), max)+1)
+	for _, n := range names[:min(len(names), max)] {
+		out = append(out, strconv.Quote(n))
+	}
+	if len(names) > max {
+		out = append(out, fmt.Sprintf("and %d more", len(names)-max))
+	}
+	return strings.Join(out, ", ")
 }
 
 // arguments decodes the call's arguments, forces those the caller's node
@@ -221,7 +299,7 @@ func (b *Broker) approve(ctx context.Context, p *passage, req ApprovalRequest) (
 	switch out.Status {
 	case ApprovalApproved:
 		p.claimed = true
-		return Result{}, true, nil
+		return Result{}, true, p.matchPreview(out)
 	case ApprovalConsumed:
 		if k.replays {
 			p.ev.Status, p.ev.Bytes = StatusOK, len(out.Result)
@@ -247,6 +325,27 @@ func (b *Broker) approve(ctx context.Context, p *passage, req ApprovalRequest) (
 		}
 		return Result{}, false, &Error{Code: CodeApprovalDenied, Message: p.snap.live.Masker.MaskText(msg)}
 	}
+}
+
+// matchPreview makes the run on a claimed approval match the preview its
+// approvers saw: the stored preview must be the one its hash was taken
+// over (else nothing runs), and its row count is what the run must change.
+func (p *passage) matchPreview(out ApprovalOutcome) error {
+	if out.Preview == nil {
+		return nil
+	}
+	if !out.Preview.Intact() {
+		p.ev.Status = StatusDenied
+		return Errorf(CodeInternal, "the stored preview of approval %s does not match its hash, so %s is refused", out.ID, p.kind.it)
+	}
+	if want, ok := out.Preview.Expectation(); ok {
+		p.expect = &want
+		if p.ev.Detail == nil {
+			p.ev.Detail = map[string]any{}
+		}
+		p.ev.Detail["preview_rows"], p.ev.Detail["preview_hash"] = want.RowsAffected, out.Preview.Hash
+	}
+	return nil
 }
 
 // pendingResult answers a tool call whose approval is pending: not an

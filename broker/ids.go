@@ -24,12 +24,8 @@ func newID(prefix string, now time.Time) string {
 	return prefix + "_" + hex.EncodeToString(b[:])
 }
 
-// traceID extracts the trace id from a W3C traceparent, or starts one.
-func traceID(traceparent string) string {
-	// traceparent: version-traceid-parentid-flags
-	if len(traceparent) == 55 && traceparent[2] == '-' && traceparent[35] == '-' {
-		return traceparent[3:35]
-	}
+// newTraceID starts a trace id for a record whose call came with none.
+func newTraceID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])

@@ -84,6 +84,13 @@ type StatementCall struct {
 	Statement Statement
 	// ApprovalID is the approval the caller resumes, "" when none.
 	ApprovalID string
+	// Preview, when the proxy can, previews the statement's effect for
+	// approvers (called only when the statement is held for a new
+	// approval): it runs the statement in a transaction that is always
+	// rolled back, on a connection of the session's own database role,
+	// never the target's admin login (postgres.PreviewConn). It returns the
+	// rows unmasked; the broker masks them. nil: no preview.
+	Preview func(ctx context.Context) (Preview, error)
 }
 
 // StatementDecision is the broker's answer to an allowed statement.
@@ -192,6 +199,9 @@ func (p *passage) mayConnect(target string) error {
 	if p.snap.pass == nil {
 		return Errorf(CodeForbidden, "passthrough is not enabled: the policy engine has no passthrough rules")
 	}
+	if _, err := p.snap.callerNode(c); err != nil {
+		return err
+	}
 	if !p.snap.pass.MayConnect(c, target) {
 		return Errorf(CodeForbidden, "node %q of graph %q has no passthrough entry for target %q, so it may not connect", c.Node, c.Graph, target)
 	}
@@ -243,16 +253,22 @@ func (b *Broker) StatementDeferred(ctx context.Context, sc StatementCall) (State
 
 func (b *Broker) decideStatement(ctx context.Context, sc StatementCall, deferRead bool) (StatementDecision, func(context.Context) error, error) {
 	st := sc.Statement
+	sctx, sp := b.statementSpan(ctx, sc)
 	p := b.begin(&statementCall, sc.Caller, sc.Door)
 	p.ev.Target, p.ev.Tool = sc.Target, PassthroughTool(st.Kind, sc.Target)
-	dec, err := b.statement(ctx, p, sc)
+	p.ev.TraceID = traceOf(sctx)
+	dec, err := b.statement(sctx, p, sc)
 	err = b.finish(p, err)
+	sp.passageDone(&p.ev)
 	d := StatementDecision{ID: p.ev.ID, Decision: dec}
-	commit := func(ctx context.Context) error { return b.record(ctx, p) }
+	commit := func(ctx context.Context) error { return b.recordTraced(sp.into(ctx), p) }
 	if err == nil && deferRead && dec.Effect == EffectAllow && st.Kind == KindSQL && st.Class == ClassRead && len(st.Functions) == 0 {
+		sp.end(nil)
 		return d, commit, nil
 	}
-	if rerr := commit(ctx); rerr != nil {
+	rerr := commit(ctx)
+	sp.end(rerr)
+	if rerr != nil {
 		return StatementDecision{ID: p.ev.ID}, nil, rerr
 	}
 	return d, nil, err
@@ -273,12 +289,17 @@ func (b *Broker) statement(ctx context.Context, p *passage, sc StatementCall) (D
 		p.ev.Decision, p.ev.Rule = string(EffectDeny), "unclassified"
 		return Decision{}, Errorf(CodeForbidden, "the statement was refused: %s", p.snap.live.Masker.MaskText(st.Unclassified))
 	}
-	dec, err := p.snap.pass.DecideStatement(ctx, StatementRequest{Caller: p.caller, Target: sc.Target, Statement: st, Now: b.now()})
-	if err := p.decided(dec, err, fmt.Sprintf("this %s for node %q on target %q", describe(st), p.caller.Node, sc.Target)); err != nil {
+	pctx, sp := b.startSpan(ctx, SpanPolicy)
+	dec, err := p.snap.pass.DecideStatement(pctx, StatementRequest{Caller: p.caller, Target: sc.Target, Statement: st, Now: b.now()})
+	err = p.decided(dec, err, fmt.Sprintf("this %s for node %q on target %q", describe(st), p.caller.Node, sc.Target))
+	if sp.end(err); err != nil {
 		return Decision{}, err
 	}
 	if dec.Effect == EffectApprove {
-		return dec, b.approveStatement(ctx, p, sc, dec)
+		actx, sp := b.startSpan(ctx, SpanApproval)
+		err := b.approveStatement(actx, p, sc, dec)
+		sp.approved(p.ev.ApprovalID, err)
+		return dec, err
 	}
 	return dec, nil
 }
@@ -325,7 +346,8 @@ func (b *Broker) approveStatement(ctx context.Context, p *passage, sc StatementC
 		}
 		masked[k] = v
 	}
-	_, run, err := b.approve(ctx, p, ApprovalRequest{Caller: p.caller, Tool: tool, Args: masked, ArgsHash: p.ev.ArgsHash, Decision: dec, ResumeID: sc.ApprovalID})
+	_, run, err := b.approve(ctx, p, ApprovalRequest{Caller: p.caller, Tool: tool, Args: masked, ArgsHash: p.ev.ArgsHash, Decision: dec,
+		ResumeID: sc.ApprovalID, Preview: b.statementPreview(p, sc)})
 	if !run || err != nil {
 		return err
 	}

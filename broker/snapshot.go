@@ -56,6 +56,7 @@ type Snapshot struct {
 	binder Binder
 	rows   RowBudget
 	pass   PassthroughDecider
+	graphs GraphIndex
 	// cells is the masker's CellMasker ability, nil without it.
 	cells CellMasker
 }
@@ -87,6 +88,7 @@ func newSnapshot(l Live, gen uint64) (*Snapshot, error) {
 	s.binder, _ = l.Policy.(Binder)
 	s.rows, _ = l.Policy.(RowBudget)
 	s.pass, _ = l.Policy.(PassthroughDecider)
+	s.graphs, _ = l.Policy.(GraphIndex)
 	s.cells, _ = l.Masker.(CellMasker)
 	var errs []error
 	for _, t := range l.Catalog.Tools() {

@@ -287,15 +287,12 @@ func convert(v any, k kind) (ref.Val, error) {
 	case kindInt:
 		switch n := v.(type) {
 		case json.Number:
-			if i, err := n.Int64(); err == nil {
+			// JSON Schema counts 42.0 and 1e3 as integers. The tool's
+			// argument check refused those outside int64 before policy.
+			if i, ok := broker.IntegerValue(n); ok {
 				return types.Int(i), nil
 			}
-			// JSON Schema counts 42.0 as an integer.
-			f, err := n.Float64()
-			if err != nil || f != math.Trunc(f) || math.Abs(f) > 1<<53 {
-				return nil, fmt.Errorf("is not an integer")
-			}
-			return types.Int(int64(f)), nil
+			return nil, fmt.Errorf("is not an integer within the 64-bit range")
 		case int:
 			return types.Int(n), nil
 		case int64:

@@ -35,10 +35,11 @@ type Engine struct {
 
 // Compile-time proofs of the broker interfaces Engine implements.
 var (
-	_ broker.Policy    = (*Engine)(nil)
-	_ broker.Binder    = (*Engine)(nil)
-	_ broker.RowBudget = (*Engine)(nil)
-	_ broker.Node      = (*nodePolicy)(nil)
+	_ broker.Policy     = (*Engine)(nil)
+	_ broker.Binder     = (*Engine)(nil)
+	_ broker.RowBudget  = (*Engine)(nil)
+	_ broker.GraphIndex = (*Engine)(nil)
+	_ broker.Node       = (*nodePolicy)(nil)
 )
 
 type graphPolicy struct {

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"path"
+	"slices"
 	"strings"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -14,6 +16,24 @@ import (
 
 	"github.com/toolgate/toolgate/broker"
 )
+
+// HasGraph reports whether graph is declared (broker.GraphIndex).
+func (e *Engine) HasGraph(graph string) bool { return e.graphs[graph] != nil }
+
+// NodeKeys returns graph's node keys, exact paths and globs, sorted
+// (broker.GraphIndex); nil for an undeclared graph.
+func (e *Engine) NodeKeys(graph string) []string {
+	gp := e.graphs[graph]
+	if gp == nil {
+		return nil
+	}
+	keys := slices.Collect(maps.Keys(gp.exact))
+	for _, np := range gp.globs {
+		keys = append(keys, np.key)
+	}
+	slices.Sort(keys)
+	return keys
+}
 
 // HasNode reports whether graph has a node entry matching node, exactly or
 // by glob. Grants can be minted only for such nodes.

@@ -20,7 +20,7 @@ func CompileSchemas(source string, input, output json.RawMessage) (*Spec, error)
 		ps.addf("/input_schema", "is required: a tool's arguments are described by a JSON Schema with \"type\": \"object\"")
 	} else if schemaSyntax(ps, input, "/input_schema") {
 		if in := compileSchema(ps, input, "/input_schema", "tool arguments are a JSON object"); in != nil {
-			sp.input = in.schema
+			sp.input, sp.ints = in.schema, in.ints
 		}
 	}
 	if len(output) > 0 && schemaSyntax(ps, output, "/output_schema") {

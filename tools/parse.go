@@ -77,6 +77,9 @@ func parse(ps *problems, data []byte, targets map[string]string) *broker.Tool {
 	if target, ok := stringField(ps, top, "", "target", true); ok {
 		tool.Target = target
 		kind = checkTarget(ps, target, targets)
+		if kind.RefusesNUL {
+			sp.nulKind = kind.Name
+		}
 	}
 
 	var in *compiledSchema
@@ -84,7 +87,7 @@ func parse(ps *problems, data []byte, targets map[string]string) *broker.Tool {
 		in = compileSchema(ps, raw, "/input_schema", "tool arguments are a JSON object")
 		if in != nil {
 			tool.InputSchema = compactJSON(raw)
-			sp.input = in.schema
+			sp.input, sp.ints = in.schema, in.ints
 		}
 	} else {
 		ps.addf("/input_schema", "is required: declare the tool's arguments as a JSON Schema with \"type\": \"object\"")

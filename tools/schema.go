@@ -23,6 +23,8 @@ type compiledSchema struct {
 	schema   *jsonschema.Schema
 	props    map[string]bool
 	required map[string]bool
+	// ints marks the integer-typed places (valueProblems).
+	ints *intShape
 }
 
 // noLoader refuses every external schema reference, so compiling a
@@ -76,7 +78,7 @@ func compileSchema(ps *problems, raw json.RawMessage, path, why string) *compile
 	if !ok {
 		return nil
 	}
-	out := &compiledSchema{schema: sch, props: map[string]bool{}, required: map[string]bool{}}
+	out := &compiledSchema{schema: sch, props: map[string]bool{}, required: map[string]bool{}, ints: intShapeOf(obj, 0)}
 	if props, isObj := obj["properties"].(map[string]any); isObj {
 		for name := range props {
 			out.props[name] = true

@@ -21,8 +21,13 @@ import (
 type Spec struct {
 	input  *jsonschema.Schema
 	output *jsonschema.Schema
-	sql    *sqlSpec
-	http   *httpSpec
+	// ints marks where the input schema types an argument as an integer;
+	// nulKind names the target's kind when its strings cannot hold a NUL
+	// byte (config.TargetKind.RefusesNUL). See valueProblems.
+	ints    *intShape
+	nulKind string
+	sql     *sqlSpec
+	http    *httpSpec
 	// preview is the declared preview; nil when the tool declares none.
 	preview *previewSpec
 	// lines maps JSON pointers of the declaration to their lines.
@@ -67,7 +72,7 @@ func (s *Spec) ValidateArgs(args map[string]any) error {
 	}
 	err := s.input.Validate(args)
 	if err == nil {
-		return nil
+		return s.checkValues(args)
 	}
 	ve, ok := err.(*jsonschema.ValidationError)
 	if !ok {
@@ -89,6 +94,25 @@ func (s *Spec) ValidateArgs(args map[string]any) error {
 	// The validator's order follows map iteration: sort for a stable answer.
 	sort.SliceStable(all, func(i, j int) bool { return all[i].field < all[j].field })
 	return argsError(all, err)
+}
+
+// checkValues refuses arguments the schema accepted but the target or
+// policy cannot hold (valueProblems), or that do not bind into the tool's
+// operation (an integer literal past int64 for a SQL parameter, "..", for
+// a path segment): such a call is refused here, before policy decides it,
+// never as a policy failure or a target error after it.
+func (s *Spec) checkValues(args map[string]any) error {
+	if ps := s.valueProblems(args); len(ps) > 0 {
+		return argsError(ps, nil)
+	}
+	var err error
+	switch {
+	case s.sql != nil:
+		_, err = s.sql.bind(args)
+	case s.http != nil:
+		_, err = s.http.bind(args)
+	}
+	return err
 }
 
 // argsError is the refusal listing problems, at most MaxArgProblems of them.

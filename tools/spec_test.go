@@ -62,7 +62,12 @@ func TestValidateArgs(t *testing.T) {
 	}{
 		{name: "valid", args: `{"email": "ana@example.com", "amount": 12.5, "count": 3}`},
 		{name: "integer written as float is an integer", args: `{"email": "ana@example.com", "amount": 1, "count": 3.0}`},
-		{name: "big integer", args: `{"email": "ana@example.com", "amount": 123456789012345678901234567890}`},
+		{name: "integer in exponent form", args: `{"email": "ana@example.com", "amount": 1, "count": 1e3, "customer": {"id": 9.223372036854775e18}}`},
+		{name: "big integer literal for a SQL parameter", args: `{"email": "ana@example.com", "amount": 123456789012345678901234567890}`, field: "/amount", message: `argument "amount" is an integer outside the 64-bit range`},
+		{name: "integer beyond int64", args: `{"email": "ana@example.com", "amount": 1, "count": 9223372036854775808}`, field: "/count", message: `"count" must be an integer from -9223372036854775808 to 9223372036854775807`},
+		{name: "integer beyond int64 in exponent form", args: `{"email": "ana@example.com", "amount": 1, "count": 1e19}`, field: "/count", message: `"count" must be an integer from`},
+		{name: "nested integer beyond int64", args: `{"email": "ana@example.com", "amount": 1, "customer": {"id": -9223372036854775809}}`, field: "/customer/id", message: `"customer/id" must be an integer from`},
+		{name: "number beyond float64", args: `{"email": "ana@example.com", "amount": 1e400}`, field: "/amount", message: `"amount" is a number outside the 64-bit floating-point range`},
 		{name: "missing required", args: `{"amount": 1}`, field: "/email", message: `missing required "email"`},
 		{name: "nil arguments", args: "", field: "/amount", message: `2 problems with the arguments: missing required "amount"; missing required "email"`},
 		{name: "wrong type", args: `{"email": "ana@example.com", "amount": "12"}`, field: "/amount", message: `"amount" must be a number, got string`},
@@ -447,5 +452,42 @@ func TestCheckOutput(t *testing.T) {
 	bare := mustParse(t, `{"name": "t", "target": "crm", "input_schema": {"type": "object"}, "sql": {"statement": "SELECT 1"}}`)
 	if err := bare.Spec.(*Spec).CheckOutput(json.RawMessage(`[1]`)); err != nil {
 		t.Errorf("a tool without output_schema refused a result: %v", err)
+	}
+}
+
+// TestNULRefusedWhereTheTargetCannotStoreIt: a NUL byte anywhere in the
+// arguments (a value, a nested value, a key) of a tool on a postgres or
+// sqlite target is invalid_arguments naming the field, before anything
+// binds; an HTTP target carries it as JSON.
+func TestNULRefusedWhereTheTargetCannotStoreIt(t *testing.T) {
+	decl := func(target, op string) string {
+		return `{"name": "t_note", "target": "` + target + `",
+  "input_schema": {"type": "object", "properties": {"note": {"type": "string"}, "meta": {"type": "object"}}},
+  ` + op + `}`
+	}
+	sql := `"sql": {"statement": "SELECT $1, $2", "args": ["note", "meta"]}`
+	http := `"http": {"method": "POST", "path": "/notes", "body": {"note": "note"}}`
+	for _, c := range []struct {
+		target, op, args, field string
+	}{
+		{"crm", sql, `{"note": "a\u0000b"}`, "/note"},
+		{"crm", sql, `{"note": "ok", "meta": {"tags": ["x", "\u0000"]}}`, "/meta/tags/1"},
+		{"crm", sql, `{"meta": {"k\u0000": 1}}`, "/meta"},
+		{"demo", sql, `{"note": "a\u0000b"}`, "/note"},
+		{"billing", http, `{"note": "a\u0000b"}`, ""},
+		{"crm", sql, `{"note": "no NUL here", "meta": {"k": "\\u0000 as text"}}`, ""},
+	} {
+		tool := mustParse(t, decl(c.target, c.op))
+		err := tool.Spec.ValidateArgs(decodeArgs(t, c.args))
+		if c.field == "" {
+			if err != nil {
+				t.Errorf("%s %s: %v, want valid", c.target, c.args, err)
+			}
+			continue
+		}
+		var be *broker.Error
+		if !errors.As(err, &be) || be.Code != broker.CodeInvalidArguments || be.Field != c.field || !strings.Contains(be.Message, "NUL byte") {
+			t.Errorf("%s %s: err = %v, want invalid_arguments at %s", c.target, c.args, err, c.field)
+		}
 	}
 }

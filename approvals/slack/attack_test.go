@@ -65,7 +65,7 @@ func TestAttackSlackMessageMarkup(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, method := range []string{"chat.postMessage", "chat.update"} {
-		msg := e.slack.last(method)
+		msg := e.slack.Last(method)
 		all := append(texts(t, msg.Get("blocks")), msg.Get("text"))
 		joined := strings.Join(all, "\n")
 		for _, bad := range []string{"<!channel>", "<!here>", "<https://evil.example", "<@U0SEC>", " & ", "<"} {

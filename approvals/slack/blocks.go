@@ -14,6 +14,14 @@ import (
 // characters per text object).
 const maxArgsText = 2500
 
+// The bounds of the preview shown in a message: the sample's rows, the
+// characters of a cell, and the whole text (within Slack's 3000).
+const (
+	previewRows  = 10
+	previewCell  = 24
+	previewChars = 2800
+)
+
 // summary is the notification text of a request.
 func summary(r approvals.Request) string {
 	return mrkdwn.Replace(fmt.Sprintf("Approval %s: %s wants to call %s (%s)", r.ID, r.Principal, r.Tool, r.Status))
@@ -63,9 +71,12 @@ func blocks(r approvals.Request) []slack.Block {
 		slack.NewSectionBlock(nil, fields, nil),
 		slack.NewSectionBlock(md("*Arguments (masked)*\n```"+mrkdwn.Replace(strings.ReplaceAll(args, "```", "'''"))+"```"), nil, nil),
 	}
+	if r.Preview != nil {
+		out = append(out, slack.NewSectionBlock(md(previewText(r.Preview)), nil, nil))
+	}
 	if r.Status == broker.ApprovalPending {
 		confirm := slack.NewConfirmationBlockObject(plain("Approve this call?"),
-			md(fmt.Sprintf("%s will run %s with the arguments above.", code(r.Principal), code(r.Tool))), plain("Approve"), plain("Cancel"))
+			md(fmt.Sprintf("%s will run %s with the arguments above%s.", code(r.Principal), code(r.Tool), willChange(r.Preview))), plain("Approve"), plain("Cancel"))
 		out = append(out, slack.NewActionBlock("toolgate_decision",
 			slack.NewButtonBlockElement(ActionApprove, r.ID, plain("Approve")).WithStyle(slack.StylePrimary).WithConfirm(confirm),
 			slack.NewButtonBlockElement(ActionDeny, r.ID, plain("Deny")).WithStyle(slack.StyleDanger),
@@ -73,15 +84,7 @@ func blocks(r approvals.Request) []slack.Block {
 	}
 	var votes []string
 	for _, v := range r.Votes {
-		verb := "approved"
-		if !v.Approve {
-			verb = "denied"
-		}
-		line := fmt.Sprintf("%s %s via %s", v.Approver, verb, v.Channel)
-		if v.Reason != "" {
-			line += ": " + v.Reason
-		}
-		votes = append(votes, mrkdwn.Replace(line))
+		votes = append(votes, mrkdwn.Replace(approvals.VoteLine(v)))
 	}
 	if len(votes) > 0 || r.Status != broker.ApprovalPending {
 		text := "*Status:* " + mrkdwn.Replace(outcome(r))
@@ -91,6 +94,38 @@ func blocks(r approvals.Request) []slack.Block {
 		out = append(out, slack.NewContextBlock("toolgate_outcome", md(text)))
 	}
 	return out
+}
+
+// previewText shows a request's preview: its headline, then a compact
+// table of its masked sample, cut to fit one text object.
+func previewText(p *broker.ApprovalPreview) string {
+	head := "*Preview (masked)*\n" + mrkdwn.Replace(approvals.PreviewHeadline(p))
+	lines := approvals.SampleTable(p.Sample, previewRows, previewCell)
+	if p.Unavailable != "" || len(lines) == 0 {
+		return head
+	}
+	for i := range lines {
+		lines[i] = mrkdwn.Replace(strings.ReplaceAll(lines[i], "```", "'''"))
+	}
+	for len(lines) > 1 && len(head)+len(strings.Join(lines, "\n"))+8 > previewChars {
+		lines = append(lines[:len(lines)-2], "…")
+	}
+	table := strings.Join(lines, "\n")
+	if len(head)+len(table)+8 > previewChars {
+		return head
+	}
+	return head + "\n```" + table + "```"
+}
+
+// willChange adds the previewed row count to the confirmation.
+func willChange(p *broker.ApprovalPreview) string {
+	if p == nil || p.Unavailable != "" || p.RowsAffected < 0 {
+		return ""
+	}
+	if p.RowsAffected == 1 {
+		return ", affecting 1 row as previewed; if that changes, it will not run"
+	}
+	return fmt.Sprintf(", affecting %d rows as previewed; if that changes, it will not run", p.RowsAffected)
 }
 
 // outcome says where the request stands, in words.
@@ -114,6 +149,11 @@ func outcome(r approvals.Request) string {
 		return "expired without a decision"
 	case broker.ApprovalCancelled:
 		return "cancelled"
+	case broker.ApprovalStale:
+		if r.Reason != "" {
+			return "no longer counts: " + r.Reason
+		}
+		return "no longer counts"
 	default:
 		return "pending"
 	}

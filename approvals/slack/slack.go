@@ -45,10 +45,15 @@ type Config struct {
 	// APIURL overrides the Slack API base URL (ends with "/"); "" means
 	// Slack's.
 	APIURL string
-	// TeamID and AppID, when set, refuse clicks from any other workspace or
-	// app.
-	TeamID string
-	AppID  string
+	// TeamID, when set, is the workspace the app is installed in: a click
+	// made in another workspace, or by a user of another (a Slack Connect
+	// member of a shared channel), is refused. EnterpriseID, when set, is
+	// the Enterprise Grid organization clicks must come from, whose id
+	// Slack may report as a user's team. AppID, when set, refuses
+	// interactions addressed to another app.
+	TeamID       string
+	EnterpriseID string
+	AppID        string
 	// Users links Slack user ids to principals ("U123": "user:ana@example.com").
 	// A linked user is not looked up by email.
 	Users  map[string]string
@@ -182,11 +187,8 @@ func (n *Notifier) handle(ctx context.Context, d Decider, cb slack.InteractionCa
 
 // click checks one click's origin and decides.
 func (n *Notifier) click(ctx context.Context, d Decider, cb slack.InteractionCallback, id string, approve bool) error {
-	if n.cfg.TeamID != "" && cb.Team.ID != n.cfg.TeamID {
-		return broker.Errorf(broker.CodeForbidden, "this click came from another Slack workspace")
-	}
-	if n.cfg.AppID != "" && cb.APIAppID != n.cfg.AppID {
-		return broker.Errorf(broker.CodeForbidden, "this click came from another Slack app")
+	if err := n.fromHome(cb); err != nil {
+		return err
 	}
 	r, err := d.Get(ctx, id)
 	if err != nil {
@@ -205,6 +207,38 @@ func (n *Notifier) click(ctx context.Context, d Decider, cb slack.InteractionCal
 	}
 	_, err = d.Decide(ctx, id, p, approve, "", Channel)
 	return err
+}
+
+// fromHome refuses an interaction from outside the configured app,
+// organization and workspace. Two teams are checked: the one the click was
+// made in (cb.Team), and the clicking user's own (cb.User.TeamID), which
+// for a Slack Connect member of a shared channel is their organization's,
+// not ours. Slack signs both (HTTP mode) or sends them over the app's own
+// socket.
+func (n *Notifier) fromHome(cb slack.InteractionCallback) error {
+	c := n.cfg
+	if c.AppID != "" && cb.APIAppID != c.AppID {
+		return broker.Errorf(broker.CodeForbidden, "this click came from another Slack app")
+	}
+	if c.EnterpriseID != "" {
+		org := cb.Enterprise.ID
+		if org == "" {
+			org = cb.Team.EnterpriseID
+		}
+		if org != c.EnterpriseID {
+			return broker.Errorf(broker.CodeForbidden, "this click came from outside the Slack organization toolgate is installed in")
+		}
+	}
+	if c.TeamID == "" {
+		return nil
+	}
+	if cb.Team.ID != c.TeamID {
+		return broker.Errorf(broker.CodeForbidden, "this click came from another Slack workspace")
+	}
+	if u := cb.User.TeamID; u != c.TeamID && (c.EnterpriseID == "" || u != c.EnterpriseID) {
+		return broker.Errorf(broker.CodeForbidden, "your Slack account belongs to another workspace (a Slack Connect member of a shared channel), so you may not decide approvals here")
+	}
+	return nil
 }
 
 // principal maps a Slack user to a principal: an explicit link, else a

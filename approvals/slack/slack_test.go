@@ -19,6 +19,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/toolgate/toolgate/approvals"
 	aslack "github.com/toolgate/toolgate/approvals/slack"
+	"github.com/toolgate/toolgate/approvals/slack/slacktest"
 	"github.com/toolgate/toolgate/approvals/webhook"
 	"github.com/toolgate/toolgate/broker"
 	"github.com/toolgate/toolgate/broker/brokertest"
@@ -28,22 +29,18 @@ import (
 
 const (
 	secret  = "8f742231b10e8888abcd99yyyzzz85a5"
-	channel = "C0APPROVALS"
+	channel = slacktest.Channel
 	team    = "T0TEAM"
 	app     = "A0APP"
 	card    = "4111111111111111"
 )
 
-// fakeSlack is the Slack Web API and Socket Mode endpoint as toolgate uses
-// them, served over loopback.
+// fakeSlack is the Slack Web API (slacktest) and the Socket Mode endpoint
+// as toolgate uses them, served over loopback.
 type fakeSlack struct {
-	t    *testing.T
-	srv  *httptest.Server
-	mu   sync.Mutex
-	down bool
-	ts   int
-	// calls maps a method to the forms it received.
-	calls map[string][]url.Values
+	*slacktest.API
+	srv *httptest.Server
+	mu  sync.Mutex
 	// envelope is pushed to the Socket Mode client; acks receives its ack.
 	envelope string
 	acks     chan string
@@ -60,83 +57,41 @@ var users = map[string]string{
 }
 
 func newFakeSlack(t *testing.T) *fakeSlack {
-	f := &fakeSlack{t: t, calls: map[string][]url.Values{}, acks: make(chan string, 4)}
-	up := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
-	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		method := strings.TrimPrefix(r.URL.Path, "/")
-		if method == "ws" {
-			conn, err := up.Upgrade(w, r, nil)
-			if err != nil {
-				return
-			}
-			defer conn.Close()
-			_ = conn.WriteMessage(websocket.TextMessage, []byte(`{"type":"hello","num_connections":1}`))
-			f.mu.Lock()
-			env := f.envelope
-			f.mu.Unlock()
-			_ = conn.WriteMessage(websocket.TextMessage, []byte(env))
-			_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-			_, msg, err := conn.ReadMessage()
-			if err == nil {
-				f.acks <- string(msg)
-			}
-			// Hold the connection until the client goes away.
-			_ = conn.SetReadDeadline(time.Time{})
-			for {
-				if _, _, err := conn.ReadMessage(); err != nil {
-					return
-				}
-			}
-		}
-		_ = r.ParseForm()
-		f.mu.Lock()
-		f.calls[method] = append(f.calls[method], r.Form)
-		down := f.down
-		f.ts++
-		ts := "1700000000.0001" + strconv.Itoa(f.ts)
-		f.mu.Unlock()
-		w.Header().Set("Content-Type", "application/json")
-		if down {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte(`{"ok":false,"error":"service_unavailable"}`))
-			return
-		}
-		switch method {
-		case "chat.postMessage", "chat.update":
-			_, _ = w.Write([]byte(`{"ok":true,"channel":"` + channel + `","ts":"` + ts + `"}`))
-		case "chat.postEphemeral":
-			_, _ = w.Write([]byte(`{"ok":true,"message_ts":"` + ts + `"}`))
-		case "users.info":
-			u, ok := users[r.Form.Get("user")]
-			if !ok {
-				_, _ = w.Write([]byte(`{"ok":false,"error":"user_not_found"}`))
-				return
-			}
-			_, _ = w.Write([]byte(`{"ok":true,"user":` + u + `}`))
-		case "apps.connections.open":
-			_, _ = w.Write([]byte(`{"ok":true,"url":"ws://` + r.Host + `/ws"}`))
-		default:
-			_, _ = w.Write([]byte(`{"ok":false,"error":"unknown_method"}`))
-		}
-	}))
+	f := &fakeSlack{API: slacktest.New(users), acks: make(chan string, 4)}
+	mux := http.NewServeMux()
+	mux.Handle("/", f.API)
+	mux.HandleFunc("/ws", f.socket)
+	f.srv = httptest.NewServer(mux)
 	t.Cleanup(f.srv.Close)
 	return f
 }
 
-func (f *fakeSlack) count(method string) int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return len(f.calls[method])
-}
-
-func (f *fakeSlack) last(method string) url.Values {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	c := f.calls[method]
-	if len(c) == 0 {
-		return nil
+// socket serves one Socket Mode connection: hello, the envelope, and the
+// client's ack into acks.
+func (f *fakeSlack) socket(w http.ResponseWriter, r *http.Request) {
+	up := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
+	conn, err := up.Upgrade(w, r, nil)
+	if err != nil {
+		return
 	}
-	return c[len(c)-1]
+	defer conn.Close()
+	_ = conn.WriteMessage(websocket.TextMessage, []byte(`{"type":"hello","num_connections":1}`))
+	f.mu.Lock()
+	env := f.envelope
+	f.mu.Unlock()
+	_ = conn.WriteMessage(websocket.TextMessage, []byte(env))
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, msg, err := conn.ReadMessage()
+	if err == nil {
+		f.acks <- string(msg)
+	}
+	// Hold the connection until the client goes away.
+	_ = conn.SetReadDeadline(time.Time{})
+	for {
+		if _, _, err := conn.ReadMessage(); err != nil {
+			return
+		}
+	}
 }
 
 type masker struct{}
@@ -163,11 +118,21 @@ func newEnv(t *testing.T, mode string) *env { return newEnvWrapped(t, mode, nil)
 // e.g. the approvals.on_decision webhook wrapping Slack as toolgate wires it.
 func newEnvWrapped(t *testing.T, mode string, wrap func(approvals.Announcer) approvals.Announcer) *env {
 	t.Helper()
+	return newEnvWith(t, mode, wrap, nil)
+}
+
+// newEnvWith is newEnvWrapped with mod applied to the notifier's config.
+func newEnvWith(t *testing.T, mode string, wrap func(approvals.Announcer) approvals.Announcer, mod func(*aslack.Config)) *env {
+	t.Helper()
 	f := newFakeSlack(t)
 	st, _ := approvals.NewStore(dbtest.SQLite(t))
-	n, err := aslack.New(aslack.Config{Mode: mode, BotToken: "xoxb-test", AppToken: "xapp-test", SigningSecret: secret,
+	cfg := aslack.Config{Mode: mode, BotToken: "xoxb-test", AppToken: "xapp-test", SigningSecret: secret,
 		Channel: channel, APIURL: f.srv.URL + "/", TeamID: team, AppID: app,
-		Users: map[string]string{"U_LINKED": "user:ben@example.com"}})
+		Users: map[string]string{"U_LINKED": "user:ben@example.com"}}
+	if mod != nil {
+		mod(&cfg)
+	}
+	n, err := aslack.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,10 +176,16 @@ func (e *env) ask(t *testing.T) approvals.Request {
 // click is a block_actions payload for a button of r's message, as Slack
 // sends it: the channel and timestamp of the message Slack posted.
 func click(r approvals.Request, user, action string) string {
+	return clickBy(r, map[string]any{"id": user, "team_id": team}, action)
+}
+
+// clickBy is click by the user object as Slack describes the clicking
+// user (id, team_id).
+func clickBy(r approvals.Request, user map[string]any, action string) string {
 	ch, ts := channel, r.Ref[strings.LastIndex(r.Ref, ":")+1:]
 	b, _ := json.Marshal(map[string]any{
 		"type": "block_actions", "team": map[string]any{"id": team}, "api_app_id": app,
-		"user": map[string]any{"id": user}, "channel": map[string]any{"id": ch},
+		"user": user, "channel": map[string]any{"id": ch},
 		"container": map[string]any{"type": "message", "message_ts": ts, "channel_id": ch},
 		"message":   map[string]any{"ts": ts},
 		"actions":   []any{map[string]any{"action_id": action, "block_id": "toolgate_decision", "value": r.ID, "type": "button"}},
@@ -251,7 +222,7 @@ func TestAnnounceAndUpdate(t *testing.T) {
 	if r.Ref != channel+":1700000000.00011" {
 		t.Fatalf("ref = %q", r.Ref)
 	}
-	msg := e.slack.last("chat.postMessage")
+	msg := e.slack.Last("chat.postMessage")
 	blocks := msg.Get("blocks")
 	for _, want := range []string{aslack.ActionApprove, aslack.ActionDeny, r.ID, "billing_refund", "support-bot", "confirm", "************1111"} {
 		if !strings.Contains(blocks, want) {
@@ -264,7 +235,7 @@ func TestAnnounceAndUpdate(t *testing.T) {
 	if _, err := e.svc.Decide(context.Background(), r.ID, broker.Principal{Subject: "user:ana@example.com"}, true, "", "cli"); err != nil {
 		t.Fatal(err)
 	}
-	up := e.slack.last("chat.update")
+	up := e.slack.Last("chat.update")
 	if up == nil || strings.Contains(up.Get("blocks"), aslack.ActionApprove) || !strings.Contains(up.Get("blocks"), "user:ana@example.com approved via cli") {
 		t.Errorf("update after the decision: %v", up)
 	}
@@ -316,16 +287,18 @@ func TestHTTPInteractions(t *testing.T) {
 		{"another message", strings.Replace(click(r, "U_ANA", aslack.ActionApprove), `"message_ts":"`, `"message_ts":"9`, 1), "does not belong"},
 		{"another workspace", strings.Replace(click(r, "U_ANA", aslack.ActionApprove), team, "T0OTHER", 1), "another Slack workspace"},
 		{"another app", strings.Replace(click(r, "U_ANA", aslack.ActionApprove), app, "A0OTHER", 1), "another Slack app"},
+		{"Slack Connect member of another workspace", clickBy(r, map[string]any{"id": "U_ANA", "team_id": "T0PARTNER"}, aslack.ActionApprove), "belongs to another workspace"},
+		{"user without a team", clickBy(r, map[string]any{"id": "U_ANA"}, aslack.ActionApprove), "belongs to another workspace"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			before := e.slack.count("chat.postEphemeral")
+			before := e.slack.Count("chat.postEphemeral")
 			body := form(tc.payload)
 			if got := post(t, srv, "", body, now, sign(now, body)); got != 200 {
 				t.Fatalf("status = %d", got)
 			}
 			e.n.Wait()
-			if e.slack.count("chat.postEphemeral") != before+1 || !strings.Contains(e.slack.last("chat.postEphemeral").Get("text"), tc.want) {
-				t.Errorf("ephemeral reply = %v, want one containing %q", e.slack.last("chat.postEphemeral"), tc.want)
+			if e.slack.Count("chat.postEphemeral") != before+1 || !strings.Contains(e.slack.Last("chat.postEphemeral").Get("text"), tc.want) {
+				t.Errorf("ephemeral reply = %v, want one containing %q", e.slack.Last("chat.postEphemeral"), tc.want)
 			}
 			if got, _ := e.svc.Get(context.Background(), r.ID); got.Status != broker.ApprovalPending || len(got.Votes) != 0 {
 				t.Fatalf("refused click decided something: %s, %d votes", got.Status, len(got.Votes))
@@ -347,8 +320,8 @@ func TestHTTPInteractions(t *testing.T) {
 	if n := len(e.rec.OfKind(broker.EventApprovalDecided)); n != 1 {
 		t.Errorf("decided events = %d, want 1", n)
 	}
-	if !strings.Contains(e.slack.last("chat.postEphemeral").Get("text"), "already approved") {
-		t.Errorf("the replayed click was not told: %v", e.slack.last("chat.postEphemeral"))
+	if !strings.Contains(e.slack.Last("chat.postEphemeral").Get("text"), "already approved") {
+		t.Errorf("the replayed click was not told: %v", e.slack.Last("chat.postEphemeral"))
 	}
 
 	// A linked user decides as the linked principal.
@@ -380,9 +353,7 @@ func (e *env) askOther(t *testing.T) approvals.Request {
 
 func TestSlackDownStillDecidable(t *testing.T) {
 	e := newEnv(t, aslack.ModeHTTP)
-	e.slack.mu.Lock()
-	e.slack.down = true
-	e.slack.mu.Unlock()
+	e.slack.SetDown(true)
 	r := e.ask(t)
 	if r.Ref != "" || r.Status != broker.ApprovalPending {
 		t.Fatalf("request = %s ref %q", r.Status, r.Ref)
@@ -466,7 +437,7 @@ func TestExpiryUpdatesTheMessage(t *testing.T) {
 	if n, err := e.svc.Sweep(context.Background(), time.Now().Add(time.Hour)); err != nil || n != 1 {
 		t.Fatalf("Sweep = %d, %v", n, err)
 	}
-	up := e.slack.last("chat.update")
+	up := e.slack.Last("chat.update")
 	if up == nil || !strings.Contains(up.Get("blocks"), "expired without a decision") || strings.Contains(up.Get("blocks"), aslack.ActionApprove) {
 		t.Errorf("update after expiry: %v", up)
 	}
@@ -512,8 +483,8 @@ func TestSlackWithDecisionWebhook(t *testing.T) {
 		{aslack.ActionDeny, "U_BEN", broker.ApprovalDenied, "denied"},
 	} {
 		r := e.ask(t)
-		updates := e.slack.count("chat.update")
-		ephemerals := e.slack.count("chat.postEphemeral")
+		updates := e.slack.Count("chat.update")
+		ephemerals := e.slack.Count("chat.postEphemeral")
 		body := form(click(r, tc.user, tc.action))
 		if st := post(t, srv, "", body, now, sign(now, body)); st != 200 {
 			t.Fatalf("status = %d", st)
@@ -521,12 +492,12 @@ func TestSlackWithDecisionWebhook(t *testing.T) {
 		e.n.Wait()
 		cur, _ := e.svc.Get(context.Background(), r.ID)
 		if cur.Status != tc.status || len(cur.Votes) != 1 || cur.Votes[0].Channel != aslack.Channel {
-			t.Fatalf("after the %s click: %s %+v (ephemeral: %v)", tc.action, cur.Status, cur.Votes, e.slack.last("chat.postEphemeral"))
+			t.Fatalf("after the %s click: %s %+v (ephemeral: %v)", tc.action, cur.Status, cur.Votes, e.slack.Last("chat.postEphemeral"))
 		}
-		if e.slack.count("chat.postEphemeral") != ephemerals {
-			t.Errorf("the click was answered with a refusal: %v", e.slack.last("chat.postEphemeral"))
+		if e.slack.Count("chat.postEphemeral") != ephemerals {
+			t.Errorf("the click was answered with a refusal: %v", e.slack.Last("chat.postEphemeral"))
 		}
-		if e.slack.count("chat.update") == updates {
+		if e.slack.Count("chat.update") == updates {
 			t.Error("the Slack message was not redrawn")
 		}
 		select {
@@ -567,8 +538,50 @@ func TestSlackSelfApprovalByLetterCase(t *testing.T) {
 		if cur, _ := e.svc.Get(context.Background(), r.ID); cur.Status != broker.ApprovalPending || len(cur.Votes) != 0 {
 			t.Fatalf("requester %s approved her own call from Slack: %s %+v", requester.Subject, cur.Status, cur.Votes)
 		}
-		if !strings.Contains(e.slack.last("chat.postEphemeral").Get("text"), "may not approve it") {
-			t.Errorf("reply = %v", e.slack.last("chat.postEphemeral"))
+		if !strings.Contains(e.slack.Last("chat.postEphemeral").Get("text"), "may not approve it") {
+			t.Errorf("reply = %v", e.slack.Last("chat.postEphemeral"))
 		}
+	}
+}
+
+// TestEnterpriseOrganization: with enterprise_id set, a click must come
+// from that Enterprise Grid organization, and Slack's habit of reporting
+// the organization as a user's team is accepted; a user of a partner
+// organization in a shared channel is still refused, with an ephemeral
+// reply, and decides nothing.
+func TestEnterpriseOrganization(t *testing.T) {
+	const org = "E0ORG"
+	e := newEnvWith(t, aslack.ModeHTTP, nil, func(c *aslack.Config) { c.EnterpriseID = org })
+	srv := httptest.NewServer(e.n.Handler(e.svc))
+	defer srv.Close()
+	r := e.ask(t)
+	inOrg := func(payload, enterprise string) string {
+		return strings.Replace(payload, `"team":{"id":"`+team+`"}`, `"team":{"enterprise_id":"`+enterprise+`","id":"`+team+`"}`, 1)
+	}
+	now := strconv.FormatInt(time.Now().Unix(), 10)
+	for _, tc := range []struct{ name, payload, want string }{
+		{"another organization", inOrg(click(r, "U_ANA", aslack.ActionApprove), "E0OTHER"), "outside the Slack organization"},
+		{"no organization", click(r, "U_ANA", aslack.ActionApprove), "outside the Slack organization"},
+		{"partner organization's user", inOrg(clickBy(r, map[string]any{"id": "U_ANA", "team_id": "E0PARTNER"}, aslack.ActionApprove), org), "belongs to another workspace"},
+	} {
+		body := form(tc.payload)
+		if got := post(t, srv, "", body, now, sign(now, body)); got != 200 {
+			t.Fatalf("%s: status = %d", tc.name, got)
+		}
+		e.n.Wait()
+		if reply := e.slack.Last("chat.postEphemeral").Get("text"); !strings.Contains(reply, tc.want) {
+			t.Errorf("%s: ephemeral reply %q, want one containing %q", tc.name, reply, tc.want)
+		}
+		if got, _ := e.svc.Get(context.Background(), r.ID); got.Status != broker.ApprovalPending || len(got.Votes) != 0 {
+			t.Fatalf("%s: refused click decided something: %s, %d votes", tc.name, got.Status, len(got.Votes))
+		}
+	}
+	body := form(inOrg(clickBy(r, map[string]any{"id": "U_ANA", "team_id": org}, aslack.ActionApprove), org))
+	if got := post(t, srv, "", body, now, sign(now, body)); got != 200 {
+		t.Fatalf("status = %d", got)
+	}
+	e.n.Wait()
+	if got, _ := e.svc.Get(context.Background(), r.ID); got.Status != broker.ApprovalApproved {
+		t.Fatalf("a click of the organization was not counted: %s %+v", got.Status, got.Votes)
 	}
 }

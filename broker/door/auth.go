@@ -32,9 +32,13 @@ func (f ReportFunc) Report(err error) *broker.Error { return f(err) }
 // before next runs: it extracts the bearer token and X-Toolgate-* headers and
 // calls p.Identify once. Missing or bad credentials get a 401 with the
 // WWW-Authenticate challenge; a caller that may not act as the claimed graph
-// gets a 403 with the reason; next never runs for either.
+// gets a 403 with the reason; next never runs for either. The request's
+// trace context (TraceContext) is in the context of both.
 func Authenticate(p Identifier, resourceMetadataURL string, next func(http.ResponseWriter, *http.Request, broker.Caller)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if ctx := TraceContext(r.Context(), r.Header); ctx != r.Context() {
+			r = r.WithContext(ctx)
+		}
 		cr := Credentials(r)
 		caller, err := p.Identify(r.Context(), cr)
 		if err != nil {

@@ -3,8 +3,12 @@
 // request's bearer credential and LangGraph headers (Credentials), one way
 // to authenticate a request (Authenticate: one broker Identify per
 // request), the JSON error envelope and the HTTP status of each error code
-// (WriteError, Status), the 401 challenge (Challenge), and panic recovery
-// (Recover).
+// (WriteError, Status), the 401 challenge (Challenge), panic recovery
+// (Recover), the caller's W3C trace context from headers or MCP _meta
+// (TraceContext, MetaTraceContext), and the checks every request of a door
+// passes before it is identified: the web page origins it serves (Origins,
+// the MCP transport's DNS rebinding defence) and the cap on request heads
+// (CapHeaders).
 //
 // It translates between HTTP and the broker's vocabulary and nothing more:
 // it holds no policy, never decides whether a call is allowed, and never

@@ -1,11 +1,14 @@
 package door_test
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/toolgate/toolgate/broker"
 	"github.com/toolgate/toolgate/broker/door"
@@ -81,5 +84,32 @@ func TestRecover(t *testing.T) {
 	}
 	if len(rep.got) != 1 || !strings.Contains(rep.got[0].Error(), "boom") || !strings.Contains(rep.got[0].Error(), "goroutine") {
 		t.Errorf("reported %v; want the panic and its stack, once", rep.got)
+	}
+}
+
+// TestTraceContext: the caller's W3C trace context is continued from the
+// headers, MCP _meta wins over them, and an invalid one is ignored.
+func TestTraceContext(t *testing.T) {
+	const header = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	const meta = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	h := http.Header{}
+	h.Set("traceparent", header)
+	h.Set("tracestate", "congo=t61rcWkgMzE")
+	ctx := door.TraceContext(context.Background(), h)
+	sc := trace.SpanContextFromContext(ctx)
+	if sc.TraceID().String() != "0af7651916cd43dd8448eb211c80319c" || !sc.IsRemote() || sc.TraceState().String() != "congo=t61rcWkgMzE" {
+		t.Errorf("from headers: %v", sc)
+	}
+	mctx := door.MetaTraceContext(ctx, map[string]any{"traceparent": meta})
+	if got := trace.SpanContextFromContext(mctx).SpanID().String(); got != "00f067aa0ba902b7" {
+		t.Errorf("_meta did not win over the header: span %s", got)
+	}
+	for _, bad := range []map[string]any{{"traceparent": "00-00000000000000000000000000000000-00f067aa0ba902b7-01"}, {"traceparent": 42}, {}} {
+		if got := door.MetaTraceContext(ctx, bad); trace.SpanContextFromContext(got).SpanID().String() != "b7ad6b7169203331" {
+			t.Errorf("_meta %v replaced the header's context", bad)
+		}
+	}
+	if sc := trace.SpanContextFromContext(door.TraceContext(context.Background(), http.Header{"Traceparent": {"junk"}})); sc.IsValid() {
+		t.Errorf("an invalid traceparent was continued: %v", sc)
 	}
 }

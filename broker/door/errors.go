@@ -15,12 +15,14 @@ func Status(c broker.Code) int {
 		return http.StatusUnauthorized
 	case broker.CodeForbidden, broker.CodeApprovalDenied, broker.CodeOwnerDisabled:
 		return http.StatusForbidden
-	case broker.CodeInvalidArguments, broker.CodeInvalidRequest:
+	case broker.CodeInvalidArguments, broker.CodeInvalidRequest, broker.CodeUnidentified:
 		return http.StatusBadRequest
-	case broker.CodeUnknownTool, broker.CodeNotFound:
+	case broker.CodeUnknownTool, broker.CodeNotFound, broker.CodeUnknownGraph, broker.CodeUnknownNode:
 		return http.StatusNotFound
 	case broker.CodePayloadTooLarge:
 		return http.StatusRequestEntityTooLarge
+	case broker.CodeHeadersTooLarge:
+		return http.StatusRequestHeaderFieldsTooLarge
 	case broker.CodeApprovalPending:
 		return http.StatusAccepted
 	case broker.CodeApprovalExpired:

@@ -166,12 +166,11 @@ func (a *api) call(w http.ResponseWriter, r *http.Request, c broker.Caller, name
 	// object: the broker refuses it with invalid_arguments and records the
 	// refusal, so the audit trail sees every attempted call.
 	res, err := a.p.Call(r.Context(), broker.Call{
-		Caller:      c,
-		Door:        Door,
-		Tool:        name,
-		Args:        body,
-		ApprovalID:  strings.TrimSpace(r.Header.Get(broker.HeaderApproval)),
-		TraceParent: strings.TrimSpace(r.Header.Get("traceparent")),
+		Caller:     c,
+		Door:       Door,
+		Tool:       name,
+		Args:       body,
+		ApprovalID: strings.TrimSpace(r.Header.Get(broker.HeaderApproval)),
 	})
 	if err != nil {
 		a.writeError(w, err)

@@ -131,7 +131,6 @@ func TestListTools(t *testing.T) {
 	}{
 		{"triage", []string{doortest.ToolFindCustomer, doortest.ToolListOrders}},
 		{"refund", []string{doortest.ToolRefund, doortest.ToolListOrders}},
-		{"nobody", nil},
 	} {
 		t.Run(tc.node, func(t *testing.T) {
 			r := do(t, srv, "GET", "/v1/tools", doortest.TokenAlpha, tc.node, "")
@@ -174,6 +173,10 @@ func TestRefusals(t *testing.T) {
 		{"bad token", "POST", "/v1/tools/crm_find_customer:call", "tgk_nope", "triage", `{"email":"a@b.c"}`, 401, "unauthenticated", false},
 		{"graph not allowed", "POST", "/v1/tools/crm_find_customer:call", doortest.TokenBeta, "triage", `{"email":"a@b.c"}`, 403, "forbidden", false},
 		{"list without token", "GET", "/v1/tools", "", "", "", 401, "unauthenticated", false},
+		{"list without graph and node", "GET", "/v1/tools", doortest.TokenAlpha, "", "", 400, "unidentified", false},
+		{"list for an unknown node", "GET", "/v1/tools", doortest.TokenAlpha, "nobody", "", 404, "unknown_node", false},
+		{"call without graph and node", "POST", "/v1/tools/crm_find_customer:call", doortest.TokenAlpha, "", `{"email":"a@b.c"}`, 400, "unidentified", true},
+		{"call from an unknown node", "POST", "/v1/tools/crm_find_customer:call", doortest.TokenAlpha, "nobody", `{"email":"a@b.c"}`, 404, "unknown_node", true},
 		{"no :call suffix", "POST", "/v1/tools/crm_find_customer", doortest.TokenAlpha, "triage", `{}`, 404, "not_found", false},
 		{"other verb", "POST", "/v1/tools/crm_find_customer:run", doortest.TokenAlpha, "triage", `{}`, 404, "not_found", false},
 		{"unknown path", "GET", "/v1/nothing", doortest.TokenAlpha, "", "", 404, "not_found", false},
@@ -324,6 +327,34 @@ func TestHealthAndReady(t *testing.T) {
 			tc.h.ServeHTTP(w, httptest.NewRequest("GET", "/", nil))
 			if w.Code != tc.status || !strings.Contains(w.Body.String(), tc.want) {
 				t.Errorf("%d %s", w.Code, w.Body.String())
+			}
+		})
+	}
+}
+
+// TestIdentityErrorsNameTheHeader: the easiest LangGraph client mistake,
+// a key without the X-Toolgate-* headers, gets an answer naming what is
+// missing or unknown, on the listing and on a call.
+func TestIdentityErrorsNameTheHeader(t *testing.T) {
+	_, srv := newServer(t, httpapi.Options{})
+	for _, tc := range []struct {
+		name, method, path, body string
+		hdr                      []string
+		status                   int
+		code, field, inMessage   string
+	}{
+		{"graph only", "GET", "/v1/tools", "", []string{broker.HeaderGraph, doortest.Graph}, 400, "unidentified", broker.HeaderNode, broker.HeaderNode},
+		{"node only", "POST", "/v1/tools/crm_find_customer:call", `{"email":"a@b.c"}`, []string{broker.HeaderNode, "triage"}, 400, "unidentified", broker.HeaderGraph, broker.HeaderGraph},
+		{"unknown graph", "GET", "/v1/tools", "", []string{broker.HeaderGraph, "supprt-bot", broker.HeaderNode, "triage"}, 404, "unknown_graph", broker.HeaderGraph, `"supprt-bot"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := do(t, srv, tc.method, tc.path, doortest.TokenAlpha, "", tc.body, tc.hdr...)
+			e, _ := r.body["error"].(map[string]any)
+			if r.status != tc.status || e["code"] != tc.code || e["field"] != tc.field {
+				t.Fatalf("got %d %v, want %d %s naming %s: %s", r.status, e["code"], tc.status, tc.code, tc.field, r.raw)
+			}
+			if msg, _ := e["message"].(string); !strings.Contains(msg, tc.inMessage) {
+				t.Errorf("message %q does not name %s", msg, tc.inMessage)
 			}
 		})
 	}

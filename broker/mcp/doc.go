@@ -8,7 +8,11 @@
 // broker.Caller travels in the request context to the tools/list filter and
 // the tool handlers. Every tools/call, including one for a tool the caller
 // may not call, goes to broker.Pipeline.Call, so the broker refuses and
-// records it; a tool the catalog does not hold is a JSON-RPC error.
+// records it; a tool the catalog does not hold is a JSON-RPC error. A
+// tools/list the broker refuses (a caller naming no graph or node, or an
+// unknown one) is a JSON-RPC error "<code>: <message>", never an empty
+// list. The Origin check (door.Origins) is mounted in front of Handler by
+// the binary, beside mcp-go's own Host check for loopback listeners.
 //
 // Sessions: an Mcp-Session-Id is minted at initialize for the caller that
 // initialized it and bound to its principal, graph and node

@@ -84,6 +84,7 @@ func New(p Pipeline, opts Options) (*Server, error) {
 
 	hooks := &server.Hooks{}
 	hooks.AddOnRequestInitialization(func(context.Context, any, any) error { return s.route() })
+	hooks.AddOnRequestInitialization(s.refuseListing)
 	hooks.AddAfterListTools(s.listTools)
 	s.mcp = server.NewMCPServer(opts.Name, opts.Version,
 		server.WithToolCapabilities(false),
@@ -247,6 +248,32 @@ func (s *Server) listTools(ctx context.Context, _ any, _ *mcpgo.ListToolsRequest
 	}
 }
 
+// refuseListing answers a tools/list the broker refuses (a caller that
+// names no graph or node, or an unknown one) with a JSON-RPC error
+// (-32600) whose message is "<code>: <message>", so a client sees why
+// instead of an empty list. mcp-go hands this hook every request before
+// its method runs; only a message naming tools/list is decoded.
+func (s *Server) refuseListing(ctx context.Context, _ any, message any) error {
+	raw, ok := message.(json.RawMessage)
+	if !ok || !bytes.Contains(raw, []byte(`"tools/list"`)) {
+		return nil
+	}
+	var m struct {
+		Method string `json:"method"`
+	}
+	if json.Unmarshal(raw, &m) != nil || m.Method != string(mcpgo.MethodToolsList) {
+		return nil
+	}
+	cc, ok := callFrom(ctx)
+	if !ok {
+		return nil // listTools answers an empty list (fail closed)
+	}
+	if _, err := s.p.ListTools(ctx, cc.caller); err != nil {
+		return s.p.Report(err)
+	}
+	return nil
+}
+
 // handleCall hands one tools/call to the pipeline.
 func (s *Server) handleCall(ctx context.Context, req mcpgo.CallToolRequest) (*mcpgo.CallToolResult, error) {
 	cc, ok := callFrom(ctx)
@@ -259,15 +286,15 @@ func (s *Server) handleCall(ctx context.Context, req mcpgo.CallToolRequest) (*mc
 		return errorResult(broker.Errorf(broker.CodeInvalidArguments, "arguments could not be encoded as JSON")), nil
 	}
 	call := broker.Call{
-		Caller:      cc.caller,
-		Door:        cc.door,
-		Tool:        req.Params.Name,
-		Args:        args,
-		ApprovalID:  strings.TrimSpace(req.Header.Get(broker.HeaderApproval)),
-		TraceParent: strings.TrimSpace(req.Header.Get("traceparent")),
+		Caller:     cc.caller,
+		Door:       cc.door,
+		Tool:       req.Params.Name,
+		Args:       args,
+		ApprovalID: strings.TrimSpace(req.Header.Get(broker.HeaderApproval)),
+		MCP:        mcpRequest(ctx, cc.door),
 	}
-	if call.TraceParent == "" {
-		call.TraceParent = metaString(req.Params.Meta, "traceparent")
+	if req.Params.Meta != nil {
+		ctx = door.MetaTraceContext(ctx, req.Params.Meta.AdditionalFields)
 	}
 	if call.ApprovalID == "" {
 		call.ApprovalID = metaString(req.Params.Meta, "toolgate/approval")
@@ -353,6 +380,17 @@ func rawArguments(req mcpgo.CallToolRequest) (json.RawMessage, error) {
 		return nil, nil
 	}
 	return json.Marshal(req.Params.Arguments)
+}
+
+// mcpRequest describes a tools/call request for its span.
+func mcpRequest(ctx context.Context, doorName string) broker.MCPRequest {
+	m := broker.MCPRequest{Method: string(mcpgo.MethodToolsCall), Protocol: server.RequestProtocolVersion(ctx), Transport: "tcp"}
+	if doorName == DoorStdio {
+		m.Transport = "pipe"
+	} else if cs := server.ClientSessionFromContext(ctx); cs != nil {
+		m.Session = cs.SessionID()
+	}
+	return m
 }
 
 // metaString reads a string field from a request's _meta.

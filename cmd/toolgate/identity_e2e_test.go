@@ -88,7 +88,14 @@ func (e *identityEnv) okCalls(t *testing.T) int {
 
 func (e *identityEnv) auditCount(t *testing.T, where string, args ...any) int {
 	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(e.Dir, "toolgate.db")+"?mode=ro&_pragma=busy_timeout(5000)")
+	return auditCount(t, e.Dir, where, args...)
+}
+
+// auditCount counts the audit records matching where in the SQLite store
+// toolgate.db of dir.
+func auditCount(t *testing.T, dir, where string, args ...any) int {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "toolgate.db")+"?mode=ro&_pragma=busy_timeout(5000)")
 	if err != nil {
 		t.Fatal(err)
 	}

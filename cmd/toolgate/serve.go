@@ -74,6 +74,7 @@ func serve(ctx context.Context, cfg *config.Config, env config.Env, log *zap.Log
 	go func() { _ = a.watch(watchCtx, 2*time.Second, hup, fp) }()
 	srv := &http.Server{
 		Handler:           a.handler,
+		MaxHeaderBytes:    maxHeaderBytes(cfg),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          zap.NewStdLog(log.Named("http")),

@@ -31,7 +31,8 @@ func connectors() map[string]connector {
 func openPostgres(ctx context.Context, name string, t config.Target, log *zap.Logger) (broker.Executor, func(), error) {
 	pg := t.Postgres
 	c, err := postgres.New(ctx, postgres.Config{Name: name, DSN: pg.DSN, ReadOnly: pg.ReadOnly, MaxRows: pg.MaxRows,
-		StatementTimeout: pg.StatementTimeout.D(), MaxConns: int32(pg.MaxConns)}, log)
+		StatementTimeout: pg.StatementTimeout.D(), MaxConns: int32(pg.MaxConns),
+		PreviewTimeout: pg.PreviewTimeout.D(), PreviewLockTimeout: pg.PreviewLockTimeout.D()}, log)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/mark3labs/mcp-go/server"
@@ -17,6 +19,7 @@ import (
 	"github.com/toolgate/toolgate/approvals/slack"
 	"github.com/toolgate/toolgate/broker"
 	"github.com/toolgate/toolgate/broker/auth"
+	"github.com/toolgate/toolgate/broker/door"
 	bhttp "github.com/toolgate/toolgate/broker/httpapi"
 	bmcp "github.com/toolgate/toolgate/broker/mcp"
 	"github.com/toolgate/toolgate/broker/principals"
@@ -147,6 +150,9 @@ type app struct {
 	targets map[string]broker.Executor
 	// now is the clock every part of the app is given.
 	now func() time.Time
+	// tracer traces calls and passthrough requests; nil when tracing is
+	// off (telemetry.go).
+	tracer trace.Tracer
 	// env resolves ${ENV} when the config is reloaded.
 	env config.Env
 	// reloadMu serialises reloads.
@@ -197,6 +203,12 @@ func openAppClock(ctx context.Context, cfg *config.Config, log *zap.Logger, now 
 			a.Close()
 		}
 	}()
+	tel, err := openTelemetry(ctx, cfg.Telemetry, os.LookupEnv, log)
+	if err != nil {
+		return nil, err
+	}
+	a.tracer = tel.tracer
+	a.closers = append(a.closers, func() { tel.flush(log) })
 	if err := a.openStores(ctx, bg); err != nil {
 		return nil, err
 	}
@@ -230,7 +242,8 @@ func openAppClock(ctx context.Context, cfg *config.Config, log *zap.Logger, now 
 	}
 	a.broker, err = broker.New(broker.Config{
 		Live: st.live(cfg), Targets: a.targets, Auth: principals.NewGate(ap.authn, a.off.svc), Recorder: a.metrics,
-		Approvals: svc, Logger: log, Now: a.now, RecordResults: cfg.Recordings.Results == "masked",
+		Approvals: svc, Logger: log, Now: a.now, RecordResults: cfg.Recordings.Results == "masked", Tracer: a.tracer,
+		PreviewRows: cfg.Approvals.Preview.MaxRows, PreviewBytes: cfg.Approvals.Preview.MaxBytes,
 	})
 	if err != nil {
 		return nil, err
@@ -277,10 +290,11 @@ func (a *app) openStores(ctx, bg context.Context) error {
 	return nil
 }
 
-// routes is the HTTP handler: the MCP door, the HTTP API, the Slack
-// interactions endpoint, the protected-resource metadata, the probes,
-// /metrics and the HTTP passthrough mounts (opening the Postgres
-// passthrough listeners too).
+// routes is the HTTP handler: the MCP door (serving only pages of the
+// allowed origins), the HTTP API, the Slack interactions endpoint, the
+// protected-resource metadata, the probes, /metrics and the HTTP
+// passthrough mounts (opening the Postgres passthrough listeners too),
+// behind the cap on request headers.
 func (a *app) routes(bg context.Context, slackN *slack.Notifier) (http.Handler, error) {
 	cfg, b := a.cfg, a.broker
 	metaURL := strings.TrimRight(cfg.PublicURL, "/") + "/.well-known/oauth-protected-resource"
@@ -290,9 +304,13 @@ func (a *app) routes(bg context.Context, slackN *slack.Notifier) (http.Handler, 
 	}
 	a.mcp = srv
 	a.off.svc.AddCloser(srv)
+	origins, err := door.NewOrigins(cfg.PublicURL, cfg.AllowedOrigins...)
+	if err != nil {
+		return nil, fmt.Errorf("allowed_origins: %w", err)
+	}
 	mux := http.NewServeMux()
-	mux.Handle("/mcp", srv.Handler())
-	mux.Handle("/mcp/", srv.Handler())
+	mux.Handle("/mcp", origins.Check(srv.Handler()))
+	mux.Handle("/mcp/", origins.Check(srv.Handler()))
 	apiOpts := bhttp.Options{Logger: a.log, MaxBodyBytes: cfg.Limits.MaxBodyBytes, ResourceMetadataURL: metaURL}
 	mux.Handle("/v1/", bhttp.New(b, apiOpts))
 	audit := bhttp.NewAudit(b, auditStore{a.recorder}, cfg.Auth.Auditors, apiOpts)
@@ -324,7 +342,16 @@ func (a *app) routes(bg context.Context, slackN *slack.Notifier) (http.Handler, 
 	if err := a.openPassthrough(bg, mux, metaURL); err != nil {
 		return nil, err
 	}
-	return mux, nil
+	return door.CapHeaders(maxHeaderBytes(cfg), mux), nil
+}
+
+// maxHeaderBytes is the cap on a request's header fields
+// (limits.max_header_bytes, default 64 KiB).
+func maxHeaderBytes(cfg *config.Config) int {
+	if cfg.Limits.MaxHeaderBytes > 0 {
+		return cfg.Limits.MaxHeaderBytes
+	}
+	return config.DefaultMaxHeaderBytes
 }
 
 // metricLabels are the names a /metrics tool label may take: the catalog's

@@ -84,7 +84,8 @@ func openApprovals(bg context.Context, a *app, store *db.DB, masker approvals.Ma
 	}
 	var sn *slack.Notifier
 	if s := cfg.Approvals.Slack; s != nil {
-		sn, err = slack.New(slack.Config{Mode: s.Mode, BotToken: s.BotToken, AppToken: s.AppToken, SigningSecret: s.SigningSecret, Channel: s.Channel, APIURL: s.APIURL, Users: s.Users, Logger: log})
+		sn, err = slack.New(slack.Config{Mode: s.Mode, BotToken: s.BotToken, AppToken: s.AppToken, SigningSecret: s.SigningSecret, Channel: s.Channel, APIURL: s.APIURL,
+			TeamID: s.TeamID, EnterpriseID: s.EnterpriseID, AppID: s.AppID, Users: s.Users, Logger: log})
 		if err != nil {
 			return nil, nil, fmt.Errorf("slack: %w", err)
 		}

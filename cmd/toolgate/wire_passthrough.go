@@ -34,7 +34,8 @@ func (a *app) openPassthrough(bg context.Context, mux *http.ServeMux, metaURL st
 		a.closers = append(a.closers, roles.Close)
 		pc := pgwire.Config{Listen: l.Listen, Target: l.Target, DSN: t.Postgres.DSN, Login: roles,
 			StatementTimeout: t.Postgres.StatementTimeout.D(), ReadOnly: t.Postgres.ReadOnly, MaxConnsPerGrant: l.MaxConnsPerGrant,
-			MaxMessageBytes: l.MaxMessageBytes, MaxRowBytes: l.MaxRowBytes, MaxCellBytes: l.MaxCellBytes}
+			MaxMessageBytes: l.MaxMessageBytes, MaxRowBytes: l.MaxRowBytes, MaxCellBytes: l.MaxCellBytes,
+			PreviewTimeout: t.Postgres.PreviewTimeout.D(), PreviewLockTimeout: t.Postgres.PreviewLockTimeout.D(), PreviewRows: cfg.Approvals.Preview.MaxRows}
 		if l.TLSCert != "" || l.TLSKey != "" {
 			cert, err := tls.LoadX509KeyPair(l.TLSCert, l.TLSKey)
 			if err != nil {
@@ -61,7 +62,7 @@ func (a *app) openPassthrough(bg context.Context, mux *http.ServeMux, metaURL st
 		p, err := httpproxy.New(httpproxy.Config{
 			PathPrefix: h.PathPrefix, Target: h.Target, BaseURL: t.HTTP.BaseURL, Headers: t.HTTP.Headers,
 			Timeout: t.HTTP.Timeout.D(), MaxBodyBytes: cfg.Limits.MaxBodyBytes, MaxResponseBytes: t.HTTP.MaxResponseBytes,
-			PassContentTypes: h.PassContentTypes,
+			PassContentTypes: h.PassContentTypes, Tracer: a.tracer,
 			// An internal failure of the proxy (a response that cannot be
 			// masked) is logged once, by the broker, before it is written.
 			WriteError: func(w http.ResponseWriter, _ *http.Request, err error) {

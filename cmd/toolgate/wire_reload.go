@@ -68,7 +68,7 @@ func (l livePolicy) ValidateScope(graph string, scope map[string]any) error {
 // finishes on the configuration it started with, the next one, the MCP
 // tool listing and grant minting see the new one. A config with any problem
 // is refused and the old one keeps serving. Sections that need a restart
-// (listen, store, targets, auth, approvals, passthrough) are compared and
+// (listen, store, targets, auth, approvals, passthrough, telemetry) are compared and
 // reported, not applied.
 func (a *app) reload(ctx context.Context) error {
 	a.reloadMu.Lock()
@@ -113,9 +113,10 @@ func (a *app) reload(ctx context.Context) error {
 func restartNeeded(old, cur *config.Config) []string {
 	var out []string
 	for name, pair := range map[string][2]any{
-		"listen": {old.Listen, cur.Listen}, "store": {old.Store, cur.Store}, "targets": {old.Targets, cur.Targets},
+		"listen": {old.Listen, cur.Listen}, "allowed_origins": {old.AllowedOrigins, cur.AllowedOrigins}, "store": {old.Store, cur.Store}, "targets": {old.Targets, cur.Targets},
 		"auth": {old.Auth, cur.Auth}, "approvals": {old.Approvals, cur.Approvals}, "passthrough": {old.Passthrough, cur.Passthrough},
 		"recordings": {old.Recordings, cur.Recordings}, "limits": {old.Limits, cur.Limits}, "metrics": {old.Metrics, cur.Metrics},
+		"telemetry": {old.Telemetry, cur.Telemetry},
 	} {
 		if !reflect.DeepEqual(pair[0], pair[1]) {
 			out = append(out, name)

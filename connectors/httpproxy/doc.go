@@ -5,7 +5,9 @@
 // approvals, a durable audit record) before the target sees it; the
 // target's credentials are injected from configuration, and responses are
 // masked: headers with the detectors, bodies as JSON or text once their
-// content encoding is decoded.
+// content encoding is decoded. With a tracer, each request is a server
+// span continuing the caller's trace context, and the target receives the
+// span's traceparent; the span names the mount, never the path.
 //
 // It must never forward the caller's Authorization header, cookies or
 // hop-by-hop headers, never forward a path that could escape the prefix

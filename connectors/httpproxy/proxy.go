@@ -10,6 +10,10 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/toolgate/toolgate/broker"
@@ -58,6 +62,9 @@ type Config struct {
 	// a whole type) whose bodies pass unmasked. Any other body that is
 	// neither JSON nor text is withheld.
 	PassContentTypes []string
+	// Tracer traces every request as a server span, the gate's spans and
+	// the forwarded request under it; nil means off.
+	Tracer trace.Tracer
 }
 
 // Validate reports what is wrong with the config.
@@ -176,13 +183,15 @@ func (p *Proxy) targetPath(r *http.Request) (escaped, decoded string, err error)
 
 // ServeHTTP authenticates, asks the pipeline, forwards and masks.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	r, sp := p.span(r)
+	defer sp.End()
 	ctx := r.Context()
 	escaped, decoded, err := p.targetPath(r)
 	if err == nil {
 		err = checkOverrides(r)
 	}
 	if err != nil {
-		p.cfg.WriteError(w, r, err)
+		p.writeError(w, r, err)
 		return
 	}
 	caller, err := p.pipe.Identify(ctx, door.Credentials(r))
@@ -190,14 +199,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		err = p.checkForm(w, r)
 	}
 	if err != nil {
-		p.cfg.WriteError(w, r, err)
+		p.writeError(w, r, err)
 		return
 	}
 	st := broker.Statement{Kind: broker.KindHTTP, Method: r.Method, Path: decoded}
 	dec, err := p.pipe.Statement(ctx, broker.StatementCall{Caller: caller, Door: Door, Target: p.cfg.Target, Statement: st,
 		ApprovalID: strings.TrimSpace(r.Header.Get(broker.HeaderApproval))})
 	if err != nil {
-		p.cfg.WriteError(w, r, err)
+		p.writeError(w, r, err)
 		return
 	}
 	start := time.Now()
@@ -207,27 +216,68 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.pipe.StatementDone(ctx, out)
 }
 
+// span continues the client's trace context (traceparent) and, with a
+// tracer, starts the request's server span: named for the method and the
+// mount, never the path, which may carry values. The forwarded request
+// carries its context; without a tracer, the client's passes through.
+func (p *Proxy) span(r *http.Request) (*http.Request, trace.Span) {
+	ctx := door.TraceContext(r.Context(), r.Header)
+	if p.cfg.Tracer == nil {
+		return r.WithContext(ctx), trace.SpanFromContext(ctx)
+	}
+	method := r.Method
+	if !knownMethod(method) {
+		method = "_OTHER"
+	}
+	ctx, sp := p.cfg.Tracer.Start(ctx, method+" "+p.cfg.PathPrefix, trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(semconv.HTTPRequestMethodKey.String(method), semconv.HTTPRoute(p.cfg.PathPrefix),
+			broker.AttrDoor.String(Door), broker.AttrTarget.String(p.cfg.Target)))
+	return r.WithContext(ctx), sp
+}
+
+func knownMethod(m string) bool {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete,
+		http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return true
+	}
+	return false
+}
+
+// writeError writes a refusal, marking the request's span with its code.
+func (p *Proxy) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	if sp := trace.SpanFromContext(r.Context()); sp.IsRecording() {
+		code := string(broker.CodeOf(err))
+		sp.SetAttributes(broker.AttrErrorCode.String(code))
+		sp.SetStatus(codes.Error, code)
+	}
+	p.cfg.WriteError(w, r, err)
+}
+
 // forward sends the request to the target and writes its response:
 // headers masked with the detectors, the body decoded, masked, passed as
 // a declared content type or withheld.
 func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, escaped string) (int, int, error) {
 	req, err := p.upstreamRequest(w, r, escaped)
 	if err != nil {
-		p.cfg.WriteError(w, r, broker.Errorf(broker.CodeInvalidRequest, "the request cannot be forwarded"))
+		p.writeError(w, r, broker.Errorf(broker.CodeInvalidRequest, "the request cannot be forwarded"))
 		return 0, 0, err
 	}
 	resp, err := p.cfg.Client.Do(req)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			p.cfg.WriteError(w, r, broker.Errorf(broker.CodePayloadTooLarge, "the request body exceeds %d bytes", p.cfg.MaxBodyBytes))
+			p.writeError(w, r, broker.Errorf(broker.CodePayloadTooLarge, "the request body exceeds %d bytes", p.cfg.MaxBodyBytes))
 			return 0, 0, err
 		}
 		p.log.Warn("target request failed", zap.String("error", p.pipe.MaskText(err.Error())))
-		p.cfg.WriteError(w, r, broker.Errorf(broker.CodeTargetUnavailable, "target %s did not answer", p.cfg.Target))
+		p.writeError(w, r, broker.Errorf(broker.CodeTargetUnavailable, "target %s did not answer", p.cfg.Target))
 		return 0, 0, err
 	}
 	defer resp.Body.Close()
+	if sp := trace.SpanFromContext(r.Context()); sp.IsRecording() {
+		sp.SetAttributes(semconv.HTTPResponseStatusCode(resp.StatusCode))
+	}
 	stripHop(resp.Header)
 	resp.Header.Del("Set-Cookie")
 	count := p.maskHeaders(resp.Header)
@@ -235,7 +285,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, escaped string) 
 	if err != nil {
 		var be *broker.Error
 		if errors.As(err, &be) {
-			p.cfg.WriteError(w, r, err)
+			p.writeError(w, r, err)
 		}
 		return n, count + masked, err
 	}
@@ -275,6 +325,9 @@ func (p *Proxy) upstreamRequest(w http.ResponseWriter, r *http.Request, escaped 
 	req.Header.Del("X-Forwarded-For")
 	for k, v := range p.cfg.Headers {
 		req.Header.Set(k, v)
+	}
+	if p.cfg.Tracer != nil {
+		propagation.TraceContext{}.Inject(r.Context(), propagation.HeaderCarrier(req.Header))
 	}
 	return req, nil
 }

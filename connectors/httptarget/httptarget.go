@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
 	"go.uber.org/zap"
 
 	"github.com/toolgate/toolgate/broker"
@@ -249,6 +250,9 @@ func (c *Connector) Execute(ctx context.Context, op broker.Operation) (broker.Ou
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	// The trace context of the broker's connector span (or the caller's):
+	// traceparent and tracestate.
+	propagation.TraceContext{}.Inject(ctx, propagation.HeaderCarrier(req.Header))
 
 	resp, err := c.client.Do(req)
 	if err != nil {

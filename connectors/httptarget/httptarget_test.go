@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
@@ -146,6 +147,31 @@ func TestRequestEncoding(t *testing.T) {
 	}
 	if got := last.Load(); got.Method != "GET" || got.ContentType != "" || got.Body != "" {
 		t.Errorf("bodyless GET sent method %q, content type %q, body %q", got.Method, got.ContentType, got.Body)
+	}
+}
+
+// TestTraceContext: the target receives the trace context of ctx (the
+// broker's connector span) as traceparent and tracestate, and none
+// without one.
+func TestTraceContext(t *testing.T) {
+	srv, last, _ := recorder(t, jsonHandler(200, `{}`))
+	c := newConnector(t, httptarget.Config{BaseURL: srv.URL}, nil)
+	tid, _ := trace.TraceIDFromHex("4bf92f3577b34da6a3ce929d0e0e4736")
+	sid, _ := trace.SpanIDFromHex("00f067aa0ba902b7")
+	ts, _ := trace.ParseTraceState("rojo=00f067aa0ba902b7")
+	ctx := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled, TraceState: ts}))
+	if _, err := c.Execute(ctx, op("GET", "/x", nil, "")); err != nil {
+		t.Fatal(err)
+	}
+	h := last.Load().Header
+	if h.Get("traceparent") != "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" || h.Get("tracestate") != "rojo=00f067aa0ba902b7" {
+		t.Errorf("traceparent %q, tracestate %q", h.Get("traceparent"), h.Get("tracestate"))
+	}
+	if _, err := c.Execute(context.Background(), op("GET", "/x", nil, "")); err != nil {
+		t.Fatal(err)
+	}
+	if h := last.Load().Header; h.Get("traceparent") != "" {
+		t.Errorf("traceparent %q sent without a trace", h.Get("traceparent"))
 	}
 }
 

@@ -16,6 +16,8 @@ import (
 	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/client/transport"
 	mcpgo "github.com/mark3labs/mcp-go/mcp"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/toolgate/toolgate/broker"
@@ -41,7 +43,7 @@ type session struct {
 
 	listChanged chan struct{}
 	seq         atomic.Uint64
-	progress    sync.Map // progress token → broker.ProgressFunc
+	progress    sync.Map // progress token → *progressRelay
 	dropped     sync.Map // RequestId.String() of an oversized stdio response
 	wg          sync.WaitGroup
 }
@@ -253,15 +255,36 @@ func (s *session) onNotification(n mcpgo.JSONRPCNotification) {
 		}
 	case string(mcpgo.MethodNotificationProgress):
 		token, _ := n.Params.AdditionalFields["progressToken"].(string)
-		f, ok := s.progress.Load(token)
+		r, ok := s.progress.Load(token)
 		if !ok {
 			return
 		}
 		progress, _ := n.Params.AdditionalFields["progress"].(float64)
 		total, _ := n.Params.AdditionalFields["total"].(float64)
 		msg, _ := n.Params.AdditionalFields["message"].(string)
-		f.(broker.ProgressFunc)(progress, total, s.up.relayText(msg))
+		r.(*progressRelay).relay(progress, total, s.up.relayText(msg))
 	}
+}
+
+// progressRelay hands one call's upstream progress to its caller. The
+// transport may deliver notifications out of order; progress must
+// increase with each notification (MCP), so one that does not move past
+// the last relayed value is dropped rather than sent backwards.
+type progressRelay struct {
+	mu   sync.Mutex
+	f    broker.ProgressFunc
+	last float64
+	sent bool
+}
+
+func (r *progressRelay) relay(progress, total float64, msg string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.sent && progress <= r.last {
+		return
+	}
+	r.last, r.sent = progress, true
+	r.f(progress, total, msg)
 }
 
 // refusedRequests are the upstream-to-client requests toolgate refuses:
@@ -297,7 +320,12 @@ type callParams struct {
 }
 
 type callMeta struct {
-	ProgressToken string `json:"progressToken"`
+	ProgressToken string `json:"progressToken,omitempty"`
+	// TraceParent and TraceState are the W3C trace context of the call
+	// (the broker's connector span, or the caller's), unprefixed as the
+	// OpenTelemetry MCP conventions write them.
+	TraceParent string `json:"traceparent,omitempty"`
+	TraceState  string `json:"tracestate,omitempty"`
 }
 
 // callTool calls an upstream tool, relaying its progress to the caller's
@@ -309,8 +337,16 @@ func (s *session) callTool(ctx context.Context, tool string, args json.RawMessag
 	if f := broker.ProgressFrom(ctx); wantsProgress(f) {
 		token := id.Value().(string)
 		params.Meta = &callMeta{ProgressToken: token}
-		s.progress.Store(token, f)
+		s.progress.Store(token, &progressRelay{f: f})
 		defer s.progress.Delete(token)
+	}
+	if trace.SpanContextFromContext(ctx).IsValid() {
+		tc := propagation.MapCarrier{}
+		propagation.TraceContext{}.Inject(ctx, tc)
+		if params.Meta == nil {
+			params.Meta = &callMeta{}
+		}
+		params.Meta.TraceParent, params.Meta.TraceState = tc["traceparent"], tc["tracestate"]
 	}
 	return s.request(ctx, id, string(mcpgo.MethodToolsCall), params)
 }

@@ -6,7 +6,9 @@
 // the client), and hands every statement, classified with the real
 // PostgreSQL parser (pganalyze/pg_query_go), to the broker's pipeline
 // before the server sees it (lock 1). DataRows are masked by column on
-// the way back.
+// the way back. A write held for approval is previewed for its approvers
+// (preview.go) on a connection of the session's own login, never the
+// admin's, in a transaction that is always rolled back.
 //
 // Classification (Classify) describes what a statement is: its class
 // (read, write, ddl, other; two-phase commit and READ WRITE transaction

@@ -80,6 +80,13 @@ type Config struct {
 	// Login picks each session's database login (lock 2); nil runs every
 	// session as the DSN's login.
 	Login UpstreamLogin
+	// PreviewTimeout bounds the effect preview of a held write (never
+	// longer than StatementTimeout); 0 means 5s. PreviewLockTimeout bounds
+	// its wait for a row lock; 0 means 1s. PreviewRows caps its sample; 0
+	// means 20.
+	PreviewTimeout     time.Duration
+	PreviewLockTimeout time.Duration
+	PreviewRows        int
 }
 
 // Validate reports what is wrong with the config.

@@ -417,7 +417,8 @@ func (s *session) decide(ctx context.Context, sts []broker.Statement, overlap bo
 		if st.Command == "COPY TO" && st.Unclassified == "" {
 			st.Unclassified = s.copyMasked(ctx, st.Tables)
 		}
-		d, commit, err := s.srv.pipe.StatementDeferred(ctx, broker.StatementCall{Caller: s.caller, Door: Door, Target: s.srv.cfg.Target, Session: s.id, Statement: st})
+		d, commit, err := s.srv.pipe.StatementDeferred(ctx, broker.StatementCall{Caller: s.caller, Door: Door, Target: s.srv.cfg.Target, Session: s.id, Statement: st,
+			Preview: s.previewHook(st)})
 		s.mu.Lock()
 		s.stats.Statements++
 		if err != nil {

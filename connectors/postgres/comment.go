@@ -1,9 +1,27 @@
 package postgres
 
 import (
+	"context"
+	"maps"
 	"sort"
 	"strings"
+
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
+
+// withTraceContext returns kv with the W3C trace context of ctx added
+// (traceparent, tracestate: the SQLCommenter keys), kv itself when ctx
+// carries none.
+func withTraceContext(ctx context.Context, kv map[string]string) map[string]string {
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		return kv
+	}
+	out := make(map[string]string, len(kv)+2)
+	maps.Copy(out, kv)
+	propagation.TraceContext{}.Inject(ctx, propagation.MapCarrier(out))
+	return out
+}
 
 // Comment renders context as an SQLCommenter comment body: keys sorted,
 // keys and values percent-encoded, values single-quoted, e.g.

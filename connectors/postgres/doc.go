@@ -6,9 +6,11 @@
 // one is configured, the statement, COMMIT. Rows are
 // written as JSON in SELECT column order ({"rows": [...], "row_count": n,
 // "truncated": b}); at most max_rows+1 rows are read, the extra one only to
-// report truncation. When the operation carries context (graph, node, run),
-// an SQLCommenter comment is appended to the statement so the target's own
-// logs and pg_stat_activity name the caller.
+// report truncation. When the operation carries context (graph, node, run)
+// or ctx carries a trace context (the broker's connector span), an
+// SQLCommenter comment is appended to the statement so the target's own
+// logs and pg_stat_activity name the caller and the trace (traceparent,
+// tracestate).
 //
 // Effect previews (Preview, PreviewConn) run a held write inside a
 // transaction that is always rolled back, never committed: BEGIN, SET

@@ -174,7 +174,7 @@ func (c *Connector) Execute(ctx context.Context, op broker.Operation) (broker.Ou
 	if op.SQL == nil {
 		return broker.Output{}, broker.Errorf(broker.CodeInvalidRequest, "target %s runs SQL operations only", c.cfg.Name)
 	}
-	maxRows, sql := c.RowCap(op), c.statementText(op)
+	maxRows, sql := c.RowCap(op), c.statementText(ctx, op)
 	ctx, cancel := c.backstop(ctx)
 	defer cancel()
 
@@ -320,9 +320,10 @@ func (c *Connector) rowCap(op *broker.SQLOperation) int {
 }
 
 // statementText is the statement with the operation's context appended as
-// an SQLCommenter comment.
-func (c *Connector) statementText(op broker.Operation) string {
-	if comment := Comment(op.Comment); comment != "" {
+// an SQLCommenter comment, with the trace context of ctx (the broker's
+// connector span, or the caller's) as traceparent and tracestate.
+func (c *Connector) statementText(ctx context.Context, op broker.Operation) string {
+	if comment := Comment(withTraceContext(ctx, op.Comment)); comment != "" {
 		return appendComment(op.SQL.Statement, comment)
 	}
 	return op.SQL.Statement

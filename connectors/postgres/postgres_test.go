@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
@@ -179,6 +180,9 @@ func TestReadOnlyTransaction(t *testing.T) {
 	}
 }
 
+// TestSQLCommenter: the statement the server runs carries the operation's
+// context and the trace context of ctx (the broker's connector span) as an
+// SQLCommenter comment, every value encoded so none can end it.
 func TestSQLCommenter(t *testing.T) {
 	dsn := seeded(t, nil)
 	c := newConnector(t, postgres.Config{DSN: dsn})
@@ -186,17 +190,23 @@ func TestSQLCommenter(t *testing.T) {
 		SQL: &broker.SQLOperation{Statement: `SELECT query FROM pg_stat_activity WHERE pid = pg_backend_pid();`},
 		Comment: map[string]string{
 			"graph": "support-bot", "node": "triage", "run": "r 1",
-			"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-			"evil":        "x'*/; DROP TABLE t; /*",
-			"empty":       "",
+			"evil":  "x'*/; DROP TABLE t; /*",
+			"empty": "",
 		},
 	}
-	out, err := c.Execute(context.Background(), op)
+	tid, _ := trace.TraceIDFromHex("0af7651916cd43dd8448eb211c80319c")
+	sid, _ := trace.SpanIDFromHex("b7ad6b7169203331")
+	ts, _ := trace.ParseTraceState("congo=t61rcWkgMzE")
+	ctx := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled, TraceState: ts}))
+	out, err := c.Execute(ctx, op)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if _, ok := op.Comment["traceparent"]; ok {
+		t.Error("Execute wrote into the operation's comment")
+	}
 	wantComment := `/*evil='x%27%2A%2F%3B%20DROP%20TABLE%20t%3B%20%2F%2A',graph='support-bot',node='triage',run='r%201',` +
-		`traceparent='00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01'*/`
+		`traceparent='00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',tracestate='congo%3Dt61rcWkgMzE'*/`
 	want := `{"rows":[{"query":"SELECT query FROM pg_stat_activity WHERE pid = pg_backend_pid() ` + wantComment + `;"}],"row_count":1,"truncated":false}`
 	if string(out.Value) != want {
 		t.Errorf("statement seen by the server\n got %s\nwant %s", out.Value, want)

@@ -17,6 +17,11 @@
 //     pauses and resumes only its own call.
 //   - grants (optional): startRun() mints per-node grant tokens
 //     (POST /v1/grants) that replace the API key for that run; end() revokes them.
+//   - tracing (optional): when @opentelemetry/api is installed and a span is
+//     active, its trace context goes in the request's params._meta
+//     ("traceparent", "tracestate"), injected by the configured propagator, so
+//     toolgate's spans continue the graph's trace. Without the package, or
+//     without an active span, nothing is sent.
 //
 // Sessions: toolgate binds an MCP session to the principal, graph and node that
 // initialized it, so the helper keeps one MCP client per (node, credential) and
@@ -39,6 +44,24 @@ import { interrupt } from "@langchain/langgraph";
 import { loadMcpTools } from "@langchain/mcp-adapters";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+
+// @opentelemetry/api is an optional peer dependency: used when the app has it.
+const otel = await import("@opentelemetry/api").catch(() => null);
+
+/**
+ * traceMeta returns the trace context of ctx (the active OpenTelemetry
+ * context by default) as the _meta fields of an MCP request, written by the
+ * configured propagator, or undefined when there is no OpenTelemetry API or
+ * no span to continue.
+ */
+export function traceMeta(ctx = otel?.context.active()) {
+  if (!otel || !ctx || !otel.trace.getSpanContext(ctx)) return undefined;
+  const carrier = {};
+  otel.propagation.inject(ctx, carrier);
+  const meta = {};
+  for (const key of ["traceparent", "tracestate"]) if (typeof carrier[key] === "string") meta[key] = carrier[key];
+  return meta.traceparent ? meta : undefined;
+}
 
 export const HEADER = Object.freeze({
   graph: "X-Toolgate-Graph",
@@ -223,7 +246,10 @@ export class Toolgate {
       try {
         const client = await this.client(id.node, token);
         // The SDK's own request timeout comes after the fetch's, whose error says more.
-        return await this.callContext.run(id, () => client.callTool({ name, arguments: args }, undefined, { timeout: this.timeoutMs + 1000 }));
+        const params = { name, arguments: args };
+        const meta = traceMeta();
+        if (meta) params._meta = meta;
+        return await this.callContext.run(id, () => client.callTool(params, undefined, { timeout: this.timeoutMs + 1000 }));
       } catch (err) {
         // An unreachable or hung toolgate is an error result the model reads.
         if (err instanceof ToolgateError && err.code === "toolgate_unreachable") return { isError: true, content: [{ type: "text", text: err.message }] };

@@ -7,19 +7,23 @@ import (
 
 // Config is the whole toolgate.yaml document.
 type Config struct {
-	Listen      string            `yaml:"listen" json:"listen,omitempty"`
-	PublicURL   string            `yaml:"public_url" json:"public_url,omitempty"`
-	Store       Store             `yaml:"store" json:"store"`
-	Auth        Auth              `yaml:"auth" json:"auth"`
-	Targets     map[string]Target `yaml:"targets" json:"targets,omitempty"`
-	ToolsDir    string            `yaml:"tools_dir" json:"tools_dir,omitempty"`
-	Graphs      map[string]Graph  `yaml:"graphs" json:"graphs,omitempty"`
-	Approvals   Approvals         `yaml:"approvals" json:"approvals"`
-	Masking     Masking           `yaml:"masking" json:"masking"`
-	Recordings  Recordings        `yaml:"recordings" json:"recordings"`
-	Passthrough Passthrough       `yaml:"passthrough" json:"passthrough"`
-	Limits      Limits            `yaml:"limits" json:"limits"`
-	Metrics     Metrics           `yaml:"metrics" json:"metrics"`
+	Listen    string `yaml:"listen" json:"listen,omitempty"`
+	PublicURL string `yaml:"public_url" json:"public_url,omitempty"`
+	// AllowedOrigins are the web page origins, beside public_url's, whose
+	// requests /mcp serves; a request from any other origin is refused.
+	AllowedOrigins []string          `yaml:"allowed_origins" json:"allowed_origins,omitempty"`
+	Store          Store             `yaml:"store" json:"store"`
+	Auth           Auth              `yaml:"auth" json:"auth"`
+	Targets        map[string]Target `yaml:"targets" json:"targets,omitempty"`
+	ToolsDir       string            `yaml:"tools_dir" json:"tools_dir,omitempty"`
+	Graphs         map[string]Graph  `yaml:"graphs" json:"graphs,omitempty"`
+	Approvals      Approvals         `yaml:"approvals" json:"approvals"`
+	Masking        Masking           `yaml:"masking" json:"masking"`
+	Recordings     Recordings        `yaml:"recordings" json:"recordings"`
+	Passthrough    Passthrough       `yaml:"passthrough" json:"passthrough"`
+	Limits         Limits            `yaml:"limits" json:"limits"`
+	Metrics        Metrics           `yaml:"metrics" json:"metrics"`
+	Telemetry      Telemetry         `yaml:"telemetry" json:"telemetry"`
 
 	// File is the path the config was loaded from; relative paths inside
 	// it (tools_dir, store.path, target paths) resolve against its folder.
@@ -201,6 +205,18 @@ type Approvals struct {
 	StaleAfter Duration    `yaml:"stale_after" json:"stale_after,omitempty"`
 	Slack      *Slack      `yaml:"slack" json:"slack,omitempty"`
 	OnDecision *OnDecision `yaml:"on_decision" json:"on_decision,omitempty"`
+	// Preview bounds the effect preview a held call's request shows.
+	Preview ApprovalPreview `yaml:"preview" json:"preview,omitempty"`
+}
+
+// ApprovalPreview bounds effect previews (approvals.preview): how many rows
+// the sample holds and how large it may be once masked. The time a preview
+// may take is the target's (targets.<t>.preview_timeout).
+type ApprovalPreview struct {
+	// MaxRows caps the sample rows; 0 means 20.
+	MaxRows int `yaml:"max_rows" json:"max_rows,omitempty"`
+	// MaxBytes caps the masked sample's size; 0 means 64 KiB.
+	MaxBytes int `yaml:"max_bytes" json:"max_bytes,omitempty"`
 }
 
 // Slack configures the Slack notifier.
@@ -212,6 +228,15 @@ type Slack struct {
 	Channel       string            `yaml:"channel" json:"channel"`
 	APIURL        string            `yaml:"api_url" json:"api_url,omitempty"`
 	Users         map[string]string `yaml:"users" json:"users,omitempty"` // Slack user id -> principal
+	// TeamID, when set, is the workspace the app is installed in: clicks
+	// from any other workspace, or by a user of another (a Slack Connect
+	// member of a shared channel), are refused.
+	TeamID string `yaml:"team_id" json:"team_id,omitempty"`
+	// EnterpriseID, when set, is the Enterprise Grid organization clicks
+	// must come from; its users may then belong to any of its workspaces.
+	EnterpriseID string `yaml:"enterprise_id" json:"enterprise_id,omitempty"`
+	// AppID, when set, refuses interactions addressed to another app.
+	AppID string `yaml:"app_id" json:"app_id,omitempty"`
 }
 
 // OnDecision is a webhook called with each approval decision.
@@ -294,9 +319,36 @@ type Metrics struct {
 	Token string `yaml:"token" json:"-"`
 }
 
+// Telemetry configures OpenTelemetry tracing. Tracing is off unless OTLP
+// names an endpoint here or the standard OTEL_* environment variables ask
+// for it (cmd/toolgate reads them).
+type Telemetry struct {
+	OTLP OTLP `yaml:"otlp" json:"otlp,omitempty"`
+	// SampleRatio is the share of the traces toolgate starts that are
+	// sampled (0 to 1, default 1); a caller's sampling decision is
+	// followed. Nil leaves it to OTEL_TRACES_SAMPLER.
+	SampleRatio *float64 `yaml:"sample_ratio" json:"sample_ratio,omitempty"`
+}
+
+// OTLP is where spans are exported.
+type OTLP struct {
+	// Endpoint is the collector's URL: for http/protobuf the base
+	// (http://collector:4318, spans go to /v1/traces) or a full
+	// .../v1/traces URL; for grpc http://collector:4317. http:// means
+	// without TLS.
+	Endpoint string `yaml:"endpoint" json:"endpoint,omitempty"`
+	// Protocol is "http/protobuf" (default) or "grpc".
+	Protocol string `yaml:"protocol" json:"protocol,omitempty"`
+	// Headers are sent with every export (an API key); secret, use ${ENV}.
+	Headers map[string]string `yaml:"headers" json:"-"`
+}
+
 // Limits are request limits.
 type Limits struct {
 	MaxBodyBytes int64 `yaml:"max_body_bytes" json:"max_body_bytes,omitempty"`
+	// MaxHeaderBytes caps a request's header fields on the main listener
+	// (default 64 KiB); a request over it is refused with 431.
+	MaxHeaderBytes int `yaml:"max_header_bytes" json:"max_header_bytes,omitempty"`
 }
 
 // Duration is a time.Duration written as "5s", "30m" or "90d".

@@ -79,6 +79,12 @@ func TestValidDecodes(t *testing.T) {
 	if got := cfg.Targets["crm"].Postgres.StatementTimeout.D(); got != 5*time.Second {
 		t.Errorf("statement_timeout = %v", got)
 	}
+	if pg := cfg.Targets["crm"].Postgres; pg.PreviewTimeout.D() != 3*time.Second || pg.PreviewLockTimeout.D() != 500*time.Millisecond {
+		t.Errorf("preview_timeout, preview_lock_timeout = %v, %v", pg.PreviewTimeout.D(), pg.PreviewLockTimeout.D())
+	}
+	if got := cfg.Approvals.Preview; got != (ApprovalPreview{MaxRows: 10, MaxBytes: 32768}) {
+		t.Errorf("approvals.preview = %+v", got)
+	}
 	if got := cfg.Recordings.Retention.D(); got != 90*24*time.Hour {
 		t.Errorf("retention = %v", got)
 	}

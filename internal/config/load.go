@@ -352,15 +352,19 @@ func validateSchema(file string, v any, lines map[string]int) Problems {
 
 // patternHints says in words what the schema's patterns want.
 var patternHints = map[string]string{
-	`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h|d))+$`: "a duration (use e.g. 5s, 30m, 2h, 90d)",
-	`^(user|group|client|key|workload):.+$`:       "a principal (user:<email>, group:<name>, client:<azp>, key:<name> or workload:<issuer>:<sub>)",
-	`^(user|client|key|workload):.+$`:             "an owner (user:<email>, client:<azp>, key:<name> or workload:<issuer>:<sub>; not a group)",
-	`^[0-9a-f]{64}$`:                              "a lowercase hex SHA-256 (sha256sum of the key)",
-	`^https?://`:                                  "an http(s) URL",
-	`^/`:                                          "a path or JSON pointer starting with /",
-	`^[a-z0-9][a-z0-9_-]{0,62}$`:                  "a workload issuer name (lower-case letters, digits, _ and -)",
-	`^scope(\.[a-zA-Z0-9_]+)+$`:                   "a scope reference like scope.customer_id",
-	`^[a-zA-Z0-9_-]{1,64}$`:                       "a valid name (letters, digits, _ and -, at most 64)",
+	`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h|d))+$`:                   "a duration (use e.g. 5s, 30m, 2h, 90d)",
+	`^(user|group|client|key|workload):.+$`:                         "a principal (user:<email>, group:<name>, client:<azp>, key:<name> or workload:<issuer>:<sub>)",
+	`^(user|client|key|workload):.+$`:                               "an owner (user:<email>, client:<azp>, key:<name> or workload:<issuer>:<sub>; not a group)",
+	`^[0-9a-f]{64}$`:                                                "a lowercase hex SHA-256 (sha256sum of the key)",
+	`^https?://`:                                                    "an http(s) URL",
+	`^https?://(\[[0-9a-fA-F:.]+\]|[^/?#@\s:\[\]]+)(:[0-9]{1,5})?$`: "an origin: scheme://host[:port] with no path, e.g. https://agents.example.com",
+	`^T[A-Z0-9]+$`:                                                  "a Slack workspace id (T…; the web app's address app.slack.com/client/T…/ shows it)",
+	`^E[A-Z0-9]+$`:                                                  "a Slack Enterprise Grid organization id (E…)",
+	`^A[A-Z0-9]+$`:                                                  "a Slack app id (A…, on the app's Basic Information page)",
+	`^/`:                                                            "a path or JSON pointer starting with /",
+	`^[a-z0-9][a-z0-9_-]{0,62}$`:                                    "a workload issuer name (lower-case letters, digits, _ and -)",
+	`^scope(\.[a-zA-Z0-9_]+)+$`:                                     "a scope reference like scope.customer_id",
+	`^[a-zA-Z0-9_-]{1,64}$`:                                         "a valid name (letters, digits, _ and -, at most 64)",
 }
 
 func dotted(loc []string) string {

@@ -36,6 +36,12 @@ type TargetKind struct {
 	// Passthrough is the passthrough section that can serve such a target
 	// ("postgres", "http"); "" when none can.
 	Passthrough string
+	// RefusesNUL is set when the kind's strings cannot hold a NUL byte, so
+	// a tool argument with one is refused before anything runs. PostgreSQL
+	// text and jsonb refuse it outright; SQLite stores it but its string
+	// functions (substr, length, LIKE …) stop at it, so a statement could act
+	// on another value than policy saw.
+	RefusesNUL bool
 	// section returns t's section of this kind, nil when t has none; with
 	// alloc it first gives t an empty one.
 	section func(t *Target, alloc bool) TargetSection
@@ -44,13 +50,13 @@ type TargetKind struct {
 // Kinds lists every target kind, in the order messages name them.
 func Kinds() []TargetKind {
 	return []TargetKind{
-		{Name: KindPostgres, Runs: RunsSQL, Passthrough: "postgres", section: func(t *Target, alloc bool) TargetSection {
+		{Name: KindPostgres, Runs: RunsSQL, Passthrough: "postgres", RefusesNUL: true, section: func(t *Target, alloc bool) TargetSection {
 			if alloc {
 				t.Postgres = &PostgresTarget{}
 			}
 			return nilSection(t.Postgres)
 		}},
-		{Name: KindSQLite, Runs: RunsSQL, section: func(t *Target, alloc bool) TargetSection {
+		{Name: KindSQLite, Runs: RunsSQL, RefusesNUL: true, section: func(t *Target, alloc bool) TargetSection {
 			if alloc {
 				t.SQLite = &SQLiteTarget{}
 			}
@@ -165,6 +171,12 @@ type PostgresTarget struct {
 	MaxRows          int      `yaml:"max_rows" json:"max_rows,omitempty"`
 	StatementTimeout Duration `yaml:"statement_timeout" json:"statement_timeout,omitempty"`
 	MaxConns         int      `yaml:"max_conns" json:"max_conns,omitempty"`
+	// PreviewTimeout bounds an approval's effect preview on the target
+	// (never longer than StatementTimeout); 0 means 5s.
+	PreviewTimeout Duration `yaml:"preview_timeout" json:"preview_timeout,omitempty"`
+	// PreviewLockTimeout bounds how long a preview waits for a row lock
+	// another transaction holds; 0 means 1s.
+	PreviewLockTimeout Duration `yaml:"preview_lock_timeout" json:"preview_lock_timeout,omitempty"`
 }
 
 // SQLiteTarget is a SQLite database file (kind sqlite).

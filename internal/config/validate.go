@@ -3,9 +3,11 @@ package config
 import (
 	"fmt"
 	"maps"
+	"net/url"
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Defaults for keys left out.
@@ -14,6 +16,8 @@ const (
 	DefaultStorePath    = "./data/toolgate.db"
 	DefaultToolsDir     = "./tools"
 	DefaultMaxBodyBytes = 1 << 20
+	// DefaultMaxHeaderBytes caps request headers (limits.max_header_bytes).
+	DefaultMaxHeaderBytes = 64 << 10
 )
 
 // applyDefaults fills keys left out and resolves relative paths against the
@@ -42,6 +46,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Limits.MaxBodyBytes == 0 {
 		c.Limits.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.Limits.MaxHeaderBytes == 0 {
+		c.Limits.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
 	if c.File != "" {
 		dir := filepath.Dir(c.File)
@@ -95,6 +102,7 @@ func (c *Config) Validate() error {
 		}
 		seen[k.Name] = true
 	}
+	c.validatePreviews(add)
 	for i, p := range c.Passthrough.Postgres {
 		c.passthroughTarget(add, fmt.Sprintf("passthrough.postgres[%d].target", i), "postgres", "Postgres", p.Target)
 		if p.MaxCellBytes > 0 && p.MaxRowBytes > 0 && p.MaxCellBytes > p.MaxRowBytes {
@@ -109,6 +117,7 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	c.Telemetry.OTLP.validate(add)
 	for _, g := range slices.Sorted(maps.Keys(c.Graphs)) {
 		for _, n := range slices.Sorted(maps.Keys(c.Graphs[g].Nodes)) {
 			for _, t := range slices.Sorted(maps.Keys(c.Graphs[g].Nodes[n].Passthrough)) {
@@ -132,6 +141,52 @@ func (c *Config) Validate() error {
 		return ps
 	}
 	return nil
+}
+
+// validate reports an OTLP endpoint that is not a plain http(s) URL (a
+// user:password in it would be a secret in the config: use headers) and
+// headers that could not be sent.
+func (o OTLP) validate(add func(path, format string, args ...any)) {
+	if o.Endpoint != "" {
+		u, err := url.Parse(o.Endpoint)
+		switch {
+		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+			add("telemetry.otlp.endpoint", "must be an http:// or https:// URL with a host")
+		case u.User != nil:
+			add("telemetry.otlp.endpoint", "must not carry credentials; send them in telemetry.otlp.headers")
+		case u.RawQuery != "" || u.Fragment != "":
+			add("telemetry.otlp.endpoint", "must not carry a query or fragment")
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(o.Headers)) {
+		if k == "" || strings.ContainsAny(k, " \t\r\n:") || strings.ContainsAny(o.Headers[k], "\r\n") {
+			add("telemetry.otlp.headers."+k, "a header name may not be empty or hold spaces or colons, and no value may hold a line break")
+		}
+	}
+}
+
+// validatePreviews checks each postgres target's preview bounds: at least
+// 1ms each (PostgreSQL's timeouts count milliseconds; 0 means the
+// default), and the lock wait within the preview's time.
+func (c *Config) validatePreviews(add func(path, format string, args ...any)) {
+	for _, name := range slices.Sorted(maps.Keys(c.Targets)) {
+		pg := c.Targets[name].Postgres
+		if pg == nil {
+			continue
+		}
+		p := "targets." + name
+		for _, k := range []struct {
+			key string
+			d   Duration
+		}{{"preview_timeout", pg.PreviewTimeout}, {"preview_lock_timeout", pg.PreviewLockTimeout}} {
+			if k.d > 0 && k.d.D() < time.Millisecond {
+				add(p+"."+k.key, "must be at least 1ms (0 or left out means the default)")
+			}
+		}
+		if pg.PreviewTimeout > 0 && pg.PreviewLockTimeout > pg.PreviewTimeout {
+			add(p+".preview_lock_timeout", "must not be longer than preview_timeout (%s): the preview ends first", pg.PreviewTimeout.D())
+		}
+	}
 }
 
 // passthroughTarget reports a passthrough entry (at path, in section) whose

@@ -257,6 +257,11 @@ func SecretsFromConfig(c config.Config) []Secret {
 	add("masking.hash_key", c.Masking.HashKey)
 	add("recordings.checkpoint_key", c.Recordings.CheckpointKey)
 	add("metrics.token", c.Metrics.Token)
+	for _, k := range slices.Sorted(maps.Keys(c.Telemetry.OTLP.Headers)) {
+		if !plainHeader(k) {
+			add("telemetry.otlp.headers."+k, c.Telemetry.OTLP.Headers[k])
+		}
+	}
 	if c.Auth.SCIM != nil {
 		add("auth.scim.token", c.Auth.SCIM.Token)
 	}

@@ -110,6 +110,8 @@ func TestSecretsFromConfig(t *testing.T) {
 			OnDecision: &config.OnDecision{Secret: "webhook-secret-1"}},
 		Masking: config.Masking{HashKey: "hash-key-value-1"},
 		Metrics: config.Metrics{Token: "metrics-token-1"},
+		Telemetry: config.Telemetry{OTLP: config.OTLP{Endpoint: "https://otlp.example.com",
+			Headers: map[string]string{"x-honeycomb-team": "otlp-key-1", "content-type": "application/json"}}},
 	}
 	got := map[string]string{}
 	for _, s := range SecretsFromConfig(c) {
@@ -120,6 +122,7 @@ func TestSecretsFromConfig(t *testing.T) {
 		"targets.api.base_url=" + base64.StdEncoding.EncodeToString([]byte("svc:base-pass-1")), "targets.crm.dsn=crm-pass-1",
 		"approvals.slack.bot_token=xoxb-bot-token-1", "approvals.slack.signing_secret=signing-secret-1",
 		"approvals.on_decision.secret=webhook-secret-1", "masking.hash_key=hash-key-value-1", "metrics.token=metrics-token-1",
+		"telemetry.otlp.headers.x-honeycomb-team=otlp-key-1",
 	} {
 		if _, ok := got[want]; !ok {
 			t.Errorf("missing %s in %v", want, got)

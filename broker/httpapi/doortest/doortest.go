@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
+
 	"github.com/toolgate/toolgate/broker"
 	"github.com/toolgate/toolgate/broker/brokertest"
 )
@@ -165,6 +167,8 @@ func (authenticator) Authenticate(_ context.Context, token string) (broker.Princ
 // crm tools and node "refund" may list orders and refund (with approval).
 type decider struct{}
 
+var _ broker.GraphIndex = decider{}
+
 // node is a caller's node as decider resolves it.
 type node struct{ graph, name string }
 
@@ -174,7 +178,24 @@ func (decider) MayActAs(p broker.Principal, graph string) bool {
 	return p.Subject == "key:alpha" && graph == Graph
 }
 
-func (decider) Node(c broker.Caller) broker.Node { return node{c.Graph, c.Node} }
+// Node resolves the nodes triage and refund of Graph; any other is unknown.
+func (d decider) Node(c broker.Caller) broker.Node {
+	if c.Graph != Graph || (c.Node != "triage" && c.Node != "refund") {
+		return nil
+	}
+	return node{c.Graph, c.Node}
+}
+
+// HasGraph declares Graph alone (broker.GraphIndex).
+func (decider) HasGraph(graph string) bool { return graph == Graph }
+
+// NodeKeys are Graph's nodes (broker.GraphIndex).
+func (decider) NodeKeys(graph string) []string {
+	if graph != Graph {
+		return nil
+	}
+	return []string{"refund", "triage"}
+}
 
 func allowed(n broker.Node, tool string) bool {
 	nd, _ := n.(node)
@@ -248,10 +269,12 @@ type Executor struct {
 var _ broker.Executor = (*Executor)(nil)
 
 // Execute counts and returns a row.
-func (e *Executor) Execute(_ context.Context, op broker.Operation) (broker.Output, error) {
+func (e *Executor) Execute(ctx context.Context, op broker.Operation) (broker.Output, error) {
 	e.n.Add(1)
+	tc := propagation.MapCarrier{}
+	propagation.TraceContext{}.Inject(ctx, tc)
 	e.mu.Lock()
-	e.lastTraceParent = op.Comment["traceparent"]
+	e.lastTraceParent = tc["traceparent"]
 	e.mu.Unlock()
 	v := `{"rows":[{"id":1,"name":"Ada","card_number":"` + Card + `"}],"row_count":1,"truncated":false}`
 	return broker.Output{Value: json.RawMessage(v), Rows: 1, Bytes: len(v)}, nil
@@ -260,7 +283,8 @@ func (e *Executor) Execute(_ context.Context, op broker.Operation) (broker.Outpu
 // Count returns how many operations ran.
 func (e *Executor) Count() int { return int(e.n.Load()) }
 
-// LastTraceParent returns the traceparent the last operation carried.
+// LastTraceParent returns the traceparent a connector would have sent the
+// target for the last operation: its context's.
 func (e *Executor) LastTraceParent() string {
 	e.mu.Lock()
 	defer e.mu.Unlock()

@@ -140,6 +140,9 @@ func DialSDK(t testing.TB, endpoint string, headers map[string]string, version s
 // SDKClient is a connected go-sdk client session.
 type SDKClient struct{ s *sdk.ClientSession }
 
+// Session is the underlying go-sdk session, for what Client does not cover.
+func (c *SDKClient) Session() *sdk.ClientSession { return c.s }
+
 func (c *SDKClient) Protocol() string {
 	if r := c.s.InitializeResult(); r != nil {
 		return r.ProtocolVersion

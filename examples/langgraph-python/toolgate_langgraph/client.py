@@ -21,6 +21,7 @@ from mcp.shared.exceptions import McpError
 from mcp.types import CallToolResult, TextContent
 
 from toolgate_langgraph.identity import HEADER_GRAPH, HEADER_NODE, Identity, ToolgateError, identity_from
+from toolgate_langgraph.tracing import trace_headers
 
 Handler = Callable[[MCPToolCallRequest], Awaitable[Any]]
 
@@ -129,9 +130,10 @@ class Toolgate:
             raise ToolgateError(why[0], f"listing the tools of node {node!r} failed: {why[1]}") from exc
 
     def headers_for(self, ident: Identity) -> dict[str, str]:
-        """The request headers of a call: identity, and the run's grant token or the API key."""
+        """The request headers of a call: identity, the run's grant token or the API key,
+        and the current span's trace context when OpenTelemetry is in use."""
         token = self._grant_tokens.get((ident.run, ident.node), self._api_key)
-        return {"Authorization": f"Bearer {token}", **ident.headers()}
+        return {"Authorization": f"Bearer {token}", **ident.headers(), **trace_headers()}
 
     async def interceptor(self, request: MCPToolCallRequest, handler: Handler) -> Any:
         """Identify the call, send it, pause on approval_pending, answer with text."""
