@@ -127,6 +127,14 @@ type CellMasker interface {
 	MaskCell(target, column string, value []byte) ([]byte, bool)
 }
 
+// ColumnMasker is an optional ability of a CellMasker: the masking of one
+// result column resolved once for all its cells. nil means no cell of the
+// column can change; shortInteger vouches that every cell is an
+// optionally signed integer of at most 10 digits, or t or f.
+type ColumnMasker interface {
+	MaskColumn(target, column string, shortInteger bool) func(value []byte) ([]byte, bool)
+}
+
 // Session describes a passthrough session being opened.
 type Session struct {
 	Caller Caller
@@ -421,6 +429,21 @@ func (b *Broker) MaskCell(target, column string, value []byte) ([]byte, bool) {
 		return cm.MaskCell(target, column, value)
 	}
 	return nil, true
+}
+
+// MaskColumn resolves the masking of one result column once (a reload
+// applies from the next result on): MaskCell for each of its cells, or
+// nil when none can change. Without a cell-masking Masker every non-empty
+// cell is replaced (fail closed).
+func (b *Broker) MaskColumn(target, column string, shortInteger bool) func([]byte) ([]byte, bool) {
+	cm := b.live.Load().cells
+	switch c := cm.(type) {
+	case nil:
+		return func([]byte) ([]byte, bool) { return nil, true }
+	case ColumnMasker:
+		return c.MaskColumn(target, column, shortInteger)
+	}
+	return func(v []byte) ([]byte, bool) { return cm.MaskCell(target, column, v) }
 }
 
 // MaskText masks free text (database error messages) with the detectors.

@@ -49,6 +49,13 @@ func pgbench(t testing.TB, secs int, env []string, args ...string) float64 {
 	return v
 }
 
+// selfCPU is the CPU time this process has used.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 func freePort(t testing.TB) int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -214,11 +221,16 @@ func BenchmarkPgbench(b *testing.B) {
 	if bouncerPort != 0 {
 		tBouncer = pgbench(t, secs, []string{"PGSSLMODE=disable"}, "-h", "127.0.0.1", "-p", strconv.Itoa(bouncerPort), "-U", "bench", "bench")
 	}
+	cpu0 := selfCPU()
 	tProxy := pgbench(t, secs, []string{"PGPASSWORD=" + key, "PGSSLMODE=disable"}, "-h", "127.0.0.1", "-p", strconv.Itoa(proxyPort), "-U", "support-bot/triage", "x")
+	cpu1 := selfCPU()
 	tMem := pgbench(t, secs, []string{"PGPASSWORD=" + key, "PGSSLMODE=disable"}, "-h", "127.0.0.1", "-p", strconv.Itoa(memPort), "-U", "support-bot/triage", "x")
+	cpu2 := selfCPU()
 	st := rec.Stats()
 	t.Logf("pgbench -S -c 16 -T %d: direct %.0f tps, pgbouncer %.0f tps, toolgate %.0f tps (SQLite audit, %.1f records per batch), toolgate %.0f tps (in-memory audit)",
 		secs, tDirect, tBouncer, tProxy, float64(st.Records)/float64(max(st.Batches, 1)), tMem)
+	perTx := func(cpu time.Duration, tps float64) float64 { return float64(cpu.Microseconds()) / (tps * float64(secs)) }
+	t.Logf("toolgate's own CPU per transaction: %.0f µs (SQLite audit), %.0f µs (in-memory audit)", perTx(cpu1-cpu0, tProxy), perTx(cpu2-cpu1, tMem))
 	t.Logf("toolgate/direct = %.2f (target >= 0.70), toolgate/pgbouncer = %.2f (target >= 1.00); in-memory audit: %.2f and %.2f",
 		tProxy/tDirect, tProxy/tBouncer, tMem/tDirect, tMem/tBouncer)
 
