@@ -229,7 +229,9 @@ func BenchmarkPgbench(b *testing.B) {
 	st := rec.Stats()
 	t.Logf("pgbench -S -c 16 -T %d: direct %.0f tps, pgbouncer %.0f tps, toolgate %.0f tps (SQLite audit, %.1f records per batch), toolgate %.0f tps (in-memory audit)",
 		secs, tDirect, tBouncer, tProxy, float64(st.Records)/float64(max(st.Batches, 1)), tMem)
-	perTx := func(cpu time.Duration, tps float64) float64 { return float64(cpu.Microseconds()) / (tps * float64(secs)) }
+	perTx := func(cpu time.Duration, tps float64) float64 {
+		return float64(cpu.Microseconds()) / (tps * float64(secs))
+	}
 	t.Logf("toolgate's own CPU per transaction: %.0f µs (SQLite audit), %.0f µs (in-memory audit)", perTx(cpu1-cpu0, tProxy), perTx(cpu2-cpu1, tMem))
 	t.Logf("toolgate/direct = %.2f (target >= 0.70), toolgate/pgbouncer = %.2f (target >= 1.00); in-memory audit: %.2f and %.2f",
 		tProxy/tDirect, tProxy/tBouncer, tMem/tDirect, tMem/tBouncer)
