@@ -84,6 +84,9 @@ type StatementCall struct {
 	Statement Statement
 	// ApprovalID is the approval the caller resumes, "" when none.
 	ApprovalID string
+	// Done are outcomes of earlier statements of the session not recorded
+	// yet: this statement's record carries them (outcomes.go).
+	Done []StatementOutcome
 	// Preview, when the proxy can, previews the statement's effect for
 	// approvers (called only when the statement is held for a new
 	// approval): it runs the statement in a transaction that is always
@@ -153,6 +156,9 @@ type SessionStats struct {
 	Duration   time.Duration
 	// Reason is why the session ended ("client closed", "grant revoked").
 	Reason string
+	// Done are outcomes of the session's statements not recorded yet: the
+	// close record carries them (outcomes.go).
+	Done []StatementOutcome
 }
 
 // StatementOutcome is what a proxy reports once an allowed statement ran.
@@ -224,6 +230,7 @@ func (b *Broker) CloseSession(ctx context.Context, id string, c Caller, door, ta
 		DurationMS: float64(st.Duration.Microseconds()) / 1000,
 		Detail:     map[string]any{"session": id, "statements": st.Statements, "denied": st.Denied, "reason": st.Reason}}
 	fillCaller(&ev, c)
+	foldOutcomes(b.live.Load().live.Masker, ev.Detail, st.Done)
 	b.recordAfter(ctx, ev, "passthrough session close")
 }
 
@@ -286,6 +293,7 @@ func (b *Broker) decideStatement(ctx context.Context, sc StatementCall, deferRea
 func (b *Broker) statement(ctx context.Context, p *passage, sc StatementCall) (Decision, error) {
 	st := sc.Statement
 	p.ev.Detail = statementDetail(p.snap.live.Masker, sc)
+	foldOutcomes(p.snap.live.Masker, p.ev.Detail, sc.Done)
 	p.hashArgs(argsJSON(st))
 	if err := p.identified(); err != nil {
 		return Decision{}, err
@@ -406,7 +414,7 @@ func describe(st Statement) string {
 func (b *Broker) StatementDone(ctx context.Context, o StatementOutcome) {
 	now := b.now()
 	ev := Event{ID: newID("stm", now), Time: now, Kind: EventStatement, Door: o.Door, Target: o.Target,
-		Status: StatusOK, Rows: o.Rows, Bytes: o.Bytes, ExecMS: float64(o.Duration.Microseconds()) / 1000,
+		Status: StatusOK, Rows: o.Rows, Bytes: o.Bytes, ExecMS: msOf(o.Duration),
 		Detail: map[string]any{"phase": "done", "statement_id": o.ID}}
 	if o.Session != "" {
 		ev.Detail["session"] = o.Session

@@ -170,8 +170,8 @@ func (s *session) finishOne(tag *inflight, err error) {
 	if tag == nil || tag.next >= len(tag.ids) {
 		return
 	}
-	s.done <- broker.StatementOutcome{ID: tag.ids[tag.next], Caller: tag.caller, Door: Door, Target: s.srv.cfg.Target, Session: s.id,
-		Rows: tag.rows, Bytes: tag.bytes, Duration: time.Since(tag.start), Masked: tag.mask, Err: err}
+	s.outcome(broker.StatementOutcome{ID: tag.ids[tag.next], Caller: tag.caller, Door: Door, Target: s.srv.cfg.Target, Session: s.id,
+		Rows: tag.rows, Bytes: tag.bytes, Duration: time.Since(tag.start), Masked: tag.mask, Err: err})
 	tag.next++
 	tag.rows, tag.bytes, tag.mask, tag.start = 0, 0, 0, time.Now()
 }
