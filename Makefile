@@ -4,7 +4,7 @@ PKGS := ./...
 # value as its VERSION build argument.
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: run test test-go test-fuzz test-js test-py bench lint build
+.PHONY: run test test-go test-fuzz test-js test-py bench lint build console-screenshots
 
 build:
 	@echo "building bin/toolgate $(VERSION) (the first build compiles the PostgreSQL parser and takes a minute or two)"
@@ -47,6 +47,11 @@ test-py:
 
 test-go:
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+# The README's console screenshots (docs/console-*.png), taken by the
+# browser test in headless Chromium (Debian's chromium package).
+console-screenshots:
+	$(GO) test -count=1 -run TestConsoleInBrowser ./cmd/toolgate -args -screenshots
 
 # Every fuzz target for a short fixed budget (FUZZTIME each, or the count
 # after a third colon); the seed corpora also run in test-go. The budget is a

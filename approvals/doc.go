@@ -7,7 +7,10 @@
 // Every request records who asked: the human or service principal behind
 // the call, for a grant token the principal that minted the grant. Every
 // channel (Slack, the HTTP API, the CLI, the console) decides through
-// Service.Decide, which enforces the approver rules in one place, comparing
+// Service.Decide, which enforces the approver rules in one place, and sees
+// requests through Service.Approval, Approvals and Inbox, which hold the
+// viewing rule (MayView: the approvers, who asked, and the credential it was
+// asked with) in one place too. Both compare
 // principal names in one normal form (broker.PrincipalName), so who asked
 // cannot approve under any alias. A vote and the decision it causes are one
 // conditional transaction, so an acknowledged vote has taken effect; every

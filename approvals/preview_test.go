@@ -268,7 +268,8 @@ func TestPreviewShownMaskedAndNothingCommitted(t *testing.T) {
 		}
 		// The preview is stored: a fresh read (the API, another instance)
 		// shows the same preview.
-		info, err := s.svc.Approval(context.Background(), r.ID)
+		rec, err := s.svc.Get(context.Background(), r.ID)
+		info := rec.ApprovalInfo
 		if err != nil || info.Preview == nil || info.Preview.Hash != p.Hash || string(info.Preview.Sample) != string(p.Sample) {
 			t.Fatalf("stored preview = %+v, %v", info.Preview, err)
 		}
@@ -523,7 +524,7 @@ func TestPreviewPassthroughStatement(t *testing.T) {
 	if broker.CodeOf(err) != broker.CodeApprovalPending {
 		t.Fatalf("held statement = %v", err)
 	}
-	list, err := s.svc.Approvals(ctx, 10)
+	list, err := s.svc.Approvals(ctx, s.caller.Principal, broker.ApprovalFilter{Limit: 10})
 	if err != nil || len(list) != 1 {
 		t.Fatalf("requests = %v, %v", list, err)
 	}
@@ -546,7 +547,7 @@ func TestPreviewPassthroughStatement(t *testing.T) {
 	if broker.CodeOf(err) != broker.CodeApprovalPending {
 		t.Fatalf("held statement without a hook = %v", err)
 	}
-	list, _ = s.svc.Approvals(ctx, 10)
+	list, _ = s.svc.Approvals(ctx, s.caller.Principal, broker.ApprovalFilter{Limit: 10})
 	found := 0
 	for _, a := range list {
 		if strings.Contains(string(a.Args), "'y'") {

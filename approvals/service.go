@@ -481,15 +481,8 @@ func (s *Service) Decide(ctx context.Context, id string, approver broker.Princip
 	if err != nil {
 		return r.Status, err
 	}
-	if approver.Method == broker.AuthGrant {
-		return r.Status, broker.Errorf(broker.CodeForbidden, "a grant token acts as a node of its graph and cannot decide approvals; use your own credential")
-	}
-	names := approver.Names()
-	if approve && (broker.MatchPrincipal(names, r.Requesters) || broker.MatchPrincipal(approver.PersonalNames(), []string{r.Principal, r.Caller})) {
-		return r.Status, broker.Errorf(broker.CodeForbidden, "%s asked for this call and may not approve it; another approver (%s) must", approver.Subject, strings.Join(r.Approvers, ", "))
-	}
-	if !broker.MatchPrincipal(names, r.Approvers) {
-		return r.Status, broker.Errorf(broker.CodeForbidden, "%s may not decide approval %s; only %s may", approver.Subject, id, strings.Join(r.Approvers, ", "))
+	if err := mayDecide(r, approver, approve); err != nil {
+		return r.Status, err
 	}
 	now := s.now().UTC()
 	voter := broker.PrincipalName(approver.Subject)
@@ -720,29 +713,6 @@ func (s *Service) Get(ctx context.Context, id string) (Request, error) {
 		return Request{}, storeErr(err)
 	}
 	return r, nil
-}
-
-// Approval returns request id as shown to approvers (the HTTP API).
-func (s *Service) Approval(ctx context.Context, id string) (broker.ApprovalInfo, error) {
-	r, err := s.Get(ctx, id)
-	return r.ApprovalInfo, err
-}
-
-// Approvals returns the pending requests and the newest decided ones, at
-// most limit (0 means 100).
-func (s *Service) Approvals(ctx context.Context, limit int) ([]broker.ApprovalInfo, error) {
-	if limit <= 0 || limit > 1000 {
-		limit = 100
-	}
-	rs, err := s.store.list(ctx, limit)
-	if err != nil {
-		return nil, storeErr(err)
-	}
-	out := make([]broker.ApprovalInfo, len(rs))
-	for i, r := range rs {
-		out[i] = r.ApprovalInfo
-	}
-	return out, nil
 }
 
 // wake notifies waiters of id; a failure only delays them.

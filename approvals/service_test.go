@@ -340,7 +340,7 @@ func TestAwaitRefusals(t *testing.T) {
 	if _, err := e.svc.Await(ctx, request(agent, "run-9", refundArgs, 1)); broker.CodeOf(err) != broker.CodeAuditUnavailable {
 		t.Errorf("audit down: %v, want audit_unavailable", err)
 	}
-	list, _ := e.svc.Approvals(ctx, 0)
+	list, _ := e.svc.Approvals(ctx, ana, broker.ApprovalFilter{})
 	for _, r := range list {
 		if r.Status == broker.ApprovalPending {
 			t.Errorf("an unrecorded request is pending: %+v", r)
@@ -359,7 +359,7 @@ func waitForPending(t *testing.T, svc *approvals.Service) string {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
-		list, err := svc.Approvals(context.Background(), 0)
+		list, err := svc.Approvals(context.Background(), ana, broker.ApprovalFilter{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -354,10 +354,23 @@ func (s *Store) setRef(ctx context.Context, id, ref string) error {
 	return nil
 }
 
-// list returns pending requests and the newest others, newest first.
-func (s *Store) list(ctx context.Context, limit int) ([]Request, error) {
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT `+columns+` FROM approvals
-		ORDER BY CASE WHEN status = 'pending' THEN 0 ELSE 1 END, created_at DESC, id LIMIT ?`), limit)
+// list returns the requests f selects, pending ones first, then newest
+// first, at most f.Limit.
+func (s *Store) list(ctx context.Context, f broker.ApprovalFilter) ([]Request, error) {
+	where, args := "", []any{}
+	for _, c := range []struct{ col, val string }{{"status", string(f.Status)}, {"graph", f.Graph}, {"tool", f.Tool}} {
+		if c.val != "" {
+			where += " AND " + c.col + " = ?"
+			args = append(args, c.val)
+		}
+	}
+	if !f.Since.IsZero() {
+		where += " AND created_at >= ?"
+		args = append(args, micros(f.Since))
+	}
+	args = append(args, f.Limit)
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT `+columns+` FROM approvals WHERE 1 = 1`+where+`
+		ORDER BY CASE WHEN status = 'pending' THEN 0 ELSE 1 END, created_at DESC, id LIMIT ?`), args...)
 	if err != nil {
 		return nil, fmt.Errorf("list approvals: %w", err)
 	}

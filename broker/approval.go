@@ -122,3 +122,14 @@ type ApprovalInfo struct {
 	// (masked); nil for a request made without one.
 	Preview *ApprovalPreview `json:"preview,omitempty"`
 }
+
+// ApprovalFilter selects approval requests to list. Empty fields match
+// everything; Since is inclusive. Limit caps how many requests are read
+// (pending ones first, then the newest); 0 means 100.
+type ApprovalFilter struct {
+	Status ApprovalStatus
+	Graph  string
+	Tool   string
+	Since  time.Time
+	Limit  int
+}

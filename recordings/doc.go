@@ -43,6 +43,16 @@
 // told from a chain that simply ended, except for the chain this Store is
 // writing, whose head it remembers.
 //
+// # Who may read
+//
+// Auditors (auth.auditors) is the one access rule of the audit trail, and
+// Reader applies it to every read made through a front door: the HTTP API
+// and the console call Reader, which refuses anyone else with forbidden
+// before reading anything. Reader also lists runs (Runs) and verifies the
+// chains that hold a run's records (VerifyRun), reusing one verification
+// for a short while because it walks every chain. The CLI reads the store
+// its config names and uses Store directly.
+//
 // Package recordings must never store or print an unmasked value (events
 // arrive masked; it adds nothing), never acknowledge a record that is not
 // committed, and never rewrite or delete a record except through Purge.

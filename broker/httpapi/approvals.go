@@ -16,12 +16,14 @@ import (
 const DoorApprovals = "http"
 
 // ApprovalService is the approval gate as the approvals API sees it
-// (implemented by approvals.Service).
+// (implemented by approvals.Service, which holds the access rules: the
+// handlers only translate).
 type ApprovalService interface {
-	// Approvals returns pending requests and the newest decided ones.
-	Approvals(ctx context.Context, limit int) ([]broker.ApprovalInfo, error)
-	// Approval returns one request; not_found for an unknown id.
-	Approval(ctx context.Context, id string) (broker.ApprovalInfo, error)
+	// Approvals returns the requests f selects that viewer may see.
+	Approvals(ctx context.Context, viewer broker.Principal, f broker.ApprovalFilter) ([]broker.ApprovalInfo, error)
+	// Approval returns one request viewer may see; not_found for an
+	// unknown id or one viewer may not see.
+	Approval(ctx context.Context, viewer broker.Principal, id string) (broker.ApprovalInfo, error)
 	// Decide records a vote and enforces every approver rule.
 	Decide(ctx context.Context, id string, approver broker.Principal, approve bool, reason, channel string) (broker.ApprovalStatus, error)
 }
@@ -35,9 +37,9 @@ type approvalsAPI struct {
 
 // NewApprovals returns the handler for GET /v1/approvals, GET
 // /v1/approvals/{id} and POST /v1/approvals/{id}/approve|deny with an
-// optional {"reason": "..."} body. Every request is authenticated; a caller
-// sees only the requests it may decide or that it requested, and every
-// decision goes through svc.Decide, which enforces the approver rules.
+// optional {"reason": "..."} body. Every request is authenticated; svc
+// decides what the caller may see (the requests it may decide or that it
+// requested) and enforces the approver rules on every decision.
 func NewApprovals(p broker.Pipeline, svc ApprovalService, opts Options) http.Handler {
 	a := &approvalsAPI{p: p, svc: svc, opts: opts}
 	meta := opts.ResourceMetadataURL
@@ -51,39 +53,17 @@ func NewApprovals(p broker.Pipeline, svc ApprovalService, opts Options) http.Han
 	return door.Recover(p, mux)
 }
 
-// mayView reports whether principal p may see request r: it is one of its
-// approvers, who asked for it, or the credential it was asked with (names
-// compared in normal form).
-func mayView(r broker.ApprovalInfo, p broker.Principal) bool {
-	asked := []string{r.Principal}
-	if r.Via != "" {
-		asked = append(asked, r.Via)
-	}
-	return broker.MatchPrincipal(p.PersonalNames(), asked) || broker.MatchPrincipal(p.Names(), r.Approvers)
-}
-
 func (a *approvalsAPI) list(w http.ResponseWriter, r *http.Request, c broker.Caller) {
-	all, err := a.svc.Approvals(r.Context(), 0)
+	out, err := a.svc.Approvals(r.Context(), c.Principal, broker.ApprovalFilter{})
 	if err != nil {
 		a.writeError(w, err)
 		return
-	}
-	out := make([]broker.ApprovalInfo, 0, len(all))
-	for _, ap := range all {
-		if mayView(ap, c.Principal) {
-			out = append(out, ap)
-		}
 	}
 	door.WriteJSON(w, http.StatusOK, map[string]any{"approvals": out})
 }
 
 func (a *approvalsAPI) get(w http.ResponseWriter, r *http.Request, c broker.Caller) {
-	id := r.PathValue("id")
-	ap, err := a.svc.Approval(r.Context(), id)
-	if err == nil && !mayView(ap, c.Principal) {
-		// Someone else's request is reported as unknown: ids do not leak.
-		err = broker.Errorf(broker.CodeNotFound, "no approval request %s that %s may see", id, c.Principal.Subject)
-	}
+	ap, err := a.svc.Approval(r.Context(), c.Principal, r.PathValue("id"))
 	if err != nil {
 		a.writeError(w, err)
 		return

@@ -30,15 +30,19 @@ type AuditQuery struct {
 	Format string
 }
 
-// AuditStore is the audit store as auditors read it (implemented in
-// cmd/toolgate over recordings.Store).
+// AuditStore is the audit trail as auditors read it over HTTP
+// (implemented in cmd/toolgate over recordings.Reader, which holds the
+// access rule: the handlers only translate).
 type AuditStore interface {
+	// Auditor returns nil when p may read audit records, else a forbidden
+	// *broker.Error saying why.
+	Auditor(p broker.Principal) error
 	// ExportEvents streams the records q selects to w in q.Format and
 	// returns how many it wrote. It must not write before it knows the
-	// query is valid.
-	ExportEvents(ctx context.Context, q AuditQuery, w io.Writer) (int, error)
+	// query is valid and viewer may read it.
+	ExportEvents(ctx context.Context, viewer broker.Principal, q AuditQuery, w io.Writer) (int, error)
 	// RunTrace returns the events of run, oldest first.
-	RunTrace(ctx context.Context, run string) ([]broker.Event, error)
+	RunTrace(ctx context.Context, viewer broker.Principal, run string) ([]broker.Event, error)
 }
 
 // ParseAuditQuery reads an audit query from URL parameters: graph, node,
@@ -115,20 +119,18 @@ func badParam(field, format string, args ...any) error {
 
 // auditAPI serves /v1/audit/events and /v1/runs/{run}/trace.
 type auditAPI struct {
-	p        broker.Pipeline
-	store    AuditStore
-	auditors []string
-	opts     Options
-	now      func() time.Time
+	p     broker.Pipeline
+	store AuditStore
+	opts  Options
+	now   func() time.Time
 }
 
 // NewAudit returns the handler for GET /v1/audit/events (a streamed
 // export, see ParseAuditQuery) and GET /v1/runs/{run}/trace (the run's
-// events as JSON). Every request is authenticated through p; only a caller
-// answering to one of auditors (principal names such as "key:audit" or
-// "group:security") may read, others get 403 forbidden.
-func NewAudit(p broker.Pipeline, store AuditStore, auditors []string, opts Options) http.Handler {
-	a := &auditAPI{p: p, store: store, auditors: auditors, opts: opts, now: time.Now}
+// events as JSON). Every request is authenticated through p; a caller that
+// store says is no auditor gets 403 forbidden before anything is read.
+func NewAudit(p broker.Pipeline, store AuditStore, opts Options) http.Handler {
+	a := &auditAPI{p: p, store: store, opts: opts, now: time.Now}
 	meta := opts.ResourceMetadataURL
 	mux := http.NewServeMux()
 	mux.Handle("/v1/audit/events", allow(door.Authenticate(p, meta, a.auditor(a.events)), http.MethodGet))
@@ -139,19 +141,18 @@ func NewAudit(p broker.Pipeline, store AuditStore, auditors []string, opts Optio
 	return door.Recover(p, mux)
 }
 
-// auditor lets next run only for callers listed in auth.auditors.
+// auditor lets next run only for callers the store accepts as auditors.
 func (a *auditAPI) auditor(next func(http.ResponseWriter, *http.Request, broker.Caller)) func(http.ResponseWriter, *http.Request, broker.Caller) {
 	return func(w http.ResponseWriter, r *http.Request, c broker.Caller) {
-		if broker.MatchPrincipal(c.Principal.Names(), a.auditors) {
-			next(w, r, c)
+		if err := a.store.Auditor(c.Principal); err != nil {
+			a.writeError(w, err)
 			return
 		}
-		door.WriteError(w, broker.Errorf(broker.CodeForbidden,
-			"principal %s may not read audit records; list it (or one of its groups) in auth.auditors", c.Principal.Subject), a.opts.ResourceMetadataURL)
+		next(w, r, c)
 	}
 }
 
-func (a *auditAPI) events(w http.ResponseWriter, r *http.Request, _ broker.Caller) {
+func (a *auditAPI) events(w http.ResponseWriter, r *http.Request, c broker.Caller) {
 	q, err := ParseAuditQuery(r.URL.Query(), a.now())
 	if err != nil {
 		a.writeError(w, err)
@@ -162,7 +163,7 @@ func (a *auditAPI) events(w http.ResponseWriter, r *http.Request, _ broker.Calle
 		ctype = "text/csv; charset=utf-8"
 	}
 	lw := &lazyWriter{w: w, ctype: ctype}
-	n, err := a.store.ExportEvents(r.Context(), q, lw)
+	n, err := a.store.ExportEvents(r.Context(), c.Principal, q, lw)
 	if err != nil {
 		if !lw.started {
 			a.writeError(w, err)
@@ -209,13 +210,13 @@ type traceJSON struct {
 	Events []broker.Event `json:"events"`
 }
 
-func (a *auditAPI) trace(w http.ResponseWriter, r *http.Request, _ broker.Caller) {
+func (a *auditAPI) trace(w http.ResponseWriter, r *http.Request, c broker.Caller) {
 	run := r.PathValue("run")
 	if strings.TrimSpace(run) == "" {
 		a.writeError(w, badParam("run", "the path must name a run: /v1/runs/{run}/trace"))
 		return
 	}
-	evs, err := a.store.RunTrace(r.Context(), run)
+	evs, err := a.store.RunTrace(r.Context(), c.Principal, run)
 	if err != nil {
 		a.writeError(w, err)
 		return

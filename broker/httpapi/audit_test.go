@@ -20,6 +20,7 @@ import (
 	"github.com/toolgate/toolgate/broker"
 	"github.com/toolgate/toolgate/broker/httpapi"
 	"github.com/toolgate/toolgate/broker/httpapi/doortest"
+	"github.com/toolgate/toolgate/recordings"
 )
 
 // auditFake is an AuditStore over a fixed list of events. It records every
@@ -34,7 +35,15 @@ type auditFake struct {
 	traces  []string
 }
 
-func (f *auditFake) ExportEvents(ctx context.Context, q httpapi.AuditQuery, w io.Writer) (int, error) {
+// Auditor is the real access rule of the audit trail.
+func (f *auditFake) Auditor(p broker.Principal) error {
+	return recordings.Auditors{"key:alpha", "group:security"}.Check(p)
+}
+
+func (f *auditFake) ExportEvents(ctx context.Context, viewer broker.Principal, q httpapi.AuditQuery, w io.Writer) (int, error) {
+	if err := f.Auditor(viewer); err != nil {
+		return 0, err
+	}
 	f.mu.Lock()
 	f.queries = append(f.queries, q)
 	f.mu.Unlock()
@@ -64,7 +73,10 @@ func (f *auditFake) ExportEvents(ctx context.Context, q httpapi.AuditQuery, w io
 	return n, nil
 }
 
-func (f *auditFake) RunTrace(ctx context.Context, run string) ([]broker.Event, error) {
+func (f *auditFake) RunTrace(ctx context.Context, viewer broker.Principal, run string) ([]broker.Event, error) {
+	if err := f.Auditor(viewer); err != nil {
+		return nil, err
+	}
 	f.mu.Lock()
 	f.traces = append(f.traces, run)
 	f.mu.Unlock()
@@ -95,7 +107,7 @@ func auditEvents() []broker.Event {
 func newAuditServer(t *testing.T, store *auditFake) *httptest.Server {
 	t.Helper()
 	env := doortest.New(t)
-	srv := httptest.NewServer(httpapi.NewAudit(env.Broker, store, []string{"key:alpha", "group:security"}, httpapi.Options{ResourceMetadataURL: metaURL}))
+	srv := httptest.NewServer(httpapi.NewAudit(env.Broker, store, httpapi.Options{ResourceMetadataURL: metaURL}))
 	t.Cleanup(srv.Close)
 	return srv
 }
@@ -240,7 +252,7 @@ func TestAuditExportFailsMidStream(t *testing.T) {
 // clean JSON error with the store's code.
 func TestAuditStoreErrorBeforeStream(t *testing.T) {
 	store := &auditFake{events: auditEvents()}
-	srv := httptest.NewServer(httpapi.NewAudit(doortest.New(t).Broker, refusingStore{store}, []string{"key:alpha"}, httpapi.Options{}))
+	srv := httptest.NewServer(httpapi.NewAudit(doortest.New(t).Broker, refusingStore{store}, httpapi.Options{}))
 	defer srv.Close()
 	resp, b := auditGet(t, srv, "GET", "/v1/audit/events", doortest.TokenAlpha)
 	if code, _ := errorOf(t, b); resp.StatusCode != 503 || code != "audit_unavailable" {
@@ -250,7 +262,7 @@ func TestAuditStoreErrorBeforeStream(t *testing.T) {
 
 type refusingStore struct{ *auditFake }
 
-func (refusingStore) ExportEvents(context.Context, httpapi.AuditQuery, io.Writer) (int, error) {
+func (refusingStore) ExportEvents(context.Context, broker.Principal, httpapi.AuditQuery, io.Writer) (int, error) {
 	return 0, broker.Errorf(broker.CodeAuditUnavailable, "the audit store does not answer")
 }
 

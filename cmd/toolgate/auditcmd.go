@@ -20,23 +20,31 @@ import (
 	"github.com/toolgate/toolgate/recordings"
 )
 
-// auditStore is the recordings store as the HTTP audit API reads it.
-type auditStore struct{ s *recordings.Store }
+// auditStore is the audit trail as the HTTP audit API reads it: the
+// recordings Reader, which checks every reader against auth.auditors.
+type auditStore struct{ r *recordings.Reader }
 
 var _ bhttp.AuditStore = auditStore{}
 
+// Auditor implements bhttp.AuditStore.
+func (a auditStore) Auditor(p broker.Principal) error { return a.r.Auditor(p) }
+
 // ExportEvents implements bhttp.AuditStore.
-func (a auditStore) ExportEvents(ctx context.Context, q bhttp.AuditQuery, w io.Writer) (int, error) {
-	f := recordings.Filter{Graph: q.Graph, Node: q.Node, Run: q.Run, Thread: q.Thread, Tool: q.Tool, Kind: q.Kind,
-		Since: q.Since, Until: q.Until, Limit: q.Limit}
-	n, err := a.s.Export(ctx, f, q.Format, w)
+func (a auditStore) ExportEvents(ctx context.Context, viewer broker.Principal, q bhttp.AuditQuery, w io.Writer) (int, error) {
+	n, err := a.r.Export(ctx, viewer, auditFilter(q), q.Format, w)
 	return n, readError(err)
 }
 
 // RunTrace implements bhttp.AuditStore.
-func (a auditStore) RunTrace(ctx context.Context, run string) ([]broker.Event, error) {
-	evs, err := a.s.Trace(ctx, run)
+func (a auditStore) RunTrace(ctx context.Context, viewer broker.Principal, run string) ([]broker.Event, error) {
+	evs, err := a.r.Trace(ctx, viewer, run)
 	return evs, readError(err)
+}
+
+// auditFilter is the recordings filter of an audit query.
+func auditFilter(q bhttp.AuditQuery) recordings.Filter {
+	return recordings.Filter{Graph: q.Graph, Node: q.Node, Run: q.Run, Thread: q.Thread, Tool: q.Tool, Kind: q.Kind,
+		Since: q.Since, Until: q.Until, Limit: q.Limit}
 }
 
 // readError turns a store failure into audit_unavailable; refusals of the
@@ -134,7 +142,8 @@ func auditExportCmd() *cobra.Command {
 				}
 				w = f
 			}
-			n, err := auditStore{rec}.ExportEvents(cmd.Context(), q, w)
+			n, err := rec.Export(cmd.Context(), auditFilter(q), q.Format, w)
+			err = readError(err)
 			if f != nil {
 				if cerr := f.Close(); err == nil {
 					err = cerr
@@ -216,12 +225,17 @@ func writeReport(w io.Writer, rep recordings.Report) {
 	}
 	fmt.Fprintf(w, "audit records BROKEN: %d of %d chains (%d records)\n", len(rep.Problems), rep.Chains, rep.Records)
 	for _, p := range rep.Problems {
-		rec := fmt.Sprintf("seq %d", p.Seq)
-		if p.ID != "" {
-			rec = fmt.Sprintf("record %s (seq %d)", p.ID, p.Seq)
-		}
-		fmt.Fprintf(w, "chain %s: %s %s: %s\n", p.Chain, rec, p.Kind, p.Detail)
+		fmt.Fprintln(w, problemLine(p))
 	}
+}
+
+// problemLine says where a chain broke and how, as `audit verify` prints it.
+func problemLine(p recordings.Problem) string {
+	rec := fmt.Sprintf("seq %d", p.Seq)
+	if p.ID != "" {
+		rec = fmt.Sprintf("record %s (seq %d)", p.ID, p.Seq)
+	}
+	return fmt.Sprintf("chain %s: %s %s: %s", p.Chain, rec, p.Kind, p.Detail)
 }
 
 func replayCmd() *cobra.Command {
@@ -237,7 +251,8 @@ func replayCmd() *cobra.Command {
 				return err
 			}
 			defer done()
-			evs, err := auditStore{rec}.RunTrace(cmd.Context(), args[0])
+			evs, err := rec.Trace(cmd.Context(), args[0])
+			err = readError(err)
 			if err != nil {
 				return refuse(err)
 			}

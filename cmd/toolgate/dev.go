@@ -187,6 +187,7 @@ toolgate dev is running.
 
   MCP endpoint   %s
   HTTP API       http://%s/v1/tools
+  web console    http://%s/console/   (sign in with the approver key: inbox, history, runs)
   agent key      %s   (graph support-bot; nodes triage, billing)
   approver key   %s   (approves refunds over 100)
   config         %s   (toolgate check, tools list, audit export, replay … read it from here)
@@ -206,5 +207,5 @@ LangGraph.js (@langchain/mcp-adapters):
       headers: { Authorization: "Bearer %s",
                  "X-Toolgate-Graph": "support-bot", "X-Toolgate-Node": "triage" } } } });
 
-`, mcpURL, addr, k.Agent, k.Approver, file, addr, k.Agent, mcpURL, k.Agent, mcpURL, k.Agent)
+`, mcpURL, addr, addr, k.Agent, k.Approver, file, addr, k.Agent, mcpURL, k.Agent, mcpURL, k.Agent)
 }

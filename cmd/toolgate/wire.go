@@ -137,6 +137,8 @@ type app struct {
 	log      *zap.Logger
 	store    *db.DB
 	recorder *recordings.Store
+	// reader is the audit trail for auditors (auth.auditors) at the doors.
+	reader   *recordings.Reader
 	broker   *broker.Broker
 	mcp      *bmcp.Server
 	grants   *auth.Grants
@@ -273,6 +275,9 @@ func (a *app) openStores(ctx, bg context.Context) error {
 		return fmt.Errorf("open recordings: %w", err)
 	}
 	a.recorder = rec
+	if a.reader, err = recordings.NewReader(recordings.ReaderConfig{Store: rec, Auditors: cfg.Auth.Auditors, Now: a.now}); err != nil {
+		return err
+	}
 	a.closers = append(a.closers, func() { _ = rec.Close() })
 	if keep := cfg.Recordings.Retention.D(); keep > 0 {
 		a.background(bg, "retention", func(ctx context.Context) error { return rec.RunRetention(ctx, keep, time.Hour) })
@@ -313,7 +318,7 @@ func (a *app) routes(bg context.Context, slackN *slack.Notifier) (http.Handler, 
 	mux.Handle("/mcp/", origins.Check(srv.Handler()))
 	apiOpts := bhttp.Options{Logger: a.log, MaxBodyBytes: cfg.Limits.MaxBodyBytes, ResourceMetadataURL: metaURL}
 	mux.Handle("/v1/", bhttp.New(b, apiOpts))
-	audit := bhttp.NewAudit(b, auditStore{a.recorder}, cfg.Auth.Auditors, apiOpts)
+	audit := bhttp.NewAudit(b, auditStore{a.reader}, apiOpts)
 	mux.Handle("/v1/audit/", audit)
 	mux.Handle("/v1/runs/", audit)
 	mux.Handle("/v1/approvals", bhttp.NewApprovals(b, a.approver, apiOpts))
@@ -323,6 +328,11 @@ func (a *app) routes(bg context.Context, slackN *slack.Notifier) (http.Handler, 
 	if err := a.mountOffboarding(mux, b, apiOpts); err != nil {
 		return nil, err
 	}
+	con, err := openConsole(cfg, b, a.approver, a.reader, a.log)
+	if err != nil {
+		return nil, err
+	}
+	mux.Handle("/console/", con)
 	if slackN != nil && cfg.Approvals.Slack.Mode == "http" {
 		mux.Handle("/slack/interactions", slackN.Handler(slackDecider{a.approver, a.off.svc}))
 	}

@@ -117,6 +117,7 @@ func restartNeeded(old, cur *config.Config) []string {
 		"auth": {old.Auth, cur.Auth}, "approvals": {old.Approvals, cur.Approvals}, "passthrough": {old.Passthrough, cur.Passthrough},
 		"recordings": {old.Recordings, cur.Recordings}, "limits": {old.Limits, cur.Limits}, "metrics": {old.Metrics, cur.Metrics},
 		"telemetry": {old.Telemetry, cur.Telemetry},
+		"console":   {old.Console, cur.Console},
 	} {
 		if !reflect.DeepEqual(pair[0], pair[1]) {
 			out = append(out, name)

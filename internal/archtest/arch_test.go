@@ -143,13 +143,13 @@ func forbidden(dir, imp string) string {
 	case doorOf(dir) != "":
 		return doorRule(dir, imp)
 	case under(dir, "connectors"):
-		for _, bad := range []string{"policy", "approvals", "recordings", "broker/mcp", "broker/httpapi", "broker/auth", "tools"} {
+		for _, bad := range []string{"policy", "approvals", "recordings", "broker/mcp", "broker/httpapi", "broker/console", "broker/auth", "tools"} {
 			if under(imp, bad) {
 				return "connectors receive operations from the broker and know nothing of policy, approvals, recordings or front doors"
 			}
 		}
 	case under(dir, "policy"), under(dir, "approvals"), under(dir, "recordings"), under(dir, "tools"):
-		for _, bad := range []string{"connectors", "broker/mcp", "broker/httpapi"} {
+		for _, bad := range []string{"connectors", "broker/mcp", "broker/httpapi", "broker/console"} {
 			if under(imp, bad) {
 				return "only cmd/toolgate wires implementations together"
 			}
@@ -243,6 +243,10 @@ func TestForbiddenRules(t *testing.T) {
 		{"connectors/httpproxy", "broker/door", false},
 		{"connectors/pgwire", "broker/brokertest", true},
 		{"cmd/toolgate", "broker/brokertest", true},
+		{"broker/console", "broker", false},
+		{"broker/console", "approvals", true},
+		{"broker/console", "recordings", true},
+		{"approvals", "broker/console", true},
 	} {
 		if got := forbidden(c.dir, c.imp) != ""; got != c.bad {
 			t.Errorf("forbidden(%s, %s) = %v, want %v", c.dir, c.imp, got, c.bad)

@@ -24,6 +24,7 @@ type Config struct {
 	Limits         Limits            `yaml:"limits" json:"limits"`
 	Metrics        Metrics           `yaml:"metrics" json:"metrics"`
 	Telemetry      Telemetry         `yaml:"telemetry" json:"telemetry"`
+	Console        Console           `yaml:"console" json:"console"`
 
 	// File is the path the config was loaded from; relative paths inside
 	// it (tools_dir, store.path, target paths) resolve against its folder.
@@ -341,6 +342,30 @@ type OTLP struct {
 	Protocol string `yaml:"protocol" json:"protocol,omitempty"`
 	// Headers are sent with every export (an API key); secret, use ${ENV}.
 	Headers map[string]string `yaml:"headers" json:"-"`
+}
+
+// Console configures the web console served under /console/.
+type Console struct {
+	// SessionTTL is how long a console sign-in lasts at most; default 8h.
+	SessionTTL Duration `yaml:"session_ttl" json:"session_ttl,omitempty"`
+	// IdleTimeout ends a console session unused for that long; default
+	// 30m.
+	IdleTimeout Duration `yaml:"idle_timeout" json:"idle_timeout,omitempty"`
+	// OIDC is the console's OAuth client at the auth.oidc issuer, for
+	// sign-in with the authorization code flow and PKCE; nil means API-key
+	// sign-in only.
+	OIDC *ConsoleOIDC `yaml:"oidc" json:"oidc,omitempty"`
+}
+
+// ConsoleOIDC is the console's OAuth client. Its redirect URI is
+// public_url + "/console/auth/callback".
+type ConsoleOIDC struct {
+	ClientID string `yaml:"client_id" json:"client_id"`
+	// ClientSecret is empty for a public client (PKCE alone); secret, use
+	// ${ENV}.
+	ClientSecret string `yaml:"client_secret" json:"-"`
+	// Scopes requested; default openid, email, profile.
+	Scopes []string `yaml:"scopes" json:"scopes,omitempty"`
 }
 
 // Limits are request limits.

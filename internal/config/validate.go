@@ -44,6 +44,12 @@ func (c *Config) applyDefaults() {
 	if c.Recordings.Results == "" {
 		c.Recordings.Results = "masked"
 	}
+	if c.Console.SessionTTL == 0 {
+		c.Console.SessionTTL = Duration(8 * time.Hour)
+	}
+	if c.Console.IdleTimeout == 0 {
+		c.Console.IdleTimeout = Duration(30 * time.Minute)
+	}
 	if c.Limits.MaxBodyBytes == 0 {
 		c.Limits.MaxBodyBytes = DefaultMaxBodyBytes
 	}
@@ -103,6 +109,7 @@ func (c *Config) Validate() error {
 		seen[k.Name] = true
 	}
 	c.validatePreviews(add)
+	c.validateConsole(add)
 	for i, p := range c.Passthrough.Postgres {
 		c.passthroughTarget(add, fmt.Sprintf("passthrough.postgres[%d].target", i), "postgres", "Postgres", p.Target)
 		if p.MaxCellBytes > 0 && p.MaxRowBytes > 0 && p.MaxCellBytes > p.MaxRowBytes {
@@ -186,6 +193,20 @@ func (c *Config) validatePreviews(add func(path, format string, args ...any)) {
 		if pg.PreviewTimeout > 0 && pg.PreviewLockTimeout > pg.PreviewTimeout {
 			add(p+".preview_lock_timeout", "must not be longer than preview_timeout (%s): the preview ends first", pg.PreviewTimeout.D())
 		}
+	}
+}
+
+// validateConsole checks the console's OIDC client against auth.oidc.
+func (c *Config) validateConsole(add func(path, format string, args ...any)) {
+	o := c.Console.OIDC
+	if o == nil {
+		return
+	}
+	if c.Auth.OIDC == nil {
+		add("console.oidc", "console sign-in with OIDC needs auth.oidc (the issuer whose tokens toolgate accepts)")
+	}
+	if o.Scopes != nil && !slices.Contains(o.Scopes, "openid") {
+		add("console.oidc.scopes", "the scopes must include openid")
 	}
 }
 

@@ -279,6 +279,9 @@ func SecretsFromConfig(c config.Config) []Secret {
 	if c.Auth.SCIM != nil {
 		add("auth.scim.token", c.Auth.SCIM.Token)
 	}
+	if o := c.Console.OIDC; o != nil {
+		add("console.oidc.client_secret", o.ClientSecret)
+	}
 	return out
 }
 

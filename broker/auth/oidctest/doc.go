@@ -5,6 +5,11 @@
 // unsigned "alg: none" token, an HS256 token keyed with the RSA public key,
 // and a token naming an unknown key id. It can pretend to be down.
 //
+// For sign-in flows it also serves an authorization endpoint and a token
+// endpoint (the authorization code flow with PKCE S256 required, single-use
+// codes, refresh tokens) for registered clients, signing in at once the user
+// SetLogin names.
+//
 // It is for tests only and must never be linked into the toolgate binary or
 // used to sign anything outside a test.
 package oidctest

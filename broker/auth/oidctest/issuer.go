@@ -14,6 +14,7 @@ import (
 	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -50,10 +51,17 @@ type Issuer struct {
 	ecKey   *ecdsa.PrivateKey
 	foreign *rsa.PrivateKey
 
-	mu      sync.Mutex
-	extra   []jose.JSONWebKey
-	retired map[string]bool
-	header  http.Header
+	mu            sync.Mutex
+	extra         []jose.JSONWebKey
+	retired       map[string]bool
+	header        http.Header
+	clients       map[string]client
+	login         map[string]any
+	codes         map[string]grant
+	refresh       map[string]grant
+	authRequests  []url.Values
+	tokenRequests []url.Values
+	opaque        atomic.Bool
 
 	down        atomic.Bool
 	discoveries atomic.Int64
@@ -63,7 +71,7 @@ type Issuer struct {
 // New starts an issuer that is closed when the test ends.
 func New(t testing.TB, opts Options) *Issuer {
 	t.Helper()
-	is := &Issuer{Audience: opts.Audience, now: opts.Now}
+	is := &Issuer{Audience: opts.Audience, now: opts.Now, codes: map[string]grant{}, refresh: map[string]grant{}}
 	if is.Audience == "" {
 		is.Audience = "toolgate"
 	}
@@ -83,6 +91,8 @@ func New(t testing.TB, opts Options) *Issuer {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/openid-configuration", is.serveDiscovery)
 	mux.HandleFunc("GET /jwks", is.serveJWKS)
+	mux.HandleFunc("GET /authorize", is.serveAuthorize)
+	mux.HandleFunc("POST /token", is.serveToken)
 	is.srv = httptest.NewServer(mux)
 	is.URL = is.srv.URL
 	t.Cleanup(is.srv.Close)
