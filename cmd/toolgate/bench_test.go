@@ -220,7 +220,9 @@ func bareServer(pool *pgxpool.Pool) http.Handler {
 	s.AddTool(mcpgo.NewToolWithRawSchema("crm_find_customer", "Look up one customer by email address.",
 		json.RawMessage(`{"type":"object","properties":{"email":{"type":"string"}},"required":["email"],"additionalProperties":false}`)),
 		func(ctx context.Context, req mcpgo.CallToolRequest) (*mcpgo.CallToolResult, error) {
-			rows, err := pool.Query(ctx, benchSQL, req.GetString("email", ""))
+			// pgx's default mode, as a bare server would run it (the
+			// shared pool's default is toolgate's).
+			rows, err := pool.Query(ctx, benchSQL, pgx.QueryExecModeCacheStatement, req.GetString("email", ""))
 			if err != nil {
 				return nil, err
 			}
