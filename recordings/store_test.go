@@ -144,6 +144,24 @@ func count(t testing.TB, d *db.DB, where string, args ...any) int {
 	return n
 }
 
+// recordAll records event(i) for i < n, each from its own goroutine with
+// ctxOf(i); wait returns their errors once all returned.
+func recordAll(s *recordings.Store, n int, ctxOf func(int) context.Context) (wait func() []error) {
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.Record(ctxOf(i), event(i))
+		}()
+	}
+	return func() []error {
+		wg.Wait()
+		return errs
+	}
+}
+
 func execSQL(t testing.TB, d *db.DB, q string, args ...any) {
 	t.Helper()
 	if _, err := d.SQL().Exec(d.Rebind(q), args...); err != nil {
@@ -374,22 +392,14 @@ func storeSuite(t *testing.T, open opener) {
 		d, _ := open(t)
 		s := newStore(t, d, recordings.Config{Instance: "a"})
 		const n = 1000
-		errs := make([]error, n)
-		var wg sync.WaitGroup
-		for i := range n {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				ctx := context.Background()
-				if i%2 == 1 {
-					c, cancel := context.WithCancel(ctx)
-					time.AfterFunc(time.Duration(i%101)*20*time.Microsecond, cancel)
-					ctx = c
-				}
-				errs[i] = s.Record(ctx, event(i))
-			}()
-		}
-		wg.Wait()
+		errs := recordAll(s, n, func(i int) context.Context {
+			if i%2 == 0 {
+				return context.Background()
+			}
+			c, cancel := context.WithCancel(context.Background())
+			time.AfterFunc(time.Duration(i%101)*20*time.Microsecond, cancel)
+			return c
+		})()
 		acked := 0
 		for i, err := range errs {
 			switch {
@@ -421,19 +431,11 @@ func storeSuite(t *testing.T, open opener) {
 			t.Fatal(err)
 		}
 		const n = 200
-		errs := make([]error, n)
-		var wg sync.WaitGroup
-		for i := range n {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				errs[i] = s.Record(context.Background(), event(i))
-			}()
-		}
+		wait := recordAll(s, n, func(int) context.Context { return context.Background() })
 		time.Sleep(time.Millisecond)
 		s.Close()
 		stored := count(t, d, "")
-		wg.Wait()
+		errs := wait()
 		if count(t, d, "") != stored {
 			t.Fatal("records were written after Close returned")
 		}
