@@ -49,6 +49,26 @@ func pgbench(t testing.TB, secs int, env []string, args ...string) float64 {
 	return v
 }
 
+var timingRe = regexp.MustCompile(`Time: ([0-9.]+) ms`)
+
+// psqlFetch runs psql fetching 50,000 pgbench_accounts rows into
+// /dev/null and returns the query's time as \timing reports it.
+func psqlFetch(t testing.TB, env []string, args ...string) time.Duration {
+	t.Helper()
+	cmd := exec.Command("psql", append([]string{"-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", `\timing on`, "-c", "SELECT * FROM pgbench_accounts LIMIT 50000", "-o", "/dev/null"}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("psql %v: %v\n%s", args, err, out)
+	}
+	m := timingRe.FindSubmatch(out)
+	if m == nil {
+		t.Fatalf("psql printed no timing:\n%s", out)
+	}
+	ms, _ := strconv.ParseFloat(string(m[1]), 64)
+	return time.Duration(ms * float64(time.Millisecond))
+}
+
 // selfCPU is the CPU time this process has used.
 func selfCPU() time.Duration {
 	var ru syscall.Rusage
@@ -266,6 +286,16 @@ func BenchmarkPgbench(b *testing.B) {
 	dDirect := scan(pg.PasswordDSN(name))
 	dProxy := scan(fmt.Sprintf("host=127.0.0.1 port=%d user=support-bot/triage password=%s sslmode=disable", proxyPort, key))
 	t.Logf("50,000-row SELECT (best of 5): direct %s, toolgate %s, throughput ratio %.2f (target >= 0.85)", dDirect, dProxy, float64(dDirect)/float64(dProxy))
+	// psql fetching 50,000 pgbench_accounts rows (simple query, text),
+	// alternating direct and through toolgate, the query's own time as
+	// psql's \timing reports it.
+	var pDirect, pProxy time.Duration = time.Hour, time.Hour
+	for range 3 {
+		pDirect = min(pDirect, psqlFetch(t, nil, pg.PasswordDSN(name)))
+		pProxy = min(pProxy, psqlFetch(t, []string{"PGPASSWORD=" + key, "PGSSLMODE=disable"}, "-h", "127.0.0.1", "-p", strconv.Itoa(proxyPort), "-U", "support-bot/triage", "x"))
+	}
+	t.Logf("psql, 50,000 pgbench_accounts rows (best of 3): direct %s, toolgate %s, ratio %.2f (target >= 0.85)", pDirect, pProxy, float64(pDirect)/float64(pProxy))
+	b.ReportMetric(float64(pDirect)/float64(pProxy), "x-direct-psql-50k")
 	b.ReportMetric(tProxy/tDirect, "x-direct")
 	if !math.IsNaN(tBouncer) {
 		b.ReportMetric(tProxy/tBouncer, "x-pgbouncer")
