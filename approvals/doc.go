@@ -27,9 +27,10 @@
 // and is bound to the preview's hash; the claim hands the stored preview
 // back so the run matches it. A call refused because the data changed
 // since the preview (approval_stale) uses its request up: it ends stale
-// and the next call makes a new request with a fresh preview. Slack and
-// the CLI say a request in the same words (show.go: VoteLine,
-// PreviewHeadline, SampleTable).
+// and the next call makes a new request with a fresh preview. Slack, the CLI
+// and the console say a request in the same words (broker.VoteLine,
+// broker.PreviewHeadline, broker.SampleGridOf); show.go's SampleTable
+// aligns a sample for the text channels.
 //
 // The package must never store or show unmasked arguments or results, never
 // let a requester approve their own call, never run a call on an approval

@@ -367,8 +367,8 @@ func TestPreviewToleranceAndOptOut(t *testing.T) {
 	if r.Preview == nil || r.Preview.RowsAffected != 2 || r.Preview.Tolerance != (broker.Tolerance{Rows: 1}) {
 		t.Fatalf("preview = %+v", r.Preview)
 	}
-	if !strings.Contains(approvals.PreviewHeadline(r.Preview), "may change up to 1 row more or fewer") {
-		t.Errorf("headline = %q", approvals.PreviewHeadline(r.Preview))
+	if !strings.Contains(broker.PreviewHeadline(r.Preview), "may change up to 1 row more or fewer") {
+		t.Errorf("headline = %q", broker.PreviewHeadline(r.Preview))
 	}
 	s.approve(t, r.ID)
 	if _, err := s.admin.Exec(ctx, `INSERT INTO promo (id, email, card, note, tier) VALUES (4, 'bo@example.com', '4111111111111111', 'x', 'a')`); err != nil {

@@ -84,7 +84,7 @@ func blocks(r approvals.Request) []slack.Block {
 	}
 	var votes []string
 	for _, v := range r.Votes {
-		votes = append(votes, mrkdwn.Replace(approvals.VoteLine(v)))
+		votes = append(votes, mrkdwn.Replace(broker.VoteLine(v)))
 	}
 	if len(votes) > 0 || r.Status != broker.ApprovalPending {
 		text := "*Status:* " + mrkdwn.Replace(outcome(r))
@@ -99,7 +99,7 @@ func blocks(r approvals.Request) []slack.Block {
 // previewText shows a request's preview: its headline, then a compact
 // table of its masked sample, cut to fit one text object.
 func previewText(p *broker.ApprovalPreview) string {
-	head := "*Preview (masked)*\n" + mrkdwn.Replace(approvals.PreviewHeadline(p))
+	head := "*Preview (masked)*\n" + mrkdwn.Replace(broker.PreviewHeadline(p))
 	lines := approvals.SampleTable(p.Sample, previewRows, previewCell)
 	if p.Unavailable != "" || len(lines) == 0 {
 		return head
@@ -150,10 +150,7 @@ func outcome(r approvals.Request) string {
 	case broker.ApprovalCancelled:
 		return "cancelled"
 	case broker.ApprovalStale:
-		if r.Reason != "" {
-			return "no longer counts: " + r.Reason
-		}
-		return "no longer counts"
+		return broker.StaleLine(r.Reason)
 	default:
 		return "pending"
 	}

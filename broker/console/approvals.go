@@ -29,6 +29,44 @@ type card struct {
 	CSRF string
 	// RunLink is set for auditors, who may open the run.
 	RunLink bool
+	// Effect is the request's effect preview as its approvers see it.
+	Effect effect
+	// Outcome says how a decided request ended: its reason, and for a
+	// stale one that it no longer counts (its rule changed, or its call ran
+	// on data that no longer matched the preview and was rolled back).
+	Outcome string
+}
+
+// outcome says how a decided request ended.
+func outcome(a broker.ApprovalInfo) string {
+	if a.Status == broker.ApprovalStale {
+		return broker.StaleLine(a.Reason)
+	}
+	return a.Reason
+}
+
+// effect is a request's effect preview as the pages show it: the headline
+// and the masked sample's grid in the words every channel uses
+// (broker.PreviewHeadline, broker.SampleGridOf). The templates escape
+// every text in it; none is ever marked safe.
+type effect struct {
+	Headline string
+	Grid     broker.SampleGrid
+}
+
+// Preview bounds of the pages: every row the request stored (its sample
+// is capped when the request is made), each cell cut to a readable width.
+const (
+	effectRows  = 1000
+	effectWidth = 200
+)
+
+func effectOf(p *broker.ApprovalPreview) effect {
+	e := effect{Headline: broker.PreviewHeadline(p)}
+	if p != nil && p.Unavailable == "" {
+		e.Grid = broker.SampleGridOf(p.Sample, effectRows, effectWidth)
+	}
+	return e
 }
 
 // inboxData is the body of the inbox page and of its live fragment.
@@ -43,7 +81,7 @@ func (c *Console) cards(infos []broker.ApprovalInfo, v viewer, decidable bool, b
 	out := make([]card, 0, len(infos))
 	for _, a := range infos {
 		out = append(out, card{ApprovalInfo: a, Approved: approvedVotes(a.Votes), Decidable: decidable, Left: left(a.ExpiresAt, now),
-			Back: back, CSRF: v.csrf, RunLink: v.auditor && a.Run != ""})
+			Back: back, CSRF: v.csrf, RunLink: v.auditor && a.Run != "", Effect: effectOf(a.Preview), Outcome: outcome(a)})
 	}
 	return out
 }

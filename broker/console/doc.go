@@ -37,6 +37,11 @@
 // files; the one script (assets/static/console.js) only counts down expiry
 // times and keeps the inbox current, and every page works without it.
 //
+// A request's effect preview reads as in Slack and the CLI: the headline
+// and the masked sample's grid come from broker (PreviewHeadline,
+// SampleGridOf), and the templates lay the grid out as a table, every
+// value escaped as text (nothing from a request is ever marked safe HTML).
+//
 // The console must never show an unmasked value (everything it shows comes
 // masked from approvals and recordings), log or render a credential, decide
 // anything itself, or act on a request without a live session and a valid

@@ -153,16 +153,32 @@ func (e *env) report(err error) *broker.Error {
 // hold makes a pending approval request of a refund by the agent.
 func (e *env) hold(t *testing.T, run string, amount int) string {
 	t.Helper()
-	args := map[string]any{"order_id": 104, "amount": amount}
-	out, err := e.svc.Await(context.Background(), broker.ApprovalRequest{
+	return e.await(t, refund(run, amount, nil), broker.ApprovalPending)
+}
+
+// refund is the agent's refund call that policy holds for the approver,
+// with the effect preview pv (nil: none).
+func refund(run string, amount int, pv *broker.ApprovalPreview) broker.ApprovalRequest {
+	req := broker.ApprovalRequest{
 		Caller:   broker.Caller{Principal: broker.Principal{Subject: "key:agent", Method: broker.AuthAPIKey}, Context: broker.Context{Graph: "support-bot", Node: "billing", Run: run}},
 		Tool:     &broker.Tool{Name: "billing_refund", Target: "demo"},
-		Args:     args,
+		Args:     map[string]any{"order_id": 104, "amount": amount},
 		ArgsHash: run + "-" + time.Now().String(),
 		Decision: broker.Decision{Effect: broker.EffectApprove, Rule: "graphs.support-bot.nodes.billing.rules[0]", Approvers: []string{"key:approver"}, MinApprovals: 1},
-	})
-	if err != nil || out.Status != broker.ApprovalPending {
-		t.Fatalf("Await = %+v, %v", out, err)
+	}
+	if pv != nil {
+		req.Preview = func(context.Context) broker.ApprovalPreview { return *pv }
+	}
+	return req
+}
+
+// await makes or finds req's approval request, which must answer want,
+// and returns its id.
+func (e *env) await(t *testing.T, req broker.ApprovalRequest, want broker.ApprovalStatus) string {
+	t.Helper()
+	out, err := e.svc.Await(context.Background(), req)
+	if err != nil || out.Status != want {
+		t.Fatalf("Await = %+v, %v; want %s", out, err, want)
 	}
 	return out.ID
 }

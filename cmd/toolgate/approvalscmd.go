@@ -145,9 +145,9 @@ func printApproval(w io.Writer, a broker.ApprovalInfo) error {
 	}
 	fmt.Fprintf(tw, "arguments\t%s\n", a.Args)
 	for _, v := range a.Votes {
-		fmt.Fprintf(tw, "vote\t%s\n", approvals.VoteLine(v))
+		fmt.Fprintf(tw, "vote\t%s\n", broker.VoteLine(v))
 	}
-	fmt.Fprintf(tw, "preview\t%s\n", approvals.PreviewHeadline(a.Preview))
+	fmt.Fprintf(tw, "preview\t%s\n", broker.PreviewHeadline(a.Preview))
 	if err := tw.Flush(); err != nil {
 		return err
 	}

@@ -19,9 +19,11 @@ import (
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 
 	"github.com/toolgate/toolgate/internal/config"
+	"github.com/toolgate/toolgate/internal/testenv"
 )
 
 var screenshots = flag.Bool("screenshots", false, "write the console screenshots to docs/console-*.png")
@@ -220,12 +222,14 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 // TestConsoleInBrowser drives the console in headless Chromium against the
 // real server: sign-in with a key; a held refund appears in the inbox by
 // itself, is approved and the waiting call completes exactly once; a deny;
-// a POST without the CSRF token is refused and changes nothing; an auditor
+// a held SQL write shows its effect preview with the masked sample, markup
+// in it as text; a POST without the CSRF token is refused and changes
+// nothing; an auditor
 // opens the run's timeline and downloads it; a non-auditor is refused; a
 // browser without a session (and without JavaScript) lands on sign-in.
 func TestConsoleInBrowser(t *testing.T) {
 	ctx := newBrowser(t)
-	app := startConsoleApp(t)
+	app := startConsoleApp(t, withPromo(t))
 
 	// One tab: a background tab's timers and frames are throttled.
 	approver := ctx
@@ -259,7 +263,6 @@ func TestConsoleInBrowser(t *testing.T) {
 		if votes != "0 of 1" || !strings.Contains(args, `"amount": 250`) {
 			t.Fatalf("card shows votes %q, args %q", votes, args)
 		}
-		screenshot(t, approver, "console-inbox.png")
 		var flash string
 		drive(t, approver, "approve",
 			chromedp.SendKeys("#reason-"+id, "photo checked", chromedp.ByID),
@@ -283,6 +286,10 @@ func TestConsoleInBrowser(t *testing.T) {
 		if n := refunds(t, app.data, 104); n != 1 {
 			t.Fatalf("refund rows for order 104: %d, want exactly 1", n)
 		}
+	})
+
+	t.Run("a held write shows its masked preview, markup as text", func(t *testing.T) {
+		heldWriteShowsPreview(t, app, approver)
 	})
 
 	t.Run("a POST without the CSRF token is refused, then a deny", func(t *testing.T) {
@@ -375,4 +382,89 @@ func download(t *testing.T, ctx context.Context, dir, sel string) string {
 		t.Fatal("the download did not complete")
 		return ""
 	}
+}
+
+// withPromo adds a PostgreSQL target crm holding a promo table (cards, and
+// notes with markup in them) and the crm_retier tool of the preview test
+// (retierTool, its cards masked), which the billing node may call with the
+// approver's approval.
+func withPromo(t *testing.T) func(*config.Config) {
+	dsn := testenv.Postgres(t).CreateDB(t)
+	db, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(context.Background())
+	if _, err := db.Exec(context.Background(), `CREATE TABLE promo (id int PRIMARY KEY, card text NOT NULL, note text NOT NULL, tier text NOT NULL, moves int NOT NULL DEFAULT 0);
+		INSERT INTO promo VALUES (1, '4242424242424242', '<script>window.pwned = 1</script>', 'gold'),
+			(2, '5555555555554444', '<img src=x onerror="window.pwned = 2">', 'gold'), (3, '378282246310005', 'plain', 'silver')`); err != nil {
+		t.Fatal(err)
+	}
+	return func(cfg *config.Config) {
+		cfg.Targets["crm"] = config.Target{Kind: "postgres", Postgres: &config.PostgresTarget{DSN: dsn, StatementTimeout: config.Duration(5 * time.Second)}}
+		if err := os.WriteFile(filepath.Join(cfg.ToolsDir, "crm_retier.json"), []byte(retierTool), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		g := cfg.Graphs["support-bot"]
+		n := g.Nodes["billing"]
+		n.Allow = append(n.Allow, "crm_retier")
+		n.Rules = append(n.Rules, config.Rule{Tool: "crm_retier", Effect: "approve", Approvers: []string{"key:approver"}, MinApprovals: 1})
+		g.Nodes["billing"] = n
+		cfg.Graphs["support-bot"] = g
+	}
+}
+
+// heldWriteShowsPreview holds crm_retier and checks its card in the open
+// inbox: the preview's headline (rows affected, the after-image), the
+// sample as a table whose cards are masked and never shown whole, and the
+// notes' markup as text that created no element and ran nothing. The
+// approval then runs the write.
+func heldWriteShowsPreview(t *testing.T, app *consoleApp, approver context.Context) {
+	done := app.call("billing", "crm_retier", "run-3", `{"from_tier":"gold","to_tier":"platinum"}`)
+	id := app.pending(t, "run-3")
+	var caption, cards, notes, page string
+	var injected int
+	drive(t, approver, "the held write appears in the open inbox with its preview",
+		chromedp.WaitVisible("#"+id+" table.sample", chromedp.ByQuery),
+		chromedp.Text("#"+id+" table.sample caption", &caption, chromedp.ByQuery),
+		chromedp.Evaluate(fmt.Sprintf(`[...document.querySelectorAll("#%s table.sample tbody td:nth-child(2)")].map(td => td.textContent).join(",")`, id), &cards),
+		chromedp.Evaluate(fmt.Sprintf(`[...document.querySelectorAll("#%s table.sample tbody td:nth-child(3)")].map(td => td.textContent).join(",")`, id), &notes),
+		chromedp.Evaluate(fmt.Sprintf(`document.querySelectorAll("#%s table.sample script, #%s table.sample img").length + (window.pwned ? 100 : 0)`, id, id), &injected),
+		chromedp.Text("body", &page, chromedp.ByQuery))
+	if caption != "rows affected: 2; below: 2 rows as they would be after the change" {
+		t.Errorf("the preview says %q", caption)
+	}
+	if cards != "************4242,************4444" || strings.Contains(page, "4242424242424242") || strings.Contains(page, "5555555555554444") {
+		t.Errorf("sample cards %q; the page shows a whole card: %v", cards, strings.Contains(page, "42424242"))
+	}
+	if notes != `<script>window.pwned = 1</script>,<img src=x onerror="window.pwned = 2">` || injected != 0 {
+		t.Errorf("notes %q, injected elements or effects %d", notes, injected)
+	}
+	screenshot(t, approver, "console-inbox.png")
+	drive(t, approver, "approve the write", chromedp.Click("#"+id+" button.approve", chromedp.ByQuery))
+	waitFlash(t, approver, "You approved "+id)
+	select {
+	case res := <-done:
+		if res.err != nil || res.status != 200 || !strings.Contains(res.body, `"row_count":2`) {
+			t.Fatalf("the approved write: %d %v %s", res.status, res.err, res.body)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the approved write did not complete")
+	}
+}
+
+// waitFlash waits for the page's message to say want: the page before a
+// form's answer may still show an earlier one.
+func waitFlash(t *testing.T, ctx context.Context, want string) {
+	t.Helper()
+	var flash string
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		tctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := chromedp.Run(tctx, chromedp.WaitVisible("p.flash", chromedp.ByQuery), chromedp.Text("p.flash", &flash, chromedp.ByQuery))
+		cancel()
+		if err == nil && strings.Contains(flash, want) {
+			return
+		}
+	}
+	t.Fatalf("the page says %q, want %q", flash, want)
 }
