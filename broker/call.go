@@ -41,6 +41,9 @@ type Result struct {
 	Value   json.RawMessage
 	Rows    int
 	Pending *Pending
+	// Blocks is set when Value is an MCP tool result document: the tool's
+	// Blocks.
+	Blocks bool
 }
 
 // Call runs one call through the whole pipeline: the gate (gate.go), the
@@ -100,10 +103,13 @@ func (b *Broker) call(ctx context.Context, p *passage, call Call) (Result, error
 			ResumeID: call.ApprovalID, Preview: b.toolPreview(p, pt, req)})
 		sp.approved(p.ev.ApprovalID, err)
 		if !run || err != nil {
+			answer.Blocks = pt.tool.Blocks && answer.Value != nil
 			return answer, err
 		}
 	}
-	return b.execute(ctx, p, pt, req)
+	res, err := b.execute(ctx, p, pt, req)
+	res.Blocks = pt.tool.Blocks && res.Value != nil
+	return res, err
 }
 
 // completeCall tells the approval gate how the call it approved ended.

@@ -106,6 +106,14 @@ type RowCapper interface {
 	RowCap(op Operation) int
 }
 
+// Allower is an optional ability of a Policy: whether node n's allow list
+// names a tool, asked for a tool the snapshot withholds (Live.Withheld),
+// which policy was not compiled with. Without it a withheld tool is
+// forbidden to every caller.
+type Allower interface {
+	Allows(n Node, name string) bool
+}
+
 // GraphIndex is an optional ability of a Policy: the graphs and nodes it
 // declares, so that a caller naming one it does not is told which name is
 // unknown (unknown_graph, unknown_node) instead of being refused as

@@ -129,15 +129,37 @@ func (p *passage) resolve(name string) (*prepared, error) {
 	pt, ok := p.snap.tools[name]
 	if !ok {
 		p.ev.Status = StatusDenied
+		if w, held := p.snap.withheld[name]; held {
+			return nil, p.withheld(w)
+		}
 		return nil, Errorf(CodeUnknownTool, "no tool named %q", name)
 	}
 	p.ev.Target = pt.tool.Target
 	if !p.snap.live.Policy.Visible(p.node, pt.tool) {
 		p.ev.Status = StatusDenied
-		p.ev.Decision, p.ev.Rule = string(EffectDeny), "default"
-		return nil, Errorf(CodeForbidden, "node %q of graph %q may not call tool %q", p.caller.Node, p.caller.Graph, name)
+		return nil, p.forbidden(name)
 	}
 	return pt, nil
+}
+
+// withheld refuses a call to a withheld tool: as forbidden when the
+// caller's node may not call it (policy cannot say so: forbidden), else
+// with the tool's own refusal.
+func (p *passage) withheld(w Withheld) error {
+	p.ev.Target = w.Target
+	if p.snap.allows == nil || !p.snap.allows.Allows(p.node, w.Name) {
+		return p.forbidden(w.Name)
+	}
+	if w.Refusal.Code == CodeTargetUnavailable {
+		p.ev.Status = StatusError // the target failed, not policy
+	}
+	return &Error{Code: w.Refusal.Code, Message: w.Refusal.Message}
+}
+
+// forbidden is default deny: the caller's node may not call the tool.
+func (p *passage) forbidden(name string) error {
+	p.ev.Decision, p.ev.Rule = string(EffectDeny), "default"
+	return Errorf(CodeForbidden, "node %q of graph %q may not call tool %q", p.caller.Node, p.caller.Graph, name)
 }
 
 // callerNode resolves the caller's node policy for a tool call, a listing

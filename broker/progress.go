@@ -27,3 +27,11 @@ func ProgressFrom(ctx context.Context) ProgressFunc {
 	}
 	return func(float64, float64, string) {}
 }
+
+// HasProgress reports whether the client asked for progress: ctx carries
+// a ProgressFunc from WithProgress. A connector that relays progress from
+// its own backend (an upstream MCP server) asks for it only then.
+func HasProgress(ctx context.Context) bool {
+	_, ok := ctx.Value(progressKey{}).(ProgressFunc)
+	return ok
+}

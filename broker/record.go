@@ -41,6 +41,11 @@ const (
 	// EventSessionsClosed: open MCP streams and passthrough sessions of a
 	// suspended credential were closed on one instance.
 	EventSessionsClosed EventKind = "sessions_closed"
+	// EventToolQuarantined: an upstream MCP server's tool is withheld
+	// because its definition differs from its pin; Detail names the
+	// upstream tool and the parts that changed. It is written when a tool
+	// enters quarantine or what changed differs from the last record.
+	EventToolQuarantined EventKind = "tool_quarantined"
 )
 
 // Status is how a call ended.

@@ -17,6 +17,20 @@ type Live struct {
 	// Routes are the passthrough routes served: each is masked as the
 	// result of the synthetic tool PassthroughTool(kind, target) names.
 	Routes []Route
+	// Withheld are tools that exist but are not served: not listed, and
+	// a call to one is refused with its Refusal, nothing run.
+	Withheld []Withheld
+}
+
+// Withheld is a tool that exists but is not served now: an upstream MCP
+// server's tool quarantined because its definition changed since it was
+// pinned (tool_definition_changed), or one not exposed for another reason
+// (no pin, a name that collides). Policy is not compiled with it, so a
+// caller whose node's allow list does not name it is refused as forbidden
+// (Allower), and every other caller gets Refusal.
+type Withheld struct {
+	Name, Target string
+	Refusal      *Error
 }
 
 // Route is one passthrough route: a target served raw through a proxy.
@@ -52,10 +66,13 @@ type Snapshot struct {
 	sorted []*prepared
 	// routes holds each passthrough route's masking by synthetic tool name.
 	routes map[string]ToolMask
+	// withheld holds the withheld tools by name.
+	withheld map[string]Withheld
 	// The policy's optional abilities, nil where it has none.
 	binder Binder
 	rows   RowBudget
 	pass   PassthroughDecider
+	allows Allower
 	graphs GraphIndex
 	// cells is the masker's CellMasker ability, nil without it.
 	cells CellMasker
@@ -76,6 +93,13 @@ func (s *Snapshot) Catalog() Catalog { return s.live.Catalog }
 // Policy is the snapshot's policy engine.
 func (s *Snapshot) Policy() Policy { return s.live.Policy }
 
+// Withheld are the snapshot's withheld tools: not listed, but a call to
+// one reaches the broker, which refuses it.
+func (s *Snapshot) Withheld() []Withheld { return s.live.Withheld }
+
+// Masker is the snapshot's masker.
+func (s *Snapshot) Masker() Masker { return s.live.Masker }
+
 // Generation numbers the snapshot: it grows by one with each Reload.
 func (s *Snapshot) Generation() uint64 { return s.gen }
 
@@ -84,10 +108,11 @@ func newSnapshot(l Live, gen uint64) (*Snapshot, error) {
 	if missing := l.missing(); len(missing) > 0 {
 		return nil, fmt.Errorf("broker live configuration: missing %v", missing)
 	}
-	s := &Snapshot{live: l, gen: gen, tools: map[string]*prepared{}, routes: map[string]ToolMask{}}
+	s := &Snapshot{live: l, gen: gen, tools: map[string]*prepared{}, routes: map[string]ToolMask{}, withheld: map[string]Withheld{}}
 	s.binder, _ = l.Policy.(Binder)
 	s.rows, _ = l.Policy.(RowBudget)
 	s.pass, _ = l.Policy.(PassthroughDecider)
+	s.allows, _ = l.Policy.(Allower)
 	s.graphs, _ = l.Policy.(GraphIndex)
 	s.cells, _ = l.Masker.(CellMasker)
 	var errs []error
@@ -110,6 +135,16 @@ func newSnapshot(l Live, gen uint64) (*Snapshot, error) {
 			continue
 		}
 		s.routes[name] = m
+	}
+	for _, w := range l.Withheld {
+		switch {
+		case w.Refusal == nil:
+			errs = append(errs, fmt.Errorf("withheld tool %s: no refusal", w.Name))
+		case s.tools[w.Name] != nil:
+			errs = append(errs, fmt.Errorf("tool %s is both served and withheld", w.Name))
+		default:
+			s.withheld[w.Name] = w
+		}
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)

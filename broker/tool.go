@@ -31,6 +31,11 @@ type Tool struct {
 	Detectors map[string]bool `json:"detectors,omitempty"`
 	// Source is the file the tool was declared in, for error messages.
 	Source string `json:"-"`
+	// Blocks is set for a tool whose result document is an MCP tool
+	// result, {"content": [...], "structuredContent": {...}}: an upstream
+	// MCP server's tool. The MCP door answers with its content blocks and
+	// structured content rather than with the document as text.
+	Blocks bool `json:"-"`
 
 	// Spec validates arguments and turns them into an Operation. It is
 	// provided by the tools package.

@@ -38,6 +38,7 @@ var (
 	_ broker.Policy     = (*Engine)(nil)
 	_ broker.Binder     = (*Engine)(nil)
 	_ broker.RowBudget  = (*Engine)(nil)
+	_ broker.Allower    = (*Engine)(nil)
 	_ broker.GraphIndex = (*Engine)(nil)
 	_ broker.Node       = (*nodePolicy)(nil)
 )
@@ -212,6 +213,27 @@ func (e *Engine) Visible(n broker.Node, tool *broker.Tool) bool {
 	}
 	tp := np.tools[tool.Name]
 	return tp != nil && !tp.denied
+}
+
+// Allows reports whether node n's allow list names the tool, and no
+// unconditional deny rule of the node or its graph does (broker.Allower):
+// asked for a tool the catalog withholds, which the policy was not
+// compiled with.
+func (e *Engine) Allows(n broker.Node, name string) bool {
+	np, _ := n.(*nodePolicy)
+	if np == nil {
+		return false
+	}
+	allowed := false
+	for _, a := range np.allowList {
+		allowed = allowed || matchTool(a, name)
+	}
+	for _, d := range append(append([]*ruleDecl{}, np.graph.rules...), np.rules...) {
+		if d.effect == broker.EffectDeny && d.rule.When == "" && matchTool(d.tool, name) {
+			return false
+		}
+	}
+	return allowed
 }
 
 // Bound returns the arguments node n (from Node; nil resolves the caller's)

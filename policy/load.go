@@ -28,6 +28,13 @@ type Config struct {
 	Catalog broker.Catalog
 	// Counters keeps budget counters. It is required when any budget is set.
 	Counters Counters
+	// Upstream names the tools that may join the catalog without a new
+	// configuration: those of upstream MCP servers, which come and go with
+	// their server and their pins. A glob, allow entry or tool name that
+	// matches no tool of the catalog is not a problem when it may name one
+	// of them; rules over such a tool are compiled when it joins (the
+	// policy is compiled again whenever an upstream's tools change).
+	Upstream []UpstreamTools
 	// CostLimit caps the CEL cost of one condition evaluation; 0 means
 	// DefaultCostLimit.
 	CostLimit uint64
@@ -39,6 +46,21 @@ type Config struct {
 func (c Config) Validate() error {
 	_, err := New(c)
 	return err
+}
+
+// UpstreamTools are the catalog names one upstream MCP server's tools may
+// take.
+type UpstreamTools struct {
+	// Names are the catalog names of the server's pinned tools (and, when
+	// Open, of its renamed ones).
+	Names []string
+	// Prefix starts the catalog name of each of its tools not renamed.
+	Prefix string
+	// Open is set when tools with no pin are exposed too (expose: all): a
+	// name under Prefix may then join. Otherwise a tool's exact name must
+	// be one of Names; a glob may match nothing now if it may match a name
+	// under Prefix.
+	Open bool
 }
 
 // Problem is one thing wrong with the policy configuration.
@@ -175,6 +197,34 @@ func (l *loader) matchingTools(pattern string) []*broker.Tool {
 	return out
 }
 
+// upstreamAllow is the key under which a node's allowed set records that
+// an allow entry may admit upstream tools that have not joined the catalog
+// (no tool is named "").
+const upstreamAllow = ""
+
+// mayJoin reports whether pattern (a glob or an exact name) may name an
+// upstream MCP server's tool that is not in the catalog now (Upstream).
+func (l *loader) mayJoin(pattern string) bool {
+	lit, glob := pattern, false
+	if i := strings.IndexAny(pattern, "*?[\\"); i >= 0 {
+		lit, glob = pattern[:i], true
+	}
+	for _, u := range l.cfg.Upstream {
+		for _, n := range u.Names {
+			if matchTool(pattern, n) {
+				return true
+			}
+		}
+		switch {
+		case glob && (strings.HasPrefix(lit, u.Prefix) || strings.HasPrefix(u.Prefix, lit)):
+			return true
+		case !glob && u.Open && len(pattern) > len(u.Prefix) && strings.HasPrefix(pattern, u.Prefix):
+			return true
+		}
+	}
+	return false
+}
+
 func (l *loader) graph(name string, g config.Graph) *graphPolicy {
 	gpath := "graphs." + name
 	gp := &graphPolicy{name: name, path: gpath, principals: map[string]bool{}, exact: map[string]*nodePolicy{}}
@@ -251,17 +301,25 @@ func (l *loader) rules(prefix string, rs []config.Rule, allowed map[string]bool)
 			l.problem(rp+".tool", "%q is not a valid glob pattern", r.Tool)
 			ok = false
 		} else if len(l.matchingTools(d.tool)) == 0 {
-			l.problem(rp+".tool", "%q matches no tool in the catalog", r.Tool)
-			ok = false
+			switch {
+			case !l.mayJoin(d.tool):
+				l.problem(rp+".tool", "%q matches no tool in the catalog", r.Tool)
+				ok = false
+			case allowed != nil && !allowed[upstreamAllow]:
+				l.problem(rp+".tool", "%q matches no tool in this node's allow list; rules refine the allow list, they do not widen it", d.tool)
+				ok = false
+			}
 		} else if allowed != nil {
 			hit := false
 			for _, t := range l.matchingTools(d.tool) {
 				hit = hit || allowed[t.Name]
 			}
-			if !hit && r.Tool == "" {
+			switch {
+			case hit || l.mayJoin(d.tool) && allowed[upstreamAllow]:
+			case r.Tool == "":
 				l.problem(rp+".tool", "the rule applies to every tool, but this node's allow list admits none")
 				ok = false
-			} else if !hit {
+			default:
 				l.problem(rp+".tool", "%q matches no tool in this node's allow list; rules refine the allow list, they do not widen it", d.tool)
 				ok = false
 			}
@@ -406,7 +464,10 @@ func (l *loader) node(env *cel.Env, gp *graphPolicy, key string, n config.Node) 
 			continue
 		}
 		ts := l.matchingTools(a)
-		if len(ts) == 0 {
+		switch {
+		case len(ts) == 0 && l.mayJoin(a):
+			allowed[upstreamAllow] = true
+		case len(ts) == 0:
 			l.problem(ap, "%q matches no tool in the catalog", a)
 		}
 		for _, t := range ts {
@@ -478,7 +539,9 @@ func (l *loader) binds(prefix string, gp *graphPolicy, bs map[string]map[string]
 	for _, tool := range slices.Sorted(maps.Keys(bs)) {
 		tp := prefix + "." + tool
 		if _, ok := l.cfg.Catalog.Lookup(tool); !ok {
-			l.problem(tp, "no tool named %q in the catalog (bind names tools exactly, not by glob)", tool)
+			if !l.mayJoin(tool) {
+				l.problem(tp, "no tool named %q in the catalog (bind names tools exactly, not by glob)", tool)
+			}
 			continue
 		}
 		if !allowed[tool] {
@@ -542,7 +605,7 @@ func (l *loader) budgets(prefix string, b config.Budgets, lvl level) []*budget {
 			l.problem(tp, "%q is not a valid glob pattern", pat)
 			continue
 		}
-		if len(l.matchingTools(pat)) == 0 {
+		if len(l.matchingTools(pat)) == 0 && !l.mayJoin(pat) {
 			l.problem(tp, "%q matches no tool in the catalog", pat)
 			continue
 		}

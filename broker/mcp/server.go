@@ -87,7 +87,9 @@ func New(p Pipeline, opts Options) (*Server, error) {
 	hooks.AddOnRequestInitialization(s.refuseListing)
 	hooks.AddAfterListTools(s.listTools)
 	s.mcp = server.NewMCPServer(opts.Name, opts.Version,
-		server.WithToolCapabilities(false),
+		// listChanged: mcp-go tells every initialized session when the
+		// tool table changes (route), as upstream MCP tools come and go.
+		server.WithToolCapabilities(true),
 		server.WithHooks(hooks),
 		server.WithRecovery(),
 	)
@@ -127,7 +129,7 @@ func (s *Server) ownSession(w http.ResponseWriter, r *http.Request, c broker.Cal
 
 // route keeps mcp-go's tool table on the live snapshot. mcp-go only routes
 // a tools/call to a name in its table, so the table holds every tool of
-// the snapshot, by name alone, each routed to handleCall; it is rebuilt
+// the snapshot and every tool it withholds, by name alone, each routed to handleCall; it is rebuilt
 // before a request is handled whenever the broker swapped its snapshot.
 // Nothing else reads it: tools/list answers from the snapshot (listTools)
 // and every call is decided by the broker. A tool mcp-go refuses to route
@@ -147,6 +149,11 @@ func (s *Server) route() (err error) {
 	for _, t := range tools {
 		st = append(st, server.ServerTool{Tool: mcpgo.Tool{Name: t.Name}, Handler: s.handleCall})
 	}
+	// A withheld tool (a quarantined upstream tool) is routed too, so its
+	// calls reach the broker, which refuses and records them.
+	for _, w := range snap.Withheld() {
+		st = append(st, server.ServerTool{Tool: mcpgo.Tool{Name: w.Name}, Handler: s.handleCall})
+	}
 	defer func() {
 		// mcp-go panics on a tool it cannot register; report it instead.
 		if v := recover(); v != nil {
@@ -156,6 +163,17 @@ func (s *Server) route() (err error) {
 	s.mcp.SetTools(st...)
 	s.routed.Store(snap.Generation())
 	return nil
+}
+
+// Sync routes the live snapshot's tools now, rather than before the next
+// request, so that clients with an open session hear
+// notifications/tools/list_changed as soon as the broker swapped its
+// snapshot (a reload, upstream MCP tools that joined or left). Their next
+// tools/list answers from the new snapshot.
+func (s *Server) Sync() {
+	if err := s.route(); err != nil {
+		s.log.Error("mcp tool table not updated", zap.Error(err))
+	}
 }
 
 // Handler serves MCP streamable HTTP; mount it at /mcp.
@@ -324,6 +342,11 @@ func (s *Server) handleCall(ctx context.Context, req mcpgo.CallToolRequest) (*mc
 	if len(bytes.TrimSpace(value)) == 0 {
 		value = json.RawMessage(`{}`)
 	}
+	if res.Blocks {
+		if out, ok := blocksResult(value); ok {
+			return out, nil
+		}
+	}
 	out := &mcpgo.CallToolResult{Content: []mcpgo.Content{mcpgo.NewTextContent(string(value))}}
 	if bytes.HasPrefix(bytes.TrimSpace(value), []byte("{")) {
 		// structuredContent must be a JSON object; a non-object result
@@ -331,6 +354,48 @@ func (s *Server) handleCall(ctx context.Context, req mcpgo.CallToolRequest) (*mc
 		out.StructuredContent = value
 	}
 	return out, nil
+}
+
+// blocksResult answers with an upstream MCP tool's result document
+// ({"content": [...], "structuredContent": {...}}, masked) as the
+// upstream's own content blocks and structured content. A block mcp-go
+// cannot represent travels as a text block holding its JSON; a document
+// that is not an MCP result is not answered here (false).
+func blocksResult(doc json.RawMessage) (*mcpgo.CallToolResult, bool) {
+	var r struct {
+		Content           []json.RawMessage `json:"content"`
+		StructuredContent json.RawMessage   `json:"structuredContent"`
+	}
+	if json.Unmarshal(doc, &r) != nil || r.Content == nil {
+		return nil, false
+	}
+	out := &mcpgo.CallToolResult{Content: make([]mcpgo.Content, 0, len(r.Content))}
+	for _, raw := range r.Content {
+		out.Content = append(out.Content, contentBlock(raw))
+	}
+	if sc := bytes.TrimSpace(r.StructuredContent); len(sc) > 0 && sc[0] == '{' {
+		out.StructuredContent = json.RawMessage(sc)
+	}
+	return out, true
+}
+
+// contentBlock decodes one content block. A text block whose text is a
+// JSON object (an upstream's structured content repeated as text, masked
+// like structuredContent) becomes text again; a block mcp-go cannot
+// represent travels as a text block holding its JSON.
+func contentBlock(raw json.RawMessage) mcpgo.Content {
+	var tb struct {
+		Type string          `json:"type"`
+		Text json.RawMessage `json:"text"`
+	}
+	if json.Unmarshal(raw, &tb) == nil && tb.Type == mcpgo.ContentTypeText && bytes.HasPrefix(bytes.TrimSpace(tb.Text), []byte("{")) {
+		return mcpgo.NewTextContent(string(bytes.TrimSpace(tb.Text)))
+	}
+	c, err := mcpgo.UnmarshalContent(raw)
+	if err != nil {
+		return mcpgo.NewTextContent(string(raw))
+	}
+	return c
 }
 
 // progress returns a ProgressFunc that sends notifications/progress for the

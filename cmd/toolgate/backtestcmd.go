@@ -91,7 +91,7 @@ func loadBacktestPolicy(cmd *cobra.Command, file string) (*config.Config, *polic
 	if err != nil {
 		return nil, nil, err
 	}
-	st, err := compile(cfg, noBudgets(), zap.NewNop())
+	st, err := compile(cfg, noBudgets(), zap.NewNop(), upstreamView{})
 	if err != nil {
 		return nil, nil, printProblems(cmd, 1, file, err)
 	}

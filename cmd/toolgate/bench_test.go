@@ -79,44 +79,11 @@ func TestMCPOverhead(t *testing.T) {
 	if os.Getenv("TOOLGATE_BENCH") != "1" {
 		t.Skip("a measurement: set TOOLGATE_BENCH=1 (make bench does)")
 	}
-	calls := 400
-	if s := os.Getenv("TOOLGATE_BENCH_CALLS"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 10 {
-			t.Fatalf("TOOLGATE_BENCH_CALLS=%q: want an integer >= 10", s)
-		}
-		calls = n
-	}
+	calls := benchCalls(t)
 	env := newBenchEnv(t)
 	tg := dialBenchClients(t, env.toolgateURL, env.key)
 	bare := dialBenchClients(t, env.bareURL, env.key)
-
-	// Warm up both: connections, pools, caches, the JIT-less Go runtime.
-	driveRound(t, tg, 20)
-	driveRound(t, bare, 20)
-
-	// Interleave rounds (A B, B A, ...) so drift on a shared machine hits
-	// both servers alike.
-	const rounds = 10
-	per := max(calls/rounds, 1)
-	var tgRes, bareRes benchSide
-	for r := range rounds {
-		if r%2 == 0 {
-			tgRes.add(driveRound(t, tg, per))
-			bareRes.add(driveRound(t, bare, per))
-		} else {
-			bareRes.add(driveRound(t, bare, per))
-			tgRes.add(driveRound(t, tg, per))
-		}
-	}
-
-	// One caller, alternating call by call: the added latency of a call
-	// on an idle server, without queueing behind the other callers.
-	var tgSerial, bareSerial benchSide
-	for range min(calls, 300) {
-		tgSerial.add(driveRound(t, tg[:1], 1))
-		bareSerial.add(driveRound(t, bare[:1], 1))
-	}
+	tgRes, bareRes, tgSerial, bareSerial := compareSides(t, tg, bare, calls)
 	sp50, sbp50 := tgSerial.percentile(0.50), bareSerial.percentile(0.50)
 
 	tp50, tp99 := tgRes.percentile(0.50), tgRes.percentile(0.99)
@@ -128,7 +95,7 @@ func TestMCPOverhead(t *testing.T) {
 		}
 		return "FAIL"
 	}
-	t.Logf("MCP tools/call, %d callers x %d calls per server, %d interleaved rounds", benchCallers, per*rounds, rounds)
+	t.Logf("MCP tools/call, %d callers x %d calls per server, %d interleaved rounds", benchCallers, len(tgRes.lat)/benchCallers, benchRounds)
 	t.Logf("%-10s %12s %10s %10s", "server", "calls/s", "p50", "p99")
 	t.Logf("%-10s %12.0f %10s %10s", "toolgate", tgRes.throughput(), tp50, tp99)
 	t.Logf("%-10s %12.0f %10s %10s", "bare", bareRes.throughput(), bp50, bp99)
@@ -141,6 +108,63 @@ func TestMCPOverhead(t *testing.T) {
 		len(tgRes.lat), float64(tgRes.elapsed)/float64(len(tgRes.lat)),
 		tgRes.throughput(), bareRes.throughput(), ratio,
 		ms(tp50), ms(bp50), ms(tp50-bp50), ms(tp99), ms(bp99), ms(tp99-bp99), ms(sp50), ms(sbp50), ms(sp50-sbp50))
+}
+
+// benchRounds is how many interleaved rounds a comparison drives.
+const benchRounds = 10
+
+// benchCalls is TOOLGATE_BENCH_CALLS, the calls per caller per server
+// (default 400).
+// parseBenchConfig parses a measurement's toolgate.yaml in dir, ${VAR}
+// taken from vars only.
+func parseBenchConfig(t testing.TB, dir, yaml string, vars map[string]string) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse(filepath.Join(dir, "toolgate.yaml"), []byte(yaml), func(k string) (string, bool) {
+		v, ok := vars[k]
+		return v, ok
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func benchCalls(t *testing.T) int {
+	t.Helper()
+	s := os.Getenv("TOOLGATE_BENCH_CALLS")
+	if s == "" {
+		return 400
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 10 {
+		t.Fatalf("TOOLGATE_BENCH_CALLS=%q: want an integer >= 10", s)
+	}
+	return n
+}
+
+// compareSides drives both sides alike: a warm-up, then interleaved rounds
+// (A B, B A, ...) of calls callers each so that drift on a shared machine
+// hits both alike, then one caller alternating call by call (the added
+// latency of a call on an idle server, without queueing).
+func compareSides(t *testing.T, a, b []*benchClient, calls int) (aRes, bRes, aSerial, bSerial benchSide) {
+	t.Helper()
+	driveRound(t, a, 20)
+	driveRound(t, b, 20)
+	per := max(calls/benchRounds, 1)
+	for r := range benchRounds {
+		if r%2 == 0 {
+			aRes.add(driveRound(t, a, per))
+			bRes.add(driveRound(t, b, per))
+		} else {
+			bRes.add(driveRound(t, b, per))
+			aRes.add(driveRound(t, a, per))
+		}
+	}
+	for range min(calls, 300) {
+		aSerial.add(driveRound(t, a[:1], 1))
+		bSerial.add(driveRound(t, b[:1], 1))
+	}
+	return aRes, bRes, aSerial, bSerial
 }
 
 // benchEnv is the two servers under comparison.
@@ -167,14 +191,7 @@ func newBenchEnv(t testing.TB) *benchEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vars := map[string]string{"BENCH_BOT_SHA256": sum, "BENCH_CRM_DSN": dsn}
-	cfg, err := config.Parse(filepath.Join(dir, "toolgate.yaml"), []byte(benchConfig), func(k string) (string, bool) {
-		v, ok := vars[k]
-		return v, ok
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := parseBenchConfig(t, dir, benchConfig, map[string]string{"BENCH_BOT_SHA256": sum, "BENCH_CRM_DSN": dsn})
 
 	// toolgate: the app `serve` builds, on its own listener.
 	tgLn := listenLoopback(t)
@@ -261,19 +278,32 @@ func serveBench(t testing.TB, ln net.Listener, h http.Handler) {
 type benchClient struct {
 	c   *client.Client
 	req mcpgo.CallToolRequest
+	// expect is text every answer must hold.
+	expect string
 }
 
-// dialBenchClients opens one mcp-go session per caller, on an HTTP
-// transport that keeps a connection per caller.
+// dialBenchClients opens one mcp-go session per caller, each calling
+// crm_find_customer as node triage of support-bot.
 func dialBenchClients(t *testing.T, url, key string) []*benchClient {
+	t.Helper()
+	headers := map[string]string{"Authorization": "Bearer " + key, broker.HeaderGraph: "support-bot", broker.HeaderNode: "triage"}
+	return dialBench(t, url, headers, func(i int) *benchClient {
+		req := mcpgo.CallToolRequest{}
+		req.Params.Name = "crm_find_customer"
+		req.Params.Arguments = map[string]any{"email": fmt.Sprintf("customer%d@example.com", 1+i*37)}
+		return &benchClient{req: req, expect: `"row_count":1`}
+	})
+}
+
+// dialBench opens one mcp-go session per caller, on an HTTP transport that
+// keeps a connection per caller; call gives caller i its call.
+func dialBench(t *testing.T, url string, headers map[string]string, call func(i int) *benchClient) []*benchClient {
 	t.Helper()
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConns: 4 * benchCallers, MaxIdleConnsPerHost: 4 * benchCallers, IdleConnTimeout: time.Minute}}
 	t.Cleanup(hc.CloseIdleConnections)
 	out := make([]*benchClient, benchCallers)
 	for i := range out {
-		tr, err := transport.NewStreamableHTTP(url+"/mcp", transport.WithHTTPBasicClient(hc), transport.WithHTTPHeaders(map[string]string{
-			"Authorization": "Bearer " + key, broker.HeaderGraph: "support-bot", broker.HeaderNode: "triage",
-		}))
+		tr, err := transport.NewStreamableHTTP(url+"/mcp", transport.WithHTTPBasicClient(hc), transport.WithHTTPHeaders(headers))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -287,10 +317,8 @@ func dialBenchClients(t *testing.T, url, key string) []*benchClient {
 		if _, err := c.Initialize(context.Background(), init); err != nil {
 			t.Fatalf("initialize %s: %v", url, err)
 		}
-		req := mcpgo.CallToolRequest{}
-		req.Params.Name = "crm_find_customer"
-		req.Params.Arguments = map[string]any{"email": fmt.Sprintf("customer%d@example.com", 1+i*37)}
-		out[i] = &benchClient{c: c, req: req}
+		out[i] = call(i)
+		out[i].c = c
 	}
 	return out
 }
@@ -323,7 +351,7 @@ func driveRound(t *testing.T, clients []*benchClient, n int) roundResult {
 					errs <- err
 					return
 				}
-				if text := resultText(res); res.IsError || !strings.Contains(text, `"row_count":1`) {
+				if text := resultText(res); res.IsError || !strings.Contains(text, bc.expect) {
 					errs <- fmt.Errorf("unexpected result: %s", text)
 					return
 				}

@@ -64,7 +64,8 @@ func checkCmd() *cobra.Command {
 		Long: "check validates the config, every tool declaration and the policy without connecting to anything, " +
 			"and prints every problem as file:line: path: reason (statements on SQLite targets are prepared on the " +
 			"local file when it exists). With --connect it also prepares every SQL tool against its live target " +
-			"(tables, columns and parameter types) and reaches every HTTP target.",
+			"(tables, columns and parameter types), reaches every HTTP target, and lists the tools of every mcp " +
+			"target, checking them against the tools lock and compiling the policy with them.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			file := cf.path(cmd)
@@ -72,8 +73,17 @@ func checkCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			st, probs := compileAll(cfg, policy.NewMemoryCounters(), zap.NewNop())
+			var up upstreamView
+			var probs problemList
+			if connect {
+				up, probs = listUpstreams(cmd.Context(), cfg, timeout)
+			}
+			st, more := compileAll(cfg, policy.NewMemoryCounters(), zap.NewNop(), up)
+			probs = append(probs, more...)
 			probs = append(probs, checkConnect(cmd.Context(), cfg, st.catalog, connect, timeout)...)
+			for _, w := range st.warnings {
+				fmt.Fprintf(cmd.ErrOrStderr(), "%s: warning: %s\n", file, w)
+			}
 			if len(probs) > 0 {
 				return printProblems(cmd, 1, file, probs)
 			}
@@ -85,7 +95,7 @@ func checkCmd() *cobra.Command {
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "%s: ok (%d tools, %d targets, %d graphs)\n", file, len(st.catalog.Tools()), len(cfg.Targets), len(cfg.Graphs))
 			if !connect && hasRemoteTargets(cfg) {
-				fmt.Fprintln(out, "not checked: tables, columns and parameter types on postgres targets, and whether http targets answer; --connect checks them")
+				fmt.Fprintln(out, "not checked: tables, columns and parameter types on postgres targets, whether http targets answer, and the tools of mcp targets (rules over their arguments); --connect checks them")
 			}
 			if backtest != "" {
 				return checkBacktest(cmd, cfg, st.policy, backtest)
@@ -94,7 +104,7 @@ func checkCmd() *cobra.Command {
 		},
 	}
 	cf.register(cmd)
-	cmd.Flags().BoolVar(&connect, "connect", false, "also prepare every SQL tool on its target and reach every HTTP target")
+	cmd.Flags().BoolVar(&connect, "connect", false, "also prepare every SQL tool on its target, reach every HTTP target and list every mcp target's tools")
 	cmd.Flags().DurationVar(&timeout, "timeout", timeout, "with --connect: how long to wait for each target")
 	cmd.Flags().StringVar(&backtest, "backtest", "", "also decide the calls recorded since this time (7d, 168h, a date) under this config and print what would change")
 	return cmd
@@ -120,7 +130,7 @@ func loadStatic(cmd *cobra.Command, file string) (*config.Config, *static, error
 	if err != nil {
 		return nil, nil, err
 	}
-	st, err := compile(cfg, policy.NewMemoryCounters(), zap.NewNop())
+	st, err := compile(cfg, policy.NewMemoryCounters(), zap.NewNop(), upstreamView{})
 	if err != nil {
 		return nil, nil, printProblems(cmd, 1, file, err)
 	}

@@ -33,9 +33,15 @@ type grantTokens struct {
 // mintGrant mints a 5-minute grant of graph support-bot for one node.
 func mintGrant(t *testing.T, e *e2eEnv, run, node string) grantTokens {
 	t.Helper()
-	body := fmt.Sprintf(`{"graph":"support-bot","run_id":%q,"nodes":[%q],"ttl":"5m"}`, run, node)
-	req, _ := http.NewRequest(http.MethodPost, e.URL+"/v1/grants", strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+e.BotKey)
+	return postGrant(t, e.URL, e.BotKey, fmt.Sprintf(`{"graph":"support-bot","run_id":%q,"nodes":[%q],"ttl":"5m"}`, run, node), node)
+}
+
+// postGrant mints the grant body asks for at the server at base with key,
+// failing the test unless it holds a token for node.
+func postGrant(t *testing.T, base, key, body, node string) grantTokens {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, base+"/v1/grants", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+key)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -33,13 +33,18 @@ import (
 	"github.com/toolgate/toolgate/tools"
 )
 
-// static is what a config compiles to without touching the network or the
-// store: the tool catalog, the policy engine and the masker. `check`,
-// `tools list` and `policy explain` use it; `serve` builds on it.
+// static is what a config compiles to, with what is known of the upstream
+// MCP servers' tools: the tool catalog (declared tools and the upstream
+// tools served now), the tools withheld, the policy engine and the masker.
+// `check`, `tools list` and `policy explain` use it; `serve` builds on it.
 type static struct {
-	catalog *tools.Catalog
-	policy  *policy.Engine
-	masker  *mask.Masker
+	catalog  *tools.Catalog
+	withheld []broker.Withheld
+	policy   *policy.Engine
+	masker   *mask.Masker
+	// warnings are what the upstreams' tools got wrong, which does not
+	// stop the config from loading (the tool concerned is not served).
+	warnings []string
 }
 
 // problemList gathers load problems from every part of the config as
@@ -49,8 +54,8 @@ type problemList []string
 func (p problemList) Error() string { return strings.Join(p, "\n") }
 
 // compile builds the static parts and reports every problem it finds.
-func compile(cfg *config.Config, counters policy.Counters, log *zap.Logger) (*static, error) {
-	st, probs := compileAll(cfg, counters, log)
+func compile(cfg *config.Config, counters policy.Counters, log *zap.Logger, up upstreamView) (*static, error) {
+	st, probs := compileAll(cfg, counters, log, up)
 	if len(probs) > 0 {
 		return nil, probs
 	}
@@ -60,7 +65,7 @@ func compile(cfg *config.Config, counters policy.Counters, log *zap.Logger) (*st
 // compileAll is compile that also returns what did compile when there are
 // problems: the catalog (with stand-ins for broken tool files) always, the
 // policy and masker when they compiled. Only `check` looks at it then.
-func compileAll(cfg *config.Config, counters policy.Counters, log *zap.Logger) (*static, problemList) {
+func compileAll(cfg *config.Config, counters policy.Counters, log *zap.Logger, up upstreamView) (*static, problemList) {
 	var probs problemList
 	cat, err := tools.Load(cfg.ToolsDir, cfg.TargetKinds())
 	var le *tools.LoadError
@@ -75,7 +80,19 @@ func compileAll(cfg *config.Config, counters policy.Counters, log *zap.Logger) (
 			probs = append(probs, p.String())
 		}
 	}
-	pol, err := policy.New(policy.Config{Graphs: cfg.Graphs, Catalog: cat, Counters: counters, Logger: log})
+	m, err := mask.New(mask.FromConfig(*cfg), log)
+	if err != nil {
+		probs = append(probs, cfg.Problem("masking", err.Error()).String())
+	}
+	j := up.join(cfg, cat, m)
+	probs = append(probs, j.problems...)
+	full, err := tools.NewCatalog(append(cat.Tools(), j.tools...)...)
+	if err != nil {
+		// join keeps upstream tools off declared names; fail closed anyway.
+		probs = append(probs, cfg.Problem("targets", err.Error()).String())
+		full = cat
+	}
+	pol, err := policy.New(policy.Config{Graphs: cfg.Graphs, Catalog: full, Upstream: j.names, Counters: counters, Logger: log})
 	var pe *policy.LoadError
 	switch {
 	case errors.As(err, &pe):
@@ -85,24 +102,21 @@ func compileAll(cfg *config.Config, counters policy.Counters, log *zap.Logger) (
 	case err != nil:
 		probs = append(probs, cfg.Problem("graphs", err.Error()).String())
 	}
-	m, err := mask.New(mask.FromConfig(*cfg), log)
-	if err != nil {
-		probs = append(probs, cfg.Problem("masking", err.Error()).String())
-	} else {
+	if m != nil {
 		for _, t := range cat.Tools() {
 			if err := m.CheckTool(t); err != nil {
 				probs = append(probs, toolProblem(t, "/mask", err.Error()))
 			}
 		}
 	}
-	return &static{catalog: cat, policy: pol, masker: m}, probs
+	return &static{catalog: full, withheld: j.withheld, policy: pol, masker: m, warnings: j.warnings}, probs
 }
 
-// live is what the broker serves from st: its catalog, policy and masker,
-// and the passthrough routes of the running configuration cfg (routes need
-// a restart to change, so a reload keeps those of cfg).
+// live is what the broker serves from st: its catalog, policy, masker and
+// withheld tools, and the passthrough routes of the running configuration
+// cfg (routes need a restart to change, so a reload keeps those of cfg).
 func (st *static) live(cfg *config.Config) broker.Live {
-	l := broker.Live{Catalog: st.catalog, Policy: st.policy, Masker: st.masker}
+	l := broker.Live{Catalog: st.catalog, Policy: st.policy, Masker: st.masker, Withheld: st.withheld}
 	for _, p := range cfg.Passthrough.Postgres {
 		l.Routes = append(l.Routes, broker.Route{Kind: broker.KindSQL, Target: p.Target})
 	}
@@ -150,6 +164,8 @@ type app struct {
 	counters policy.Counters
 	// targets are the connectors, by target name.
 	targets map[string]broker.Executor
+	// up follows the upstream MCP servers.
+	up upstreamLive
 	// now is the clock every part of the app is given.
 	now func() time.Time
 	// tracer traces calls and passthrough requests; nil when tracing is
@@ -197,6 +213,7 @@ func openApp(ctx context.Context, cfg *config.Config, log *zap.Logger) (*app, er
 // openAppClock is openApp with the clock every part of the app reads.
 func openAppClock(ctx context.Context, cfg *config.Config, log *zap.Logger, now func() time.Time) (*app, error) {
 	a := &app{cfg: cfg, log: log, now: now}
+	a.up = upstreamLive{loaded: cfg, queue: eventQueue{wake: make(chan struct{}, 1)}}
 	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
 	a.stop = stop
 	ok := false
@@ -214,11 +231,12 @@ func openAppClock(ctx context.Context, cfg *config.Config, log *zap.Logger, now 
 	if err := a.openStores(ctx, bg); err != nil {
 		return nil, err
 	}
-	st, err := compile(cfg, a.counters, log)
+	st, err := compile(cfg, a.counters, log, upstreamView{})
 	if err != nil {
 		return nil, err
 	}
-	if a.targets, err = openTargets(ctx, cfg, log, &a.closers); err != nil {
+	env := targetEnv{log: log, onEvent: a.upstreamEvent, redact: a.redactUpstream}
+	if a.targets, err = openTargets(ctx, cfg, env, &a.closers); err != nil {
 		return nil, err
 	}
 	// Everything that records goes through the metrics recorder, which
@@ -236,6 +254,9 @@ func openAppClock(ctx context.Context, cfg *config.Config, log *zap.Logger, now 
 		return nil, err
 	}
 	a.approver = svc
+	if slackN != nil {
+		a.up.notice = slackN
+	}
 	if err := a.openOffboarding(bg, ap.keyStore, a.metrics); err != nil {
 		return nil, err
 	}
@@ -253,6 +274,7 @@ func openAppClock(ctx context.Context, cfg *config.Config, log *zap.Logger, now 
 	if a.handler, err = a.routes(bg, slackN); err != nil {
 		return nil, err
 	}
+	a.startUpstreams(ctx, bg)
 	ok = true
 	return a, nil
 }

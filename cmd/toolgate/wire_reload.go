@@ -63,8 +63,8 @@ func (l livePolicy) ValidateScope(graph string, scope map[string]any) error {
 	return e.ValidateScope(graph, scope)
 }
 
-// reload re-reads the config file and tools and swaps the broker's live
-// snapshot (catalog, policy, masking) in one step: a call in flight
+// reload re-reads the config file, tools and tools lock and swaps the
+// broker's live snapshot (catalog, policy, masking) in one step: a call in flight
 // finishes on the configuration it started with, the next one, the MCP
 // tool listing and grant minting see the new one. A config with any problem
 // is refused and the old one keeps serving. Sections that need a restart
@@ -85,14 +85,17 @@ func (a *app) reload(ctx context.Context) error {
 	if cfg.Listen != a.cfg.Listen && a.cfg.Listen != "" {
 		cfg.Listen = a.cfg.Listen
 	}
-	st, err := compile(cfg, a.counters, a.log)
+	st, err := compile(cfg, a.counters, a.log, a.view())
 	if err != nil {
 		return err
 	}
-	if err := a.broker.Reload(st.live(a.cfg)); err != nil {
+	if err := a.swap(st); err != nil {
 		return err
 	}
-	a.metrics.SetLabels(metricLabels(a.cfg, st))
+	a.up.loaded = cfg
+	for _, u := range a.up.conns {
+		u.Refresh() // the tools lock may have changed: evaluate again
+	}
 	for _, section := range restartNeeded(a.cfg, cfg) {
 		a.log.Warn("config section changed but needs a restart to apply", zap.String("section", section))
 	}
@@ -126,10 +129,10 @@ func restartNeeded(old, cur *config.Config) []string {
 	return out
 }
 
-// watch reloads when the config file or a tool declaration changes from
-// the state last (a fingerprint taken before serving started, so no edit
-// slips in unseen), and on each value from hup (SIGHUP). A failed reload
-// logs every problem.
+// watch reloads when the config file, a tool declaration or the tools lock
+// changes from the state last (a fingerprint taken before serving started,
+// so no edit slips in unseen), and on each value from hup (SIGHUP). A
+// failed reload logs every problem.
 func (a *app) watch(ctx context.Context, every time.Duration, hup <-chan os.Signal, last string) error {
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -151,8 +154,8 @@ func (a *app) watch(ctx context.Context, every time.Duration, hup <-chan os.Sign
 	}
 }
 
-// fingerprint summarises the mtimes and sizes of the config file and the
-// tool declarations.
+// fingerprint summarises the mtimes and sizes of the config file, the
+// tool declarations and, with mcp targets, the tools lock.
 func (a *app) fingerprint() string {
 	type stamp struct {
 		Name string
@@ -166,6 +169,9 @@ func (a *app) fingerprint() string {
 		}
 	}
 	add(a.cfg.File)
+	if len(a.up.conns) > 0 {
+		add(a.cfg.ToolsLock)
+	}
 	files, _ := filepath.Glob(filepath.Join(a.cfg.ToolsDir, "*.json"))
 	for _, f := range files {
 		add(f)

@@ -55,6 +55,9 @@ type Config struct {
 	// variables (PATH, HOME, ...); the child never inherits toolgate's own
 	// environment.
 	Env map[string]string
+	// Dir is the stdio server's working folder, in which a relative
+	// program path is found too; empty means toolgate's own.
+	Dir string
 	// Timeout bounds each call and the connection handshake; 0 means 30s.
 	Timeout time.Duration
 	// MaxResultBytes bounds each message the upstream sends, and so each
@@ -73,75 +76,92 @@ type Config struct {
 	ToolsLock string
 }
 
+// Problem is one thing wrong with a Config: the config key it is about
+// ("url", "headers.Authorization", "command[0]", "rename.x"; "" for the
+// target as a whole) and why, never quoting a header or env value.
+type Problem struct {
+	Key    string
+	Reason string
+}
+
 // Validate reports every problem with the config, one per line. It never
 // echoes a header or env value.
 func (c Config) Validate() error {
 	var errs []error
-	add := func(format string, args ...any) {
-		errs = append(errs, fmt.Errorf("mcp target %s: "+format, append([]any{c.Name}, args...)...))
+	for _, p := range c.Problems() {
+		errs = append(errs, fmt.Errorf("mcp target %s: %s", c.Name, p.Reason))
+	}
+	return errors.Join(errs...)
+}
+
+// Problems lists every problem with the config, by key.
+func (c Config) Problems() []Problem {
+	var ps []Problem
+	add := func(key, format string, args ...any) {
+		ps = append(ps, Problem{Key: key, Reason: fmt.Sprintf(format, args...)})
 	}
 	if c.Name == "" || !namePattern.MatchString(c.Name) {
-		errs = append(errs, fmt.Errorf("mcp target %q: the name must match %s", c.Name, namePattern))
+		add("", "the name must match %s", namePattern)
 	}
 	switch {
 	case c.URL == "" && len(c.Command) == 0:
-		add("set url (streamable HTTP) or command (stdio)")
+		add("", "set url (streamable HTTP) or command (stdio)")
 	case c.URL != "" && len(c.Command) > 0:
-		add("set url or command, not both")
+		add("", "set url or command, not both")
 	case c.URL != "":
 		c.checkHTTP(add)
 	default:
 		c.checkStdio(add)
 	}
 	if c.Timeout < 0 {
-		add("timeout must not be negative")
+		add("timeout", "timeout must not be negative")
 	}
 	if c.MaxResultBytes < 0 || c.MaxResultBytes > MaxMaxResultBytes {
-		add("max_result_bytes must be between 1 and %d (0 means %d)", MaxMaxResultBytes, DefaultMaxResultBytes)
+		add("max_result_bytes", "max_result_bytes must be between 1 and %d (0 means %d)", MaxMaxResultBytes, DefaultMaxResultBytes)
 	}
 	if c.Prefix != "" && !namePattern.MatchString(c.Prefix) {
-		add("prefix %q may hold only letters, digits, \"_\" and \"-\"", c.Prefix)
+		add("prefix", "prefix %q may hold only letters, digits, \"_\" and \"-\"", c.Prefix)
 	}
 	c.checkRename(add)
 	if c.Expose != "" && c.Expose != ExposePinned && c.Expose != ExposeAll {
-		add("expose must be %q or %q, got %q", ExposePinned, ExposeAll, c.Expose)
+		add("expose", "expose must be %q or %q, got %q", ExposePinned, ExposeAll, c.Expose)
 	}
-	return errors.Join(errs...)
+	return ps
 }
 
-// problemf records one problem of a config.
-type problemf func(format string, args ...any)
+// problemf records one problem of a config at a key.
+type problemf func(key, format string, args ...any)
 
 func (c Config) checkHTTP(add problemf) {
 	if err := checkURL(c.URL); err != "" {
-		add("url %s", err)
+		add("url", "url %s", err)
 	}
 	for _, name := range slices.Sorted(maps.Keys(c.Headers)) {
 		if err := checkHeader(name, c.Headers[name]); err != "" {
-			add("header %s %s", name, err)
+			add("headers."+name, "header %s %s", name, err)
 		}
 	}
 	if len(c.Env) > 0 {
-		add("env applies to a stdio server (command), not to url")
+		add("env", "env applies to a stdio server (command), not to url")
 	}
 }
 
 func (c Config) checkStdio(add problemf) {
 	if strings.TrimSpace(c.Command[0]) == "" {
-		add("command[0] must name the program to run")
+		add("command[0]", "command[0] must name the program to run")
 	}
 	for i, a := range c.Command {
 		if strings.ContainsRune(a, 0) {
-			add("command[%d] contains a NUL byte", i)
+			add(fmt.Sprintf("command[%d]", i), "command[%d] contains a NUL byte", i)
 		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(c.Env)) {
 		if k == "" || strings.ContainsAny(k, "=\x00") || strings.ContainsRune(c.Env[k], 0) {
-			add("env %q is not a valid environment variable", k)
+			add("env."+k, "env %q is not a valid environment variable", k)
 		}
 	}
 	if len(c.Headers) > 0 {
-		add("headers apply to a streamable HTTP server (url), not to command")
+		add("headers", "headers apply to a streamable HTTP server (url), not to command")
 	}
 }
 
@@ -151,11 +171,11 @@ func (c Config) checkRename(add problemf) {
 		to := c.Rename[from]
 		switch {
 		case from == "":
-			add("rename has an empty upstream tool name")
+			add("rename", "rename has an empty upstream tool name")
 		case !namePattern.MatchString(to):
-			add("rename %q: %q is not a valid tool name (%s)", from, to, namePattern)
+			add("rename."+from, "rename %q: %q is not a valid tool name (%s)", from, to, namePattern)
 		case seen[to] != "":
-			add("rename %q and %q both map to %q", seen[to], from, to)
+			add("rename."+from, "rename %q and %q both map to %q", seen[to], from, to)
 		}
 		seen[to] = from
 	}

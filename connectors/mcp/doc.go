@@ -22,7 +22,7 @@
 //	    prefix: fs_              # catalog name prefix (default "<target>_")
 //	    rename: {read_text_file: fs_read}   # upstream name → full catalog name
 //	    expose: pinned           # pinned (default) | all
-//	    tools_lock: tools.lock   # default: tools.lock beside the config
+//	tools_lock: tools.lock       # top level; default: tools.lock beside the config
 //
 // # Sessions
 //
@@ -73,8 +73,10 @@
 //
 // Execute returns {"content": [...], "structuredContent": {...},
 // "isError": false}: the upstream's content blocks as sent, and its
-// structured content when it gave any. Masking applies a tool's JSON paths
-// under structuredContent and its detectors to every value. An isError
+// structured content when it gave any; a text block whose text is that
+// structured content as JSON carries it as a JSON object, so that a tool's
+// JSON paths, applied under structuredContent, mask it too (the MCP door
+// sends it as text again). Detectors apply to every value. An isError
 // result and a JSON-RPC error are target_error carrying the upstream's
 // text, clipped (the pipeline masks error messages). A timeout, a lost
 // connection or an upstream that is down is target_unavailable. Each
@@ -82,7 +84,8 @@
 // stdio line is never held past the cap (an oversized response is replaced
 // by an error for its request id and the session lives on), an HTTP body
 // or event-stream event is cut at the cap, and the call is refused with
-// target_error; results are not truncated. The cap holds for every
+// target_error whose Field is targets.<name>.max_result_bytes; results are
+// not truncated. The cap holds for every
 // message, tools/list pages included: an upstream whose listing exceeds it
 // cannot be used, and the log says why. Upstream progress is relayed to
 // the broker.ProgressFunc in the call's context (broker.WithProgress);

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"unicode/utf8"
 
@@ -79,7 +80,7 @@ func (u *Upstream) callError(ctx context.Context, name string, err error) error 
 	var lost *lostError
 	switch {
 	case errors.Is(err, errTooLarge):
-		return broker.Wrap(broker.CodeTargetError, err, fmt.Sprintf("the result of tool %s exceeds max_result_bytes (%d bytes) and was withheld; the call may have run upstream", name, u.cfg.MaxResultBytes))
+		return u.tooLarge(name, err)
 	case errors.As(err, &rpc):
 		return broker.Wrap(broker.CodeTargetError, err, fmt.Sprintf("upstream tool %s failed: %s", name, clip(rpc.Message)))
 	case errors.As(err, &lost):
@@ -135,7 +136,7 @@ func (u *Upstream) output(e Entry, raw json.RawMessage) (broker.Output, error) {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		b.Write(bytes.TrimSpace(c))
+		b.Write(structuredText(bytes.TrimSpace(c), sc))
 	}
 	b.WriteByte(']')
 	if len(sc) > 0 {
@@ -144,6 +145,62 @@ func (u *Upstream) output(e Entry, raw json.RawMessage) (broker.Output, error) {
 	}
 	b.WriteString(`,"isError":false}`)
 	return broker.Output{Value: b.Bytes(), Bytes: b.Len()}, nil
+}
+
+// structuredText returns a content block as it goes into the result
+// document: a text block whose text is the structured content as JSON (the
+// unstructured twin MCP asks servers to send) carries it as a JSON object,
+// {"type":"text","text":{...}}, so that the tool's JSON paths mask it as
+// they mask structuredContent; the MCP door sends it as text again. Any
+// other block is returned as it came.
+func structuredText(block, sc json.RawMessage) json.RawMessage {
+	if len(sc) == 0 || !bytes.Contains(block, []byte(`"text"`)) {
+		return block
+	}
+	var tb struct {
+		Type string `json:"type"`
+		Text string `json:"text"`
+	}
+	if json.Unmarshal(block, &tb) != nil || tb.Type != "text" || !sameJSON([]byte(tb.Text), sc) {
+		return block
+	}
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(block, &fields) != nil {
+		return block
+	}
+	fields["text"] = sc
+	out, err := json.Marshal(fields)
+	if err != nil {
+		return block
+	}
+	return out
+}
+
+// sameJSON reports whether a and b are the same JSON object, numbers
+// compared as written.
+func sameJSON(a, b []byte) bool {
+	if t := bytes.TrimSpace(a); len(t) == 0 || t[0] != '{' {
+		return false
+	}
+	decode := func(raw []byte) (any, bool) {
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.UseNumber()
+		var v any
+		return v, dec.Decode(&v) == nil && !dec.More()
+	}
+	va, okA := decode(a)
+	vb, okB := decode(b)
+	return okA && okB && reflect.DeepEqual(va, vb)
+}
+
+// tooLarge is the refusal of a result over max_result_bytes: target_error
+// whose Field names the setting, so a client can tell it from other
+// upstream failures. Nothing of the result is kept.
+func (u *Upstream) tooLarge(name string, err error) error {
+	field := "targets." + u.cfg.Name + ".max_result_bytes"
+	msg := fmt.Sprintf("the result of tool %s exceeds max_result_bytes (%d bytes) and was withheld; the call may have run upstream", name, u.cfg.MaxResultBytes)
+	return &broker.Error{Code: broker.CodeTargetError, Field: field, Message: msg, Cause: err,
+		Problems: []broker.Problem{{Field: field, Message: fmt.Sprintf("the upstream's answer was larger than %d bytes; raise %s or ask for less", u.cfg.MaxResultBytes, field)}}}
 }
 
 // errorText joins the text blocks of an isError result, clipped.

@@ -375,6 +375,15 @@ func wantCode(t testing.TB, err error, code broker.Code, says string) {
 	}
 }
 
+// fieldOf is the Field of err's *broker.Error, "" for none.
+func fieldOf(err error) string {
+	var e *broker.Error
+	if errors.As(err, &e) {
+		return e.Field
+	}
+	return ""
+}
+
 // pinAll pins every tool an upstream lists now into a lock file at path.
 func pinAll(t testing.TB, ctx context.Context, cfg Config, path string) {
 	t.Helper()

@@ -126,16 +126,6 @@ func TestProgressRelayed(t *testing.T) {
 	}
 }
 
-func TestWantsProgress(t *testing.T) {
-	if wantsProgress(broker.ProgressFrom(context.Background())) {
-		t.Error("the no-op counts as a caller's progress function")
-	}
-	ctx := broker.WithProgress(context.Background(), func(float64, float64, string) {})
-	if !wantsProgress(broker.ProgressFrom(ctx)) {
-		t.Error("a caller's progress function is not recognised")
-	}
-}
-
 // TestQuarantineOnListChanged: a pinned tool whose description changes at
 // runtime is withheld as soon as the upstream says its list changed, its
 // calls are refused without reaching the upstream, and pinning again (or
@@ -258,6 +248,9 @@ func TestUpstreamErrors(t *testing.T) {
 			wantCode(t, err, c.code, c.says)
 			if strings.Contains(err.Error(), strings.Repeat("x", 100)) {
 				t.Fatal("the refusal carries the oversized result")
+			}
+			if oversized := strings.Contains(c.name, "oversized"); oversized != (fieldOf(err) == "targets.fx.max_result_bytes") {
+				t.Errorf("field %q: an oversized result, and only one, names targets.fx.max_result_bytes", fieldOf(err))
 			}
 			if _, err := call(t, u, ctx, "fx_echo", map[string]any{"text": "still here"}); err != nil {
 				t.Fatalf("the session did not survive: %v", err)

@@ -122,3 +122,20 @@ func TestBodyCaps(t *testing.T) {
 		t.Errorf("without a call state the cap still holds: %v", err)
 	}
 }
+
+func TestStructuredText(t *testing.T) {
+	sc := json.RawMessage(`{"n":1.50,"s":"x"}`)
+	for _, c := range []struct{ block, want string }{
+		{`{"type":"text","text":"{\"s\":\"x\",\"n\":1.50}"}`, `{"text":{"n":1.50,"s":"x"},"type":"text"}`},
+		{`{"type":"text","text":"{\"s\":\"x\",\"n\":1.5}"}`, `{"type":"text","text":"{\"s\":\"x\",\"n\":1.5}"}`},
+		{`{"type":"text","text":"n is 1.50"}`, `{"type":"text","text":"n is 1.50"}`},
+		{`{"type":"image","data":"aGk=","mimeType":"image/png"}`, `{"type":"image","data":"aGk=","mimeType":"image/png"}`},
+	} {
+		if got := string(structuredText(json.RawMessage(c.block), sc)); got != c.want {
+			t.Errorf("structuredText(%s) = %s, want %s", c.block, got, c.want)
+		}
+	}
+	if got := string(structuredText(json.RawMessage(`{"type":"text","text":"{}"}`), nil)); got != `{"type":"text","text":"{}"}` {
+		t.Errorf("without structured content: %s", got)
+	}
+}

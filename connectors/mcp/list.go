@@ -34,6 +34,28 @@ func List(ctx context.Context, cfg Config, opt Options) ([]Definition, []Entry, 
 	return defs, bad, nil
 }
 
+// Evaluate checks listed definitions (List's) against the pins of lock,
+// as a running connector does, and returns the snapshot it would serve
+// (not Connected): what `toolgate tools list` and `check --connect` show
+// without serving. A nil lock pins nothing; lockErr, when set, says the
+// lock could not be read, and then no tool is exposed.
+func Evaluate(cfg Config, lock *Lock, lockErr error, defs []Definition, bad []Entry, compile CompileFunc) (*Snapshot, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if compile == nil {
+		return nil, errors.New("mcp target " + cfg.Name + ": a schema compiler is required")
+	}
+	var pins TargetPins
+	if lock != nil {
+		pins = lock.Targets[cfg.Name]
+	}
+	if lockErr != nil {
+		lockErr = errors.New("the tools lock cannot be read")
+	}
+	return evaluate(evaluation{cfg: cfg.withDefaults(), pins: pins, lockErr: lockErr, defs: defs, bad: bad, compile: compile}), nil
+}
+
 // evaluate lists the tools on s, checks them against the pins and
 // publishes the snapshot. A failed listing ends the session.
 func (u *Upstream) evaluate(s *session, trigger string) error {

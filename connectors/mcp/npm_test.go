@@ -2,8 +2,6 @@ package mcp
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -18,80 +16,11 @@ import (
 	"time"
 
 	"github.com/toolgate/toolgate/broker"
+	"github.com/toolgate/toolgate/internal/testenv"
 )
 
-// The third-party MCP servers these tests run, pinned in testdata/npm
-// (package.json and package-lock.json).
-var npmInstall struct {
-	once sync.Once
-	bin  string
-	err  error
-}
-
-// npmBin installs the pinned servers once into the user cache (keyed by
-// the lock file's hash) and returns their node_modules/.bin folder. It
-// skips without npm, except in CI (CI=true), where npm is required.
-func npmBin(t testing.TB) string {
-	t.Helper()
-	for _, tool := range []string{"npm", "node"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s is required in CI to test against third-party MCP servers: %v", tool, err)
-			}
-			t.Skipf("%s is not installed: skipping the tests against third-party MCP servers from npm (they run in CI)", tool)
-		}
-	}
-	npmInstall.once.Do(func() { npmInstall.bin, npmInstall.err = installNPM() })
-	if npmInstall.err != nil {
-		t.Fatal(npmInstall.err)
-	}
-	return npmInstall.bin
-}
-
-func installNPM() (string, error) {
-	pkg, err := os.ReadFile("testdata/npm/package.json")
-	if err != nil {
-		return "", err
-	}
-	lock, err := os.ReadFile("testdata/npm/package-lock.json")
-	if err != nil {
-		return "", err
-	}
-	sum := sha256.Sum256(append(pkg, lock...))
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		cache = os.TempDir()
-	}
-	dir := filepath.Join(cache, "toolgate-tests", "mcp-npm-"+hex.EncodeToString(sum[:6]))
-	bin := filepath.Join(dir, "node_modules", ".bin")
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", ".package-lock.json")); err == nil {
-		return bin, nil
-	}
-	tmp := fmt.Sprintf("%s.tmp-%d", dir, os.Getpid())
-	if err := os.MkdirAll(tmp, 0o755); err != nil {
-		return "", err
-	}
-	defer os.RemoveAll(tmp)
-	if err := os.WriteFile(filepath.Join(tmp, "package.json"), pkg, 0o644); err != nil {
-		return "", err
-	}
-	if err := os.WriteFile(filepath.Join(tmp, "package-lock.json"), lock, 0o644); err != nil {
-		return "", err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "npm", "ci", "--no-audit", "--no-fund", "--loglevel=error")
-	cmd.Dir = tmp
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("npm ci in %s: %v\n%s", tmp, err, out)
-	}
-	if err := os.Rename(tmp, dir); err != nil {
-		if _, statErr := os.Stat(dir); statErr != nil { // not installed by another run meanwhile
-			return "", err
-		}
-	}
-	return bin, nil
-}
+// npmBin returns the folder of the third-party MCP servers from npm.
+func npmBin(t testing.TB) string { return testenv.MCPServers(t) }
 
 // sessionPid returns the pid of the live stdio server.
 func sessionPid(t testing.TB, u *Upstream) int {

@@ -60,6 +60,7 @@ type process struct {
 func startProcess(cfg Config, base []string, log *zap.Logger, redact func(string) string) (*process, error) {
 	cmd := exec.Command(cfg.Command[0], cfg.Command[1:]...)
 	cmd.Env = childEnv(base, cfg.Env)
+	cmd.Dir = cfg.Dir
 	cmd.SysProcAttr = sysProcAttr()
 	var ours, theirs []*os.File
 	closeAll := func(fs []*os.File) {

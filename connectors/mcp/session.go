@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"reflect"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -334,10 +333,10 @@ type callMeta struct {
 func (s *session) callTool(ctx context.Context, tool string, args json.RawMessage) (json.RawMessage, error) {
 	id := s.nextID()
 	params := callParams{Name: tool, Arguments: args}
-	if f := broker.ProgressFrom(ctx); wantsProgress(f) {
+	if broker.HasProgress(ctx) {
 		token := id.Value().(string)
 		params.Meta = &callMeta{ProgressToken: token}
-		s.progress.Store(token, &progressRelay{f: f})
+		s.progress.Store(token, &progressRelay{f: broker.ProgressFrom(ctx)})
 		defer s.progress.Delete(token)
 	}
 	if trace.SpanContextFromContext(ctx).IsValid() {
@@ -349,15 +348,6 @@ func (s *session) callTool(ctx context.Context, tool string, args json.RawMessag
 		params.Meta.TraceParent, params.Meta.TraceState = tc["traceparent"], tc["tracestate"]
 	}
 	return s.request(ctx, id, string(mcpgo.MethodToolsCall), params)
-}
-
-// wantsProgress reports whether f is a caller's ProgressFunc rather than
-// the no-op broker.ProgressFrom returns when the context carries none. The
-// broker offers no "has progress" test, so the no-op is recognised by its
-// code pointer.
-func wantsProgress(f broker.ProgressFunc) bool {
-	none := broker.ProgressFrom(context.Background())
-	return reflect.ValueOf(f).Pointer() != reflect.ValueOf(none).Pointer()
 }
 
 // listTools lists every tool, following pages. Definitions that cannot

@@ -242,8 +242,15 @@ func (ev evaluation) build(e Entry) (*broker.Tool, string) {
 		OutputSchema: d.OutputSchema,
 		Annotations:  ann,
 		Source:       source,
+		Blocks:       true,
 		Spec:         &toolSpec{schemas: schemas, tool: d.Tool},
 	}, ""
+}
+
+// CatalogName returns the catalog name of an upstream tool (prefix or
+// rename applied), or "" and why it has none.
+func (c Config) CatalogName(tool string) (name, reason string) {
+	return c.withDefaults().catalogName(tool)
 }
 
 // catalogName maps an upstream tool name to its catalog name, or says why

@@ -72,6 +72,9 @@ func TestStdioOversizedLine(t *testing.T) {
 	for _, withProgress := range []bool{false, true} {
 		_, err := call(t, u, context.Background(), "fx_big", map[string]any{"n": 1 << 20, "progress": withProgress})
 		wantCode(t, err, broker.CodeTargetError, "exceeds max_result_bytes (65536 bytes)")
+		if f := fieldOf(err); f != "targets.fx.max_result_bytes" {
+			t.Errorf("field %q, want targets.fx.max_result_bytes", f)
+		}
 		if got := pidOf(t, u, "fx_pid"); got != pid {
 			t.Fatalf("the server was restarted (pid %d, then %d)", pid, got)
 		}

@@ -84,7 +84,7 @@ func run(goBin, root string, calls int, profile string, w io.Writer) int {
 // it exists (see doc.go).
 func plan(goBin, root string, calls int, profile string) ([]step, error) {
 	pg := "TOOLGATE_REQUIRE_POSTGRES=1"
-	mcp := []string{goBin, "test", "-run", "^TestMCPOverhead$", "-v", "-count", "1"}
+	mcp := []string{goBin, "test", "-run", "^(TestMCPOverhead|TestUpstreamOverhead)$", "-v", "-count", "1"}
 	if profile != "" {
 		abs, err := filepath.Abs(profile)
 		if err != nil {
@@ -93,7 +93,7 @@ func plan(goBin, root string, calls int, profile string) ([]step, error) {
 		mcp = append(mcp, "-cpuprofile", abs, "-o", strings.TrimSuffix(abs, filepath.Ext(abs))+".test")
 	}
 	steps := []step{
-		{name: "MCP comparison", cmd: append(mcp, "./cmd/toolgate"), env: []string{pg, "TOOLGATE_BENCH=1", "TOOLGATE_BENCH_CALLS=" + strconv.Itoa(calls)}},
+		{name: "MCP comparisons", cmd: append(mcp, "./cmd/toolgate"), env: []string{pg, "TOOLGATE_BENCH=1", "TOOLGATE_BENCH_CALLS=" + strconv.Itoa(calls)}},
 		{name: "masking", cmd: []string{goBin, "test", "-run", "^$", "-bench", "^BenchmarkMask1MB$", "-cpu", "1", "-benchtime", "2s", "-count", "1", "./policy/mask"}},
 		{name: "policy", cmd: []string{goBin, "test", "-run", "^$", "-bench", "^BenchmarkDecide$", "-benchtime", "1s", "-count", "1", "./policy"}},
 		{name: "audit writes", cmd: []string{goBin, "test", "-run", "^$", "-bench", "^BenchmarkRecord(SQLite|Postgres)$", "-benchtime", "2s", "-count", "1", "./recordings"}, env: []string{pg}},

@@ -110,6 +110,10 @@ func targets() []check {
 			judge: func(v float64, m map[string]float64) (string, string, verdict) {
 				return fmt.Sprintf("%.3f ms (%.3f vs %.3f)", v, m["serial-tg-p50-ms"], m["serial-bare-p50-ms"]), "-", info
 			}},
+		{what: "upstream MCP tool through toolgate vs called directly (16 callers)", bench: "BenchmarkUpstreamOverhead", metric: "x-direct", target: ">= 0.7x",
+			judge: func(v float64, m map[string]float64) (string, string, verdict) {
+				return fmt.Sprintf("%.0f vs %.0f calls/s", m["tg-calls/s"], m["direct-calls/s"]), fmt.Sprintf("%.2fx", v), verdictOf(v >= 0.7)
+			}},
 		{what: "mask a 1 MB JSON result, 5 rules + detectors, 1 core", bench: "BenchmarkMask1MB", metric: "MB/s", target: ">= 200 MB/s",
 			judge: func(v float64, _ map[string]float64) (string, string, verdict) {
 				return fmt.Sprintf("%.0f MB/s", v), fmt.Sprintf("%.2fx", v/200), verdictOf(v >= 200)

@@ -56,12 +56,13 @@ func TestSummary(t *testing.T) {
 		want[r.What] = r.Verdict
 	}
 	for what, v := range map[string]verdict{
-		"MCP tools/call throughput, toolgate vs bare mcp-go (16 callers)": fail,
-		"mask a 1 MB JSON result, 5 rules + detectors, 1 core":            pass,
-		"policy decision, 3 CEL conditions":                               pass,
-		"audit writes, SQLite (16 writers)":                               pass,
-		"audit writes, Postgres (16 writers)":                             missing,
-		"Postgres passthrough, pgbench -S 16 clients, vs direct":          notYet,
+		"MCP tools/call throughput, toolgate vs bare mcp-go (16 callers)":    fail,
+		"mask a 1 MB JSON result, 5 rules + detectors, 1 core":               pass,
+		"upstream MCP tool through toolgate vs called directly (16 callers)": fail,
+		"policy decision, 3 CEL conditions":                                  pass,
+		"audit writes, SQLite (16 writers)":                                  pass,
+		"audit writes, Postgres (16 writers)":                                missing,
+		"Postgres passthrough, pgbench -S 16 clients, vs direct":             notYet,
 	} {
 		if want[what] != v {
 			t.Errorf("%s: %s, want %s", what, want[what], v)

@@ -25,6 +25,9 @@ type Config struct {
 	Metrics        Metrics           `yaml:"metrics" json:"metrics"`
 	Telemetry      Telemetry         `yaml:"telemetry" json:"telemetry"`
 	Console        Console           `yaml:"console" json:"console"`
+	// ToolsLock is the lock file that pins the definitions of the mcp
+	// targets' tools (default tools.lock beside the config).
+	ToolsLock string `yaml:"tools_lock" json:"tools_lock,omitempty"`
 
 	// File is the path the config was loaded from; relative paths inside
 	// it (tools_dir, store.path, target paths) resolve against its folder.

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"maps"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -15,6 +16,9 @@ const (
 	KindPostgres = "postgres"
 	KindSQLite   = "sqlite"
 	KindHTTP     = "http"
+	// KindMCP is an upstream MCP server (connectors/mcp): its tools join
+	// the catalog as they are listed and pinned, not declared in files.
+	KindMCP = "mcp"
 )
 
 // The operations a tool declaration names (its "sql" or "http" key).
@@ -67,6 +71,12 @@ func Kinds() []TargetKind {
 				t.HTTP = &HTTPTarget{}
 			}
 			return nilSection(t.HTTP)
+		}},
+		{Name: KindMCP, section: func(t *Target, alloc bool) TargetSection {
+			if alloc {
+				t.MCP = &MCPTarget{}
+			}
+			return nilSection(t.MCP)
 		}},
 	}
 }
@@ -126,12 +136,15 @@ func KindPhrase(names string) string {
 // The YAML is flat, as it always was: the kind's keys sit beside kind, and
 // UnmarshalYAML decodes them into the section.
 type Target struct {
-	Kind string `yaml:"kind" json:"kind"` // postgres | sqlite | http
+	Kind string `yaml:"kind" json:"kind"` // postgres | sqlite | http | mcp
 	// Exactly the section of Kind is set.
 	Postgres *PostgresTarget `yaml:"-" json:"postgres,omitempty"`
 	SQLite   *SQLiteTarget   `yaml:"-" json:"sqlite,omitempty"`
 	HTTP     *HTTPTarget     `yaml:"-" json:"http,omitempty"`
+	MCP      *MCPTarget      `yaml:"-" json:"mcp,omitempty"`
 	// Mask maps "table.column" (passthrough) or gjson paths to actions.
+	// On an mcp target the paths are relative to a result's
+	// structuredContent.
 	Mask map[string]string `yaml:"mask" json:"mask,omitempty"`
 	// Detectors switches detectors off (or on) for this target.
 	Detectors map[string]bool `yaml:"detectors" json:"detectors,omitempty"`
@@ -196,9 +209,55 @@ type HTTPTarget struct {
 	MaxResponseBytes int64             `yaml:"max_response_bytes" json:"max_response_bytes,omitempty"`
 }
 
+// MCPTarget is an upstream MCP server (kind mcp): exactly one of URL
+// (streamable HTTP) and Command (a stdio server toolgate starts) is set.
+type MCPTarget struct {
+	URL string `yaml:"url" json:"url,omitempty"`
+	// Headers go with every request to URL; their values are secrets.
+	Headers map[string]string `yaml:"headers" json:"-"`
+	// Command is the stdio server's program and arguments. The server
+	// runs in the config file's folder, so a relative program path (one
+	// with a "/") and relative arguments are relative to that folder.
+	Command []string `yaml:"command" json:"command,omitempty"`
+	// Env is the stdio server's environment on top of a neutral one; its
+	// values are secrets.
+	Env            map[string]string `yaml:"env" json:"-"`
+	Timeout        Duration          `yaml:"timeout" json:"timeout,omitempty"`
+	MaxResultBytes int64             `yaml:"max_result_bytes" json:"max_result_bytes,omitempty"`
+	// Prefix starts the catalog names of the server's tools (default
+	// "<target>_"); Rename gives single tools a full catalog name.
+	Prefix string            `yaml:"prefix" json:"prefix,omitempty"`
+	Rename map[string]string `yaml:"rename" json:"rename,omitempty"`
+	// Expose is pinned (default: only tools pinned in the tools lock) or
+	// all (tools with no pin too; a changed pin is quarantined anyway).
+	Expose string `yaml:"expose" json:"expose,omitempty"`
+	// Tools holds per-tool masking, by the tool's upstream name.
+	Tools map[string]UpstreamTool `yaml:"tools" json:"tools,omitempty"`
+	// Dir is the folder of the config file, the stdio server's working
+	// folder (set by loading).
+	Dir string `yaml:"-" json:"-"`
+}
+
+// UpstreamTool is the masking of one upstream MCP tool's results: JSON
+// paths relative to its structuredContent, and detector switches.
+type UpstreamTool struct {
+	Mask      map[string]string `yaml:"mask" json:"mask,omitempty"`
+	Detectors map[string]bool   `yaml:"detectors" json:"detectors,omitempty"`
+}
+
 func (*PostgresTarget) resolve(string)     {}
 func (s *SQLiteTarget) resolve(dir string) { s.Path = resolve(dir, s.Path) }
 func (*HTTPTarget) resolve(string)         {}
+
+// resolve makes the config file's folder the stdio server's working
+// folder, against which a relative program path is found too (os/exec
+// evaluates a relative Path in Dir).
+func (m *MCPTarget) resolve(dir string) {
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
+	m.Dir = dir
+}
 
 // Credentials is the DSN's password.
 func (p *PostgresTarget) Credentials() []Credential {
@@ -213,6 +272,18 @@ func (h *HTTPTarget) Credentials() []Credential {
 	out := []Credential{{Key: "base_url", Value: h.BaseURL, In: CredentialURLPassword}}
 	for _, name := range slices.Sorted(maps.Keys(h.Headers)) {
 		out = append(out, Credential{Key: "headers." + name, Value: h.Headers[name]})
+	}
+	return out
+}
+
+// Credentials are the header and env values.
+func (m *MCPTarget) Credentials() []Credential {
+	var out []Credential
+	for _, name := range slices.Sorted(maps.Keys(m.Headers)) {
+		out = append(out, Credential{Key: "headers." + name, Value: m.Headers[name]})
+	}
+	for _, name := range slices.Sorted(maps.Keys(m.Env)) {
+		out = append(out, Credential{Key: "env." + name, Value: m.Env[name]})
 	}
 	return out
 }

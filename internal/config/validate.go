@@ -15,6 +15,7 @@ const (
 	DefaultListen       = "127.0.0.1:8080"
 	DefaultStorePath    = "./data/toolgate.db"
 	DefaultToolsDir     = "./tools"
+	DefaultToolsLock    = "./tools.lock"
 	DefaultMaxBodyBytes = 1 << 20
 	// DefaultMaxHeaderBytes caps request headers (limits.max_header_bytes).
 	DefaultMaxHeaderBytes = 64 << 10
@@ -34,6 +35,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.ToolsDir == "" {
 		c.ToolsDir = DefaultToolsDir
+	}
+	if c.ToolsLock == "" {
+		c.ToolsLock = DefaultToolsLock
 	}
 	if c.Approvals.Timeout == 0 {
 		c.Approvals.Timeout = Duration(30 * 60e9)
@@ -59,6 +63,7 @@ func (c *Config) applyDefaults() {
 	if c.File != "" {
 		dir := filepath.Dir(c.File)
 		c.ToolsDir = resolve(dir, c.ToolsDir)
+		c.ToolsLock = resolve(dir, c.ToolsLock)
 		if c.Store.Driver == "sqlite" {
 			c.Store.Path = resolve(dir, c.Store.Path)
 		}

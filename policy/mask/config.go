@@ -77,9 +77,35 @@ func FromConfig(c config.Config) Config {
 		out.HashKey = []byte(c.Masking.HashKey)
 	}
 	for name, t := range c.Targets {
-		if len(t.Mask) > 0 || len(t.Detectors) > 0 {
-			out.Targets[name] = TargetConfig{Rules: t.Mask, Detectors: t.Detectors}
+		rules := t.Mask
+		if t.Kind == config.KindMCP {
+			rules = StructuredPaths(t.Mask)
 		}
+		if len(rules) > 0 || len(t.Detectors) > 0 {
+			out.Targets[name] = TargetConfig{Rules: rules, Detectors: t.Detectors}
+		}
+	}
+	return out
+}
+
+// StructuredContent is the member of an upstream MCP tool's result
+// document that holds its structured result.
+const StructuredContent = "structuredContent"
+
+// StructuredPaths maps rules written for an upstream MCP tool's
+// structured result, their paths relative to it, to rules over the whole
+// result document ({"content": [...], "structuredContent": {...}}): each
+// applies under structuredContent and under the text of every content
+// block that repeats the structured content (connectors/mcp carries such
+// a text as a JSON object). Nil for none.
+func StructuredPaths(rules map[string]string) map[string]string {
+	if len(rules) == 0 {
+		return nil
+	}
+	out := make(map[string]string, 2*len(rules))
+	for p, a := range rules {
+		out[StructuredContent+"."+p] = a
+		out["content.#.text."+p] = a
 	}
 	return out
 }
