@@ -84,6 +84,9 @@ type StatementCall struct {
 	Statement Statement
 	// ApprovalID is the approval the caller resumes, "" when none.
 	ApprovalID string
+	// Done are outcomes of earlier statements of the session not recorded
+	// yet: this statement's record carries them (outcomes.go).
+	Done []StatementOutcome
 	// Preview, when the proxy can, previews the statement's effect for
 	// approvers (called only when the statement is held for a new
 	// approval): it runs the statement in a transaction that is always
@@ -127,6 +130,14 @@ type CellMasker interface {
 	MaskCell(target, column string, value []byte) ([]byte, bool)
 }
 
+// ColumnMasker is an optional ability of a CellMasker: the masking of one
+// result column resolved once for all its cells. nil means no cell of the
+// column can change; shortInteger vouches that every cell is an
+// optionally signed integer of at most 10 digits, or t or f.
+type ColumnMasker interface {
+	MaskColumn(target, column string, shortInteger bool) func(value []byte) ([]byte, bool)
+}
+
 // Session describes a passthrough session being opened.
 type Session struct {
 	Caller Caller
@@ -145,6 +156,9 @@ type SessionStats struct {
 	Duration   time.Duration
 	// Reason is why the session ended ("client closed", "grant revoked").
 	Reason string
+	// Done are outcomes of the session's statements not recorded yet: the
+	// close record carries them (outcomes.go).
+	Done []StatementOutcome
 }
 
 // StatementOutcome is what a proxy reports once an allowed statement ran.
@@ -216,6 +230,7 @@ func (b *Broker) CloseSession(ctx context.Context, id string, c Caller, door, ta
 		DurationMS: float64(st.Duration.Microseconds()) / 1000,
 		Detail:     map[string]any{"session": id, "statements": st.Statements, "denied": st.Denied, "reason": st.Reason}}
 	fillCaller(&ev, c)
+	foldOutcomes(b.live.Load().live.Masker, ev.Detail, st.Done)
 	b.recordAfter(ctx, ev, "passthrough session close")
 }
 
@@ -278,6 +293,7 @@ func (b *Broker) decideStatement(ctx context.Context, sc StatementCall, deferRea
 func (b *Broker) statement(ctx context.Context, p *passage, sc StatementCall) (Decision, error) {
 	st := sc.Statement
 	p.ev.Detail = statementDetail(p.snap.live.Masker, sc)
+	foldOutcomes(p.snap.live.Masker, p.ev.Detail, sc.Done)
 	p.hashArgs(argsJSON(st))
 	if err := p.identified(); err != nil {
 		return Decision{}, err
@@ -398,7 +414,7 @@ func describe(st Statement) string {
 func (b *Broker) StatementDone(ctx context.Context, o StatementOutcome) {
 	now := b.now()
 	ev := Event{ID: newID("stm", now), Time: now, Kind: EventStatement, Door: o.Door, Target: o.Target,
-		Status: StatusOK, Rows: o.Rows, Bytes: o.Bytes, ExecMS: float64(o.Duration.Microseconds()) / 1000,
+		Status: StatusOK, Rows: o.Rows, Bytes: o.Bytes, ExecMS: msOf(o.Duration),
 		Detail: map[string]any{"phase": "done", "statement_id": o.ID}}
 	if o.Session != "" {
 		ev.Detail["session"] = o.Session
@@ -421,6 +437,21 @@ func (b *Broker) MaskCell(target, column string, value []byte) ([]byte, bool) {
 		return cm.MaskCell(target, column, value)
 	}
 	return nil, true
+}
+
+// MaskColumn resolves the masking of one result column once (a reload
+// applies from the next result on): MaskCell for each of its cells, or
+// nil when none can change. Without a cell-masking Masker every non-empty
+// cell is replaced (fail closed).
+func (b *Broker) MaskColumn(target, column string, shortInteger bool) func([]byte) ([]byte, bool) {
+	cm := b.live.Load().cells
+	switch c := cm.(type) {
+	case nil:
+		return func([]byte) ([]byte, bool) { return nil, true }
+	case ColumnMasker:
+		return c.MaskColumn(target, column, shortInteger)
+	}
+	return func(v []byte) ([]byte, bool) { return cm.MaskCell(target, column, v) }
 }
 
 // MaskText masks free text (database error messages) with the detectors.

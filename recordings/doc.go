@@ -5,12 +5,15 @@
 // # Durability
 //
 // Store.Record returns only after the event's transaction has committed.
-// Concurrent Record calls are group-committed: one writer goroutine per
-// Store takes everything queued, writes it in one transaction and wakes each
-// caller with the outcome. If the store cannot be written, Record returns a
-// *broker.Error with code audit_unavailable and the broker fails the call
-// closed; the writer then re-reads the chain head before its next batch, so
-// nothing is lost, duplicated or forked when the store comes back.
+// Concurrent Record calls are group-committed by leader and followers
+// (group.go): the caller that finds no commit in flight commits at once,
+// in its own goroutine, everything queued; callers arriving meanwhile
+// queue, and the oldest of them leads the next commit, which takes them
+// all. One transaction per batch; each caller is woken with the outcome.
+// If the store cannot be written, Record returns a *broker.Error with code
+// audit_unavailable and the broker fails the call closed; the next commit
+// then re-reads the chain head first, so nothing is lost, duplicated or
+// forked when the store comes back.
 //
 // # The chain
 //

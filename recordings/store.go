@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -34,10 +33,10 @@ const (
 	// rowsPerInsert bounds the placeholders of one multi-row INSERT
 	// (15 per row; SQLite allows 32766, PostgreSQL 65535).
 	rowsPerInsert = 128
-	// gatherSpins is how many times the writer yields without a new
-	// request before it commits what it has.
+	// gatherSpins is how many times a leader yields without a new request
+	// before it takes the batch (group.go).
 	gatherSpins = 2
-	// preparedRows is the largest batch whose INSERT the writer keeps
+	// preparedRows is the largest batch whose INSERT the store keeps
 	// prepared: parsing a multi-row INSERT cost SQLite as much as running
 	// it. Larger batches are rare and prepared per use.
 	preparedRows = 32
@@ -58,7 +57,7 @@ type Config struct {
 	// BatchMax caps the events group-committed in one transaction.
 	// Zero means DefaultBatchMax.
 	BatchMax int
-	// BatchWait is how long the writer waits for more events before
+	// BatchWait is how long a commit waits for more events before
 	// committing a batch that is not full. Zero commits what is queued at
 	// once: batches still form while the previous commit runs.
 	BatchWait time.Duration
@@ -87,18 +86,16 @@ type Store struct {
 	cfg Config
 	log *zap.Logger
 
-	reqs    chan *request
-	quit    chan struct{}
-	stopped chan struct{}
-	close   sync.Once
+	group group
+	close sync.Once
 
-	// mu guards head and dirty. Only the writer goroutine changes them;
-	// Verify reads head.
+	// mu guards head, dirty and inserts: the commit of one batch at a
+	// time. Verify reads head.
 	mu    sync.Mutex
 	head  link
 	dirty bool
-	// inserts holds the prepared INSERT of n rows at index n. Only the
-	// writer (under mu) uses it; Close closes them once the writer stops.
+	// inserts holds the prepared INSERT of n rows at index n. Close
+	// closes them once the last batch is committed.
 	inserts [preparedRows + 1]*sql.Stmt
 
 	batches, records, failures atomic.Uint64
@@ -128,8 +125,13 @@ type link struct {
 type request struct {
 	ev   broker.Event
 	body string
-	done chan error
-	// set by the writer
+	// wake receives once: true hands this request's caller the lead
+	// (group.go), false says err holds the outcome.
+	wake chan bool
+	err  error
+	// lead is set, under group.mu, when the request is handed the lead.
+	lead bool
+	// set by the commit
 	seq        int64
 	prev, hash string
 }
@@ -160,32 +162,25 @@ func NewStore(d *db.DB, cfg Config, log *zap.Logger) (*Store, error) {
 	if cfg.BatchMax == 0 {
 		cfg.BatchMax = DefaultBatchMax
 	}
-	s := &Store{
-		db:      d,
-		cfg:     cfg,
-		log:     log.With(zap.String("chain", cfg.Instance)),
-		reqs:    make(chan *request, cfg.BatchMax*4),
-		quit:    make(chan struct{}),
-		stopped: make(chan struct{}),
-	}
+	s := &Store{db: d, cfg: cfg, log: log.With(zap.String("chain", cfg.Instance))}
+	s.group.idle.L = &s.group.mu
+	s.group.full = make(chan struct{}, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 	defer cancel()
 	if err := s.loadHead(ctx); err != nil {
 		return nil, fmt.Errorf("recordings: read the head of chain %s: %w", cfg.Instance, err)
 	}
-	go s.run()
 	return s, nil
 }
 
 // Instance returns the name of the chain this store writes.
 func (s *Store) Instance() string { return s.cfg.Instance }
 
-// Close commits what is queued, stops the writer and waits for it. It does
-// not close the database. Record after Close fails with audit_unavailable.
+// Close commits what is queued and waits for it. It does not close the
+// database. Record after Close fails with audit_unavailable.
 func (s *Store) Close() error {
 	s.close.Do(func() {
-		close(s.quit)
-		<-s.stopped
+		s.closeGroup()
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		for i, st := range s.inserts {
@@ -195,7 +190,6 @@ func (s *Store) Close() error {
 			}
 		}
 	})
-	<-s.stopped
 	return nil
 }
 
@@ -223,103 +217,7 @@ func (s *Store) Record(ctx context.Context, ev broker.Event) error {
 	if err != nil {
 		return broker.Wrap(broker.CodeInternal, err, "the audit event cannot be encoded and was not recorded")
 	}
-	r := &request{ev: ev, body: string(body), done: make(chan error, 1)}
-	select {
-	case <-s.quit:
-		return unavailable(errors.New("recordings: store closed"))
-	default:
-	}
-	select {
-	case s.reqs <- r:
-	case <-s.quit:
-		return unavailable(errors.New("recordings: store closed"))
-	case <-ctx.Done():
-		return unavailable(ctx.Err())
-	}
-	select {
-	case err := <-r.done:
-		return err
-	case <-s.stopped:
-		select {
-		case err := <-r.done:
-			return err
-		default:
-			return unavailable(errors.New("recordings: store closed"))
-		}
-	case <-ctx.Done():
-		// The event may still commit; it is then recorded but not
-		// acknowledged, which the caller treats as a failure. Nothing is lost.
-		return unavailable(ctx.Err())
-	}
-}
-
-// run is the writer goroutine: it group-commits queued requests.
-func (s *Store) run() {
-	defer close(s.stopped)
-	batch := make([]*request, 0, s.cfg.BatchMax)
-	for {
-		var first *request
-		select {
-		case first = <-s.reqs:
-		case <-s.quit:
-			// Commit whatever callers are still waiting on, then stop.
-			for {
-				batch = batch[:0]
-				for len(batch) < s.cfg.BatchMax {
-					select {
-					case r := <-s.reqs:
-						batch = append(batch, r)
-						continue
-					default:
-					}
-					break
-				}
-				if len(batch) == 0 {
-					return
-				}
-				s.commit(batch)
-			}
-		}
-		batch = append(batch[:0], first)
-		batch = s.collect(batch)
-		s.commit(batch)
-	}
-}
-
-// collect adds queued requests to batch. Callers woken by the previous
-// commit are still on their way back, so it yields the processor while new
-// requests keep arriving, then waits up to BatchWait for more.
-func (s *Store) collect(batch []*request) []*request {
-	for spins := 0; len(batch) < s.cfg.BatchMax; {
-		select {
-		case r := <-s.reqs:
-			batch = append(batch, r)
-			spins = 0
-			continue
-		default:
-		}
-		if spins == gatherSpins {
-			break
-		}
-		spins++
-		runtime.Gosched()
-	}
-	if s.cfg.BatchWait <= 0 || len(batch) >= s.cfg.BatchMax {
-		return batch
-	}
-	t := time.NewTimer(s.cfg.BatchWait)
-	defer t.Stop()
-	for len(batch) < s.cfg.BatchMax {
-		select {
-		case r := <-s.reqs:
-			batch = append(batch, r)
-		case <-t.C:
-			return batch
-		case <-s.quit:
-			return batch
-		}
-	}
-	return batch
+	return s.submit(ctx, &request{ev: ev, body: string(body), wake: make(chan bool, 1)})
 }
 
 // commit writes batch in one transaction and answers every request in it.
@@ -383,7 +281,8 @@ func (s *Store) answer(batch []*request, err error) {
 		s.failures.Add(uint64(len(batch)))
 	}
 	for _, r := range batch {
-		r.done <- err
+		r.err = err
+		r.wake <- false
 	}
 }
 

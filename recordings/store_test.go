@@ -144,6 +144,24 @@ func count(t testing.TB, d *db.DB, where string, args ...any) int {
 	return n
 }
 
+// recordAll records event(i) for i < n, each from its own goroutine with
+// ctxOf(i); wait returns their errors once all returned.
+func recordAll(s *recordings.Store, n int, ctxOf func(int) context.Context) (wait func() []error) {
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.Record(ctxOf(i), event(i))
+		}()
+	}
+	return func() []error {
+		wg.Wait()
+		return errs
+	}
+}
+
 func execSQL(t testing.TB, d *db.DB, q string, args ...any) {
 	t.Helper()
 	if _, err := d.SQL().Exec(d.Rebind(q), args...); err != nil {
@@ -364,6 +382,80 @@ func storeSuite(t *testing.T, open opener) {
 			t.Fatalf("Record(canceled) = %v, want audit_unavailable", err)
 		}
 		mustVerify(t, s, -1)
+	})
+
+	t.Run("CallersGivingUpNeverStallTheQueue", func(t *testing.T) {
+		// Callers queue behind a commit in flight and every other one gives
+		// up at once: a queued request is withdrawn, one handed the lead
+		// commits anyway. Nothing hangs, every acknowledgement is stored,
+		// and the chain verifies.
+		d, _ := open(t)
+		s := newStore(t, d, recordings.Config{Instance: "a"})
+		const n = 1000
+		errs := recordAll(s, n, func(i int) context.Context {
+			if i%2 == 0 {
+				return context.Background()
+			}
+			c, cancel := context.WithCancel(context.Background())
+			time.AfterFunc(time.Duration(i%101)*20*time.Microsecond, cancel)
+			return c
+		})()
+		acked := 0
+		for i, err := range errs {
+			switch {
+			case err == nil:
+				acked++
+				if count(t, d, "WHERE id = ?", event(i).ID) != 1 {
+					t.Fatalf("Record(%d) acknowledged an event that is not stored", i)
+				}
+			case i%2 == 0:
+				t.Fatalf("Record(%d) without a deadline = %v", i, err)
+			case !errors.Is(err, broker.ErrAuditUnavailable):
+				t.Fatalf("Record(%d) = %v, want audit_unavailable", i, err)
+			}
+		}
+		if acked < n/2 {
+			t.Fatalf("%d of %d acknowledged", acked, n)
+		}
+		record(t, s, event(n))
+		mustVerify(t, s, -1)
+	})
+
+	t.Run("CloseCommitsWhatIsQueued", func(t *testing.T) {
+		// Close while callers are queued: it returns only after the queue
+		// is committed; each caller is either acknowledged and stored or
+		// refused with audit_unavailable and not stored.
+		d, _ := open(t)
+		s, err := recordings.NewStore(d, recordings.Config{Instance: "a"}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const n = 200
+		wait := recordAll(s, n, func(int) context.Context { return context.Background() })
+		time.Sleep(time.Millisecond)
+		s.Close()
+		stored := count(t, d, "")
+		errs := wait()
+		if count(t, d, "") != stored {
+			t.Fatal("records were written after Close returned")
+		}
+		acked := 0
+		for i, err := range errs {
+			in := count(t, d, "WHERE id = ?", event(i).ID) == 1
+			switch {
+			case err == nil && !in:
+				t.Fatalf("Record(%d) acknowledged an event that is not stored", i)
+			case err != nil && !errors.Is(err, broker.ErrAuditUnavailable):
+				t.Fatalf("Record(%d) = %v, want audit_unavailable", i, err)
+			case err != nil && in:
+				t.Fatalf("Record(%d) refused an event that is stored", i)
+			case err == nil:
+				acked++
+			}
+		}
+		if acked != stored {
+			t.Fatalf("%d acknowledged, %d stored", acked, stored)
+		}
 	})
 
 	t.Run("StoreDownMidTraffic", func(t *testing.T) { storeDown(t, open) })
@@ -934,7 +1026,7 @@ func TestCanonicalMatchesReference(t *testing.T) {
 	}
 }
 
-func TestCloseStopsTheWriter(t *testing.T) {
+func TestCloseLeavesNoGoroutine(t *testing.T) {
 	d, _ := openSQLite(t)
 	before := runtime.NumGoroutine()
 	for i := 0; i < 5; i++ {

@@ -47,9 +47,10 @@ func timelineRun() []broker.Event {
 		{ID: "5", Time: at(9100), Kind: broker.EventToolCall, Graph: "support-bot", Node: "refund", Run: "run-42", Tool: "billing_refund",
 			Decision: "approve", Rule: "nodes.refund.rules[0]", ApprovalID: "apr_7", Status: broker.StatusOK, DurationMS: 88.5},
 		{ID: "6", Time: at(9500), Kind: broker.EventStatement, Graph: "support-bot", Node: "triage", Run: "run-42", Target: "crm",
-			Detail: map[string]any{"statement": "SELECT id, name\n  FROM customers\n WHERE id = $1"}, Decision: "allow", Rule: "nodes.triage.passthrough.crm", Status: broker.StatusOK, Rows: 1, DurationMS: 1.5},
+			Detail: map[string]any{"statement": "SELECT id, name\n  FROM customers\n WHERE id = $1"}, Decision: "allow", Rule: "nodes.triage.passthrough.crm", Status: broker.StatusOK, DurationMS: 1.5},
+		// Its outcome rides on the next statement's record.
 		{ID: "7", Time: at(9700), Kind: broker.EventStatement, Graph: "support-bot", Node: "triage", Run: "run-42", Target: "crm",
-			Detail: map[string]any{"statement": "DELETE FROM customers"}, Decision: "deny", Rule: "nodes.triage.passthrough.crm.statements", Status: broker.StatusDenied, ErrorCode: "forbidden"},
+			Detail: map[string]any{"statement": "DELETE FROM customers", "done": []map[string]any{{"statement_id": "6", "status": "ok", "rows": 2, "exec_ms": 0.75}}}, Decision: "deny", Rule: "nodes.triage.passthrough.crm.statements", Status: broker.StatusDenied, ErrorCode: "forbidden"},
 	}
 }
 

@@ -42,7 +42,9 @@ func (s *Store) Trace(ctx context.Context, run string) ([]broker.Event, error) {
 // WriteTimeline prints evs as a readable timeline, one line per event:
 // time (UTC), node, event kind, what ran (the tool, or the statement of a
 // passthrough event), decision and rule, approval, status with error code,
-// rows and duration. Events are already masked; nothing is added.
+// rows and duration (for a passthrough statement whose outcome a later
+// record carries, the outcome's status, rows and execution time). Events
+// are already masked; nothing is added.
 func WriteTimeline(w io.Writer, evs []broker.Event) error {
 	if len(evs) == 0 {
 		_, err := io.WriteString(w, "no events\n")
@@ -53,9 +55,22 @@ func WriteTimeline(w io.Writer, evs []broker.Event) error {
 		first.Format(time.RFC3339Nano), last.Format(time.RFC3339Nano), last.Sub(first)); err != nil {
 		return err
 	}
+	// A statement's outcome folded into a later record is shown on the
+	// statement's own line.
+	folded := map[string]broker.RecordedOutcome{}
+	for _, ev := range evs {
+		if ev.Detail["phase"] != "done" {
+			for _, o := range broker.Outcomes(ev) {
+				folded[o.StatementID] = o
+			}
+		}
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "TIME\tNODE\tEVENT\tWHAT\tDECISION\tAPPROVAL\tSTATUS\tROWS\tDURATION")
 	for _, ev := range evs {
+		if o, ok := folded[ev.ID]; ok {
+			ev.Status, ev.ErrorCode, ev.Rows, ev.DurationMS = o.Status, o.ErrorCode, o.Rows, o.ExecMS
+		}
 		decision := ev.Decision
 		if ev.Rule != "" {
 			decision += " (" + ev.Rule + ")"

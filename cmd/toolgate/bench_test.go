@@ -117,7 +117,7 @@ const benchRounds = 10
 // (default 400).
 // parseBenchConfig parses a measurement's toolgate.yaml in dir, ${VAR}
 // taken from vars only.
-func parseBenchConfig(t *testing.T, dir, yaml string, vars map[string]string) *config.Config {
+func parseBenchConfig(t testing.TB, dir, yaml string, vars map[string]string) *config.Config {
 	t.Helper()
 	cfg, err := config.Parse(filepath.Join(dir, "toolgate.yaml"), []byte(yaml), func(k string) (string, bool) {
 		v, ok := vars[k]
@@ -171,9 +171,10 @@ func compareSides(t *testing.T, a, b []*benchClient, calls int) (aRes, bRes, aSe
 type benchEnv struct {
 	toolgateURL, bareURL string
 	key                  string
+	app                  *app
 }
 
-func newBenchEnv(t *testing.T) *benchEnv {
+func newBenchEnv(t testing.TB) *benchEnv {
 	t.Helper()
 	ctx := context.Background()
 	dsn := testenv.Postgres(t).CreateDB(t)
@@ -211,10 +212,10 @@ func newBenchEnv(t *testing.T) *benchEnv {
 	bareLn := listenLoopback(t)
 	serveBench(t, bareLn, bareServer(pg.Pool()))
 
-	return &benchEnv{toolgateURL: "http://" + tgLn.Addr().String(), bareURL: "http://" + bareLn.Addr().String(), key: key}
+	return &benchEnv{toolgateURL: "http://" + tgLn.Addr().String(), bareURL: "http://" + bareLn.Addr().String(), key: key, app: a}
 }
 
-func seedCustomers(t *testing.T, dsn string, n int) {
+func seedCustomers(t testing.TB, dsn string, n int) {
 	t.Helper()
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, dsn)
@@ -236,7 +237,9 @@ func bareServer(pool *pgxpool.Pool) http.Handler {
 	s.AddTool(mcpgo.NewToolWithRawSchema("crm_find_customer", "Look up one customer by email address.",
 		json.RawMessage(`{"type":"object","properties":{"email":{"type":"string"}},"required":["email"],"additionalProperties":false}`)),
 		func(ctx context.Context, req mcpgo.CallToolRequest) (*mcpgo.CallToolResult, error) {
-			rows, err := pool.Query(ctx, benchSQL, req.GetString("email", ""))
+			// pgx's default mode, as a bare server would run it (the
+			// shared pool's default is toolgate's).
+			rows, err := pool.Query(ctx, benchSQL, pgx.QueryExecModeCacheStatement, req.GetString("email", ""))
 			if err != nil {
 				return nil, err
 			}
@@ -255,7 +258,7 @@ func bareServer(pool *pgxpool.Pool) http.Handler {
 	return mux
 }
 
-func listenLoopback(t *testing.T) net.Listener {
+func listenLoopback(t testing.TB) net.Listener {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -265,7 +268,7 @@ func listenLoopback(t *testing.T) net.Listener {
 }
 
 // serveBench serves h on ln with serve's server settings until the test ends.
-func serveBench(t *testing.T, ln net.Listener, h http.Handler) {
+func serveBench(t testing.TB, ln net.Listener, h http.Handler) {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })

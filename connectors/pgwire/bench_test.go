@@ -49,6 +49,33 @@ func pgbench(t testing.TB, secs int, env []string, args ...string) float64 {
 	return v
 }
 
+var timingRe = regexp.MustCompile(`Time: ([0-9.]+) ms`)
+
+// psqlFetch runs psql fetching 50,000 pgbench_accounts rows into
+// /dev/null and returns the query's time as \timing reports it.
+func psqlFetch(t testing.TB, env []string, args ...string) time.Duration {
+	t.Helper()
+	cmd := exec.Command("psql", append([]string{"-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", `\timing on`, "-c", "SELECT * FROM pgbench_accounts LIMIT 50000", "-o", "/dev/null"}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("psql %v: %v\n%s", args, err, out)
+	}
+	m := timingRe.FindSubmatch(out)
+	if m == nil {
+		t.Fatalf("psql printed no timing:\n%s", out)
+	}
+	ms, _ := strconv.ParseFloat(string(m[1]), 64)
+	return time.Duration(ms * float64(time.Millisecond))
+}
+
+// selfCPU is the CPU time this process has used.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 func freePort(t testing.TB) int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -214,11 +241,18 @@ func BenchmarkPgbench(b *testing.B) {
 	if bouncerPort != 0 {
 		tBouncer = pgbench(t, secs, []string{"PGSSLMODE=disable"}, "-h", "127.0.0.1", "-p", strconv.Itoa(bouncerPort), "-U", "bench", "bench")
 	}
+	cpu0 := selfCPU()
 	tProxy := pgbench(t, secs, []string{"PGPASSWORD=" + key, "PGSSLMODE=disable"}, "-h", "127.0.0.1", "-p", strconv.Itoa(proxyPort), "-U", "support-bot/triage", "x")
+	cpu1 := selfCPU()
 	tMem := pgbench(t, secs, []string{"PGPASSWORD=" + key, "PGSSLMODE=disable"}, "-h", "127.0.0.1", "-p", strconv.Itoa(memPort), "-U", "support-bot/triage", "x")
+	cpu2 := selfCPU()
 	st := rec.Stats()
 	t.Logf("pgbench -S -c 16 -T %d: direct %.0f tps, pgbouncer %.0f tps, toolgate %.0f tps (SQLite audit, %.1f records per batch), toolgate %.0f tps (in-memory audit)",
 		secs, tDirect, tBouncer, tProxy, float64(st.Records)/float64(max(st.Batches, 1)), tMem)
+	perTx := func(cpu time.Duration, tps float64) float64 {
+		return float64(cpu.Microseconds()) / (tps * float64(secs))
+	}
+	t.Logf("toolgate's own CPU per transaction: %.0f µs (SQLite audit), %.0f µs (in-memory audit)", perTx(cpu1-cpu0, tProxy), perTx(cpu2-cpu1, tMem))
 	t.Logf("toolgate/direct = %.2f (target >= 0.70), toolgate/pgbouncer = %.2f (target >= 1.00); in-memory audit: %.2f and %.2f",
 		tProxy/tDirect, tProxy/tBouncer, tMem/tDirect, tMem/tBouncer)
 
@@ -252,6 +286,16 @@ func BenchmarkPgbench(b *testing.B) {
 	dDirect := scan(pg.PasswordDSN(name))
 	dProxy := scan(fmt.Sprintf("host=127.0.0.1 port=%d user=support-bot/triage password=%s sslmode=disable", proxyPort, key))
 	t.Logf("50,000-row SELECT (best of 5): direct %s, toolgate %s, throughput ratio %.2f (target >= 0.85)", dDirect, dProxy, float64(dDirect)/float64(dProxy))
+	// psql fetching 50,000 pgbench_accounts rows (simple query, text),
+	// alternating direct and through toolgate, the query's own time as
+	// psql's \timing reports it.
+	var pDirect, pProxy time.Duration = time.Hour, time.Hour
+	for range 3 {
+		pDirect = min(pDirect, psqlFetch(t, nil, pg.PasswordDSN(name)))
+		pProxy = min(pProxy, psqlFetch(t, []string{"PGPASSWORD=" + key, "PGSSLMODE=disable"}, "-h", "127.0.0.1", "-p", strconv.Itoa(proxyPort), "-U", "support-bot/triage", "x"))
+	}
+	t.Logf("psql, 50,000 pgbench_accounts rows (best of 3): direct %s, toolgate %s, ratio %.2f (target >= 0.85)", pDirect, pProxy, float64(pDirect)/float64(pProxy))
+	b.ReportMetric(float64(pDirect)/float64(pProxy), "x-direct-psql-50k")
 	b.ReportMetric(tProxy/tDirect, "x-direct")
 	if !math.IsNaN(tBouncer) {
 		b.ReportMetric(tProxy/tBouncer, "x-pgbouncer")

@@ -47,4 +47,13 @@
 //     refused at Bind, naming the column.
 //   - Sizes: messages, rows and values over their limits are refused
 //     without being read into memory (limits.go).
+//
+// Cost: a result's columns are analysed once, at its row description
+// (results.go): each column's masking is resolved once, and a result no
+// cell of which can change (no rule, no detector that could match, no
+// format to convert) is relayed as the server sent it, each DataRow
+// checked but not decoded. Each statement's decision record is durable
+// before its results reach the client; its outcome rides in the session's
+// next record (session.go), so a busy session writes one record per
+// statement.
 package pgwire

@@ -234,18 +234,25 @@ func compareViews(t *testing.T, e *env, server map[string]map[string]string) {
 // with a recorded successful outcome of a decision for the same SQL.
 func checkRecorded(t *testing.T, events []broker.Event, done []completed) {
 	t.Helper()
-	texts := map[string]string{}
-	var ran []string
+	// Outcomes are folded into later records or recorded on their own,
+	// each naming its statement: the decisions give the order.
+	var decided []broker.Event
+	ok := map[string]bool{}
 	for _, ev := range events {
-		if ev.Kind != broker.EventStatement {
-			continue
+		for _, o := range broker.Outcomes(ev) {
+			if ok[o.StatementID] {
+				t.Fatalf("the outcome of %s is recorded twice", o.StatementID)
+			}
+			ok[o.StatementID] = o.Status == broker.StatusOK
 		}
-		if ev.Detail["phase"] != "done" {
-			texts[ev.ID] = fmt.Sprint(ev.Detail["statement"])
-			continue
+		if ev.Kind == broker.EventStatement && ev.Detail["phase"] != "done" {
+			decided = append(decided, ev)
 		}
-		if ev.Status == broker.StatusOK {
-			ran = append(ran, texts[fmt.Sprint(ev.Detail["statement_id"])])
+	}
+	var ran []string
+	for _, ev := range decided {
+		if ok[ev.ID] {
+			ran = append(ran, fmt.Sprint(ev.Detail["statement"]))
 		}
 	}
 	if len(ran) != len(done) {

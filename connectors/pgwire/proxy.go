@@ -35,6 +35,9 @@ type Pipeline interface {
 	StatementDeferred(ctx context.Context, sc broker.StatementCall) (broker.StatementDecision, func(context.Context) error, error)
 	StatementDone(ctx context.Context, o broker.StatementOutcome)
 	MaskCell(target, column string, value []byte) ([]byte, bool)
+	// MaskColumn resolves MaskCell once for a result column; nil means
+	// none of its cells can change.
+	MaskColumn(target, column string, shortInteger bool) func([]byte) ([]byte, bool)
 	MaskText(s string) string
 }
 

@@ -25,6 +25,13 @@ type result struct {
 	// row and out are reused from row to row.
 	row pgproto3.DataRow
 	out []byte
+	// untouched is set when no cell of cols can change (untouched).
+	untouched bool
+}
+
+// use sets the columns of the rows that follow.
+func (res *result) use(cols []column) {
+	res.cols, res.untouched = cols, untouched(cols)
 }
 
 // relayUpstream copies server messages to the client: it feeds the
@@ -178,8 +185,8 @@ func (s *session) finishOne(tag *inflight, err error) {
 	if tag == nil || tag.next >= len(tag.ids) {
 		return
 	}
-	s.done <- broker.StatementOutcome{ID: tag.ids[tag.next], Caller: tag.caller, Door: Door, Target: s.srv.cfg.Target, Session: s.id,
-		Rows: tag.rows, Bytes: tag.bytes, Duration: time.Since(tag.start), Masked: tag.mask, Err: err}
+	s.outcome(broker.StatementOutcome{ID: tag.ids[tag.next], Caller: tag.caller, Door: Door, Target: s.srv.cfg.Target, Session: s.id,
+		Rows: tag.rows, Bytes: tag.bytes, Duration: time.Since(tag.start), Masked: tag.mask, Err: err})
 	tag.next++
 	tag.rows, tag.bytes, tag.mask, tag.start = 0, 0, 0, time.Now()
 }
@@ -212,7 +219,8 @@ func (s *session) onRowDescription(res *result, msg []byte) ([]byte, step, error
 	switch {
 	case st.op.kind == opQuery:
 		res.op = st.op
-		res.cols, err = s.columns(rd.Fields, nil)
+		cols, err := s.columns(rd.Fields, nil)
+		res.use(cols)
 		return msg, st, err
 	case st.op.kind == opDescribePortal && st.op.port != nil && anyBinary(st.op.port.formats):
 		for i := range rd.Fields {
@@ -232,9 +240,11 @@ func (s *session) onDataRow(res *result, msg []byte) ([]byte, step, error) {
 	}
 	if st.op.kind == opExecute && res.op != st.op {
 		res.op = st.op
-		if res.cols, err = s.execColumns(st.op.port); err != nil {
+		cols, err := s.execColumns(st.op.port)
+		if err != nil {
 			return nil, st, err
 		}
+		res.use(cols)
 	}
 	if res.op != st.op || res.cols == nil {
 		// Rows nobody described cannot be masked: end the session.

@@ -59,8 +59,19 @@ type session struct {
 	commits []func(context.Context) error
 	stats   broker.SessionStats
 
-	done chan broker.StatementOutcome
+	// outcomes holds the outcomes of statements that ran, until the next
+	// statement's record or the close record carries them, or until
+	// foldWait passes without a statement and flushOutcomes records them
+	// (guarded by mu, like flushT, ended and flushes' Add).
+	outcomes []broker.StatementOutcome
+	flushT   *time.Timer
+	ended    bool
+	flushes  sync.WaitGroup
 }
+
+// foldWait is how long an outcome waits for the session's next statement
+// to carry it before it is recorded on its own.
+const foldWait = 100 * time.Millisecond
 
 // inflight is the audit side of an allowed Execute or Query: one record
 // id per statement, in order, and the counts of the one running now.
@@ -206,14 +217,6 @@ func (s *session) greet(hc *pgconn.HijackedConn, key cancelKey) bool {
 func (s *session) relay(ctx context.Context, cR *bufio.Reader) {
 	s.upW = bufio.NewWriterSize(s.up, 32<<10)
 	s.gate = sync.NewCond(&s.mu)
-	s.done = make(chan broker.StatementOutcome, 256)
-	recorded := make(chan struct{})
-	go func() { // outcomes are recorded off the relay's path
-		defer close(recorded)
-		for o := range s.done {
-			s.srv.pipe.StatementDone(ctx, o)
-		}
-	}()
 	var relay sync.WaitGroup
 	relay.Add(1)
 	go func() {
@@ -246,8 +249,55 @@ func (s *session) relay(ctx context.Context, cR *bufio.Reader) {
 	for _, o := range s.tr.pending() {
 		s.finishOp(o, errors.New("not completed: the session ended first"))
 	}
-	close(s.done)
-	<-recorded
+	s.mu.Lock()
+	s.ended = true
+	s.stats.Done, s.outcomes = s.outcomes, nil // the close record carries them
+	if s.flushT != nil {
+		s.flushT.Stop()
+	}
+	s.mu.Unlock()
+	s.flushes.Wait()
+}
+
+// outcome keeps the outcome of a statement that ran for the next record.
+func (s *session) outcome(o broker.StatementOutcome) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.outcomes = append(s.outcomes, o)
+	if len(s.outcomes) > 1 || s.ended {
+		return
+	}
+	if s.flushT == nil {
+		s.flushT = time.AfterFunc(foldWait, s.flushOutcomes)
+	} else {
+		s.flushT.Reset(foldWait)
+	}
+}
+
+// takeOutcomes hands the kept outcomes to the record about to be written.
+func (s *session) takeOutcomes() []broker.StatementOutcome {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o := s.outcomes
+	s.outcomes = nil
+	return o
+}
+
+// flushOutcomes records the outcomes no statement came to carry.
+func (s *session) flushOutcomes() {
+	s.mu.Lock()
+	if s.ended || len(s.outcomes) == 0 {
+		s.mu.Unlock()
+		return
+	}
+	outs := s.outcomes
+	s.outcomes = nil
+	s.flushes.Add(1)
+	s.mu.Unlock()
+	defer s.flushes.Done()
+	for _, o := range outs {
+		s.srv.pipe.StatementDone(context.Background(), o)
+	}
 }
 
 func isClosed(err error) bool {
@@ -413,12 +463,16 @@ func (s *session) decide(ctx context.Context, sts []broker.Statement, overlap bo
 		return nil, fatalErr{err}
 	}
 	ids := make([]string, 0, len(sts))
-	for _, st := range sts {
+	for i, st := range sts {
 		if st.Command == "COPY TO" && st.Unclassified == "" {
 			st.Unclassified = s.copyMasked(ctx, st.Tables)
 		}
+		var done []broker.StatementOutcome
+		if i == 0 {
+			done = s.takeOutcomes()
+		}
 		d, commit, err := s.srv.pipe.StatementDeferred(ctx, broker.StatementCall{Caller: s.caller, Door: Door, Target: s.srv.cfg.Target, Session: s.id, Statement: st,
-			Preview: s.previewHook(st)})
+			Preview: s.previewHook(st), Done: done})
 		s.mu.Lock()
 		s.stats.Statements++
 		if err != nil {

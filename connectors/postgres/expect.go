@@ -24,7 +24,8 @@ func (c *Connector) ExecuteExpecting(ctx context.Context, op broker.Operation, w
 	if want.RowsAffected < 0 {
 		return broker.Output{}, broker.Errorf(broker.CodeInvalidRequest, "target %s: a matched run needs the previewed row count, and none is known", c.cfg.Name)
 	}
-	maxRows, sql := c.rowCap(op.SQL), c.statementText(ctx, op)
+	maxRows := c.rowCap(op.SQL)
+	sql, _ := c.statementText(ctx, op)
 	ctx, cancel := c.backstop(ctx)
 	defer cancel()
 	// Any way out but a COMMIT that succeeded leaves nothing changed:

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -170,11 +171,35 @@ func (c *Connector) RowCap(op broker.Operation) int {
 //     report default_transaction_read_only (before PostgreSQL 14), runs in
 //     BEGIN [READ ONLY]; SET LOCAL statement_timeout; ...; COMMIT, and a
 //     connection that ran a statement sessionSafe refuses is dropped.
+//
+// A statement whose text is the same on every call is prepared once per
+// connection (queryArgs). When the server refuses a prepared statement
+// because a table it reads changed shape, nothing ran: the statement runs
+// once more, unprepared.
 func (c *Connector) Execute(ctx context.Context, op broker.Operation) (broker.Output, error) {
 	if op.SQL == nil {
 		return broker.Output{}, broker.Errorf(broker.CodeInvalidRequest, "target %s runs SQL operations only", c.cfg.Name)
 	}
-	maxRows, sql := c.RowCap(op), c.statementText(ctx, op)
+	out, err := c.execute(ctx, op, true)
+	if planChanged(err) {
+		return c.execute(ctx, op, false)
+	}
+	return out, err
+}
+
+// planChanged reports the server's refusal of a prepared statement whose
+// result type changed (pgx then drops it from its cache). The server
+// checks before it executes anything.
+func planChanged(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "0A000" && strings.Contains(pgErr.Message, "cached plan must not change result type")
+}
+
+// execute is Execute; prepare allows a stable text to be prepared.
+func (c *Connector) execute(ctx context.Context, op broker.Operation, prepare bool) (broker.Output, error) {
+	maxRows := c.RowCap(op)
+	sql, stable := c.statementText(ctx, op)
+	stable = stable && prepare
 	ctx, cancel := c.backstop(ctx)
 	defer cancel()
 
@@ -193,7 +218,7 @@ func (c *Connector) Execute(ctx context.Context, op broker.Operation) (broker.Ou
 		// that takes read-only mode and the statement timeout from the
 		// session defaults set at connect (see New). One statement for the
 		// server instead of four.
-		rows, err = pc.Query(ctx, sql, normalizeArgs(op.SQL.Args)...)
+		rows, err = pc.Query(ctx, sql, queryArgs(op, stable)...)
 		finish = func() error {
 			// A function called by the statement may have changed the
 			// session default; the server reports it, and a connection
@@ -321,12 +346,29 @@ func (c *Connector) rowCap(op *broker.SQLOperation) int {
 
 // statementText is the statement with the operation's context appended as
 // an SQLCommenter comment, with the trace context of ctx (the broker's
-// connector span, or the caller's) as traceparent and tracestate.
-func (c *Connector) statementText(ctx context.Context, op broker.Operation) string {
-	if comment := Comment(withTraceContext(ctx, op.Comment)); comment != "" {
-		return appendComment(op.SQL.Statement, comment)
+// connector span, or the caller's) as traceparent and tracestate. stable
+// reports that the text is the same for every call of the tool by the
+// node: no run and no trace context in its comment.
+func (c *Connector) statementText(ctx context.Context, op broker.Operation) (text string, stable bool) {
+	kv := withTraceContext(ctx, op.Comment)
+	stable = kv["run"] == "" && kv["traceparent"] == ""
+	if comment := Comment(kv); comment != "" {
+		return appendComment(op.SQL.Statement, comment), stable
 	}
-	return op.SQL.Statement
+	return op.SQL.Statement, stable
+}
+
+// queryArgs are the arguments of Query for a statement on the fast path.
+// A stable text is prepared once per connection and then only bound and
+// executed (pgx's statement cache), sparing the server a parse and plan
+// per call; a text that differs per run or call goes in exec mode and
+// never fills the cache.
+func queryArgs(op broker.Operation, stable bool) []any {
+	args := normalizeArgs(op.SQL.Args)
+	if stable {
+		return append([]any{pgx.QueryExecModeCacheStatement}, args...)
+	}
+	return args
 }
 
 // backstop bounds a call for a server that stops answering: the

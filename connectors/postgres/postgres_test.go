@@ -375,3 +375,46 @@ func TestNotSQL(t *testing.T) {
 		t.Errorf("code = %s, want invalid_request", code)
 	}
 }
+
+// A statement whose text is the same on every call is prepared once per
+// connection; one whose comment names a run is not. When a table it reads
+// changes shape, the next call still answers, with the new columns.
+func TestStableStatementsArePrepared(t *testing.T) {
+	dsn := seeded(t, []string{`CREATE TABLE t (a int)`, `INSERT INTO t VALUES (1)`})
+	c := newConnector(t, postgres.Config{DSN: dsn, MaxConns: 1})
+	ctx := context.Background()
+	call := func(stmt, run string, args ...any) string {
+		t.Helper()
+		out, err := c.Execute(ctx, broker.Operation{Target: "crm", Comment: map[string]string{"graph": "g", "node": "n", "run": run},
+			SQL: &broker.SQLOperation{Statement: stmt, Args: args}})
+		if err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+		return string(out.Value)
+	}
+	prepared := func(like string) string {
+		return call(`SELECT count(*) AS n FROM pg_prepared_statements WHERE statement LIKE $1`, "", like)
+	}
+	for range 3 {
+		call(`SELECT * FROM t WHERE a = $1`, "", 1)
+		call(`SELECT a + 1 AS b FROM t WHERE a = $1`, "run-7", 1)
+	}
+	if got := prepared("SELECT * FROM t WHERE%"); !strings.Contains(got, `"n":1`) {
+		t.Errorf("the stable statement is prepared %s times, want once", got)
+	}
+	if got := prepared("SELECT a + 1%"); !strings.Contains(got, `"n":0`) {
+		t.Errorf("a statement naming a run was prepared: %s", got)
+	}
+
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `ALTER TABLE t ADD COLUMN c text DEFAULT 'new'`); err != nil {
+		t.Fatal(err)
+	}
+	if got := call(`SELECT * FROM t WHERE a = $1`, "", 1); !strings.Contains(got, `"c":"new"`) {
+		t.Fatalf("after the table changed: %s, want the new column", got)
+	}
+}

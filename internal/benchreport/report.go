@@ -138,6 +138,18 @@ func targets() []check {
 			judge: func(v float64, _ map[string]float64) (string, string, verdict) {
 				return fmt.Sprintf("%.2fx PgBouncer", v), fmt.Sprintf("%.2fx", v), verdictOf(v >= 1.0)
 			}},
+		{what: "Postgres passthrough, pgbench -S, in-memory audit (the proxy alone)", bench: "BenchmarkPgbench", metric: "x-direct-memaudit", target: "-", optional: true,
+			judge: func(v float64, m map[string]float64) (string, string, verdict) {
+				return fmt.Sprintf("%.2fx direct, %.2fx PgBouncer", v, m["x-pgbouncer-memaudit"]), "-", info
+			}},
+		{what: "Postgres passthrough, psql fetching 50,000 rows, vs direct", bench: "BenchmarkPgbench", metric: "x-direct-psql-50k", target: ">= 0.85x", optional: true,
+			judge: func(v float64, _ map[string]float64) (string, string, verdict) {
+				return fmt.Sprintf("%.2fx direct", v), fmt.Sprintf("%.2fx", v), verdictOf(v >= 0.85)
+			}},
+		{what: "Postgres passthrough, pgx 50,000-row SELECT (binary ints), vs direct", bench: "BenchmarkPgbench", metric: "x-direct-50k-rows", target: "-", optional: true,
+			judge: func(v float64, _ map[string]float64) (string, string, verdict) {
+				return fmt.Sprintf("%.2fx direct", v), "-", info
+			}},
 	}
 }
 

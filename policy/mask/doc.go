@@ -94,7 +94,9 @@
 // MaskCell masks one text cell of a Postgres DataRow: the target's
 // "table.column" rule (else a global rule with that exact key), then the
 // target's result detectors. null, drop and deny turn the cell into SQL
-// NULL.
+// NULL. MaskColumn resolves the same once for every cell of a column; for
+// a column of short integers (smallint, integer, oid, boolean) that no
+// rule names it skips the detectors, which cannot match one.
 //
 // # What it must never do
 //

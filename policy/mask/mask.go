@@ -10,6 +10,7 @@ import (
 )
 
 var _ broker.Masker = (*Masker)(nil)
+var _ broker.ColumnMasker = (*Masker)(nil)
 
 // Rule layers, in increasing precedence.
 const (
@@ -245,6 +246,39 @@ func (m *Masker) MaskCell(target, column string, value []byte) ([]byte, bool) {
 	}
 	out, _, changed := m.maskText(value, tm.detectors)
 	return out, changed
+}
+
+// MaskColumn is MaskCell for every cell of one result column, resolved
+// once: the column's rule or the detectors. With shortInteger the caller
+// vouches that every cell is an optionally signed integer of at most 10
+// digits or a boolean's t or f (smallint, integer, oid, boolean): no
+// detector can match one (a card has 13 or more digits, an SSN has
+// separators, the others need letters or '@'), so unless a rule names the
+// column or a configured credential is spelled with digits and signs
+// only, MaskColumn returns nil: no cell of the column can change.
+func (m *Masker) MaskColumn(target, column string, shortInteger bool) func([]byte) ([]byte, bool) {
+	tm := &m.global
+	if t, ok := m.targets[target]; ok {
+		tm = t
+	}
+	if action, ok := tm.cells[column]; ok {
+		switch action {
+		case ActionNull, ActionDrop, ActionDeny:
+			return func([]byte) ([]byte, bool) { return nil, true }
+		}
+		return func(v []byte) ([]byte, bool) {
+			w := walker{hashKey: m.hashKey}
+			return w.actOnText(action, v), true
+		}
+	}
+	if shortInteger && !m.secrets.integerLike() {
+		return nil
+	}
+	det := tm.detectors
+	return func(v []byte) ([]byte, bool) {
+		out, _, changed := m.maskText(v, det)
+		return out, changed
+	}
 }
 
 // mask runs the walker and falls back to text for invalid JSON.

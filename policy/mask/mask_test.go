@@ -383,7 +383,53 @@ func TestMaskCell(t *testing.T) {
 			if changed != tt.changed || string(got) != tt.want || (got == nil) != tt.null {
 				t.Errorf("MaskCell = %q, %v; want %q, %v (null %v)", got, changed, tt.want, tt.changed, tt.null)
 			}
+			// MaskColumn, resolved once, masks every cell as MaskCell does.
+			mask := m.MaskColumn(tt.target, tt.column, false)
+			got, changed = mask([]byte(tt.value))
+			if changed != tt.changed || string(got) != tt.want || (got == nil) != tt.null {
+				t.Errorf("MaskColumn = %q, %v; want %q, %v (null %v)", got, changed, tt.want, tt.changed, tt.null)
+			}
 		})
+	}
+}
+
+// A column of short integers skips the detectors, which cannot match
+// one, but never a rule naming the column, nor a credential an integer
+// could spell.
+func TestMaskColumnShortInteger(t *testing.T) {
+	m := newMasker(t, Config{Targets: map[string]TargetConfig{"db": {Rules: map[string]string{"customers.pin": ActionRedact}}}})
+	if f := m.MaskColumn("db", "customers.id", true); f != nil {
+		t.Error("a short-integer column without a rule is scanned; want it skipped")
+	}
+	if f := m.MaskColumn("db", "customers.id", false); f == nil {
+		t.Error("a text column without a rule is skipped; the detectors must run")
+	}
+	f := m.MaskColumn("db", "customers.pin", true)
+	if f == nil {
+		t.Fatal("a short-integer column named by a rule is skipped")
+	}
+	if got, changed := f([]byte("1234")); !changed || string(got) != "[REDACTED]" {
+		t.Errorf("rule on a short-integer column = %q, %v", got, changed)
+	}
+
+	// No detector matches any short integer: what skipping relies on.
+	for _, v := range []string{"-2147483648", "2147483647", "4294967295", "1234567890", "t", "f", "0"} {
+		if out, _, changed := m.maskText([]byte(v), detAll); changed || string(out) != v {
+			t.Errorf("detectors changed the integer %q to %q", v, out)
+		}
+	}
+
+	digits := newMasker(t, Config{Secrets: []Secret{{Where: "targets.db.dsn", Value: "918273645"}}})
+	f = digits.MaskColumn("db", "customers.id", true)
+	if f == nil {
+		t.Fatal("with a credential spelled in digits, a short-integer column is skipped")
+	}
+	if got, changed := f([]byte("918273645")); !changed || string(got) == "918273645" {
+		t.Errorf("a credential in an integer column = %q, %v; want it redacted", got, changed)
+	}
+	letters := newMasker(t, Config{Secrets: []Secret{{Where: "targets.db.dsn", Value: "s3cret-pw-1"}}})
+	if f := letters.MaskColumn("db", "customers.id", true); f != nil {
+		t.Error("a credential with letters keeps a short-integer column scanned")
 	}
 }
 

@@ -127,6 +127,20 @@ func (s *secretSet) has(b []byte) bool {
 	return false
 }
 
+// integerLike reports whether a spelling of a secret is made of digits and
+// signs only, so that an integer could hold it.
+func (s *secretSet) integerLike() bool {
+	if s == nil {
+		return false
+	}
+	for _, sp := range s.spellings {
+		if len(bytes.Trim(sp, "0123456789+-")) == 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // redact returns b with every spelling of a secret replaced, and how many
 // were; b itself is returned when there are none.
 func (s *secretSet) redact(b []byte) ([]byte, int) {
