@@ -34,7 +34,8 @@ func (a *app) openPassthrough(bg context.Context, mux *http.ServeMux, metaURL st
 		a.closers = append(a.closers, roles.Close)
 		pc := pgwire.Config{Listen: l.Listen, Target: l.Target, DSN: t.Postgres.DSN, Login: roles,
 			StatementTimeout: t.Postgres.StatementTimeout.D(), ReadOnly: t.Postgres.ReadOnly, MaxConnsPerGrant: l.MaxConnsPerGrant,
-			MaxMessageBytes: l.MaxMessageBytes, MaxRowBytes: l.MaxRowBytes, MaxCellBytes: l.MaxCellBytes,
+			MaxPendingLogins: l.MaxPendingLogins,
+			MaxMessageBytes:  l.MaxMessageBytes, MaxRowBytes: l.MaxRowBytes, MaxCellBytes: l.MaxCellBytes,
 			PreviewTimeout: t.Postgres.PreviewTimeout.D(), PreviewLockTimeout: t.Postgres.PreviewLockTimeout.D(), PreviewRows: cfg.Approvals.Preview.MaxRows}
 		if l.TLSCert != "" || l.TLSKey != "" {
 			cert, err := tls.LoadX509KeyPair(l.TLSCert, l.TLSKey)

@@ -9,6 +9,7 @@ import (
 // Defaults of the bounds in Config.
 const (
 	defaultMaxConnsPerGrant = 10
+	defaultMaxPendingLogins = 256
 	defaultMaxMessageBytes  = 16 << 20
 	defaultMaxRowBytes      = 16 << 20
 	defaultMaxCellBytes     = 8 << 20

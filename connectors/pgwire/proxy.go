@@ -72,6 +72,10 @@ type Config struct {
 	// MaxConnsPerGrant caps the open sessions of one grant (of one graph
 	// and node for API-key sessions); 0 means 10.
 	MaxConnsPerGrant int
+	// MaxPendingLogins caps the connections that have not yet logged in
+	// (authenticated and admitted under MaxConnsPerGrant); one more is
+	// refused at once with SQLSTATE 53300. 0 means 256.
+	MaxPendingLogins int
 	// MaxMessageBytes caps one protocol message in either direction,
 	// DataRows excepted; 0 means 16 MiB.
 	MaxMessageBytes int
@@ -125,6 +129,7 @@ func (c *Config) defaults() {
 		c.IdentifyEvery = 2 * time.Second
 	}
 	def(&c.MaxConnsPerGrant, defaultMaxConnsPerGrant)
+	def(&c.MaxPendingLogins, defaultMaxPendingLogins)
 	def(&c.MaxMessageBytes, defaultMaxMessageBytes)
 	def(&c.MaxRowBytes, defaultMaxRowBytes)
 	def(&c.MaxCellBytes, defaultMaxCellBytes)
@@ -158,6 +163,8 @@ type Server struct {
 	perGrant map[string]int
 	live     map[*session]struct{}
 	closed   bool
+	// logins counts the connections not yet logged in, and the refusals.
+	logins loginCount
 	// byRemote and sessions let CloseSessions find a session's connection.
 	byRemote map[string]net.Conn
 	sessions map[string]*openSession
@@ -224,15 +231,28 @@ func (s *Server) Start() error {
 				time.Sleep(50 * time.Millisecond)
 				continue
 			}
-			if !s.track(c, true) {
+			slot, verdict := s.accept(c)
+			switch verdict {
+			case acceptClosed:
 				_ = c.Close()
 				return
+			case acceptRefused:
+				s.wg.Add(1)
+				go func() {
+					defer s.wg.Done()
+					s.refuse(c)
+				}()
+				continue
+			case acceptDropped:
+				_ = c.Close()
+				continue
 			}
 			s.wg.Add(1)
 			go func() {
 				defer s.wg.Done()
-				defer s.track(c, false)
-				s.serve(c)
+				defer s.forget(c)
+				defer slot.release()
+				s.serve(c, slot)
 			}()
 		}
 	}()
@@ -259,20 +279,12 @@ func (s *Server) Close() error {
 	return err
 }
 
-func (s *Server) track(c net.Conn, add bool) bool {
+// forget drops a connection that has ended (accept made it known).
+func (s *Server) forget(c net.Conn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if add {
-		if s.closed {
-			return false
-		}
-		s.conns[c] = struct{}{}
-		s.byRemote[c.RemoteAddr().String()] = c
-	} else {
-		delete(s.conns, c)
-		delete(s.byRemote, c.RemoteAddr().String())
-	}
-	return true
+	delete(s.conns, c)
+	delete(s.byRemote, c.RemoteAddr().String())
 }
 
 // prefixConn replays bytes already read before the connection's own.
@@ -291,7 +303,7 @@ func (p *prefixConn) Read(b []byte) (int, error) {
 }
 
 // serve runs one client connection from the first byte to the end.
-func (s *Server) serve(raw net.Conn) {
+func (s *Server) serve(raw net.Conn, slot *loginSlot) {
 	defer raw.Close()
 	_ = raw.SetDeadline(time.Now().Add(s.cfg.StartupTimeout))
 	var conn net.Conn = raw
@@ -360,7 +372,7 @@ func (s *Server) serve(raw net.Conn) {
 		return
 	}
 	s.runSession(&session{srv: s, client: conn, remote: raw.RemoteAddr().String(), params: startup.Parameters,
-		minor: startup.ProtocolVersion & 0xffff, tr: newTracker()}, raw)
+		minor: startup.ProtocolVersion & 0xffff, tr: newTracker(), slot: slot}, raw)
 }
 
 // runSession runs a session, known to the server while it lasts.

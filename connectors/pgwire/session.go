@@ -25,6 +25,8 @@ type session struct {
 	remote string
 	params map[string]string
 	minor  uint32
+	// slot is the connection's place under max_pending_logins.
+	slot *loginSlot
 
 	cr     broker.Credentials
 	caller broker.Caller
@@ -113,6 +115,8 @@ func (s *session) run(raw net.Conn) {
 		return
 	}
 	defer s.srv.release(s.caller)
+	// Logged in: max_conns_per_grant governs the session from here on.
+	s.slot.release()
 	hc, release, ok := s.connect(ctx)
 	if !ok {
 		return

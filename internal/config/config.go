@@ -289,6 +289,9 @@ type PostgresListener struct {
 	// MaxConnsPerGrant caps the open sessions of one grant (of one graph
 	// and node for API-key sessions); 0 means 10.
 	MaxConnsPerGrant int `yaml:"max_conns_per_grant" json:"max_conns_per_grant,omitempty"`
+	// MaxPendingLogins caps the connections of this listener that have not
+	// yet logged in; one more is refused with SQLSTATE 53300. 0 means 256.
+	MaxPendingLogins int `yaml:"max_pending_logins" json:"max_pending_logins,omitempty"`
 	// MaxMessageBytes caps one protocol message in either direction; 0
 	// means 16 MiB. MaxRowBytes caps one result row (0: 16 MiB),
 	// MaxCellBytes one value of a row or one Bind parameter (0: 8 MiB).

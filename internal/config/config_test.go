@@ -110,7 +110,7 @@ func TestValidDecodes(t *testing.T) {
 	if cfg.PublicURL != "" {
 		t.Errorf("public_url = %q; it defaults at serve time from the bound address", cfg.PublicURL)
 	}
-	if p := cfg.Passthrough.Postgres[0]; p.MaxConnsPerGrant != 4 || p.MaxMessageBytes != 8<<20 || p.MaxRowBytes != 4<<20 || p.MaxCellBytes != 1<<20 {
+	if p := cfg.Passthrough.Postgres[0]; p.MaxConnsPerGrant != 4 || p.MaxPendingLogins != 32 || p.MaxMessageBytes != 8<<20 || p.MaxRowBytes != 4<<20 || p.MaxCellBytes != 1<<20 {
 		t.Errorf("passthrough.postgres[0] bounds = %+v", p)
 	}
 }
