@@ -96,6 +96,7 @@ func Parse(file string, data []byte, env Env) (*Config, error) {
 		return nil, append(probs, Problem{File: file, Reason: err.Error()})
 	}
 	probs = append(probs, validateSchema(file, generic, lines)...)
+	probs = append(probs, kindKeyProblems(file, generic, lines)...)
 	if len(probs) > 0 {
 		sortProblems(probs)
 		return nil, probs
