@@ -337,7 +337,7 @@ func validateSchema(file string, v any, lines map[string]int) Problems {
 				p += name
 				if key := p + ": unknown"; !seen[key] {
 					seen[key] = true
-					probs = append(probs, Problem{File: file, Line: lines[p], Path: p, Reason: "unknown key"})
+					probs = append(probs, Problem{File: file, Line: lines[p], Path: p, Reason: unknownKey})
 				}
 			}
 			return

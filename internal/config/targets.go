@@ -326,7 +326,7 @@ func (t *Target) UnmarshalYAML(n *yaml.Node) error {
 	out := yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: n.Line, Column: n.Column}
 	for _, key := range slices.Sorted(maps.Keys(keys)) {
 		if why := k.refusesKey(key); why != "" {
-			return fmt.Errorf("line %d: %s: %s", n.Line, key, why)
+			return fmt.Errorf("line %d: %s: %s", keys[key].Line, key, why)
 		}
 		if own[key] {
 			v := keys[key]
@@ -345,10 +345,13 @@ func (k TargetKind) refusesKey(key string) string {
 	}
 	owners := kindNames(func(o TargetKind) bool { return yamlKeys(o.section(&Target{}, true))[key] })
 	if owners == "" {
-		return "unknown key"
+		return unknownKey
 	}
 	return fmt.Sprintf("is a key of %s targets; %s target does not take it", owners, KindPhrase(k.Name))
 }
+
+// unknownKey is the problem of a key nothing declares.
+const unknownKey = "unknown key"
 
 // yamlKeys is the set of keys the struct v points to declares in its yaml
 // tags (not "-").
@@ -379,7 +382,7 @@ func kindKeyProblems(file string, doc any, lines map[string]int) Problems {
 			continue
 		}
 		for _, key := range slices.Sorted(maps.Keys(target)) {
-			if why := k.refusesKey(key); why != "" && why != "unknown key" {
+			if why := k.refusesKey(key); why != "" && why != unknownKey {
 				path := "targets." + name + "." + key
 				probs = append(probs, Problem{File: file, Line: lineOf(lines, path), Path: path, Reason: why})
 			}
