@@ -96,6 +96,7 @@ func Parse(file string, data []byte, env Env) (*Config, error) {
 		return nil, append(probs, Problem{File: file, Reason: err.Error()})
 	}
 	probs = append(probs, validateSchema(file, generic, lines)...)
+	probs = append(probs, kindKeyProblems(file, generic, lines)...)
 	if len(probs) > 0 {
 		sortProblems(probs)
 		return nil, probs
@@ -336,7 +337,7 @@ func validateSchema(file string, v any, lines map[string]int) Problems {
 				p += name
 				if key := p + ": unknown"; !seen[key] {
 					seen[key] = true
-					probs = append(probs, Problem{File: file, Line: lines[p], Path: p, Reason: "unknown key"})
+					probs = append(probs, Problem{File: file, Line: lines[p], Path: p, Reason: unknownKey})
 				}
 			}
 			return

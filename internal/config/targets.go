@@ -134,7 +134,8 @@ func KindPhrase(names string) string {
 // Target is a privileged backend: its kind, the keys every kind has (mask,
 // detectors) and, in the one section of its kind, the kind's own keys.
 // The YAML is flat, as it always was: the kind's keys sit beside kind, and
-// UnmarshalYAML decodes them into the section.
+// UnmarshalYAML decodes them into the section; a key of another kind is a
+// config error, never silently dropped.
 type Target struct {
 	Kind string `yaml:"kind" json:"kind"` // postgres | sqlite | http | mcp
 	// Exactly the section of Kind is set.
@@ -297,8 +298,9 @@ func (t Target) Section() TargetSection {
 }
 
 // UnmarshalYAML decodes a target: kind, mask and detectors, then the keys
-// of its kind into its section. Keys of other kinds, which the schema lets
-// any target carry, are ignored as they always were.
+// of its kind into its section. A key its kind does not have is refused
+// (Parse reports it with its line before decoding; this keeps a direct
+// decode from dropping it silently).
 func (t *Target) UnmarshalYAML(n *yaml.Node) error {
 	var common struct {
 		Kind      string            `yaml:"kind"`
@@ -313,25 +315,78 @@ func (t *Target) UnmarshalYAML(n *yaml.Node) error {
 	if !ok {
 		return fmt.Errorf("line %d: unknown target kind %q", n.Line, t.Kind)
 	}
-	sec := k.section(t, true)
-	return onlyKeys(n, sec).Decode(sec)
-}
-
-// onlyKeys returns the mapping n without the keys the struct v points to
-// does not declare.
-func onlyKeys(n *yaml.Node, v any) *yaml.Node {
-	declared := map[string]bool{}
-	typ := reflect.TypeOf(v).Elem()
-	for i := 0; i < typ.NumField(); i++ {
-		name, _, _ := strings.Cut(typ.Field(i).Tag.Get("yaml"), ",")
-		declared[name] = true
+	// Decoding to a map resolves merge keys (<<: *anchor), whose keys
+	// would otherwise be lost on the way to the section.
+	var keys map[string]yaml.Node
+	if err := n.Decode(&keys); err != nil {
+		return err
 	}
-	out := *n
-	out.Content = nil
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if declared[n.Content[i].Value] {
-			out.Content = append(out.Content, n.Content[i], n.Content[i+1])
+	sec := k.section(t, true)
+	own := yamlKeys(sec)
+	out := yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: n.Line, Column: n.Column}
+	for _, key := range slices.Sorted(maps.Keys(keys)) {
+		if why := k.refusesKey(key); why != "" {
+			return fmt.Errorf("line %d: %s: %s", keys[key].Line, key, why)
+		}
+		if own[key] {
+			v := keys[key]
+			out.Content = append(out.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: key}, &v)
 		}
 	}
-	return &out
+	return out.Decode(sec)
+}
+
+// refusesKey says why a target of kind k cannot carry key: it is another
+// kind's, or no kind's; "" when it can. Both come from Kinds and the
+// sections' yaml tags, so a new kind needs nothing here.
+func (k TargetKind) refusesKey(key string) string {
+	if yamlKeys(&Target{})[key] || yamlKeys(k.section(&Target{}, true))[key] {
+		return ""
+	}
+	owners := kindNames(func(o TargetKind) bool { return yamlKeys(o.section(&Target{}, true))[key] })
+	if owners == "" {
+		return unknownKey
+	}
+	return fmt.Sprintf("is a key of %s targets; %s target does not take it", owners, KindPhrase(k.Name))
+}
+
+// unknownKey is the problem of a key nothing declares.
+const unknownKey = "unknown key"
+
+// yamlKeys is the set of keys the struct v points to declares in its yaml
+// tags (not "-").
+func yamlKeys(v any) map[string]bool {
+	keys := map[string]bool{}
+	typ := reflect.TypeOf(v).Elem()
+	for i := 0; i < typ.NumField(); i++ {
+		if name, _, _ := strings.Cut(typ.Field(i).Tag.Get("yaml"), ","); name != "-" && name != "" {
+			keys[name] = true
+		}
+	}
+	return keys
+}
+
+// kindKeyProblems reports each target key its kind does not take but
+// another kind does, at its line. Keys no kind has are the schema's to
+// report (it lists every kind's keys and no others), as are a missing or
+// unknown kind. doc is the config as the schema saw it.
+func kindKeyProblems(file string, doc any, lines map[string]int) Problems {
+	root, _ := doc.(map[string]any)
+	targets, _ := root["targets"].(map[string]any)
+	var probs Problems
+	for _, name := range slices.Sorted(maps.Keys(targets)) {
+		target, _ := targets[name].(map[string]any)
+		kindName, _ := target["kind"].(string)
+		k, ok := KindOf(kindName)
+		if !ok {
+			continue
+		}
+		for _, key := range slices.Sorted(maps.Keys(target)) {
+			if why := k.refusesKey(key); why != "" && why != unknownKey {
+				path := "targets." + name + "." + key
+				probs = append(probs, Problem{File: file, Line: lineOf(lines, path), Path: path, Reason: why})
+			}
+		}
+	}
+	return probs
 }
