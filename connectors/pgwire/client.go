@@ -21,9 +21,15 @@ const refusalHint = "toolgate refused this statement"
 // refusalSQL raises a refusal on the server itself (a DO block that raises
 // SQLSTATE 42501), so the error arrives after every earlier result and
 // aborts the server's transaction exactly as a real error would.
-func refusalSQL(err error) string {
+//
+// The relay masks every error the server sends, since anyone may raise one
+// with toolgate's hint; the message toolgate raised itself is remembered
+// (raised) and passes unmasked, so an approval id whose hex happens to hold
+// a card-like digit run still reaches the client whole.
+func (s *session) refusalSQL(err error) string {
 	e, _ := broker.AsError(err)
 	msg := strings.ReplaceAll(e.Message, "$", "\uff04")
+	s.raised.Store(msg, struct{}{})
 	detail := "toolgate code: " + string(e.Code)
 	return "DO $tg$BEGIN RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = $m$" + msg + "$m$, DETAIL = $m$" + detail + "$m$, HINT = $m$" + refusalHint + "$m$; END$tg$"
 }
@@ -558,7 +564,7 @@ func (s *session) refuseExtended(ctx context.Context, st broker.Statement) error
 }
 
 func (s *session) refuseDecided(err error) error {
-	s.refusal = refusalSQL(err)
+	s.refusal = s.refusalSQL(err)
 	return nil
 }
 
@@ -590,7 +596,7 @@ func (s *session) sendRefusalQuery(err error) error {
 	if s.tr.query(nil, false, false) == nil {
 		return nil
 	}
-	b, _ := (&pgproto3.Query{String: refusalSQL(err)}).Encode(nil)
+	b, _ := (&pgproto3.Query{String: s.refusalSQL(err)}).Encode(nil)
 	return s.forward(b)
 }
 

@@ -320,14 +320,8 @@ func (s *session) onError(res *result, msg []byte) ([]byte, error) {
 		return nil, err
 	}
 	res.op, res.cols = nil, nil
-	// Anyone may raise an error with toolgate's hint (RAISE ... USING
-	// HINT): it only tidies, and every error is masked.
-	ours := e.Hint == refusalHint
-	s.maskError(&e)
+	s.tidyError(&e)
 	outcome := errors.New(e.Code + ": " + e.Message)
-	if ours {
-		e.Hint, e.Where, e.File, e.Line, e.Routine = "", "", "", 0, ""
-	}
 	st := s.tr.errorResponse()
 	if st.op != nil && st.op.kind == opQuery {
 		if tag, ok := st.op.tag.(*inflight); ok {
@@ -342,6 +336,26 @@ func (s *session) onError(res *result, msg []byte) ([]byte, error) {
 		}
 	}
 	return e.Encode(nil)
+}
+
+// tidyError masks a server error. Anyone may raise an error with
+// toolgate's hint (RAISE ... USING HINT): the hint only tidies (no
+// PL/pgSQL context), and every error is masked but the message toolgate
+// raised itself (refusalSQL), which holds no data of the target.
+func (s *session) tidyError(e *pgproto3.ErrorResponse) {
+	ours := e.Hint == refusalHint
+	own := false
+	if ours {
+		_, own = s.raised.LoadAndDelete(e.Message)
+	}
+	raw := e.Message
+	s.maskError(e)
+	if own {
+		e.Message = raw
+	}
+	if ours {
+		e.Hint, e.Where, e.File, e.Line, e.Routine = "", "", "", 0, ""
+	}
 }
 
 func (s *session) maskError(e *pgproto3.ErrorResponse) {

@@ -27,6 +27,9 @@ type session struct {
 	minor  uint32
 	// slot is the connection's place under max_pending_logins.
 	slot *loginSlot
+	// raised holds the refusal messages toolgate raised on the server and
+	// has not yet seen come back (client.go refusalSQL).
+	raised sync.Map
 
 	cr     broker.Credentials
 	caller broker.Caller
