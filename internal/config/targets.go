@@ -122,10 +122,10 @@ func kindNames(match func(TargetKind) bool) string {
 	return strings.Join(names, " or ")
 }
 
-// KindPhrase puts "a" or "an" before kind names, as spoken: "an http",
+// KindPhrase puts "a" or "an" before kind names, as spoken: "an http", "an mcp",
 // "a postgres or sqlite".
 func KindPhrase(names string) string {
-	if names != "" && strings.IndexByte("aehiou", names[0]) >= 0 {
+	if names != "" && strings.IndexByte("aehioum", names[0]) >= 0 {
 		return "an " + names
 	}
 	return "a " + names
